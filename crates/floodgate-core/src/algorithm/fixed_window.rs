@@ -1,0 +1,122 @@
+//! `fixed_window`: one counter, reset at multiples of `window` since the
+//! Unix epoch.
+
+use super::{needed, WindowState};
+use crate::outcome::{Outcome, Receipt};
+
+/// At most `limit` hits in each window `[k·window, (k+1)·window)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FixedWindow {
+    /// Hits allowed per window; at least 1.
+    limit: u64,
+    /// Window length in µs; at least 1.
+    window_us: u64,
+}
+
+impl FixedWindow {
+    pub(crate) fn new(limit: u64, window_us: u64) -> Self {
+        debug_assert!(limit > 0 && window_us > 0);
+        FixedWindow {
+            limit: limit.max(1),
+            window_us: window_us.max(1),
+        }
+    }
+
+    pub(crate) fn check(&self, state: &mut WindowState, now_us: u64, hits: u64) -> Outcome {
+        let index = now_us / self.window_us;
+        if index > state.index {
+            *state = WindowState {
+                index,
+                previous: 0,
+                current: 0,
+            };
+        }
+        let reset_after_us = (index + 1) * self.window_us - now_us;
+        let allowed = state.current.saturating_add(needed(hits)) <= self.limit;
+        let mut receipt = None;
+        if allowed && hits > 0 {
+            state.current += hits;
+            receipt = Some(Receipt {
+                at_us: now_us,
+                id: 0,
+            });
+        }
+        Outcome {
+            allowed,
+            limit: self.limit,
+            remaining: self.limit.saturating_sub(state.current),
+            reset_after_us,
+            retry_after_us: if allowed { 0 } else { reset_after_us },
+            receipt,
+        }
+    }
+
+    pub(crate) fn refund(&self, state: &mut WindowState, receipt: Receipt, hits: u64) {
+        if receipt.at_us / self.window_us == state.index {
+            state.current = state.current.saturating_sub(hits);
+        }
+    }
+
+    pub(crate) fn expires_at(&self, state: &WindowState) -> u64 {
+        (state.index + 1) * self.window_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    #[test]
+    fn allows_limit_per_window_then_resets_at_the_boundary() {
+        let fw = FixedWindow::new(3, 10 * S);
+        let mut st = WindowState::default();
+        let t0 = 100 * S; // a window boundary
+        for i in 0..3 {
+            let o = fw.check(&mut st, t0 + i, 1);
+            assert!(o.allowed);
+            assert_eq!(o.remaining, 2 - i);
+        }
+        let denied = fw.check(&mut st, t0 + 4 * S, 1);
+        assert!(!denied.allowed);
+        assert_eq!(denied.retry_after_us, 6 * S);
+        assert_eq!(denied.receipt, None);
+        // Last µs of the window: still denied; first µs of the next: allowed.
+        assert!(!fw.check(&mut st, t0 + 10 * S - 1, 1).allowed);
+        let o = fw.check(&mut st, t0 + 10 * S, 1);
+        assert!(o.allowed);
+        assert_eq!(o.remaining, 2);
+        assert_eq!(o.reset_after_us, 10 * S);
+    }
+
+    #[test]
+    fn hits_peek_and_refund() {
+        let fw = FixedWindow::new(10, S);
+        let mut st = WindowState::default();
+        let o = fw.check(&mut st, 0, 7);
+        assert!(o.allowed);
+        assert_eq!(o.remaining, 3);
+        assert!(!fw.check(&mut st, 1, 4).allowed);
+        // Peek charges nothing and says whether one more hit fits.
+        let peek = fw.check(&mut st, 2, 0);
+        assert!(peek.allowed);
+        assert_eq!(peek.remaining, 3);
+        assert_eq!(peek.receipt, None);
+        fw.refund(&mut st, o.receipt.unwrap(), 7);
+        assert_eq!(st.current, 0);
+        // A refund for a past window changes nothing.
+        fw.check(&mut st, S, 2);
+        fw.refund(&mut st, o.receipt.unwrap(), 7);
+        assert_eq!(st.current, 2);
+    }
+
+    #[test]
+    fn a_cost_above_the_limit_never_fits() {
+        let fw = FixedWindow::new(5, S);
+        let mut st = WindowState::default();
+        let o = fw.check(&mut st, 0, 6);
+        assert!(!o.allowed);
+        assert_eq!(o.remaining, 5);
+    }
+}

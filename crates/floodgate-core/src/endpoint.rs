@@ -1,0 +1,182 @@
+//! Endpoint classes: `[[endpoint]]` maps a request path (and method) to a
+//! class name that policies match on (`endpoint = "ai"`). First match wins.
+
+/// One endpoint class.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// Class name, the value of the `endpoint` attribute.
+    name: String,
+    /// Path glob: `*` matches any run of characters, `/` included.
+    path: String,
+    /// Upper-case methods it covers; empty = every method.
+    methods: Vec<String>,
+}
+
+/// Why an endpoint was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct EndpointError {
+    /// The setting at fault (`"name"`, `"path"`, `"methods"`).
+    pub field: &'static str,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl Endpoint {
+    /// Validates and builds an endpoint class.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its field.
+    pub fn new(
+        name: String,
+        path: String,
+        methods: Vec<String>,
+    ) -> Result<Self, Vec<EndpointError>> {
+        let mut errors = Vec::new();
+        if !crate::policy::is_valid_name(&name) {
+            errors.push(EndpointError {
+                field: "name",
+                message: format!("endpoint name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'"),
+            });
+        }
+        if !path.starts_with('/') {
+            errors.push(EndpointError {
+                field: "path",
+                message: format!("endpoint path {path:?} must start with '/'"),
+            });
+        }
+        let mut upper = Vec::with_capacity(methods.len());
+        for m in methods {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic()) {
+                errors.push(EndpointError {
+                    field: "methods",
+                    message: format!("method {m:?} is not an HTTP method name"),
+                });
+            }
+            upper.push(m.to_ascii_uppercase());
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Endpoint {
+            name,
+            path,
+            methods: upper,
+        })
+    }
+
+    /// The class name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The path glob.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The methods covered (empty = all).
+    pub fn methods(&self) -> &[String] {
+        &self.methods
+    }
+
+    /// Whether a request with `method` and `path` (no query) is in the class.
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && glob(self.path.as_bytes(), path.as_bytes())
+    }
+}
+
+/// `*` matches any run of bytes; everything else matches itself.
+fn glob(pattern: &[u8], text: &[u8]) -> bool {
+    let (mut p, mut t) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && pattern[p] == b'*' {
+            star = Some((p, t));
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == text[t] {
+            p += 1;
+            t += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&b| b == b'*')
+}
+
+/// The endpoint classes in configuration order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndpointTable {
+    /// Classes, first match wins.
+    endpoints: Vec<Endpoint>,
+}
+
+impl EndpointTable {
+    /// A table of `endpoints`, tried in order.
+    pub fn new(endpoints: Vec<Endpoint>) -> Self {
+        EndpointTable { endpoints }
+    }
+
+    /// The class of a request, if any.
+    pub fn classify(&self, method: &str, path: &str) -> Option<&str> {
+        self.endpoints
+            .iter()
+            .find(|e| e.matches(method, path))
+            .map(Endpoint::name)
+    }
+
+    /// The classes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Endpoint> {
+        self.endpoints.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(name: &str, path: &str, methods: &[&str]) -> Endpoint {
+        Endpoint::new(
+            name.into(),
+            path.into(),
+            methods.iter().map(|m| m.to_string()).collect(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn globs() {
+        assert!(glob(b"/api/chat/*", b"/api/chat/completions"));
+        assert!(glob(b"/api/chat/*", b"/api/chat/a/b"));
+        assert!(!glob(b"/api/chat/*", b"/api/chats"));
+        assert!(glob(b"/api/*/x", b"/api/a/b/x"));
+        assert!(glob(b"/exact", b"/exact"));
+        assert!(!glob(b"/exact", b"/exact/"));
+        assert!(glob(b"*", b""));
+    }
+
+    #[test]
+    fn first_match_wins_and_methods_filter() {
+        let table = EndpointTable::new(vec![
+            ep("ai", "/api/chat/*", &["post"]),
+            ep("auth", "/auth/*", &[]),
+            ep("api", "/api/*", &[]),
+        ]);
+        assert_eq!(table.classify("POST", "/api/chat/x"), Some("ai"));
+        assert_eq!(table.classify("GET", "/api/chat/x"), Some("api"));
+        assert_eq!(table.classify("GET", "/auth/login"), Some("auth"));
+        assert_eq!(table.classify("GET", "/other"), None);
+    }
+
+    #[test]
+    fn refuses_bad_endpoints() {
+        let errs = Endpoint::new("a b".into(), "api".into(), vec!["P0ST".into()]).unwrap_err();
+        let fields: Vec<_> = errs.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["name", "path", "methods"]);
+    }
+}

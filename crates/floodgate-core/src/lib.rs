@@ -1,0 +1,23 @@
+//! floodgate-core owns the rate-limit domain: attributes, policies, counter
+//! keys, the five algorithms as pure state transitions, and the `Clock`.
+//! It does no I/O and must never depend on tokio, a store, a transport or
+//! protobuf types: stores and servers translate to and from these types.
+#![forbid(unsafe_code)]
+
+pub mod algorithm;
+pub mod attributes;
+pub mod endpoint;
+pub mod key;
+pub mod lease;
+pub mod outcome;
+pub mod policy;
+pub mod time;
+
+pub use algorithm::{Algorithm, State};
+pub use attributes::{validate_attributes, validate_hits, AttributeError, Attributes, MAX_HITS};
+pub use endpoint::{Endpoint, EndpointError, EndpointTable};
+pub use key::{counter_key, escape_value};
+pub use lease::{LeaseError, LeasePart};
+pub use outcome::{Outcome, Receipt};
+pub use policy::{AlgorithmKind, FallbackMode, Mode, Policy, PolicyError, PolicySet, PolicySpec};
+pub use time::{Clock, ManualClock, SystemClock};

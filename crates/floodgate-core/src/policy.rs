@@ -1,0 +1,536 @@
+//! Policies: which checks a limit applies to, how its counter is keyed, and
+//! the validated algorithm behind it. An invalid policy cannot be built.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::algorithm::{
+    Algorithm, Concurrency, FixedWindow, SlidingLog, SlidingWindow, TokenBucket, MAX_LOG_LIMIT,
+};
+use crate::attributes::Attributes;
+use crate::key::counter_key;
+
+/// Longest policy name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Shortest window: 1 ms.
+pub const MIN_WINDOW_US: u64 = 1_000;
+/// Longest window or lease timeout: 366 days.
+pub const MAX_WINDOW_US: u64 = 366 * 86_400 * 1_000_000;
+/// Largest limit: far below any overflow in the stores' arithmetic.
+pub const MAX_LIMIT: u64 = 1_000_000_000_000;
+/// Lease timeout of `concurrency` policies when none is given: 60 s.
+pub const DEFAULT_LEASE_TIMEOUT_US: u64 = 60_000_000;
+
+/// The algorithm named in a policy, before its parameters are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AlgorithmKind {
+    /// `sliding_window` (the default).
+    #[default]
+    SlidingWindow,
+    /// `sliding_log`.
+    SlidingLog,
+    /// `fixed_window`.
+    FixedWindow,
+    /// `token_bucket`.
+    TokenBucket,
+    /// `concurrency`.
+    Concurrency,
+}
+
+impl AlgorithmKind {
+    /// Every algorithm, by its configuration name.
+    pub const ALL: [(&'static str, AlgorithmKind); 5] = [
+        ("sliding_window", AlgorithmKind::SlidingWindow),
+        ("sliding_log", AlgorithmKind::SlidingLog),
+        ("fixed_window", AlgorithmKind::FixedWindow),
+        ("token_bucket", AlgorithmKind::TokenBucket),
+        ("concurrency", AlgorithmKind::Concurrency),
+    ];
+
+    /// The configuration name (`"sliding_window"`, …).
+    pub fn as_str(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map_or("sliding_window", |(n, _)| n)
+    }
+
+    /// Parses a configuration name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+    }
+}
+
+/// Whether a policy's denials are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Denials deny (the default).
+    #[default]
+    Enforce,
+    /// Count and report, never deny.
+    Shadow,
+}
+
+/// What a policy does while its shared store is unreachable (SPEC §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackMode {
+    /// Limit locally with `ceil(limit / instances)`.
+    Local,
+    /// Allow everything.
+    Allow,
+    /// Deny everything.
+    Deny,
+}
+
+impl FallbackMode {
+    /// Parses `"local" | "allow" | "deny"`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "local" => Some(FallbackMode::Local),
+            "allow" => Some(FallbackMode::Allow),
+            "deny" => Some(FallbackMode::Deny),
+            _ => None,
+        }
+    }
+
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FallbackMode::Local => "local",
+            FallbackMode::Allow => "allow",
+            FallbackMode::Deny => "deny",
+        }
+    }
+}
+
+/// A policy as written, before validation. Durations are in µs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySpec {
+    /// Unique name, `[A-Za-z0-9_.-]`, 1 to 64 bytes.
+    pub name: String,
+    /// Conditions: attribute → accepted values (any of them).
+    pub matches: Vec<(String, Vec<String>)>,
+    /// Attributes whose values partition the counter.
+    pub key: Vec<String>,
+    /// The quota.
+    pub limit: u64,
+    /// The window; required except for `concurrency`.
+    pub window_us: Option<u64>,
+    /// The algorithm.
+    pub algorithm: AlgorithmKind,
+    /// `token_bucket` only: bucket size (default `limit`).
+    pub burst: Option<u64>,
+    /// `concurrency` only: lease lifetime (default 60 s).
+    pub lease_timeout_us: Option<u64>,
+    /// Enforce or shadow.
+    pub mode: Mode,
+    /// Per-policy override of the store's fallback mode.
+    pub fallback: Option<FallbackMode>,
+    /// Envoy RLS domain; `None` = every domain.
+    pub domain: Option<String>,
+}
+
+/// Why a policy spec was refused; `field` names the offending setting so a
+/// config loader can point at it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PolicyError {
+    /// The setting at fault (`"limit"`, `"window"`, `"name"`, …).
+    pub field: &'static str,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+fn error(field: &'static str, message: impl Into<String>) -> PolicyError {
+    PolicyError {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Whether `name` is a valid policy or attribute name.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Unique name.
+    name: Arc<str>,
+    /// Conditions that must all hold.
+    matches: Vec<(String, Vec<String>)>,
+    /// Attributes keying the counter, in order.
+    key: Vec<String>,
+    /// The quota as written.
+    limit: u64,
+    /// Window in µs (for `concurrency`, the lease timeout).
+    window_us: u64,
+    /// The algorithm with its parameters.
+    algorithm: Algorithm,
+    /// Its kind, for reporting.
+    kind: AlgorithmKind,
+    /// `token_bucket` bucket size; `limit` otherwise.
+    burst: u64,
+    /// Enforce or shadow.
+    mode: Mode,
+    /// Per-policy fallback override.
+    fallback: Option<FallbackMode>,
+    /// Envoy RLS domain.
+    domain: Option<String>,
+}
+
+impl Policy {
+    /// Validates `spec` and builds the policy.
+    ///
+    /// # Errors
+    /// Every problem found, each naming its field.
+    pub fn new(spec: PolicySpec) -> Result<Policy, Vec<PolicyError>> {
+        let mut errors = Vec::new();
+        if !is_valid_name(&spec.name) {
+            errors.push(error(
+                "name",
+                format!(
+                    "policy name {:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.'",
+                    spec.name
+                ),
+            ));
+        }
+        let kind = spec.algorithm;
+        if spec.limit == 0 {
+            errors.push(error("limit", "limit must be at least 1"));
+        } else if spec.limit > MAX_LIMIT {
+            errors.push(error("limit", format!("limit must be at most {MAX_LIMIT}")));
+        } else if kind == AlgorithmKind::SlidingLog && spec.limit > MAX_LOG_LIMIT {
+            errors.push(error(
+                "limit",
+                format!(
+                    "sliding_log keeps one entry per hit, so its limit must be at most {}; use sliding_window for larger limits",
+                    MAX_LOG_LIMIT
+                ),
+            ));
+        }
+        let window_us = match (kind, spec.window_us) {
+            (AlgorithmKind::Concurrency, Some(_)) => {
+                errors.push(error(
+                    "window",
+                    "concurrency policies have no window; use lease_timeout",
+                ));
+                0
+            }
+            (AlgorithmKind::Concurrency, None) => 0,
+            (_, None) => {
+                errors.push(error("window", "window is required (for example \"1m\")"));
+                0
+            }
+            (_, Some(w)) if !(MIN_WINDOW_US..=MAX_WINDOW_US).contains(&w) => {
+                errors.push(error("window", "window must be between 1ms and 366d"));
+                0
+            }
+            (_, Some(w)) => w,
+        };
+        if kind == AlgorithmKind::TokenBucket && window_us > 0 && spec.limit > window_us {
+            errors.push(error(
+                "limit",
+                "token_bucket limit must not exceed the window in microseconds (one token per µs at most)",
+            ));
+        }
+        let burst = match (kind, spec.burst) {
+            (AlgorithmKind::TokenBucket, Some(0)) => {
+                errors.push(error("burst", "burst must be at least 1"));
+                1
+            }
+            (AlgorithmKind::TokenBucket, Some(b)) if b > MAX_LIMIT => {
+                errors.push(error("burst", format!("burst must be at most {MAX_LIMIT}")));
+                1
+            }
+            (AlgorithmKind::TokenBucket, Some(b)) => b,
+            (_, Some(_)) => {
+                errors.push(error(
+                    "burst",
+                    "burst applies only to token_bucket policies",
+                ));
+                1
+            }
+            (_, None) => spec.limit,
+        };
+        let lease_timeout_us = match (kind, spec.lease_timeout_us) {
+            (AlgorithmKind::Concurrency, Some(t))
+                if !(MIN_WINDOW_US..=MAX_WINDOW_US).contains(&t) =>
+            {
+                errors.push(error(
+                    "lease_timeout",
+                    "lease_timeout must be between 1ms and 366d",
+                ));
+                DEFAULT_LEASE_TIMEOUT_US
+            }
+            (AlgorithmKind::Concurrency, t) => t.unwrap_or(DEFAULT_LEASE_TIMEOUT_US),
+            (_, Some(_)) => {
+                errors.push(error(
+                    "lease_timeout",
+                    "lease_timeout applies only to concurrency policies",
+                ));
+                0
+            }
+            (_, None) => 0,
+        };
+        for (i, name) in spec.key.iter().enumerate() {
+            if !is_valid_name(name) {
+                errors.push(error(
+                    "key",
+                    format!("key attribute {name:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.'"),
+                ));
+            } else if spec.key[..i].contains(name) {
+                errors.push(error(
+                    "key",
+                    format!("key attribute {name:?} is listed twice"),
+                ));
+            }
+        }
+        for (name, values) in &spec.matches {
+            if !is_valid_name(name) {
+                errors.push(error(
+                    "match",
+                    format!("match attribute {name:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.'"),
+                ));
+            }
+            if values.is_empty() {
+                errors.push(error("match", format!("match on {name:?} lists no value")));
+            }
+        }
+        if spec.key.is_empty() && spec.matches.is_empty() {
+            errors.push(error(
+                "key",
+                "a policy with no `key` and no `match` is one global counter for every request; add a `match` or a `key`",
+            ));
+        }
+        if let Some(domain) = &spec.domain {
+            if domain.is_empty() || domain.chars().any(char::is_control) {
+                errors.push(error("domain", "domain must be a non-empty string"));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let algorithm = match kind {
+            AlgorithmKind::SlidingWindow => {
+                Algorithm::SlidingWindow(SlidingWindow::new(spec.limit, window_us))
+            }
+            AlgorithmKind::SlidingLog => {
+                Algorithm::SlidingLog(SlidingLog::new(spec.limit, window_us))
+            }
+            AlgorithmKind::FixedWindow => {
+                Algorithm::FixedWindow(FixedWindow::new(spec.limit, window_us))
+            }
+            AlgorithmKind::TokenBucket => {
+                Algorithm::TokenBucket(TokenBucket::new(spec.limit, window_us, burst))
+            }
+            AlgorithmKind::Concurrency => {
+                Algorithm::Concurrency(Concurrency::new(spec.limit, lease_timeout_us))
+            }
+        };
+        Ok(Policy {
+            name: spec.name.into(),
+            matches: spec.matches,
+            key: spec.key,
+            limit: spec.limit,
+            window_us: if kind == AlgorithmKind::Concurrency {
+                lease_timeout_us
+            } else {
+                window_us
+            },
+            algorithm,
+            kind,
+            burst,
+            mode: spec.mode,
+            fallback: spec.fallback,
+            domain: spec.domain,
+        })
+    }
+
+    /// The policy's unique name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name as a shared string (cheap to clone into statuses).
+    pub fn name_arc(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// The match conditions.
+    pub fn matches(&self) -> &[(String, Vec<String>)] {
+        &self.matches
+    }
+
+    /// The key attributes, in order.
+    pub fn key(&self) -> &[String] {
+        &self.key
+    }
+
+    /// The quota as written.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Window in µs; for `concurrency`, the lease timeout.
+    pub fn window_us(&self) -> u64 {
+        self.window_us
+    }
+
+    /// `token_bucket` bucket size; `limit` for the others.
+    pub fn burst(&self) -> u64 {
+        self.burst
+    }
+
+    /// The algorithm with its parameters.
+    pub fn algorithm(&self) -> &Algorithm {
+        &self.algorithm
+    }
+
+    /// The algorithm's kind.
+    pub fn kind(&self) -> AlgorithmKind {
+        self.kind
+    }
+
+    /// Enforce or shadow.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// Per-policy fallback override.
+    pub fn fallback(&self) -> Option<FallbackMode> {
+        self.fallback
+    }
+
+    /// Envoy RLS domain, if restricted to one.
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// Whether the policy applies: every `match` condition holds, every key
+    /// attribute is present, and the domain fits. A check without a domain
+    /// (floodgate.v1, HTTP, ext_authz, nginx) sees only policies without one.
+    pub fn applies(&self, attributes: &Attributes, domain: Option<&str>) -> bool {
+        // Policies without a domain belong to every domain.
+        if let Some(own) = &self.domain {
+            if domain != Some(own.as_str()) {
+                return false;
+            }
+        }
+        self.matches.iter().all(|(name, values)| {
+            attributes
+                .get(name)
+                .is_some_and(|v| values.iter().any(|x| x == v))
+        }) && self.key.iter().all(|name| attributes.contains_key(name))
+    }
+
+    /// The counter key for `attributes` (the policy must apply).
+    pub fn counter_key(&self, attributes: &Attributes) -> String {
+        counter_key(
+            &self.name,
+            self.key
+                .iter()
+                .map(|k| attributes.get(k).map_or("", String::as_str)),
+        )
+    }
+
+    /// The same policy with `limit` divided by `instances` (rounded up):
+    /// what one sidecar enforces alone while the shared store is away.
+    pub fn scaled(&self, instances: u64) -> Policy {
+        let instances = instances.max(1);
+        let mut copy = self.clone();
+        let limit = self.limit.div_ceil(instances);
+        let burst = self.burst.div_ceil(instances);
+        copy.limit = limit;
+        copy.burst = burst;
+        copy.algorithm = match self.kind {
+            AlgorithmKind::SlidingWindow => {
+                Algorithm::SlidingWindow(SlidingWindow::new(limit, self.window_us))
+            }
+            AlgorithmKind::SlidingLog => {
+                Algorithm::SlidingLog(SlidingLog::new(limit, self.window_us))
+            }
+            AlgorithmKind::FixedWindow => {
+                Algorithm::FixedWindow(FixedWindow::new(limit, self.window_us))
+            }
+            AlgorithmKind::TokenBucket => {
+                Algorithm::TokenBucket(TokenBucket::new(limit, self.window_us, burst))
+            }
+            AlgorithmKind::Concurrency => {
+                Algorithm::Concurrency(Concurrency::new(limit, self.window_us))
+            }
+        };
+        copy
+    }
+}
+
+/// The loaded policies, in configuration order, with unique names.
+#[derive(Debug, Clone, Default)]
+pub struct PolicySet {
+    /// Policies in configuration order.
+    policies: Vec<Arc<Policy>>,
+    /// Name → index into `policies`.
+    by_name: HashMap<Arc<str>, usize>,
+}
+
+impl PolicySet {
+    /// Builds a set.
+    ///
+    /// # Errors
+    /// The names used more than once.
+    pub fn new(policies: Vec<Policy>) -> Result<PolicySet, Vec<String>> {
+        let mut by_name = HashMap::new();
+        let mut duplicates = Vec::new();
+        for (i, p) in policies.iter().enumerate() {
+            if by_name.insert(p.name.clone(), i).is_some() {
+                duplicates.push(p.name().to_string());
+            }
+        }
+        if !duplicates.is_empty() {
+            return Err(duplicates);
+        }
+        Ok(PolicySet {
+            policies: policies.into_iter().map(Arc::new).collect(),
+            by_name,
+        })
+    }
+
+    /// All policies, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Policy>> {
+        self.policies.iter()
+    }
+
+    /// How many policies there are.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// The policy named `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Policy>> {
+        self.by_name.get(name).map(|&i| &self.policies[i])
+    }
+
+    /// The policies that apply to a check, in configuration order.
+    pub fn applicable<'a>(
+        &'a self,
+        attributes: &'a Attributes,
+        domain: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+        self.policies
+            .iter()
+            .filter(move |p| p.applies(attributes, domain))
+    }
+}
+
+#[cfg(test)]
+mod tests;
