@@ -1,0 +1,276 @@
+//! The `Limiter`: the one facade transports call. It picks the policies that
+//! apply, asks the store for all of them at once, enforces "allowed only if
+//! every applicable policy allows" and refunds what a denied check had
+//! counted (SPEC §1).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use floodgate_core::{
+    validate_attributes, validate_hits, AlgorithmKind, Attributes, LeasePart, Mode, Policy,
+    PolicySet, Receipt,
+};
+
+use crate::store::{Refund, Source, Store, StoreOp};
+use crate::LimitError;
+
+/// One check, as every transport describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Check<'a> {
+    /// The request's attributes.
+    pub attributes: &'a Attributes,
+    /// Cost; 0 peeks.
+    pub hits: u64,
+    /// Envoy RLS domain; `None` for every other transport.
+    pub domain: Option<&'a str>,
+}
+
+/// One applicable policy's view of a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyStatus {
+    /// The policy's name.
+    pub policy: Arc<str>,
+    /// Whether this policy alone allows the check.
+    pub allowed: bool,
+    /// Its quota (for `token_bucket`, the bucket size).
+    pub limit: u64,
+    /// Quota left.
+    pub remaining: u64,
+    /// Microseconds until the quota is full again.
+    pub reset_after_us: u64,
+    /// Microseconds until the check could pass; 0 when allowed.
+    pub retry_after_us: u64,
+    /// The policy's window in µs (lease timeout for `concurrency`), for the
+    /// `RateLimit-Policy` header.
+    pub window_us: u64,
+    /// Whether the policy only reports (`mode = "shadow"` or global shadow).
+    pub shadow: bool,
+    /// Who decided.
+    pub source: Source,
+}
+
+/// The answer to a check.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// Index into `statuses` of the deciding policy: when denied, the
+    /// enforced denial that lasts longest; when allowed, the policy with the
+    /// least quota left. `None` when no policy applied.
+    pub decider: Option<usize>,
+    /// One status per applicable policy, in configuration order.
+    pub statuses: Vec<PolicyStatus>,
+    /// Lease token to release, when allowed concurrency policies charged.
+    pub lease: Option<String>,
+}
+
+impl Verdict {
+    /// The deciding policy's status.
+    pub fn deciding(&self) -> Option<&PolicyStatus> {
+        self.decider.map(|i| &self.statuses[i])
+    }
+}
+
+/// Applies the loaded policies to checks, against one store.
+pub struct Limiter {
+    /// The loaded policies; swapped whole on reload, so a check sees either
+    /// the old set or the new one, never a mix.
+    policies: ArcSwap<PolicySet>,
+    /// Where counters live.
+    store: Arc<dyn Store>,
+    /// Global shadow mode: count and report, never deny.
+    shadow: AtomicBool,
+}
+
+impl Limiter {
+    /// A limiter over `policies` and `store`.
+    pub fn new(policies: PolicySet, store: Arc<dyn Store>) -> Self {
+        Limiter {
+            policies: ArcSwap::from_pointee(policies),
+            store,
+            shadow: AtomicBool::new(false),
+        }
+    }
+
+    /// The policies in force.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies.load_full()
+    }
+
+    /// Replaces the policies atomically. Counters are keyed by policy name
+    /// and key values, so a policy that keeps both keeps its counters.
+    pub fn replace_policies(&self, policies: PolicySet) {
+        self.policies.store(Arc::new(policies));
+    }
+
+    /// Turns global shadow mode on or off.
+    pub fn set_shadow(&self, shadow: bool) {
+        self.shadow.store(shadow, Ordering::Relaxed);
+    }
+
+    /// Whether global shadow mode is on.
+    pub fn shadow(&self) -> bool {
+        self.shadow.load(Ordering::Relaxed)
+    }
+
+    /// What answers checks now (`/readyz`).
+    pub fn store_mode(&self) -> Source {
+        self.store.mode()
+    }
+
+    /// Decides a check.
+    ///
+    /// # Errors
+    /// [`LimitError::InvalidAttributes`] for malformed attributes or cost
+    /// (nothing counted); [`LimitError::Store`] when the store could not
+    /// decide.
+    pub async fn check(&self, check: Check<'_>) -> Result<Verdict, LimitError> {
+        validate_attributes(check.attributes)?;
+        validate_hits(check.hits)?;
+        let set = self.policies.load();
+        let applicable: Vec<&Arc<Policy>> =
+            set.applicable(check.attributes, check.domain).collect();
+        if applicable.is_empty() {
+            return Ok(Verdict {
+                allowed: true,
+                ..Verdict::default()
+            });
+        }
+        let keys: Vec<String> = applicable
+            .iter()
+            .map(|p| p.counter_key(check.attributes))
+            .collect();
+        let ops: Vec<StoreOp<'_>> = applicable
+            .iter()
+            .zip(&keys)
+            .map(|(policy, key)| StoreOp {
+                policy,
+                key,
+                hits: check.hits,
+            })
+            .collect();
+        let outcomes = self.store.check(&ops).await?;
+        let global_shadow = self.shadow();
+        let statuses: Vec<PolicyStatus> = applicable
+            .iter()
+            .zip(&outcomes)
+            .map(|(policy, o)| PolicyStatus {
+                policy: policy.name_arc().clone(),
+                allowed: o.outcome.allowed,
+                limit: o.outcome.limit,
+                remaining: o.outcome.remaining,
+                reset_after_us: o.outcome.reset_after_us,
+                retry_after_us: o.outcome.retry_after_us,
+                window_us: policy.window_us(),
+                shadow: global_shadow || policy.mode() == Mode::Shadow,
+                source: o.source,
+            })
+            .collect();
+        let allowed = statuses.iter().all(|s| s.allowed || s.shadow);
+        let receipts = ops
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(op, o)| o.outcome.receipt.map(|r| (op, r)));
+        let mut lease_parts = Vec::new();
+        if allowed {
+            for (op, receipt) in receipts {
+                if op.policy.kind() == AlgorithmKind::Concurrency {
+                    lease_parts.push(LeasePart {
+                        counter_key: op.key.to_string(),
+                        id: receipt.id,
+                        hits: op.hits,
+                    });
+                }
+            }
+        } else {
+            let refunds: Vec<Refund<'_>> = receipts
+                .map(|(op, receipt)| Refund {
+                    policy: op.policy,
+                    key: op.key,
+                    hits: op.hits,
+                    receipt,
+                })
+                .collect();
+            if !refunds.is_empty() {
+                if let Err(error) = self.store.refund(&refunds).await {
+                    // The check is still denied; the charge stays counted
+                    // until its window passes.
+                    tracing::warn!(%error, "refund of a denied check failed");
+                }
+            }
+        }
+        record_metrics(&statuses);
+        Ok(Verdict {
+            allowed,
+            decider: decider(&statuses, allowed),
+            statuses,
+            lease: (!lease_parts.is_empty()).then(|| LeasePart::encode(&lease_parts)),
+        })
+    }
+
+    /// Releases the slots a lease token holds. Parts whose policy is gone or
+    /// is no longer a concurrency policy are skipped: their leases lapse at
+    /// their timeout. Releasing twice is harmless.
+    ///
+    /// # Errors
+    /// [`LimitError::InvalidLease`] for a malformed token (nothing released);
+    /// [`LimitError::Store`] when the store could not be reached.
+    pub async fn release(&self, token: &str) -> Result<(), LimitError> {
+        let parts = LeasePart::decode(token)?;
+        let set = self.policies.load();
+        let refunds: Vec<Refund<'_>> = parts
+            .iter()
+            .filter_map(|part| {
+                let policy = set.get(part.policy())?;
+                (policy.kind() == AlgorithmKind::Concurrency).then_some(Refund {
+                    policy,
+                    key: &part.counter_key,
+                    hits: part.hits,
+                    receipt: Receipt {
+                        at_us: 0,
+                        id: part.id,
+                    },
+                })
+            })
+            .collect();
+        if !refunds.is_empty() {
+            self.store.refund(&refunds).await?;
+        }
+        Ok(())
+    }
+}
+
+fn decider(statuses: &[PolicyStatus], allowed: bool) -> Option<usize> {
+    let enforced = || statuses.iter().enumerate().filter(|(_, s)| !s.shadow);
+    let pick = if allowed {
+        enforced().min_by_key(|(_, s)| s.remaining)
+    } else {
+        enforced()
+            .filter(|(_, s)| !s.allowed)
+            .max_by_key(|(_, s)| s.retry_after_us)
+    };
+    pick.map(|(i, _)| i)
+        .or_else(|| statuses.iter().position(|s| !s.allowed))
+        .or((!statuses.is_empty()).then_some(0))
+}
+
+fn record_metrics(statuses: &[PolicyStatus]) {
+    for s in statuses {
+        let decision = match (s.allowed, s.shadow) {
+            (true, _) => "allowed",
+            (false, true) => "shadow_denied",
+            (false, false) => "denied",
+        };
+        metrics::counter!(
+            "floodgate_checks_total",
+            "policy" => s.policy.clone(),
+            "decision" => decision,
+            "source" => s.source.as_str()
+        )
+        .increment(1);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,187 @@
+use super::*;
+use crate::{LocalConfig, LocalStore};
+use floodgate_core::{AttributeError, FallbackMode, ManualClock, PolicySpec};
+
+const S: u64 = 1_000_000;
+
+fn spec(name: &str, limit: u64) -> PolicySpec {
+    PolicySpec {
+        name: name.into(),
+        key: vec!["user".into()],
+        limit,
+        window_us: Some(60 * S),
+        algorithm: AlgorithmKind::FixedWindow,
+        ..PolicySpec::default()
+    }
+}
+
+fn limiter(specs: Vec<PolicySpec>) -> Limiter {
+    let policies = specs.into_iter().map(|s| Policy::new(s).unwrap()).collect();
+    let clock = Arc::new(ManualClock::new(1_700_000_000 * S));
+    let store = LocalStore::new(LocalConfig::default(), clock, Source::Local);
+    Limiter::new(PolicySet::new(policies).unwrap(), Arc::new(store))
+}
+
+fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+async fn check(l: &Limiter, a: &Attributes, hits: u64) -> Verdict {
+    l.check(Check {
+        attributes: a,
+        hits,
+        domain: None,
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn exactly_the_limit_then_denied() {
+    let l = limiter(vec![PolicySpec {
+        matches: vec![("endpoint".into(), vec!["ai".into()])],
+        algorithm: AlgorithmKind::SlidingWindow,
+        ..spec("ai", 500)
+    }]);
+    let a = attrs(&[("user", "u1"), ("endpoint", "ai")]);
+    let mut allowed = 0;
+    for _ in 0..600 {
+        if check(&l, &a, 1).await.allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 500);
+    let v = check(&l, &a, 1).await;
+    assert_eq!(v.deciding().unwrap().policy.as_ref(), "ai");
+    assert!(v.deciding().unwrap().retry_after_us > 0);
+}
+
+#[tokio::test]
+async fn no_applicable_policy_allows() {
+    let l = limiter(vec![spec("p", 1)]);
+    let v = check(&l, &attrs(&[("ip", "1.2.3.4")]), 1).await;
+    assert!(v.allowed);
+    assert!(v.statuses.is_empty());
+    assert_eq!(v.decider, None);
+}
+
+#[tokio::test]
+async fn a_denied_check_is_refunded_everywhere() {
+    let l = limiter(vec![spec("wide", 10), spec("narrow", 1)]);
+    let a = attrs(&[("user", "u1")]);
+    let first = check(&l, &a, 1).await;
+    assert!(first.allowed);
+    assert_eq!(first.deciding().unwrap().policy.as_ref(), "narrow");
+    for _ in 0..5 {
+        let denied = check(&l, &a, 1).await;
+        assert!(!denied.allowed);
+        assert_eq!(denied.deciding().unwrap().policy.as_ref(), "narrow");
+        // "wide" allowed it, then was refunded.
+        assert!(denied.statuses[0].allowed);
+    }
+    let peek = check(&l, &a, 0).await;
+    assert_eq!(peek.statuses[0].remaining, 9);
+}
+
+#[tokio::test]
+async fn shadow_policies_report_but_never_deny() {
+    let l = limiter(vec![PolicySpec {
+        mode: Mode::Shadow,
+        ..spec("dark", 1)
+    }]);
+    let a = attrs(&[("user", "u1")]);
+    assert!(check(&l, &a, 1).await.allowed);
+    let v = check(&l, &a, 1).await;
+    assert!(v.allowed);
+    assert!(!v.statuses[0].allowed);
+    assert!(v.statuses[0].shadow);
+
+    let l = limiter(vec![spec("p", 1)]);
+    l.set_shadow(true);
+    check(&l, &a, 1).await;
+    assert!(check(&l, &a, 1).await.allowed);
+}
+
+#[tokio::test]
+async fn leases_are_returned_and_released() {
+    let l = limiter(vec![PolicySpec {
+        algorithm: AlgorithmKind::Concurrency,
+        window_us: None,
+        fallback: Some(FallbackMode::Deny),
+        ..spec("llm", 1)
+    }]);
+    let a = attrs(&[("user", "u/1")]);
+    let v = check(&l, &a, 1).await;
+    let lease = v.lease.clone().unwrap();
+    assert!(lease.starts_with("llm:u%2F1/"));
+    assert!(!check(&l, &a, 1).await.allowed);
+    l.release(&lease).await.unwrap();
+    l.release(&lease).await.unwrap();
+    assert!(check(&l, &a, 1).await.allowed);
+    assert!(matches!(
+        l.release("nonsense").await,
+        Err(LimitError::InvalidLease(_))
+    ));
+}
+
+#[tokio::test]
+async fn a_denied_concurrency_check_returns_no_lease_and_frees_its_slot() {
+    let l = limiter(vec![
+        PolicySpec {
+            algorithm: AlgorithmKind::Concurrency,
+            window_us: None,
+            ..spec("llm", 1)
+        },
+        spec("rate", 1),
+    ]);
+    let a = attrs(&[("user", "u1")]);
+    let v = check(&l, &a, 1).await;
+    l.release(v.lease.as_deref().unwrap()).await.unwrap();
+    let denied = check(&l, &a, 1).await;
+    assert!(!denied.allowed);
+    assert_eq!(denied.lease, None);
+    assert_eq!(check(&l, &a, 0).await.statuses[0].remaining, 1);
+}
+
+#[tokio::test]
+async fn bad_input_counts_nothing() {
+    let l = limiter(vec![spec("p", 1)]);
+    let long = attrs(&[("user", &"x".repeat(300))]);
+    let err = l
+        .check(Check {
+            attributes: &long,
+            hits: 1,
+            domain: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(err.is_invalid_input());
+    let a = attrs(&[("user", "u1")]);
+    let err = l
+        .check(Check {
+            attributes: &a,
+            hits: u64::MAX,
+            domain: None,
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        LimitError::InvalidAttributes(AttributeError::TooManyHits(_))
+    ));
+    assert!(check(&l, &a, 1).await.allowed);
+}
+
+#[tokio::test]
+async fn counters_survive_a_reload_that_keeps_name_and_key() {
+    let l = limiter(vec![spec("p", 2)]);
+    let a = attrs(&[("user", "u1")]);
+    check(&l, &a, 2).await;
+    l.replace_policies(PolicySet::new(vec![Policy::new(spec("p", 3)).unwrap()]).unwrap());
+    let v = check(&l, &a, 0).await;
+    assert_eq!(v.statuses[0].limit, 3);
+    assert_eq!(v.statuses[0].remaining, 1);
+}

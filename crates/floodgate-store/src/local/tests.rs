@@ -1,0 +1,114 @@
+use super::*;
+use floodgate_core::{ManualClock, PolicySpec};
+
+const S: u64 = 1_000_000;
+const T0: u64 = 1_700_000_000 * S;
+
+fn policy(kind: AlgorithmKind, limit: u64) -> Policy {
+    Policy::new(PolicySpec {
+        name: "p".into(),
+        key: vec!["user".into()],
+        limit,
+        window_us: (kind != AlgorithmKind::Concurrency).then_some(60 * S),
+        algorithm: kind,
+        ..PolicySpec::default()
+    })
+    .unwrap()
+}
+
+fn store(max_keys: usize, shards: usize) -> (LocalStore, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let store = LocalStore::new(
+        LocalConfig { max_keys, shards },
+        clock.clone(),
+        Source::Local,
+    );
+    (store, clock)
+}
+
+#[test]
+fn counts_each_key_apart() {
+    let (store, _) = store(1000, 4);
+    let p = policy(AlgorithmKind::FixedWindow, 2);
+    assert!(store.check_one(&p, "p:a", 1).allowed);
+    assert!(store.check_one(&p, "p:a", 1).allowed);
+    assert!(!store.check_one(&p, "p:a", 1).allowed);
+    assert!(store.check_one(&p, "p:b", 1).allowed);
+    assert_eq!(store.len(), 2);
+}
+
+#[test]
+fn peeks_and_denials_of_new_keys_store_nothing() {
+    let (store, _) = store(1000, 4);
+    let p = policy(AlgorithmKind::SlidingWindow, 2);
+    assert!(store.check_one(&p, "p:a", 0).allowed);
+    assert!(!store.check_one(&p, "p:a", 3).allowed);
+    assert!(store.is_empty());
+}
+
+#[test]
+fn a_flood_of_distinct_keys_stays_under_the_cap() {
+    let (store, _) = store(256, 8);
+    let p = policy(AlgorithmKind::SlidingWindow, 5);
+    for i in 0..20_000 {
+        assert!(store.check_one(&p, &format!("p:user{i}"), 1).allowed);
+    }
+    assert!(store.len() <= 256, "{} keys", store.len());
+    assert!(store.evictions() >= 20_000 - 256);
+}
+
+#[test]
+fn sweep_drops_expired_counters_only() {
+    let (store, clock) = store(1000, 4);
+    let short = Policy::new(PolicySpec {
+        name: "short".into(),
+        key: vec!["user".into()],
+        limit: 5,
+        window_us: Some(S),
+        algorithm: AlgorithmKind::FixedWindow,
+        ..PolicySpec::default()
+    })
+    .unwrap();
+    let long = policy(AlgorithmKind::FixedWindow, 5);
+    store.check_one(&short, "short:a", 1);
+    store.check_one(&long, "p:a", 1);
+    clock.advance(2 * S);
+    assert_eq!(store.sweep(), 1);
+    // The long counter kept its count.
+    assert_eq!(store.check_one(&long, "p:a", 0).remaining, 4);
+}
+
+#[test]
+fn refund_and_release_undo_exactly() {
+    let (store, _) = store(1000, 4);
+    let c = policy(AlgorithmKind::Concurrency, 1);
+    let first = store.check_one(&c, "p:a", 1);
+    assert!(first.allowed);
+    assert!(!store.check_one(&c, "p:a", 1).allowed);
+    store.refund_one(&Refund {
+        policy: &c,
+        key: "p:a",
+        hits: 1,
+        receipt: first.receipt.unwrap(),
+    });
+    assert!(store.check_one(&c, "p:a", 1).allowed);
+}
+
+#[test]
+fn concurrent_checks_admit_exactly_the_limit() {
+    let (store, _) = store(1000, 4);
+    let store = Arc::new(store);
+    let p = Arc::new(policy(AlgorithmKind::SlidingLog, 500));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, p) = (store.clone(), p.clone());
+            std::thread::spawn(move || {
+                (0..200)
+                    .filter(|_| store.check_one(&p, "p:hot", 1).allowed)
+                    .count()
+            })
+        })
+        .collect();
+    let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(admitted, 500);
+}

@@ -1,0 +1,86 @@
+//! The one async store interface. The config picks the store at run time,
+//! so transports only ever see `Arc<dyn Store>` behind the `Limiter`.
+
+use async_trait::async_trait;
+use floodgate_core::{Outcome, Policy, Receipt};
+
+use crate::StoreError;
+
+/// Which store made a decision (SPEC §4 `Source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The shared Redis store.
+    Redis,
+    /// The embedded local store (configured as the store).
+    Local,
+    /// The local fallback while Redis is unreachable.
+    Fallback,
+}
+
+impl Source {
+    /// `"redis" | "local" | "fallback"`, as in JSON and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Redis => "redis",
+            Source::Local => "local",
+            Source::Fallback => "fallback",
+        }
+    }
+}
+
+/// One policy's share of a check.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOp<'a> {
+    /// The policy deciding.
+    pub policy: &'a Policy,
+    /// Its counter key (`<policy>:<escaped values>`).
+    pub key: &'a str,
+    /// The cost; 0 peeks.
+    pub hits: u64,
+}
+
+/// What a store decided for one [`StoreOp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOutcome {
+    /// The algorithm's outcome.
+    pub outcome: Outcome,
+    /// Who decided.
+    pub source: Source,
+}
+
+/// Undo of one earlier charge (a refund, or a lease release).
+#[derive(Debug, Clone, Copy)]
+pub struct Refund<'a> {
+    /// The policy that charged.
+    pub policy: &'a Policy,
+    /// The counter key charged.
+    pub key: &'a str,
+    /// The hits charged.
+    pub hits: u64,
+    /// The receipt the charge returned.
+    pub receipt: Receipt,
+}
+
+/// Where counters live. Implementations own atomicity per counter and run
+/// each policy's algorithm check-then-charge.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Decides every op, in order, charging those that are allowed. All ops
+    /// of one check are sent together (one round trip for a remote store).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not decide; nothing may have been
+    /// charged, or some ops may have been (the caller refunds nothing then:
+    /// a failed check counts at most once).
+    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError>;
+
+    /// Undoes earlier charges. Undoing twice is harmless.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be reached.
+    async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError>;
+
+    /// What answers checks right now: `"local"`, `"redis"` or `"fallback"`
+    /// (shown by `/readyz`).
+    fn mode(&self) -> Source;
+}
