@@ -10,7 +10,10 @@ pub struct Outcome {
     pub limit: u64,
     /// Quota left after this check.
     pub remaining: u64,
-    /// Microseconds until the counter is back to a full quota.
+    /// Microseconds until the counter resets: the end of the current
+    /// window (`fixed_window`, `sliding_window`), until the newest entry
+    /// lapses (`sliding_log`), until the bucket is full (`token_bucket`), or
+    /// until the first lease lapses (`concurrency`).
     pub reset_after_us: u64,
     /// Microseconds until the same check could be allowed; 0 when allowed.
     pub retry_after_us: u64,
@@ -25,7 +28,8 @@ pub struct Receipt {
     /// The time the charge was made at (epoch µs): names the window or log
     /// entries that hold it.
     pub at_us: u64,
-    /// The nonce of the charge: the lease id for `concurrency`, the member
-    /// suffix of the log entries for `sliding_log` in Redis; 0 otherwise.
+    /// The nonce of the charge: the lease id for `concurrency`; for
+    /// `token_bucket`, the TAT right after the charge; the member suffix of
+    /// the log entries for `sliding_log` in Redis; 0 otherwise.
     pub id: u64,
 }

@@ -18,6 +18,12 @@ pub const MIN_WINDOW_US: u64 = 1_000;
 pub const MAX_WINDOW_US: u64 = 366 * 86_400 * 1_000_000;
 /// Largest limit: far below any overflow in the stores' arithmetic.
 pub const MAX_LIMIT: u64 = 1_000_000_000_000;
+/// Largest `limit × window_ms` of a `sliding_window` policy: keeps its
+/// weighted estimate exact in f64 (and in Lua).
+const MAX_EXACT: u128 = 1 << 53;
+/// Longest time a token bucket takes to refill: 3660 days, far below what
+/// µs timestamps can add without overflow (in u64 and in Lua doubles).
+const MAX_BUCKET_US: u64 = 10 * MAX_WINDOW_US;
 /// Lease timeout of `concurrency` policies when none is given: 60 s.
 pub const DEFAULT_LEASE_TIMEOUT_US: u64 = 60_000_000;
 
@@ -231,8 +237,27 @@ impl Policy {
                 errors.push(error("window", "window must be between 1ms and 366d"));
                 0
             }
+            (_, Some(w)) if w % 1_000 != 0 => {
+                errors.push(error(
+                    "window",
+                    "window must be a whole number of milliseconds",
+                ));
+                0
+            }
             (_, Some(w)) => w,
         };
+        if kind == AlgorithmKind::SlidingWindow
+            && window_us > 0
+            && u128::from(spec.limit) * u128::from(window_us / 1_000) > MAX_EXACT
+        {
+            errors.push(error(
+                "limit",
+                format!(
+                    "sliding_window needs limit × window in ms ≤ 2^53 to stay exact; at most {} for this window (use a shorter window or fixed_window)",
+                    MAX_EXACT / u128::from(window_us / 1_000)
+                ),
+            ));
+        }
         if kind == AlgorithmKind::TokenBucket && window_us > 0 && spec.limit > window_us {
             errors.push(error(
                 "limit",
@@ -246,6 +271,18 @@ impl Policy {
             }
             (AlgorithmKind::TokenBucket, Some(b)) if b > MAX_LIMIT => {
                 errors.push(error("burst", format!("burst must be at most {MAX_LIMIT}")));
+                1
+            }
+            (AlgorithmKind::TokenBucket, Some(b))
+                if window_us > 0
+                    && spec.limit > 0
+                    && u128::from(b) * u128::from(window_us.div_ceil(spec.limit))
+                        > u128::from(MAX_BUCKET_US) =>
+            {
+                errors.push(error(
+                    "burst",
+                    "burst × window / limit (the time a full bucket takes to refill) must be at most 3660d",
+                ));
                 1
             }
             (AlgorithmKind::TokenBucket, Some(b)) => b,

@@ -199,7 +199,12 @@ impl LocalStore {
         if let MapEntry::Occupied(mut slot) = shard.entry(hash) {
             let algorithm = refund.policy.algorithm();
             let entry = slot.get_mut();
-            algorithm.refund(&mut entry.state, refund.receipt, refund.hits);
+            algorithm.refund(
+                &mut entry.state,
+                refund.receipt,
+                refund.hits,
+                self.clock.now_us(),
+            );
             entry.expires_us = algorithm.expires_at(&entry.state);
         }
     }

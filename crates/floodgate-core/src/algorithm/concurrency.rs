@@ -58,14 +58,35 @@ impl Concurrency {
         let held: u64 = leases.iter().map(|l| l.hits).sum();
         let first_expiry = leases.iter().map(|l| l.expires_us).min();
         let reset_after_us = first_expiry.map_or(0, |t| t - now_us);
+        let retry_after_us = if allowed {
+            0
+        } else {
+            self.retry_after(leases, now_us, held, needed(hits))
+        };
         Outcome {
             allowed,
             limit: self.limit,
             remaining: self.limit.saturating_sub(held),
             reset_after_us,
-            retry_after_us: if allowed { 0 } else { reset_after_us.max(1) },
+            retry_after_us,
             receipt,
         }
+    }
+
+    /// When enough leases will have lapsed for `need` slots (assuming none
+    /// is released before): the latest lapse if `need` exceeds the limit.
+    fn retry_after(&self, leases: &[Lease], now_us: u64, held: u64, need: u64) -> u64 {
+        let mut expiries: Vec<(u64, u64)> = leases.iter().map(|l| (l.expires_us, l.hits)).collect();
+        expiries.sort_unstable();
+        let must_free = (held + need).saturating_sub(self.limit);
+        let mut freed = 0;
+        for (expires_us, hits) in &expiries {
+            freed += hits;
+            if freed >= must_free {
+                return (expires_us - now_us).max(1);
+            }
+        }
+        expiries.last().map_or(1, |(t, _)| (t - now_us).max(1))
     }
 
     pub(crate) fn release(leases: &mut Vec<Lease>, id: u64) {

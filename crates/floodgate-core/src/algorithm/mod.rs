@@ -83,15 +83,16 @@ impl Algorithm {
         }
     }
 
-    /// Undoes the charge named by `receipt` (a refund, or a lease release).
-    /// Undoing twice, or undoing a charge that has already expired, is
-    /// harmless.
-    pub fn refund(&self, state: &mut State, receipt: Receipt, hits: u64) {
+    /// Undoes the charge named by `receipt` at `now_us` (a refund of a
+    /// denied multi-policy check, or a lease release). A charge whose
+    /// window or debt has passed is left alone. Refund each receipt at most
+    /// once: only lease releases are idempotent.
+    pub fn refund(&self, state: &mut State, receipt: Receipt, hits: u64, now_us: u64) {
         match self {
             Algorithm::SlidingWindow(a) => a.refund(window_state(state), receipt, hits),
             Algorithm::FixedWindow(a) => a.refund(window_state(state), receipt, hits),
             Algorithm::SlidingLog(_) => SlidingLog::refund(log_state(state), receipt, hits),
-            Algorithm::TokenBucket(a) => a.refund(tat_state(state), hits),
+            Algorithm::TokenBucket(a) => a.refund(tat_state(state), receipt, hits, now_us),
             Algorithm::Concurrency(_) => Concurrency::release(lease_state(state), receipt.id),
         }
     }

@@ -3,8 +3,10 @@
 //! estimate = floor(previous × (time left in the current window) / window)
 //!            + current
 //!
-//! The product is computed in `f64` exactly as the Redis script computes it
-//! in Lua doubles, so both stores round the same way and decide alike.
+//! "Time left" is counted in whole milliseconds, rounded up, and windows are
+//! whole milliseconds. `Policy::new` keeps `limit × window_ms ≤ 2^53`, so
+//! the product is exact both here and in the Redis script's Lua doubles:
+//! both stores compute the same integer and decide alike.
 
 use super::{needed, WindowState};
 use crate::outcome::{Outcome, Receipt};
@@ -27,20 +29,25 @@ impl SlidingWindow {
         }
     }
 
-    /// The weighted share of `previous` still inside the window when
-    /// `weight_us` of the current window remain.
-    fn carried(&self, previous: u64, weight_us: u64) -> u64 {
-        (previous as f64 * weight_us as f64 / self.window_us as f64).floor() as u64
+    fn window_ms(&self) -> u64 {
+        self.window_us / 1_000
     }
 
-    /// The largest weight at which `floor(previous·w/window) ≤ room`.
-    fn max_weight(&self, previous: u64, room: u64) -> u64 {
+    /// The weighted share of `previous` still inside the window when
+    /// `weight_ms` of the current window remain.
+    fn carried(&self, previous: u64, weight_ms: u64) -> u64 {
+        (u128::from(previous) * u128::from(weight_ms) / u128::from(self.window_ms())) as u64
+    }
+
+    /// The largest weight (ms) at which `floor(previous·w/window) ≤ room`.
+    fn max_weight_ms(&self, previous: u64, room: u64) -> u64 {
+        let window_ms = u128::from(self.window_ms());
         if previous == 0 {
-            return self.window_us;
+            return window_ms as u64;
         }
         // floor(p·w/W) ≤ room  ⟺  p·w < (room+1)·W  ⟺  w ≤ ceil((room+1)·W/p) − 1
-        let bound = ((room as u128 + 1) * self.window_us as u128).div_ceil(previous as u128) - 1;
-        bound.min(self.window_us as u128) as u64
+        let bound = ((u128::from(room) + 1) * window_ms).div_ceil(u128::from(previous)) - 1;
+        bound.min(window_ms) as u64
     }
 
     pub(crate) fn check(&self, state: &mut WindowState, now_us: u64, hits: u64) -> Outcome {
@@ -59,7 +66,7 @@ impl SlidingWindow {
         }
         let weight_us = (index + 1) * self.window_us - now_us;
         let used = self
-            .carried(state.previous, weight_us)
+            .carried(state.previous, weight_us.div_ceil(1_000))
             .saturating_add(state.current);
         let need = needed(hits);
         let allowed = used.saturating_add(need) <= self.limit;
@@ -95,15 +102,17 @@ impl SlidingWindow {
             return weight_us;
         }
         let room_now = self.limit - need;
+        // The weight in ms is ceil(weight_us / 1000): it is ≤ w exactly
+        // when weight_us ≤ w·1000.
         if state.current <= room_now {
             // Only the previous window's share is in the way: wait until its
             // weight has fallen far enough within this window.
-            let w = self.max_weight(state.previous, room_now - state.current);
+            let w = self.max_weight_ms(state.previous, room_now - state.current) * 1_000;
             return weight_us.saturating_sub(w).max(1);
         }
         // This window is full: in the next one, `current` becomes the
         // previous counter and must decay below the room left.
-        let w = self.max_weight(state.current, room_now);
+        let w = self.max_weight_ms(state.current, room_now) * 1_000;
         weight_us + (self.window_us - w)
     }
 
@@ -139,8 +148,8 @@ mod tests {
         assert!(!denied.allowed);
         assert_eq!(denied.remaining, 0);
         // The window is full: in the next one floor(10·w/60s) ≤ 9 needs
-        // w < 60 s, i.e. 1 µs into it.
-        assert_eq!(denied.retry_after_us, 60 * S + 1);
+        // w < 60 s, i.e. 1 ms into it.
+        assert_eq!(denied.retry_after_us, 60 * S + 1_000);
     }
 
     #[test]
@@ -156,9 +165,11 @@ mod tests {
         assert!(sw.check(&mut st, half, 5).allowed);
         let denied = sw.check(&mut st, half, 1);
         assert!(!denied.allowed);
-        // It fits again once floor(10·w/60) ≤ 4 → w < 30 s: 1 µs later.
-        assert_eq!(denied.retry_after_us, 1);
-        assert!(sw.check(&mut st, half + 1, 1).allowed);
+        // It fits again once floor(10·w/60 s) ≤ 4 → w < 30 s, in whole
+        // milliseconds: w ≤ 29 999 ms, 1 ms later.
+        assert_eq!(denied.retry_after_us, 1_000);
+        assert!(!sw.check(&mut st, half + 999, 1).allowed);
+        assert!(sw.check(&mut st, half + 1_000, 1).allowed);
     }
 
     #[test]

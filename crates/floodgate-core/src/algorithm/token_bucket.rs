@@ -41,7 +41,7 @@ impl TokenBucket {
             *tat = start + hits * self.interval_us;
             receipt = Some(Receipt {
                 at_us: now_us,
-                id: 0,
+                id: *tat,
             });
         }
         let level = (*tat).max(now_us) - now_us;
@@ -62,8 +62,14 @@ impl TokenBucket {
         }
     }
 
-    pub(crate) fn refund(&self, tat: &mut u64, hits: u64) {
-        *tat = tat.saturating_sub(hits.saturating_mul(self.interval_us));
+    /// Gives back what is left of a charge: its debt drains first-in
+    /// first-out, so by `now` only `receipt.id − now` of it (the TAT right
+    /// after the charge, minus now) is still owed.
+    pub(crate) fn refund(&self, tat: &mut u64, receipt: Receipt, hits: u64, now_us: u64) {
+        let owed = hits
+            .saturating_mul(self.interval_us)
+            .min(receipt.id.saturating_sub(now_us));
+        *tat = tat.saturating_sub(owed);
     }
 }
 
@@ -103,7 +109,7 @@ mod tests {
         let o = tb.check(&mut tat, S, 4);
         assert!(o.allowed);
         assert_eq!(o.remaining, 1);
-        tb.refund(&mut tat, 4);
+        tb.refund(&mut tat, o.receipt.unwrap(), 4, S);
         assert_eq!(tb.check(&mut tat, S, 0).remaining, 5);
     }
 
