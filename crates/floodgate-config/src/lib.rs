@@ -1,1 +1,110 @@
-//! placeholder
+//! floodgate-config owns floodgate's TOML configuration: it parses a file
+//! into validated domain types (`floodgate-core` policies, server, store and
+//! fallback settings) and reports every error at once with file, line and
+//! column. It must never depend on tokio, a store or a transport.
+#![forbid(unsafe_code)]
+
+mod duration;
+mod endpoint;
+mod error;
+mod fallback;
+mod identity;
+mod policy;
+mod raw;
+mod section;
+pub mod server;
+pub mod store;
+mod summary;
+
+use std::path::Path;
+
+use floodgate_core::{EndpointTable, PolicySet};
+use toml::de::{DeTable, DeValue};
+use toml::Spanned;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use fallback::{FallbackConfig, Instances};
+pub use identity::IdentityConfig;
+
+use crate::error::Diagnostics;
+use crate::raw::RawRoot;
+use crate::section::Section;
+
+/// A whole, valid configuration (SPEC §3). Every section is optional in
+/// the file; `Config::default()` is what an empty file gives.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// `[server]`: listeners, headers, shutdown.
+    pub server: server::Config,
+    /// `[store]`: local or Redis.
+    pub store: store::Config,
+    /// `[fallback]`: behaviour while Redis is unreachable.
+    pub fallback: FallbackConfig,
+    /// `[identity]`: where `user` and `ip` come from in HTTP integrations.
+    pub identity: IdentityConfig,
+    /// `[[endpoint]]`: path → endpoint class, first match wins.
+    pub endpoints: EndpointTable,
+    /// `[[policy]]`: the policies, in file order, names unique.
+    pub policies: PolicySet,
+}
+
+/// Parses and validates a configuration held in memory. `origin` is the
+/// file name shown in errors.
+///
+/// # Errors
+/// A TOML syntax error alone (the document cannot be read past it);
+/// otherwise every unknown key, wrong type and invalid value in the file,
+/// in file order.
+pub fn from_str(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    let root = DeTable::parse(src).map_err(|e| {
+        let offset = e.span().map_or(0, |s| s.start);
+        ConfigErrors(vec![error::at(
+            origin,
+            src,
+            offset,
+            format!("invalid TOML: {}", e.message()),
+        )])
+    })?;
+    let root = Spanned::new(root.span(), DeValue::Table(root.into_inner()));
+    let mut diag = Diagnostics::new(src);
+    let config = Config::read(&root, &mut diag);
+    diag.finish(origin).map(|()| config)
+}
+
+/// Reads the file at `path` and parses it with [`from_str`].
+///
+/// # Errors
+/// An unreadable file is one error at line 0, column 0; otherwise as
+/// [`from_str`].
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let origin = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            origin: origin.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the configuration file: {e}"),
+        }])
+    })?;
+    from_str(&src, &origin)
+}
+
+impl Config {
+    /// Reads every section of the document, recording every problem.
+    fn read<'a>(root: &'a Spanned<DeValue<'a>>, diag: &mut Diagnostics<'_>) -> Config {
+        let Some(top) = Section::<RawRoot>::read(root, "the top level", diag) else {
+            return Config::default();
+        };
+        Config {
+            server: server::Config::read(top.child("server"), diag),
+            store: store::Config::read(top.child("store"), diag),
+            fallback: FallbackConfig::read(top.child("fallback"), diag),
+            identity: IdentityConfig::read(top.child("identity"), diag),
+            endpoints: endpoint::read_endpoints(top.child("endpoint"), diag),
+            policies: policy::read_policies(top.child("policy"), diag),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,115 @@
-fn main() {}
+//! The `floodgate` binary: parses flags, sets up telemetry, loads the config,
+//! starts the servers, waits for a signal, drains.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+mod app;
+mod errors;
+mod grpc;
+mod http;
+mod render;
+mod serve;
+mod shutdown;
+mod telemetry;
+
+/// floodgate: a distributed rate-limiting sidecar.
+#[derive(Debug, Parser)]
+#[command(name = "floodgate", version, about)]
+struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the sidecar.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, env = "FLOODGATE_CONFIG")]
+        config: PathBuf,
+        /// Count and report, never deny (global shadow mode).
+        #[arg(long)]
+        shadow: bool,
+        /// Log format.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: telemetry::LogFormat,
+    },
+    /// Validate a configuration file: print a summary, or every error.
+    CheckConfig {
+        /// The TOML configuration file.
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { path } => match floodgate_config::load(&path) {
+            Ok(config) => {
+                print!("{}", config.summary());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Serve {
+            config,
+            shadow,
+            log_format,
+        } => serve(config, shadow, log_format),
+    }
+}
+
+fn serve(path: PathBuf, shadow: bool, log_format: telemetry::LogFormat) -> ExitCode {
+    let config = match floodgate_config::load(&path) {
+        Ok(config) => config,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    telemetry::init_tracing(log_format, config.server.log.as_deref().unwrap_or("info"));
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let metrics = telemetry::init_metrics()?;
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        serve::run(config, shadow, metrics, shutdown.clone(), tracker.clone()).await?;
+        tracker.close();
+        tokio::select! {
+            signal = shutdown::signal() => tracing::info!(signal, "shutting down"),
+            _ = shutdown.cancelled() => tracing::info!("shutting down after a server failure"),
+        }
+        shutdown.cancel();
+        tracker.wait().await;
+        anyhow::Ok(())
+    });
+    match result {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("floodgate: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,83 @@
-fn main() {}
+//! Criterion benches: one decision of each algorithm (pure transition), and
+//! the local store with and without contention.
+//!
+//! Run: `cargo bench -p floodgate-store --bench local`
+
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use floodgate_core::{AlgorithmKind, Policy, PolicySpec, State, SystemClock};
+use floodgate_store::{LocalConfig, LocalStore, Source};
+
+fn policy(kind: AlgorithmKind) -> Policy {
+    Policy::new(PolicySpec {
+        name: "bench".into(),
+        key: vec!["user".into()],
+        limit: 1_000_000,
+        window_us: (kind != AlgorithmKind::Concurrency).then_some(60_000_000),
+        algorithm: kind,
+        ..PolicySpec::default()
+    })
+    .expect("valid policy")
+}
+
+fn algorithms(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decision");
+    for (name, kind) in AlgorithmKind::ALL {
+        if kind == AlgorithmKind::SlidingLog || kind == AlgorithmKind::Concurrency {
+            continue; // states grow per hit; measured through the store below
+        }
+        let p = policy(kind);
+        let mut state = State::default();
+        let mut now = 1_700_000_000_000_000u64;
+        group.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                now += 1;
+                std::hint::black_box(p.algorithm().check(&mut state, now, 0, 0))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn store(c: &mut Criterion) {
+    let local = Arc::new(LocalStore::new(
+        LocalConfig::default(),
+        Arc::new(SystemClock::new()),
+        Source::Local,
+    ));
+    let p = Arc::new(policy(AlgorithmKind::SlidingWindow));
+    let keys: Vec<String> = (0..10_000).map(|i| format!("bench:user{i}")).collect();
+    let mut group = c.benchmark_group("local_store");
+    let mut i = 0usize;
+    group.bench_function("check_one/uniform_10k", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            std::hint::black_box(local.check_one(&p, &keys[i], 1))
+        })
+    });
+    // The same, while another thread hammers the store (2 cores here).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise = {
+        let (local, p, stop) = (local.clone(), p.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut j = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                j += 1;
+                local.check_one(&p, &format!("bench:other{}", j % 10_000), 1);
+            }
+        })
+    };
+    group.bench_function("check_one/uniform_10k_contended", |b| {
+        b.iter(|| {
+            i = (i + 1) % keys.len();
+            std::hint::black_box(local.check_one(&p, &keys[i], 1))
+        })
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    noise.join().expect("noise thread");
+    group.finish();
+}
+
+criterion_group!(benches, algorithms, store);
+criterion_main!(benches);

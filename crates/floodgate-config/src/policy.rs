@@ -1,0 +1,142 @@
+//! `[[policy]]`: each table becomes a core [`PolicySpec`], validated by
+//! [`Policy::new`]; the core's errors name a field, reported at that
+//! field's value (or at the `[[policy]]` header when it is absent).
+
+use std::collections::HashMap;
+
+use floodgate_core::{AlgorithmKind, Mode, Policy, PolicySet, PolicySpec};
+
+use crate::duration::micros;
+use crate::error::Diagnostics;
+use crate::fallback::FALLBACK_MODES;
+use crate::raw::RawPolicy;
+use crate::section::{Node, Section};
+
+/// The policy modes, by configuration name.
+const MODES: [(&str, Mode); 2] = [("enforce", Mode::Enforce), ("shadow", Mode::Shadow)];
+
+/// Reads every `[[policy]]`. Returns an empty set when any is invalid (the
+/// errors are in `diag` and the whole file is refused anyway).
+pub(crate) fn read_policies(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>) -> PolicySet {
+    let Some(array) = node.and_then(|n| n.get_ref().as_array()) else {
+        // Absent, or not an array (already reported with the top level).
+        return PolicySet::default();
+    };
+    let mut policies = Vec::new();
+    let mut first_use: HashMap<String, usize> = HashMap::new();
+    let mut all_valid = true;
+    for element in array.iter() {
+        let Some(section) = Section::<RawPolicy>::read(element, "[[policy]]", diag) else {
+            all_valid = false;
+            continue;
+        };
+        if let Some(name) = &section.raw.name {
+            let here = section.at("name").start;
+            if let Some(&first) = first_use.get(name) {
+                diag.push(
+                    section.at("name"),
+                    format!(
+                        "duplicate policy name {name:?}: already used by the [[policy]] on line {}; policy names must be unique",
+                        diag.line_of(first)
+                    ),
+                );
+                all_valid = false;
+            } else {
+                first_use.insert(name.clone(), here);
+            }
+        }
+        match build(&section, diag) {
+            Some(policy) => policies.push(policy),
+            None => all_valid = false,
+        }
+    }
+    if !all_valid {
+        return PolicySet::default();
+    }
+    match PolicySet::new(policies) {
+        Ok(set) => set,
+        Err(duplicates) => {
+            // Unreachable: duplicates were reported above. Kept so a change
+            // in the core's rules can never let a bad set through silently.
+            for name in duplicates {
+                diag.push(
+                    node.map_or(0..0, Node::span),
+                    format!("duplicate policy name {name:?}"),
+                );
+            }
+            PolicySet::default()
+        }
+    }
+}
+
+/// One `[[policy]]` → a validated [`Policy`], or `None` with the reasons
+/// in `diag`.
+fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option<Policy> {
+    let raw = &section.raw;
+    let errors_before = diag.len();
+    let label = raw
+        .name
+        .as_deref()
+        .map_or_else(String::new, |n| format!("policy {n:?}: "));
+    if raw.name.is_none() && !section.has_failed("name") {
+        diag.push(
+            section.header(),
+            "[[policy]] needs a name, like name = \"ai-per-user\"",
+        );
+    }
+    if raw.limit.is_none() && !section.has_failed("limit") {
+        diag.push(
+            section.header(),
+            format!("{label}limit is required, like limit = 500"),
+        );
+    }
+    let algorithm = section.choice(
+        "algorithm",
+        raw.algorithm.as_deref(),
+        &AlgorithmKind::ALL,
+        diag,
+    );
+    let algorithm_unknown =
+        section.has_failed("algorithm") || (raw.algorithm.is_some() && algorithm.is_none());
+    let mode = section.choice("mode", raw.mode.as_deref(), &MODES, diag);
+    let fallback = section.choice("fallback", raw.fallback.as_deref(), &FALLBACK_MODES, diag);
+    let spec = PolicySpec {
+        name: raw.name.clone().unwrap_or_default(),
+        matches: raw
+            .matches
+            .iter()
+            .flatten()
+            .map(|(attribute, values)| (attribute.clone(), values.0.clone()))
+            .collect(),
+        key: raw.key.clone().unwrap_or_default(),
+        limit: raw.limit.unwrap_or(1),
+        window_us: raw.window.map(|d| micros(d.0)),
+        algorithm: algorithm.unwrap_or_default(),
+        burst: raw.burst,
+        lease_timeout_us: raw.lease_timeout.map(|d| micros(d.0)),
+        mode: mode.unwrap_or_default(),
+        fallback,
+        domain: raw.domain.clone(),
+    };
+    // Errors that only follow from a setting already reported (or
+    // missing) would be noise: a bad `algorithm` makes `burst` look wrong.
+    let follows_from_earlier = |field: &str| {
+        section.has_failed(field)
+            || (field == "name" && raw.name.is_none())
+            || (field == "limit" && raw.limit.is_none())
+            || (field == "key" && section.has_failed("match"))
+            || (algorithm_unknown
+                && matches!(field, "limit" | "window" | "burst" | "lease_timeout"))
+    };
+    match Policy::new(spec) {
+        Ok(policy) => (diag.len() == errors_before).then_some(policy),
+        Err(errors) => {
+            for error in errors {
+                if !follows_from_earlier(error.field) {
+                    diag.push(section.at(error.field), format!("{label}{}", error.message));
+                }
+            }
+            None
+        }
+    }
+}

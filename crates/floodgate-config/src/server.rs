@@ -1,0 +1,221 @@
+//! `[server]`: where floodgate listens, how it answers, how it shuts down.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::Diagnostics;
+use crate::raw::{RawProxy, RawServer};
+use crate::section::{Node, Section};
+
+/// Which rate-limit headers responses carry (SPEC §4, Response headers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HeaderMode {
+    /// `RateLimit-Policy` and `RateLimit` (IETF httpapi draft); the default.
+    #[default]
+    Draft,
+    /// `X-RateLimit-Limit`, `-Remaining`, `-Reset`, as express-rate-limit.
+    Legacy,
+    /// Both sets.
+    Both,
+    /// No rate-limit headers (`Retry-After` is still sent on deny).
+    None,
+}
+
+impl HeaderMode {
+    /// Every mode, by its configuration name.
+    pub const ALL: [(&'static str, HeaderMode); 4] = [
+        ("draft", HeaderMode::Draft),
+        ("legacy", HeaderMode::Legacy),
+        ("both", HeaderMode::Both),
+        ("none", HeaderMode::None),
+    ];
+
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeaderMode::Draft => "draft",
+            HeaderMode::Legacy => "legacy",
+            HeaderMode::Both => "both",
+            HeaderMode::None => "none",
+        }
+    }
+}
+
+/// `[server] proxy`: the built-in reverse proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    /// Address the proxy accepts client connections on.
+    pub listen: SocketAddr,
+    /// Base URL requests are forwarded to: `http://host[:port]`, checked to
+    /// have the `http` scheme and a host.
+    pub upstream: String,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// JSON API, nginx `auth_request`, `/metrics`, health.
+    pub http: SocketAddr,
+    /// floodgate.v1, Envoy RLS v3, ext_authz v3, grpc.health.v1.
+    pub grpc: SocketAddr,
+    /// Reverse proxy mode, off unless configured.
+    pub proxy: Option<ProxyConfig>,
+    /// Which rate-limit headers to send.
+    pub headers: HeaderMode,
+    /// Global shadow mode: every policy counts and reports, none denies.
+    pub shadow: bool,
+    /// A tracing filter (`"info"`, `"floodgate=debug"`); `None` leaves it
+    /// to the environment.
+    pub log: Option<String>,
+    /// How long in-flight work may take to drain on SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// Cap on open connections per listener; always ≥ 1.
+    pub max_connections: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: SocketAddr::from(([127, 0, 0, 1], 9720)),
+            grpc: SocketAddr::from(([127, 0, 0, 1], 9721)),
+            proxy: None,
+            headers: HeaderMode::Draft,
+            shadow: false,
+            log: None,
+            shutdown_grace: Duration::from_secs(10),
+            max_connections: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `[server]`, reporting every problem into `diag`.
+    pub(crate) fn read(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>) -> Config {
+        let section = Section::<RawServer>::read_or_default(node, "[server]", diag);
+        let raw = &section.raw;
+        let default = Config::default();
+        let proxy = section
+            .child("proxy")
+            .and_then(|n| Section::<RawProxy>::read(n, "[server.proxy]", diag))
+            .and_then(|s| read_proxy(&s, diag));
+        let max_connections = raw.max_connections.unwrap_or(default.max_connections);
+        if max_connections == 0 {
+            diag.push(
+                section.at("max_connections"),
+                "max_connections must be at least 1",
+            );
+        }
+        if let Some(log) = &raw.log {
+            if log.trim().is_empty() || log.chars().any(char::is_control) {
+                diag.push(
+                    section.at("log"),
+                    format!("invalid log filter {log:?}: expected a tracing filter like \"info\" or \"floodgate=debug,info\""),
+                );
+            }
+        }
+        Config {
+            http: address(&section, "http", raw.http.as_deref(), diag).unwrap_or(default.http),
+            grpc: address(&section, "grpc", raw.grpc.as_deref(), diag).unwrap_or(default.grpc),
+            proxy,
+            headers: section
+                .choice("headers", raw.headers.as_deref(), &HeaderMode::ALL, diag)
+                .unwrap_or(default.headers),
+            shadow: raw.shadow.unwrap_or(default.shadow),
+            log: raw.log.clone(),
+            shutdown_grace: raw.shutdown_grace.map_or(default.shutdown_grace, |d| d.0),
+            max_connections,
+        }
+    }
+}
+
+fn read_proxy(section: &Section<'_, RawProxy>, diag: &mut Diagnostics<'_>) -> Option<ProxyConfig> {
+    let raw = &section.raw;
+    let mut missing = false;
+    for (key, present) in [
+        ("listen", raw.listen.is_some()),
+        ("upstream", raw.upstream.is_some()),
+    ] {
+        if !present && !section.has_failed(key) {
+            diag.push(
+                section.header(),
+                format!("[server.proxy] needs `{key}` (for example proxy = {{ listen = \"0.0.0.0:8000\", upstream = \"http://127.0.0.1:3000\" }})"),
+            );
+            missing = true;
+        }
+    }
+    let listen = address(section, "listen", raw.listen.as_deref(), diag);
+    let upstream = raw
+        .upstream
+        .as_deref()
+        .and_then(|u| match check_upstream(u) {
+            Ok(()) => Some(u.to_string()),
+            Err(message) => {
+                diag.push(section.at("upstream"), message);
+                None
+            }
+        });
+    if missing {
+        return None;
+    }
+    Some(ProxyConfig {
+        listen: listen?,
+        upstream: upstream?,
+    })
+}
+
+/// Parses the socket address at `key`, or reports it.
+fn address<T>(
+    section: &Section<'_, T>,
+    key: &str,
+    value: Option<&str>,
+    diag: &mut Diagnostics<'_>,
+) -> Option<SocketAddr> {
+    let value = value?;
+    match value.parse() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            diag.push(
+                section.at(key),
+                format!("invalid address {value:?} for {key} in {}: expected IP:port like \"127.0.0.1:9720\" or \"[::1]:9720\"", section.name),
+            );
+            None
+        }
+    }
+}
+
+/// `http://host[:port][/path]` with a non-empty host and a numeric port.
+fn check_upstream(url: &str) -> Result<(), String> {
+    let expected = "expected a URL like \"http://127.0.0.1:3000\"";
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "invalid upstream {url:?}: only http:// upstreams are supported; {expected}"
+        ));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!(
+            "invalid upstream {url:?}: credentials in the URL are not supported; {expected}"
+        ));
+    }
+    match crate::store::split_host_port(authority) {
+        Ok(_) => Ok(()),
+        Err(problem) => Err(format!("invalid upstream {url:?}: {problem}; {expected}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams() {
+        assert!(check_upstream("http://127.0.0.1:3000").is_ok());
+        assert!(check_upstream("http://app").is_ok());
+        assert!(check_upstream("http://[::1]:80/base").is_ok());
+        assert!(check_upstream("https://app").is_err());
+        assert!(check_upstream("http://").is_err());
+        assert!(check_upstream("http://:80").is_err());
+        assert!(check_upstream("http://app:port").is_err());
+        assert!(check_upstream("127.0.0.1:3000").is_err());
+    }
+}

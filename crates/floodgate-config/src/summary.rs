@@ -1,0 +1,149 @@
+//! The one-screen summary `floodgate check-config` prints for a valid file.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use floodgate_core::{AlgorithmKind, Mode, Policy};
+
+use crate::duration::format as duration;
+use crate::fallback::Instances;
+use crate::store::{redact, RedisTopology, StoreKind};
+use crate::Config;
+
+impl Config {
+    /// A human-readable summary: listeners, store, fallback, identity,
+    /// endpoints, and one line per policy (name, limit/window, algorithm,
+    /// key, match, mode). Passwords in Redis URLs are hidden.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        let s = &self.server;
+        let proxy = s.proxy.as_ref().map_or_else(
+            || "off".to_string(),
+            |p| format!("{} -> {}", p.listen, p.upstream),
+        );
+        let _ = writeln!(
+            out,
+            "listeners: http {}, grpc {}, proxy {proxy}",
+            s.http, s.grpc
+        );
+        let _ = writeln!(
+            out,
+            "server: headers {}, shadow {}, max_connections {}, shutdown_grace {}, log {}",
+            s.headers.as_str(),
+            if s.shadow { "on" } else { "off" },
+            s.max_connections,
+            duration(s.shutdown_grace),
+            s.log.as_deref().unwrap_or("(from the environment)"),
+        );
+        let local = &self.store.local;
+        let local = format!("max_keys {}, shards {}", local.max_keys, local.shards);
+        match (self.store.kind, &self.store.redis) {
+            (StoreKind::Redis, Some(redis)) => {
+                let target = match &redis.topology {
+                    RedisTopology::Standalone(url) => format!("standalone {}", redact(url)),
+                    RedisTopology::Cluster(urls) => {
+                        format!("cluster {}", list(urls.iter().map(|u| redact(u))))
+                    }
+                    RedisTopology::Sentinel {
+                        sentinels,
+                        service_name,
+                    } => format!(
+                        "sentinel {service_name} via {}",
+                        list(sentinels.iter().map(|u| redact(u)))
+                    ),
+                };
+                let _ = writeln!(
+                    out,
+                    "store: redis {target} (key_prefix {}, timeout {}, pool_size {}); local fallback store: {local}",
+                    redis.key_prefix,
+                    duration(redis.timeout),
+                    redis.pool_size,
+                );
+            }
+            (kind, redis) => {
+                let unused = if redis.is_some() {
+                    " ([store.redis] is set but unused: kind is not \"redis\")"
+                } else {
+                    ""
+                };
+                let _ = writeln!(out, "store: {} ({local}){unused}", kind.as_str());
+            }
+        }
+        let f = &self.fallback;
+        let instances = match f.instances {
+            Instances::Auto => "auto".to_string(),
+            Instances::Fixed(n) => n.to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "fallback: mode {}, instances {instances}, probe_interval {}, failure_threshold {}",
+            f.mode.as_str(),
+            duration(f.probe_interval),
+            f.failure_threshold,
+        );
+        let _ = writeln!(
+            out,
+            "identity: user_header {}, trusted_proxies {}",
+            self.identity.user_header, self.identity.trusted_proxies
+        );
+        let endpoints: Vec<_> = self.endpoints.iter().collect();
+        let _ = writeln!(out, "endpoints: {}", endpoints.len());
+        for e in endpoints {
+            let methods = if e.methods().is_empty() {
+                "*".to_string()
+            } else {
+                e.methods().join(",")
+            };
+            let _ = writeln!(out, "  {}: {methods} {}", e.name(), e.path());
+        }
+        let _ = writeln!(out, "policies: {}", self.policies.len());
+        for p in self.policies.iter() {
+            let _ = writeln!(out, "  {}", policy_line(p));
+        }
+        out
+    }
+}
+
+/// `ai-per-user: 500/1m sliding_window, key [user], match endpoint=ai, enforce`.
+fn policy_line(p: &Policy) -> String {
+    let window = duration(Duration::from_micros(p.window_us()));
+    let quota = match p.kind() {
+        AlgorithmKind::Concurrency => format!("{} in flight (lease_timeout {window})", p.limit()),
+        AlgorithmKind::TokenBucket => format!("{}/{window} (burst {})", p.limit(), p.burst()),
+        _ => format!("{}/{window}", p.limit()),
+    };
+    let key = if p.key().is_empty() {
+        "[] (one global counter)".to_string()
+    } else {
+        format!("[{}]", p.key().join(", "))
+    };
+    let matches = if p.matches().is_empty() {
+        "every request".to_string()
+    } else {
+        p.matches()
+            .iter()
+            .map(|(attribute, values)| format!("{attribute}={}", values.join("|")))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mode = match p.mode() {
+        Mode::Enforce => "enforce",
+        Mode::Shadow => "shadow",
+    };
+    let mut line = format!(
+        "{}: {quota} {}, key {key}, match {matches}, {mode}",
+        p.name(),
+        p.kind().as_str()
+    );
+    if let Some(fallback) = p.fallback() {
+        let _ = write!(line, ", fallback {}", fallback.as_str());
+    }
+    if let Some(domain) = p.domain() {
+        let _ = write!(line, ", domain {domain}");
+    }
+    line
+}
+
+fn list(items: impl Iterator<Item = String>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}

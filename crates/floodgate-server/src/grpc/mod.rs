@@ -1,0 +1,53 @@
+//! The gRPC listener (`server.grpc`): `floodgate.v1.RateLimiter`,
+//! `grpc.health.v1.Health` and server reflection.
+
+mod rate_limiter;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+use crate::app::App;
+pub use rate_limiter::RateLimiterService;
+
+/// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight
+/// calls finish for at most `grace`. Streams per connection are capped
+/// (1024); `server.max_connections` caps the HTTP listener only.
+///
+/// # Errors
+/// When the reflection service cannot be built or the server fails.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    grace: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<RateLimiterServer<RateLimiterService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(floodgate_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let drained = shutdown.clone();
+    let server = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(1024)
+        .max_concurrent_streams(Some(1024))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(RateLimiterServer::new(RateLimiterService::new(app)))
+        .serve_with_incoming_shutdown(incoming, async move { drained.cancelled().await });
+    tokio::select! {
+        result = server => result?,
+        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(?grace, "grpc calls still open after the grace period");
+        }
+    }
+    Ok(())
+}

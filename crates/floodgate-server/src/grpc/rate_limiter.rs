@@ -1,0 +1,101 @@
+//! `floodgate.v1.RateLimiter`: translates protobuf to the limiter and back.
+
+use std::sync::Arc;
+
+use floodgate_proto::floodgate::v1 as pb;
+use floodgate_store::{Check, Source, Verdict};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use crate::app::App;
+use crate::errors::to_status;
+use crate::render::ms;
+
+/// The `floodgate.v1.RateLimiter` service.
+pub struct RateLimiterService {
+    /// Shared state.
+    app: Arc<App>,
+}
+
+impl RateLimiterService {
+    /// The service over `app`.
+    pub fn new(app: Arc<App>) -> Self {
+        RateLimiterService { app }
+    }
+}
+
+fn source(s: Source) -> pb::Source {
+    match s {
+        Source::Redis => pb::Source::Redis,
+        Source::Local => pb::Source::Local,
+        Source::Fallback => pb::Source::Fallback,
+    }
+}
+
+/// A verdict as a `CheckResponse`.
+pub fn to_response(verdict: Verdict) -> pb::CheckResponse {
+    let deciding = verdict.deciding();
+    pb::CheckResponse {
+        allowed: verdict.allowed,
+        policy: deciding.map_or_else(String::new, |s| s.policy.to_string()),
+        limit: deciding.map_or(0, |s| s.limit),
+        remaining: deciding.map_or(0, |s| s.remaining),
+        reset_after_ms: deciding.map_or(0, |s| ms(s.reset_after_us)),
+        retry_after_ms: if verdict.allowed {
+            0
+        } else {
+            deciding.map_or(0, |s| ms(s.retry_after_us))
+        },
+        lease: verdict.lease.clone().unwrap_or_default(),
+        statuses: verdict
+            .statuses
+            .iter()
+            .map(|s| pb::PolicyStatus {
+                policy: s.policy.to_string(),
+                allowed: s.allowed,
+                limit: s.limit,
+                remaining: s.remaining,
+                reset_after_ms: ms(s.reset_after_us),
+                retry_after_ms: ms(s.retry_after_us),
+                shadow: s.shadow,
+                source: source(s.source) as i32,
+            })
+            .collect(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
+    async fn check(
+        &self,
+        request: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
+        let started = Instant::now();
+        let request = request.into_inner();
+        let verdict = self
+            .app
+            .limiter
+            .check(Check {
+                attributes: &request.attributes,
+                hits: request.hits.unwrap_or(1),
+                domain: None,
+            })
+            .await
+            .map_err(to_status)?;
+        metrics::histogram!("floodgate_check_duration_seconds", "transport" => "grpc")
+            .record(started.elapsed().as_secs_f64());
+        Ok(Response::new(to_response(verdict)))
+    }
+
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        self.app
+            .limiter
+            .release(&request.into_inner().lease)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::ReleaseResponse {}))
+    }
+}

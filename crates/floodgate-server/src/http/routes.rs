@@ -1,0 +1,267 @@
+//! HTTP routes: `/v1/check`, `/v1/release`, `/v1/policies`, `/healthz`,
+//! `/readyz`, `/metrics`.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use floodgate_core::{Attributes, Policy};
+use floodgate_store::Check;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::Request;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::body;
+use crate::app::App;
+use crate::errors::ApiError;
+use crate::render::{rate_limit_headers, CheckBody};
+
+/// Every response this listener sends.
+pub type HttpResponse = Response<Full<Bytes>>;
+
+/// Routes one request. Never fails: errors become JSON error responses.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    _peer: SocketAddr,
+) -> Result<HttpResponse, Infallible> {
+    let path = req.uri().path();
+    let result = match (req.method(), path) {
+        (&Method::POST, "/v1/check") => check(&app, req).await,
+        (&Method::POST, "/v1/release") => release(&app, req).await,
+        (&Method::GET, "/v1/policies") => Ok(policies(&app)),
+        (&Method::GET | &Method::HEAD, "/healthz") => {
+            Ok(json(StatusCode::OK, &Health { ok: true }))
+        }
+        (&Method::GET | &Method::HEAD, "/readyz") => Ok(ready(&app)),
+        (&Method::GET, "/metrics") => Ok(metrics(&app)),
+        (_, "/v1/check" | "/v1/release") => Ok(not_allowed("POST")),
+        (_, "/v1/policies" | "/healthz" | "/readyz" | "/metrics") => Ok(not_allowed("GET")),
+        _ => Err(ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("no route for {path}"),
+        }),
+    };
+    Ok(result.unwrap_or_else(error_response))
+}
+
+fn not_allowed(allow: &'static str) -> HttpResponse {
+    let mut response = error_response(ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        message: format!("method not allowed; use {allow}"),
+    });
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
+}
+
+/// The body of `POST /v1/check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckRequest {
+    /// The request's attributes.
+    attributes: Attributes,
+    /// Cost; absent = 1, 0 = peek.
+    #[serde(default = "one")]
+    hits: u64,
+}
+
+fn one() -> u64 {
+    1
+}
+
+/// The body of `POST /v1/release`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    /// The token a check returned.
+    lease: String,
+}
+
+/// Parses a JSON object body into `T`.
+fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+    // serde would also accept an array for a struct; callers send objects.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request(
+            "invalid JSON body: expected a JSON object",
+        ));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let bytes = body::read(req).await?;
+    let request: CheckRequest = parse(&bytes)?;
+    let verdict = app
+        .limiter
+        .check(Check {
+            attributes: &request.attributes,
+            hits: request.hits,
+            domain: None,
+        })
+        .await?;
+    let status = if verdict.allowed {
+        StatusCode::OK
+    } else {
+        StatusCode::TOO_MANY_REQUESTS
+    };
+    let mut response = json(status, &CheckBody::new(&verdict));
+    let mode = app.settings.load().headers;
+    for (name, value) in rate_limit_headers(&verdict, mode) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+async fn release(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
+    let bytes = body::read(req).await?;
+    let request: ReleaseRequest = parse(&bytes)?;
+    app.limiter.release(&request.lease).await?;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+#[derive(Serialize)]
+struct Health {
+    ok: bool,
+}
+
+#[derive(Serialize)]
+struct Ready {
+    ready: bool,
+    store: &'static str,
+    policies: usize,
+}
+
+fn ready(app: &App) -> HttpResponse {
+    json(
+        StatusCode::OK,
+        &Ready {
+            ready: true,
+            store: app.limiter.store_mode().as_str(),
+            policies: app.limiter.policies().len(),
+        },
+    )
+}
+
+/// One entry of `GET /v1/policies`.
+#[derive(Serialize)]
+struct PolicyBody<'a> {
+    name: &'a str,
+    limit: u64,
+    window_ms: u64,
+    algorithm: &'static str,
+    key: &'a [String],
+    #[serde(rename = "match")]
+    matches: serde_json::Map<String, serde_json::Value>,
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    burst: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+}
+
+impl<'a> PolicyBody<'a> {
+    fn new(p: &'a Policy) -> Self {
+        use floodgate_core::AlgorithmKind::{Concurrency, TokenBucket};
+        let matches = p
+            .matches()
+            .iter()
+            .map(|(name, values)| {
+                let value = match values.as_slice() {
+                    [one] => serde_json::Value::from(one.as_str()),
+                    many => serde_json::Value::from(many.to_vec()),
+                };
+                (name.clone(), value)
+            })
+            .collect();
+        PolicyBody {
+            name: p.name(),
+            limit: p.limit(),
+            window_ms: if p.kind() == Concurrency {
+                0
+            } else {
+                p.window_us() / 1_000
+            },
+            algorithm: p.kind().as_str(),
+            key: p.key(),
+            matches,
+            mode: match p.mode() {
+                floodgate_core::Mode::Enforce => "enforce",
+                floodgate_core::Mode::Shadow => "shadow",
+            },
+            burst: (p.kind() == TokenBucket).then_some(p.burst()),
+            lease_timeout_ms: (p.kind() == Concurrency).then_some(p.window_us() / 1_000),
+            fallback: p.fallback().map(|f| f.as_str()),
+            domain: p.domain(),
+        }
+    }
+}
+
+fn policies(app: &App) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Policies<'a> {
+        policies: Vec<PolicyBody<'a>>,
+    }
+    let set = app.limiter.policies();
+    json(
+        StatusCode::OK,
+        &Policies {
+            policies: set.iter().map(|p| PolicyBody::new(p)).collect(),
+        },
+    )
+}
+
+fn metrics(app: &App) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
+fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+    // Serializing these plain structs cannot fail.
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(bytes)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn empty(status: StatusCode) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    response
+}
+
+fn error_response(error: ApiError) -> HttpResponse {
+    #[derive(Serialize)]
+    struct Body<'a> {
+        error: &'a str,
+    }
+    json(
+        error.status,
+        &Body {
+            error: &error.message,
+        },
+    )
+}

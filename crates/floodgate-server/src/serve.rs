@@ -1,0 +1,108 @@
+//! `floodgate serve`: builds the store, the limiter and the listeners from a
+//! config, then runs until the shutdown token fires.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use floodgate_config::store::StoreKind;
+use floodgate_config::Config;
+use floodgate_core::SystemClock;
+use floodgate_store::{Limiter, LocalConfig, LocalStore, Source};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::app::{App, Settings};
+
+/// How often expired local counters are swept and metrics upkept.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+/// Runs the server for `config` until `shutdown` fires and every task has
+/// drained.
+///
+/// # Errors
+/// When a listener cannot be bound or the configured store is not available.
+pub async fn run(
+    config: Config,
+    shadow: bool,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) -> anyhow::Result<()> {
+    let local = match config.store.kind {
+        StoreKind::Local => Arc::new(LocalStore::new(
+            LocalConfig {
+                max_keys: config.store.local.max_keys,
+                shards: config.store.local.shards,
+            },
+            Arc::new(SystemClock::new()),
+            Source::Local,
+        )),
+        StoreKind::Redis => anyhow::bail!(
+            "store.kind = \"redis\" is not available in this build yet; use kind = \"local\""
+        ),
+    };
+    let limiter = Arc::new(Limiter::new(config.policies.clone(), local.clone()));
+    limiter.set_shadow(shadow || config.server.shadow);
+    let app = Arc::new(App {
+        limiter,
+        settings: ArcSwap::from_pointee(Settings::from_config(&config)),
+        metrics: metrics.clone(),
+    });
+
+    let http = bind(config.server.http, "HTTP").await?;
+    let grpc = bind(config.server.grpc, "gRPC").await?;
+    tracing::info!(
+        http = %http.local_addr()?,
+        grpc = %grpc.local_addr()?,
+        store = "local",
+        policies = config.policies.len(),
+        shadow = app.limiter.shadow(),
+        "floodgate listening"
+    );
+
+    let grace = config.server.shutdown_grace;
+    tracker.spawn(crate::http::serve(
+        http,
+        app.clone(),
+        config.server.max_connections,
+        grace,
+        shutdown.clone(),
+    ));
+    let grpc_shutdown = shutdown.clone();
+    let grpc_app = app.clone();
+    tracker.spawn(async move {
+        if let Err(error) = crate::grpc::serve(grpc, grpc_app, grace, grpc_shutdown.clone()).await {
+            tracing::error!(%error, "gRPC server failed");
+            grpc_shutdown.cancel();
+        }
+    });
+    tracker.spawn(sweep(local, metrics, shutdown.clone()));
+    Ok(())
+}
+
+/// Sweeps expired local counters and runs metrics upkeep until shutdown.
+async fn sweep(local: Arc<LocalStore>, metrics: PrometheusHandle, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                let store = local.clone();
+                // A sweep walks every shard: keep it off the async workers.
+                let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
+                metrics.run_upkeep();
+            }
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Logs (`tracing`) and metrics (Prometheus) set-up.
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Installs the global tracing subscriber. `RUST_LOG` wins over `default`.
+pub fn init_tracing(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Latency buckets (seconds) that resolve tens of microseconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+/// Installs the Prometheus recorder and describes floodgate's metrics.
+///
+/// # Errors
+/// When a recorder is already installed.
+pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("floodgate_check_duration_seconds".into()),
+            LATENCY_BUCKETS,
+        )
+        .context("latency buckets")?
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    metrics::describe_counter!(
+        "floodgate_checks_total",
+        "Policy decisions, by policy, decision (allowed, denied, shadow_denied) and source"
+    );
+    metrics::describe_histogram!(
+        "floodgate_check_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to answer one check, by transport"
+    );
+    metrics::describe_counter!(
+        "floodgate_store_errors_total",
+        "Store calls that failed, by kind"
+    );
+    metrics::describe_gauge!(
+        "floodgate_store_fallback",
+        "1 while checks are answered by the local fallback instead of Redis"
+    );
+    metrics::describe_counter!(
+        "floodgate_config_reloads_total",
+        "Configuration reloads, by result"
+    );
+    metrics::describe_gauge!("floodgate_local_keys", "Counters held by the local store");
+    metrics::describe_counter!(
+        "floodgate_local_evictions_total",
+        "Counters evicted because the local store was full"
+    );
+    // Present from the start, so dashboards and alerts see a value.
+    metrics::gauge!("floodgate_store_fallback").set(0.0);
+    metrics::gauge!("floodgate_local_keys").set(0.0);
+    metrics::counter!("floodgate_local_evictions_total").increment(0);
+    for result in ["success", "failure"] {
+        metrics::counter!("floodgate_config_reloads_total", "result" => result).increment(0);
+    }
+    for kind in ["timeout", "unavailable", "protocol"] {
+        metrics::counter!("floodgate_store_errors_total", "kind" => kind).increment(0);
+    }
+    Ok(handle)
+}

@@ -1,0 +1,232 @@
+//! `/v1/check`, `/v1/release`, `/v1/policies`, health and bad input over
+//! real HTTP against the real binary.
+
+use floodgate_e2e::{http_request, Floodgate, FREE_PORTS};
+
+fn default_config() -> String {
+    let shipped = std::fs::read_to_string(floodgate_e2e::repo_root().join("config/floodgate.toml"))
+        .expect("config/floodgate.toml");
+    // The shipped file with its listeners moved to free ports.
+    shipped
+        .replace("http = \"127.0.0.1:9720\"", "http = \"127.0.0.1:0\"")
+        .replace("grpc = \"127.0.0.1:9721\"", "grpc = \"127.0.0.1:0\"")
+}
+
+#[test]
+fn six_hundred_ai_checks_give_exactly_500_allowed() {
+    let fg = Floodgate::start(&default_config());
+    let body = r#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#;
+    let mut allowed = 0;
+    let mut last = None;
+    for _ in 0..600 {
+        let r = fg.check(body);
+        match r.status {
+            200 => allowed += 1,
+            429 => last = Some(r),
+            other => panic!("unexpected status {other}: {}", r.text()),
+        }
+    }
+    assert_eq!(allowed, 500);
+    let denied = last.expect("a denial");
+    let retry: u64 = denied.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert_eq!(
+        denied.header("ratelimit-policy"),
+        Some("\"ai-per-user\";q=500;w=60")
+    );
+    assert!(denied
+        .header("ratelimit")
+        .unwrap()
+        .starts_with("\"ai-per-user\";r=0;t="));
+    let json = denied.json();
+    assert_eq!(json["allowed"], false);
+    assert_eq!(json["policy"], "ai-per-user");
+    assert_eq!(json["limit"], 500);
+    assert_eq!(json["remaining"], 0);
+    assert!(json["retry_after_ms"].as_u64().unwrap() > 0);
+    assert_eq!(json["statuses"][0]["source"], "local");
+    // Another user is untouched.
+    let other = fg.check(r#"{"attributes": {"user": "u2", "endpoint": "ai"}}"#);
+    assert_eq!(other.status, 200);
+    assert_eq!(other.json()["remaining"], 499);
+}
+
+#[test]
+fn unmatched_checks_are_allowed_and_peeks_charge_nothing() {
+    let fg = Floodgate::start(&default_config());
+    let r = fg.check(r#"{"attributes": {"user": "u1", "endpoint": "static"}}"#);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["policy"], "");
+    assert!(r.header("ratelimit").is_none());
+    let peek = r#"{"attributes": {"ip": "10.0.0.1", "endpoint": "auth"}, "hits": 0}"#;
+    for _ in 0..3 {
+        let r = fg.check(peek);
+        assert_eq!(r.status, 200);
+        assert_eq!(r.json()["remaining"], 150);
+    }
+    let costly = fg.check(r#"{"attributes": {"ip": "10.0.0.1", "endpoint": "auth"}, "hits": 100}"#);
+    assert_eq!(costly.json()["remaining"], 50);
+    let too_costly =
+        fg.check(r#"{"attributes": {"ip": "10.0.0.1", "endpoint": "auth"}, "hits": 51}"#);
+    assert_eq!(too_costly.status, 429);
+    assert_eq!(too_costly.json()["remaining"], 50);
+}
+
+const CONCURRENCY: &str = r#"
+[[policy]]
+name = "llm-inflight"
+match = { endpoint = "ai" }
+key = ["user"]
+limit = 2
+algorithm = "concurrency"
+lease_timeout = "30s"
+"#;
+
+#[test]
+fn leases_hold_slots_until_released() {
+    let fg = Floodgate::start(&format!("{FREE_PORTS}{CONCURRENCY}"));
+    let body = r#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#;
+    let first = fg.check(body);
+    assert_eq!(first.status, 200);
+    let lease = first.json()["lease"].as_str().unwrap().to_string();
+    assert_eq!(fg.check(body).status, 200);
+    assert_eq!(fg.check(body).status, 429);
+    let released = fg.http(
+        "POST",
+        "/v1/release",
+        Some(&format!(r#"{{"lease": "{lease}"}}"#)),
+    );
+    assert_eq!(released.status, 204);
+    assert_eq!(fg.check(body).status, 200);
+    assert_eq!(fg.check(body).status, 429);
+    let bad = fg.http("POST", "/v1/release", Some(r#"{"lease": "nope"}"#));
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].as_str().unwrap().contains("lease"));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_counts_nothing() {
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[policy]]\nname = \"p\"\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\n"
+    ));
+    let cases: &[(&str, &str)] = &[
+        ("{not json", "invalid JSON"),
+        (r#"{"attributes": {"user": 5}}"#, "invalid type"),
+        (r#"{"hits": 1}"#, "missing field `attributes`"),
+        (
+            r#"{"attributes": {"user": "u1"}, "hits": -1}"#,
+            "invalid value",
+        ),
+        (
+            r#"{"attributes": {"user": "u1"}, "extra": 1}"#,
+            "unknown field",
+        ),
+        (
+            r#"{"attributes": {"user": "a\u0001b"}}"#,
+            "control character",
+        ),
+        (
+            r#"{"attributes": {"user": "u1"}, "hits": 1000000000000}"#,
+            "too large",
+        ),
+        ("[]", "expected a JSON object"),
+        ("", "expected a JSON object"),
+    ];
+    for (body, reason) in cases {
+        let r = fg.check(body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let error = r.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(reason), "{body}: {error}");
+    }
+    let long = format!(r#"{{"attributes": {{"user": "{}"}}}}"#, "x".repeat(257));
+    let r = fg.check(&long);
+    assert_eq!(r.status, 400);
+    assert!(r.json()["error"].as_str().unwrap().contains("257 bytes"));
+    let huge = format!(r#"{{"attributes": {{"user": "{}"}}}}"#, "x".repeat(70_000));
+    assert_eq!(fg.check(&huge).status, 413);
+    // Nothing above was counted: the single allowed hit is still there.
+    assert_eq!(fg.check(r#"{"attributes": {"user": "u1"}}"#).status, 200);
+    assert_eq!(fg.check(r#"{"attributes": {"user": "u1"}}"#).status, 429);
+    // Wrong method and unknown route.
+    let r = fg.http("GET", "/v1/check", None);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+    assert_eq!(fg.http("GET", "/nope", None).status, 404);
+}
+
+#[test]
+fn chunked_bodies_over_the_cap_are_refused() {
+    let fg = Floodgate::start(FREE_PORTS);
+    let chunk = "x".repeat(16 * 1024);
+    let mut body = String::new();
+    for _ in 0..5 {
+        body.push_str(&format!("{:x}\r\n{chunk}\r\n", chunk.len()));
+    }
+    body.push_str("0\r\n\r\n");
+    let r = http_request(
+        fg.http,
+        "POST",
+        "/v1/check",
+        &[("Transfer-Encoding", "chunked")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 413);
+}
+
+#[test]
+fn health_readiness_policies_and_metrics() {
+    let fg = Floodgate::start(&default_config());
+    assert_eq!(fg.http("GET", "/healthz", None).status, 200);
+    let ready = fg.http("GET", "/readyz", None);
+    assert_eq!(ready.status, 200);
+    let ready = ready.json();
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["store"], "local");
+    assert_eq!(ready["policies"], 3);
+    let policies = fg.http("GET", "/v1/policies", None).json();
+    let first = &policies["policies"][0];
+    assert_eq!(first["name"], "ai-per-user");
+    assert_eq!(first["limit"], 500);
+    assert_eq!(first["window_ms"], 60_000);
+    assert_eq!(first["algorithm"], "sliding_window");
+    assert_eq!(first["key"][0], "user");
+    assert_eq!(first["match"]["endpoint"], "ai");
+    assert_eq!(first["mode"], "enforce");
+    fg.check(r#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#);
+    let metrics = fg.http("GET", "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    let text = metrics.text();
+    assert!(
+        text.contains(
+            r#"floodgate_checks_total{policy="ai-per-user",decision="allowed",source="local"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(text.contains("floodgate_check_duration_seconds_bucket"));
+    assert!(!text.contains("u1"), "a user value leaked into a label");
+}
+
+#[test]
+fn legacy_headers_when_configured() {
+    let fg = Floodgate::start(
+        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\nheaders = \"legacy\"\n\n[[policy]]\nname = \"p\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"1m\"\n",
+    );
+    let r = fg.check(r#"{"attributes": {"user": "u1"}}"#);
+    assert_eq!(r.header("x-ratelimit-limit"), Some("5"));
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("4"));
+    assert!(
+        r.header("x-ratelimit-reset")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            > 1_700_000_000
+    );
+    assert!(r.header("ratelimit").is_none());
+}
+
+#[test]
+fn sigterm_exits_zero() {
+    let mut fg = Floodgate::start(FREE_PORTS);
+    fg.signal("TERM");
+    assert_eq!(fg.wait_exit(std::time::Duration::from_secs(15)), Some(0));
+}
