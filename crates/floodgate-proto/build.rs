@@ -9,10 +9,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let files = ["floodgate/v1/floodgate.proto"].map(|f| root.join(f));
+    let files = [
+        "floodgate/v1/floodgate.proto",
+        "envoy/service/ratelimit/v3/rls.proto",
+        "envoy/service/auth/v3/external_auth.proto",
+    ]
+    .map(|f| root.join(f));
+    let well_known = protoc_bin_vendored::include_path()?;
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("descriptor.bin"))
-        .compile_protos(&files, std::slice::from_ref(&root))?;
+        .compile_protos(&files, &[root.clone(), well_known])?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

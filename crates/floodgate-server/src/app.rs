@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use floodgate_config::server::HeaderMode;
-use floodgate_config::Config;
+use floodgate_config::{Config, IdentityConfig};
+use floodgate_core::EndpointTable;
 use floodgate_store::Limiter;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -13,6 +14,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 pub struct Settings {
     /// Which rate-limit headers responses carry.
     pub headers: HeaderMode,
+    /// How HTTP integrations derive `user` and `ip`.
+    pub identity: IdentityConfig,
+    /// Path → endpoint class.
+    pub endpoints: EndpointTable,
 }
 
 impl Settings {
@@ -20,6 +25,8 @@ impl Settings {
     pub fn from_config(config: &Config) -> Self {
         Settings {
             headers: config.server.headers,
+            identity: config.identity.clone(),
+            endpoints: config.endpoints.clone(),
         }
     }
 }

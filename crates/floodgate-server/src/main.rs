@@ -12,6 +12,7 @@ mod app;
 mod errors;
 mod grpc;
 mod http;
+mod identity;
 mod render;
 mod serve;
 mod shutdown;

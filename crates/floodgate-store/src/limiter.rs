@@ -70,6 +70,24 @@ impl Verdict {
     pub fn deciding(&self) -> Option<&PolicyStatus> {
         self.decider.map(|i| &self.statuses[i])
     }
+
+    /// One verdict standing for several that stand or fall together:
+    /// allowed only if all are, with every status and the decider chosen
+    /// over all of them.
+    pub fn combine(verdicts: &[Verdict]) -> Verdict {
+        let allowed = verdicts.iter().all(|v| v.allowed);
+        let statuses: Vec<PolicyStatus> = verdicts
+            .iter()
+            .flat_map(|v| v.statuses.iter().cloned())
+            .collect();
+        let leases: Vec<&str> = verdicts.iter().filter_map(|v| v.lease.as_deref()).collect();
+        Verdict {
+            allowed,
+            decider: decider(&statuses, allowed),
+            statuses,
+            lease: (!leases.is_empty()).then(|| leases.join(",")),
+        }
+    }
 }
 
 /// Applies the loaded policies to checks, against one store.
@@ -126,36 +144,56 @@ impl Limiter {
     /// (nothing counted); [`LimitError::Store`] when the store could not
     /// decide.
     pub async fn check(&self, check: Check<'_>) -> Result<Verdict, LimitError> {
-        validate_attributes(check.attributes)?;
-        validate_hits(check.hits)?;
+        let mut verdicts = self.check_all(&[check]).await?;
+        Ok(verdicts.pop().unwrap_or_default())
+    }
+
+    /// Decides several checks that stand or fall together (the descriptors
+    /// of one Envoy rate limit request): all their policies go to the store
+    /// in one call, and if any check is denied, every charge of every check
+    /// is refunded. Each verdict's `allowed` is that check's own decision.
+    ///
+    /// # Errors
+    /// As [`Limiter::check`]; nothing is counted when any check is invalid.
+    pub async fn check_all(&self, checks: &[Check<'_>]) -> Result<Vec<Verdict>, LimitError> {
+        for check in checks {
+            validate_attributes(check.attributes)?;
+            validate_hits(check.hits)?;
+        }
         let set = self.policies.load();
-        let applicable: Vec<&Arc<Policy>> =
-            set.applicable(check.attributes, check.domain).collect();
-        if applicable.is_empty() {
-            return Ok(Verdict {
+        // (check index, policy) for every applicable policy of every check.
+        let applicable: Vec<(usize, &Arc<Policy>)> = checks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| set.applicable(c.attributes, c.domain).map(move |p| (i, p)))
+            .collect();
+        let mut verdicts = vec![
+            Verdict {
                 allowed: true,
                 ..Verdict::default()
-            });
+            };
+            checks.len()
+        ];
+        if applicable.is_empty() {
+            return Ok(verdicts);
         }
         let keys: Vec<String> = applicable
             .iter()
-            .map(|p| p.counter_key(check.attributes))
+            .map(|(i, p)| p.counter_key(checks[*i].attributes))
             .collect();
         let ops: Vec<StoreOp<'_>> = applicable
             .iter()
             .zip(&keys)
-            .map(|(policy, key)| StoreOp {
+            .map(|((i, policy), key)| StoreOp {
                 policy,
                 key,
-                hits: check.hits,
+                hits: checks[*i].hits,
             })
             .collect();
         let outcomes = self.store.check(&ops).await?;
         let global_shadow = self.shadow();
-        let statuses: Vec<PolicyStatus> = applicable
-            .iter()
-            .zip(&outcomes)
-            .map(|(policy, o)| PolicyStatus {
+        for ((i, policy), o) in applicable.iter().zip(&outcomes) {
+            verdicts[*i].statuses.push(PolicyStatus {
                 policy: policy.name_arc().clone(),
                 allowed: o.outcome.allowed,
                 limit: o.outcome.limit,
@@ -165,27 +203,36 @@ impl Limiter {
                 window_us: policy.window_us(),
                 shadow: global_shadow || policy.mode() == Mode::Shadow,
                 source: o.source,
-            })
-            .collect();
-        let allowed = statuses.iter().all(|s| s.allowed || s.shadow);
-        let receipts = ops
+            });
+        }
+        for verdict in &mut verdicts {
+            verdict.allowed = verdict.statuses.iter().all(|s| s.allowed || s.shadow);
+        }
+        let all_allowed = verdicts.iter().all(|v| v.allowed);
+        let charged = applicable
             .iter()
+            .zip(&ops)
             .zip(&outcomes)
-            .filter_map(|(op, o)| o.outcome.receipt.map(|r| (op, r)));
-        let mut lease_parts = Vec::new();
-        if allowed {
-            for (op, receipt) in receipts {
+            .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r)));
+        if all_allowed {
+            let mut lease_parts: Vec<Vec<LeasePart>> = vec![Vec::new(); checks.len()];
+            for (i, op, receipt) in charged {
                 if op.policy.kind() == AlgorithmKind::Concurrency {
-                    lease_parts.push(LeasePart {
+                    lease_parts[i].push(LeasePart {
                         counter_key: op.key.to_string(),
                         id: receipt.id,
                         hits: op.hits,
                     });
                 }
             }
+            for (verdict, parts) in verdicts.iter_mut().zip(lease_parts) {
+                if !parts.is_empty() {
+                    verdict.lease = Some(LeasePart::encode(&parts));
+                }
+            }
         } else {
-            let refunds: Vec<Refund<'_>> = receipts
-                .map(|(op, receipt)| Refund {
+            let refunds: Vec<Refund<'_>> = charged
+                .map(|(_, op, receipt)| Refund {
                     policy: op.policy,
                     key: op.key,
                     hits: op.hits,
@@ -200,13 +247,11 @@ impl Limiter {
                 }
             }
         }
-        record_metrics(&statuses);
-        Ok(Verdict {
-            allowed,
-            decider: decider(&statuses, allowed),
-            statuses,
-            lease: (!lease_parts.is_empty()).then(|| LeasePart::encode(&lease_parts)),
-        })
+        for verdict in &mut verdicts {
+            record_metrics(&verdict.statuses);
+            verdict.decider = decider(&verdict.statuses, verdict.allowed);
+        }
+        Ok(verdicts)
     }
 
     /// Releases the slots a lease token holds. Parts whose policy is gone or

@@ -1,13 +1,14 @@
-//! HTTP routes: `/v1/check`, `/v1/release`, `/v1/policies`, `/healthz`,
-//! `/readyz`, `/metrics`.
+//! HTTP routes: `/v1/check`, `/v1/release`, `/v1/auth` (nginx
+//! `auth_request`), `/v1/policies`, `/healthz`, `/readyz`, `/metrics`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use floodgate_config::server::HeaderMode;
 use floodgate_core::{Attributes, Policy};
-use floodgate_store::Check;
+use floodgate_store::{Check, Verdict};
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 use super::body;
 use crate::app::App;
 use crate::errors::ApiError;
+use crate::identity::{attributes, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
 
 /// Every response this listener sends.
@@ -27,10 +29,11 @@ pub type HttpResponse = Response<Full<Bytes>>;
 pub async fn handle(
     app: Arc<App>,
     req: Request<Incoming>,
-    _peer: SocketAddr,
+    peer: SocketAddr,
 ) -> Result<HttpResponse, Infallible> {
     let path = req.uri().path();
     let result = match (req.method(), path) {
+        (_, "/v1/auth") => auth(&app, &req, peer).await,
         (&Method::POST, "/v1/check") => check(&app, req).await,
         (&Method::POST, "/v1/release") => release(&app, req).await,
         (&Method::GET, "/v1/policies") => Ok(policies(&app)),
@@ -113,15 +116,61 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
         StatusCode::TOO_MANY_REQUESTS
     };
     let mut response = json(status, &CheckBody::new(&verdict));
-    let mode = app.settings.load().headers;
-    for (name, value) in rate_limit_headers(&verdict, mode) {
+    add_headers(&mut response, &verdict, app.settings.load().headers);
+    metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+/// `/v1/auth`, for nginx `auth_request`: 204 allow, 403 deny (nginx
+/// accepts only 2xx, 401 and 403 from an auth subrequest), with the
+/// rate-limit headers for nginx to copy. Attributes come from
+/// `X-Original-URI`, `X-Original-Method`, `X-Real-IP` / `X-Forwarded-For`
+/// and the user header; without `X-Original-*`, from the request itself.
+async fn auth(
+    app: &App,
+    req: &Request<Incoming>,
+    peer: SocketAddr,
+) -> Result<HttpResponse, ApiError> {
+    let started = Instant::now();
+    let headers = req.headers();
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let settings = app.settings.load();
+    let info = HttpRequestInfo {
+        method: header("x-original-method").unwrap_or(req.method().as_str()),
+        target: header("x-original-uri").unwrap_or(req.uri().path()),
+        peer: Some(peer.ip()),
+        forwarded_for: header("x-forwarded-for"),
+        real_ip: header("x-real-ip"),
+        user: header(&settings.identity.user_header),
+    };
+    let attributes = attributes(&info, &settings.identity, &settings.endpoints);
+    let verdict = app
+        .limiter
+        .check(Check {
+            attributes: &attributes,
+            hits: 1,
+            domain: None,
+        })
+        .await?;
+    let mut response = empty(if verdict.allowed {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::FORBIDDEN
+    });
+    add_headers(&mut response, &verdict, settings.headers);
+    metrics::histogram!("floodgate_check_duration_seconds", "transport" => "nginx")
+        .record(started.elapsed().as_secs_f64());
+    Ok(response)
+}
+
+/// Adds the rate-limit headers of `verdict` to `response`.
+pub fn add_headers(response: &mut HttpResponse, verdict: &Verdict, mode: HeaderMode) {
+    for (name, value) in rate_limit_headers(verdict, mode) {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);
         }
     }
-    metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
-        .record(started.elapsed().as_secs_f64());
-    Ok(response)
 }
 
 async fn release(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {

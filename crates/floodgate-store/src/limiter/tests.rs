@@ -185,3 +185,38 @@ async fn counters_survive_a_reload_that_keeps_name_and_key() {
     assert_eq!(v.statuses[0].limit, 3);
     assert_eq!(v.statuses[0].remaining, 1);
 }
+
+#[tokio::test]
+async fn checks_that_stand_together_are_refunded_together() {
+    let l = limiter(vec![
+        PolicySpec {
+            key: vec!["ip".into()],
+            ..spec("per-ip", 10)
+        },
+        spec("per-user", 1),
+    ]);
+    let by_ip = attrs(&[("ip", "1.2.3.4")]);
+    let by_user = attrs(&[("user", "u1")]);
+    let checks = [
+        Check {
+            attributes: &by_ip,
+            hits: 1,
+            domain: None,
+        },
+        Check {
+            attributes: &by_user,
+            hits: 1,
+            domain: None,
+        },
+    ];
+    let first = l.check_all(&checks).await.unwrap();
+    assert!(first.iter().all(|v| v.allowed));
+    let second = l.check_all(&checks).await.unwrap();
+    assert!(second[0].allowed);
+    assert!(!second[1].allowed);
+    let combined = Verdict::combine(&second);
+    assert!(!combined.allowed);
+    assert_eq!(combined.deciding().unwrap().policy.as_ref(), "per-user");
+    // The per-ip charge of the denied request was refunded.
+    assert_eq!(check(&l, &by_ip, 0).await.statuses[0].remaining, 9);
+}

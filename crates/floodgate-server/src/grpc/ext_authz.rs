@@ -1,0 +1,172 @@
+//! `envoy.service.auth.v3.Authorization`: Envoy's ext_authz. Attributes
+//! come from the HTTP request Envoy describes; a denial is an HTTP 429 that
+//! Envoy sends to the client, with `Retry-After` and the RateLimit headers.
+//!
+//! A request without HTTP attributes is allowed (with a warning, logged and
+//! counted in `floodgate_ext_authz_incomplete_total`): a misconfigured filter
+//! must not take the site down.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use floodgate_proto::envoy::config::core::v3::{
+    address, header_value_option::HeaderAppendAction, HeaderValue, HeaderValueOption,
+};
+use floodgate_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
+use floodgate_proto::envoy::service::auth::v3 as authz;
+use floodgate_proto::google::rpc;
+use floodgate_store::{Check, LimitError};
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+use crate::app::App;
+use crate::errors::to_status;
+use crate::identity::{attributes, HttpRequestInfo};
+use crate::render::{rate_limit_headers, CheckBody};
+
+/// gRPC status codes used in `CheckResponse.status`.
+const OK: i32 = 0;
+const INVALID_ARGUMENT: i32 = 3;
+const RESOURCE_EXHAUSTED: i32 = 8;
+
+/// The ext_authz gRPC service.
+pub struct AuthzService {
+    /// Shared state.
+    app: Arc<App>,
+}
+
+impl AuthzService {
+    /// The service over `app`.
+    pub fn new(app: Arc<App>) -> Self {
+        AuthzService { app }
+    }
+}
+
+fn header(key: &str, value: String) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_string(),
+            value,
+            raw_value: Vec::new(),
+        }),
+        append: None,
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        keep_empty_value: false,
+    }
+}
+
+fn allow(headers: Vec<HeaderValueOption>) -> authz::CheckResponse {
+    authz::CheckResponse {
+        status: Some(rpc::Status {
+            code: OK,
+            message: String::new(),
+        }),
+        http_response: Some(authz::check_response::HttpResponse::OkResponse(
+            authz::OkHttpResponse {
+                response_headers_to_add: headers,
+                ..authz::OkHttpResponse::default()
+            },
+        )),
+    }
+}
+
+fn deny(
+    code: i32,
+    status: StatusCode,
+    mut headers: Vec<HeaderValueOption>,
+    body: String,
+) -> authz::CheckResponse {
+    headers.push(header("content-type", "application/json".into()));
+    authz::CheckResponse {
+        status: Some(rpc::Status {
+            code,
+            message: String::new(),
+        }),
+        http_response: Some(authz::check_response::HttpResponse::DeniedResponse(
+            authz::DeniedHttpResponse {
+                status: Some(HttpStatus {
+                    code: status as i32,
+                }),
+                headers,
+                body,
+            },
+        )),
+    }
+}
+
+/// The socket address of a peer, when it is an IP address.
+fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> {
+    match peer?.address.as_ref()?.address.as_ref()? {
+        address::Address::SocketAddress(s) => s.address.parse().ok(),
+        address::Address::Pipe(_) => None,
+    }
+}
+
+#[tonic::async_trait]
+impl authz::authorization_server::Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: Request<authz::CheckRequest>,
+    ) -> Result<Response<authz::CheckResponse>, Status> {
+        let started = Instant::now();
+        let context = request.into_inner().attributes.unwrap_or_default();
+        let Some(http) = context.request.as_ref().and_then(|r| r.http.as_ref()) else {
+            tracing::warn!("ext_authz request without HTTP attributes: allowed unchecked");
+            metrics::counter!("floodgate_ext_authz_incomplete_total").increment(1);
+            return Ok(Response::new(allow(Vec::new())));
+        };
+        let settings = self.app.settings.load();
+        let info = HttpRequestInfo {
+            method: &http.method,
+            target: &http.path,
+            peer: peer_ip(context.source.as_ref()),
+            forwarded_for: http.headers.get("x-forwarded-for").map(String::as_str),
+            real_ip: None,
+            user: http
+                .headers
+                .get(&settings.identity.user_header)
+                .map(String::as_str),
+        };
+        let attributes = attributes(&info, &settings.identity, &settings.endpoints);
+        let verdict = match self
+            .app
+            .limiter
+            .check(Check {
+                attributes: &attributes,
+                hits: 1,
+                domain: None,
+            })
+            .await
+        {
+            Ok(verdict) => verdict,
+            Err(LimitError::InvalidAttributes(error)) => {
+                let body = serde_json::json!({ "error": error.to_string() }).to_string();
+                return Ok(Response::new(deny(
+                    INVALID_ARGUMENT,
+                    StatusCode::BadRequest,
+                    Vec::new(),
+                    body,
+                )));
+            }
+            Err(error) => return Err(to_status(error)),
+        };
+        let headers = rate_limit_headers(&verdict, settings.headers)
+            .into_iter()
+            .map(|(k, v)| header(k, v))
+            .collect();
+        let response = if verdict.allowed {
+            allow(headers)
+        } else {
+            let body = serde_json::to_string(&CheckBody::new(&verdict)).unwrap_or_default();
+            deny(
+                RESOURCE_EXHAUSTED,
+                StatusCode::TooManyRequests,
+                headers,
+                body,
+            )
+        };
+        metrics::histogram!("floodgate_check_duration_seconds", "transport" => "envoy_authz")
+            .record(started.elapsed().as_secs_f64());
+        Ok(Response::new(response))
+    }
+}
