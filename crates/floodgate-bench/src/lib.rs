@@ -1,0 +1,23 @@
+//! floodgate-bench owns the load generator and accuracy tool: it drives a
+//! running floodgate over floodgate.v1 gRPC, Envoy RLS v3 or HTTP, on
+//! loopback only, and reports throughput, latency and per-key admissions.
+//! It depends on the sidecar only through its wire protocols
+//! (floodgate-proto), never on the server, store or core crates.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod protocol;
+pub mod report;
+pub mod runner;
+pub mod stats;
+pub mod target;
+
+pub use cli::Args;
+pub use config::{Config, Load};
+pub use error::BenchError;
+pub use report::Report;
+pub use runner::run;

@@ -1,0 +1,61 @@
+//! floodgate-redis owns the Redis store: counters shared by every sidecar in
+//! one Redis (standalone, Sentinel or Cluster, over TLS and with ACL users),
+//! each algorithm a Lua script in `lua/` run atomically next to its state.
+//! It implements `floodgate_store::Store` and must never depend on a
+//! transport (HTTP, gRPC, protobuf) or on config parsing.
+//!
+//! # Data layout
+//!
+//! One key per counter, `<key_prefix>:{<policy>:<key values>}:<algorithm>`,
+//! always with a TTL no longer than its state matters:
+//!
+//! | algorithm | key | TTL |
+//! |---|---|---|
+//! | `sliding_window` (`sw`) | hash `i` window index, `p` previous, `c` current | end of the next window (≤ 2 windows) |
+//! | `fixed_window` (`fw`) | hash `i` window index, `c` count | end of the window |
+//! | `sliding_log` (`log`) | sorted set, one member `<nonce>:<n>` per admitted hit, scored by its time | newest entry + window |
+//! | `token_bucket` (`tb`) | string: the GCRA theoretical arrival time (µs) | until the bucket is full |
+//! | `concurrency` (`cc`) | sorted set, one member `<lease id>:<slots>` per lease, scored by its expiry | latest lease expiry |
+//!
+//! A lease holding several slots is one member whose name carries its slot
+//! count, so a release (`ZREM`) needs only the lease id and the slots, both
+//! in the lease token.
+//!
+//! # Calls
+//!
+//! A check is one pipeline of `EVALSHA` calls, one per policy, answered in
+//! one round trip (per Cluster node involved); `NOSCRIPT` is answered by
+//! `EVAL` of the full script at once and a reload in the background. Every
+//! call has the configured timeout and fails fast while its connection is
+//! down, and a call in flight when a connection drops fails rather than
+//! being re-sent. One gap remains in fred 10.1: a pipeline queued in the
+//! instant a connection drops may still be written once reconnected, after
+//! its caller timed out; such a check counts once, late (strict, never
+//! lenient). fred 10.1 also follows `MOVED`, but re-sends an
+//! `ASK`-redirected call to the slot's old owner: while a slot is half
+//! migrated, checks on its moved keys fail (transiently, charging nothing)
+//! until the migration completes.
+//!
+//! # Time
+//!
+//! Scripts read the Redis server's clock (`TIME`), never the sidecar's, so
+//! sidecars with skewed clocks agree. Test builds alone can do otherwise:
+//! the cargo feature `test-clock` (enabled only by this crate's own
+//! dev-dependency) adds [`RedisStore::with_test_clock`], which sends an
+//! explicit "now" to every script. That is what makes the conformance suite
+//! exact: the local store and this one see the same instants, so they must
+//! return identical outcomes. Under an override, script time and real time
+//! differ, so TTLs get 10 extra minutes (`TEST_SLACK_MS` in the prelude).
+//! A production build has no way to send it.
+#![forbid(unsafe_code)]
+
+mod config;
+mod error;
+mod key;
+mod script;
+mod store;
+mod tls;
+
+pub use config::Config;
+pub use error::Error;
+pub use store::RedisStore;

@@ -1,0 +1,323 @@
+//! [`RedisStore`]: the [`Store`] whose counters live in Redis.
+//!
+//! One check = one pipeline of `EVALSHA` calls, one per policy, written
+//! together and answered in one round trip (in a Cluster, one per node
+//! involved: fred routes each call by its key's slot and follows `MOVED` and
+//! `ASK`). A call answered `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a
+//! failover) is sent again at once with `EVAL` and the full script, which
+//! also caches it, while `SCRIPT LOAD` reloads every script on every
+//! primary: no check fails because a script went missing.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use floodgate_core::Policy;
+use floodgate_store::{Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
+use fred::clients::{Pipeline, Pool};
+use fred::error::Error as FredError;
+use fred::interfaces::{ClientLike, LuaInterface};
+use fred::types::config::{Options, PerformanceConfig, ReconnectPolicy};
+use fred::types::{Builder, ClusterHash, CustomCommand, Value};
+use fred::util::redis_keyslot;
+use tokio::time::{timeout_at, Instant};
+
+use crate::error::{is_noscript, store_error};
+use crate::key::redis_key;
+use crate::script::{check_call, refund_call, Call, SCRIPTS};
+use crate::{Config, Error};
+
+/// Shortest time allowed for opening a connection (TCP, TLS, AUTH), whatever
+/// the per-call timeout: a handshake takes several round trips.
+const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Cluster redirections (MOVED, ASK) one call may follow.
+const MAX_REDIRECTIONS: u32 = 3;
+
+/// Counters in a shared Redis. Cheap to share: wrap it in an `Arc`.
+pub struct RedisStore {
+    /// Connections, each pipelining the commands sent to it.
+    pool: Pool,
+    /// Prefix of every key.
+    prefix: String,
+    /// Longest time one store call may take.
+    timeout: Duration,
+    /// Options of every call: fail fast. A call fails at once while its
+    /// connection is known to be down, and a call cut off mid-flight by a
+    /// dropped connection fails instead of being re-sent after reconnecting
+    /// (see the crate docs for the one gap fred leaves).
+    options: Options,
+    /// The test-only script clock; `None` uses Redis `TIME`.
+    #[cfg(feature = "test-clock")]
+    clock: Option<std::sync::Arc<dyn floodgate_core::Clock>>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("pool_size", &self.pool.size())
+            .finish()
+    }
+}
+
+impl RedisStore {
+    /// Connects to Redis as `config` says and loads the scripts.
+    ///
+    /// Once connected, the store reconnects by itself (with backoff) after
+    /// any connection loss; calls made meanwhile fail within `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for invalid settings, [`Error::Tls`] for TLS setup
+    /// or handshake failures, [`Error::Auth`] when Redis refuses the
+    /// credentials or the ACL user may not run the scripts, and
+    /// [`Error::Unreachable`] when Redis cannot be reached (transient: the
+    /// caller may retry or start in fallback).
+    pub async fn connect(config: &Config) -> Result<RedisStore, Error> {
+        let fred_config = config.to_fred()?;
+        let target = config.target();
+        let connect_timeout = config.timeout.max(MIN_CONNECT_TIMEOUT);
+        let pool = Builder::from_config(fred_config)
+            .with_performance_config(|p: &mut PerformanceConfig| {
+                p.default_command_timeout = config.timeout;
+            })
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = connect_timeout;
+                // Every redirection (MOVED, ASK) costs a write attempt, and
+                // fred 10.1 ends its routing task for good when an ASK finds
+                // no attempt left: keep attempts > redirections so a command
+                // fails ("Too many redirections") before that can happen.
+                // (Calls are fail-fast, so attempts never re-send a call after
+                // a dropped connection.)
+                c.max_redirections = MAX_REDIRECTIONS;
+                c.max_command_attempts = MAX_REDIRECTIONS + 1;
+                // fred writes each EVALSHA of a pipeline separately: without
+                // TCP_NODELAY, Nagle holds the 2nd until the 1st is acked,
+                // turning one round trip per check into two.
+                c.tcp.nodelay = Some(true);
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build_pool(config.pool_size)
+            .map_err(|e| Error::connecting(target.clone(), &e))?;
+        let init = tokio::time::timeout(connect_timeout * 2, Box::pin(pool.init())).await;
+        match init {
+            Ok(Ok(_task)) => {}
+            Ok(Err(e)) => return Err(Error::connecting(target, &e)),
+            Err(_) => {
+                let _ = pool.quit().await;
+                return Err(Error::Unreachable {
+                    target,
+                    reason: format!("no connection within {connect_timeout:?}"),
+                });
+            }
+        }
+        let store = RedisStore {
+            pool,
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            options: Options {
+                fail_fast: true,
+                ..Options::default()
+            },
+            #[cfg(feature = "test-clock")]
+            clock: None,
+        };
+        if let Err(e) = store.load_scripts(connect_timeout).await {
+            let _ = store.pool.quit().await;
+            return Err(Error::connecting(target, &e));
+        }
+        Ok(store)
+    }
+
+    /// Makes the scripts read "now" from `clock` instead of Redis `TIME`.
+    /// Test builds only (cargo feature `test-clock`): it is what lets the
+    /// conformance suite compare this store with the local one exactly.
+    #[cfg(feature = "test-clock")]
+    pub fn with_test_clock(mut self, clock: std::sync::Arc<dyn floodgate_core::Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The script time argument: "" (Redis `TIME`) unless a test clock is set.
+    fn now_arg(&self) -> String {
+        #[cfg(feature = "test-clock")]
+        if let Some(clock) = &self.clock {
+            return clock.now_us().to_string();
+        }
+        String::new()
+    }
+
+    /// The Redis key holding the counter `counter_key` of `policy`:
+    /// `<prefix>:{<counter key>}:<algorithm suffix>`.
+    pub fn redis_key(&self, policy: &Policy, counter_key: &str) -> String {
+        redis_key(&self.prefix, counter_key, policy.kind())
+    }
+
+    /// Checks that Redis answers, within the timeout (the failover store
+    /// probes with it).
+    ///
+    /// # Errors
+    /// [`StoreError::Timeout`] or [`StoreError::Unavailable`] when Redis does
+    /// not answer.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let deadline = Instant::now() + self.timeout;
+        let client = self.pool.next_connected().with_options(&self.options);
+        match timeout_at(deadline, Box::pin(client.ping::<Value>(None))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(store_error(&e)),
+            Err(_) => Err(StoreError::Timeout),
+        }
+    }
+
+    /// Closes every connection; later calls fail. Dropping the store does
+    /// the same in the background.
+    pub async fn quit(&self) {
+        let _ = self.pool.quit().await;
+    }
+
+    /// Loads every script on every primary.
+    async fn load_scripts(&self, timeout: Duration) -> Result<(), FredError> {
+        let client = self.pool.next();
+        let all = async {
+            for script in SCRIPTS.all() {
+                // Boxed: fred's futures are large, keep ours small.
+                Box::pin(client.script_load_cluster::<Value, _>(script.source.as_str())).await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(timeout, all)
+            .await
+            .unwrap_or_else(|_| {
+                Err(FredError::new(
+                    fred::error::ErrorKind::Timeout,
+                    "SCRIPT LOAD timed out",
+                ))
+            })
+    }
+
+    /// Sends `calls` as one pipeline and returns each reply, in order.
+    /// Calls answered `NOSCRIPT` are sent again with the full script.
+    async fn run(&self, calls: &[&Call]) -> Result<Vec<Value>, StoreError> {
+        let deadline = Instant::now() + self.timeout;
+        let mut replies = self.send(calls, false, deadline).await?;
+        let missing: Vec<usize> = (0..calls.len())
+            .filter(|&i| matches!(&replies[i], Err(e) if is_noscript(e)))
+            .collect();
+        if !missing.is_empty() {
+            tracing::info!(
+                calls = missing.len(),
+                "Redis lost the scripts (NOSCRIPT): reloading"
+            );
+            let retry: Vec<&Call> = missing.iter().map(|&i| calls[i]).collect();
+            let reload = async {
+                let timeout = deadline.saturating_duration_since(Instant::now());
+                if let Err(e) = self.load_scripts(timeout).await {
+                    tracing::warn!(error = %e, "reloading the scripts failed; EVAL keeps checks working");
+                }
+            };
+            let (again, ()) = tokio::join!(self.send(&retry, true, deadline), reload);
+            for (i, reply) in missing.into_iter().zip(again?) {
+                replies[i] = reply;
+            }
+        }
+        replies
+            .into_iter()
+            .map(|r| r.map_err(|e| store_error(&e)))
+            .collect()
+    }
+
+    /// Writes `calls` as one pipeline (`EVALSHA`, or `EVAL` when `full`) and
+    /// reads every reply by `deadline`.
+    async fn send(
+        &self,
+        calls: &[&Call],
+        full: bool,
+        deadline: Instant,
+    ) -> Result<Vec<Result<Value, FredError>>, StoreError> {
+        let pipeline = Pipeline::from(self.pool.next_connected().with_options(&self.options));
+        for call in calls {
+            let slot = redis_keyslot(call.key.as_bytes());
+            let (name, script) = if full {
+                ("EVAL", call.script.source.as_str())
+            } else {
+                ("EVALSHA", call.script.sha.as_str())
+            };
+            let command = CustomCommand::new_static(name, ClusterHash::Custom(slot), false);
+            // Queuing in a pipeline only buffers the command.
+            pipeline
+                .custom::<(), Value>(command, call.arguments(script))
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        let replies = timeout_at(deadline, Box::pin(pipeline.try_all::<Value>()))
+            .await
+            .map_err(|_| StoreError::Timeout)?;
+        if replies.len() != calls.len() {
+            // The pipeline failed as a whole: one error stands for all.
+            return Err(match replies.into_iter().find_map(Result::err) {
+                Some(e) => store_error(&e),
+                None => StoreError::Protocol("pipeline reply count mismatch".into()),
+            });
+        }
+        Ok(replies)
+    }
+}
+
+impl Drop for RedisStore {
+    /// fred's connection tasks outlive their handles: stop them, or a
+    /// dropped store (a reload that replaced it) would keep its connections
+    /// and reconnect forever.
+    fn drop(&mut self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let pool = self.pool.clone();
+            runtime.spawn(async move {
+                let _ = pool.quit().await;
+            });
+        }
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now_arg();
+        let calls: Vec<_> = ops
+            .iter()
+            .map(|op| check_call(&self.prefix, op, &now))
+            .collect();
+        let replies = self
+            .run(&calls.iter().map(|c| &c.call).collect::<Vec<_>>())
+            .await?;
+        calls
+            .iter()
+            .zip(replies)
+            .map(|(call, reply)| {
+                Ok(StoreOutcome {
+                    outcome: call.outcome(reply)?,
+                    source: Source::Redis,
+                })
+            })
+            .collect()
+    }
+
+    async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
+        if refunds.is_empty() {
+            return Ok(());
+        }
+        let now = self.now_arg();
+        let calls: Vec<Call> = refunds
+            .iter()
+            .map(|r| refund_call(&self.prefix, r, &now))
+            .collect();
+        self.run(&calls.iter().collect::<Vec<_>>()).await?;
+        Ok(())
+    }
+
+    fn mode(&self) -> Source {
+        Source::Redis
+    }
+}

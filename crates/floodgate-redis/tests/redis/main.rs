@@ -1,0 +1,41 @@
+//! Tests of the Redis store against real `redis-server` processes (see
+//! `harness`), all in one test binary to keep build and link time low.
+
+mod cluster;
+mod conformance;
+mod harness;
+mod measure;
+mod security;
+mod sentinel;
+mod standalone;
+
+use std::time::Duration;
+
+use floodgate_redis::{Config, RedisStore};
+
+/// Per-call timeout in tests: generous, since debug builds share two cores.
+pub const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A store on one standalone server.
+pub async fn connect(url: String) -> RedisStore {
+    RedisStore::connect(&Config {
+        url: Some(url),
+        timeout: TIMEOUT,
+        pool_size: 2,
+        ..Config::default()
+    })
+    .await
+    .expect("connects")
+}
+
+/// A store on a cluster, through its seed nodes.
+pub async fn connect_cluster(urls: Vec<String>) -> RedisStore {
+    RedisStore::connect(&Config {
+        cluster: urls,
+        timeout: TIMEOUT,
+        pool_size: 2,
+        ..Config::default()
+    })
+    .await
+    .expect("connects to the cluster")
+}

@@ -1,0 +1,107 @@
+//! TLS (`rediss://` with a throwaway CA) and ACL users.
+
+use std::time::Duration;
+
+use floodgate_core::AlgorithmKind;
+use floodgate_redis::{Config, Error, RedisStore};
+use floodgate_store::{Store, StoreOp};
+
+use crate::conformance::policy;
+use crate::harness::{RedisServer, TestCa};
+use crate::TIMEOUT;
+
+async fn one_check(store: &RedisStore) {
+    let p = policy("fw", AlgorithmKind::FixedWindow, 5, 10_000_000, None);
+    let key = p.counter_key(&[("user".to_string(), "u".to_string())].into());
+    let o = store
+        .check(&[StoreOp {
+            policy: &p,
+            key: &key,
+            hits: 1,
+        }])
+        .await
+        .unwrap();
+    assert!(o[0].outcome.allowed);
+    assert_eq!(o[0].outcome.remaining, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca() {
+    let ca = TestCa::new();
+    let server = RedisServer::start_tls(&ca);
+    let url = format!("rediss://127.0.0.1:{}", server.tls_port.unwrap());
+    let config = Config {
+        url: Some(url.clone()),
+        timeout: TIMEOUT,
+        tls_ca_file: Some(ca.ca_cert.clone()),
+        ..Config::default()
+    };
+    let store = RedisStore::connect(&config).await.expect("TLS connection");
+    one_check(&store).await;
+    store.ping().await.unwrap();
+
+    // Without the CA the certificate is not trusted: a clear TLS error.
+    let untrusted = Config {
+        tls_ca_file: None,
+        ..config.clone()
+    };
+    let err = RedisStore::connect(&untrusted).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Tls(_) | Error::Unreachable { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().to_lowercase().contains("cert"), "{err}");
+
+    let missing = Config {
+        tls_ca_file: Some("/nonexistent/ca.pem".into()),
+        ..config
+    };
+    let err = RedisStore::connect(&missing).await.unwrap_err();
+    assert!(matches!(err, Error::Tls(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_user_and_wrong_password() {
+    let server = RedisServer::start(&["--user", "app", "on", ">s3cret", "~fg:*", "+@all"]);
+    let url = |password: &str| format!("redis://app:{password}@127.0.0.1:{}", server.port);
+    let config = |password: &str| Config {
+        url: Some(url(password)),
+        timeout: TIMEOUT,
+        ..Config::default()
+    };
+    let store = RedisStore::connect(&config("s3cret"))
+        .await
+        .expect("right password");
+    one_check(&store).await;
+
+    let started = std::time::Instant::now();
+    let err = RedisStore::connect(&config("wrong")).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    assert!(!err.is_transient());
+    let message = err.to_string();
+    assert!(message.contains("refused the credentials"), "{message}");
+    assert!(message.contains("WRONGPASS"), "{message}");
+    assert!(
+        !message.contains("wrong@"),
+        "the password leaked: {message}"
+    );
+
+    // A user without the right to run scripts: named at connect time too.
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("reader")
+        .arg("on")
+        .arg(">pw")
+        .arg("~*")
+        .arg("+get")
+        .query(&mut server.inspector())
+        .unwrap();
+    let reader = Config {
+        url: Some(format!("redis://reader:pw@127.0.0.1:{}", server.port)),
+        ..config("")
+    };
+    let err = RedisStore::connect(&reader).await.unwrap_err();
+    assert!(matches!(err, Error::Auth { .. }), "{err:?}");
+    assert!(err.to_string().contains("NOPERM"), "{err}");
+}

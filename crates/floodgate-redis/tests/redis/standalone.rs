@@ -1,0 +1,387 @@
+//! One standalone server: conformance, keys and TTLs, escaping, NOSCRIPT,
+//! accuracy across several stores, and error mapping.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use floodgate_core::{AlgorithmKind, Attributes, Policy};
+use floodgate_redis::{Config, Error, RedisStore};
+use floodgate_store::{Refund, Store, StoreError, StoreOp};
+use redis::Commands;
+
+use crate::conformance::{self, policy};
+use crate::connect;
+use crate::harness::RedisServer;
+
+const S: u64 = 1_000_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_with_the_local_store() {
+    let server = RedisServer::start(&[]);
+    let clock = conformance::clock();
+    let redis = connect(server.url()).await.with_test_clock(clock.clone());
+    let local = conformance::local_store(&clock);
+    let compared = conformance::run(
+        &local,
+        &redis,
+        &clock,
+        "standalone",
+        std::env::var("FLOODGATE_CONFORMANCE_STEPS").map_or(120, |s| s.parse().unwrap()),
+    )
+    .await;
+    assert!(compared > 600, "only {compared} outcomes compared");
+}
+
+fn user(name: &str) -> Attributes {
+    [("user".to_string(), name.to_string())].into()
+}
+
+/// Checks `hits` for `name` under `policy`, returning the outcome.
+async fn check(
+    store: &RedisStore,
+    policy: &Policy,
+    name: &str,
+    hits: u64,
+) -> floodgate_core::Outcome {
+    let key = policy.counter_key(&user(name));
+    store
+        .check(&[StoreOp {
+            policy,
+            key: &key,
+            hits,
+        }])
+        .await
+        .unwrap()[0]
+        .outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_key_has_a_bounded_ttl_and_values_cannot_forge_keys() {
+    let server = RedisServer::start(&[]);
+    let store = connect(server.url()).await;
+    let policies = [
+        policy("sw", AlgorithmKind::SlidingWindow, 5, 10 * S, None),
+        policy("fw", AlgorithmKind::FixedWindow, 5, 10 * S, None),
+        policy("log", AlgorithmKind::SlidingLog, 5, 10 * S, None),
+        policy("tb", AlgorithmKind::TokenBucket, 5, 10 * S, None),
+        policy("cc", AlgorithmKind::Concurrency, 5, 10 * S, None),
+    ];
+    let users = ["a}:{b", "a", "b", "a}", "{b}", "100%", "é"];
+    let mut leases = Vec::new();
+    for p in &policies {
+        for u in users {
+            let o = check(&store, p, u, 1).await;
+            assert!(o.allowed);
+            leases.push((p, u, o.receipt.unwrap()));
+        }
+        // Exhaust the forging user's quota: nobody else is affected.
+        while check(&store, p, "a}:{b", 1).await.allowed {}
+        for u in &users[1..] {
+            assert_eq!(
+                check(&store, p, u, 0).await.remaining,
+                4,
+                "{} {u}",
+                p.name()
+            );
+        }
+    }
+    let mut inspector = server.inspector();
+    let keys: Vec<String> = inspector.keys("*").unwrap();
+    assert_eq!(keys.len(), policies.len() * users.len(), "{keys:?}");
+    for p in &policies {
+        for u in users {
+            let key = store.redis_key(p, &p.counter_key(&user(u)));
+            assert!(keys.contains(&key), "{key} missing");
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+            assert_eq!(key.matches('}').count(), 1, "{key}");
+        }
+    }
+    let assert_ttls = |inspector: &mut redis::Connection| {
+        for key in inspector.keys::<_, Vec<String>>("*").unwrap() {
+            let ttl: i64 = redis::cmd("PTTL").arg(&key).query(inspector).unwrap();
+            // sliding_window keeps 2 windows; the others at most one.
+            let bound = if key.ends_with(":sw") { 20_000 } else { 10_000 };
+            assert!(ttl > 0 && ttl <= bound, "{key} has TTL {ttl} ms");
+        }
+    };
+    assert_ttls(&mut inspector);
+    // Refunds and releases keep every TTL bounded; releasing every lease of
+    // a counter removes its key.
+    let refunds: Vec<Refund<'_>> = leases
+        .iter()
+        .map(|(p, u, receipt)| Refund {
+            policy: p,
+            key: Box::leak(p.counter_key(&user(u)).into_boxed_str()),
+            hits: 1,
+            receipt: *receipt,
+        })
+        .collect();
+    store.refund(&refunds).await.unwrap();
+    assert_ttls(&mut inspector);
+    let cc_key = store.redis_key(&policies[4], &policies[4].counter_key(&user("b")));
+    assert!(!inspector.exists::<_, bool>(&cc_key).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_flush_fails_no_check() {
+    let server = RedisServer::start(&[]);
+    let store = connect(server.url()).await;
+    let mut inspector = server.inspector();
+    let policies: Vec<Policy> = conformance::policies();
+    let keys: Vec<String> = policies
+        .iter()
+        .map(|p| p.counter_key(&user("flush")))
+        .collect();
+    for round in 0..3 {
+        let ops: Vec<StoreOp<'_>> = policies
+            .iter()
+            .zip(&keys)
+            .map(|(policy, key)| StoreOp {
+                policy,
+                key,
+                hits: 1,
+            })
+            .collect();
+        let outcomes = store.check(&ops).await.expect("check after SCRIPT FLUSH");
+        assert_eq!(outcomes.len(), policies.len());
+        assert!(
+            outcomes.iter().all(|o| o.outcome.allowed),
+            "round {round}: {outcomes:?}"
+        );
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut inspector)
+            .unwrap();
+        let refund = Refund {
+            policy: &policies[2],
+            key: &keys[2],
+            hits: 1,
+            receipt: outcomes[2].outcome.receipt.unwrap(),
+        };
+        store
+            .refund(&[refund])
+            .await
+            .expect("refund after SCRIPT FLUSH");
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut inspector)
+            .unwrap();
+    }
+    // The scripts are cached again for EVALSHA.
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut inspector)
+        .unwrap();
+    assert!(info.contains("cmdstat_eval:"), "{info}");
+    assert!(
+        info.contains("cmdstat_script|load:") || info.contains("cmdstat_script:"),
+        "{info}"
+    );
+}
+
+/// Hammers one key of `policy` from 24 tasks over 3 stores; returns how
+/// many checks were allowed.
+pub async fn hammer(stores: &[Arc<RedisStore>], policy: &Arc<Policy>, name: &str) -> usize {
+    let allowed = Arc::new(AtomicUsize::new(0));
+    let key = Arc::new(policy.counter_key(&user(name)));
+    let tasks: Vec<_> = (0..24)
+        .map(|t| {
+            let (store, policy, key, allowed) = (
+                stores[t % stores.len()].clone(),
+                policy.clone(),
+                key.clone(),
+                allowed.clone(),
+            );
+            tokio::spawn(async move {
+                for _ in 0..10 {
+                    let ops = [StoreOp {
+                        policy: &policy,
+                        key: &key,
+                        hits: 1,
+                    }];
+                    if store.check(&ops).await.unwrap()[0].outcome.allowed {
+                        allowed.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    allowed.load(Ordering::Relaxed)
+}
+
+/// Exact quotas across sidecars: sliding_log, fixed_window and token_bucket
+/// admit exactly their quota; sliding_window never more.
+pub async fn exact_quota_across_stores(stores: &[Arc<RedisStore>], tag: &str) {
+    const DAY: u64 = 86_400 * S;
+    let cases = [
+        (
+            policy("log", AlgorithmKind::SlidingLog, 50, 3_600 * S, None),
+            true,
+        ),
+        (
+            policy("fw", AlgorithmKind::FixedWindow, 50, DAY, None),
+            true,
+        ),
+        (
+            policy("tb", AlgorithmKind::TokenBucket, 50, DAY, None),
+            true,
+        ),
+        (
+            policy("sw", AlgorithmKind::SlidingWindow, 50, DAY, None),
+            false,
+        ),
+    ];
+    for (p, exact) in cases {
+        let admitted = hammer(stores, &Arc::new(p.clone()), tag).await;
+        if exact {
+            assert_eq!(admitted, 50, "{} admitted {admitted} of 50", p.name());
+        } else {
+            assert!(admitted <= 50, "{} admitted {admitted} of 50", p.name());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_sidecars_admit_exactly_the_quota() {
+    let server = RedisServer::start(&[]);
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(Arc::new(connect(server.url()).await));
+    }
+    exact_quota_across_stores(&stores, "hammered").await;
+
+    // Concurrency: never more than 5 leases held at once.
+    let p = Arc::new(policy("cc", AlgorithmKind::Concurrency, 5, 60 * S, None));
+    let key = Arc::new(p.counter_key(&user("holders")));
+    let (held, peak) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let tasks: Vec<_> = (0..12)
+        .map(|t| {
+            let (store, p, key, held, peak) = (
+                stores[t % 3].clone(),
+                p.clone(),
+                key.clone(),
+                held.clone(),
+                peak.clone(),
+            );
+            tokio::spawn(async move {
+                for _ in 0..8 {
+                    let ops = [StoreOp {
+                        policy: &p,
+                        key: &key,
+                        hits: 1,
+                    }];
+                    let o = store.check(&ops).await.unwrap()[0].outcome;
+                    if let Some(receipt) = o.receipt {
+                        let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(now, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        let release = Refund {
+                            policy: &p,
+                            key: &key,
+                            hits: 1,
+                            receipt,
+                        };
+                        store.refund(&[release]).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((1..=5).contains(&peak), "peak {peak} leases");
+    let o = stores[0]
+        .check(&[StoreOp {
+            policy: &p,
+            key: &key,
+            hits: 0,
+        }])
+        .await
+        .unwrap()[0]
+        .outcome;
+    assert_eq!(o.remaining, 5, "every lease was released");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_map_to_store_errors() {
+    // Nothing listens: a transient connect error naming the target.
+    let port = crate::harness::free_port();
+    let config = Config {
+        url: Some(format!("redis://127.0.0.1:{port}")),
+        ..Config::default()
+    };
+    let err = RedisStore::connect(&config).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    assert!(matches!(err, Error::Unreachable { .. }));
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+
+    let server = RedisServer::start(&[]);
+    let store = RedisStore::connect(&Config {
+        url: Some(server.url()),
+        timeout: Duration::from_millis(300),
+        // One connection, so the late write described below (if any) comes
+        // before the first check after the restart.
+        pool_size: 1,
+        ..Config::default()
+    })
+    .await
+    .unwrap();
+    store.ping().await.unwrap();
+    let p = policy("fw", AlgorithmKind::FixedWindow, 5, 10 * S, None);
+    let key = p.counter_key(&user("x"));
+    let ops = [StoreOp {
+        policy: &p,
+        key: &key,
+        hits: 1,
+    }];
+    // A frozen server: the call times out.
+    server.signal("STOP");
+    let frozen = store.check(&ops).await;
+    let ping = store.ping().await;
+    server.signal("CONT");
+    assert!(matches!(frozen, Err(StoreError::Timeout)), "{frozen:?}");
+    assert!(
+        matches!(ping, Err(StoreError::Timeout)),
+        "ping while frozen: {ping:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    store
+        .check(&ops)
+        .await
+        .expect("works again once the server thaws");
+    store.ping().await.unwrap();
+    // A dead server: transient errors, never a panic.
+    let port = server.port;
+    drop(server);
+    let dead = store.check(&ops).await.unwrap_err();
+    assert!(dead.is_transient(), "{dead:?}");
+    // Restarted (empty, without the scripts): once the store has reconnected,
+    // not a single check fails.
+    let _server = RedisServer::start_on(port, &[]);
+    let started = std::time::Instant::now();
+    while store.ping().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no reconnection"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let o = store.check(&ops).await.expect("check after a restart");
+        seen.push(o[0].outcome.remaining);
+    }
+    // fred may still write the check that failed while the server was down
+    // once it has reconnected (it counts once, late): hence 4 or 3 first.
+    assert!(
+        seen == [4, 3, 2, 1] || seen == [3, 2, 1, 0],
+        "{seen:?} after {dead:?}"
+    );
+}

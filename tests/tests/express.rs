@@ -1,0 +1,53 @@
+//! examples/express: the middleware, run by a real Node.js against a real
+//! floodgate. Skipped (with a message) where `node` is not installed.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use floodgate_e2e::{http_request, repo_root, Floodgate, FREE_PORTS};
+
+#[test]
+fn express_middleware_limits_and_copies_headers() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("node is not installed: skipping the Express example");
+        return;
+    }
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[policy]]\nname = \"ai-per-user\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 2\nwindow = \"1m\"\n"
+    ));
+    let mut node = Command::new("node")
+        .arg(repo_root().join("examples/express/demo.js"))
+        .env("FLOODGATE_URL", format!("http://{}", fg.http))
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .parse()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let chat = |user: &str| {
+        http_request(
+            addr,
+            "POST",
+            "/api/chat/x",
+            &[("x-user-id", user)],
+            Some(b""),
+        )
+    };
+    let statuses: Vec<u16> = (0..3).map(|_| chat("u1").status).collect();
+    let denied = chat("u1");
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(statuses, [200, 200, 429]);
+    assert_eq!(denied.status, 429);
+    assert!(denied.header("retry-after").is_some());
+    assert!(denied.header("ratelimit").unwrap().contains("r=0"));
+    assert_eq!(denied.json()["policy"], "ai-per-user");
+}

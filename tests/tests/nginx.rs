@@ -1,0 +1,111 @@
+//! examples/nginx/floodgate.conf, run by a real nginx on free loopback
+//! ports in front of a small upstream, with floodgate answering its
+//! auth_request subrequests.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use floodgate_e2e::{http_request, repo_root, Floodgate, TextUpstream, FREE_PORTS};
+
+/// nginx, started in the foreground; killed when dropped.
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn nginx_binary() -> Option<String> {
+    ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .map(String::from)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn nginx_auth_request_example_limits_and_copies_headers() {
+    let Some(nginx) = nginx_binary() else {
+        panic!("nginx is not installed: scripts/test installs it");
+    };
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"1m\"\n"
+    ));
+    let upstream = TextUpstream::start("hello from the app");
+    let port = free_port();
+    let example =
+        std::fs::read_to_string(repo_root().join("examples/nginx/floodgate.conf")).unwrap();
+    let server = example
+        .replace("127.0.0.1:3000", &upstream.addr.to_string())
+        .replace("127.0.0.1:9720", &fg.http.to_string())
+        .replace("listen 8080;", &format!("listen 127.0.0.1:{port};"));
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    std::fs::write(dir.path().join("floodgate.conf"), server).unwrap();
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    let main = format!(
+        "{user}daemon off;\nworker_processes 1;\npid {root}/nginx.pid;\nerror_log {root}/error.log;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {root}/body;\n  proxy_temp_path {root}/proxy;\n  fastcgi_temp_path {root}/fastcgi;\n  uwsgi_temp_path {root}/uwsgi;\n  scgi_temp_path {root}/scgi;\n  include {root}/floodgate.conf;\n}}\n",
+        user = if is_root { "user root;\n" } else { "" },
+    );
+    std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
+    let child = Command::new(&nginx)
+        .args(["-p", &root, "-c", &format!("{root}/nginx.conf")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start nginx");
+    let _nginx = Nginx(child);
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let get = |user: &str| {
+        http_request(
+            addr,
+            "GET",
+            "/api/items?page=2",
+            &[("x-user-id", user)],
+            None,
+        )
+    };
+    for remaining in (0..3).rev() {
+        let r = get("u1");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), "hello from the app");
+        assert_eq!(
+            r.header("ratelimit-policy"),
+            Some("\"api-per-user\";q=3;w=60")
+        );
+        assert!(r
+            .header("ratelimit")
+            .unwrap()
+            .starts_with(&format!("\"api-per-user\";r={remaining};t=")));
+    }
+    let denied = get("u1");
+    assert_eq!(denied.status, 429, "{}", denied.text());
+    let retry: u64 = denied.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry));
+    assert!(denied.header("ratelimit").unwrap().contains("r=0"));
+    assert_eq!(upstream.hits(), 3, "denied requests never reach the app");
+    // Another user still passes; paths outside /api are not limited.
+    assert_eq!(get("u2").status, 200);
+    let other = http_request(addr, "GET", "/static/x.css", &[("x-user-id", "u1")], None);
+    assert_eq!(other.status, 200);
+}
