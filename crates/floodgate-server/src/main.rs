@@ -92,13 +92,15 @@ fn serve(path: PathBuf, shadow: bool, log_format: telemetry::LogFormat) -> ExitC
         let metrics = telemetry::init_metrics()?;
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
+        let on_signal = shutdown.clone();
+        tokio::spawn(async move {
+            let signal = shutdown::signal().await;
+            tracing::info!(signal, "shutting down");
+            on_signal.cancel();
+        });
         serve::run(config, shadow, metrics, shutdown.clone(), tracker.clone()).await?;
         tracker.close();
-        tokio::select! {
-            signal = shutdown::signal() => tracing::info!(signal, "shutting down"),
-            _ = shutdown.cancelled() => tracing::info!("shutting down after a server failure"),
-        }
-        shutdown.cancel();
+        shutdown.cancelled().await;
         tracker.wait().await;
         anyhow::Ok(())
     });

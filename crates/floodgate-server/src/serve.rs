@@ -10,7 +10,8 @@ use arc_swap::ArcSwap;
 use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::SystemClock;
-use floodgate_store::{Limiter, LocalConfig, LocalStore, Source};
+use floodgate_redis::RedisStore;
+use floodgate_store::{Limiter, LocalConfig, LocalStore, Source, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -39,20 +40,30 @@ pub async fn run(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> anyhow::Result<()> {
-    let local = match config.store.kind {
-        StoreKind::Local => Arc::new(LocalStore::new(
-            LocalConfig {
-                max_keys: config.store.local.max_keys,
-                shards: config.store.local.shards,
-            },
-            Arc::new(SystemClock::new()),
-            Source::Local,
-        )),
-        StoreKind::Redis => anyhow::bail!(
-            "store.kind = \"redis\" is not available in this build yet; use kind = \"local\""
-        ),
+    let (store, local): (Arc<dyn Store>, Option<Arc<LocalStore>>) = match config.store.kind {
+        StoreKind::Local => {
+            let local = Arc::new(LocalStore::new(
+                LocalConfig {
+                    max_keys: config.store.local.max_keys,
+                    shards: config.store.local.shards,
+                },
+                Arc::new(SystemClock::new()),
+                Source::Local,
+            ));
+            (local.clone(), Some(local))
+        }
+        StoreKind::Redis => {
+            let Some(redis) = &config.store.redis else {
+                anyhow::bail!("store.kind = \"redis\" needs a [store.redis] section");
+            };
+            match connect_redis(redis, &shutdown).await? {
+                Some(store) => (Arc::new(store), None),
+                // Shut down while waiting for Redis.
+                None => return Ok(()),
+            }
+        }
     };
-    let limiter = Arc::new(Limiter::new(config.policies.clone(), local.clone()));
+    let limiter = Arc::new(Limiter::new(config.policies.clone(), store));
     limiter.set_shadow(shadow || config.server.shadow);
     let app = Arc::new(App {
         limiter,
@@ -65,7 +76,7 @@ pub async fn run(
     tracing::info!(
         http = %http.local_addr()?,
         grpc = %grpc.local_addr()?,
-        store = "local",
+        store = app.limiter.store_mode().as_str(),
         policies = config.policies.len(),
         shadow = app.limiter.shadow(),
         "floodgate listening"
@@ -91,16 +102,65 @@ pub async fn run(
     Ok(())
 }
 
+/// The Redis store for `[store.redis]`. While Redis cannot be reached, logs
+/// why and tries again every second until it can or `shutdown` fires
+/// (`None`). Until the failover store lands (issue 4) floodgate does not
+/// answer checks before Redis is there.
+///
+/// # Errors
+/// Problems that retrying cannot fix: bad credentials, ACL, TLS, config.
+async fn connect_redis(
+    config: &floodgate_config::store::RedisConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<RedisStore>> {
+    use floodgate_config::store::RedisTopology;
+    let mut redis = floodgate_redis::Config {
+        key_prefix: config.key_prefix.clone(),
+        timeout: config.timeout,
+        pool_size: config.pool_size,
+        ..floodgate_redis::Config::default()
+    };
+    match &config.topology {
+        RedisTopology::Standalone(url) => redis.url = Some(url.clone()),
+        RedisTopology::Cluster(nodes) => redis.cluster = nodes.clone(),
+        RedisTopology::Sentinel {
+            sentinels,
+            service_name,
+        } => {
+            redis.sentinels = sentinels.clone();
+            redis.service_name = Some(service_name.clone());
+        }
+    }
+    loop {
+        match RedisStore::connect(&redis).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, "Redis is unreachable; retrying in 1s");
+            }
+            Err(error) => return Err(anyhow::Error::new(error).context("cannot use Redis")),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
 /// Sweeps expired local counters and runs metrics upkeep until shutdown.
-async fn sweep(local: Arc<LocalStore>, metrics: PrometheusHandle, shutdown: CancellationToken) {
+async fn sweep(
+    local: Option<Arc<LocalStore>>,
+    metrics: PrometheusHandle,
+    shutdown: CancellationToken,
+) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {
-                let store = local.clone();
-                // A sweep walks every shard: keep it off the async workers.
-                let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
+                if let Some(store) = local.clone() {
+                    // A sweep walks every shard: keep it off the async workers.
+                    let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
+                }
                 metrics.run_upkeep();
             }
         }
