@@ -3,14 +3,9 @@
 //! 100 per minute admits exactly 100 of 500 checks on one hot key, over
 //! gRPC, Envoy RLS and HTTP.
 //!
-//! The binary must be built first (`cargo build --bin floodgate`); set
-//! `FLOODGATE_BIN` to use another one.
+//! The binary must be built first (`cargo build --bin floodgate`).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use floodgate_bench::{run, Args, Report};
 
@@ -27,88 +22,10 @@ window = "1m"
 algorithm = "sliding_log"
 "#;
 
-/// `target/<profile>/floodgate` next to this test's `deps/` folder, or
-/// `$FLOODGATE_BIN`.
-fn binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("FLOODGATE_BIN") {
-        return path.into();
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("floodgate");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build --bin floodgate`",
-        bin.display()
-    );
-    bin
-}
-
-/// A running `floodgate serve`, killed when dropped.
-struct Floodgate {
-    child: Child,
-    http: SocketAddr,
-    grpc: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Floodgate {
-    fn start() -> Floodgate {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("floodgate.toml");
-        std::fs::write(&path, CONFIG).expect("write config");
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn floodgate");
-        let stderr = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            // Keep draining so the child never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("floodgate listening") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(line);
-                    }
-                }
-            }
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("floodgate did not log its listening addresses within 20 s");
-        };
-        let field = |name: &str| -> SocketAddr {
-            let start = line.find(&format!("{name}=")).expect("address in log") + name.len() + 1;
-            let rest = &line[start..];
-            rest[..rest.find(' ').unwrap_or(rest.len())]
-                .parse()
-                .expect("socket address")
-        };
-        Floodgate {
-            http: field("http"),
-            grpc: field("grpc"),
-            child,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Floodgate {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A sidecar on free loopback ports serving [`CONFIG`] (the shared
+/// harness of the end-to-end tests).
+fn start() -> floodgate_e2e::Floodgate {
+    floodgate_e2e::Floodgate::start(CONFIG)
 }
 
 async fn bench(protocol: &str, target: SocketAddr) -> Report {
@@ -163,13 +80,13 @@ fn assert_exact(protocol: &str, report: &Report) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_key_admits_exactly_the_quota() {
     // One sidecar per protocol, so each starts with an empty counter.
-    let grpc = Floodgate::start();
+    let grpc = start();
     assert_exact("grpc", &bench("grpc", grpc.grpc).await);
 
-    let envoy = Floodgate::start();
+    let envoy = start();
     assert_exact("envoy", &bench("envoy", envoy.grpc).await);
 
-    let http = Floodgate::start();
+    let http = start();
     assert_exact("http", &bench("http", http.http).await);
 }
 
@@ -196,8 +113,8 @@ async fn refused_connection_is_a_clear_error() {
 async fn accuracy_mode_catches_independent_sidecars_over_admitting() {
     // Two sidecars with local stores do not share counters: spread
     // round-robin, each admits its own 100, and the report shows 100 over.
-    let a = Floodgate::start();
-    let b = Floodgate::start();
+    let a = start();
+    let b = start();
     let config = args(&[
         "--target",
         &a.grpc.to_string(),
@@ -235,7 +152,7 @@ async fn accuracy_mode_catches_independent_sidecars_over_admitting() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_sends_the_scheduled_checks() {
-    let fg = Floodgate::start();
+    let fg = start();
     let config = args(&[
         "--target",
         &fg.http.to_string(),
@@ -268,7 +185,7 @@ async fn open_loop_sends_the_scheduled_checks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_checks_are_status_errors() {
     // A control character in an attribute value is invalid input.
-    let fg = Floodgate::start();
+    let fg = start();
     for (protocol, addr, status) in [
         ("http", fg.http, "400"),
         ("grpc", fg.grpc, "grpc:InvalidArgument"),
