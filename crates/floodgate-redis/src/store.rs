@@ -320,4 +320,8 @@ impl Store for RedisStore {
     fn mode(&self) -> Source {
         Source::Redis
     }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        RedisStore::ping(self).await
+    }
 }

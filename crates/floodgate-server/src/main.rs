@@ -10,9 +10,11 @@ use tokio_util::task::TaskTracker;
 
 mod app;
 mod errors;
+mod explain;
 mod grpc;
 mod http;
 mod identity;
+mod reload;
 mod render;
 mod serve;
 mod shutdown;
@@ -46,6 +48,18 @@ enum Command {
         /// The TOML configuration file.
         path: PathBuf,
     },
+    /// Show which policies a check with these attributes meets, the counter
+    /// key each uses, and why the others do not apply.
+    Explain {
+        /// The TOML configuration file.
+        #[arg(long, env = "FLOODGATE_CONFIG")]
+        config: PathBuf,
+        /// The check's domain (Envoy RLS); none by default.
+        #[arg(long)]
+        domain: Option<String>,
+        /// Attributes of the check, as name=value (user=u1 endpoint=ai).
+        attributes: Vec<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -61,6 +75,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Explain {
+            config,
+            domain,
+            attributes,
+        } => {
+            let attributes = match explain::parse_attributes(&attributes) {
+                Ok(attributes) => attributes,
+                Err(message) => {
+                    eprintln!("floodgate explain: {message}");
+                    return ExitCode::from(2);
+                }
+            };
+            match floodgate_config::load(&config) {
+                Ok(config) => {
+                    print!(
+                        "{}",
+                        explain::explain(&config, &attributes, domain.as_deref())
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(errors) => {
+                    eprintln!("{errors}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve {
             config,
             shadow,
@@ -98,7 +138,15 @@ fn serve(path: PathBuf, shadow: bool, log_format: telemetry::LogFormat) -> ExitC
             tracing::info!(signal, "shutting down");
             on_signal.cancel();
         });
-        serve::run(config, shadow, metrics, shutdown.clone(), tracker.clone()).await?;
+        serve::run(
+            config,
+            path.clone(),
+            shadow,
+            metrics,
+            shutdown.clone(),
+            tracker.clone(),
+        )
+        .await?;
         tracker.close();
         shutdown.cancelled().await;
         tracker.wait().await;

@@ -10,7 +10,6 @@ use arc_swap::ArcSwap;
 use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::SystemClock;
-use floodgate_redis::RedisStore;
 use floodgate_store::{Limiter, LocalConfig, LocalStore, Source, Store};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
@@ -18,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::app::{App, Settings};
+
+mod failover;
 
 /// How often expired local counters are swept and metrics upkept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -35,6 +36,7 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// When a listener cannot be bound or the configured store is not available.
 pub async fn run(
     config: Config,
+    config_path: std::path::PathBuf,
     shadow: bool,
     metrics: PrometheusHandle,
     shutdown: CancellationToken,
@@ -56,11 +58,9 @@ pub async fn run(
             let Some(redis) = &config.store.redis else {
                 anyhow::bail!("store.kind = \"redis\" needs a [store.redis] section");
             };
-            match connect_redis(redis, &shutdown).await? {
-                Some(store) => (Arc::new(store), None),
-                // Shut down while waiting for Redis.
-                None => return Ok(()),
-            }
+            let store = failover::start(&config, redis, &shutdown, &tracker).await?;
+            let fallback = store.fallback_store();
+            (store, Some(fallback))
         }
     };
     let limiter = Arc::new(Limiter::new(config.policies.clone(), store));
@@ -70,6 +70,14 @@ pub async fn run(
         settings: ArcSwap::from_pointee(Settings::from_config(&config)),
         metrics: metrics.clone(),
     });
+    // Before the listening line: SIGHUP and file changes from then on reload.
+    tracker.spawn(crate::reload::run(
+        config_path,
+        app.clone(),
+        crate::reload::Fixed::of(&config),
+        shadow,
+        shutdown.clone(),
+    ));
 
     let http = bind(config.server.http, "HTTP").await?;
     let grpc = bind(config.server.grpc, "gRPC").await?;
@@ -100,50 +108,6 @@ pub async fn run(
     });
     tracker.spawn(sweep(local, metrics, shutdown.clone()));
     Ok(())
-}
-
-/// The Redis store for `[store.redis]`. While Redis cannot be reached, logs
-/// why and tries again every second until it can or `shutdown` fires
-/// (`None`). Until the failover store lands (issue 4) floodgate does not
-/// answer checks before Redis is there.
-///
-/// # Errors
-/// Problems that retrying cannot fix: bad credentials, ACL, TLS, config.
-async fn connect_redis(
-    config: &floodgate_config::store::RedisConfig,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Option<RedisStore>> {
-    use floodgate_config::store::RedisTopology;
-    let mut redis = floodgate_redis::Config {
-        key_prefix: config.key_prefix.clone(),
-        timeout: config.timeout,
-        pool_size: config.pool_size,
-        ..floodgate_redis::Config::default()
-    };
-    match &config.topology {
-        RedisTopology::Standalone(url) => redis.url = Some(url.clone()),
-        RedisTopology::Cluster(nodes) => redis.cluster = nodes.clone(),
-        RedisTopology::Sentinel {
-            sentinels,
-            service_name,
-        } => {
-            redis.sentinels = sentinels.clone();
-            redis.service_name = Some(service_name.clone());
-        }
-    }
-    loop {
-        match RedisStore::connect(&redis).await {
-            Ok(store) => return Ok(Some(store)),
-            Err(error) if error.is_transient() => {
-                tracing::warn!(%error, "Redis is unreachable; retrying in 1s");
-            }
-            Err(error) => return Err(anyhow::Error::new(error).context("cannot use Redis")),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-        }
-    }
 }
 
 /// Sweeps expired local counters and runs metrics upkeep until shutdown.

@@ -6,11 +6,13 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod failover;
 mod limiter;
 mod local;
 mod store;
 
 pub use error::{LimitError, StoreError};
+pub use failover::{FailoverConfig, FailoverStore};
 pub use limiter::{Check, Limiter, PolicyStatus, Verdict};
 pub use local::{LocalConfig, LocalStore};
 pub use store::{Refund, Source, Store, StoreOp, StoreOutcome};

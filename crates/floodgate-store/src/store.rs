@@ -83,4 +83,13 @@ pub trait Store: Send + Sync {
     /// What answers checks right now: `"local"`, `"redis"` or `"fallback"`
     /// (shown by `/readyz`).
     fn mode(&self) -> Source;
+
+    /// Checks that the store answers (the failover store probes with it).
+    /// Stores that cannot be down answer `Ok` (the default).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store does not answer.
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -1,0 +1,238 @@
+//! `floodgate explain`: which policies a check with given attributes would
+//! meet, the counter key each would use, and why the others do not apply —
+//! to debug a policy without sending traffic.
+
+use std::fmt::Write as _;
+
+use floodgate_config::store::StoreKind;
+use floodgate_config::Config;
+use floodgate_core::{AlgorithmKind, Attributes, Policy};
+
+/// Parses `name=value` arguments into attributes.
+///
+/// # Errors
+/// A message naming the bad argument: no `=`, an empty name, a name given
+/// twice, or attributes floodgate would reject in a check.
+pub fn parse_attributes(args: &[String]) -> Result<Attributes, String> {
+    let mut attributes = Attributes::new();
+    for arg in args {
+        let Some((name, value)) = arg.split_once('=') else {
+            return Err(format!(
+                "{arg:?} is not an attribute: expected name=value (e.g. user=u1)"
+            ));
+        };
+        if name.is_empty() {
+            return Err(format!("{arg:?} has an empty attribute name"));
+        }
+        if attributes
+            .insert(name.to_string(), value.to_string())
+            .is_some()
+        {
+            return Err(format!("attribute {name:?} is given more than once"));
+        }
+    }
+    floodgate_core::validate_attributes(&attributes).map_err(|e| e.to_string())?;
+    Ok(attributes)
+}
+
+/// Why `policy` does not apply to a check with `attributes` in `domain`;
+/// empty when it applies.
+pub fn reasons(policy: &Policy, attributes: &Attributes, domain: Option<&str>) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Some(own) = policy.domain() {
+        if domain != Some(own) {
+            why.push(match domain {
+                Some(d) => format!("it belongs to domain {own:?}, not {d:?}"),
+                None => format!("it belongs to domain {own:?} and the check has none (--domain)"),
+            });
+        }
+    }
+    for (name, values) in policy.matches() {
+        let wanted = values
+            .iter()
+            .map(|v| format!("{v:?}"))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        match attributes.get(name) {
+            None => why.push(format!("match {name} = {wanted}: {name} is missing")),
+            Some(v) if !values.iter().any(|x| x == v) => {
+                why.push(format!("match {name} = {wanted}: {name} is {v:?}"));
+            }
+            Some(_) => {}
+        }
+    }
+    for name in policy.key() {
+        if !attributes.contains_key(name) {
+            why.push(format!("key attribute {name} is missing"));
+        }
+    }
+    debug_assert_eq!(why.is_empty(), policy.applies(attributes, domain));
+    why
+}
+
+/// The suffix floodgate-redis appends to a counter key for `kind`.
+fn redis_suffix(kind: AlgorithmKind) -> &'static str {
+    match kind {
+        AlgorithmKind::SlidingWindow => "sw",
+        AlgorithmKind::FixedWindow => "fw",
+        AlgorithmKind::SlidingLog => "log",
+        AlgorithmKind::TokenBucket => "tb",
+        AlgorithmKind::Concurrency => "cc",
+    }
+}
+
+/// `us` microseconds in the largest unit that divides it (`1m`, `250ms`).
+fn duration(us: u64) -> String {
+    const UNITS: [(u64, &str); 5] = [
+        (86_400_000_000, "d"),
+        (3_600_000_000, "h"),
+        (60_000_000, "m"),
+        (1_000_000, "s"),
+        (1_000, "ms"),
+    ];
+    for (size, unit) in UNITS {
+        if us >= size && us % size == 0 {
+            return format!("{}{unit}", us / size);
+        }
+    }
+    format!("{us}µs")
+}
+
+/// The report for a check with `attributes` in `domain` under `config`.
+pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -> String {
+    let mut out = String::new();
+    let mut names: Vec<_> = attributes.iter().collect();
+    names.sort();
+    let shown = names
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = writeln!(out, "attributes: {shown}");
+    if let Some(domain) = domain {
+        let _ = writeln!(out, "domain: {domain}");
+    }
+    let prefix = match (&config.store.kind, &config.store.redis) {
+        (StoreKind::Redis, Some(redis)) => Some(redis.key_prefix.as_str()),
+        _ => None,
+    };
+    let _ = writeln!(out, "store: {}", config.store.kind.as_str());
+    let mut applying = 0;
+    for policy in config.policies.iter() {
+        let why = reasons(policy, attributes, domain);
+        if why.is_empty() {
+            applying += 1;
+            let key = policy.counter_key(attributes);
+            let key = match prefix {
+                Some(p) => format!("{p}:{{{key}}}:{}", redis_suffix(policy.kind())),
+                None => key,
+            };
+            let _ = writeln!(
+                out,
+                "\n{}: applies ({} per {}, {})\n  counter key: {key}",
+                policy.name(),
+                policy.limit(),
+                duration(policy.window_us()),
+                policy.kind().as_str()
+            );
+        } else {
+            let _ = writeln!(out, "\n{}: does not apply", policy.name());
+            for reason in why {
+                let _ = writeln!(out, "  - {reason}");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{applying} of {} policies apply",
+        config.policies.len()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[[policy]]
+name = "ai"
+match = { endpoint = ["ai", "chat"] }
+key = ["user"]
+limit = 5
+window = "1m"
+
+[[policy]]
+name = "auth"
+match = { endpoint = "auth" }
+key = ["ip"]
+limit = 5
+window = "1m"
+
+[[policy]]
+name = "d"
+key = ["user"]
+limit = 5
+window = "1m"
+domain = "edge"
+"#;
+
+    fn attrs(args: &[&str]) -> Attributes {
+        parse_attributes(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    #[test]
+    fn says_why_each_policy_does_or_does_not_apply() {
+        let config = floodgate_config::from_str(CONFIG, "t.toml").unwrap();
+        let a = attrs(&["user=u1", "endpoint=ai"]);
+        let get = |n: &str| config.policies.get(n).unwrap().clone();
+        assert!(reasons(&get("ai"), &a, None).is_empty());
+        assert_eq!(
+            reasons(&get("auth"), &a, None),
+            [
+                "match endpoint = \"auth\": endpoint is \"ai\"",
+                "key attribute ip is missing"
+            ]
+        );
+        assert_eq!(
+            reasons(&get("d"), &a, None),
+            ["it belongs to domain \"edge\" and the check has none (--domain)"]
+        );
+        assert!(reasons(&get("d"), &a, Some("edge")).is_empty());
+        let none = attrs(&[]);
+        assert_eq!(
+            reasons(&get("ai"), &none, None),
+            [
+                "match endpoint = \"ai\" or \"chat\": endpoint is missing",
+                "key attribute user is missing"
+            ]
+        );
+        let out = explain(&config, &a, None);
+        assert!(
+            out.contains("ai: applies (5 per 1m, sliding_window)"),
+            "{out}"
+        );
+        assert!(out.contains("counter key: ai:u1\n"), "{out}");
+        assert!(out.contains("1 of 3 policies apply"), "{out}");
+    }
+
+    #[test]
+    fn redis_keys_carry_the_prefix_and_hash_tag() {
+        let src = format!(
+            "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"app\"\n{CONFIG}"
+        );
+        let config = floodgate_config::from_str(&src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["user=u1", "endpoint=chat"]), None);
+        assert!(out.contains("counter key: app:{ai:u1}:sw\n"), "{out}");
+    }
+
+    #[test]
+    fn bad_arguments_are_named() {
+        let parse = |a: &[&str]| {
+            parse_attributes(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap_err()
+        };
+        assert!(parse(&["user"]).contains("expected name=value"));
+        assert!(parse(&["=x"]).contains("empty attribute name"));
+        assert!(parse(&["user=a", "user=b"]).contains("more than once"));
+    }
+}

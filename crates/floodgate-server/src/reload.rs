@@ -1,0 +1,300 @@
+//! Live reload of the configuration file (SPEC §3): on SIGHUP and whenever
+//! the file changes on disk, the file is re-read and validated; a valid file
+//! swaps the policies and reloadable settings atomically, an invalid one is
+//! rejected with every error logged and the old policies stay.
+//!
+//! Change detection polls the file's metadata (mtime, length, inode) every
+//! [`POLL_EVERY`] instead of using inotify through the `notify` crate:
+//! `std::fs::metadata` follows symlinks, so an editor that writes a new file
+//! and renames it over the old one (new inode) and a Kubernetes ConfigMap
+//! update (the `..data` symlink swapped to a new directory) are both seen,
+//! with no extra dependency and no watch to re-arm when the file is
+//! replaced. The cost is up to half a second of latency and one `stat` per
+//! poll.
+//!
+//! A file seen changing is read only once it has held still for
+//! [`SETTLE`], and an empty file is rejected (it would parse as "no
+//! policies"), so a writer caught between truncating and writing does not
+//! wipe the limits. A missing, unreadable or invalid file counts as a
+//! failed reload: the old policies stay and the next change is tried again.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use floodgate_config::Config;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::app::{App, Settings};
+
+/// How often the file's metadata is polled for changes.
+pub const POLL_EVERY: Duration = Duration::from_millis(500);
+
+/// How long a changed file must hold still before it is read.
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// How many times [`settle`] waits for a file that keeps changing.
+const SETTLE_TRIES: u32 = 5;
+
+/// What identifies one version of the file on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    /// Last modification time.
+    mtime: Option<SystemTime>,
+    /// Size in bytes.
+    len: u64,
+    /// Inode (changes when the file is replaced by a rename).
+    inode: u64,
+    /// Device of the inode.
+    dev: u64,
+}
+
+/// The stamp of the file at `path` (following symlinks), `None` when it
+/// cannot be stat'ed (missing, unreadable directory).
+fn stamp(path: &Path) -> Option<Stamp> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        mtime: meta.modified().ok(),
+        len: meta.len(),
+        inode: meta.ino(),
+        dev: meta.dev(),
+    })
+}
+
+/// The parts of the startup configuration that only a restart can change:
+/// listeners, proxy, connection cap, drain grace, log filter, store and
+/// fallback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fixed {
+    /// `[server] http`.
+    http: std::net::SocketAddr,
+    /// `[server] grpc`.
+    grpc: std::net::SocketAddr,
+    /// `[server] proxy`.
+    proxy: Option<floodgate_config::server::ProxyConfig>,
+    /// `[server]` max_connections, shutdown_grace, log.
+    server_other: (usize, Duration, Option<String>),
+    /// `[store]`.
+    store: floodgate_config::store::Config,
+    /// `[fallback]` (built into the failover store at startup).
+    fallback: floodgate_config::FallbackConfig,
+}
+
+impl Fixed {
+    /// The restart-only parts of `config`.
+    pub fn of(config: &Config) -> Self {
+        Fixed {
+            http: config.server.http,
+            grpc: config.server.grpc,
+            proxy: config.server.proxy.clone(),
+            server_other: (
+                config.server.max_connections,
+                config.server.shutdown_grace,
+                config.server.log.clone(),
+            ),
+            store: config.store.clone(),
+            fallback: config.fallback,
+        }
+    }
+
+    /// The names of the sections of `self` that differ from `other`.
+    fn changed(&self, other: &Fixed) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        if self.http != other.http || self.grpc != other.grpc {
+            changed.push("[server] listeners");
+        }
+        if self.proxy != other.proxy {
+            changed.push("[server] proxy");
+        }
+        if self.server_other != other.server_other {
+            changed.push("[server] max_connections/shutdown_grace/log");
+        }
+        if self.store != other.store {
+            changed.push("[store]");
+        }
+        if self.fallback != other.fallback {
+            changed.push("[fallback]");
+        }
+        changed
+    }
+}
+
+/// Reloads `path` on SIGHUP and on changes until `shutdown` fires.
+/// `current` is what the running listeners and store were built from;
+/// `cli_shadow` is the `--shadow` flag, which a reload cannot turn off.
+///
+/// The SIGHUP handler is installed and the file's first stamp taken when
+/// this is called, not when the future is first polled, so a SIGHUP or a
+/// change right after startup is not lost (nor does SIGHUP kill us).
+pub fn run(
+    path: PathBuf,
+    app: Arc<App>,
+    current: Fixed,
+    cli_shadow: bool,
+    shutdown: CancellationToken,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let hup = match signal(SignalKind::hangup()) {
+        Ok(hup) => Some(hup),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reloading on file changes only");
+            None
+        }
+    };
+    let last = stamp(&path);
+    watch(path, app, current, cli_shadow, shutdown, hup, last)
+}
+
+/// The reload loop of [`run`].
+async fn watch(
+    path: PathBuf,
+    app: Arc<App>,
+    current: Fixed,
+    cli_shadow: bool,
+    shutdown: CancellationToken,
+    mut hup: Option<tokio::signal::unix::Signal>,
+    mut last: Option<Stamp>,
+) {
+    let mut poll = tokio::time::interval(POLL_EVERY);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let trigger = tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(()) = async {
+                match hup.as_mut() {
+                    Some(hup) => hup.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => "SIGHUP",
+            _ = poll.tick() => {
+                let now = stamp(&path);
+                if now == last {
+                    continue;
+                }
+                last = settle(&path, now).await;
+                "file change"
+            }
+        };
+        if stamp(&path).is_some_and(|s| s.len == 0) {
+            // An empty file parses as "no policies": far more likely a
+            // writer caught between truncate and write than a wish.
+            tracing::warn!(trigger, path = %path.display(), "config reload: the file is empty; keeping the old policies");
+            metrics::counter!("floodgate_config_reloads_total", "result" => "failure").increment(1);
+            continue;
+        }
+        // Read off the async workers: it is a blocking file read.
+        let read = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || floodgate_config::load(&read)).await;
+        match loaded {
+            Ok(Ok(config)) => apply(&app, config, &current, cli_shadow, trigger),
+            Ok(Err(errors)) => {
+                for error in &errors.0 {
+                    tracing::warn!(trigger, "config reload: {error}");
+                }
+                tracing::warn!(
+                    trigger,
+                    errors = errors.0.len(),
+                    "config reload rejected; keeping the old policies"
+                );
+                metrics::counter!("floodgate_config_reloads_total", "result" => "failure")
+                    .increment(1);
+            }
+            Err(error) => {
+                tracing::warn!(%error, "config reload failed; keeping the old policies");
+                metrics::counter!("floodgate_config_reloads_total", "result" => "failure")
+                    .increment(1);
+            }
+        }
+    }
+}
+
+/// Waits until a file seen changing holds still for [`SETTLE`] (at most
+/// [`SETTLE_TRIES`] times), so a writer in the middle of writing is not read
+/// half-way; its final stamp.
+async fn settle(path: &Path, mut seen: Option<Stamp>) -> Option<Stamp> {
+    for _ in 0..SETTLE_TRIES {
+        tokio::time::sleep(SETTLE).await;
+        let now = stamp(path);
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    seen
+}
+
+/// Swaps in a valid `config`.
+fn apply(app: &App, config: Config, current: &Fixed, cli_shadow: bool, trigger: &str) {
+    let changed = current.changed(&Fixed::of(&config));
+    if !changed.is_empty() {
+        tracing::warn!(
+            sections = changed.join(", "),
+            "config reload: these changes need a restart and are not applied"
+        );
+    }
+    let policies = config.policies.len();
+    app.settings.store(Arc::new(Settings::from_config(&config)));
+    app.limiter.set_shadow(cli_shadow || config.server.shadow);
+    app.limiter.replace_policies(config.policies);
+    metrics::counter!("floodgate_config_reloads_total", "result" => "success").increment(1);
+    tracing::info!(
+        trigger,
+        policies,
+        shadow = app.limiter.shadow(),
+        "config reloaded"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restart_only_changes_are_named() {
+        let base = Config::default();
+        let fixed = Fixed::of(&base);
+        assert!(fixed.changed(&Fixed::of(&base)).is_empty());
+        let mut other = base.clone();
+        other.server.http = "127.0.0.1:1".parse().unwrap();
+        other.server.shadow = true;
+        assert_eq!(fixed.changed(&Fixed::of(&other)), ["[server] listeners"]);
+        other.store.kind = floodgate_config::store::StoreKind::Redis;
+        other.server.log = Some("debug".into());
+        assert_eq!(
+            fixed.changed(&Fixed::of(&other)),
+            [
+                "[server] listeners",
+                "[server] max_connections/shutdown_grace/log",
+                "[store]"
+            ]
+        );
+        other.fallback.mode = floodgate_core::FallbackMode::Deny;
+        assert_eq!(
+            fixed.changed(&Fixed::of(&other)).last(),
+            Some(&"[fallback]")
+        );
+    }
+
+    #[test]
+    fn stamp_sees_replacement_and_disappearance() {
+        let dir = tempfile_dir();
+        let path = dir.join("f.toml");
+        std::fs::write(&path, "a").unwrap();
+        let first = stamp(&path);
+        assert!(first.is_some());
+        let tmp = dir.join("f.toml.new");
+        std::fs::write(&tmp, "b").unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert_ne!(stamp(&path), first);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(stamp(&path), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("floodgate-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

@@ -1,0 +1,141 @@
+//! The Redis store as `floodgate serve` runs it: behind a [`FailoverStore`],
+//! with a background probe loop, and a background connect when Redis is
+//! unreachable at startup (SPEC §6).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use floodgate_config::store::{RedisConfig, RedisTopology};
+use floodgate_config::Config;
+use floodgate_config::Instances;
+use floodgate_core::SystemClock;
+use floodgate_redis::RedisStore;
+use floodgate_store::{FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source, Store};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Builds the failover store over `[store.redis]`. Connects once: when Redis
+/// is unreachable, starts at once in fallback and keeps connecting in the
+/// background every `probe_interval` until it can (or `shutdown` fires).
+/// Spawns the probe loop on `tracker`.
+///
+/// `fallback.instances = "auto"` is taken as 1 for now (no heartbeat yet).
+///
+/// # Errors
+/// Problems that retrying cannot fix: bad credentials, ACL, TLS, config.
+pub(super) async fn start(
+    config: &Config,
+    redis: &RedisConfig,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Arc<FailoverStore>> {
+    let redis = redis_config(redis);
+    let fallback = Arc::new(LocalStore::new(
+        LocalConfig {
+            max_keys: config.store.local.max_keys,
+            shards: config.store.local.shards,
+        },
+        Arc::new(SystemClock::new()),
+        Source::Fallback,
+    ));
+    let failover_config = FailoverConfig {
+        mode: config.fallback.mode,
+        instances: match config.fallback.instances {
+            Instances::Fixed(n) => n,
+            Instances::Auto => 1,
+        },
+        probe_interval: config.fallback.probe_interval,
+        failure_threshold: config.fallback.failure_threshold,
+    };
+    let store = match RedisStore::connect(&redis).await {
+        Ok(primary) => {
+            let primary: Arc<dyn Store> = Arc::new(primary);
+            Arc::new(FailoverStore::new(Some(primary), fallback, failover_config))
+        }
+        Err(error) if error.is_transient() => {
+            tracing::warn!(
+                %error,
+                "Redis is unreachable: starting in fallback, connecting in the background"
+            );
+            let store = Arc::new(FailoverStore::new(None, fallback, failover_config));
+            tracker.spawn(connect(redis, store.clone(), shutdown.clone()));
+            store
+        }
+        Err(error) => return Err(anyhow::Error::new(error)).context("cannot use Redis"),
+    };
+    tracker.spawn(probe(store.clone(), shutdown.clone()));
+    Ok(store)
+}
+
+/// The `floodgate-redis` settings for `[store.redis]`.
+fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
+    let mut redis = floodgate_redis::Config {
+        key_prefix: config.key_prefix.clone(),
+        timeout: config.timeout,
+        pool_size: config.pool_size,
+        ..floodgate_redis::Config::default()
+    };
+    match &config.topology {
+        RedisTopology::Standalone(url) => redis.url = Some(url.clone()),
+        RedisTopology::Cluster(nodes) => redis.cluster = nodes.clone(),
+        RedisTopology::Sentinel {
+            sentinels,
+            service_name,
+        } => {
+            redis.sentinels = sentinels.clone();
+            redis.service_name = Some(service_name.clone());
+        }
+    }
+    redis
+}
+
+/// Connects every `probe_interval` until Redis answers, then installs it as
+/// the primary. Stops on `shutdown`, or for good on an error retrying cannot
+/// fix (logged; floodgate stays in fallback).
+async fn connect(
+    redis: floodgate_redis::Config,
+    store: Arc<FailoverStore>,
+    shutdown: CancellationToken,
+) {
+    let every = store.config().probe_interval;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            attempt = RedisStore::connect(&redis) => attempt,
+        };
+        match attempt {
+            Ok(primary) => {
+                store.install_primary(Arc::new(primary));
+                return;
+            }
+            Err(error) if error.is_transient() => {
+                tracing::debug!(%error, "Redis still unreachable");
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot use Redis: staying in fallback");
+                return;
+            }
+        }
+    }
+}
+
+/// Probes the primary every `probe_interval` while the breaker is open,
+/// until `shutdown`.
+async fn probe(store: Arc<FailoverStore>, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(store.config().probe_interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {
+                if store.is_open() {
+                    store.probe_once().await;
+                }
+            }
+        }
+    }
+}

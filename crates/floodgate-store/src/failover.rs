@@ -1,0 +1,267 @@
+//! [`FailoverStore`]: a shared primary store (Redis) behind a circuit
+//! breaker, with a local stand-in while the primary is away (SPEC §6).
+//!
+//! Closed, every check goes to the primary. A check whose primary call fails
+//! is answered by the fallback instead (a caller never sees a store error),
+//! and `failure_threshold` consecutive transient failures open the breaker:
+//! from then on checks never touch the primary until [`FailoverStore::probe_once`]
+//! (called every `probe_interval` by the server) finds it answering again.
+//! The primary may also be absent at first (Redis down at startup) and be
+//! installed later with [`FailoverStore::install_primary`].
+//!
+//! While open, each policy decides by its fallback mode: `local` limits in
+//! the local store with `ceil(limit / instances)`, `allow` allows and `deny`
+//! denies; every outcome says [`Source::Fallback`].
+//!
+//! Refunds go where the store stands now: to the primary while closed (and,
+//! for `concurrency` leases, to the fallback too: lease ids are random, so a
+//! lease the fallback never issued is untouched), to the fallback while
+//! open. A refund of a charge the fallback made while the breaker was still
+//! closed goes to the primary and is lost: that charge stays counted until
+//! its window passes (strict, never lenient). Refund errors are logged, not
+//! returned.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use floodgate_core::{AlgorithmKind, FallbackMode, Outcome};
+
+use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
+use crate::{LocalStore, StoreError};
+
+/// How a [`FailoverStore`] trips and what it does while tripped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// Fallback mode of policies without their own.
+    pub mode: FallbackMode,
+    /// Sidecars sharing each limit (≥ 1): `local` policies enforce
+    /// `ceil(limit / instances)` while open.
+    pub instances: u64,
+    /// How often the server should call [`FailoverStore::probe_once`]; also
+    /// the `retry_after` of `deny` outcomes.
+    pub probe_interval: Duration,
+    /// Consecutive transient failures that open the breaker (≥ 1).
+    pub failure_threshold: u32,
+}
+
+/// A primary store guarded by a circuit breaker, with a local fallback.
+pub struct FailoverStore {
+    /// The shared store; empty until it could be reached once.
+    primary: OnceLock<Arc<dyn Store>>,
+    /// The stand-in (its decisions say [`Source::Fallback`]).
+    fallback: Arc<LocalStore>,
+    /// Trip and fallback settings.
+    config: FailoverConfig,
+    /// Whether the breaker is open (checks skip the primary).
+    open: AtomicBool,
+    /// Consecutive transient primary failures while closed.
+    failures: AtomicU32,
+}
+
+impl FailoverStore {
+    /// A failover store over `primary`, or, when `None`, one that starts
+    /// open until [`FailoverStore::install_primary`]. `fallback` should
+    /// report [`Source::Fallback`].
+    pub fn new(
+        primary: Option<Arc<dyn Store>>,
+        fallback: Arc<LocalStore>,
+        config: FailoverConfig,
+    ) -> Self {
+        let open = primary.is_none();
+        let cell = OnceLock::new();
+        if let Some(primary) = primary {
+            let _ = cell.set(primary);
+        }
+        metrics::gauge!("floodgate_store_fallback").set(if open { 1.0 } else { 0.0 });
+        FailoverStore {
+            primary: cell,
+            fallback,
+            config: FailoverConfig {
+                instances: config.instances.max(1),
+                failure_threshold: config.failure_threshold.max(1),
+                ..config
+            },
+            open: AtomicBool::new(open),
+            failures: AtomicU32::new(0),
+        }
+    }
+
+    /// The local stand-in (for the server's periodic sweep).
+    pub fn fallback_store(&self) -> Arc<LocalStore> {
+        self.fallback.clone()
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &FailoverConfig {
+        &self.config
+    }
+
+    /// Whether the breaker is open (checks answered by the fallback).
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Installs the primary that could not be reached at startup and closes
+    /// the breaker. A second call is ignored (returns `false`).
+    pub fn install_primary(&self, primary: Arc<dyn Store>) -> bool {
+        if self.primary.set(primary).is_err() {
+            return false;
+        }
+        self.close();
+        true
+    }
+
+    /// One probe: while open with a primary, pings it and closes the breaker
+    /// when it answers. Returns whether the breaker is closed afterwards.
+    pub async fn probe_once(&self) -> bool {
+        if !self.is_open() {
+            return true;
+        }
+        let Some(primary) = self.primary.get() else {
+            return false;
+        };
+        match primary.ping().await {
+            Ok(()) => {
+                self.close();
+                true
+            }
+            Err(error) => {
+                count_error(&error);
+                tracing::debug!(%error, "store probe failed; staying in fallback");
+                false
+            }
+        }
+    }
+
+    fn trip(&self, error: &StoreError) {
+        if !self.open.swap(true, Ordering::AcqRel) {
+            metrics::gauge!("floodgate_store_fallback").set(1.0);
+            tracing::warn!(
+                %error,
+                failures = self.config.failure_threshold,
+                probe_interval = ?self.config.probe_interval,
+                "store unreachable: switching to fallback"
+            );
+        }
+    }
+
+    fn close(&self) {
+        self.failures.store(0, Ordering::Release);
+        if self.open.swap(false, Ordering::AcqRel) {
+            metrics::gauge!("floodgate_store_fallback").set(0.0);
+            tracing::info!("store reachable again: leaving fallback");
+        }
+    }
+
+    /// Notes a failed primary call; opens the breaker at the threshold.
+    fn failed(&self, error: &StoreError) {
+        count_error(error);
+        if !error.is_transient() {
+            return;
+        }
+        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
+        if n >= self.config.failure_threshold {
+            self.trip(error);
+        }
+    }
+
+    /// What the fallback decides for `op`.
+    fn fallback_one(&self, op: &StoreOp<'_>) -> StoreOutcome {
+        let policy = op.policy;
+        let limit = policy.burst();
+        let outcome = match policy.fallback().unwrap_or(self.config.mode) {
+            FallbackMode::Local => {
+                let scaled = policy.scaled(self.config.instances);
+                self.fallback.check_one(&scaled, op.key, op.hits)
+            }
+            FallbackMode::Allow => Outcome {
+                allowed: true,
+                limit,
+                remaining: limit,
+                reset_after_us: 0,
+                retry_after_us: 0,
+                receipt: None,
+            },
+            FallbackMode::Deny => {
+                let retry = u64::try_from(self.config.probe_interval.as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                Outcome {
+                    allowed: false,
+                    limit,
+                    remaining: 0,
+                    reset_after_us: retry,
+                    retry_after_us: retry,
+                    receipt: None,
+                }
+            }
+        };
+        StoreOutcome {
+            outcome,
+            source: Source::Fallback,
+        }
+    }
+
+    fn fallback_all(&self, ops: &[StoreOp<'_>]) -> Vec<StoreOutcome> {
+        ops.iter().map(|op| self.fallback_one(op)).collect()
+    }
+}
+
+fn count_error(error: &StoreError) {
+    metrics::counter!("floodgate_store_errors_total", "kind" => error.kind()).increment(1);
+}
+
+#[async_trait]
+impl Store for FailoverStore {
+    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
+        let primary = match self.primary.get() {
+            Some(primary) if !self.is_open() => primary,
+            _ => return Ok(self.fallback_all(ops)),
+        };
+        match primary.check(ops).await {
+            Ok(outcomes) => {
+                self.failures.store(0, Ordering::Release);
+                Ok(outcomes)
+            }
+            Err(error) => {
+                self.failed(&error);
+                Ok(self.fallback_all(ops))
+            }
+        }
+    }
+
+    async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
+        match self.primary.get() {
+            Some(primary) if !self.is_open() => {
+                for refund in refunds {
+                    if refund.policy.kind() == AlgorithmKind::Concurrency {
+                        self.fallback.refund_one(refund);
+                    }
+                }
+                if let Err(error) = primary.refund(refunds).await {
+                    self.failed(&error);
+                    tracing::warn!(%error, "refund to the primary store failed");
+                }
+            }
+            _ => {
+                for refund in refunds {
+                    self.fallback.refund_one(refund);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mode(&self) -> Source {
+        if self.is_open() {
+            Source::Fallback
+        } else {
+            Source::Redis
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

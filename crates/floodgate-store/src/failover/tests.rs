@@ -1,0 +1,277 @@
+use std::sync::atomic::AtomicUsize;
+
+use floodgate_core::{ManualClock, Policy, PolicySpec};
+use parking_lot::Mutex;
+
+use super::*;
+use crate::LocalConfig;
+
+const S: u64 = 1_000_000;
+const T0: u64 = 1_700_000_000 * S;
+
+/// A primary whose answers the test scripts.
+#[derive(Default)]
+struct Fake {
+    /// `None` answers; `Some(e)` fails with `e`.
+    fail: Mutex<Option<StoreError>>,
+    checks: AtomicUsize,
+    pings: AtomicUsize,
+    refunds: AtomicUsize,
+}
+
+impl Fake {
+    fn set(&self, fail: Option<StoreError>) {
+        *self.fail.lock() = fail;
+    }
+    fn result(&self) -> Result<(), StoreError> {
+        self.fail.lock().clone().map_or(Ok(()), Err)
+    }
+}
+
+#[async_trait]
+impl Store for Fake {
+    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
+        self.checks.fetch_add(1, Ordering::SeqCst);
+        self.result()?;
+        Ok(ops
+            .iter()
+            .map(|op| StoreOutcome {
+                outcome: Outcome {
+                    allowed: true,
+                    limit: op.policy.limit(),
+                    remaining: 0,
+                    reset_after_us: 0,
+                    retry_after_us: 0,
+                    receipt: None,
+                },
+                source: Source::Redis,
+            })
+            .collect())
+    }
+    async fn refund(&self, _: &[Refund<'_>]) -> Result<(), StoreError> {
+        self.refunds.fetch_add(1, Ordering::SeqCst);
+        self.result()
+    }
+    fn mode(&self) -> Source {
+        Source::Redis
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.pings.fetch_add(1, Ordering::SeqCst);
+        self.result()
+    }
+}
+
+fn policy(limit: u64, fallback: Option<FallbackMode>) -> Policy {
+    Policy::new(PolicySpec {
+        name: "p".into(),
+        key: vec!["user".into()],
+        limit,
+        window_us: Some(60 * S),
+        algorithm: AlgorithmKind::FixedWindow,
+        fallback,
+        ..PolicySpec::default()
+    })
+    .unwrap()
+}
+
+fn failover(primary: Option<Arc<Fake>>, instances: u64) -> FailoverStore {
+    let local = LocalStore::new(
+        LocalConfig::default(),
+        Arc::new(ManualClock::new(T0)),
+        Source::Fallback,
+    );
+    FailoverStore::new(
+        primary.map(|p| p as Arc<dyn Store>),
+        Arc::new(local),
+        FailoverConfig {
+            mode: FallbackMode::Local,
+            instances,
+            probe_interval: Duration::from_millis(200),
+            failure_threshold: 3,
+        },
+    )
+}
+
+async fn check(store: &FailoverStore, policy: &Policy, key: &str) -> StoreOutcome {
+    let ops = [StoreOp {
+        policy,
+        key,
+        hits: 1,
+    }];
+    let mut outcomes = store.check(&ops).await.expect("never an error");
+    assert_eq!(outcomes.len(), 1);
+    outcomes.pop().unwrap()
+}
+
+#[tokio::test]
+async fn opens_after_threshold_and_stops_calling_the_primary() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    assert_eq!(check(&store, &p, "p:a").await.source, Source::Redis);
+    assert_eq!(store.mode(), Source::Redis);
+
+    fake.set(Some(StoreError::Timeout));
+    for i in 0..3 {
+        // Failed calls are answered by the fallback, never an error.
+        assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
+        assert_eq!(store.is_open(), i == 2, "after {} failures", i + 1);
+    }
+    assert_eq!(store.mode(), Source::Fallback);
+    let calls = fake.checks.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        assert_eq!(check(&store, &p, "p:b").await.source, Source::Fallback);
+    }
+    assert_eq!(
+        fake.checks.load(Ordering::SeqCst),
+        calls,
+        "primary called while open"
+    );
+}
+
+#[tokio::test]
+async fn a_success_resets_the_failure_count() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    for _ in 0..5 {
+        fake.set(Some(StoreError::Unavailable("down".into())));
+        check(&store, &p, "p:a").await;
+        check(&store, &p, "p:a").await;
+        fake.set(None);
+        check(&store, &p, "p:a").await;
+    }
+    assert!(!store.is_open());
+}
+
+#[tokio::test]
+async fn protocol_errors_are_answered_but_do_not_trip() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    fake.set(Some(StoreError::Protocol("odd".into())));
+    for _ in 0..10 {
+        assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
+    }
+    assert!(!store.is_open());
+}
+
+#[tokio::test]
+async fn probe_closes_the_breaker_only_when_the_primary_answers() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    fake.set(Some(StoreError::Timeout));
+    for _ in 0..3 {
+        check(&store, &p, "p:a").await;
+    }
+    assert!(store.is_open());
+    assert!(!store.probe_once().await);
+    assert!(store.is_open());
+    fake.set(None);
+    assert!(store.probe_once().await);
+    assert!(!store.is_open());
+    assert_eq!(fake.pings.load(Ordering::SeqCst), 2);
+    assert_eq!(check(&store, &p, "p:a").await.source, Source::Redis);
+    // Closed: probing does not ping.
+    assert!(store.probe_once().await);
+    assert_eq!(fake.pings.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn local_mode_admits_the_scaled_limit() {
+    for (limit, instances, expected) in [(10, 2, 5), (10, 3, 4), (10, 1, 10), (1, 4, 1)] {
+        let store = failover(None, instances);
+        let p = policy(limit, Some(FallbackMode::Local));
+        let mut allowed = 0;
+        for _ in 0..limit + 5 {
+            let o = check(&store, &p, "p:a").await;
+            assert_eq!(o.source, Source::Fallback);
+            assert_eq!(o.outcome.limit, expected);
+            allowed += u64::from(o.outcome.allowed);
+        }
+        assert_eq!(allowed, expected, "ceil({limit} / {instances})");
+    }
+}
+
+#[tokio::test]
+async fn allow_and_deny_modes_do_what_they_say() {
+    let store = failover(None, 2);
+    let allow = policy(3, Some(FallbackMode::Allow));
+    let deny = policy(3, Some(FallbackMode::Deny));
+    for _ in 0..10 {
+        let o = check(&store, &allow, "p:a").await;
+        assert!(o.outcome.allowed);
+        assert_eq!(o.source, Source::Fallback);
+        let o = check(&store, &deny, "p:b").await;
+        assert!(!o.outcome.allowed);
+        assert_eq!(o.outcome.remaining, 0);
+        assert_eq!(o.outcome.limit, 3);
+        assert_eq!(o.outcome.retry_after_us, 200_000);
+        assert_eq!(o.source, Source::Fallback);
+    }
+    // Policies without their own mode use the configured default (local).
+    let default = policy(4, None);
+    let allowed = {
+        let mut n = 0;
+        for _ in 0..6 {
+            n += usize::from(check(&store, &default, "p:c").await.outcome.allowed);
+        }
+        n
+    };
+    assert_eq!(allowed, 2);
+}
+
+#[tokio::test]
+async fn starts_open_without_a_primary_and_closes_when_installed() {
+    let store = failover(None, 1);
+    let p = policy(10, None);
+    assert!(store.is_open());
+    assert_eq!(store.mode(), Source::Fallback);
+    assert!(!store.probe_once().await);
+    assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
+    let fake = Arc::new(Fake::default());
+    assert!(store.install_primary(fake.clone()));
+    assert!(!store.install_primary(fake.clone()));
+    assert_eq!(store.mode(), Source::Redis);
+    assert_eq!(check(&store, &p, "p:a").await.source, Source::Redis);
+}
+
+#[tokio::test]
+async fn refunds_follow_the_breaker_and_never_fail() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    let receipt = floodgate_core::Receipt { at_us: T0, id: 0 };
+    let refund = [Refund {
+        policy: &p,
+        key: "p:a",
+        hits: 1,
+        receipt,
+    }];
+    store.refund(&refund).await.unwrap();
+    assert_eq!(fake.refunds.load(Ordering::SeqCst), 1);
+    fake.set(Some(StoreError::Timeout));
+    for _ in 0..3 {
+        store
+            .refund(&refund)
+            .await
+            .expect("refund errors are logged");
+    }
+    assert!(store.is_open());
+    let before = fake.refunds.load(Ordering::SeqCst);
+    // Open: a fallback charge is refunded locally, the primary untouched.
+    let o = check(&store, &p, "p:z").await;
+    assert_eq!(o.outcome.remaining, 9);
+    store
+        .refund(&[Refund {
+            policy: &p,
+            key: "p:z",
+            hits: 1,
+            receipt: o.outcome.receipt.unwrap(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(check(&store, &p, "p:z").await.outcome.remaining, 9);
+    assert_eq!(fake.refunds.load(Ordering::SeqCst), before);
+}

@@ -1,0 +1,70 @@
+//! `floodgate explain` against the shipped configs.
+
+use floodgate_e2e::{repo_root, run_cli};
+
+fn shipped(file: &str) -> String {
+    repo_root().join(file).to_str().unwrap().to_string()
+}
+
+#[test]
+fn explains_the_default_config() {
+    let config = shipped("config/floodgate.toml");
+    let (code, out, err) = run_cli(&[
+        "explain",
+        "--config",
+        &config,
+        "user=u1",
+        "endpoint=ai",
+        "ip=1.2.3.4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("attributes: endpoint=ai ip=1.2.3.4 user=u1"),
+        "{out}"
+    );
+    assert!(out.contains("ai-per-user: applies (500 per 1m"), "{out}");
+    assert!(out.contains("counter key: ai-per-user:u1\n"), "{out}");
+    assert!(out.contains("auth-per-ip: does not apply"), "{out}");
+    assert!(
+        out.contains("match endpoint = \"auth\": endpoint is \"ai\""),
+        "{out}"
+    );
+    assert!(out.contains("api-per-user: does not apply"), "{out}");
+    assert!(out.contains("1 of 3 policies apply"), "{out}");
+
+    // Without a user, the per-user policy names the missing key attribute.
+    let (code, out, _) = run_cli(&["explain", "--config", &config, "endpoint=api"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("key attribute user is missing"), "{out}");
+}
+
+#[test]
+fn redis_config_shows_redis_keys() {
+    let config = shipped("config/floodgate-redis.toml");
+    let (code, out, err) = run_cli(&[
+        "explain",
+        "--config",
+        &config,
+        "endpoint=auth",
+        "ip=1.2.3.4",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("auth-per-ip: applies"), "{out}");
+    assert!(out.contains(":{auth-per-ip:1.2.3.4}:"), "{out}");
+}
+
+#[test]
+fn bad_arguments_exit_2_with_a_message() {
+    let config = shipped("config/floodgate.toml");
+    for (arg, expect) in [
+        ("user", "expected name=value"),
+        ("=u1", "empty attribute name"),
+    ] {
+        let (code, _, err) = run_cli(&["explain", "--config", &config, arg]);
+        assert_eq!(code, 2, "{arg}: {err}");
+        assert!(err.contains(expect), "{arg}: {err}");
+    }
+    let (code, _, err) = run_cli(&["explain", "--config", "/nonexistent.toml", "user=u1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent.toml"), "{err}");
+}
