@@ -250,6 +250,12 @@ impl Limiter {
         for verdict in &mut verdicts {
             record_metrics(&verdict.statuses);
             verdict.decider = decider(&verdict.statuses, verdict.allowed);
+            if !verdict.allowed {
+                // Denials can come in floods: debug level only.
+                if let Some(s) = verdict.deciding() {
+                    tracing::debug!(policy = %s.policy, retry_after_us = s.retry_after_us, "check denied");
+                }
+            }
         }
         Ok(verdicts)
     }
