@@ -190,15 +190,7 @@ async fn cluster_conformance_slots_resharding_and_script_flush() {
             .iter()
             .map(|p| p.counter_key(&user(&format!("flushed-{i}"))))
             .collect();
-        let ops: Vec<StoreOp<'_>> = policies
-            .iter()
-            .zip(&keys)
-            .map(|(policy, key)| StoreOp {
-                policy,
-                key,
-                hits: 1,
-            })
-            .collect();
+        let ops = crate::ops(&policies, &keys, 1);
         let outcomes = store
             .check(&ops)
             .await

@@ -39,3 +39,16 @@ pub async fn connect_cluster(urls: Vec<String>) -> RedisStore {
     .await
     .expect("connects to the cluster")
 }
+
+/// One op per policy, each on its counter key, all with the same cost.
+pub fn ops<'a>(
+    policies: &'a [floodgate_core::Policy],
+    keys: &'a [String],
+    hits: u64,
+) -> Vec<floodgate_store::StoreOp<'a>> {
+    policies
+        .iter()
+        .zip(keys)
+        .map(|(policy, key)| floodgate_store::StoreOp { policy, key, hits })
+        .collect()
+}

@@ -157,15 +157,7 @@ async fn round_trips_commands_and_memory_per_key() {
         ),
     ];
     let keys: Vec<String> = three.iter().map(|p| p.counter_key(&user(1))).collect();
-    let ops: Vec<StoreOp<'_>> = three
-        .iter()
-        .zip(&keys)
-        .map(|(policy, key)| StoreOp {
-            policy,
-            key,
-            hits: 1,
-        })
-        .collect();
+    let ops = crate::ops(&three, &keys, 1);
     store.check(&ops).await.unwrap();
     let () = redis::cmd("CONFIG")
         .arg("RESETSTAT")

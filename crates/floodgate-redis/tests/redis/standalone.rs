@@ -134,15 +134,7 @@ async fn a_script_flush_fails_no_check() {
         .map(|p| p.counter_key(&user("flush")))
         .collect();
     for round in 0..3 {
-        let ops: Vec<StoreOp<'_>> = policies
-            .iter()
-            .zip(&keys)
-            .map(|(policy, key)| StoreOp {
-                policy,
-                key,
-                hits: 1,
-            })
-            .collect();
+        let ops = crate::ops(&policies, &keys, 1);
         let outcomes = store.check(&ops).await.expect("check after SCRIPT FLUSH");
         assert_eq!(outcomes.len(), policies.len());
         assert!(
