@@ -70,3 +70,18 @@ fn wrong_credentials_fail_at_startup_with_a_clear_error() {
     );
     assert!(!err.contains("wrong@"), "the password leaked: {err}");
 }
+
+#[test]
+fn an_unreadable_tls_ca_file_stops_startup_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floodgate.toml");
+    let port = floodgate_e2e::free_port();
+    std::fs::write(
+        &path,
+        format!("{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"rediss://127.0.0.1:{port}\"\ntls_ca_file = \"/nonexistent/floodgate-ca.pem\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = floodgate_e2e::run_cli(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("/nonexistent/floodgate-ca.pem"), "{err}");
+}

@@ -79,6 +79,7 @@ pub(crate) struct RawRedis {
     pub key_prefix: Option<String>,
     pub timeout: Option<RawDuration>,
     pub pool_size: Option<usize>,
+    pub tls_ca_file: Option<String>,
 }
 
 /// `[fallback]`.

@@ -2,6 +2,7 @@
 //! (standalone, Cluster or Sentinel).
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Diagnostics;
@@ -80,6 +81,10 @@ pub struct RedisConfig {
     pub timeout: Duration,
     /// Connections (or multiplexed clients) to keep; 1 to 64.
     pub pool_size: usize,
+    /// A PEM file of CA certificates trusted for `rediss://`, besides the
+    /// system roots (a private CA). Only set with `rediss://` URLs; a
+    /// relative path is relative to floodgate's working directory.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for RedisTopology {
@@ -112,6 +117,7 @@ impl fmt::Debug for RedisConfig {
             .field("key_prefix", &self.key_prefix)
             .field("timeout", &self.timeout)
             .field("pool_size", &self.pool_size)
+            .field("tls_ca_file", &self.tls_ca_file)
             .finish()
     }
 }
@@ -263,6 +269,22 @@ fn read_redis(section: &Section<'_, RawRedis>, diag: &mut Diagnostics<'_>) -> Op
             format!("pool_size must be from 1 to 64, found {pool_size}"),
         );
     }
+    let tls_ca_file = raw.tls_ca_file.as_deref().map(PathBuf::from);
+    if let Some(path) = &raw.tls_ca_file {
+        let urls = raw.url.iter().chain(raw.cluster.iter().flatten());
+        let urls = urls.chain(raw.sentinels.iter().flatten());
+        if path.is_empty() {
+            diag.push(
+                section.at("tls_ca_file"),
+                "tls_ca_file must not be empty; expected the path of a PEM file of CA certificates",
+            );
+        } else if !urls.clone().any(|u| u.starts_with("rediss://")) {
+            diag.push(
+                section.at("tls_ca_file"),
+                "tls_ca_file is only used with TLS: give rediss:// URLs, or remove tls_ca_file",
+            );
+        }
+    }
     if diag.len() > errors_before {
         return None;
     }
@@ -280,6 +302,7 @@ fn read_redis(section: &Section<'_, RawRedis>, diag: &mut Diagnostics<'_>) -> Op
         key_prefix,
         timeout,
         pool_size,
+        tls_ca_file,
     })
 }
 
@@ -410,6 +433,7 @@ mod tests {
             key_prefix: "fg".into(),
             timeout: Duration::from_millis(50),
             pool_size: 4,
+            tls_ca_file: None,
         };
         assert!(!format!("{config:?}").contains("secret"));
     }

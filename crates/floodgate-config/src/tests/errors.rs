@@ -304,6 +304,18 @@ fn redis_needs_its_section_and_one_topology() {
         13,
         &["pool_size must be from 1 to 64"],
     );
+    single_error(
+        "[store.redis]\nurl = \"redis://a\"\ntls_ca_file = \"/etc/ca.pem\"\n",
+        3,
+        15,
+        &["only used with TLS", "rediss://"],
+    );
+    single_error(
+        "[store.redis]\nurl = \"rediss://a\"\ntls_ca_file = \"\"\n",
+        3,
+        15,
+        &["must not be empty"],
+    );
     single_error("[store.local]\nshards = 3\n", 2, 10, &["power of two"]);
     single_error("[store.local]\nmax_keys = 999\n", 2, 12, &["at least 1000"]);
 }

@@ -204,6 +204,14 @@ fn redis_standalone_and_cluster() {
     assert_eq!(redis.key_prefix, "fg");
     assert_eq!(redis.timeout, Duration::from_millis(50));
     assert_eq!(redis.pool_size, 4);
+    assert_eq!(redis.tls_ca_file, None);
+    let config = parse(
+        "[store.redis]\ncluster = [\"rediss://a:7000\"]\ntls_ca_file = \"/etc/floodgate/ca.pem\"\n",
+    );
+    assert_eq!(
+        config.store.redis.unwrap().tls_ca_file,
+        Some("/etc/floodgate/ca.pem".into())
+    );
     let config = parse("[store.redis]\ncluster = [\"redis://a:7000\", \"redis://b:7000\"]\n");
     assert_eq!(config.store.kind, StoreKind::Local);
     assert_eq!(

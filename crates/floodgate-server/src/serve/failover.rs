@@ -73,6 +73,7 @@ fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
         key_prefix: config.key_prefix.clone(),
         timeout: config.timeout,
         pool_size: config.pool_size,
+        tls_ca_file: config.tls_ca_file.clone(),
         ..floodgate_redis::Config::default()
     };
     match &config.topology {
