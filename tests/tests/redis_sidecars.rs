@@ -1,5 +1,5 @@
 //! Several real `floodgate` processes sharing one real Redis: the limit is
-//! global, not per sidecar.
+//! global, not per sidecar; start-up problems with Redis are clear errors.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,7 +16,12 @@ fn config(redis: &RedisServer, algorithm: &str) -> String {
 #[test]
 fn three_sidecars_admit_exactly_the_quota_together() {
     let redis = RedisServer::start();
-    for algorithm in ["sliding_log", "fixed_window", "token_bucket"] {
+    for algorithm in [
+        "sliding_log",
+        "fixed_window",
+        "token_bucket",
+        "sliding_window",
+    ] {
         let sidecars: Vec<Floodgate> = (0..3)
             .map(|_| Floodgate::start(&config(&redis, algorithm)))
             .collect();
@@ -39,7 +44,15 @@ fn three_sidecars_admit_exactly_the_quota_together() {
                 });
             }
         });
-        assert_eq!(allowed.load(Ordering::SeqCst), 100, "{algorithm}");
+        let allowed = allowed.load(Ordering::SeqCst);
+        if algorithm == "sliding_window" {
+            // A weighted estimate: never more than the quota in one burst.
+            // (A burst straddling a window boundary may admit a little
+            // less, as the previous window's count weighs in.)
+            assert!((90..=100).contains(&allowed), "sliding_window: {allowed}");
+        } else {
+            assert_eq!(allowed, 100, "{algorithm}");
+        }
     }
     // Every key floodgate wrote carries a TTL.
     let keys = redis.cli(&["--scan", "--pattern", "e2e:*"]);
