@@ -2,17 +2,29 @@
 //! ports in front of a small upstream, with floodgate answering its
 //! auth_request subrequests.
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use floodgate_e2e::{http_request, repo_root, Floodgate, TextUpstream, FREE_PORTS};
+use floodgate_e2e::{free_port, http_request, repo_root, Floodgate, TextUpstream, FREE_PORTS};
 
-/// nginx, started in the foreground; killed when dropped.
+/// nginx, started in the foreground; stopped when dropped.
 struct Nginx(Child);
 
 impl Drop for Nginx {
+    /// SIGTERM first: nginx's master then stops its workers (a SIGKILLed
+    /// master would leave them running, holding the port). SIGKILL only if
+    /// it has not exited within 5 s.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -23,14 +35,6 @@ fn nginx_binary() -> Option<String> {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .map(String::from)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
