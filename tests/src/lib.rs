@@ -12,6 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+pub mod redis_servers;
+
+pub use redis_servers::{free_port, wait_until, Cluster, RedisServer, TestCa};
+
 /// The `floodgate` binary next to the test executable's `deps/` folder.
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -394,97 +398,5 @@ impl TextUpstream {
     /// Requests served so far.
     pub fn hits(&self) -> usize {
         self.hits.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-/// A free loopback TCP port (free when asked: nothing holds it).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn spawn_redis(port: u16) -> Child {
-    Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("redis-server is missing: scripts/test installs it")
-}
-
-/// A throwaway `redis-server` on a free loopback port (never 6379), no
-/// persistence; killed when dropped.
-pub struct RedisServer {
-    /// The process.
-    child: Child,
-    /// Its port.
-    pub port: u16,
-}
-
-impl RedisServer {
-    /// Starts one and waits until it answers PING.
-    pub fn start() -> RedisServer {
-        Self::start_on(free_port())
-    }
-
-    /// Starts one on `port` and waits until it answers PING.
-    pub fn start_on(port: u16) -> RedisServer {
-        let mut server = RedisServer {
-            child: spawn_redis(port),
-            port,
-        };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.cli(&["PING"]).trim() != "PONG" {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                // The port was not free yet (a killed server's socket): retry.
-                std::thread::sleep(Duration::from_millis(100));
-                self.child = spawn_redis(self.port);
-            }
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `SIGKILL`s the server and reaps it (no clean shutdown).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts a fresh server (empty) on the same port after [`Self::kill`].
-    pub fn restart(&mut self) {
-        self.kill();
-        self.child = spawn_redis(self.port);
-        self.wait_ready();
-    }
-
-    /// `redis://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs `redis-cli` against it; its stdout.
-    pub fn cli(&self, args: &[&str]) -> String {
-        Command::new("redis-cli")
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

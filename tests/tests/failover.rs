@@ -113,7 +113,7 @@ fn starts_without_redis_in_fallback_and_moves_to_redis() {
     assert_eq!(gauge(&floodgate, "floodgate_store_fallback"), 1.0);
     assert_eq!(check(&floodgate, "a"), (true, "fallback".to_string()));
 
-    let redis = RedisServer::start_on(port);
+    let redis = RedisServer::start_on(port, &[]);
     let took = until_mode(&floodgate, "redis", Duration::from_secs(5));
     println!("redis up → store = redis in {took:?}");
     assert_eq!(check(&floodgate, "b"), (true, "redis".to_string()));

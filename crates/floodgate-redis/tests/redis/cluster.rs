@@ -11,8 +11,8 @@ use floodgate_store::{Store, StoreOp};
 
 use crate::conformance::{self, policy};
 use crate::connect_cluster;
-use crate::harness::Cluster;
 use crate::standalone::exact_quota_across_stores;
+use floodgate_e2e::Cluster;
 
 const S: u64 = 1_000_000;
 

@@ -1,9 +1,8 @@
 //! Tests of the Redis store against real `redis-server` processes (see
-//! `harness`), all in one test binary to keep build and link time low.
+//! `floodgate_e2e::redis_servers`), all in one test binary to keep build and link time low.
 
 mod cluster;
 mod conformance;
-mod harness;
 mod measure;
 mod security;
 mod sentinel;

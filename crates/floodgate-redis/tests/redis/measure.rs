@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::conformance::policy;
 use crate::connect;
-use crate::harness::RedisServer;
+use floodgate_e2e::RedisServer;
 
 const S: u64 = 1_000_000;
 
@@ -133,7 +133,7 @@ fn user(i: usize) -> Attributes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_commands_and_memory_per_key() {
-    let server = RedisServer::start(&[]);
+    let server = RedisServer::start();
     let mut inspector = server.inspector();
     let (proxy, turns) = round_trip_proxy(server.port).await;
     let store = connect(format!("redis://127.0.0.1:{proxy}")).await;

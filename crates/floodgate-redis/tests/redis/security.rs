@@ -7,8 +7,8 @@ use floodgate_redis::{Config, Error, RedisStore};
 use floodgate_store::{Store, StoreOp};
 
 use crate::conformance::policy;
-use crate::harness::{RedisServer, TestCa};
 use crate::TIMEOUT;
+use floodgate_e2e::{RedisServer, TestCa};
 
 async fn one_check(store: &RedisStore) {
     let p = policy("fw", AlgorithmKind::FixedWindow, 5, 10_000_000, None);
@@ -27,7 +27,7 @@ async fn one_check(store: &RedisStore) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_private_ca() {
-    let ca = TestCa::new();
+    let ca = TestCa::generate();
     let server = RedisServer::start_tls(&ca);
     let url = format!("rediss://127.0.0.1:{}", server.tls_port.unwrap());
     let config = Config {
@@ -62,7 +62,7 @@ async fn tls_with_a_private_ca() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_user_and_wrong_password() {
-    let server = RedisServer::start(&["--user", "app", "on", ">s3cret", "~fg:*", "+@all"]);
+    let server = RedisServer::start_with(&["--user", "app", "on", ">s3cret", "~fg:*", "+@all"]);
     let url = |password: &str| format!("redis://app:{password}@127.0.0.1:{}", server.port);
     let config = |password: &str| Config {
         url: Some(url(password)),

@@ -5,12 +5,12 @@ use floodgate_redis::{Config, RedisStore};
 use floodgate_store::{Store, StoreOp};
 
 use crate::conformance::policy;
-use crate::harness::{wait_until, RedisServer};
 use crate::TIMEOUT;
+use floodgate_e2e::{wait_until, RedisServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_a_sentinel() {
-    let master = RedisServer::start(&[]);
+    let master = RedisServer::start();
     let sentinel = RedisServer::start_sentinel(&master);
     wait_until("the sentinel to know the master", || {
         let addr: Option<Vec<String>> = redis::cmd("SENTINEL")

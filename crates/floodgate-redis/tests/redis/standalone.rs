@@ -12,13 +12,13 @@ use redis::Commands;
 
 use crate::conformance::{self, policy};
 use crate::connect;
-use crate::harness::RedisServer;
+use floodgate_e2e::RedisServer;
 
 const S: u64 = 1_000_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_with_the_local_store() {
-    let server = RedisServer::start(&[]);
+    let server = RedisServer::start();
     let clock = conformance::clock();
     let redis = connect(server.url()).await.with_test_clock(clock.clone());
     let local = conformance::local_store(&clock);
@@ -58,7 +58,7 @@ async fn check(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_key_has_a_bounded_ttl_and_values_cannot_forge_keys() {
-    let server = RedisServer::start(&[]);
+    let server = RedisServer::start();
     let store = connect(server.url()).await;
     let policies = [
         policy("sw", AlgorithmKind::SlidingWindow, 5, 10 * S, None),
@@ -125,7 +125,7 @@ async fn every_key_has_a_bounded_ttl_and_values_cannot_forge_keys() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_flush_fails_no_check() {
-    let server = RedisServer::start(&[]);
+    let server = RedisServer::start();
     let store = connect(server.url()).await;
     let mut inspector = server.inspector();
     let policies: Vec<Policy> = conformance::policies();
@@ -239,7 +239,7 @@ pub async fn exact_quota_across_stores(stores: &[Arc<RedisStore>], tag: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_sidecars_admit_exactly_the_quota() {
-    let server = RedisServer::start(&[]);
+    let server = RedisServer::start();
     let mut stores = Vec::new();
     for _ in 0..3 {
         stores.push(Arc::new(connect(server.url()).await));
@@ -304,7 +304,7 @@ async fn several_sidecars_admit_exactly_the_quota() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_map_to_store_errors() {
     // Nothing listens: a transient connect error naming the target.
-    let port = crate::harness::free_port();
+    let port = floodgate_e2e::free_port();
     let config = Config {
         url: Some(format!("redis://127.0.0.1:{port}")),
         ..Config::default()
@@ -314,7 +314,7 @@ async fn failures_map_to_store_errors() {
     assert!(matches!(err, Error::Unreachable { .. }));
     assert!(err.to_string().contains(&port.to_string()), "{err}");
 
-    let server = RedisServer::start(&[]);
+    let server = RedisServer::start();
     let store = RedisStore::connect(&Config {
         url: Some(server.url()),
         timeout: Duration::from_millis(300),

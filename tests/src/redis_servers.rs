@@ -1,5 +1,6 @@
-//! Real Redis processes for the tests: a standalone server, a 3-master
-//! Cluster, a master with one Sentinel, TLS and ACL servers. Each runs on
+//! Real Redis processes for the tests of floodgate-redis and of the real
+//! binary: a standalone server, a 3-master Cluster, a master with one
+//! Sentinel, TLS and ACL servers. Each runs on
 //! free loopback ports (never 6379) without persistence, in its own
 //! temporary directory, and is killed when its guard drops. Each also runs
 //! under `timeout`, in its own process group, so even a test process that
@@ -90,12 +91,20 @@ pub struct RedisServer {
     pub tls_port: Option<u16>,
     /// Its working directory, removed on drop.
     pub dir: PathBuf,
+    /// The arguments it was started with beyond port and persistence, to
+    /// start it again the same way ([`Self::restart`]).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
+    /// Starts a plain server and waits until it accepts connections.
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
     /// Starts a server with `extra` arguments and waits until it accepts
     /// connections.
-    pub fn start(extra: &[&str]) -> RedisServer {
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         Self::start_on(free_port(), extra)
     }
 
@@ -180,6 +189,7 @@ impl RedisServer {
             port,
             tls_port,
             dir,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         let probe = tls_port.unwrap_or(port);
         wait_until("redis-server to listen", || {
@@ -192,6 +202,34 @@ impl RedisServer {
     pub fn signal(&self, signal: &str) {
         let group = format!("-{}", self.child.id());
         run("kill", &[&format!("-{signal}"), "--", &group]);
+    }
+
+    /// `SIGKILL`s the server (no clean shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        self.signal("KILL");
+        let _ = self.child.wait();
+    }
+
+    /// Kills the server and starts a fresh, empty one on the same port with
+    /// the same arguments. A plain (non-TLS, non-Sentinel) server only.
+    pub fn restart(&mut self) {
+        assert!(self.tls_port.is_none(), "restart is for plain servers");
+        self.kill();
+        let extra: Vec<String> = self.extra.clone();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        // Redis binds with SO_REUSEADDR: the port is free again at once.
+        // The old value's drop removes its directory.
+        *self = Self::spawn(self.port, None, &extra, None);
+    }
+
+    /// Runs `redis-cli` against the server: its stdout (empty on failure).
+    pub fn cli(&self, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -235,7 +273,7 @@ impl Cluster {
     pub fn start() -> Cluster {
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
-                RedisServer::start(&[
+                RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
@@ -294,6 +332,62 @@ impl Cluster {
         panic!("slot {slot} is not served");
     }
 
+    /// The slot of `key` (`CLUSTER KEYSLOT`).
+    pub fn slot_of(&self, key: &str) -> u16 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut self.nodes[0].inspector())
+            .unwrap()
+    }
+
+    /// Moves `slot` and its keys to `nodes[to]` the way `redis-cli --cluster
+    /// reshard` does: IMPORTING/MIGRATING, MIGRATE of every key, then
+    /// SETSLOT NODE on every node. Clients see ASK while the keys move and
+    /// MOVED afterwards.
+    pub fn migrate_slot(&self, slot: u16, to: usize) {
+        let from = self.owner(slot);
+        assert_ne!(from, to, "slot {slot} is already on node {to}");
+        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
+        let mut source = self.nodes[from].inspector();
+        let mut target = self.nodes[to].inspector();
+        let setslot = |c: &mut redis::Connection, state: &str, id: &str| {
+            let () = redis::cmd("CLUSTER")
+                .arg("SETSLOT")
+                .arg(slot)
+                .arg(state)
+                .arg(id)
+                .query(c)
+                .unwrap();
+        };
+        setslot(&mut target, "IMPORTING", &from_id);
+        setslot(&mut source, "MIGRATING", &to_id);
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(slot)
+                .arg(100)
+                .query(&mut source)
+                .unwrap();
+            if keys.is_empty() {
+                break;
+            }
+            let () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.nodes[to].port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut source)
+                .unwrap();
+        }
+        for node in &self.nodes {
+            setslot(&mut node.inspector(), "NODE", &to_id);
+        }
+    }
+
     /// The node id of `nodes[i]`.
     pub fn node_id(&self, i: usize) -> String {
         redis::cmd("CLUSTER")
@@ -318,7 +412,7 @@ pub struct TestCa {
 
 impl TestCa {
     /// Makes the CA and the server certificate.
-    pub fn new() -> TestCa {
+    pub fn generate() -> TestCa {
         let dir = temp_dir("tls");
         let p = |name: &str| dir.join(name);
         let s = |path: &Path| path.to_str().unwrap().to_string();
