@@ -205,8 +205,10 @@ impl RedisServer {
     }
 
     /// `SIGKILL`s the server (no clean shutdown) and reaps it.
+    /// Killing a server that is already dead is a no-op.
     pub fn kill(&mut self) {
-        self.signal("KILL");
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 
@@ -254,9 +256,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
-        let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.child.wait();
+        self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -214,3 +214,54 @@ fn a_flapping_redis_leaves_no_stuck_state_and_no_leak() {
         "RSS grew: {start:?} → {end:?}"
     );
 }
+
+#[test]
+fn redis_killed_under_load_local_fallback_admits_its_share_per_sidecar() {
+    let mut redis = RedisServer::start();
+    // `scarce`: 10 a minute for everyone; in fallback each of the 2
+    // instances may admit ceil(10 / 2) = 5.
+    let config = config(&redis).replace(
+        "[[policy]]\nname = \"api\"",
+        "[[policy]]\nname = \"scarce\"\nmatch = { endpoint = \"scarce\" }\nkey = []\nlimit = 10\nwindow = \"1m\"\nalgorithm = \"sliding_log\"\nfallback = \"local\"\n\n[[policy]]\nname = \"api\"",
+    );
+    let sidecars: Vec<Floodgate> = (0..2).map(|_| Floodgate::start(&config)).collect();
+    let never = || false;
+    // Load on both sidecars while Redis is SIGKILLed: every answer is a
+    // decision (`load` asserts 200/429 on each).
+    std::thread::scope(|scope| {
+        let busy = scope.spawn(|| load(&sidecars, Duration::from_millis(1_500), &never));
+        std::thread::sleep(Duration::from_millis(300));
+        redis.kill();
+        assert!(busy.join().unwrap().len() > 100);
+    });
+    for sidecar in &sidecars {
+        assert_eq!(store_mode(sidecar), "fallback");
+    }
+    // Each sidecar now admits at most its share of `scarce`, however many
+    // clients hammer it at once.
+    for sidecar in &sidecars {
+        let admitted = std::sync::atomic::AtomicUsize::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..10 {
+                        let r = sidecar.check(r#"{"attributes": {"endpoint": "scarce"}}"#);
+                        assert!(r.status == 200 || r.status == 429, "{}", r.text());
+                        if r.status == 200 {
+                            admitted.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            admitted.load(Ordering::SeqCst),
+            5,
+            "ceil(10 / 2) per sidecar"
+        );
+    }
+    redis.restart();
+    wait_until("both sidecars back on Redis", || {
+        sidecars.iter().all(|s| store_mode(s) == "redis")
+    });
+}
