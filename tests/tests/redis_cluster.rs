@@ -122,3 +122,74 @@ fn checks_keep_answering_while_the_counter_slot_moves() {
     }
     assert_eq!(count(&cluster), before + 3, "the new master counts");
 }
+
+/// What losing one master (no replicas) does, as observed with fred 10
+/// (SIGSTOP: the node hangs; a SIGKILLed node behaves the same for the
+/// sidecar, which trips at once since the connection is refused):
+/// its cluster connection stalls every command while it reconnects to the
+/// lost node, so the sidecar trips to fallback for all keys — not only the
+/// lost master's — and every check is still answered. While the node is
+/// away, probes fail and the sidecar stays in fallback; when it answers
+/// again the sidecar returns to Redis by itself.
+#[test]
+fn losing_one_master_trips_to_fallback_and_recovers() {
+    let cluster = Cluster::start();
+    let config = config(&cluster, "fixed_window", 1_000_000).replace(
+        "timeout = \"500ms\"",
+        "timeout = \"100ms\"\n\n[fallback]\nprobe_interval = \"200ms\"\nfailure_threshold = 2",
+    );
+    let sidecar = Floodgate::start(&config);
+    // One user whose counter lives on each master.
+    let mut users: Vec<Option<String>> = vec![None; 3];
+    for i in 0..200 {
+        let user = format!("u{i}");
+        let slot = cluster.slot_of(&format!("e2e:{{shared:{user}}}:fw"));
+        users[cluster.owner(slot)].get_or_insert(user);
+    }
+    let users: Vec<String> = users.into_iter().map(Option::unwrap).collect();
+    let check = |user: &str| -> String {
+        let r = sidecar.check(&format!(r#"{{"attributes": {{"user": "{user}"}}}}"#));
+        assert!(r.status == 200 || r.status == 429, "{}", r.text());
+        r.json()["statuses"][0]["source"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let store = || sidecar.http("GET", "/readyz", None).json()["store"].clone();
+    for user in &users {
+        assert_eq!(check(user), "redis");
+    }
+
+    cluster.nodes[2].signal("STOP");
+    floodgate_e2e::wait_until("the sidecar to trip to fallback", || {
+        users.iter().for_each(|u| {
+            check(u);
+        });
+        store() == "fallback"
+    });
+    // Keys on the surviving masters are answered by the fallback too.
+    for user in &users {
+        assert_eq!(check(user), "fallback", "{user}");
+    }
+
+    cluster.nodes[2].signal("CONT");
+    let resumed = std::time::Instant::now();
+    // Back on Redis for every master's keys once the cluster says
+    // `cluster_state:ok` again — Redis clears a replica-less master's FAIL
+    // flag only about 2 × cluster-node-timeout (here 5 s) after it answers,
+    // so allow 30 s. The probe waits for that state instead of flapping.
+    let back = loop {
+        if users.iter().all(|u| check(u) == "redis") && store() == "redis" {
+            break resumed.elapsed();
+        }
+        assert!(
+            resumed.elapsed() < std::time::Duration::from_secs(30),
+            "not back on Redis; log:\n{}",
+            sidecar.log.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let log = sidecar.log.lock().unwrap().clone();
+    let switches = log.matches("switching to fallback").count();
+    eprintln!("back on Redis {back:?} after SIGCONT; {switches} switch(es) to fallback in all");
+}

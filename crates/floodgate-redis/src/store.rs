@@ -15,7 +15,7 @@ use floodgate_core::Policy;
 use floodgate_store::{Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
 use fred::clients::{Pipeline, Pool};
 use fred::error::Error as FredError;
-use fred::interfaces::{ClientLike, LuaInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, LuaInterface};
 use fred::types::config::{Options, PerformanceConfig, ReconnectPolicy};
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 use fred::util::redis_keyslot;
@@ -46,6 +46,10 @@ pub struct RedisStore {
     /// dropped connection fails instead of being re-sent after reconnecting
     /// (see the crate docs for the one gap fred leaves).
     options: Options,
+    /// A Redis Cluster: a probe must also see `cluster_state:ok`, since
+    /// nodes answer PING while the cluster refuses keyed commands
+    /// (CLUSTERDOWN), and a PING-only probe would close the breaker too soon.
+    clustered: bool,
     /// The test-only script clock; `None` uses Redis `TIME`.
     #[cfg(feature = "test-clock")]
     clock: Option<std::sync::Arc<dyn floodgate_core::Clock>>,
@@ -120,6 +124,7 @@ impl RedisStore {
                 fail_fast: true,
                 ..Options::default()
             },
+            clustered: !config.cluster.is_empty(),
             #[cfg(feature = "test-clock")]
             clock: None,
         };
@@ -155,7 +160,7 @@ impl RedisStore {
     }
 
     /// Checks that Redis answers, within the timeout (the failover store
-    /// probes with it).
+    /// probes with it). On a Cluster it also requires `cluster_state:ok`.
     ///
     /// # Errors
     /// [`StoreError::Timeout`] or [`StoreError::Unavailable`] when Redis does
@@ -163,8 +168,21 @@ impl RedisStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         let deadline = Instant::now() + self.timeout;
         let client = self.pool.next_connected().with_options(&self.options);
-        match timeout_at(deadline, Box::pin(client.ping::<Value>(None))).await {
-            Ok(Ok(_)) => Ok(()),
+        let probe = async {
+            Box::pin(client.ping::<Value>(None)).await?;
+            if self.clustered {
+                let info: String = Box::pin(client.cluster_info()).await?;
+                if !info.contains("cluster_state:ok") {
+                    return Err(FredError::new(
+                        fred::error::ErrorKind::Cluster,
+                        "CLUSTERDOWN: cluster_state is not ok",
+                    ));
+                }
+            }
+            Ok(())
+        };
+        match timeout_at(deadline, probe).await {
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(store_error(&e)),
             Err(_) => Err(StoreError::Timeout),
         }
