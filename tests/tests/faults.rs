@@ -265,3 +265,63 @@ fn redis_killed_under_load_local_fallback_admits_its_share_per_sidecar() {
         sidecars.iter().all(|s| store_mode(s) == "redis")
     });
 }
+
+/// The value of the unlabelled gauge `name` on `/metrics`, if present.
+fn gauge(floodgate: &Floodgate, name: &str) -> Option<f64> {
+    let text = floodgate.http("GET", "/metrics", None).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[test]
+fn auto_instances_count_live_sidecars_and_divide_the_fallback_limit() {
+    let mut redis = RedisServer::start();
+    // `instances` left out: "auto", the default.
+    let config = config(&redis)
+        .replace("instances = 2\n", "")
+        .replace(
+            "[[policy]]\nname = \"api\"",
+            "[[policy]]\nname = \"scarce\"\nmatch = { endpoint = \"scarce\" }\nkey = []\nlimit = 10\nwindow = \"1m\"\nfallback = \"local\"\n\n[[policy]]\nname = \"api\"",
+        );
+    assert!(!config.contains("instances"));
+    let sidecars: Vec<Floodgate> = (0..3).map(|_| Floodgate::start(&config)).collect();
+    // Each sidecar beats every 2 s: within a few beats all see all three.
+    let start = Instant::now();
+    while !sidecars
+        .iter()
+        .all(|s| gauge(s, "floodgate_instances") == Some(3.0))
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "live counts: {:?}",
+            sidecars
+                .iter()
+                .map(|s| gauge(s, "floodgate_instances"))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let members = redis.cli(&["ZCARD", "faults:{hb}:instances"]);
+    assert_eq!(members.trim(), "3");
+    let ttl: i64 = redis
+        .cli(&["PTTL", "faults:{hb}:instances"])
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 6_000, "heartbeat key TTL {ttl}");
+
+    // Redis gone: each sidecar admits ceil(10 / 3) = 4, the count seen last.
+    redis.kill();
+    for sidecar in &sidecars {
+        let admitted = (0..8)
+            .filter(|_| {
+                let r = sidecar.check(r#"{"attributes": {"endpoint": "scarce"}}"#);
+                assert!(r.status == 200 || r.status == 429, "{}", r.text());
+                r.status == 200
+            })
+            .count();
+        assert_eq!(admitted, 4, "ceil(10 / 3) per sidecar");
+        assert_eq!(gauge(sidecar, "floodgate_instances"), Some(3.0));
+    }
+}

@@ -43,6 +43,8 @@ pub(crate) struct Scripts {
     concurrency: Script,
     /// `refund.lua`.
     refund: Script,
+    /// `heartbeat.lua`.
+    pub(crate) heartbeat: Script,
 }
 
 /// Every script, loaded on first use.
@@ -53,11 +55,12 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     token_bucket: Script::new(include_str!("../lua/token_bucket.lua")),
     concurrency: Script::new(include_str!("../lua/concurrency.lua")),
     refund: Script::new(include_str!("../lua/refund.lua")),
+    heartbeat: Script::new(include_str!("../lua/heartbeat.lua")),
 });
 
 impl Scripts {
     /// All scripts, to load them at connect time.
-    pub(crate) fn all(&self) -> [&Script; 6] {
+    pub(crate) fn all(&self) -> [&Script; 7] {
         [
             &self.sliding_window,
             &self.fixed_window,
@@ -65,6 +68,7 @@ impl Scripts {
             &self.token_bucket,
             &self.concurrency,
             &self.refund,
+            &self.heartbeat,
         ]
     }
 
@@ -238,6 +242,7 @@ mod tests {
             include_str!("../lua/token_bucket.lua"),
             include_str!("../lua/concurrency.lua"),
             include_str!("../lua/refund.lua"),
+            include_str!("../lua/heartbeat.lua"),
         ] {
             assert!(name.starts_with("-- "));
             for part in ["KEYS[1]", "ARGV[1]", "Returns"] {
@@ -246,6 +251,6 @@ mod tests {
         }
         let shas: std::collections::HashSet<_> =
             SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
-        assert_eq!(shas.len(), 6);
+        assert_eq!(shas.len(), 7);
     }
 }

@@ -50,6 +50,9 @@ pub struct RedisStore {
     /// nodes answer PING while the cluster refuses keyed commands
     /// (CLUSTERDOWN), and a PING-only probe would close the breaker too soon.
     clustered: bool,
+    /// This store's name among the sidecars sharing Redis, for
+    /// [`RedisStore::heartbeat`]: random, so restarts count as new.
+    instance_id: String,
     /// The test-only script clock; `None` uses Redis `TIME`.
     #[cfg(feature = "test-clock")]
     clock: Option<std::sync::Arc<dyn floodgate_core::Clock>>,
@@ -125,6 +128,7 @@ impl RedisStore {
                 ..Options::default()
             },
             clustered: !config.cluster.is_empty(),
+            instance_id: format!("{:016x}", rand::random::<u64>()),
             #[cfg(feature = "test-clock")]
             clock: None,
         };
@@ -186,6 +190,30 @@ impl RedisStore {
             Ok(Err(e)) => Err(store_error(&e)),
             Err(_) => Err(StoreError::Timeout),
         }
+    }
+
+    /// Records that this sidecar is alive for `ttl` and returns how many
+    /// sidecars are (this one included): a sorted set under
+    /// `<prefix>:{hb}:instances`, one member per live store, pruned by the
+    /// script with Redis's clock. Within `timeout` like every call.
+    ///
+    /// # Errors
+    /// [`StoreError`] when Redis does not answer or the reply is not a count.
+    pub async fn heartbeat(&self, ttl: Duration) -> Result<u64, StoreError> {
+        let call = Call {
+            script: &SCRIPTS.heartbeat,
+            key: format!("{}:{{hb}}:instances", self.prefix),
+            args: vec![
+                self.now_arg(),
+                self.instance_id.clone(),
+                ttl.as_millis().max(1).to_string(),
+            ],
+        };
+        let reply = self.run(&[&call]).await?.pop();
+        reply
+            .and_then(|v| v.as_u64())
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| StoreError::Protocol("heartbeat: expected a count".into()))
     }
 
     /// Closes every connection; later calls fail. Dropping the store does

@@ -21,7 +21,7 @@
 //! its window passes (strict, never lenient). Refund errors are logged, not
 //! returned.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -37,7 +37,9 @@ pub struct FailoverConfig {
     /// Fallback mode of policies without their own.
     pub mode: FallbackMode,
     /// Sidecars sharing each limit (≥ 1): `local` policies enforce
-    /// `ceil(limit / instances)` while open.
+    /// `ceil(limit / instances)` while open. The starting value, replaced by
+    /// live counts from [`FailoverStore::set_instances`] when the server has
+    /// them (`instances = "auto"`).
     pub instances: u64,
     /// How often the server should call [`FailoverStore::probe_once`]; also
     /// the `retry_after` of `deny` outcomes.
@@ -58,6 +60,9 @@ pub struct FailoverStore {
     open: AtomicBool,
     /// Consecutive transient primary failures while closed.
     failures: AtomicU32,
+    /// The divisor of `local` fallback limits: `config.instances` until
+    /// [`FailoverStore::set_instances`] reports a live count.
+    instances: AtomicU64,
 }
 
 impl FailoverStore {
@@ -85,6 +90,7 @@ impl FailoverStore {
             },
             open: AtomicBool::new(open),
             failures: AtomicU32::new(0),
+            instances: AtomicU64::new(config.instances.max(1)),
         }
     }
 
@@ -96,6 +102,22 @@ impl FailoverStore {
     /// The settings in force.
     pub fn config(&self) -> &FailoverConfig {
         &self.config
+    }
+
+    /// The sidecars now taken to share each limit (≥ 1).
+    pub fn instances(&self) -> u64 {
+        self.instances.load(Ordering::Relaxed)
+    }
+
+    /// Sets how many sidecars share each limit, from a live count (the
+    /// heartbeat). Ignored while the breaker is open, so an outage keeps the
+    /// count seen last before it; 0 counts as 1. Returns whether it took.
+    pub fn set_instances(&self, live: u64) -> bool {
+        if self.is_open() {
+            return false;
+        }
+        self.instances.store(live.max(1), Ordering::Relaxed);
+        true
     }
 
     /// Whether the breaker is open (checks answered by the fallback).
@@ -173,7 +195,7 @@ impl FailoverStore {
         let limit = policy.burst();
         let outcome = match policy.fallback().unwrap_or(self.config.mode) {
             FallbackMode::Local => {
-                let scaled = policy.scaled(self.config.instances);
+                let scaled = policy.scaled(self.instances());
                 self.fallback.check_one(&scaled, op.key, op.hits)
             }
             FallbackMode::Allow => Outcome {

@@ -377,3 +377,30 @@ async fn failures_map_to_store_errors() {
         "{seen:?} after {dead:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_count_live_stores_and_lapse() {
+    let server = RedisServer::start();
+    let clock = crate::conformance::clock();
+    let a = crate::connect(server.url())
+        .await
+        .with_test_clock(clock.clone());
+    let b = crate::connect(server.url())
+        .await
+        .with_test_clock(clock.clone());
+    let ttl = Duration::from_secs(6);
+    assert_eq!(a.heartbeat(ttl).await.unwrap(), 1);
+    assert_eq!(b.heartbeat(ttl).await.unwrap(), 2);
+    // Beating again does not count twice.
+    assert_eq!(a.heartbeat(ttl).await.unwrap(), 2);
+    clock.advance(5_000_000);
+    assert_eq!(a.heartbeat(ttl).await.unwrap(), 2, "b still counts at 5 s");
+    clock.advance(2_000_000);
+    assert_eq!(a.heartbeat(ttl).await.unwrap(), 1, "b lapsed after 6 s");
+    let key = "fg:{hb}:instances";
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(key)
+        .query(&mut server.inspector())
+        .unwrap();
+    assert!(pttl > 0 && pttl <= 6_000, "{key} PTTL {pttl}");
+}

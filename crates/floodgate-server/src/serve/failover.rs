@@ -2,7 +2,8 @@
 //! with a background probe loop, and a background connect when Redis is
 //! unreachable at startup (SPEC §6).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use floodgate_config::store::{RedisConfig, RedisTopology};
@@ -10,7 +11,7 @@ use floodgate_config::Config;
 use floodgate_config::Instances;
 use floodgate_core::SystemClock;
 use floodgate_redis::RedisStore;
-use floodgate_store::{FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source, Store};
+use floodgate_store::{FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -19,7 +20,9 @@ use tokio_util::task::TaskTracker;
 /// background every `probe_interval` until it can (or `shutdown` fires).
 /// Spawns the probe loop on `tracker`.
 ///
-/// `fallback.instances = "auto"` is taken as 1 for now (no heartbeat yet).
+/// With `fallback.instances = "auto"` (the default) it also spawns the
+/// heartbeat: the live count of sidecars divides `local` fallback limits
+/// (1 until the first heartbeat answers).
 ///
 /// # Errors
 /// Problems that retrying cannot fix: bad credentials, ACL, TLS, config.
@@ -47,9 +50,12 @@ pub(super) async fn start(
         probe_interval: config.fallback.probe_interval,
         failure_threshold: config.fallback.failure_threshold,
     };
+    // The Redis store once connected, for the heartbeat.
+    let connected: Arc<OnceLock<Arc<RedisStore>>> = Arc::default();
     let store = match RedisStore::connect(&redis).await {
         Ok(primary) => {
-            let primary: Arc<dyn Store> = Arc::new(primary);
+            let primary = Arc::new(primary);
+            let _ = connected.set(primary.clone());
             Arc::new(FailoverStore::new(Some(primary), fallback, failover_config))
         }
         Err(error) if error.is_transient() => {
@@ -58,12 +64,21 @@ pub(super) async fn start(
                 "Redis is unreachable: starting in fallback, connecting in the background"
             );
             let store = Arc::new(FailoverStore::new(None, fallback, failover_config));
-            tracker.spawn(connect(redis, store.clone(), shutdown.clone()));
+            tracker.spawn(connect(
+                redis,
+                store.clone(),
+                connected.clone(),
+                shutdown.clone(),
+            ));
             store
         }
         Err(error) => return Err(anyhow::Error::new(error)).context("cannot use Redis"),
     };
     tracker.spawn(probe(store.clone(), shutdown.clone()));
+    metrics::gauge!("floodgate_instances").set(store.instances() as f64);
+    if config.fallback.instances == Instances::Auto {
+        tracker.spawn(heartbeat(connected, store.clone(), shutdown.clone()));
+    }
     Ok(store)
 }
 
@@ -96,6 +111,7 @@ fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
 async fn connect(
     redis: floodgate_redis::Config,
     store: Arc<FailoverStore>,
+    connected: Arc<OnceLock<Arc<RedisStore>>>,
     shutdown: CancellationToken,
 ) {
     let every = store.config().probe_interval;
@@ -110,7 +126,9 @@ async fn connect(
         };
         match attempt {
             Ok(primary) => {
-                store.install_primary(Arc::new(primary));
+                let primary = Arc::new(primary);
+                let _ = connected.set(primary.clone());
+                store.install_primary(primary);
                 return;
             }
             Err(error) if error.is_transient() => {
@@ -137,6 +155,46 @@ async fn probe(store: Arc<FailoverStore>, shutdown: CancellationToken) {
                     store.probe_once().await;
                 }
             }
+        }
+    }
+}
+
+/// How often each sidecar says it is alive (`instances = "auto"`).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
+/// How long one heartbeat counts: three beats, so one lost call does not
+/// drop a live sidecar from the count.
+const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
+
+/// Every [`HEARTBEAT_EVERY`] while Redis is in use, records this sidecar in
+/// Redis and takes the live count as the fallback divisor, until
+/// `shutdown`. One call at a time, each bounded by the store's timeout, so
+/// a hung Redis cannot pile calls up. While the breaker is open it skips:
+/// the count seen last before the outage stays in force.
+async fn heartbeat(
+    connected: Arc<OnceLock<Arc<RedisStore>>>,
+    store: Arc<FailoverStore>,
+    shutdown: CancellationToken,
+) {
+    let mut every = tokio::time::interval(HEARTBEAT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let Some(redis) = connected.get() else {
+            continue;
+        };
+        if store.is_open() {
+            continue;
+        }
+        match redis.heartbeat(HEARTBEAT_TTL).await {
+            Ok(live) => {
+                if store.set_instances(live) {
+                    metrics::gauge!("floodgate_instances").set(live as f64);
+                }
+            }
+            Err(error) => tracing::debug!(%error, "heartbeat failed"),
         }
     }
 }

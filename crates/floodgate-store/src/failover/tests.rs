@@ -275,3 +275,32 @@ async fn refunds_follow_the_breaker_and_never_fail() {
     assert_eq!(check(&store, &p, "p:z").await.outcome.remaining, 9);
     assert_eq!(fake.refunds.load(Ordering::SeqCst), before);
 }
+
+#[tokio::test]
+async fn a_live_count_divides_and_an_outage_keeps_the_last_one() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, Some(FallbackMode::Local));
+    assert_eq!(store.instances(), 1);
+    assert!(store.set_instances(3));
+    assert_eq!(store.instances(), 3);
+    assert!(store.set_instances(0), "0 counts as 1");
+    assert_eq!(store.instances(), 1);
+    assert!(store.set_instances(4));
+
+    fake.set(Some(StoreError::Timeout));
+    for _ in 0..3 {
+        check(&store, &p, "p:x").await;
+    }
+    assert!(store.is_open());
+    // Counts arriving during the outage do not replace the last one seen.
+    assert!(!store.set_instances(1));
+    assert_eq!(store.instances(), 4);
+    let mut allowed = 0;
+    for _ in 0..10 {
+        let o = check(&store, &p, "p:y").await;
+        assert_eq!(o.outcome.limit, 3, "ceil(10 / 4)");
+        allowed += u64::from(o.outcome.allowed);
+    }
+    assert_eq!(allowed, 3);
+}
