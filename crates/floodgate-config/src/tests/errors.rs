@@ -199,6 +199,18 @@ fn zero_instances() {
         13,
         &["expected a positive integer or \"auto\""],
     );
+    single_error(
+        "[fallback]\ninstances = -1\n",
+        2,
+        13,
+        &["expected a positive integer or \"auto\"", "-1"],
+    );
+    single_error(
+        "[fallback]\nprobe_interval = \"-1s\"\n",
+        2,
+        18,
+        &["invalid duration \"-1s\""],
+    );
 }
 
 #[test]
