@@ -163,3 +163,103 @@ fn metrics_hold_every_spec_metric_and_no_attribute_value() {
         assert!(!text.contains(secret), "{secret} leaked into /metrics");
     }
 }
+
+/// The metric names a PromQL expression reads: identifiers outside string
+/// literals and label matchers that start with `floodgate_`.
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut plain = String::new();
+    let (mut in_string, mut in_braces) = (false, false);
+    for c in expr.chars() {
+        match c {
+            '"' if in_braces || in_string => in_string = !in_string,
+            '{' if !in_string => in_braces = true,
+            '}' if !in_string => in_braces = false,
+            _ if in_string || in_braces => {}
+            _ => plain.push(c),
+        }
+    }
+    plain
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("floodgate_"))
+        .map(String::from)
+        .collect()
+}
+
+/// Every PromQL expression of the shipped dashboard and alert rules.
+fn shipped_expressions() -> Vec<String> {
+    let root = floodgate_e2e::repo_root();
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("deploy/grafana/floodgate-dashboard.json")).unwrap(),
+    )
+    .expect("the dashboard is JSON");
+    let mut exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().expect("targets").clone())
+        .map(|t| t["expr"].as_str().expect("expr").to_string())
+        .collect();
+    assert!(exprs.len() >= 9, "{exprs:?}");
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root.join("deploy/prometheus/floodgate-alerts.yml")).unwrap(),
+    )
+    .expect("the alert rules are YAML");
+    let mut alerts = 0;
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            assert!(rule["alert"].as_str().is_some(), "{rule:?}");
+            assert!(
+                rule["annotations"]["summary"].as_str().is_some(),
+                "{rule:?}"
+            );
+            exprs.push(rule["expr"].as_str().expect("expr").to_string());
+            alerts += 1;
+        }
+    }
+    assert!(alerts >= 5);
+    exprs
+}
+
+#[test]
+fn dashboard_and_alerts_query_only_exported_metrics() {
+    let mut redis = RedisServer::start();
+    let config = format!(
+        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\ntimeout = \"100ms\"\n\n[fallback]\nfailure_threshold = 1\n\n[[policy]]\nname = \"p\"\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\n",
+        redis.url()
+    );
+    let floodgate = Floodgate::start(&config);
+    check(&floodgate, r#"{"attributes": {"user": "a"}}"#);
+    check(&floodgate, r#"{"attributes": {"user": "a"}}"#);
+    redis.kill();
+    check(&floodgate, r#"{"attributes": {"user": "a"}}"#);
+    let (samples, _) = parse(&floodgate.http("GET", "/metrics", None).text());
+    let exported: BTreeSet<&str> = samples.iter().map(|s| s.0.as_str()).collect();
+    let label_names: BTreeSet<&str> = samples
+        .iter()
+        .flat_map(|s| s.1.keys().map(String::as_str))
+        .chain(["instance", "job"]) // added by Prometheus to every target
+        .collect();
+    for expr in shipped_expressions() {
+        let names = metric_names(&expr);
+        // `up` is Prometheus's own per-target metric.
+        assert!(
+            !names.is_empty() || expr.starts_with("up{"),
+            "no floodgate metric in {expr}"
+        );
+        for name in &names {
+            assert!(
+                exported.contains(name.as_str()),
+                "{name} (in {expr}) is not exported"
+            );
+        }
+        // Grouping labels must exist too.
+        for clause in expr.split("by (").skip(1) {
+            for label in clause.split(')').next().unwrap().split(',') {
+                assert!(
+                    label_names.contains(label.trim()),
+                    "label {label} in {expr}"
+                );
+            }
+        }
+    }
+}
