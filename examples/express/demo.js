@@ -27,6 +27,6 @@ const server = http.createServer((req, res) => {
   });
 });
 
-server.listen(Number(process.env.PORT || 3000), '127.0.0.1', () => {
+server.listen(Number(process.env.PORT || 3000), process.env.HOST || '127.0.0.1', () => {
   console.log(`listening on ${server.address().port}`);
 });

@@ -109,3 +109,95 @@ fn probes_are_healthz_and_readyz_on_9720() {
     }
     assert!(yaml.contains("requests:"), "resource requests");
 }
+
+fn yaml(path: &str) -> serde_yaml_ng::Value {
+    let text = std::fs::read_to_string(repo_root().join(path)).expect(path);
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn strings(value: &serde_yaml_ng::Value) -> Vec<String> {
+    value
+        .as_sequence()
+        .expect("a list")
+        .iter()
+        .map(|v| v.as_str().expect("a string").to_string())
+        .collect()
+}
+
+#[test]
+fn compose_file_runs_real_commands_on_a_valid_config() {
+    let compose = yaml("deploy/docker-compose.yml");
+    let services = &compose["services"];
+    for name in ["app", "floodgate", "redis"] {
+        assert!(services[name].is_mapping(), "service {name}");
+    }
+    // floodgate: a real subcommand and flag, on the mounted config.
+    let floodgate = &services["floodgate"];
+    let command = strings(&floodgate["command"]);
+    assert_eq!(command, ["serve", "--config", CONFIG_PATH]);
+    assert_eq!(floodgate["network_mode"].as_str(), Some("service:app"));
+    assert_eq!(
+        floodgate["build"]["dockerfile"].as_str(),
+        Some("deploy/Dockerfile")
+    );
+    let mount = strings(&floodgate["volumes"])
+        .into_iter()
+        .find(|v| v.contains(CONFIG_PATH))
+        .expect("the config is mounted at --config");
+    let source = mount.split(':').next().unwrap();
+    let config = repo_root().join("deploy").join(source);
+    let (code, out, err) = run_cli(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("store: redis"), "{out}");
+    // Its Redis URL names the compose file's redis service.
+    let toml = std::fs::read_to_string(&config).unwrap();
+    assert!(toml.contains("url = \"redis://redis:6379\""), "{toml}");
+    assert!(strings(&services["redis"]["command"]).contains(&"--appendonly".to_string()));
+
+    // The app: the tested Express demo, pointed at its sidecar; its health
+    // check asks a real floodgate endpoint.
+    let app = &services["app"];
+    let app_command = strings(&app["command"]);
+    assert!(
+        repo_root().join(&app_command[1]).exists(),
+        "{app_command:?}"
+    );
+    assert_eq!(
+        app["environment"]["FLOODGATE_URL"].as_str(),
+        Some("http://127.0.0.1:9720")
+    );
+    let health = strings(&app["healthcheck"]["test"]).join(" ");
+    assert!(health.contains("127.0.0.1:9720/readyz"), "{health}");
+    let local = toml
+        .replace("0.0.0.0:9720", "127.0.0.1:0")
+        .replace("0.0.0.0:9721", "127.0.0.1:0")
+        .replace("redis://redis:6379", "redis://127.0.0.1:1");
+    let fg = Floodgate::start(&local);
+    assert_eq!(fg.http("GET", "/readyz", None).status, 200);
+}
+
+#[test]
+fn kubernetes_redis_is_a_deployment_and_its_service() {
+    let text = std::fs::read_to_string(repo_root().join("deploy/kubernetes/redis.yaml")).unwrap();
+    let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|d| serde::Deserialize::deserialize(d).expect("YAML document"))
+        .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["Deployment", "Service"]);
+    let (deployment, service) = (&docs[0], &docs[1]);
+    let labels = &deployment["spec"]["template"]["metadata"]["labels"];
+    for (key, value) in service["spec"]["selector"].as_mapping().unwrap() {
+        assert_eq!(
+            &labels[key.as_str().unwrap()],
+            value,
+            "the service selects the pods"
+        );
+    }
+    assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(6379));
+    let name = service["metadata"]["name"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("redis://{name}:6379")),
+        "usage comment"
+    );
+    assert!(text.contains("NOT for production"));
+}
