@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod accept;
 mod app;
 mod errors;
 mod explain;
