@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod redis_servers;
+pub mod upstream;
 
 pub use redis_servers::{free_port, wait_until, Cluster, RedisServer, TestCa};
 
@@ -40,6 +41,8 @@ pub struct Floodgate {
     pub http: SocketAddr,
     /// Where its gRPC listener is.
     pub grpc: SocketAddr,
+    /// Where its reverse proxy listens, when `[server] proxy` is set.
+    pub proxy: Option<SocketAddr>,
     /// Everything it logged so far (stderr), for assertions and failures.
     pub log: Arc<Mutex<String>>,
     /// The config file (kept alive with the process).
@@ -99,9 +102,15 @@ impl Floodgate {
             let end = rest.find(' ').unwrap_or(rest.len());
             rest[..end].parse().expect("socket address")
         };
+        let proxy = line
+            .find("proxy=")
+            .map(|start| &line[start + "proxy=".len()..])
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|addr| addr.parse().ok());
         Floodgate {
             http: field("http"),
             grpc: field("grpc"),
+            proxy,
             child,
             log,
             dir,

@@ -15,6 +15,7 @@ mod explain;
 mod grpc;
 mod http;
 mod identity;
+mod proxy;
 mod reload;
 mod render;
 mod serve;

@@ -81,9 +81,18 @@ pub async fn run(
 
     let http = bind(config.server.http, "HTTP").await?;
     let grpc = bind(config.server.grpc, "gRPC").await?;
+    let proxy = match &config.server.proxy {
+        Some(proxy) => Some((bind(proxy.listen, "the proxy").await?, proxy.clone())),
+        None => None,
+    };
+    let proxy_addr = match &proxy {
+        Some((listener, _)) => listener.local_addr()?.to_string(),
+        None => "off".to_string(),
+    };
     tracing::info!(
         http = %http.local_addr()?,
         grpc = %grpc.local_addr()?,
+        proxy = %proxy_addr,
         store = app.limiter.store_mode().as_str(),
         policies = config.policies.len(),
         shadow = app.limiter.shadow(),
@@ -106,6 +115,25 @@ pub async fn run(
             grpc_shutdown.cancel();
         }
     });
+    if let Some((listener, proxy)) = proxy {
+        let (app, shutdown) = (app.clone(), shutdown.clone());
+        let max_connections = config.server.max_connections;
+        tracing::info!(upstream = %proxy.upstream, "proxying");
+        tracker.spawn(async move {
+            let served = crate::proxy::serve(
+                listener,
+                app,
+                &proxy,
+                max_connections,
+                grace,
+                shutdown.clone(),
+            );
+            if let Err(error) = served.await {
+                tracing::error!("{error:#}");
+                shutdown.cancel();
+            }
+        });
+    }
     tracker.spawn(sweep(local, metrics, shutdown.clone()));
     Ok(())
 }

@@ -1,0 +1,264 @@
+//! Reverse proxy mode with the real binary in front of a scripted upstream:
+//! limits, 429s that never reach the app, streaming without buffering,
+//! byte-exact uploads, WebSocket tunnels, forwarded headers, concurrency
+//! leases released when a stream ends or its client leaves, h2c clients,
+//! and 502 when the upstream is down.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use floodgate_e2e::upstream::{ScriptedUpstream, SSE_CHUNKS};
+use floodgate_e2e::{free_port, http_request, Floodgate, FREE_PORTS};
+
+fn config(upstream: SocketAddr) -> String {
+    format!(
+        "{FREE_PORTS}proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{upstream}\" }}\n\n[[endpoint]]\nname = \"stream\"\npath = \"/sse*\"\n\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\n\n[[policy]]\nname = \"one-stream\"\nmatch = {{ endpoint = \"stream\" }}\nkey = []\nlimit = 1\nalgorithm = \"concurrency\"\n"
+    )
+}
+
+fn start(upstream: &ScriptedUpstream) -> (Floodgate, SocketAddr) {
+    let floodgate = Floodgate::start(&config(upstream.addr));
+    let proxy = floodgate.proxy.expect("the proxy listens");
+    (floodgate, proxy)
+}
+
+fn get(proxy: SocketAddr, path: &str, user: &str) -> floodgate_e2e::HttpResponse {
+    http_request(proxy, "GET", path, &[("x-user-id", user)], None)
+}
+
+/// Opens `/sse` and reads the response head and the first event.
+fn open_stream(proxy: SocketAddr) -> (BufReader<TcpStream>, String) {
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: app\r\n\r\n")
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        head.push_str(&line);
+        if line == "\r\n" || line.is_empty() {
+            break;
+        }
+    }
+    (reader, head)
+}
+
+/// Reads chunked data until `needle` has arrived.
+fn read_until(reader: &mut BufReader<TcpStream>, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let mut line = String::new();
+        let n = reader.read_line(&mut line).expect("stream data");
+        assert!(n > 0, "stream ended before {needle:?}: {seen:?}");
+        seen.push_str(&line);
+    }
+    seen
+}
+
+#[test]
+fn limits_and_forwards_with_headers() {
+    let upstream = ScriptedUpstream::start();
+    let (_floodgate, proxy) = start(&upstream);
+    for i in 0..3 {
+        let r = http_request(
+            proxy,
+            "GET",
+            "/api/items?page=2",
+            &[("x-user-id", "u1"), ("x-forwarded-for", "203.0.113.9")],
+            None,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let seen = r.text().to_ascii_lowercase();
+        assert!(seen.starts_with("get /api/items?page=2 http/1.1"), "{seen}");
+        // The peer is appended to the chain (no proxy is trusted, but the
+        // chain is forwarded as it came).
+        assert!(
+            seen.contains("x-forwarded-for: 203.0.113.9, 127.0.0.1"),
+            "{seen}"
+        );
+        assert!(seen.contains("x-forwarded-proto: http"), "{seen}");
+        assert!(seen.contains("x-forwarded-host:"), "{seen}");
+        assert!(
+            !seen.contains("connection: close"),
+            "hop-by-hop header forwarded"
+        );
+        let ratelimit = r.header("ratelimit").unwrap();
+        assert!(
+            ratelimit.starts_with(&format!("\"api-per-user\";r={};t=", 2 - i)),
+            "{ratelimit}"
+        );
+    }
+    let hits = upstream.hits();
+    let denied = get(proxy, "/api/items", "u1");
+    assert_eq!(denied.status, 429, "{}", denied.text());
+    assert!(denied.header("retry-after").is_some());
+    assert!(denied
+        .header("ratelimit-policy")
+        .unwrap()
+        .contains("api-per-user"));
+    assert_eq!(denied.json()["allowed"], false);
+    assert_eq!(denied.json()["policy"], "api-per-user");
+    assert_eq!(upstream.hits(), hits, "a denied request reached the app");
+    // Another user still gets through.
+    assert_eq!(get(proxy, "/api/items", "u2").status, 200);
+}
+
+#[test]
+fn streams_without_buffering_and_releases_the_lease_at_the_end() {
+    let upstream = ScriptedUpstream::start();
+    let (_floodgate, proxy) = start(&upstream);
+    let (mut stream, head) = open_stream(proxy);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("text/event-stream"),
+        "{head}"
+    );
+    // The first event arrives while the upstream is still holding the rest:
+    // nothing is buffered until the end.
+    read_until(&mut stream, "data: event 0");
+    // One stream at a time: a second one is refused while this one runs.
+    let second = get(proxy, "/sse", "x");
+    assert_eq!(second.status, 429, "{}", second.text());
+    for i in 1..SSE_CHUNKS {
+        upstream.release_chunk();
+        read_until(&mut stream, &format!("data: event {i}"));
+    }
+    read_until(&mut stream, "0\r\n");
+    // The body ended: the lease is released, a new stream may start.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (mut next, head) = open_stream(proxy);
+        if head.starts_with("HTTP/1.1 200") {
+            read_until(&mut next, "data: event 0");
+            for _ in 1..SSE_CHUNKS {
+                upstream.release_chunk();
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease was never released: {head}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_client_that_leaves_mid_stream_frees_its_lease() {
+    let upstream = ScriptedUpstream::start();
+    let (_floodgate, proxy) = start(&upstream);
+    let (mut stream, _) = open_stream(proxy);
+    read_until(&mut stream, "data: event 0");
+    drop(stream);
+    // The proxy finds the client gone when it next has data for it.
+    upstream.release_chunk();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (mut next, head) = open_stream(proxy);
+        if head.starts_with("HTTP/1.1 200") {
+            read_until(&mut next, "data: event 0");
+            for _ in 1..SSE_CHUNKS {
+                upstream.release_chunk();
+            }
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease was never released: {head}"
+        );
+        upstream.release_chunk();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn large_uploads_round_trip_byte_for_byte() {
+    let upstream = ScriptedUpstream::start();
+    let (_floodgate, proxy) = start(&upstream);
+    let body: Vec<u8> = (0..5 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let r = http_request(proxy, "POST", "/echo", &[], Some(&body));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body, "the echoed body differs");
+}
+
+#[test]
+fn websocket_upgrades_are_tunnelled() {
+    let upstream = ScriptedUpstream::start();
+    let (_floodgate, proxy) = start(&upstream);
+    let mut ws = TcpStream::connect(proxy).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ws.write_all(b"GET /chat HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(ws.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 101"), "{status}");
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    // A masked text frame "hello", then another: echoed byte for byte.
+    for text in ["hello", "again"] {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x81, 0x80 | text.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        ws.write_all(&frame).unwrap();
+        let mut back = vec![0u8; frame.len()];
+        reader.read_exact(&mut back).unwrap();
+        assert_eq!(back, frame);
+    }
+}
+
+#[test]
+fn http2_clients_are_served() {
+    let upstream = ScriptedUpstream::start();
+    let (_floodgate, proxy) = start(&upstream);
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-i", "--http2-prior-knowledge", "-H", "x-user-id: h2"])
+        .arg(format!("http://{proxy}/api/h2"))
+        .output()
+        .expect("curl is installed (scripts/test installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    assert!(text.starts_with("http/2 200"), "{text}");
+    assert!(
+        text.contains("get /api/h2 http/1.1"),
+        "forwarded as HTTP/1.1: {text}"
+    );
+    assert!(text.contains("ratelimit-policy:"), "{text}");
+}
+
+#[test]
+fn upstream_down_is_a_quick_502() {
+    let closed: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let floodgate = Floodgate::start(&config(closed));
+    let proxy = floodgate.proxy.unwrap();
+    let r = get(proxy, "/api/x", "u1");
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.json()["error"]
+        .as_str()
+        .unwrap()
+        .contains("cannot be reached"));
+    let mut raw = String::new();
+    let _ = TcpStream::connect(proxy)
+        .and_then(|mut s| {
+            s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .map(|_| s)
+        })
+        .and_then(|mut s| s.read_to_string(&mut raw));
+    assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
+}
