@@ -12,8 +12,14 @@ use floodgate_e2e::upstream::{ScriptedUpstream, SSE_CHUNKS};
 use floodgate_e2e::{free_port, http_request, Floodgate, FREE_PORTS};
 
 fn config(upstream: SocketAddr) -> String {
+    config_with(upstream, "", "")
+}
+
+/// The proxy config with `server` lines added to `[server]` and `sections`
+/// (a `[store]`, say) before the endpoints and policies.
+fn config_with(upstream: SocketAddr, server: &str, sections: &str) -> String {
     format!(
-        "{FREE_PORTS}proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{upstream}\" }}\n\n[[endpoint]]\nname = \"stream\"\npath = \"/sse*\"\n\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\n\n[[policy]]\nname = \"one-stream\"\nmatch = {{ endpoint = \"stream\" }}\nkey = []\nlimit = 1\nalgorithm = \"concurrency\"\n"
+        "{FREE_PORTS}{server}proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{upstream}\" }}\n{sections}\n[[endpoint]]\nname = \"stream\"\npath = \"/sse*\"\n\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\n\n[[policy]]\nname = \"one-stream\"\nmatch = {{ endpoint = \"stream\" }}\nkey = []\nlimit = 1\nalgorithm = \"concurrency\"\n"
     )
 }
 
@@ -261,4 +267,40 @@ fn upstream_down_is_a_quick_502() {
         })
         .and_then(|mut s| s.read_to_string(&mut raw));
     assert!(raw.starts_with("HTTP/1.1 502"), "{raw}");
+}
+
+#[test]
+fn sigterm_releases_the_leases_of_streams_still_open() {
+    let upstream = ScriptedUpstream::start();
+    let redis = floodgate_e2e::RedisServer::start();
+    let config = config_with(
+        upstream.addr,
+        "shutdown_grace = \"300ms\"\n",
+        &format!(
+            "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"{}\"\nkey_prefix = \"px\"\ntimeout = \"500ms\"\n",
+            redis.url()
+        ),
+    );
+    let mut floodgate = Floodgate::start(&config);
+    let proxy = floodgate.proxy.expect("the proxy listens");
+    let (mut stream, head) = open_stream(proxy);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    read_until(&mut stream, "data: event 0");
+    let keys = redis.cli(&["--scan", "--pattern", "px:*"]);
+    let key = keys
+        .lines()
+        .find(|k| k.ends_with(":cc"))
+        .unwrap_or_else(|| panic!("no lease key in {keys:?}"));
+    assert_eq!(redis.cli(&["ZCARD", key]).trim(), "1", "one lease held");
+
+    // The stream outlives the grace period: at shutdown its lease goes.
+    floodgate.signal("TERM");
+    assert_eq!(floodgate.wait_exit(Duration::from_secs(5)), Some(0));
+    assert_eq!(
+        redis.cli(&["ZCARD", key]).trim(),
+        "0",
+        "the lease was left to expire; log:\n{}",
+        floodgate.log.lock().unwrap()
+    );
+    drop(stream);
 }
