@@ -304,3 +304,56 @@ fn sigterm_releases_the_leases_of_streams_still_open() {
     );
     drop(stream);
 }
+
+#[test]
+fn the_shipped_proxy_example_works_in_front_of_an_app() {
+    let upstream = ScriptedUpstream::start();
+    let example =
+        std::fs::read_to_string(floodgate_e2e::repo_root().join("examples/proxy/floodgate.toml"))
+            .unwrap();
+    for needle in [
+        "http = \"127.0.0.1:9720\"",
+        "grpc = \"127.0.0.1:9721\"",
+        "listen = \"0.0.0.0:8000\"",
+        "upstream = \"http://127.0.0.1:3000\"",
+    ] {
+        assert!(example.contains(needle), "{needle}");
+    }
+    let local = example
+        .replace("127.0.0.1:9720", "127.0.0.1:0")
+        .replace("127.0.0.1:9721", "127.0.0.1:0")
+        .replace("0.0.0.0:8000", "127.0.0.1:0")
+        .replace("127.0.0.1:3000", &upstream.addr.to_string());
+    let floodgate = Floodgate::start(&local);
+    let proxy = floodgate.proxy.unwrap();
+    // An AI call is checked against both AI policies and reaches the app.
+    let r = http_request(
+        proxy,
+        "POST",
+        "/api/chat/completions",
+        &[("x-user-id", "u1")],
+        Some(b"{\"prompt\": \"hi\"}"),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        r.text().starts_with("POST /api/chat/completions"),
+        "{}",
+        r.text()
+    );
+    assert_eq!(
+        r.header("ratelimit-policy").unwrap(),
+        "\"ai-streams-per-user\";q=4;w=60"
+    );
+    // Each finished request released its slot: more requests than the 4
+    // slots pass one after another.
+    for i in 0..6 {
+        let r = http_request(
+            proxy,
+            "POST",
+            "/api/chat/x",
+            &[("x-user-id", "u1")],
+            Some(b"{}"),
+        );
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+}
