@@ -241,7 +241,6 @@ fn authz_request(user: &str) -> authz::CheckRequest {
             }),
             ..Default::default()
         }),
-        ..Default::default()
     }
 }
 
