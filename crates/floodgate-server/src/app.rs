@@ -6,8 +6,10 @@ use arc_swap::ArcSwap;
 use floodgate_config::server::HeaderMode;
 use floodgate_config::{Config, IdentityConfig};
 use floodgate_core::EndpointTable;
-use floodgate_store::Limiter;
+use floodgate_store::{Check, LimitError, Limiter, Verdict};
 use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::identity::{attributes, HttpRequestInfo};
 
 /// Settings a reload may change without restarting listeners.
 #[derive(Debug, Clone)]
@@ -39,4 +41,27 @@ pub struct App {
     pub settings: ArcSwap<Settings>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+}
+
+impl App {
+    /// Checks one HTTP request as the HTTP-level integrations see it (nginx
+    /// `auth_request`, Envoy ext_authz, the reverse proxy): attributes from
+    /// `settings`' `[identity]` and `[[endpoint]]`, cost 1, no domain.
+    ///
+    /// # Errors
+    /// As [`Limiter::check`]: invalid attribute values, or no decision.
+    pub async fn check_http(
+        &self,
+        settings: &Settings,
+        info: &HttpRequestInfo<'_>,
+    ) -> Result<Verdict, LimitError> {
+        let attributes = attributes(info, &settings.identity, &settings.endpoints);
+        self.limiter
+            .check(Check {
+                attributes: &attributes,
+                hits: 1,
+                domain: None,
+            })
+            .await
+    }
 }

@@ -15,13 +15,13 @@ use floodgate_proto::envoy::config::core::v3::{
 use floodgate_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 use floodgate_proto::google::rpc;
-use floodgate_store::{Check, LimitError};
+use floodgate_store::LimitError;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::errors::to_status;
-use crate::identity::{attributes, HttpRequestInfo};
+use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
 
 /// gRPC status codes used in `CheckResponse.status`.
@@ -127,17 +127,7 @@ impl authz::authorization_server::Authorization for AuthzService {
                 .get(&settings.identity.user_header)
                 .map(String::as_str),
         };
-        let attributes = attributes(&info, &settings.identity, &settings.endpoints);
-        let verdict = match self
-            .app
-            .limiter
-            .check(Check {
-                attributes: &attributes,
-                hits: 1,
-                domain: None,
-            })
-            .await
-        {
+        let verdict = match self.app.check_http(&settings, &info).await {
             Ok(verdict) => verdict,
             Err(LimitError::InvalidAttributes(error)) => {
                 let body = serde_json::json!({ "error": error.to_string() }).to_string();

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use super::body;
 use crate::app::App;
 use crate::errors::ApiError;
-use crate::identity::{attributes, HttpRequestInfo};
+use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
 
 /// Every response this listener sends.
@@ -144,15 +144,7 @@ async fn auth(
         real_ip: header("x-real-ip"),
         user: header(&settings.identity.user_header),
     };
-    let attributes = attributes(&info, &settings.identity, &settings.endpoints);
-    let verdict = app
-        .limiter
-        .check(Check {
-            attributes: &attributes,
-            hits: 1,
-            domain: None,
-        })
-        .await?;
+    let verdict = app.check_http(&settings, &info).await?;
     let mut response = empty(if verdict.allowed {
         StatusCode::NO_CONTENT
     } else {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use floodgate_store::{Check, Verdict};
+use floodgate_store::Verdict;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
@@ -22,7 +22,7 @@ use super::headers::{add_forwarded, strip_hop_by_hop, upgrade_of};
 use super::leases::{LeaseBody, LeaseGuard, Leases};
 use crate::app::App;
 use crate::errors::ApiError;
-use crate::identity::{attributes, HttpRequestInfo};
+use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
 
 /// Every body the proxy answers with.
@@ -94,15 +94,7 @@ impl Forwarder {
                 real_ip: None,
                 user: header(&settings.identity.user_header),
             };
-            let attributes = attributes(&info, &settings.identity, &settings.endpoints);
-            self.app
-                .limiter
-                .check(Check {
-                    attributes: &attributes,
-                    hits: 1,
-                    domain: None,
-                })
-                .await
+            self.app.check_http(&settings, &info).await
         };
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "proxy")
             .record(started.elapsed().as_secs_f64());
