@@ -67,6 +67,29 @@ fn read_until(reader: &mut BufReader<TcpStream>, needle: &str) -> String {
     seen
 }
 
+/// Opens `/sse` until it is admitted (the one-stream lease is free again),
+/// within 5 s; each refusal lets the upstream send its next chunk, so an
+/// abandoned stream's proxy finds its client gone. Drains the admitted one.
+fn until_a_new_stream_is_admitted(proxy: SocketAddr, upstream: &ScriptedUpstream) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (mut next, head) = open_stream(proxy);
+        if head.starts_with("HTTP/1.1 200") {
+            read_until(&mut next, "data: event 0");
+            for _ in 1..SSE_CHUNKS {
+                upstream.release_chunk();
+            }
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lease was never released: {head}"
+        );
+        upstream.release_chunk();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn limits_and_forwards_with_headers() {
     let upstream = ScriptedUpstream::start();
@@ -137,22 +160,7 @@ fn streams_without_buffering_and_releases_the_lease_at_the_end() {
     }
     read_until(&mut stream, "0\r\n");
     // The body ended: the lease is released, a new stream may start.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (mut next, head) = open_stream(proxy);
-        if head.starts_with("HTTP/1.1 200") {
-            read_until(&mut next, "data: event 0");
-            for _ in 1..SSE_CHUNKS {
-                upstream.release_chunk();
-            }
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the lease was never released: {head}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_a_new_stream_is_admitted(proxy, &upstream);
 }
 
 #[test]
@@ -164,23 +172,7 @@ fn a_client_that_leaves_mid_stream_frees_its_lease() {
     drop(stream);
     // The proxy finds the client gone when it next has data for it.
     upstream.release_chunk();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (mut next, head) = open_stream(proxy);
-        if head.starts_with("HTTP/1.1 200") {
-            read_until(&mut next, "data: event 0");
-            for _ in 1..SSE_CHUNKS {
-                upstream.release_chunk();
-            }
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the lease was never released: {head}"
-        );
-        upstream.release_chunk();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_a_new_stream_is_admitted(proxy, &upstream);
 }
 
 #[test]
