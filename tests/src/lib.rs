@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 pub mod redis_servers;
 pub mod upstream;
 
-pub use redis_servers::{free_port, wait_until, Cluster, RedisServer, TestCa};
+pub use redis_servers::{free_port, wait_until, Cluster, RedisServer, SlotMigration, TestCa};
 
 /// The `floodgate` binary next to the test executable's `deps/` folder.
 pub fn binary() -> PathBuf {

@@ -346,46 +346,27 @@ impl Cluster {
     /// SETSLOT NODE on every node. Clients see ASK while the keys move and
     /// MOVED afterwards.
     pub fn migrate_slot(&self, slot: u16, to: usize) {
+        let migration = self.begin_migration(slot, to);
+        migration.move_keys();
+        migration.finish();
+    }
+
+    /// Marks `slot` IMPORTING on `nodes[to]` and MIGRATING on its owner;
+    /// the returned migration moves the keys and hands the slot over.
+    pub fn begin_migration(&self, slot: u16, to: usize) -> SlotMigration<'_> {
         let from = self.owner(slot);
         assert_ne!(from, to, "slot {slot} is already on node {to}");
-        let (from_id, to_id) = (self.node_id(from), self.node_id(to));
-        let mut source = self.nodes[from].inspector();
-        let mut target = self.nodes[to].inspector();
-        let setslot = |c: &mut redis::Connection, state: &str, id: &str| {
-            let () = redis::cmd("CLUSTER")
-                .arg("SETSLOT")
-                .arg(slot)
-                .arg(state)
-                .arg(id)
-                .query(c)
-                .unwrap();
+        let migration = SlotMigration {
+            cluster: self,
+            slot,
+            from,
+            to,
+            to_id: self.node_id(to),
         };
-        setslot(&mut target, "IMPORTING", &from_id);
-        setslot(&mut source, "MIGRATING", &to_id);
-        loop {
-            let keys: Vec<String> = redis::cmd("CLUSTER")
-                .arg("GETKEYSINSLOT")
-                .arg(slot)
-                .arg(100)
-                .query(&mut source)
-                .unwrap();
-            if keys.is_empty() {
-                break;
-            }
-            let () = redis::cmd("MIGRATE")
-                .arg("127.0.0.1")
-                .arg(self.nodes[to].port)
-                .arg("")
-                .arg(0)
-                .arg(5000)
-                .arg("KEYS")
-                .arg(&keys)
-                .query(&mut source)
-                .unwrap();
-        }
-        for node in &self.nodes {
-            setslot(&mut node.inspector(), "NODE", &to_id);
-        }
+        let from_id = self.node_id(from);
+        migration.setslot(to, "IMPORTING", &from_id);
+        migration.setslot(from, "MIGRATING", &migration.to_id);
+        migration
     }
 
     /// The node id of `nodes[i]`.
@@ -394,6 +375,66 @@ impl Cluster {
             .arg("MYID")
             .query(&mut self.nodes[i].inspector())
             .unwrap()
+    }
+}
+
+/// A slot on its way from one master to another ([`Cluster::begin_migration`]).
+pub struct SlotMigration<'a> {
+    /// The cluster.
+    cluster: &'a Cluster,
+    /// The slot.
+    pub slot: u16,
+    /// Its owner when the migration began (index into `nodes`).
+    pub from: usize,
+    /// Where it goes.
+    pub to: usize,
+    /// The node id of `to`.
+    to_id: String,
+}
+
+impl SlotMigration<'_> {
+    fn setslot(&self, node: usize, state: &str, id: &str) {
+        let () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(self.slot)
+            .arg(state)
+            .arg(id)
+            .query(&mut self.cluster.nodes[node].inspector())
+            .unwrap();
+    }
+
+    /// MIGRATEs every key of the slot to the target (clients now get ASK
+    /// for them from the old owner).
+    pub fn move_keys(&self) {
+        let mut source = self.cluster.nodes[self.from].inspector();
+        loop {
+            let keys: Vec<String> = redis::cmd("CLUSTER")
+                .arg("GETKEYSINSLOT")
+                .arg(self.slot)
+                .arg(100)
+                .query(&mut source)
+                .unwrap();
+            if keys.is_empty() {
+                return;
+            }
+            let () = redis::cmd("MIGRATE")
+                .arg("127.0.0.1")
+                .arg(self.cluster.nodes[self.to].port)
+                .arg("")
+                .arg(0)
+                .arg(5000)
+                .arg("KEYS")
+                .arg(&keys)
+                .query(&mut source)
+                .unwrap();
+        }
+    }
+
+    /// Hands the slot to the target on every node (clients now get MOVED).
+    pub fn finish(self) {
+        for node in 0..self.cluster.nodes.len() {
+            self.setslot(node, "NODE", &self.to_id);
+        }
     }
 }
 

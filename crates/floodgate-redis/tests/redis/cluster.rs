@@ -98,50 +98,19 @@ async fn cluster_conformance_slots_resharding_and_script_flush() {
         used += 1;
         assert_eq!(remaining_after(&store, &p, "mover", 1).await, 20 - used);
     }
-    let slot: u16 = redis::cmd("CLUSTER")
-        .arg("KEYSLOT")
-        .arg(&key)
-        .query(&mut inspector)
-        .unwrap();
+    let slot = cluster.slot_of(&key);
     let from = cluster.owner(slot);
     let to = (from + 1) % 3;
-    let (from_id, to_id) = (cluster.node_id(from), cluster.node_id(to));
-    let mut source = cluster.nodes[from].inspector();
     let mut target = cluster.nodes[to].inspector();
     let before = evalsha_calls(&mut target);
-    let setslot = |c: &mut redis::Connection, state: &str, id: &str| {
-        let () = redis::cmd("CLUSTER")
-            .arg("SETSLOT")
-            .arg(slot)
-            .arg(state)
-            .arg(id)
-            .query(c)
-            .unwrap();
-    };
-    setslot(&mut target, "IMPORTING", &from_id);
-    setslot(&mut source, "MIGRATING", &to_id);
+    let migration = cluster.begin_migration(slot, to);
     used += 1;
     assert_eq!(
         remaining_after(&store, &p, "mover", 1).await,
         20 - used,
         "while migrating"
     );
-    let keys: Vec<String> = redis::cmd("CLUSTER")
-        .arg("GETKEYSINSLOT")
-        .arg(slot)
-        .arg(100)
-        .query(&mut source)
-        .unwrap();
-    let () = redis::cmd("MIGRATE")
-        .arg("127.0.0.1")
-        .arg(cluster.nodes[to].port)
-        .arg("")
-        .arg(0)
-        .arg(5000)
-        .arg("KEYS")
-        .arg(&keys)
-        .query(&mut source)
-        .unwrap();
+    migration.move_keys();
     // The source now answers ASK. fred 10.1 re-sends the command to the
     // slot's cached owner instead of the ASK target, so until the slot is
     // handed over the check fails fast without charging (a transient error
@@ -159,9 +128,7 @@ async fn cluster_conformance_slots_resharding_and_script_flush() {
         }
         Err(e) => assert!(e.is_transient(), "{e:?}"),
     }
-    for node in &cluster.nodes {
-        setslot(&mut node.inspector(), "NODE", &to_id);
-    }
+    migration.finish();
     for _ in 0..3 {
         used += 1;
         assert_eq!(
