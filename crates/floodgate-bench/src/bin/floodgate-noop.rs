@@ -1,0 +1,208 @@
+//! `floodgate-noop`: the reference ceilings for `scripts/bench`. It answers
+//! `floodgate.v1.RateLimiter/Check` over gRPC and `POST /v1/check` over HTTP
+//! with a constant "allowed" and does nothing else, on the same stack and
+//! settings as floodgate's listeners (tonic with TCP_NODELAY and the same
+//! stream limits; hyper-util's auto server, HTTP/1.1 and h2c, reading the
+//! whole body). What it reaches is what the transport alone allows on this
+//! machine.
+//!
+//! Loopback only. Once both listeners are bound it prints one line on
+//! stdout, `floodgate-noop listening http=ADDR grpc=ADDR`; it stops on
+//! SIGTERM/SIGINT or after `--for` seconds.
+
+#![forbid(unsafe_code)]
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use clap::Parser;
+use floodgate_proto::floodgate::v1::rate_limiter_server::{RateLimiter, RateLimiterServer};
+use floodgate_proto::floodgate::v1::{
+    CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+/// How long open connections get to finish once the server stops.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Flags.
+#[derive(Debug, Parser)]
+#[command(name = "floodgate-noop", version, about)]
+struct Args {
+    /// gRPC listener (loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    grpc: SocketAddr,
+    /// HTTP listener (loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    http: SocketAddr,
+    /// Stop after this many seconds at the latest (1 to 3600).
+    #[arg(long = "for", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    seconds: u64,
+    /// Runtime worker threads [default: number of CPUs].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+/// The constant answer to every gRPC call.
+#[derive(Debug, Default)]
+struct NoopService;
+
+#[tonic::async_trait]
+impl RateLimiter for NoopService {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        // Decoded by tonic already, as floodgate's service gets it.
+        drop(request.into_inner());
+        Ok(tonic::Response::new(CheckResponse {
+            allowed: true,
+            policy: "noop".into(),
+            limit: 1_000_000,
+            remaining: 999_999,
+            ..CheckResponse::default()
+        }))
+    }
+
+    async fn release(
+        &self,
+        _: tonic::Request<ReleaseRequest>,
+    ) -> Result<tonic::Response<ReleaseResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ReleaseResponse {}))
+    }
+}
+
+/// The constant `/v1/check` body (the shape floodgate answers with).
+const HTTP_BODY: &str = r#"{"allowed":true,"policy":"noop","limit":1000000,"remaining":999999,"reset_after_ms":0,"retry_after_ms":0,"lease":"","statuses":[]}"#;
+
+/// Any request: read the whole body, as `/v1/check` does, then answer 200.
+async fn http_check(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let _ = req.into_body().collect().await;
+    let mut response = Response::new(Full::new(Bytes::from_static(HTTP_BODY.as_bytes())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The HTTP accept loop: until `shutdown`, then drains for at most [`GRACE`].
+async fn serve_http(listener: TcpListener, shutdown: CancellationToken) {
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    eprintln!("floodgate-noop: accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(http_check))
+            .into_owned();
+        tokio::spawn(graceful.watch(conn));
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(GRACE, graceful.shutdown()).await;
+}
+
+/// Cancels `shutdown` on SIGTERM, SIGINT, or after `limit`.
+async fn stop_on_signal(limit: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = tokio::time::sleep(limit) => {}
+        _ = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+/// Binds both listeners, prints where, serves until stopped.
+async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let grpc = TcpListener::bind(args.grpc)
+        .await
+        .with_context(|| format!("cannot bind gRPC {}", args.grpc))?;
+    let http = TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot bind HTTP {}", args.http))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "floodgate-noop listening http={} grpc={}",
+            http.local_addr()?,
+            grpc.local_addr()?
+        )?;
+        out.flush()?;
+    }
+    let signals = tokio::spawn(stop_on_signal(
+        Duration::from_secs(args.seconds),
+        shutdown.clone(),
+    ));
+    let http_task = tokio::spawn(serve_http(http, shutdown.clone()));
+    let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let grpc_result = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(1024)
+        .max_concurrent_streams(Some(1024))
+        .add_service(RateLimiterServer::new(NoopService))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+        .await;
+    // Whatever ended the gRPC server ends the HTTP one too.
+    shutdown.cancel();
+    let _ = http_task.await;
+    signals.await??;
+    grpc_result.context("gRPC server failed")
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    for addr in [args.grpc, args.http] {
+        if !addr.ip().is_loopback() {
+            eprintln!("floodgate-noop: {addr} is not a loopback address");
+            return ExitCode::FAILURE;
+        }
+    }
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads.max(1));
+    }
+    let result = runtime
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("floodgate-noop: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
