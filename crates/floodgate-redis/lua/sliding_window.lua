@@ -1,69 +1,66 @@
 -- sliding_window: the two-counter weighted estimate (floodgate-core
 -- algorithm/sliding_window.rs, line for line).
 --
--- KEYS[1]  the counter: a hash {i = window index, p = hits of window i-1,
---          c = hits of window i}
--- ARGV[1]  now override in epoch µs, "" in production (see the prelude)
--- ARGV[2]  hits (0 peeks: allowed iff one hit fits, nothing charged)
--- ARGV[3]  limit
--- ARGV[4]  window in µs (a whole number of ms)
+-- Key      a hash {i = window index, p = hits of window i-1, c = hits of
+--          window i}
+-- Args     hits (0 peeks: allowed iff one hit fits, nothing charged),
+--          a = limit, b = window in µs (a whole number of ms), c unused
 -- Returns  {allowed 0|1, limit, remaining, reset_after_us, retry_after_us,
---           now_us, 0}
+--          now_us, 0} as if charged, and the commit (nil: nothing to write)
 -- Expiry   the end of the window after the current one (2 windows at most).
 
-local key = KEYS[1]
-local now, test = script_now(ARGV[1])
-local hits = tonumber(ARGV[2])
-local limit = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
-local window_ms = idiv(window, 1000)
-
-local state = redis.call('HMGET', key, 'i', 'p', 'c')
-local index = idiv(now, window)
-local s_index = tonumber(state[1]) or 0
-local previous = tonumber(state[2]) or 0
-local current = tonumber(state[3]) or 0
-if index > s_index then
-  if index == s_index + 1 then
-    previous = current
-  else
-    previous = 0
+local function sliding_window(key, now, test, hits, limit, window)
+  local window_ms = idiv(window, 1000)
+  local state = redis.call('HMGET', key, 'i', 'p', 'c')
+  local index = idiv(now, window)
+  local s_index = tonumber(state[1]) or 0
+  local previous = tonumber(state[2]) or 0
+  local current = tonumber(state[3]) or 0
+  if index > s_index then
+    if index == s_index + 1 then
+      previous = current
+    else
+      previous = 0
+    end
+    current = 0
+    s_index = index
   end
-  current = 0
-  s_index = index
-end
 
--- The largest weight (ms) at which floor(prev·w/window_ms) <= room.
-local function max_weight_ms(prev, room)
-  if prev == 0 then
-    return window_ms
+  -- The largest weight (ms) at which floor(prev·w/window_ms) <= room.
+  local function max_weight_ms(prev, room)
+    if prev == 0 then
+      return window_ms
+    end
+    return math.min(cdiv((room + 1) * window_ms, prev) - 1, window_ms)
   end
-  return math.min(cdiv((room + 1) * window_ms, prev) - 1, window_ms)
-end
 
-local weight_us = (index + 1) * window - now
-local used = idiv(previous * cdiv(weight_us, 1000), window_ms) + current
-local need = math.max(hits, 1)
-local allowed = used + need <= limit
-local used_after = used
-if allowed and hits > 0 then
-  current = current + hits
-  used_after = used_after + hits
-  redis.call('HSET', key, 'i', int(s_index), 'p', int(previous), 'c', int(current))
-  expire_at(key, (s_index + 2) * window, now, test)
-end
-
-local retry = 0
-if not allowed then
-  if need > limit then
-    retry = weight_us
-  elseif current <= limit - need then
-    local w = max_weight_ms(previous, limit - need - current) * 1000
-    retry = math.max(weight_us - w, 1)
-  else
-    local w = max_weight_ms(current, limit - need) * 1000
-    retry = weight_us + (window - w)
+  local weight_us = (index + 1) * window - now
+  local used = idiv(previous * cdiv(weight_us, 1000), window_ms) + current
+  local need = math.max(hits, 1)
+  local allowed = used + need <= limit
+  local used_after = used
+  local commit = nil
+  if allowed and hits > 0 then
+    current = current + hits
+    used_after = used_after + hits
+    commit = function()
+      redis.call('HSET', key, 'i', int(s_index), 'p', int(previous), 'c', int(current))
+      expire_at(key, (s_index + 2) * window, now, test)
+    end
   end
-end
 
-return reply(allowed, limit, math.max(limit - used_after, 0), weight_us, retry, now, 0)
+  local retry = 0
+  if not allowed then
+    if need > limit then
+      retry = weight_us
+    elseif current <= limit - need then
+      local w = max_weight_ms(previous, limit - need - current) * 1000
+      retry = math.max(weight_us - w, 1)
+    else
+      local w = max_weight_ms(current, limit - need) * 1000
+      retry = weight_us + (window - w)
+    end
+  end
+
+  return reply(allowed, limit, math.max(limit - used_after, 0), weight_us, retry, now, 0), commit
+end

@@ -23,8 +23,15 @@
 //!
 //! # Calls
 //!
-//! A check is one pipeline of `EVALSHA` calls, one per policy, answered in
-//! one round trip (per Cluster node involved); `NOSCRIPT` is answered by
+//! A check is one `EVALSHA` of the check script (`lua/check.lua` after the
+//! five algorithms), which decides every policy of the check and charges
+//! them only if no enforced policy denies: a denied check holds no quota at
+//! any moment and needs no refund. On a Cluster the policies of one check
+//! live in different slots, so a check is one call per slot, pipelined (one
+//! round trip per node involved); each call is all or nothing, and the
+//! limiter refunds the calls that charged when another denied. An op whose
+//! key already appears in the call goes to a following call, so it sees the
+//! first charge. `NOSCRIPT` is answered by
 //! `EVAL` of the full script at once and a reload in the background. Every
 //! call has the configured timeout and fails fast while its connection is
 //! down, and a call in flight when a connection drops fails rather than

@@ -1,7 +1,9 @@
 //! The Lua scripts (`lua/*.lua`) and the calls that run them.
 //!
-//! Each script is the shared prelude followed by one algorithm (or the
-//! refund); its SHA1 is computed here, so a check sends only `EVALSHA`.
+//! Three scripts, each the shared prelude followed by its body: `check` (the
+//! five algorithms as functions, then `check.lua`, which decides every op of
+//! a check all or nothing), `refund` and `heartbeat`. Their SHA1s are
+//! computed here, so a call sends only `EVALSHA`.
 
 use std::sync::LazyLock;
 
@@ -22,8 +24,12 @@ pub(crate) struct Script {
 }
 
 impl Script {
-    fn new(body: &str) -> Script {
-        let source = format!("{}\n{}", include_str!("../lua/prelude.lua"), body);
+    fn new(parts: &[&str]) -> Script {
+        let mut source = include_str!("../lua/prelude.lua").to_string();
+        for part in parts {
+            source.push('\n');
+            source.push_str(part);
+        }
         let sha = sha1_hash(&source);
         Script { source, sha }
     }
@@ -31,92 +37,90 @@ impl Script {
 
 /// The scripts, built once per process.
 pub(crate) struct Scripts {
-    /// `sliding_window.lua`.
-    sliding_window: Script,
-    /// `fixed_window.lua`.
-    fixed_window: Script,
-    /// `sliding_log.lua`.
-    sliding_log: Script,
-    /// `token_bucket.lua`.
-    token_bucket: Script,
-    /// `concurrency.lua`.
-    concurrency: Script,
+    /// The five algorithms and `check.lua`.
+    pub(crate) check: Script,
     /// `refund.lua`.
     refund: Script,
     /// `heartbeat.lua`.
     pub(crate) heartbeat: Script,
 }
 
-/// Every script, loaded on first use.
+/// Every script, built on first use.
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    sliding_window: Script::new(include_str!("../lua/sliding_window.lua")),
-    fixed_window: Script::new(include_str!("../lua/fixed_window.lua")),
-    sliding_log: Script::new(include_str!("../lua/sliding_log.lua")),
-    token_bucket: Script::new(include_str!("../lua/token_bucket.lua")),
-    concurrency: Script::new(include_str!("../lua/concurrency.lua")),
-    refund: Script::new(include_str!("../lua/refund.lua")),
-    heartbeat: Script::new(include_str!("../lua/heartbeat.lua")),
+    check: Script::new(&[
+        include_str!("../lua/sliding_window.lua"),
+        include_str!("../lua/fixed_window.lua"),
+        include_str!("../lua/sliding_log.lua"),
+        include_str!("../lua/token_bucket.lua"),
+        include_str!("../lua/concurrency.lua"),
+        include_str!("../lua/check.lua"),
+    ]),
+    refund: Script::new(&[include_str!("../lua/refund.lua")]),
+    heartbeat: Script::new(&[include_str!("../lua/heartbeat.lua")]),
 });
 
 impl Scripts {
     /// All scripts, to load them at connect time.
-    pub(crate) fn all(&self) -> [&Script; 7] {
-        [
-            &self.sliding_window,
-            &self.fixed_window,
-            &self.sliding_log,
-            &self.token_bucket,
-            &self.concurrency,
-            &self.refund,
-            &self.heartbeat,
-        ]
-    }
-
-    fn check(&self, kind: AlgorithmKind) -> &Script {
-        match kind {
-            AlgorithmKind::SlidingWindow => &self.sliding_window,
-            AlgorithmKind::FixedWindow => &self.fixed_window,
-            AlgorithmKind::SlidingLog => &self.sliding_log,
-            AlgorithmKind::TokenBucket => &self.token_bucket,
-            AlgorithmKind::Concurrency => &self.concurrency,
-        }
+    pub(crate) fn all(&self) -> [&Script; 3] {
+        [&self.check, &self.refund, &self.heartbeat]
     }
 }
 
-/// One script call: `EVALSHA <sha> 1 <key> <args…>`.
+/// One script call: `EVALSHA <sha> <number of keys> <keys…> <args…>`.
 #[derive(Debug)]
 pub(crate) struct Call {
     /// The script to run.
     pub(crate) script: &'static Script,
-    /// Its only key.
-    pub(crate) key: String,
+    /// Its keys (one slot on a Cluster).
+    pub(crate) keys: Vec<String>,
     /// Its ARGV.
-    pub(crate) args: Vec<String>,
+    pub(crate) args: Vec<Value>,
 }
 
 impl Call {
-    /// The command's arguments after the script (SHA or source).
+    /// The command's arguments after the command name: the script (SHA or
+    /// source), the key count, the keys and the ARGV.
     pub(crate) fn arguments(&self, script: &str) -> Vec<Value> {
-        let mut out = Vec::with_capacity(3 + self.args.len());
+        let mut out = Vec::with_capacity(2 + self.keys.len() + self.args.len());
         out.push(Value::from(script));
-        out.push(Value::from("1"));
-        out.push(Value::from(self.key.as_str()));
-        out.extend(self.args.iter().map(|a| Value::from(a.as_str())));
+        out.push(Value::Integer(self.keys.len() as i64));
+        out.extend(self.keys.iter().map(|k| Value::from(k.as_str())));
+        out.extend(self.args.iter().cloned());
         out
+    }
+
+    /// The key that routes the call (every key shares its slot).
+    pub(crate) fn routing_key(&self) -> &str {
+        self.keys.first().map_or("", String::as_str)
     }
 }
 
-/// A check call and what is needed to read its reply.
+/// A number as a script argument (every value sent is below 2^53).
+fn int(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// What is needed to read one op's reply in a check call.
 #[derive(Debug)]
-pub(crate) struct CheckCall {
-    /// The call to send.
-    pub(crate) call: Call,
+struct OpReading {
+    /// The op's index in the check.
+    index: usize,
     /// The hits checked.
     hits: u64,
     /// The algorithm, for the receipt id.
     kind: AlgorithmKind,
     /// The lease id sent (`concurrency`): the receipt id.
     nonce: u64,
+}
+
+/// A check call for some ops of one check, and what is needed to read its
+/// reply.
+#[derive(Debug)]
+pub(crate) struct CheckCall {
+    /// The call to send.
+    pub(crate) call: Call,
+    /// One per op in the call, in call order.
+    ops: Vec<OpReading>,
 }
 
 /// The token bucket's emission interval, as the core computes it.
@@ -127,67 +131,97 @@ fn interval_us(policy: &Policy) -> u64 {
     }
 }
 
-/// The call deciding `op`, with script time `now` ("" = Redis `TIME`).
-pub(crate) fn check_call(prefix: &str, op: &StoreOp<'_>, now: &str) -> CheckCall {
-    let policy = op.policy;
-    let kind = policy.kind();
-    let nonce = match kind {
-        AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency => rand::random(),
-        _ => 0,
-    };
-    let mut args = vec![now.to_string(), op.hits.to_string()];
-    match kind {
-        AlgorithmKind::SlidingWindow | AlgorithmKind::FixedWindow => {
-            args.push(policy.limit().to_string());
-            args.push(policy.window_us().to_string());
-        }
-        AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency => {
-            args.push(policy.limit().to_string());
-            args.push(policy.window_us().to_string());
-            args.push(nonce.to_string());
-        }
-        AlgorithmKind::TokenBucket => {
-            args.push(policy.burst().to_string());
-            args.push(interval_us(policy).to_string());
-        }
-    }
-    CheckCall {
-        call: Call {
-            script: SCRIPTS.check(kind),
-            key: redis_key(prefix, op.key, kind),
-            args,
-        },
-        hits: op.hits,
-        kind,
-        nonce,
-    }
-}
-
 impl CheckCall {
-    /// Reads the script's reply `{allowed, limit, remaining, reset_after_us,
-    /// retry_after_us, now_us, id}`.
+    /// An empty call, with script time `now` ("" = Redis `TIME`).
+    fn new(now: &str) -> CheckCall {
+        CheckCall {
+            call: Call {
+                script: &SCRIPTS.check,
+                keys: Vec::new(),
+                args: vec![Value::from(now)],
+            },
+            ops: Vec::new(),
+        }
+    }
+
+    /// Adds op `index` of the check on Redis key `key`.
+    fn push(&mut self, index: usize, op: &StoreOp<'_>, key: String) {
+        let policy = op.policy;
+        let kind = policy.kind();
+        let nonce = match kind {
+            AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency => rand::random(),
+            _ => 0,
+        };
+        let (a, b) = match kind {
+            AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
+            _ => (policy.limit(), policy.window_us()),
+        };
+        self.call.args.extend([
+            Value::from_static_str(suffix(kind)),
+            Value::from_static_str(if op.enforced { "1" } else { "0" }),
+            int(op.hits),
+            int(a),
+            int(b),
+            Value::from(nonce.to_string()),
+        ]);
+        self.call.keys.push(key);
+        self.ops.push(OpReading {
+            index,
+            hits: op.hits,
+            kind,
+            nonce,
+        });
+    }
+
+    /// Reads the script's reply `{charged, reply…}` into `outcomes`, each at
+    /// its op's index; every reply is `{allowed, limit, remaining,
+    /// reset_after_us, retry_after_us, now_us, id}`.
     ///
     /// # Errors
     /// [`StoreError::Protocol`] for any other shape.
-    pub(crate) fn outcome(&self, reply: Value) -> Result<Outcome, StoreError> {
-        let bad = || StoreError::Protocol(format!("unexpected script reply {reply:?}"));
+    pub(crate) fn read(
+        &self,
+        reply: Value,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Result<(), StoreError> {
+        let bad = |what: &Value| StoreError::Protocol(format!("unexpected script reply {what:?}"));
         let Value::Array(items) = &reply else {
-            return Err(bad());
+            return Err(bad(&reply));
         };
-        let numbers: Vec<u64> = items
-            .iter()
-            .map(|v| match v {
-                Value::Integer(n) => u64::try_from(*n).ok(),
-                _ => None,
-            })
-            .collect::<Option<_>>()
-            .ok_or_else(bad)?;
-        let [allowed, limit, remaining, reset_after_us, retry_after_us, now_us, id] = numbers[..]
+        let (Some(Value::Integer(charged)), replies) =
+            (items.first(), &items[1.min(items.len())..])
         else {
-            return Err(bad());
+            return Err(bad(&reply));
         };
+        if replies.len() != self.ops.len() {
+            return Err(bad(&reply));
+        }
+        for (op, item) in self.ops.iter().zip(replies) {
+            outcomes[op.index] = Some(op.outcome(item, *charged == 1).ok_or_else(|| bad(item))?);
+        }
+        Ok(())
+    }
+}
+
+impl OpReading {
+    /// One op's reply, or `None` for a malformed one.
+    fn outcome(&self, reply: &Value, charged: bool) -> Option<Outcome> {
+        let Value::Array(items) = reply else {
+            return None;
+        };
+        let mut numbers = [0u64; 7];
+        if items.len() != numbers.len() {
+            return None;
+        }
+        for (n, v) in numbers.iter_mut().zip(items) {
+            *n = match v {
+                Value::Integer(i) => u64::try_from(*i).ok()?,
+                _ => return None,
+            };
+        }
+        let [allowed, limit, remaining, reset_after_us, retry_after_us, now_us, id] = numbers;
         let allowed = allowed == 1;
-        let receipt = (allowed && self.hits > 0).then_some(Receipt {
+        let receipt = (charged && allowed && self.hits > 0).then_some(Receipt {
             at_us: now_us,
             id: match self.kind {
                 AlgorithmKind::Concurrency => self.nonce,
@@ -195,7 +229,7 @@ impl CheckCall {
                 _ => 0,
             },
         });
-        Ok(Outcome {
+        Some(Outcome {
             allowed,
             limit,
             remaining,
@@ -204,6 +238,35 @@ impl CheckCall {
             receipt,
         })
     }
+}
+
+/// The calls deciding `ops`, with script time `now` ("" = Redis `TIME`):
+/// as few as the rule of `check.lua` allows. On a Cluster (`slot_of` given)
+/// ops go together only when their keys share a slot; anywhere, an op whose
+/// key is already in a call goes to a later call, so it sees that charge.
+pub(crate) fn check_calls(
+    prefix: &str,
+    ops: &[StoreOp<'_>],
+    now: &str,
+    slot_of: Option<fn(&[u8]) -> u16>,
+) -> Vec<CheckCall> {
+    let mut calls: Vec<(u16, CheckCall)> = Vec::with_capacity(1);
+    for (index, op) in ops.iter().enumerate() {
+        let key = redis_key(prefix, op.key, op.policy.kind());
+        let slot = slot_of.map_or(0, |f| f(key.as_bytes()));
+        let call = match calls
+            .iter()
+            .position(|(s, c)| *s == slot && !c.call.keys.contains(&key))
+        {
+            Some(i) => &mut calls[i].1,
+            None => {
+                calls.push((slot, CheckCall::new(now)));
+                &mut calls.last_mut().expect("just pushed").1
+            }
+        };
+        call.push(index, op, key);
+    }
+    calls.into_iter().map(|(_, c)| c).collect()
 }
 
 /// The call undoing `refund`, with script time `now` ("" = Redis `TIME`).
@@ -217,14 +280,15 @@ pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call 
     };
     Call {
         script: &SCRIPTS.refund,
-        key: redis_key(prefix, refund.key, kind),
+        keys: vec![redis_key(prefix, refund.key, kind)],
         args: vec![
-            now.to_string(),
-            suffix(kind).to_string(),
-            refund.hits.to_string(),
-            refund.receipt.at_us.to_string(),
-            refund.receipt.id.to_string(),
-            span.to_string(),
+            Value::from(now),
+            Value::from_static_str(suffix(kind)),
+            int(refund.hits),
+            int(refund.receipt.at_us),
+            // A lease id is any u64: decimal text, as the check sent it.
+            Value::from(refund.receipt.id.to_string()),
+            int(span),
         ],
     }
 }
@@ -235,22 +299,78 @@ mod tests {
 
     #[test]
     fn every_script_states_its_contract_first() {
-        for name in [
-            include_str!("../lua/sliding_window.lua"),
-            include_str!("../lua/fixed_window.lua"),
-            include_str!("../lua/sliding_log.lua"),
-            include_str!("../lua/token_bucket.lua"),
-            include_str!("../lua/concurrency.lua"),
-            include_str!("../lua/refund.lua"),
-            include_str!("../lua/heartbeat.lua"),
+        for (body, parts) in [
+            (
+                include_str!("../lua/check.lua"),
+                &["KEYS[i]", "ARGV[1]", "Returns"][..],
+            ),
+            (
+                include_str!("../lua/refund.lua"),
+                &["KEYS[1]", "ARGV[1]", "Returns"],
+            ),
+            (
+                include_str!("../lua/heartbeat.lua"),
+                &["KEYS[1]", "ARGV[1]", "Returns"],
+            ),
+            (
+                include_str!("../lua/sliding_window.lua"),
+                &["Key", "Args", "Returns"],
+            ),
+            (
+                include_str!("../lua/fixed_window.lua"),
+                &["Key", "Args", "Returns"],
+            ),
+            (
+                include_str!("../lua/sliding_log.lua"),
+                &["Key", "Args", "Returns"],
+            ),
+            (
+                include_str!("../lua/token_bucket.lua"),
+                &["Key", "Args", "Returns"],
+            ),
+            (
+                include_str!("../lua/concurrency.lua"),
+                &["Key", "Args", "Returns"],
+            ),
         ] {
-            assert!(name.starts_with("-- "));
-            for part in ["KEYS[1]", "ARGV[1]", "Returns"] {
-                assert!(name.contains(part), "{part} missing");
+            assert!(body.starts_with("-- "));
+            for part in parts {
+                assert!(body.contains(part), "{part} missing");
             }
         }
         let shas: std::collections::HashSet<_> =
             SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
-        assert_eq!(shas.len(), 7);
+        assert_eq!(shas.len(), 3);
+    }
+
+    #[test]
+    fn ops_share_a_call_unless_their_slots_or_keys_differ() {
+        use floodgate_core::PolicySpec;
+        let policy = |name: &str| {
+            Policy::new(PolicySpec {
+                name: name.into(),
+                key: vec!["user".into()],
+                limit: 10,
+                window_us: Some(1_000_000),
+                ..PolicySpec::default()
+            })
+            .expect("valid")
+        };
+        let (a, b) = (policy("a"), policy("b"));
+        let ops = [
+            StoreOp::new(&a, "a:u1", 1),
+            StoreOp::new(&b, "b:u1", 1),
+            StoreOp::new(&a, "a:u1", 1),
+        ];
+        // Standalone: one call, but the repeated key waits for a second.
+        let calls = check_calls("fg", &ops, "", None);
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].call.keys, ["fg:{a:u1}:sw", "fg:{b:u1}:sw"]);
+        assert_eq!(calls[1].call.keys, ["fg:{a:u1}:sw"]);
+        // Cluster: the two hash tags are two slots.
+        let calls = check_calls("fg", &ops[..2], "", Some(fred::util::redis_keyslot));
+        assert_eq!(calls.len(), 2);
+        // ARGV: now, then six values per op.
+        assert_eq!(calls[0].call.args.len(), 1 + 6);
     }
 }

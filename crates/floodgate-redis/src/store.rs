@@ -1,9 +1,9 @@
 //! [`RedisStore`]: the [`Store`] whose counters live in Redis.
 //!
-//! One check = one pipeline of `EVALSHA` calls, one per policy, written
-//! together and answered in one round trip (in a Cluster, one per node
-//! involved: fred routes each call by its key's slot and follows `MOVED` and
-//! `ASK`). A call answered `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a
+//! One check = one `EVALSHA` of the check script deciding every policy of
+//! the check all or nothing (on a Cluster, one call per slot involved,
+//! pipelined and answered in one round trip per node: fred routes each call
+//! by its keys' slot and follows `MOVED` and `ASK`). A call answered `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a
 //! failover) is sent again at once with `EVAL` and the full script, which
 //! also caches it, while `SCRIPT LOAD` reloads every script on every
 //! primary: no check fails because a script went missing.
@@ -23,7 +23,7 @@ use tokio::time::{timeout_at, Instant};
 
 use crate::error::{is_noscript, store_error};
 use crate::key::redis_key;
-use crate::script::{check_call, refund_call, Call, SCRIPTS};
+use crate::script::{check_calls, refund_call, Call, SCRIPTS};
 use crate::{Config, Error};
 
 /// Shortest time allowed for opening a connection (TCP, TLS, AUTH), whatever
@@ -202,11 +202,11 @@ impl RedisStore {
     pub async fn heartbeat(&self, ttl: Duration) -> Result<u64, StoreError> {
         let call = Call {
             script: &SCRIPTS.heartbeat,
-            key: format!("{}:{{hb}}:instances", self.prefix),
+            keys: vec![format!("{}:{{hb}}:instances", self.prefix)],
             args: vec![
-                self.now_arg(),
-                self.instance_id.clone(),
-                ttl.as_millis().max(1).to_string(),
+                Value::from(self.now_arg()),
+                Value::from(self.instance_id.as_str()),
+                Value::Integer(i64::try_from(ttl.as_millis().max(1)).unwrap_or(i64::MAX)),
             ],
         };
         let reply = self.run(&[&call]).await?.pop();
@@ -283,7 +283,7 @@ impl RedisStore {
     ) -> Result<Vec<Result<Value, FredError>>, StoreError> {
         let pipeline = Pipeline::from(self.pool.next_connected().with_options(&self.options));
         for call in calls {
-            let slot = redis_keyslot(call.key.as_bytes());
+            let slot = redis_keyslot(call.routing_key().as_bytes());
             let (name, script) = if full {
                 ("EVAL", call.script.source.as_str())
             } else {
@@ -331,19 +331,21 @@ impl Store for RedisStore {
             return Ok(Vec::new());
         }
         let now = self.now_arg();
-        let calls: Vec<_> = ops
-            .iter()
-            .map(|op| check_call(&self.prefix, op, &now))
-            .collect();
+        let slot_of = self.clustered.then_some(redis_keyslot as fn(&[u8]) -> u16);
+        let calls = check_calls(&self.prefix, ops, &now, slot_of);
         let replies = self
             .run(&calls.iter().map(|c| &c.call).collect::<Vec<_>>())
             .await?;
-        calls
-            .iter()
-            .zip(replies)
-            .map(|(call, reply)| {
+        let mut outcomes = vec![None; ops.len()];
+        for (call, reply) in calls.iter().zip(replies) {
+            call.read(reply, &mut outcomes)?;
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                let outcome = o.ok_or_else(|| StoreError::Protocol("an op had no reply".into()))?;
                 Ok(StoreOutcome {
-                    outcome: call.outcome(reply)?,
+                    outcome,
                     source: Source::Redis,
                 })
             })

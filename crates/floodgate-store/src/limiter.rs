@@ -181,6 +181,7 @@ impl Limiter {
             .iter()
             .map(|(i, p)| p.counter_key(checks[*i].attributes))
             .collect();
+        let global_shadow = self.shadow();
         let ops: Vec<StoreOp<'_>> = applicable
             .iter()
             .zip(&keys)
@@ -188,11 +189,11 @@ impl Limiter {
                 policy,
                 key,
                 hits: checks[*i].hits,
+                enforced: !global_shadow && policy.mode() != Mode::Shadow,
             })
             .collect();
         let outcomes = self.store.check(&ops).await?;
-        let global_shadow = self.shadow();
-        for ((i, policy), o) in applicable.iter().zip(&outcomes) {
+        for (((i, policy), op), o) in applicable.iter().zip(&ops).zip(&outcomes) {
             verdicts[*i].statuses.push(PolicyStatus {
                 policy: policy.name_arc().clone(),
                 allowed: o.outcome.allowed,
@@ -201,7 +202,7 @@ impl Limiter {
                 reset_after_us: o.outcome.reset_after_us,
                 retry_after_us: o.outcome.retry_after_us,
                 window_us: policy.window_us(),
-                shadow: global_shadow || policy.mode() == Mode::Shadow,
+                shadow: !op.enforced,
                 source: o.source,
             });
         }

@@ -37,6 +37,21 @@ pub struct StoreOp<'a> {
     pub key: &'a str,
     /// The cost; 0 peeks.
     pub hits: u64,
+    /// Whether a denial of this op denies the whole check (false for a
+    /// shadow policy, which only reports).
+    pub enforced: bool,
+}
+
+impl<'a> StoreOp<'a> {
+    /// An enforced op: its denial denies the check.
+    pub fn new(policy: &'a Policy, key: &'a str, hits: u64) -> Self {
+        StoreOp {
+            policy,
+            key,
+            hits,
+            enforced: true,
+        }
+    }
 }
 
 /// What a store decided for one [`StoreOp`].
@@ -67,6 +82,11 @@ pub struct Refund<'a> {
 pub trait Store: Send + Sync {
     /// Decides every op, in order, charging those that are allowed. All ops
     /// of one check are sent together (one round trip for a remote store).
+    ///
+    /// When an enforced op is denied the check is denied, and a store may
+    /// then leave the allowed ops uncharged (the Redis store does, atomically,
+    /// for ops that share a node): an outcome carries a receipt exactly when
+    /// its op was charged, and the caller refunds those.
     ///
     /// # Errors
     /// [`StoreError`] when the store could not decide; nothing may have been

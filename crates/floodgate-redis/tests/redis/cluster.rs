@@ -23,11 +23,7 @@ fn user(name: &str) -> Attributes {
 async fn remaining_after(store: &RedisStore, policy: &Policy, name: &str, hits: u64) -> u64 {
     let key = policy.counter_key(&user(name));
     let o = store
-        .check(&[StoreOp {
-            policy,
-            key: &key,
-            hits,
-        }])
+        .check(&[StoreOp::new(policy, &key, hits)])
         .await
         .expect("check")[0]
         .outcome;
@@ -116,11 +112,7 @@ async fn cluster_conformance_slots_resharding_and_script_flush() {
     // handed over the check fails fast without charging (a transient error
     // the failover store absorbs), and the client must survive it; a fixed
     // fred gets the check right.
-    let ops = [StoreOp {
-        policy: &p,
-        key: &counter,
-        hits: 1,
-    }];
+    let ops = [StoreOp::new(&p, &counter, 1)];
     match store.check(&ops).await {
         Ok(o) => {
             used += 1;

@@ -121,11 +121,7 @@ pub async fn run(
             if roll < 50 {
                 let hits = rng.pick(&[0, 1, 1, 1, 2, 3, limit, limit + 1]);
                 log.push(format!("check {hits}"));
-                let ops = [StoreOp {
-                    policy,
-                    key: &key,
-                    hits,
-                }];
+                let ops = [StoreOp::new(policy, &key, hits)];
                 let (l, r) = (
                     local.check(&ops).await.unwrap(),
                     redis.check(&ops).await.unwrap(),
@@ -240,44 +236,66 @@ async fn multi_check(
     let ops: Vec<StoreOp<'_>> = chosen
         .iter()
         .zip(&keys)
-        .map(|(&i, key)| StoreOp {
-            policy: &policies[i],
-            key,
-            hits,
-        })
+        .map(|(&i, key)| StoreOp::new(&policies[i], key, hits))
         .collect();
     let (l, r) = (
         local.check(&ops).await.unwrap(),
         redis.check(&ops).await.unwrap(),
     );
+    let allowed = l.iter().all(|o| o.outcome.allowed);
+    // A denied check: the local store charged the allowed ops (the limiter
+    // refunds them), the Redis store charged none in the calls where a
+    // policy denied. The decisions and figures must agree all the same.
+    let unreceipted = |o: &Outcome| Outcome {
+        receipt: None,
+        ..*o
+    };
     for (i, op) in ops.iter().enumerate() {
+        let agree = if allowed {
+            same(op.policy.kind(), &l[i].outcome, &r[i].outcome)
+        } else {
+            unreceipted(&l[i].outcome) == unreceipted(&r[i].outcome)
+        };
         assert!(
-            same(op.policy.kind(), &l[i].outcome, &r[i].outcome),
+            agree,
             "multi-policy check at step {step} diverged on {}:\nlocal {:?}\nredis {:?}",
             op.policy.name(),
             l[i].outcome,
             r[i].outcome
         );
     }
-    let made: Vec<Charge> = chosen
-        .iter()
-        .zip(&keys)
-        .zip(l.iter().zip(&r))
-        .filter_map(|((&p, key), (lo, ro))| {
-            Some(Charge {
-                policy: p,
-                key: key.clone(),
-                hits,
-                local: lo.outcome.receipt?,
-                redis: ro.outcome.receipt?,
-            })
-        })
-        .collect();
-    if l.iter().all(|o| o.outcome.allowed) {
+    if allowed {
+        let made =
+            chosen
+                .iter()
+                .zip(&keys)
+                .zip(l.iter().zip(&r))
+                .filter_map(|((&p, key), (lo, ro))| {
+                    Some(Charge {
+                        policy: p,
+                        key: key.clone(),
+                        hits,
+                        local: lo.outcome.receipt?,
+                        redis: ro.outcome.receipt?,
+                    })
+                });
         charges.extend(made);
     } else {
-        for charge in &made {
-            refund(local, redis, policies, charge).await;
+        // Each store refunds what it charged, as the limiter would.
+        for (store, outcomes) in [(local, &l), (redis, &r)] {
+            let refunds: Vec<Refund<'_>> = ops
+                .iter()
+                .zip(outcomes.iter())
+                .filter_map(|(op, o)| {
+                    Some(Refund {
+                        policy: op.policy,
+                        key: op.key,
+                        hits: op.hits,
+                        receipt: o.outcome.receipt?,
+                    })
+                })
+                .collect();
+            store.refund(&refunds).await.unwrap();
         }
     }
     ops.len()

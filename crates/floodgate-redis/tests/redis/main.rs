@@ -48,6 +48,6 @@ pub fn ops<'a>(
     policies
         .iter()
         .zip(keys)
-        .map(|(policy, key)| floodgate_store::StoreOp { policy, key, hits })
+        .map(|(policy, key)| floodgate_store::StoreOp::new(policy, key, hits))
         .collect()
 }

@@ -13,14 +13,7 @@ use floodgate_e2e::{RedisServer, TestCa};
 async fn one_check(store: &RedisStore) {
     let p = policy("fw", AlgorithmKind::FixedWindow, 5, 10_000_000, None);
     let key = p.counter_key(&[("user".to_string(), "u".to_string())].into());
-    let o = store
-        .check(&[StoreOp {
-            policy: &p,
-            key: &key,
-            hits: 1,
-        }])
-        .await
-        .unwrap();
+    let o = store.check(&[StoreOp::new(&p, &key, 1)]).await.unwrap();
     assert!(o[0].outcome.allowed);
     assert_eq!(o[0].outcome.remaining, 4);
 }

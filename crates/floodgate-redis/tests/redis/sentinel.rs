@@ -31,14 +31,7 @@ async fn through_a_sentinel() {
     let p = policy("fw", AlgorithmKind::FixedWindow, 3, 10_000_000, None);
     let key = p.counter_key(&[("user".to_string(), "s".to_string())].into());
     for left in (0..3).rev() {
-        let o = store
-            .check(&[StoreOp {
-                policy: &p,
-                key: &key,
-                hits: 1,
-            }])
-            .await
-            .unwrap();
+        let o = store.check(&[StoreOp::new(&p, &key, 1)]).await.unwrap();
         assert_eq!(o[0].outcome.remaining, left);
     }
     // The counter lives on the master.

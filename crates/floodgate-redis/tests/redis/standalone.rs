@@ -46,11 +46,7 @@ async fn check(
 ) -> floodgate_core::Outcome {
     let key = policy.counter_key(&user(name));
     store
-        .check(&[StoreOp {
-            policy,
-            key: &key,
-            hits,
-        }])
+        .check(&[StoreOp::new(policy, &key, hits)])
         .await
         .unwrap()[0]
         .outcome
@@ -187,11 +183,7 @@ pub async fn hammer(stores: &[Arc<RedisStore>], policy: &Arc<Policy>, name: &str
             );
             tokio::spawn(async move {
                 for _ in 0..10 {
-                    let ops = [StoreOp {
-                        policy: &policy,
-                        key: &key,
-                        hits: 1,
-                    }];
+                    let ops = [StoreOp::new(&policy, &key, 1)];
                     if store.check(&ops).await.unwrap()[0].outcome.allowed {
                         allowed.fetch_add(1, Ordering::Relaxed);
                     }
@@ -261,11 +253,7 @@ async fn several_sidecars_admit_exactly_the_quota() {
             );
             tokio::spawn(async move {
                 for _ in 0..8 {
-                    let ops = [StoreOp {
-                        policy: &p,
-                        key: &key,
-                        hits: 1,
-                    }];
+                    let ops = [StoreOp::new(&p, &key, 1)];
                     let o = store.check(&ops).await.unwrap()[0].outcome;
                     if let Some(receipt) = o.receipt {
                         let now = held.fetch_add(1, Ordering::SeqCst) + 1;
@@ -289,15 +277,7 @@ async fn several_sidecars_admit_exactly_the_quota() {
     }
     let peak = peak.load(Ordering::SeqCst);
     assert!((1..=5).contains(&peak), "peak {peak} leases");
-    let o = stores[0]
-        .check(&[StoreOp {
-            policy: &p,
-            key: &key,
-            hits: 0,
-        }])
-        .await
-        .unwrap()[0]
-        .outcome;
+    let o = stores[0].check(&[StoreOp::new(&p, &key, 0)]).await.unwrap()[0].outcome;
     assert_eq!(o.remaining, 5, "every lease was released");
 }
 
@@ -328,11 +308,7 @@ async fn failures_map_to_store_errors() {
     store.ping().await.unwrap();
     let p = policy("fw", AlgorithmKind::FixedWindow, 5, 10 * S, None);
     let key = p.counter_key(&user("x"));
-    let ops = [StoreOp {
-        policy: &p,
-        key: &key,
-        hits: 1,
-    }];
+    let ops = [StoreOp::new(&p, &key, 1)];
     // A frozen server: the call times out.
     server.signal("STOP");
     let frozen = store.check(&ops).await;
@@ -403,4 +379,50 @@ async fn heartbeats_count_live_stores_and_lapse() {
         .query(&mut server.inspector())
         .unwrap();
     assert!(pttl > 0 && pttl <= 6_000, "{key} PTTL {pttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_is_all_or_nothing_in_one_call() {
+    let server = RedisServer::start();
+    let store = connect(server.url()).await;
+    let roomy = policy("roomy", AlgorithmKind::FixedWindow, 10, 60 * S, None);
+    let tight = policy("tight", AlgorithmKind::SlidingLog, 1, 60 * S, None);
+    let keys = [roomy.counter_key(&user("u")), tight.counter_key(&user("u"))];
+    let both = |tight_enforced: bool| {
+        [
+            StoreOp::new(&roomy, &keys[0], 1),
+            StoreOp {
+                enforced: tight_enforced,
+                ..StoreOp::new(&tight, &keys[1], 1)
+            },
+        ]
+    };
+    let first = store.check(&both(true)).await.unwrap();
+    assert!(first
+        .iter()
+        .all(|o| o.outcome.allowed && o.outcome.receipt.is_some()));
+
+    // `tight` is spent: the check is denied and `roomy` is not charged,
+    // though it reports what it would have had left.
+    let second = store.check(&both(true)).await.unwrap();
+    assert!(second[0].outcome.allowed && !second[1].outcome.allowed);
+    assert!(second.iter().all(|o| o.outcome.receipt.is_none()));
+    assert_eq!(second[0].outcome.remaining, 8);
+    assert_eq!(check(&store, &roomy, "u", 0).await.remaining, 9);
+
+    // A shadow policy's denial blocks nothing: `roomy` is charged.
+    let shadowed = store.check(&both(false)).await.unwrap();
+    assert!(shadowed[0].outcome.receipt.is_some() && !shadowed[1].outcome.allowed);
+    assert_eq!(check(&store, &roomy, "u", 0).await.remaining, 8);
+
+    // The same counter twice in one check: the second op sees the first
+    // charge (it goes in a second call).
+    let single = policy("single", AlgorithmKind::FixedWindow, 1, 60 * S, None);
+    let key = single.counter_key(&user("u"));
+    let twice = [
+        StoreOp::new(&single, &key, 1),
+        StoreOp::new(&single, &key, 1),
+    ];
+    let outcomes = store.check(&twice).await.unwrap();
+    assert!(outcomes[0].outcome.allowed && !outcomes[1].outcome.allowed);
 }

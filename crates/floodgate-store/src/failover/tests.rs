@@ -93,11 +93,7 @@ fn failover(primary: Option<Arc<Fake>>, instances: u64) -> FailoverStore {
 }
 
 async fn check(store: &FailoverStore, policy: &Policy, key: &str) -> StoreOutcome {
-    let ops = [StoreOp {
-        policy,
-        key,
-        hits: 1,
-    }];
+    let ops = [StoreOp::new(policy, key, 1)];
     let mut outcomes = store.check(&ops).await.expect("never an error");
     assert_eq!(outcomes.len(), 1);
     outcomes.pop().unwrap()
