@@ -1,0 +1,111 @@
+//! `scripts/bench --smoke`: the benchmark suite runs end to end on the debug
+//! binaries (its own redis-server, floodgate processes and no-op server on
+//! free loopback ports), prints every scenario row, and writes JSON in which
+//! every run answered checks without errors. No figure is asserted: targets
+//! are met in benchmarks, never in tests.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use floodgate_e2e::{binary, repo_root};
+use serde_json::Value;
+
+/// Every row of the table, by id.
+const ROWS: [&str; 12] = [
+    "ceiling-grpc",
+    "ceiling-http",
+    "local-grpc",
+    "local-grpc-p99",
+    "local-http",
+    "ceiling-redis",
+    "redis-1",
+    "redis-1-p99",
+    "redis-3",
+    "redis-3-roundtrips",
+    "redis-hot",
+    "redis-hot-calls",
+];
+
+/// Every load run behind the rows.
+const RUNS: [&str; 10] = [
+    "noop-grpc",
+    "noop-http",
+    "local-grpc",
+    "local-grpc-open",
+    "local-http",
+    "redis-ceiling",
+    "redis-1",
+    "redis-1-open",
+    "redis-3",
+    "redis-hot",
+];
+
+#[test]
+fn smoke_mode_runs_every_scenario() {
+    let bin_dir = binary().parent().expect("bin dir").to_path_buf();
+    for bin in ["floodgate-bench", "floodgate-noop"] {
+        assert!(
+            bin_dir.join(bin).exists(),
+            "{} is missing: build it first with `cargo build --workspace --bins`",
+            bin_dir.join(bin).display()
+        );
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("bench.json");
+    let mut child = Command::new(repo_root().join("scripts/bench"))
+        .arg("--smoke")
+        .arg("--bin-dir")
+        .arg(&bin_dir)
+        .arg("--json")
+        .arg(&json)
+        .current_dir(repo_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run scripts/bench");
+    // Bounded: the smoke mode takes seconds; past two minutes it is stuck.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("scripts/bench --smoke did not finish within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "scripts/bench --smoke failed ({}):\n{stdout}\n{stderr}",
+        out.status
+    );
+
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the --json file"))
+            .expect("the --json file is JSON");
+    assert!(report["failure"].is_null(), "{report:#}");
+    assert!(
+        report["machine"]["nproc"].as_u64().unwrap_or(0) >= 1,
+        "{report:#}"
+    );
+    let rows = report["rows"].as_array().expect("rows");
+    for id in ROWS {
+        let row = rows
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("no row {id} in {report:#}"));
+        let scenario = row["scenario"].as_str().expect("scenario");
+        assert!(stdout.contains(scenario), "row {id} not printed:\n{stdout}");
+        assert!(row["value"].as_f64().is_some(), "row {id}: {row:#}");
+    }
+    for id in RUNS {
+        let run = &report["runs"][id];
+        let rps = run["throughput_rps"].as_f64().unwrap_or(0.0);
+        assert!(rps > 0.0, "run {id}: no throughput: {run:#}");
+        assert_eq!(run["errors"].as_u64(), Some(0), "run {id}: {run:#}");
+        assert!(run["command"].as_str().is_some(), "run {id}: {run:#}");
+    }
+}
