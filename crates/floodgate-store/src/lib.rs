@@ -9,6 +9,7 @@ mod error;
 mod failover;
 mod limiter;
 mod local;
+mod shards;
 mod store;
 
 pub use error::{LimitError, StoreError};
