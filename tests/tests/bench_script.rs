@@ -27,11 +27,12 @@ const ROWS: [&str; 12] = [
 ];
 
 /// Every load run behind the rows.
-const RUNS: [&str; 10] = [
+const RUNS: [&str; 11] = [
     "noop-grpc",
     "noop-http",
     "local-grpc",
     "local-grpc-open",
+    "noop-grpc-open",
     "local-http",
     "redis-ceiling",
     "redis-1",
