@@ -98,3 +98,54 @@ fn an_unreadable_tls_ca_file_stops_startup_naming_the_file() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("/nonexistent/floodgate-ca.pem"), "{err}");
 }
+
+/// `EVALSHA` calls Redis has answered since its start.
+fn evalsha_calls(redis: &RedisServer) -> u64 {
+    redis
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+#[test]
+fn a_key_over_its_limit_is_denied_without_asking_redis_again() {
+    let redis = RedisServer::start();
+    for deny_cache in [true, false] {
+        let user = format!("hot-{deny_cache}");
+        let config = format!(
+            "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\ndeny_cache = {deny_cache}\n\n[[policy]]\nname = \"hot\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\n",
+            redis.url()
+        );
+        let sidecar = Floodgate::start(&config);
+        let body = format!(r#"{{"attributes": {{"user": "{user}"}}}}"#);
+        for _ in 0..5 {
+            assert_eq!(sidecar.check(&body).status, 200);
+        }
+        let first = sidecar.check(&body);
+        assert_eq!(first.status, 429);
+        let before = evalsha_calls(&redis);
+        for _ in 0..200 {
+            let r = sidecar.check(&body);
+            assert_eq!(r.status, 429, "{}", r.text());
+            let json = r.json();
+            assert_eq!(json["statuses"][0]["source"], "redis");
+            assert!(json["retry_after_ms"].as_u64().unwrap() > 0);
+            assert!(r.header("retry-after").is_some());
+        }
+        let calls = evalsha_calls(&redis) - before;
+        let metrics = sidecar.http("GET", "/metrics", None).text();
+        let hits: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("floodgate_deny_cache_hits_total "))
+            .map_or(0.0, |n| n.trim().parse().unwrap());
+        if deny_cache {
+            assert_eq!(calls, 0, "denials answered from the cache");
+            assert!(hits >= 200.0, "{hits}");
+        } else {
+            assert_eq!(calls, 200, "every check asks Redis");
+            assert_eq!(hits, 0.0);
+        }
+    }
+}

@@ -80,6 +80,7 @@ pub(crate) struct RawRedis {
     pub timeout: Option<RawDuration>,
     pub pool_size: Option<usize>,
     pub tls_ca_file: Option<String>,
+    pub deny_cache: Option<bool>,
 }
 
 /// `[fallback]`.

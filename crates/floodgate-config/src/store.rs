@@ -85,6 +85,9 @@ pub struct RedisConfig {
     /// system roots (a private CA). Only set with `rediss://` URLs; a
     /// relative path is relative to floodgate's working directory.
     pub tls_ca_file: Option<PathBuf>,
+    /// Remember Redis's denials and answer a denied key locally until it
+    /// may pass (`deny_cache`, default true).
+    pub deny_cache: bool,
 }
 
 impl fmt::Debug for RedisTopology {
@@ -118,6 +121,7 @@ impl fmt::Debug for RedisConfig {
             .field("timeout", &self.timeout)
             .field("pool_size", &self.pool_size)
             .field("tls_ca_file", &self.tls_ca_file)
+            .field("deny_cache", &self.deny_cache)
             .finish()
     }
 }
@@ -303,6 +307,7 @@ fn read_redis(section: &Section<'_, RawRedis>, diag: &mut Diagnostics<'_>) -> Op
         timeout,
         pool_size,
         tls_ca_file,
+        deny_cache: raw.deny_cache.unwrap_or(true),
     })
 }
 
@@ -434,6 +439,7 @@ mod tests {
             timeout: Duration::from_millis(50),
             pool_size: 4,
             tls_ca_file: None,
+            deny_cache: true,
         };
         assert!(!format!("{config:?}").contains("secret"));
     }

@@ -311,6 +311,12 @@ fn redis_needs_its_section_and_one_topology() {
         &["invalid key_prefix"],
     );
     single_error(
+        "[store.redis]\nurl = \"redis://a\"\ndeny_cache = \"yes\"\n",
+        3,
+        14,
+        &["deny_cache"],
+    );
+    single_error(
         "[store.redis]\nurl = \"redis://a\"\npool_size = 65\n",
         3,
         13,

@@ -102,6 +102,7 @@ service_name = "mymaster"
 key_prefix = "app.fg"
 timeout = "20ms"
 pool_size = 8
+deny_cache = false
 
 [fallback]
 mode = "deny"
@@ -160,6 +161,7 @@ lease_timeout = "30s"
     assert_eq!(redis.key_prefix, "app.fg");
     assert_eq!(redis.timeout, Duration::from_millis(20));
     assert_eq!(redis.pool_size, 8);
+    assert!(!redis.deny_cache);
     assert_eq!(config.fallback.mode, FallbackMode::Deny);
     assert_eq!(config.fallback.probe_interval, Duration::from_secs(2));
     assert_eq!(config.fallback.failure_threshold, 5);
@@ -205,6 +207,7 @@ fn redis_standalone_and_cluster() {
     assert_eq!(redis.timeout, Duration::from_millis(50));
     assert_eq!(redis.pool_size, 4);
     assert_eq!(redis.tls_ca_file, None);
+    assert!(redis.deny_cache, "on by default");
     let config = parse(
         "[store.redis]\ncluster = [\"rediss://a:7000\"]\ntls_ca_file = \"/etc/floodgate/ca.pem\"\n",
     );

@@ -11,7 +11,10 @@ use floodgate_config::Config;
 use floodgate_config::Instances;
 use floodgate_core::SystemClock;
 use floodgate_redis::RedisStore;
-use floodgate_store::{FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source};
+use floodgate_store::{
+    DenyCache, FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source, Store,
+    DENY_CACHE_ENTRIES,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -32,6 +35,7 @@ pub(super) async fn start(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Arc<FailoverStore>> {
+    let deny_cache = redis.deny_cache;
     let redis = redis_config(redis);
     let fallback = Arc::new(LocalStore::new(
         LocalConfig {
@@ -53,9 +57,8 @@ pub(super) async fn start(
     // The Redis store once connected, for the heartbeat.
     let connected: Arc<OnceLock<Arc<RedisStore>>> = Arc::default();
     let store = match RedisStore::connect(&redis).await {
-        Ok(primary) => {
-            let primary = Arc::new(primary);
-            let _ = connected.set(primary.clone());
+        Ok(redis) => {
+            let primary = primary(redis, deny_cache, &connected);
             Arc::new(FailoverStore::new(Some(primary), fallback, failover_config))
         }
         Err(error) if error.is_transient() => {
@@ -66,6 +69,7 @@ pub(super) async fn start(
             let store = Arc::new(FailoverStore::new(None, fallback, failover_config));
             tracker.spawn(connect(
                 redis,
+                deny_cache,
                 store.clone(),
                 connected.clone(),
                 shutdown.clone(),
@@ -80,6 +84,27 @@ pub(super) async fn start(
         tracker.spawn(heartbeat(connected, store.clone(), shutdown.clone()));
     }
     Ok(store)
+}
+
+/// What checks go to once Redis is connected: the Redis store, behind the
+/// deny cache unless `[store.redis] deny_cache = false`. Keeps the Redis
+/// store in `connected` for the heartbeat.
+fn primary(
+    redis: RedisStore,
+    deny_cache: bool,
+    connected: &OnceLock<Arc<RedisStore>>,
+) -> Arc<dyn Store> {
+    let redis = Arc::new(redis);
+    let _ = connected.set(redis.clone());
+    if deny_cache {
+        Arc::new(DenyCache::new(
+            redis,
+            Arc::new(SystemClock::new()),
+            DENY_CACHE_ENTRIES,
+        ))
+    } else {
+        redis
+    }
 }
 
 /// The `floodgate-redis` settings for `[store.redis]`.
@@ -110,6 +135,7 @@ fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
 /// fix (logged; floodgate stays in fallback).
 async fn connect(
     redis: floodgate_redis::Config,
+    deny_cache: bool,
     store: Arc<FailoverStore>,
     connected: Arc<OnceLock<Arc<RedisStore>>>,
     shutdown: CancellationToken,
@@ -125,10 +151,8 @@ async fn connect(
             attempt = RedisStore::connect(&redis) => attempt,
         };
         match attempt {
-            Ok(primary) => {
-                let primary = Arc::new(primary);
-                let _ = connected.set(primary.clone());
-                store.install_primary(primary);
+            Ok(redis) => {
+                store.install_primary(primary(redis, deny_cache, &connected));
                 return;
             }
             Err(error) if error.is_transient() => {

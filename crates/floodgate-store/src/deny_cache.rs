@@ -1,0 +1,247 @@
+//! [`DenyCache`]: a [`Store`] in front of the shared one that remembers its
+//! denials, so a key far over its limit costs no round trip.
+//!
+//! When the inner store denies an op and says it could pass again in
+//! `retry_after`, the cache answers every later op on that counter with the
+//! same or a larger cost "denied" until then, without asking. Time is this
+//! process's clock, counted from before the inner call was sent, so a cached
+//! denial ends no later than the shared store's own (whose clock read came
+//! after): the cache never denies what the shared store would allow, as
+//! long as nothing gives quota back early. That holds for `fixed_window`,
+//! `sliding_log` and `token_bucket` (quota returns only with time), and for
+//! `sliding_window` (its estimate only falls with time); refunds of denied
+//! checks across Cluster slots can return quota early, so there the cache
+//! is conservative by at most one such refund. `concurrency` is never
+//! cached: a release frees a slot at any moment. A cached answer reports
+//! the denial's `limit` and `remaining` and the time left of its
+//! `retry_after`; for an op costing more than the one denied, that wait is
+//! a lower bound.
+//!
+//! When an enforced op of a check is denied from the cache, the check is
+//! denied whatever the others say, so they go to the inner store as peeks
+//! (`hits = 0`): their statuses stay true and nothing is charged to refund.
+//! A check whose every op is cached makes no call at all.
+//!
+//! Bounded like the local store (a [`ShardedMap`]); entries lapse at their
+//! denial's end and are dropped when met lapsed, evicted first when full.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use floodgate_core::{AlgorithmKind, Clock, Outcome, Policy};
+
+use crate::shards::{Expiring, ShardedMap};
+use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
+use crate::StoreError;
+
+/// Most denials remembered at once.
+pub const DENY_CACHE_ENTRIES: usize = 100_000;
+
+/// The quota a denial was made under: a reloaded policy with other numbers
+/// must ask again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Quota {
+    kind: AlgorithmKind,
+    limit: u64,
+    burst: u64,
+    window_us: u64,
+}
+
+impl Quota {
+    fn of(policy: &Policy) -> Quota {
+        Quota {
+            kind: policy.kind(),
+            limit: policy.limit(),
+            burst: policy.burst(),
+            window_us: policy.window_us(),
+        }
+    }
+}
+
+/// One remembered denial.
+#[derive(Debug, Clone, Copy)]
+struct Denial {
+    /// Until when (this clock's epoch µs) the counter stays denied.
+    until_us: u64,
+    /// The smallest cost denied: an op costing less may fit.
+    hits: u64,
+    /// The policy's numbers when denied.
+    quota: Quota,
+    /// The denial as the inner store reported it.
+    limit: u64,
+    remaining: u64,
+    /// When the counter resets (this clock's epoch µs).
+    reset_at_us: u64,
+}
+
+impl Expiring for Denial {
+    fn expires_us(&self) -> u64 {
+        self.until_us
+    }
+}
+
+/// Whether an op's outcome could be answered from a denial.
+fn cacheable(policy: &Policy) -> bool {
+    policy.kind() != AlgorithmKind::Concurrency
+}
+
+/// A store that remembers the denials of an inner one. Cheap to share.
+pub struct DenyCache {
+    /// The store asked when the cache cannot answer.
+    inner: Arc<dyn Store>,
+    /// Denials by counter key.
+    denials: ShardedMap<Denial>,
+    /// Time source.
+    clock: Arc<dyn Clock>,
+}
+
+/// What the cache knew of one op before asking.
+enum Lookup {
+    /// Denied until later: answered.
+    Denied(Outcome),
+    /// A denial that no longer applies was found (and dropped, if lapsed).
+    Stale,
+    /// Nothing cached.
+    Miss,
+}
+
+impl DenyCache {
+    /// A cache of at most `max_entries` denials in front of `inner`.
+    pub fn new(inner: Arc<dyn Store>, clock: Arc<dyn Clock>, max_entries: usize) -> Self {
+        DenyCache {
+            inner,
+            denials: ShardedMap::new(max_entries, 64),
+            clock,
+        }
+    }
+
+    /// Denials remembered now (lapsed ones not yet met included).
+    pub fn len(&self) -> usize {
+        self.denials.len()
+    }
+
+    /// Whether no denial is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lookup(&self, op: &StoreOp<'_>, now: u64) -> Lookup {
+        if !cacheable(op.policy) {
+            return Lookup::Miss;
+        }
+        let hash = self.denials.hash(op.key);
+        let mut shard = self.denials.lock(&hash);
+        let Some(denial) = shard.get(&hash).copied() else {
+            return Lookup::Miss;
+        };
+        if denial.until_us <= now {
+            shard.remove(&hash);
+            return Lookup::Stale;
+        }
+        if denial.quota != Quota::of(op.policy) || op.hits.max(1) < denial.hits {
+            return Lookup::Stale;
+        }
+        Lookup::Denied(Outcome {
+            allowed: false,
+            limit: denial.limit,
+            remaining: denial.remaining,
+            reset_after_us: denial.reset_at_us.saturating_sub(now),
+            retry_after_us: denial.until_us - now,
+            receipt: None,
+        })
+    }
+
+    /// Learns from the inner store's answer to `op`, asked at `asked_us`;
+    /// `stale` says whether a denial was cached for it.
+    fn learn(&self, op: &StoreOp<'_>, outcome: &Outcome, asked_us: u64, stale: bool) {
+        if !cacheable(op.policy) {
+            return;
+        }
+        let hash = self.denials.hash(op.key);
+        if outcome.allowed {
+            if stale {
+                self.denials.lock(&hash).remove(&hash);
+            }
+            return;
+        }
+        if outcome.retry_after_us == 0 {
+            return;
+        }
+        let denial = Denial {
+            until_us: asked_us.saturating_add(outcome.retry_after_us),
+            hits: op.hits.max(1),
+            quota: Quota::of(op.policy),
+            limit: outcome.limit,
+            remaining: outcome.remaining,
+            reset_at_us: asked_us.saturating_add(outcome.reset_after_us),
+        };
+        let mut shard = self.denials.lock(&hash);
+        self.denials.insert(&mut shard, hash, denial, asked_us);
+    }
+}
+
+#[async_trait]
+impl Store for DenyCache {
+    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
+        let now = self.clock.now_us();
+        let lookups: Vec<Lookup> = ops.iter().map(|op| self.lookup(op, now)).collect();
+        let mut blocked = false;
+        let mut cached = 0;
+        for (op, lookup) in ops.iter().zip(&lookups) {
+            if let Lookup::Denied(_) = lookup {
+                cached += 1;
+                blocked |= op.enforced;
+            }
+        }
+        if cached > 0 {
+            metrics::counter!("floodgate_deny_cache_hits_total").increment(cached);
+        }
+        // The ops the cache cannot answer, as peeks when the check is denied
+        // anyway.
+        let asked: Vec<StoreOp<'_>> = ops
+            .iter()
+            .zip(&lookups)
+            .filter(|(_, l)| !matches!(l, Lookup::Denied(_)))
+            .map(|(op, _)| StoreOp {
+                hits: if blocked { 0 } else { op.hits },
+                ..*op
+            })
+            .collect();
+        let mut answers = if asked.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.check(&asked).await?
+        }
+        .into_iter();
+        let mut asked_ops = asked.iter();
+        let source = self.inner.mode();
+        lookups
+            .into_iter()
+            .map(|lookup| match lookup {
+                Lookup::Denied(outcome) => Ok(StoreOutcome { outcome, source }),
+                other => {
+                    let (Some(op), Some(answer)) = (asked_ops.next(), answers.next()) else {
+                        return Err(StoreError::Protocol("a store answered too few ops".into()));
+                    };
+                    self.learn(op, &answer.outcome, now, matches!(other, Lookup::Stale));
+                    Ok(answer)
+                }
+            })
+            .collect()
+    }
+
+    async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
+        self.inner.refund(refunds).await
+    }
+
+    fn mode(&self) -> Source {
+        self.inner.mode()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests;

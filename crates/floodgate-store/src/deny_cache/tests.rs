@@ -1,0 +1,229 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use floodgate_core::{ManualClock, PolicySpec};
+use parking_lot::Mutex;
+
+use super::*;
+use crate::{LocalConfig, LocalStore};
+
+const S: u64 = 1_000_000;
+const T0: u64 = 1_700_000_000 * S + 123_457;
+
+/// A real decider (a local store) that counts what it is asked.
+struct Counted {
+    store: LocalStore,
+    /// Calls to `check`.
+    calls: AtomicUsize,
+    /// The hits of every op asked, in order.
+    asked: Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl Store for Counted {
+    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.asked.lock().extend(ops.iter().map(|op| op.hits));
+        let mut out = self.store.check(ops).await?;
+        for o in &mut out {
+            o.source = Source::Redis;
+        }
+        Ok(out)
+    }
+    async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
+        self.store.refund(refunds).await
+    }
+    fn mode(&self) -> Source {
+        Source::Redis
+    }
+}
+
+fn policy(name: &str, kind: AlgorithmKind, limit: u64) -> Policy {
+    let concurrency = kind == AlgorithmKind::Concurrency;
+    Policy::new(PolicySpec {
+        name: name.into(),
+        key: vec!["user".into()],
+        limit,
+        window_us: (!concurrency).then_some(10 * S),
+        lease_timeout_us: concurrency.then_some(10 * S),
+        algorithm: kind,
+        ..PolicySpec::default()
+    })
+    .unwrap()
+}
+
+fn setup() -> (DenyCache, Arc<Counted>, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let inner = Arc::new(Counted {
+        store: LocalStore::new(LocalConfig::default(), clock.clone(), Source::Local),
+        calls: AtomicUsize::new(0),
+        asked: Mutex::new(Vec::new()),
+    });
+    let cache = DenyCache::new(inner.clone(), clock.clone(), 1_000);
+    (cache, inner, clock)
+}
+
+async fn one(cache: &DenyCache, policy: &Policy, key: &str, hits: u64) -> Outcome {
+    cache
+        .check(&[StoreOp::new(policy, key, hits)])
+        .await
+        .unwrap()[0]
+        .outcome
+}
+
+#[tokio::test]
+async fn a_denied_key_is_answered_without_a_call_until_it_may_pass() {
+    let (cache, inner, clock) = setup();
+    let p = policy("fw", AlgorithmKind::FixedWindow, 3);
+    for _ in 0..3 {
+        assert!(one(&cache, &p, "fw:u", 1).await.allowed);
+    }
+    let denied = one(&cache, &p, "fw:u", 1).await;
+    assert!(!denied.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
+    for _ in 0..100 {
+        clock.advance(1_000);
+        let cached = cache.check(&[StoreOp::new(&p, "fw:u", 1)]).await.unwrap()[0];
+        assert!(!cached.outcome.allowed);
+        assert_eq!(cached.source, Source::Redis);
+    }
+    assert_eq!(
+        inner.calls.load(Ordering::SeqCst),
+        4,
+        "no call while cached"
+    );
+    // The wait shrinks with time, to the same end the store said.
+    let cached = one(&cache, &p, "fw:u", 1).await;
+    assert_eq!(cached.retry_after_us, denied.retry_after_us - 100_000);
+    assert_eq!(cached.limit, 3);
+    assert_eq!(cached.remaining, 0);
+    // At the end of the wait the store is asked again, and allows.
+    clock.advance(cached.retry_after_us);
+    assert!(one(&cache, &p, "fw:u", 1).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 5);
+    assert!(cache.is_empty(), "the lapsed denial was dropped");
+}
+
+#[tokio::test]
+async fn a_smaller_cost_a_changed_policy_and_concurrency_ask_again() {
+    let (cache, inner, _) = setup();
+    let p = policy("log", AlgorithmKind::SlidingLog, 3);
+    assert!(one(&cache, &p, "log:u", 2).await.allowed);
+    assert!(!one(&cache, &p, "log:u", 2).await.allowed);
+    assert!(!one(&cache, &p, "log:u", 5).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 2, "hits 5 ≥ 2: cached");
+    assert!(
+        one(&cache, &p, "log:u", 1).await.allowed,
+        "one hit still fits"
+    );
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+
+    // A reload that raises the limit is not held back by old denials.
+    let tight = policy("tb", AlgorithmKind::TokenBucket, 1);
+    assert!(one(&cache, &tight, "tb:u", 1).await.allowed);
+    assert!(!one(&cache, &tight, "tb:u", 1).await.allowed);
+    let raised = policy("tb", AlgorithmKind::TokenBucket, 5);
+    let calls = inner.calls.load(Ordering::SeqCst);
+    one(&cache, &raised, "tb:u", 1).await;
+    assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 1);
+
+    // A release can free a slot at any time: never cached.
+    let cc = policy("cc", AlgorithmKind::Concurrency, 1);
+    assert!(one(&cache, &cc, "cc:u", 1).await.allowed);
+    let calls = inner.calls.load(Ordering::SeqCst);
+    assert!(!one(&cache, &cc, "cc:u", 1).await.allowed);
+    assert!(!one(&cache, &cc, "cc:u", 1).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 2);
+}
+
+#[tokio::test]
+async fn a_cached_enforced_denial_turns_the_other_ops_into_peeks() {
+    let (cache, inner, _) = setup();
+    let hot = policy("hot", AlgorithmKind::FixedWindow, 1);
+    let roomy = policy("roomy", AlgorithmKind::FixedWindow, 100);
+    assert!(one(&cache, &hot, "hot:u", 1).await.allowed);
+    assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
+    inner.asked.lock().clear();
+    let ops = [
+        StoreOp::new(&hot, "hot:u", 1),
+        StoreOp::new(&roomy, "roomy:u", 1),
+    ];
+    let out = cache.check(&ops).await.unwrap();
+    assert!(!out[0].outcome.allowed && out[1].outcome.allowed);
+    assert_eq!(*inner.asked.lock(), [0], "only roomy, as a peek");
+    assert_eq!(one(&cache, &roomy, "roomy:u", 0).await.remaining, 100);
+
+    // A shadow policy's cached denial blocks nothing.
+    inner.asked.lock().clear();
+    let shadowed = [
+        StoreOp {
+            enforced: false,
+            ..StoreOp::new(&hot, "hot:u", 1)
+        },
+        StoreOp::new(&roomy, "roomy:u", 1),
+    ];
+    let out = cache.check(&shadowed).await.unwrap();
+    assert!(!out[0].outcome.allowed && out[1].outcome.receipt.is_some());
+    assert_eq!(*inner.asked.lock(), [1]);
+}
+
+/// The cache must never change a decision: the same random sequence of
+/// checks and clock moves against a cached and a bare store, both over one
+/// clock, gives the same `allowed` every time (nothing gives quota back
+/// early here, as on a standalone Redis), and a wait no longer than the
+/// store's (the same for one hit).
+#[tokio::test]
+async fn decisions_are_those_of_the_store_alone() {
+    for kind in [
+        AlgorithmKind::SlidingWindow,
+        AlgorithmKind::FixedWindow,
+        AlgorithmKind::SlidingLog,
+        AlgorithmKind::TokenBucket,
+    ] {
+        let (cache, inner, clock) = setup();
+        let bare = LocalStore::new(LocalConfig::default(), clock.clone(), Source::Local);
+        let p = policy("p", kind, 7);
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ kind as u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut denied, mut cached) = (0, 0);
+        for step in 0..3_000 {
+            let hits = [0, 1, 1, 1, 2, 3][(next() % 6) as usize];
+            let calls = inner.calls.load(Ordering::SeqCst);
+            let a = one(&cache, &p, "p:u", hits).await;
+            let b = bare.check_one(&p, "p:u", hits);
+            assert_eq!(a.allowed, b.allowed, "{kind:?} step {step} hits {hits}");
+            if !a.allowed {
+                denied += 1;
+                // The wait of the cost denied: never longer than the store's.
+                assert!(a.retry_after_us <= b.retry_after_us, "{kind:?} step {step}");
+                if hits <= 1 {
+                    assert_eq!(a.retry_after_us, b.retry_after_us, "{kind:?} step {step}");
+                }
+                if inner.calls.load(Ordering::SeqCst) == calls {
+                    cached += 1;
+                }
+            }
+            clock.advance([1, 999, 10_000, 250_000, 1_000_000][(next() % 5) as usize]);
+        }
+        assert!(
+            denied > 300 && cached > 100,
+            "{kind:?}: {denied} denied, {cached} cached"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_flood_of_denied_keys_stays_under_the_cap() {
+    let (cache, _, _) = setup();
+    let p = policy("fw", AlgorithmKind::FixedWindow, 1);
+    for i in 0..5_000 {
+        let key = format!("fw:{i}");
+        one(&cache, &p, &key, 1).await;
+        one(&cache, &p, &key, 1).await;
+    }
+    assert!(cache.len() <= 1_024, "{} denials", cache.len());
+}
