@@ -281,18 +281,37 @@ impl RedisStore {
         full: bool,
         deadline: Instant,
     ) -> Result<Vec<Result<Value, FredError>>, StoreError> {
-        let pipeline = Pipeline::from(self.pool.next_connected().with_options(&self.options));
-        for call in calls {
+        let command = |call: &Call| {
             let slot = redis_keyslot(call.routing_key().as_bytes());
             let (name, script) = if full {
                 ("EVAL", call.script.source.as_str())
             } else {
                 ("EVALSHA", call.script.sha.as_str())
             };
-            let command = CustomCommand::new_static(name, ClusterHash::Custom(slot), false);
+            (
+                CustomCommand::new_static(name, ClusterHash::Custom(slot), false),
+                call.arguments(script),
+            )
+        };
+        let client = self.pool.next_connected().with_options(&self.options);
+        if let [call] = calls {
+            // One call (every check on a standalone Redis): no pipeline
+            // object to build and drain.
+            let (command, args) = command(call);
+            let reply = timeout_at(
+                deadline,
+                Box::pin(client.custom::<Value, Value>(command, args)),
+            )
+            .await
+            .map_err(|_| StoreError::Timeout)?;
+            return Ok(vec![reply]);
+        }
+        let pipeline = Pipeline::from(client);
+        for call in calls {
+            let (command, args) = command(call);
             // Queuing in a pipeline only buffers the command.
             pipeline
-                .custom::<(), Value>(command, call.arguments(script))
+                .custom::<(), Value>(command, args)
                 .await
                 .map_err(|e| store_error(&e))?;
         }

@@ -64,6 +64,13 @@ enum Command {
     },
 }
 
+/// mimalloc instead of the system allocator: a check allocates and frees
+/// small buffers on several threads (h2 frames, protobuf, Redis replies),
+/// where glibc's malloc took a quarter of floodgate's CPU under load
+/// (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

@@ -2,12 +2,16 @@
 //!
 //! Run: `cargo run --release -p floodgate-store --example memory -- 1000000`
 //! Prints RSS before and after tracking N `sliding_window` counters (keys
-//! like `ai-per-user:user123456`, as the default config builds them).
+//! like `ai-per-user:user123456`, as the default config builds them), with
+//! the allocator `floodgate serve` runs with (mimalloc).
 
 use std::sync::Arc;
 
 use floodgate_core::{AlgorithmKind, Policy, PolicySpec, SystemClock};
 use floodgate_store::{LocalConfig, LocalStore, Source};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();

@@ -181,6 +181,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     grpc_result.context("gRPC server failed")
 }
 
+/// The allocator floodgate runs with: the ceiling is the same stack.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     for addr in [args.grpc, args.http] {
