@@ -11,7 +11,7 @@ use floodgate_e2e::{binary, repo_root};
 use serde_json::Value;
 
 /// Every row of the table, by id.
-const ROWS: [&str; 12] = [
+const ROWS: [&str; 15] = [
     "ceiling-grpc",
     "ceiling-http",
     "local-grpc",
@@ -19,10 +19,13 @@ const ROWS: [&str; 12] = [
     "local-http",
     "ceiling-redis",
     "redis-1",
+    "redis-1-bound",
     "redis-1-p99",
     "redis-3",
+    "redis-3-bound",
     "redis-3-roundtrips",
     "redis-hot",
+    "redis-hot-transport",
     "redis-hot-calls",
 ];
 

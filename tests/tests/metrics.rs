@@ -85,7 +85,11 @@ fn metrics_hold_every_spec_metric_and_no_attribute_value() {
             .contains("floodgate_config_reloads_total")
     });
     redis.kill();
-    check(&floodgate, &body);
+    // A fresh user: `body`'s denial is cached and would not ask Redis.
+    check(
+        &floodgate,
+        &format!(r#"{{"attributes": {{"user": "{user}-2", "ip": "{ip}"}}}}"#),
+    );
     wait_until("the fallback", || {
         floodgate.http("GET", "/readyz", None).json()["store"] == "fallback"
     });

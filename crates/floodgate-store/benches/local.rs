@@ -1,5 +1,6 @@
 //! Criterion benches: one decision of each algorithm (pure transition,
-//! charging one hit), and the local store with and without contention.
+//! charging one hit), each algorithm through the local store, and the local
+//! store with and without contention.
 //!
 //! Run: `cargo bench -p floodgate-store --bench local`
 
@@ -7,7 +8,7 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use floodgate_core::{AlgorithmKind, Policy, PolicySpec, State, SystemClock};
-use floodgate_store::{LocalConfig, LocalStore, Source};
+use floodgate_store::{LocalConfig, LocalStore, Refund, Source};
 
 fn policy(kind: AlgorithmKind) -> Policy {
     Policy::new(PolicySpec {
@@ -58,6 +59,40 @@ fn store(c: &mut Criterion) {
             std::hint::black_box(local.check_one(&p, &keys[i], 1))
         })
     });
+    // Every algorithm through the store (hash, lock, decide, charge).
+    // sliding_log keeps one entry per hit: a 1 s window bounds each log to
+    // about a thousand entries here; concurrency releases each lease again.
+    for (name, kind) in AlgorithmKind::ALL {
+        let policy = match kind {
+            AlgorithmKind::SlidingLog => Policy::new(PolicySpec {
+                name: "bench".into(),
+                key: vec!["user".into()],
+                limit: 10_000,
+                window_us: Some(1_000_000),
+                algorithm: kind,
+                ..PolicySpec::default()
+            })
+            .expect("valid policy"),
+            _ => policy(kind),
+        };
+        group.bench_function(BenchmarkId::new("check_one_each", name), |b| {
+            b.iter(|| {
+                i = (i + 1) % keys.len();
+                let outcome = local.check_one(&policy, &keys[i], 1);
+                if kind == AlgorithmKind::Concurrency {
+                    if let Some(receipt) = outcome.receipt {
+                        local.refund_one(&Refund {
+                            policy: &policy,
+                            key: &keys[i],
+                            hits: 1,
+                            receipt,
+                        });
+                    }
+                }
+                std::hint::black_box(outcome)
+            })
+        });
+    }
     // The same, while another thread hammers the store (2 cores here).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let noise = {
