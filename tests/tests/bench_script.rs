@@ -30,7 +30,7 @@ const ROWS: [&str; 15] = [
 ];
 
 /// Every load run behind the rows.
-const RUNS: [&str; 11] = [
+const RUNS: [&str; 12] = [
     "noop-grpc",
     "noop-http",
     "local-grpc",
@@ -40,6 +40,7 @@ const RUNS: [&str; 11] = [
     "redis-ceiling",
     "redis-1",
     "redis-1-open",
+    "noop-grpc-open-redis",
     "redis-3",
     "redis-hot",
 ];

@@ -7,7 +7,8 @@
 --          a = limit, b = window in µs (a whole number of ms), c unused
 -- Returns  {allowed 0|1, limit, remaining, reset_after_us, retry_after_us,
 --          now_us, 0} as if charged, and the commit (nil: nothing to write)
--- Expiry   the end of the window after the current one (2 windows at most).
+-- Expiry   the end of the window after the current one (2 windows at most),
+--          set by the first charge in each window.
 
 local function sliding_window(key, now, test, hits, limit, window)
   local window_ms = idiv(window, 1000)
@@ -16,6 +17,9 @@ local function sliding_window(key, now, test, hits, limit, window)
   local s_index = tonumber(state[1]) or 0
   local previous = tonumber(state[2]) or 0
   local current = tonumber(state[3]) or 0
+  -- A counter already in this window has its expiry set (by the write that
+  -- moved it here, to the same instant): only a new window sets it again.
+  local rolled = state[1] == false or index > s_index
   if index > s_index then
     if index == s_index + 1 then
       previous = current
@@ -45,7 +49,9 @@ local function sliding_window(key, now, test, hits, limit, window)
     used_after = used_after + hits
     commit = function()
       redis.call('HSET', key, 'i', int(s_index), 'p', int(previous), 'c', int(current))
-      expire_at(key, (s_index + 2) * window, now, test)
+      if rolled then
+        expire_at(key, (s_index + 2) * window, now, test)
+      end
     end
   end
 
