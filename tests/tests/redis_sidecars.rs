@@ -8,7 +8,7 @@ use floodgate_e2e::{Floodgate, RedisServer, FREE_PORTS};
 
 fn config(redis: &RedisServer, algorithm: &str) -> String {
     format!(
-        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\nkey_prefix = \"e2e\"\ntimeout = \"500ms\"\n\n[[policy]]\nname = \"shared\"\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nalgorithm = \"{algorithm}\"\n",
+        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\nkey_prefix = \"e2e\"\ntimeout = \"500ms\"\n\n[[policy]]\nname = \"shared\"\nkey = [\"user\"]\nlimit = 100\nwindow = \"1h\"\nalgorithm = \"{algorithm}\"\n",
         redis.url()
     )
 }
@@ -115,7 +115,7 @@ fn a_key_over_its_limit_is_denied_without_asking_redis_again() {
     for deny_cache in [true, false] {
         let user = format!("hot-{deny_cache}");
         let config = format!(
-            "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\ndeny_cache = {deny_cache}\n\n[[policy]]\nname = \"hot\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\n",
+            "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\ndeny_cache = {deny_cache}\n\n[[policy]]\nname = \"hot\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"1h\"\nalgorithm = \"sliding_log\"\n",
             redis.url()
         );
         let sidecar = Floodgate::start(&config);
