@@ -11,7 +11,7 @@ use floodgate_e2e::{binary, repo_root};
 use serde_json::Value;
 
 /// Every row of the table, by id.
-const ROWS: [&str; 15] = [
+const ROWS: [&str; 17] = [
     "ceiling-grpc",
     "ceiling-http",
     "local-grpc",
@@ -20,6 +20,8 @@ const ROWS: [&str; 15] = [
     "ceiling-redis",
     "redis-1",
     "redis-1-bound",
+    "ceiling-client",
+    "redis-1-client-bound",
     "redis-1-p99",
     "redis-3",
     "redis-3-bound",
@@ -30,7 +32,7 @@ const ROWS: [&str; 15] = [
 ];
 
 /// Every load run behind the rows.
-const RUNS: [&str; 12] = [
+const RUNS: [&str; 13] = [
     "noop-grpc",
     "noop-http",
     "local-grpc",
@@ -39,6 +41,7 @@ const RUNS: [&str; 12] = [
     "local-http",
     "redis-ceiling",
     "redis-1",
+    "client-ceiling",
     "redis-1-open",
     "noop-grpc-open-redis",
     "redis-3",
