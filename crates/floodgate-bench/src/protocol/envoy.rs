@@ -10,9 +10,8 @@ use floodgate_proto::envoy::extensions::common::ratelimit::v3::{
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use floodgate_proto::envoy::service::ratelimit::v3::RateLimitRequest;
-use tonic::transport::Channel;
 
-use super::grpc::open_channel;
+use super::grpc::{open_channel, Channel};
 use super::{grpc_error, Outcome, RequestTemplate};
 use crate::error::BenchError;
 use crate::target::Target;
@@ -40,9 +39,9 @@ impl EnvoyClient {
     ) -> Result<EnvoyClient, BenchError> {
         let hits_addend = u32::try_from(template.hits)
             .map_err(|_| BenchError::Usage("--hits must fit in 32 bits for envoy".into()))?;
-        let channel = open_channel(target, "envoy").await?;
+        let (channel, origin) = open_channel(target, "envoy").await?;
         Ok(EnvoyClient {
-            client: RateLimitServiceClient::new(channel),
+            client: RateLimitServiceClient::with_origin(channel, origin),
             template,
             hits_addend,
         })
