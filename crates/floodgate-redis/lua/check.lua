@@ -8,11 +8,12 @@
 --          a key already in the call in a call of its own)
 -- ARGV[1]  now override in epoch µs, "" in production (see the prelude)
 -- ARGV[2 + 6(i-1) …] op i, six values: the algorithm ("sw" | "fw" | "log" |
---          "tb" | "cc"), enforced ("1": its denial denies the check; "0":
---          shadow, reported only), hits, then the algorithm's a, b, c (see
---          each algorithm above)
+--          "tb" | "cc"), flags (+1 enforced: its denial denies the check,
+--          else shadow, reported only; +2 decide only: never charged), hits,
+--          then the algorithm's a, b, c (see each algorithm above)
 -- Returns  {charged 0|1, reply of op 1, …, reply of op n}: charged is 1 when
---          the allowed ops were charged; each reply as its algorithm says
+--          the allowed ops were charged (those not "decide only"); each reply
+--          as its algorithm says
 
 local ALGORITHMS = {
   sw = sliding_window,
@@ -32,13 +33,16 @@ for i = 1, #KEYS do
   if algorithm == nil then
     return redis.error_reply('floodgate check: unknown algorithm ' .. tostring(ARGV[at]))
   end
+  local flags = tonumber(ARGV[at + 1])
   local r, commit = algorithm(KEYS[i], now, test, tonumber(ARGV[at + 2]),
     tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), ARGV[at + 5])
-  if r[1] == 0 and ARGV[at + 1] == '1' then
+  if r[1] == 0 and flags % 2 == 1 then
     denied = true
   end
   out[i + 1] = r
-  commits[#commits + 1] = commit
+  if flags < 2 then
+    commits[#commits + 1] = commit
+  end
 end
 if denied then
   out[1] = 0

@@ -105,6 +105,8 @@ fn int(n: u64) -> Value {
 struct OpReading {
     /// The op's index in the check.
     index: usize,
+    /// Whether the op may be charged at all.
+    charge: bool,
     /// The hits checked.
     hits: u64,
     /// The algorithm, for the receipt id.
@@ -158,7 +160,12 @@ impl CheckCall {
         };
         self.call.args.extend([
             Value::from_static_str(suffix(kind)),
-            Value::from_static_str(if op.enforced { "1" } else { "0" }),
+            Value::from_static_str(match (op.enforced, op.charge) {
+                (true, true) => "1",
+                (false, true) => "0",
+                (true, false) => "3",
+                (false, false) => "2",
+            }),
             int(op.hits),
             int(a),
             int(b),
@@ -167,6 +174,7 @@ impl CheckCall {
         self.call.keys.push(key);
         self.ops.push(OpReading {
             index,
+            charge: op.charge,
             hits: op.hits,
             kind,
             nonce,
@@ -221,7 +229,7 @@ impl OpReading {
         }
         let [allowed, limit, remaining, reset_after_us, retry_after_us, now_us, id] = numbers;
         let allowed = allowed == 1;
-        let receipt = (charged && allowed && self.hits > 0).then_some(Receipt {
+        let receipt = (charged && self.charge && allowed && self.hits > 0).then_some(Receipt {
             at_us: now_us,
             id: match self.kind {
                 AlgorithmKind::Concurrency => self.nonce,

@@ -295,8 +295,8 @@ impl RedisStore {
         };
         let client = self.pool.next_connected().with_options(&self.options);
         if let [call] = calls {
-            // One call (every check on a standalone Redis): no pipeline
-            // object to build and drain.
+            // One call (a check on a standalone Redis, unless it names one
+            // counter twice): no pipeline object to build and drain.
             let (command, args) = command(call);
             let reply = timeout_at(
                 deadline,

@@ -10,7 +10,9 @@ use arc_swap::ArcSwap;
 use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::SystemClock;
-use floodgate_store::{Limiter, LocalConfig, LocalStore, Source, Store};
+use floodgate_store::{
+    DenyCache, Limiter, LocalConfig, LocalStore, Source, Store, DENY_CACHE_ENTRIES,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -58,8 +60,19 @@ pub async fn run(
             let Some(redis) = &config.store.redis else {
                 anyhow::bail!("store.kind = \"redis\" needs a [store.redis] section");
             };
-            let store = failover::start(&config, redis, &shutdown, &tracker).await?;
-            let fallback = store.fallback_store();
+            let failover = failover::start(&config, redis, &shutdown, &tracker).await?;
+            let fallback = failover.fallback_store();
+            // The deny cache in front: a check it answers alone never
+            // reaches the breaker, and it learns only Redis's denials.
+            let store: Arc<dyn Store> = if redis.deny_cache {
+                Arc::new(DenyCache::new(
+                    failover,
+                    Arc::new(SystemClock::new()),
+                    DENY_CACHE_ENTRIES,
+                ))
+            } else {
+                failover
+            };
             (store, Some(fallback))
         }
     };

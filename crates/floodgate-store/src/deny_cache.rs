@@ -1,26 +1,34 @@
 //! [`DenyCache`]: a [`Store`] in front of the shared one that remembers its
 //! denials, so a key far over its limit costs no round trip.
 //!
-//! When the inner store denies an op and says it could pass again in
-//! `retry_after`, the cache answers every later op on that counter with the
-//! same or a larger cost "denied" until then, without asking. Time is this
-//! process's clock, counted from before the inner call was sent, so a cached
-//! denial ends no later than the shared store's own (whose clock read came
-//! after): the cache never denies what the shared store would allow, as
-//! long as nothing gives quota back early. That holds for `fixed_window`,
-//! `sliding_log` and `token_bucket` (quota returns only with time), and for
-//! `sliding_window` (its estimate only falls with time); refunds of denied
-//! checks across Cluster slots can return quota early, so there the cache
-//! is conservative by at most one such refund. `concurrency` is never
-//! cached: a release frees a slot at any moment. A cached answer reports
+//! When Redis denies an op and says it could pass again in `retry_after`,
+//! the cache answers every later op on that counter with the same or a
+//! larger cost "denied" until then, without asking. Time is this process's
+//! clock, counted from before the call was sent, so a cached denial ends no
+//! later than Redis's own (whose clock read came after), up to the drift
+//! between the two clocks over one wait. The cache never denies what Redis
+//! would allow as long as nothing gives quota back early: quota returns
+//! only with time for `fixed_window`, `sliding_log` and `token_bucket`, and
+//! `sliding_window`'s estimate only falls with time. A refund gives quota
+//! back early, so a denial is not learned when the same check charged that
+//! counter too (it will be refunded); a refund by another sidecar (a check
+//! naming one counter twice, or spanning Cluster slots) can still free quota
+//! the cache learns of only when its wait ends. `concurrency` is never
+//! cached: a release frees a slot at any moment.
+//!
+//! It sits in front of the failover store and learns only denials whose
+//! source is Redis: fallback decisions are never cached, and a check it
+//! answers alone never reaches the failover store, so it neither resets
+//! nor counts towards the breaker. Cached answers report source `redis`,
 //! the denial's `limit` and `remaining` and the time left of its
 //! `retry_after`; for an op costing more than the one denied, that wait is
 //! a lower bound.
 //!
 //! When an enforced op of a check is denied from the cache, the check is
-//! denied whatever the others say, so they go to the inner store as peeks
-//! (`hits = 0`): their statuses stay true and nothing is charged to refund.
-//! A check whose every op is cached makes no call at all.
+//! denied whatever the others say, so they are decided with their real cost
+//! but not charged ([`StoreOp::charge`] false): their statuses stay true and
+//! there is nothing to refund. A check whose every op is cached makes no
+//! call at all.
 //!
 //! Bounded like the local store (a [`ShardedMap`]); entries lapse at their
 //! denial's end and are dropped when met lapsed, evicted first when full.
@@ -152,8 +160,17 @@ impl DenyCache {
     }
 
     /// Learns from the inner store's answer to `op`, asked at `asked_us`;
-    /// `stale` says whether a denial was cached for it.
-    fn learn(&self, op: &StoreOp<'_>, outcome: &Outcome, asked_us: u64, stale: bool) {
+    /// `stale` says whether a denial was cached for it, `refunded` whether
+    /// this check also charged the same counter (and will be refunded).
+    fn learn(
+        &self,
+        op: &StoreOp<'_>,
+        answer: &StoreOutcome,
+        asked_us: u64,
+        stale: bool,
+        refunded: bool,
+    ) {
+        let outcome = &answer.outcome;
         if !cacheable(op.policy) {
             return;
         }
@@ -164,7 +181,7 @@ impl DenyCache {
             }
             return;
         }
-        if outcome.retry_after_us == 0 {
+        if outcome.retry_after_us == 0 || answer.source != Source::Redis || refunded {
             return;
         }
         let denial = Denial {
@@ -196,38 +213,51 @@ impl Store for DenyCache {
         if cached > 0 {
             metrics::counter!("floodgate_deny_cache_hits_total").increment(cached);
         }
-        // The ops the cache cannot answer, as peeks when the check is denied
-        // anyway.
-        let asked: Vec<StoreOp<'_>> = ops
+        // The ops the cache cannot answer, decided but not charged when the
+        // check is denied anyway, and whether a lapsed denial was met.
+        let (asked, stale): (Vec<StoreOp<'_>>, Vec<bool>) = ops
             .iter()
             .zip(&lookups)
             .filter(|(_, l)| !matches!(l, Lookup::Denied(_)))
-            .map(|(op, _)| StoreOp {
-                hits: if blocked { 0 } else { op.hits },
-                ..*op
+            .map(|(op, l)| {
+                let op = StoreOp {
+                    charge: op.charge && !blocked,
+                    ..*op
+                };
+                (op, matches!(l, Lookup::Stale))
             })
-            .collect();
-        let mut answers = if asked.is_empty() {
+            .unzip();
+        let answers = if asked.is_empty() {
             Vec::new()
         } else {
             self.inner.check(&asked).await?
+        };
+        if answers.len() != asked.len() {
+            return Err(StoreError::Protocol("a store answered too few ops".into()));
         }
-        .into_iter();
-        let mut asked_ops = asked.iter();
-        let source = self.inner.mode();
-        lookups
+        for (i, (op, answer)) in asked.iter().zip(&answers).enumerate() {
+            // Another op of this check charged the same counter: the
+            // denial may be that charge's, which a refund will undo.
+            let refunded = asked
+                .iter()
+                .zip(&answers)
+                .enumerate()
+                .any(|(j, (other, a))| {
+                    j != i && other.key == op.key && a.outcome.receipt.is_some()
+                });
+            self.learn(op, answer, now, stale[i], refunded);
+        }
+        let mut answers = answers.into_iter();
+        Ok(lookups
             .into_iter()
             .map(|lookup| match lookup {
-                Lookup::Denied(outcome) => Ok(StoreOutcome { outcome, source }),
-                other => {
-                    let (Some(op), Some(answer)) = (asked_ops.next(), answers.next()) else {
-                        return Err(StoreError::Protocol("a store answered too few ops".into()));
-                    };
-                    self.learn(op, &answer.outcome, now, matches!(other, Lookup::Stale));
-                    Ok(answer)
-                }
+                Lookup::Denied(outcome) => StoreOutcome {
+                    outcome,
+                    source: Source::Redis,
+                },
+                _ => answers.next().expect("one answer per asked op"),
             })
-            .collect()
+            .collect())
     }
 
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {

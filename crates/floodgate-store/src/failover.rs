@@ -196,7 +196,11 @@ impl FailoverStore {
         let outcome = match policy.fallback().unwrap_or(self.config.mode) {
             FallbackMode::Local => {
                 let scaled = policy.scaled(self.instances());
-                self.fallback.check_one(&scaled, op.key, op.hits)
+                if op.charge {
+                    self.fallback.check_one(&scaled, op.key, op.hits)
+                } else {
+                    self.fallback.decide_one(&scaled, op.key, op.hits)
+                }
             }
             FallbackMode::Allow => Outcome {
                 allowed: true,

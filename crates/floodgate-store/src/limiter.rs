@@ -190,6 +190,7 @@ impl Limiter {
                 key,
                 hits: checks[*i].hits,
                 enforced: !global_shadow && policy.mode() != Mode::Shadow,
+                charge: true,
             })
             .collect();
         let outcomes = self.store.check(&ops).await?;

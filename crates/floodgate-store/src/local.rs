@@ -79,8 +79,19 @@ impl LocalStore {
         }
     }
 
-    /// Decides one op synchronously (the local store never waits).
+    /// Decides one op synchronously (the local store never waits),
+    /// charging it when allowed.
     pub fn check_one(&self, policy: &Policy, key: &str, hits: u64) -> Outcome {
+        self.decide(policy, key, hits, true)
+    }
+
+    /// Decides one op as [`LocalStore::check_one`] would, charging nothing
+    /// (the outcome has no receipt).
+    pub fn decide_one(&self, policy: &Policy, key: &str, hits: u64) -> Outcome {
+        self.decide(policy, key, hits, false)
+    }
+
+    fn decide(&self, policy: &Policy, key: &str, hits: u64, charge: bool) -> Outcome {
         let now = self.clock.now_us();
         let nonce = if policy.kind() == AlgorithmKind::Concurrency {
             rand::random()
@@ -91,12 +102,19 @@ impl LocalStore {
         let algorithm = policy.algorithm();
         let mut shard = self.counters.lock(&hash);
         if let Some(entry) = shard.get_mut(&hash) {
+            if !charge {
+                let mut copy = entry.state.clone();
+                return uncharged(algorithm.check(&mut copy, now, hits, nonce));
+            }
             let outcome = algorithm.check(&mut entry.state, now, hits, nonce);
             entry.expires_us = algorithm.expires_at(&entry.state);
             return outcome;
         }
         let mut state = State::default();
         let outcome = algorithm.check(&mut state, now, hits, nonce);
+        if !charge {
+            return uncharged(outcome);
+        }
         if outcome.receipt.is_some() {
             let expires_us = algorithm.expires_at(&state);
             let evicted = self
@@ -169,13 +187,21 @@ impl LocalStore {
     }
 }
 
+/// An outcome as decided, with nothing charged.
+fn uncharged(outcome: Outcome) -> Outcome {
+    Outcome {
+        receipt: None,
+        ..outcome
+    }
+}
+
 #[async_trait]
 impl Store for LocalStore {
     async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
         Ok(ops
             .iter()
             .map(|op| StoreOutcome {
-                outcome: self.check_one(op.policy, op.key, op.hits),
+                outcome: self.decide(op.policy, op.key, op.hits, op.charge),
                 source: self.source,
             })
             .collect())

@@ -1,11 +1,15 @@
 //! [`ShardedMap`]: the bounded, sharded map behind the local store and the
 //! deny cache.
 //!
-//! Entries are keyed by a 128-bit keyed hash of a string key, not the key
-//! itself: 16 bytes per entry whatever the key's length. Two distinct keys
-//! share an entry only on a 128-bit collision under per-process random seeds
-//! (two independently seeded foldhash passes), which an attacker cannot aim
-//! for without seeing a hash. Each shard holds at most `max / shards`
+//! Entries are keyed by a 128-bit hash of a string key, not the key itself:
+//! 16 bytes per entry whatever the key's length. The hash is two foldhash
+//! passes with per-process random seeds: two distinct keys share an entry
+//! (and so a counter) only when both 64-bit halves collide. foldhash is a
+//! fast hash, not a keyed cryptographic one, and says so: finding such a
+//! pair without ever seeing a hash (only allow/deny answers) is not a known
+//! attack, but unlike SipHash it is no proof against one. Two SipHash
+//! passes cost about 13 ns of a local check (126 → 113 ns, issue 7's budget
+//! is 100 ns). Each shard holds at most `max / shards`
 //! entries; a new entry arriving at a full shard evicts the sampled entry
 //! that expires first (an expired one when there is one), so a flood of
 //! distinct keys cannot grow memory.

@@ -40,16 +40,22 @@ pub struct StoreOp<'a> {
     /// Whether a denial of this op denies the whole check (false for a
     /// shadow policy, which only reports).
     pub enforced: bool,
+    /// Whether an allowed op is charged. `false` decides the real cost
+    /// against the counter as it stands and charges nothing (no receipt):
+    /// the deny cache asks so for the other policies of a check it already
+    /// knows is denied.
+    pub charge: bool,
 }
 
 impl<'a> StoreOp<'a> {
-    /// An enforced op: its denial denies the check.
+    /// An enforced op, charged when allowed.
     pub fn new(policy: &'a Policy, key: &'a str, hits: u64) -> Self {
         StoreOp {
             policy,
             key,
             hits,
             enforced: true,
+            charge: true,
         }
     }
 }

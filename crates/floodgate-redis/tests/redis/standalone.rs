@@ -385,8 +385,8 @@ async fn heartbeats_count_live_stores_and_lapse() {
 async fn a_check_is_all_or_nothing_in_one_call() {
     let server = RedisServer::start();
     let store = connect(server.url()).await;
-    let roomy = policy("roomy", AlgorithmKind::FixedWindow, 10, 60 * S, None);
-    let tight = policy("tight", AlgorithmKind::SlidingLog, 1, 60 * S, None);
+    let roomy = policy("roomy", AlgorithmKind::FixedWindow, 10, 3_600 * S, None);
+    let tight = policy("tight", AlgorithmKind::SlidingLog, 1, 3_600 * S, None);
     let keys = [roomy.counter_key(&user("u")), tight.counter_key(&user("u"))];
     let both = |tight_enforced: bool| {
         [
@@ -415,9 +415,27 @@ async fn a_check_is_all_or_nothing_in_one_call() {
     assert!(shadowed[0].outcome.receipt.is_some() && !shadowed[1].outcome.allowed);
     assert_eq!(check(&store, &roomy, "u", 0).await.remaining, 8);
 
+    // Decided, not charged: the real cost counts, the counter stays.
+    let decided = store
+        .check(&[
+            StoreOp {
+                charge: false,
+                ..StoreOp::new(&roomy, &keys[0], 2)
+            },
+            StoreOp {
+                charge: false,
+                ..StoreOp::new(&roomy, &keys[0], 9)
+            },
+        ])
+        .await
+        .unwrap();
+    assert!(decided[0].outcome.allowed && decided[0].outcome.receipt.is_none());
+    assert!(!decided[1].outcome.allowed, "9 do not fit in the 8 left");
+    assert_eq!(check(&store, &roomy, "u", 0).await.remaining, 8);
+
     // The same counter twice in one check: the second op sees the first
     // charge (it goes in a second call).
-    let single = policy("single", AlgorithmKind::FixedWindow, 1, 60 * S, None);
+    let single = policy("single", AlgorithmKind::FixedWindow, 1, 3_600 * S, None);
     let key = single.counter_key(&user("u"));
     let twice = [
         StoreOp::new(&single, &key, 1),

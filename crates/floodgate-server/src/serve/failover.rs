@@ -11,10 +11,7 @@ use floodgate_config::Config;
 use floodgate_config::Instances;
 use floodgate_core::SystemClock;
 use floodgate_redis::RedisStore;
-use floodgate_store::{
-    DenyCache, FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source, Store,
-    DENY_CACHE_ENTRIES,
-};
+use floodgate_store::{FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,7 +32,6 @@ pub(super) async fn start(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Arc<FailoverStore>> {
-    let deny_cache = redis.deny_cache;
     let redis = redis_config(redis);
     let fallback = Arc::new(LocalStore::new(
         LocalConfig {
@@ -58,7 +54,7 @@ pub(super) async fn start(
     let connected: Arc<OnceLock<Arc<RedisStore>>> = Arc::default();
     let store = match RedisStore::connect(&redis).await {
         Ok(redis) => {
-            let primary = primary(redis, deny_cache, &connected);
+            let primary = primary(redis, &connected);
             Arc::new(FailoverStore::new(Some(primary), fallback, failover_config))
         }
         Err(error) if error.is_transient() => {
@@ -69,7 +65,6 @@ pub(super) async fn start(
             let store = Arc::new(FailoverStore::new(None, fallback, failover_config));
             tracker.spawn(connect(
                 redis,
-                deny_cache,
                 store.clone(),
                 connected.clone(),
                 shutdown.clone(),
@@ -86,25 +81,11 @@ pub(super) async fn start(
     Ok(store)
 }
 
-/// What checks go to once Redis is connected: the Redis store, behind the
-/// deny cache unless `[store.redis] deny_cache = false`. Keeps the Redis
-/// store in `connected` for the heartbeat.
-fn primary(
-    redis: RedisStore,
-    deny_cache: bool,
-    connected: &OnceLock<Arc<RedisStore>>,
-) -> Arc<dyn Store> {
+/// The Redis store once connected, kept in `connected` for the heartbeat.
+fn primary(redis: RedisStore, connected: &OnceLock<Arc<RedisStore>>) -> Arc<dyn Store> {
     let redis = Arc::new(redis);
     let _ = connected.set(redis.clone());
-    if deny_cache {
-        Arc::new(DenyCache::new(
-            redis,
-            Arc::new(SystemClock::new()),
-            DENY_CACHE_ENTRIES,
-        ))
-    } else {
-        redis
-    }
+    redis
 }
 
 /// The `floodgate-redis` settings for `[store.redis]`.
@@ -135,7 +116,6 @@ fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
 /// fix (logged; floodgate stays in fallback).
 async fn connect(
     redis: floodgate_redis::Config,
-    deny_cache: bool,
     store: Arc<FailoverStore>,
     connected: Arc<OnceLock<Arc<RedisStore>>>,
     shutdown: CancellationToken,
@@ -152,7 +132,7 @@ async fn connect(
         };
         match attempt {
             Ok(redis) => {
-                store.install_primary(primary(redis, deny_cache, &connected));
+                store.install_primary(primary(redis, &connected));
                 return;
             }
             Err(error) if error.is_transient() => {

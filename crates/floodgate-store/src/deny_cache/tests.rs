@@ -9,20 +9,28 @@ use crate::{LocalConfig, LocalStore};
 const S: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * S + 123_457;
 
-/// A real decider (a local store) that counts what it is asked.
+/// A real decider (a local store) standing for Redis, that counts what it
+/// is asked and can be made to fail.
 struct Counted {
     store: LocalStore,
     /// Calls to `check`.
     calls: AtomicUsize,
-    /// The hits of every op asked, in order.
-    asked: Mutex<Vec<u64>>,
+    /// The hits and `charge` of every op asked, in order.
+    asked: Mutex<Vec<(u64, bool)>>,
+    /// Fail every call (Redis down).
+    down: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
 impl Store for Counted {
     async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
-        self.asked.lock().extend(ops.iter().map(|op| op.hits));
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("down".into()));
+        }
+        self.asked
+            .lock()
+            .extend(ops.iter().map(|op| (op.hits, op.charge)));
         let mut out = self.store.check(ops).await?;
         for o in &mut out {
             o.source = Source::Redis;
@@ -57,6 +65,7 @@ fn setup() -> (DenyCache, Arc<Counted>, Arc<ManualClock>) {
         store: LocalStore::new(LocalConfig::default(), clock.clone(), Source::Local),
         calls: AtomicUsize::new(0),
         asked: Mutex::new(Vec::new()),
+        down: std::sync::atomic::AtomicBool::new(false),
     });
     let cache = DenyCache::new(inner.clone(), clock.clone(), 1_000);
     (cache, inner, clock)
@@ -136,7 +145,7 @@ async fn a_smaller_cost_a_changed_policy_and_concurrency_ask_again() {
 }
 
 #[tokio::test]
-async fn a_cached_enforced_denial_turns_the_other_ops_into_peeks() {
+async fn a_cached_enforced_denial_decides_the_other_ops_without_charging() {
     let (cache, inner, _) = setup();
     let hot = policy("hot", AlgorithmKind::FixedWindow, 1);
     let roomy = policy("roomy", AlgorithmKind::FixedWindow, 100);
@@ -146,10 +155,14 @@ async fn a_cached_enforced_denial_turns_the_other_ops_into_peeks() {
     let ops = [
         StoreOp::new(&hot, "hot:u", 1),
         StoreOp::new(&roomy, "roomy:u", 1),
+        StoreOp::new(&roomy, "roomy:big", 101),
     ];
     let out = cache.check(&ops).await.unwrap();
     assert!(!out[0].outcome.allowed && out[1].outcome.allowed);
-    assert_eq!(*inner.asked.lock(), [0], "only roomy, as a peek");
+    assert!(out[1].outcome.receipt.is_none());
+    // The real cost is decided: 101 does not fit in 100.
+    assert!(!out[2].outcome.allowed);
+    assert_eq!(*inner.asked.lock(), [(1, false), (101, false)]);
     assert_eq!(one(&cache, &roomy, "roomy:u", 0).await.remaining, 100);
 
     // A shadow policy's cached denial blocks nothing.
@@ -163,7 +176,73 @@ async fn a_cached_enforced_denial_turns_the_other_ops_into_peeks() {
     ];
     let out = cache.check(&shadowed).await.unwrap();
     assert!(!out[0].outcome.allowed && out[1].outcome.receipt.is_some());
-    assert_eq!(*inner.asked.lock(), [1]);
+    assert_eq!(*inner.asked.lock(), [(1, true)]);
+}
+
+#[tokio::test]
+async fn a_denial_caused_by_the_same_checks_own_charge_is_not_learned() {
+    let (cache, inner, _) = setup();
+    let p = policy("fw", AlgorithmKind::FixedWindow, 1);
+    // One counter twice in one check: the first charges, the second is
+    // denied by that charge, and the limiter will refund the first.
+    let twice = [StoreOp::new(&p, "fw:u", 1), StoreOp::new(&p, "fw:u", 1)];
+    let out = cache.check(&twice).await.unwrap();
+    assert!(out[0].outcome.receipt.is_some() && !out[1].outcome.allowed);
+    assert!(cache.is_empty());
+    inner.store.refund_one(&Refund {
+        policy: &p,
+        key: "fw:u",
+        hits: 1,
+        receipt: out[0].outcome.receipt.unwrap(),
+    });
+    assert!(
+        one(&cache, &p, "fw:u", 1).await.allowed,
+        "the quota came back"
+    );
+}
+
+#[tokio::test]
+async fn cached_denials_neither_hide_an_outage_nor_cache_fallback_answers() {
+    use crate::{FailoverConfig, FailoverStore};
+    use floodgate_core::FallbackMode;
+    let (_, inner, clock) = setup();
+    let failover = Arc::new(FailoverStore::new(
+        Some(inner.clone()),
+        Arc::new(LocalStore::new(
+            LocalConfig::default(),
+            clock.clone(),
+            Source::Fallback,
+        )),
+        FailoverConfig {
+            mode: FallbackMode::Deny,
+            instances: 1,
+            probe_interval: std::time::Duration::from_secs(1),
+            failure_threshold: 3,
+        },
+    ));
+    let cache = DenyCache::new(failover.clone(), clock.clone(), 1_000);
+    let hot = policy("hot", AlgorithmKind::FixedWindow, 1);
+    let other = policy("other", AlgorithmKind::FixedWindow, 100);
+    assert!(one(&cache, &hot, "hot:u", 1).await.allowed);
+    assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
+    inner.down.store(true, Ordering::SeqCst);
+    // Cached denials between failing checks: the failures still add up.
+    for i in 0..3 {
+        assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
+        let answer = cache
+            .check(&[StoreOp::new(&other, &format!("other:{i}"), 1)])
+            .await
+            .unwrap()[0];
+        assert_eq!(answer.source, Source::Fallback);
+    }
+    assert!(
+        failover.is_open(),
+        "three failures in a row trip the breaker"
+    );
+    // The fallback's denials (mode deny) are not Redis's: not cached.
+    let before = cache.len();
+    assert!(!one(&cache, &other, "other:new", 1).await.allowed);
+    assert_eq!(cache.len(), before);
 }
 
 /// The cache must never change a decision: the same random sequence of
