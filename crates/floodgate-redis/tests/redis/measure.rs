@@ -1,7 +1,7 @@
 //! Measurements for the record (run with `--nocapture` to read them): Redis
 //! round trips and commands per check matching three policies, and Redis
 //! memory per tracked key for each algorithm. Assertions only guard the
-//! design (one round trip, one EVALSHA per policy), never timings.
+//! design (one round trip, one EVALSHA per check), never timings.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
