@@ -91,8 +91,9 @@ pub trait Store: Send + Sync {
     ///
     /// When an enforced op is denied the check is denied, and a store may
     /// then leave the allowed ops uncharged (the Redis store does, atomically,
-    /// for ops that share a node): an outcome carries a receipt exactly when
-    /// its op was charged, and the caller refunds those.
+    /// for the ops of one script call: all of them on a standalone Redis,
+    /// those of one slot on a Cluster): an outcome carries a receipt exactly
+    /// when its op was charged, and the caller refunds those.
     ///
     /// # Errors
     /// [`StoreError`] when the store could not decide; nothing may have been
