@@ -3,10 +3,11 @@
 //! One check = one `EVALSHA` of the check script deciding every policy of
 //! the check all or nothing (on a Cluster, one call per slot involved,
 //! pipelined and answered in one round trip per node: fred routes each call
-//! by its keys' slot and follows `MOVED` and `ASK`). A call answered `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a
-//! failover) is sent again at once with `EVAL` and the full script, which
-//! also caches it, while `SCRIPT LOAD` reloads every script on every
-//! primary: no check fails because a script went missing.
+//! by its keys' slot and follows `MOVED` and `ASK`). A call answered
+//! `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a failover) is sent again
+//! at once with `EVAL` and the full script, which also caches it, while
+//! `SCRIPT LOAD` reloads every script on every primary: no check fails
+//! because a script went missing.
 
 use std::time::Duration;
 
