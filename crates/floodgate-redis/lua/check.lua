@@ -1,19 +1,26 @@
--- check: decides every op of one check, all or nothing (SPEC §1). Each op's
--- algorithm decides without writing; if every enforced op is allowed, the
--- allowed ops are charged; if any enforced op is denied, nothing is charged.
--- One call per check (per slot on a Cluster), so a denied check never holds
--- quota, not even for the time a refund would take.
+-- check: decides one or more checks, one after the other; each check's ops
+-- all or nothing (SPEC §1). Each op's algorithm decides without writing; if
+-- every enforced op of the check is allowed, its allowed ops are charged; if
+-- any enforced op is denied, nothing of that check is charged. One call per
+-- check (per slot on a Cluster), so a denied check never holds quota, not
+-- even for the time a refund would take. The store puts concurrent checks
+-- into one call (a batch): a check sees every charge of the checks before it.
 --
--- KEYS[i]  the counter of op i; keys are distinct (the store sends an op on
---          a key already in the call in a call of its own)
--- ARGV[1]  now override in epoch µs, "" in production (see the prelude)
--- ARGV[2 + 6(i-1) …] op i, six values: the algorithm ("sw" | "fw" | "log" |
---          "tb" | "cc"), flags (+1 enforced: its denial denies the check,
---          else shadow, reported only; +2 decide only: never charged), hits,
---          then the algorithm's a, b, c (see each algorithm above)
--- Returns  {charged 0|1, reply of op 1, …, reply of op n}: charged is 1 when
---          the allowed ops were charged (those not "decide only"); each reply
---          as its algorithm says
+-- KEYS[k]  the counters of every op of every check, in order; keys are
+--          distinct within one check (the store sends an op on a key already
+--          in that check in a call of its own), and may repeat across checks
+-- ARGV     per check: its now override in epoch µs ("" in production, see
+--          the prelude), its number of ops n, then six values per op: the
+--          algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
+--          enforced: its denial denies the check, else shadow, reported
+--          only; +2 decide only: never charged), hits, then the algorithm's
+--          a, b, c (see each algorithm above)
+-- Returns  one reply per check, in order: {charged 0|1, reply of op 1, …,
+--          reply of op n}, charged 1 when the check's allowed ops were
+--          charged (those not "decide only"), each op's reply as its
+--          algorithm says; or {-1, message} when Redis refused one of the
+--          check's commands (a key of the wrong type): that check failed,
+--          the others of the call stand
 
 local ALGORITHMS = {
   sw = sliding_window,
@@ -23,32 +30,69 @@ local ALGORITHMS = {
   cc = concurrency,
 }
 
-local now, test = script_now(ARGV[1])
-local out = { 1 }
-local commits = {}
-local denied = false
-for i = 1, #KEYS do
-  local at = 2 + 6 * (i - 1)
-  local algorithm = ALGORITHMS[ARGV[at]]
-  if algorithm == nil then
-    return redis.error_reply('floodgate check: unknown algorithm ' .. tostring(ARGV[at]))
+-- Redis TIME, read once per call however many checks use it.
+local server_now = nil
+
+-- Decides the check whose ARGV starts at `at` and whose first key is
+-- KEYS[key]; returns its reply.
+local function check(at, key, n)
+  local now, test
+  if ARGV[at] == '' then
+    if server_now == nil then
+      server_now = script_now('')
+    end
+    now, test = server_now, false
+  else
+    now, test = script_now(ARGV[at])
   end
-  local flags = tonumber(ARGV[at + 1])
-  local r, commit = algorithm(KEYS[i], now, test, tonumber(ARGV[at + 2]),
-    tonumber(ARGV[at + 3]), tonumber(ARGV[at + 4]), ARGV[at + 5])
-  if r[1] == 0 and flags % 2 == 1 then
-    denied = true
+  local out = { 1 }
+  local commits = {}
+  local denied = false
+  for i = 1, n do
+    local o = at + 2 + 6 * (i - 1)
+    local algorithm = ALGORITHMS[ARGV[o]]
+    if algorithm == nil then
+      error('floodgate check: unknown algorithm ' .. tostring(ARGV[o]))
+    end
+    local flags = tonumber(ARGV[o + 1])
+    local r, commit = algorithm(KEYS[key + i - 1], now, test, tonumber(ARGV[o + 2]),
+      tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4]), ARGV[o + 5])
+    if r[1] == 0 and flags % 2 == 1 then
+      denied = true
+    end
+    out[i + 1] = r
+    if flags < 2 then
+      commits[#commits + 1] = commit
+    end
   end
-  out[i + 1] = r
-  if flags < 2 then
-    commits[#commits + 1] = commit
+  if denied then
+    out[1] = 0
+  else
+    for _, commit in ipairs(commits) do
+      commit()
+    end
   end
+  return out
 end
-if denied then
-  out[1] = 0
-else
-  for _, commit in ipairs(commits) do
-    commit()
+
+local replies = {}
+local at, key = 1, 1
+while at <= #ARGV do
+  local n = tonumber(ARGV[at + 1])
+  if n == nil or n < 1 or at + 1 + 6 * n > #ARGV or key + n - 1 > #KEYS then
+    return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
   end
+  local ok, r = pcall(check, at, key, n)
+  if ok then
+    replies[#replies + 1] = r
+  else
+    local message = type(r) == 'table' and (r.err or tostring(r)) or tostring(r)
+    replies[#replies + 1] = { -1, message }
+  end
+  at = at + 2 + 6 * n
+  key = key + n
 end
-return out
+if key - 1 ~= #KEYS then
+  return redis.error_reply('floodgate check: ' .. #KEYS .. ' keys for ' .. (key - 1) .. ' ops')
+end
+return replies

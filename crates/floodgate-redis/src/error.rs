@@ -72,8 +72,17 @@ pub(crate) fn store_error(e: &FredError) -> StoreError {
         | ErrorKind::Backpressure
         | ErrorKind::Auth
         | ErrorKind::Tls => StoreError::Unavailable(details.to_string()),
-        _ if is_unavailable_reply(details) => StoreError::Unavailable(details.to_string()),
-        _ => StoreError::Protocol(details.to_string()),
+        _ => reply_error(details),
+    }
+}
+
+/// The error for a reply Redis gave to one command of a script: unavailable
+/// for replies that mean "not now" (see below), else a protocol error.
+pub(crate) fn reply_error(details: &str) -> StoreError {
+    if is_unavailable_reply(details) {
+        StoreError::Unavailable(details.to_string())
+    } else {
+        StoreError::Protocol(details.to_string())
     }
 }
 

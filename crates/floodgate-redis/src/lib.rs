@@ -26,7 +26,14 @@
 //! A check is one `EVALSHA` of the check script (`lua/check.lua` after the
 //! five algorithms), which decides every policy of the check and charges
 //! them only if no enforced policy denies: a denied check holds no quota at
-//! any moment and needs no refund. On a Cluster the policies of one check
+//! any moment and needs no refund. Concurrent checks share calls: on a
+//! standalone or Sentinel-managed Redis every check goes through the
+//! batcher (`batch.rs`), which keeps at most `pool_size` calls in flight
+//! and sends whatever checks queued meanwhile as **one** `EVALSHA` (up to 64
+//! ops); the script decides them one after the other, each all or nothing,
+//! so the result is the same as one call per check in some order, for a
+//! fraction of Redis's and the client's cost per call. No timer is
+//! involved: a lone check leaves at once. On a Cluster the policies of one check
 //! live in different slots, so a check is one call per slot, pipelined (one
 //! round trip per node involved); each call is all or nothing, and the
 //! limiter refunds the calls that charged when another denied. An op whose
@@ -56,6 +63,7 @@
 //! A production build has no way to send it.
 #![forbid(unsafe_code)]
 
+mod batch;
 mod config;
 mod error;
 mod key;

@@ -1,8 +1,8 @@
 //! The Lua scripts (`lua/*.lua`) and the calls that run them.
 //!
 //! Three scripts, each the shared prelude followed by its body: `check` (the
-//! five algorithms as functions, then `check.lua`, which decides every op of
-//! a check all or nothing), `refund` and `heartbeat`. Their SHA1s are
+//! five algorithms as functions, then `check.lua`, which decides one or more
+//! checks, each check's ops all or nothing), `refund` and `heartbeat`. Their SHA1s are
 //! computed here, so a call sends only `EVALSHA`.
 
 use std::sync::LazyLock;
@@ -12,6 +12,7 @@ use floodgate_store::{Refund, StoreError, StoreOp};
 use fred::types::Value;
 use fred::util::sha1_hash;
 
+use crate::error::reply_error;
 use crate::key::{redis_key, suffix};
 
 /// One script: its source and SHA1.
@@ -134,13 +135,15 @@ fn interval_us(policy: &Policy) -> u64 {
 }
 
 impl CheckCall {
-    /// An empty call, with script time `now` ("" = Redis `TIME`).
+    /// An empty call, with script time `now` ("" = Redis `TIME`). Its ARGV
+    /// is one check's: `now`, the op count, then six values per op; the
+    /// batcher puts several checks' ARGV one after the other.
     fn new(now: &str) -> CheckCall {
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
                 keys: Vec::new(),
-                args: vec![Value::from(now)],
+                args: vec![Value::from(now), Value::Integer(0)],
             },
             ops: Vec::new(),
         }
@@ -172,6 +175,7 @@ impl CheckCall {
             Value::from(nonce.to_string()),
         ]);
         self.call.keys.push(key);
+        self.call.args[1] = Value::Integer(self.call.keys.len() as i64);
         self.ops.push(OpReading {
             index,
             charge: op.charge,
@@ -181,12 +185,14 @@ impl CheckCall {
         });
     }
 
-    /// Reads the script's reply `{charged, reply…}` into `outcomes`, each at
-    /// its op's index; every reply is `{allowed, limit, remaining,
-    /// reset_after_us, retry_after_us, now_us, id}`.
+    /// Reads this check's reply `{charged, reply…}` (its element of the
+    /// script's reply) into `outcomes`, each at its op's index; every reply
+    /// is `{allowed, limit, remaining, reset_after_us, retry_after_us,
+    /// now_us, id}`.
     ///
     /// # Errors
-    /// [`StoreError::Protocol`] for any other shape.
+    /// The error Redis gave for a command of this check (`{-1, message}`),
+    /// or [`StoreError::Protocol`] for any other shape.
     pub(crate) fn read(
         &self,
         reply: Value,
@@ -201,6 +207,10 @@ impl CheckCall {
         else {
             return Err(bad(&reply));
         };
+        if let (-1, [message]) = (*charged, replies) {
+            let message = message.as_str().unwrap_or_default();
+            return Err(reply_error(&message));
+        }
         if replies.len() != self.ops.len() {
             return Err(bad(&reply));
         }
@@ -321,7 +331,7 @@ mod tests {
             include_str!("../lua/token_bucket.lua"),
             include_str!("../lua/concurrency.lua"),
         ];
-        let entry_parts = ["KEYS[", "ARGV[1]", "Returns"];
+        let entry_parts = ["KEYS[", "ARGV", "Returns"];
         let algorithm_parts = ["Key", "Args", "Returns"];
         let all = (entries.iter().map(|b| (b, &entry_parts)))
             .chain(algorithms.iter().map(|b| (b, &algorithm_parts)));
@@ -363,7 +373,8 @@ mod tests {
         // Cluster: the two hash tags are two slots.
         let calls = check_calls("fg", &ops[..2], "", Some(fred::util::redis_keyslot));
         assert_eq!(calls.len(), 2);
-        // ARGV: now, then six values per op.
-        assert_eq!(calls[0].call.args.len(), 1 + 6);
+        // ARGV: now, the op count, then six values per op.
+        assert_eq!(calls[0].call.args.len(), 2 + 6);
+        assert_eq!(calls[0].call.args[1], Value::Integer(1));
     }
 }

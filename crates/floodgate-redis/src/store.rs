@@ -3,12 +3,15 @@
 //! One check = one `EVALSHA` of the check script deciding every policy of
 //! the check all or nothing (on a Cluster, one call per slot involved,
 //! pipelined and answered in one round trip per node: fred routes each call
-//! by its keys' slot and follows `MOVED` and `ASK`). A call answered
+//! by its keys' slot and follows `MOVED` and `ASK`). Elsewhere a check that
+//! is one call goes through the [`Batcher`], which sends concurrent checks
+//! as one `EVALSHA`. A call answered
 //! `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a failover) is sent again
 //! at once with `EVAL` and the full script, which also caches it, while
 //! `SCRIPT LOAD` reloads every script on every primary: no check fails
 //! because a script went missing.
 
+use std::mem;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,6 +25,7 @@ use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 use fred::util::redis_keyslot;
 use tokio::time::{timeout_at, Instant};
 
+use crate::batch::{split, Batcher};
 use crate::error::{is_noscript, store_error};
 use crate::key::redis_key;
 use crate::script::{check_calls, refund_call, Call, SCRIPTS};
@@ -36,17 +40,13 @@ const MAX_REDIRECTIONS: u32 = 3;
 
 /// Counters in a shared Redis. Cheap to share: wrap it in an `Arc`.
 pub struct RedisStore {
-    /// Connections, each pipelining the commands sent to it.
-    pool: Pool,
+    /// The connections and how calls are made on them.
+    link: Link,
+    /// Puts concurrent checks into one call; `None` on a Cluster, where
+    /// each call goes to the node of its slot.
+    batcher: Option<Batcher>,
     /// Prefix of every key.
     prefix: String,
-    /// Longest time one store call may take.
-    timeout: Duration,
-    /// Options of every call: fail fast. A call fails at once while its
-    /// connection is known to be down, and a call cut off mid-flight by a
-    /// dropped connection fails instead of being re-sent after reconnecting
-    /// (see the crate docs for the one gap fred leaves).
-    options: Options,
     /// A Redis Cluster: a probe must also see `cluster_state:ok`, since
     /// nodes answer PING while the cluster refuses keyed commands
     /// (CLUSTERDOWN), and a PING-only probe would close the breaker too soon.
@@ -59,12 +59,27 @@ pub struct RedisStore {
     clock: Option<std::sync::Arc<dyn floodgate_core::Clock>>,
 }
 
+/// The connections of a store and how every call is made on them; cheap to
+/// clone (the batcher's task holds one).
+#[derive(Clone)]
+pub(crate) struct Link {
+    /// Connections, each pipelining the commands sent to it.
+    pool: Pool,
+    /// Longest time one store call may take.
+    timeout: Duration,
+    /// Options of every call: fail fast. A call fails at once while its
+    /// connection is known to be down, and a call cut off mid-flight by a
+    /// dropped connection fails instead of being re-sent after reconnecting
+    /// (see the crate docs for the one gap fred leaves).
+    options: Options,
+}
+
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
             .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .field("pool_size", &self.pool.size())
+            .field("timeout", &self.link.timeout)
+            .field("pool_size", &self.link.pool.size())
             .finish()
     }
 }
@@ -120,21 +135,26 @@ impl RedisStore {
                 });
             }
         }
-        let store = RedisStore {
+        let link = Link {
             pool,
-            prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             options: Options {
                 fail_fast: true,
                 ..Options::default()
             },
-            clustered: !config.cluster.is_empty(),
+        };
+        let clustered = !config.cluster.is_empty();
+        let store = RedisStore {
+            batcher: (!clustered).then(|| Batcher::start(link.clone(), config.pool_size)),
+            link,
+            prefix: config.key_prefix.clone(),
+            clustered,
             instance_id: format!("{:016x}", rand::random::<u64>()),
             #[cfg(feature = "test-clock")]
             clock: None,
         };
-        if let Err(e) = store.load_scripts(connect_timeout).await {
-            let _ = store.pool.quit().await;
+        if let Err(e) = store.link.load_scripts(connect_timeout).await {
+            let _ = store.link.pool.quit().await;
             return Err(Error::connecting(target, &e));
         }
         Ok(store)
@@ -171,8 +191,12 @@ impl RedisStore {
     /// [`StoreError::Timeout`] or [`StoreError::Unavailable`] when Redis does
     /// not answer.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let deadline = Instant::now() + self.timeout;
-        let client = self.pool.next_connected().with_options(&self.options);
+        let deadline = Instant::now() + self.link.timeout;
+        let client = self
+            .link
+            .pool
+            .next_connected()
+            .with_options(&self.link.options);
         let probe = async {
             Box::pin(client.ping::<Value>(None)).await?;
             if self.clustered {
@@ -210,7 +234,7 @@ impl RedisStore {
                 Value::Integer(i64::try_from(ttl.as_millis().max(1)).unwrap_or(i64::MAX)),
             ],
         };
-        let reply = self.run(&[&call]).await?.pop();
+        let reply = self.link.run(&[&call]).await?.pop();
         reply
             .and_then(|v| v.as_u64())
             .filter(|&n| n >= 1)
@@ -220,9 +244,11 @@ impl RedisStore {
     /// Closes every connection; later calls fail. Dropping the store does
     /// the same in the background.
     pub async fn quit(&self) {
-        let _ = self.pool.quit().await;
+        let _ = self.link.pool.quit().await;
     }
+}
 
+impl Link {
     /// Loads every script on every primary.
     async fn load_scripts(&self, timeout: Duration) -> Result<(), FredError> {
         let client = self.pool.next();
@@ -245,7 +271,7 @@ impl RedisStore {
 
     /// Sends `calls` as one pipeline and returns each reply, in order.
     /// Calls answered `NOSCRIPT` are sent again with the full script.
-    async fn run(&self, calls: &[&Call]) -> Result<Vec<Value>, StoreError> {
+    pub(crate) async fn run(&self, calls: &[&Call]) -> Result<Vec<Value>, StoreError> {
         let deadline = Instant::now() + self.timeout;
         let mut replies = self.send(calls, false, deadline).await?;
         let missing: Vec<usize> = (0..calls.len())
@@ -336,7 +362,7 @@ impl Drop for RedisStore {
     /// and reconnect forever.
     fn drop(&mut self) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let pool = self.pool.clone();
+            let pool = self.link.pool.clone();
             runtime.spawn(async move {
                 let _ = pool.quit().await;
             });
@@ -352,10 +378,28 @@ impl Store for RedisStore {
         }
         let now = self.now_arg();
         let slot_of = self.clustered.then_some(redis_keyslot as fn(&[u8]) -> u16);
-        let calls = check_calls(&self.prefix, ops, &now, slot_of);
-        let replies = self
-            .run(&calls.iter().map(|c| &c.call).collect::<Vec<_>>())
-            .await?;
+        let mut calls = check_calls(&self.prefix, ops, &now, slot_of);
+        let replies = match (&self.batcher, calls.as_mut_slice()) {
+            (Some(batcher), [only]) => {
+                let deadline = Instant::now() + self.link.timeout;
+                let (keys, args) = (
+                    mem::take(&mut only.call.keys),
+                    mem::take(&mut only.call.args),
+                );
+                vec![batcher.check(keys, args, deadline).await?]
+            }
+            _ => {
+                // Boxed: fred's futures are kilobytes; inline, every check's
+                // future would be that large (and moved at each boxing).
+                let calls: Vec<&Call> = calls.iter().map(|c| &c.call).collect();
+                let replies = Box::pin(self.link.run(&calls)).await?;
+                let mut each = Vec::with_capacity(replies.len());
+                for reply in replies {
+                    each.extend(split(reply, 1)?);
+                }
+                each
+            }
+        };
         let mut outcomes = vec![None; ops.len()];
         for (call, reply) in calls.iter().zip(replies) {
             call.read(reply, &mut outcomes)?;
@@ -381,7 +425,7 @@ impl Store for RedisStore {
             .iter()
             .map(|r| refund_call(&self.prefix, r, &now))
             .collect();
-        self.run(&calls.iter().collect::<Vec<_>>()).await?;
+        self.link.run(&calls.iter().collect::<Vec<_>>()).await?;
         Ok(())
     }
 

@@ -444,3 +444,104 @@ async fn a_check_is_all_or_nothing_in_one_call() {
     let outcomes = store.check(&twice).await.unwrap();
     assert!(outcomes[0].outcome.allowed && !outcomes[1].outcome.allowed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_checks_share_calls_and_stay_exact() {
+    let server = RedisServer::start();
+    let store = Arc::new(connect(server.url()).await);
+    let shared = Arc::new(policy(
+        "fw",
+        AlgorithmKind::FixedWindow,
+        100,
+        3_600 * S,
+        None,
+    ));
+    let own = Arc::new(policy("log", AlgorithmKind::SlidingLog, 5, 3_600 * S, None));
+    // One key holding a string: the checks that touch it fail, alone.
+    let bad = Arc::new(policy(
+        "bad",
+        AlgorithmKind::FixedWindow,
+        5,
+        3_600 * S,
+        None,
+    ));
+    let bad_key = bad.counter_key(&user("bad"));
+    let mut inspect = server.inspector();
+    let _: () = inspect
+        .set(store.redis_key(&bad, &bad_key), "not a hash")
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut inspect)
+        .unwrap();
+
+    const TASKS: usize = 64;
+    const EACH: usize = 10;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (store, shared, own, bad) =
+                (store.clone(), shared.clone(), own.clone(), bad.clone());
+            let bad_key = bad_key.clone();
+            tokio::spawn(async move {
+                let (shared_key, own_key) = (
+                    shared.counter_key(&user("everyone")),
+                    own.counter_key(&user(&format!("u{t}"))),
+                );
+                let (mut admitted, mut own_admitted, mut failed) = (0, 0, 0);
+                for i in 0..EACH {
+                    if t % 16 == 0 && i % 2 == 0 {
+                        let err = store
+                            .check(&[StoreOp::new(&bad, &bad_key, 1)])
+                            .await
+                            .unwrap_err();
+                        assert!(
+                            matches!(&err, StoreError::Protocol(m) if m.starts_with("WRONGTYPE")),
+                            "{err:?}"
+                        );
+                        failed += 1;
+                        continue;
+                    }
+                    let ops = [
+                        StoreOp::new(&shared, &shared_key, 1),
+                        StoreOp::new(&own, &own_key, 1),
+                    ];
+                    let outcomes = store.check(&ops).await.expect("a good check never fails");
+                    if outcomes[0].outcome.allowed && outcomes[1].outcome.allowed {
+                        admitted += 1;
+                        own_admitted += 1;
+                    }
+                }
+                (admitted, own_admitted, failed)
+            })
+        })
+        .collect();
+    let (mut admitted, mut failed) = (0, 0);
+    for task in tasks {
+        let (a, own_admitted, f) = task.await.unwrap();
+        assert!(
+            own_admitted <= 5,
+            "a per-user quota of 5 admitted {own_admitted}"
+        );
+        admitted += a;
+        failed += f;
+    }
+    // All or nothing, check after check: exactly the shared quota.
+    assert_eq!(admitted, 100);
+    assert_eq!(failed, 4 * EACH / 2);
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut inspect)
+        .unwrap();
+    let calls: usize = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("EVALSHA counted");
+    assert!(
+        calls < TASKS * EACH,
+        "{calls} EVALSHA for {} checks: concurrent checks were not batched",
+        TASKS * EACH
+    );
+    eprintln!("{} checks in {calls} EVALSHA", TASKS * EACH);
+}
