@@ -8,19 +8,18 @@ use floodgate_proto::envoy::extensions::common::ratelimit::v3::{
     rate_limit_descriptor::Entry, RateLimitDescriptor,
 };
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
-use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
-use floodgate_proto::envoy::service::ratelimit::v3::RateLimitRequest;
+use floodgate_proto::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 
 use super::grpc::{open_channel, Channel};
-use super::{grpc_error, Outcome, RequestTemplate};
+use super::{Outcome, RequestTemplate};
 use crate::error::BenchError;
 use crate::target::Target;
 
 /// An Envoy RLS v3 client on a shared channel.
 #[derive(Debug, Clone)]
 pub struct EnvoyClient {
-    /// The generated client (a cheap handle on the channel).
-    client: RateLimitServiceClient<Channel>,
+    /// The connection (a cheap handle on it).
+    channel: Channel,
     /// What each check carries.
     template: Arc<RequestTemplate>,
     /// `hits` as Envoy's u32 `hits_addend` (validated when parsing flags).
@@ -39,9 +38,9 @@ impl EnvoyClient {
     ) -> Result<EnvoyClient, BenchError> {
         let hits_addend = u32::try_from(template.hits)
             .map_err(|_| BenchError::Usage("--hits must fit in 32 bits for envoy".into()))?;
-        let (channel, origin) = open_channel(target, "envoy").await?;
+        let channel = open_channel(target, "envoy").await?;
         Ok(EnvoyClient {
-            client: RateLimitServiceClient::with_origin(channel, origin),
+            channel,
             template,
             hits_addend,
         })
@@ -70,13 +69,20 @@ impl EnvoyClient {
             }],
             hits_addend: self.hits_addend,
         };
-        match self.client.should_rate_limit(request).await {
-            Ok(response) => match response.get_ref().overall_code() {
+        let answer: Result<RateLimitResponse, Outcome> = self
+            .channel
+            .unary(
+                "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+                &request,
+            )
+            .await;
+        match answer {
+            Ok(response) => match response.overall_code() {
                 Code::Ok => Outcome::Allowed,
                 Code::OverLimit => Outcome::Denied,
                 Code::Unknown => Outcome::Status("envoy:UNKNOWN".to_string()),
             },
-            Err(status) => grpc_error(&status),
+            Err(outcome) => outcome,
         }
     }
 }

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use floodgate_proto::floodgate::v1::rate_limiter_client::RateLimiterClient;
-use floodgate_proto::floodgate::v1::CheckRequest;
+use bytes::{BufMut, Bytes, BytesMut};
+use floodgate_proto::floodgate::v1::{CheckRequest, CheckResponse};
 
-use super::{grpc_error, Outcome, RequestTemplate};
+use super::{Outcome, RequestTemplate};
 use crate::error::BenchError;
 use crate::target::Target;
 
@@ -19,8 +19,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A floodgate.v1 client on a shared channel.
 #[derive(Debug, Clone)]
 pub struct GrpcClient {
-    /// The generated client (a cheap handle on the channel).
-    client: RateLimiterClient<Channel>,
+    /// The connection (a cheap handle on it).
+    channel: Channel,
     /// What each check carries.
     template: Arc<RequestTemplate>,
 }
@@ -34,11 +34,8 @@ impl GrpcClient {
         target: &Target,
         template: Arc<RequestTemplate>,
     ) -> Result<GrpcClient, BenchError> {
-        let (channel, origin) = open_channel(target, "grpc").await?;
-        Ok(GrpcClient {
-            client: RateLimiterClient::with_origin(channel, origin),
-            template,
-        })
+        let channel = open_channel(target, "grpc").await?;
+        Ok(GrpcClient { channel, template })
     }
 
     /// One `Check` for key `index`.
@@ -54,49 +51,130 @@ impl GrpcClient {
             attributes,
             hits: Some(self.template.hits),
         };
-        match self.client.check(request).await {
-            Ok(response) if response.get_ref().allowed => Outcome::Allowed,
+        let answer: Result<CheckResponse, Outcome> = self
+            .channel
+            .unary("/floodgate.v1.RateLimiter/Check", &request)
+            .await;
+        match answer {
+            Ok(response) if response.allowed => Outcome::Allowed,
             Ok(_) => Outcome::Denied,
-            Err(status) => grpc_error(&status),
+            Err(outcome) => outcome,
         }
     }
 }
 
-/// One HTTP/2 connection as tonic's clients need it: requests go straight
-/// to hyper's connection handle. tonic's own `Channel` puts a buffer task in
-/// front of it (a task hop per request), and the generator's CPU is taken
-/// from the sidecar it measures on a 2-core machine.
+/// One HTTP/2 connection carrying unary gRPC calls, on the `h2` crate
+/// directly: the generator's CPU is taken from the sidecar it measures on a
+/// 2-core machine, and tonic's client (a buffer task, or hyper's client
+/// with one spawned task per request, and a streaming codec) costs several
+/// times what one request needs. A call here is: encode, one HEADERS and
+/// one DATA frame, await the answer on the caller's own task.
 #[derive(Debug, Clone)]
 pub(super) struct Channel {
-    /// hyper's handle on the connection (cheap to clone; shares it).
-    send: hyper::client::conn::http2::SendRequest<tonic::body::Body>,
+    /// h2's handle on the connection (cheap to clone; shares it).
+    send: h2::client::SendRequest<Bytes>,
+    /// `http://<addr>`, the authority every request names.
+    origin: http::Uri,
 }
 
-impl tower_service::Service<http::Request<tonic::body::Body>> for Channel {
-    type Response = http::Response<hyper::body::Incoming>;
-    type Error = hyper::Error;
-    type Future = std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
-    >;
+/// The 5-byte gRPC message prefix: not compressed, then the length.
+const PREFIX: usize = 5;
 
-    fn poll_ready(
+impl Channel {
+    /// Calls `path` (`/package.Service/Method`) with `request` and decodes
+    /// the answer; any failure is already the [`Outcome`] to record.
+    pub(super) async fn unary<Req: prost::Message, Resp: prost::Message + Default>(
         &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        self.send.poll_ready(cx)
-    }
+        path: &'static str,
+        request: &Req,
+    ) -> Result<Resp, Outcome> {
+        let transport = |what: &str, e: h2::Error| Outcome::Transport(format!("{what}: {e}"));
+        let uri = http::Uri::builder()
+            .scheme("http")
+            .authority(self.origin.authority().map_or("", |a| a.as_str()))
+            .path_and_query(path)
+            .build()
+            .map_err(|e| Outcome::Transport(format!("bad uri: {e}")))?;
+        let head = http::Request::post(uri)
+            .header(http::header::CONTENT_TYPE, "application/grpc")
+            .header(http::header::TE, "trailers")
+            .body(())
+            .map_err(|e| Outcome::Transport(format!("bad request: {e}")))?;
+        let mut body = BytesMut::with_capacity(PREFIX + request.encoded_len());
+        body.put_u8(0);
+        body.put_u32(request.encoded_len() as u32);
+        request
+            .encode(&mut body)
+            .map_err(|e| Outcome::Transport(format!("encode: {e}")))?;
 
-    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        Box::pin(self.send.send_request(request))
+        let mut send = self
+            .send
+            .clone()
+            .ready()
+            .await
+            .map_err(|e| transport("connection", e))?;
+        let (response, mut stream) = send
+            .send_request(head, false)
+            .map_err(|e| transport("send", e))?;
+        stream
+            .send_data(body.freeze(), true)
+            .map_err(|e| transport("send", e))?;
+        let response = response.await.map_err(|e| transport("response", e))?;
+        if response.status() != http::StatusCode::OK {
+            return Err(Outcome::Status(format!(
+                "http:{}",
+                response.status().as_u16()
+            )));
+        }
+        // A trailers-only answer (an error) carries grpc-status in its headers.
+        if let Some(code) = grpc_status(response.headers()) {
+            if code != 0 {
+                return Err(status_outcome(code));
+            }
+        }
+        let mut body = response.into_body();
+        let mut message = BytesMut::new();
+        while let Some(chunk) = body.data().await {
+            let chunk = chunk.map_err(|e| transport("body", e))?;
+            let _ = body.flow_control().release_capacity(chunk.len());
+            message.extend_from_slice(&chunk);
+        }
+        let trailers = body
+            .trailers()
+            .await
+            .map_err(|e| transport("trailers", e))?;
+        match trailers.as_ref().and_then(grpc_status) {
+            Some(0) => {}
+            Some(code) => return Err(status_outcome(code)),
+            None => return Err(Outcome::Transport("no grpc-status".into())),
+        }
+        if message.len() < PREFIX {
+            return Err(Outcome::Transport("short gRPC message".into()));
+        }
+        let length = u32::from_be_bytes([message[1], message[2], message[3], message[4]]) as usize;
+        if message[0] != 0 || message.len() != PREFIX + length {
+            return Err(Outcome::Transport("malformed gRPC message".into()));
+        }
+        Resp::decode(&message[PREFIX..]).map_err(|e| Outcome::Transport(format!("decode: {e}")))
     }
+}
+
+/// The `grpc-status` header of `headers`, if any.
+fn grpc_status(headers: &http::HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// The outcome of a non-OK gRPC status: `grpc:<Code>`, as tonic names it.
+fn status_outcome(code: i32) -> Outcome {
+    Outcome::Status(format!("grpc:{:?}", tonic::Code::from(code)))
 }
 
 /// Connects an HTTP/2 connection to a loopback target (shared with Envoy
-/// RLS) and returns it with the origin its requests name.
+/// RLS).
 pub(super) async fn open_channel(
     target: &Target,
     protocol: &'static str,
-) -> Result<(Channel, http::Uri), BenchError> {
+) -> Result<Channel, BenchError> {
     let addr = target.addr();
     let error = |message: String| BenchError::Connect {
         addr,
@@ -111,14 +189,14 @@ pub(super) async fn open_channel(
         .map_err(|_| error(format!("no connection within {CONNECT_TIMEOUT:?}")))?
         .map_err(|e| error(e.to_string()))?;
     tcp.set_nodelay(true).map_err(|e| error(e.to_string()))?;
-    let (send, connection) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .handshake(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .map_err(|e| error(format!("{e}: {}", source_chain(&e))))?;
+    let (send, connection) = h2::client::handshake(tcp)
+        .await
+        .map_err(|e| error(format!("{e}: {}", source_chain(&e))))?;
     // The connection's I/O runs until the handle and every clone are gone.
-    tokio::spawn(connection);
-    Ok((Channel { send }, origin))
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(Channel { send, origin })
 }
 
 /// The `source()` chain of an error, joined, for messages that say why.

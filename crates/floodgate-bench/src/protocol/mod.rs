@@ -158,15 +158,3 @@ impl Client {
         }
     }
 }
-
-/// Maps a gRPC status to an outcome: tonic attaches the underlying error to
-/// statuses it makes from transport failures (connection refused or reset,
-/// h2 errors), so those are transport errors; a status decoded from the
-/// server's trailers has no source and is a status error.
-pub(crate) fn grpc_error(status: &tonic::Status) -> Outcome {
-    if std::error::Error::source(status).is_some() {
-        Outcome::Transport(format!("grpc {:?}: {}", status.code(), status.message()))
-    } else {
-        Outcome::Status(format!("grpc:{:?}", status.code()))
-    }
-}
