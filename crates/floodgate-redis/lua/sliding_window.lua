@@ -10,6 +10,14 @@
 -- Expiry   the end of the window after the current one (2 windows at most),
 --          set by the first charge in each window.
 
+-- The largest weight (ms) at which floor(prev·w/window_ms) <= room.
+local function max_weight_ms(prev, room, window_ms)
+  if prev == 0 then
+    return window_ms
+  end
+  return math.min(cdiv((room + 1) * window_ms, prev) - 1, window_ms)
+end
+
 local function sliding_window(key, now, test, hits, limit, window)
   local window_ms = idiv(window, 1000)
   local state = redis.call('HMGET', key, 'i', 'p', 'c')
@@ -28,14 +36,6 @@ local function sliding_window(key, now, test, hits, limit, window)
     end
     current = 0
     s_index = index
-  end
-
-  -- The largest weight (ms) at which floor(prev·w/window_ms) <= room.
-  local function max_weight_ms(prev, room)
-    if prev == 0 then
-      return window_ms
-    end
-    return math.min(cdiv((room + 1) * window_ms, prev) - 1, window_ms)
   end
 
   local weight_us = (index + 1) * window - now
@@ -60,10 +60,10 @@ local function sliding_window(key, now, test, hits, limit, window)
     if need > limit then
       retry = weight_us
     elseif current <= limit - need then
-      local w = max_weight_ms(previous, limit - need - current) * 1000
+      local w = max_weight_ms(previous, limit - need - current, window_ms) * 1000
       retry = math.max(weight_us - w, 1)
     else
-      local w = max_weight_ms(current, limit - need) * 1000
+      local w = max_weight_ms(current, limit - need, window_ms) * 1000
       retry = weight_us + (window - w)
     end
   end
