@@ -336,9 +336,10 @@ impl Link {
         let pipeline = Pipeline::from(client);
         for call in calls {
             let (command, args) = command(call);
-            // Queuing in a pipeline only buffers the command.
-            pipeline
-                .custom::<(), Value>(command, args)
+            // Queuing in a pipeline only buffers the command. Boxed, as
+            // every fred future: inline, fred's futures (kilobytes) would
+            // make this one, and each future awaiting it, as large.
+            Box::pin(pipeline.custom::<(), Value>(command, args))
                 .await
                 .map_err(|e| store_error(&e))?;
         }
@@ -435,5 +436,42 @@ impl Store for RedisStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         RedisStore::ping(self).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fred's call futures are kilobytes; every one is boxed, so a call's
+    /// future (copied whole each time it is boxed or spawned) stays small.
+    #[test]
+    fn call_futures_stay_small() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let link = Link {
+                pool: Builder::default_centralized()
+                    .build_pool(1)
+                    .expect("an unconnected pool"),
+                timeout: Duration::from_secs(1),
+                options: Options::default(),
+            };
+            let run = link.run(&[]);
+            assert!(
+                size_of_val(&run) < 2048,
+                "Link::run: {} bytes",
+                size_of_val(&run)
+            );
+            let batcher = Batcher::start(link.clone(), 1);
+            let check = batcher.check(Vec::new(), Vec::new(), Instant::now());
+            assert!(
+                size_of_val(&check) < 1024,
+                "Batcher::check: {} bytes",
+                size_of_val(&check)
+            );
+        });
     }
 }
