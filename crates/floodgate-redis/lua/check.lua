@@ -1,10 +1,11 @@
 -- check: decides one or more checks, one after the other; each check's ops
 -- all or nothing (SPEC §1). Each op's algorithm decides without writing; if
 -- every enforced op of the check is allowed, its allowed ops are charged; if
--- any enforced op is denied, nothing of that check is charged. One call per
--- check (per slot on a Cluster), so a denied check never holds quota, not
--- even for the time a refund would take. The store puts concurrent checks
--- into one call (a batch): a check sees every charge of the checks before it.
+-- any enforced op is denied, nothing of that check is charged. A check is
+-- decided within one call (one per slot on a Cluster), so a denied check
+-- never holds quota, not even for the time a refund would take. The store
+-- puts concurrent checks into one call (a batch): a check sees every charge
+-- of the checks before it.
 --
 -- KEYS[k]  the counters of every op of every check, in order; keys are
 --          distinct within one check (the store sends an op on a key already
@@ -75,24 +76,33 @@ local function check(at, key, n)
   return out
 end
 
-local replies = {}
+-- The layout is checked whole before any check runs: a malformed call
+-- charges nothing.
+local starts = {}
 local at, key = 1, 1
 while at <= #ARGV do
   local n = tonumber(ARGV[at + 1])
   if n == nil or n < 1 or at + 1 + 6 * n > #ARGV or key + n - 1 > #KEYS then
     return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
   end
-  local ok, r = pcall(check, at, key, n)
-  if ok then
-    replies[#replies + 1] = r
-  else
-    local message = type(r) == 'table' and (r.err or tostring(r)) or tostring(r)
-    replies[#replies + 1] = { -1, message }
-  end
+  starts[#starts + 1] = { at, key, n }
   at = at + 2 + 6 * n
   key = key + n
 end
 if key - 1 ~= #KEYS then
   return redis.error_reply('floodgate check: ' .. #KEYS .. ' keys for ' .. (key - 1) .. ' ops')
+end
+
+local replies = {}
+for i, s in ipairs(starts) do
+  local ok, r = pcall(check, s[1], s[2], s[3])
+  if ok then
+    replies[i] = r
+  else
+    local message = type(r) == 'table' and (r.err or tostring(r)) or tostring(r)
+    -- Redis before 7 puts the script's position before the server's error.
+    message = string.gsub(message, '^@user_script:%d+: ', '')
+    replies[i] = { -1, message }
+  end
 end
 return replies

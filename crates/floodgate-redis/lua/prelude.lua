@@ -1,10 +1,10 @@
 -- floodgate prelude: helpers shared by every script. The store prepends this
 -- file to each script before loading it, so each script below can use them.
 --
--- Every check script takes ARGV[1] = "now override": "" in production, where
--- time comes from the Redis server's own clock (TIME), or epoch µs sent by a
--- test build (cargo feature `test-clock`) so results can be compared exactly
--- with the local store. Under an override, script time and real time differ,
+-- Every call takes a "now override" (check.lua: one per check; refund and
+-- heartbeat: ARGV[1]): "" in production, where time comes from the Redis
+-- server's own clock (TIME), or epoch µs sent by a test build (cargo feature
+-- `test-clock`) so results can be compared exactly with the local store. Under an override, script time and real time differ,
 -- so TTLs get TEST_SLACK_MS more to keep keys alive for the whole test.
 --
 -- All arithmetic is on integers below 2^53, exact in Lua doubles.
@@ -19,8 +19,9 @@ end
 
 -- An integer as the decimal string Redis expects: never an exponent form,
 -- whatever number-to-string conversion this Redis version uses. ('%d'
--- converts through a C long, exact for every integer used here, and costs
--- a third less than '%.0f'.)
+-- converts through a C long: exact for every integer the scripts send (all
+-- below 2^53) on the 64-bit builds Redis ships; a third cheaper than
+-- '%.0f'.)
 local function int(x)
   return string.format('%d', x)
 end

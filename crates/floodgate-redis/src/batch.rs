@@ -1,9 +1,10 @@
 //! The batcher: concurrent checks in one script call.
 //!
-//! Every check of a standalone (or Sentinel-managed) Redis goes through one
-//! task. While `pool_size` calls are in flight (one per connection), checks
-//! wait in its queue; when a call slot frees, everything queued (up to [`MAX_OPS`] ops) leaves
-//! as **one** `EVALSHA`, which `check.lua` decides check after check, each
+//! Every check of a standalone (or Sentinel-managed) Redis that is one call
+//! (all but those naming a counter twice) goes through one task. While
+//! `pool_size` calls are in flight (one per connection), checks wait in its
+//! queue; when a call slot frees, everything queued (up to [`MAX_OPS`] ops)
+//! leaves as **one** `EVALSHA`, which `check.lua` decides check after check, each
 //! all or nothing and each seeing the charges of those before it. Nothing
 //! waits for a timer: an idle store sends a lone check at once, a busy one
 //! sends many checks for the price of one call — Redis's cost per call
@@ -13,8 +14,16 @@
 //! A batch fails as a whole only when its call does (a timeout, a dropped
 //! connection): each check then gets that error. A check whose command Redis
 //! refuses (a key of the wrong type) fails alone (see `check.lua`).
+//!
+//! Time: a check's deadline runs from when it was asked, queue wait
+//! included. A check with less than a tenth of the store timeout left when
+//! its batch forms is not sent (it times out, charging nothing), and a batch
+//! call is abandoned at the earliest deadline among its checks, so no
+//! caller waits past its own. As with any call, a batch abandoned in flight
+//! may still be run by Redis: those checks count, late (strict).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use floodgate_store::StoreError;
 use fred::types::Value;
@@ -34,33 +43,42 @@ struct Job {
     keys: Vec<String>,
     /// The check's ARGV: its now override, its op count, six values per op.
     args: Vec<Value>,
-    /// When its caller stops waiting: a job still queued then is not sent.
+    /// When its caller stops waiting.
     deadline: Instant,
     /// Where its reply goes.
     reply: oneshot::Sender<Result<Value, StoreError>>,
 }
 
 impl Job {
-    /// Whether its caller still waits for it (else it must not be charged).
-    fn wanted(&self) -> bool {
-        !self.reply.is_closed() && Instant::now() < self.deadline
+    /// Whether to send it: its caller still waits, with at least `margin`
+    /// left. A job not sent is answered [`StoreError::Timeout`] (its caller
+    /// is about to give up, or has).
+    fn keep(self, margin: Duration) -> Option<Job> {
+        if self.reply.is_closed() {
+            return None;
+        }
+        if self.deadline.saturating_duration_since(Instant::now()) < margin {
+            let _ = self.reply.send(Err(StoreError::Timeout));
+            return None;
+        }
+        Some(self)
     }
 }
 
-/// The handle of a store's batching task; dropping it ends the task once
-/// its calls in flight are answered.
+/// The handle of a store's batching task; dropping it ends the task (calls
+/// already sent finish on tasks of their own).
 pub(crate) struct Batcher {
     queue: mpsc::UnboundedSender<Job>,
 }
 
 impl Batcher {
     /// Starts the batching task for `link` on the current tokio runtime,
-    /// with at most `calls` calls in flight (at least 1). A check waits for
-    /// at most that many calls ahead of its own; the fewer, the larger the
-    /// batches under load.
+    /// with at most `calls` calls in flight (at least 1): the fewer, the
+    /// larger the batches under load.
     pub(crate) fn start(link: Link, calls: usize) -> Batcher {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(drive(link, jobs, calls.max(1)));
+        let margin = link.timeout() / 10;
+        tokio::spawn(drive(link, jobs, calls.max(1), margin));
         Batcher { queue }
     }
 
@@ -94,7 +112,7 @@ impl Batcher {
 
 /// The batching task: takes a call slot, then everything queued by then,
 /// and sends it as one call; ends when the [`Batcher`] is dropped.
-async fn drive(link: Link, mut jobs: mpsc::UnboundedReceiver<Job>, calls: usize) {
+async fn drive(link: Link, mut jobs: mpsc::UnboundedReceiver<Job>, calls: usize, margin: Duration) {
     let slots = Arc::new(Semaphore::new(calls));
     // A job taken from the queue that did not fit the last batch.
     let mut carried: Option<Job> = None;
@@ -109,24 +127,26 @@ async fn drive(link: Link, mut jobs: mpsc::UnboundedReceiver<Job>, calls: usize)
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
-        // Checks whose callers gave up while waiting for a slot (a slow or
-        // frozen Redis) are dropped, so none is charged after its timeout.
-        if !first.wanted() {
+        // Checks whose callers gave up, or nearly, while waiting for a slot
+        // (a slow or frozen Redis) are not sent.
+        let Some(first) = first.keep(margin) else {
             continue;
-        }
+        };
         let mut ops = first.keys.len();
         let mut batch = vec![first];
         while ops < MAX_OPS {
             match jobs.try_recv() {
-                Ok(job) if !job.wanted() => {}
-                Ok(job) if ops + job.keys.len() <= MAX_OPS => {
-                    ops += job.keys.len();
-                    batch.push(job);
-                }
-                Ok(job) => {
-                    carried = Some(job);
-                    break;
-                }
+                Ok(job) => match job.keep(margin) {
+                    None => {}
+                    Some(job) if ops + job.keys.len() <= MAX_OPS => {
+                        ops += job.keys.len();
+                        batch.push(job);
+                    }
+                    Some(job) => {
+                        carried = Some(job);
+                        break;
+                    }
+                },
                 Err(_) => break,
             }
         }
@@ -142,6 +162,8 @@ async fn drive(link: Link, mut jobs: mpsc::UnboundedReceiver<Job>, calls: usize)
 async fn send(link: &Link, batch: Vec<Job>) {
     let (mut keys, mut args) = (Vec::new(), Vec::new());
     let mut replies = Vec::with_capacity(batch.len());
+    let deadline = batch.iter().map(|j| j.deadline).min();
+    let deadline = deadline.unwrap_or_else(|| Instant::now() + link.timeout());
     for job in batch {
         keys.extend(job.keys);
         args.extend(job.args);
@@ -153,7 +175,7 @@ async fn send(link: &Link, batch: Vec<Job>) {
         args,
     };
     let result = link
-        .run(&[&call])
+        .run_by(&[&call], deadline)
         .await
         .and_then(|mut r| {
             r.pop()

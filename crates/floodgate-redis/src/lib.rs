@@ -27,8 +27,8 @@
 //! five algorithms), which decides every policy of the check and charges
 //! them only if no enforced policy denies: a denied check holds no quota at
 //! any moment and needs no refund. Concurrent checks share calls: on a
-//! standalone or Sentinel-managed Redis every check goes through the
-//! batcher (`batch.rs`), which keeps at most `pool_size` calls in flight
+//! standalone or Sentinel-managed Redis every check that is one call goes
+//! through the batcher (`batch.rs`), which keeps at most `pool_size` calls in flight
 //! and sends whatever checks queued meanwhile as **one** `EVALSHA` (up to 64
 //! ops); the script decides them one after the other, each all or nothing,
 //! so the result is the same as one call per check in some order, for a

@@ -249,6 +249,11 @@ impl RedisStore {
 }
 
 impl Link {
+    /// The longest time one call may take.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Loads every script on every primary.
     async fn load_scripts(&self, timeout: Duration) -> Result<(), FredError> {
         let client = self.pool.next();
@@ -272,7 +277,15 @@ impl Link {
     /// Sends `calls` as one pipeline and returns each reply, in order.
     /// Calls answered `NOSCRIPT` are sent again with the full script.
     pub(crate) async fn run(&self, calls: &[&Call]) -> Result<Vec<Value>, StoreError> {
-        let deadline = Instant::now() + self.timeout;
+        self.run_by(calls, Instant::now() + self.timeout).await
+    }
+
+    /// [`Link::run`], answered by `deadline` (or [`StoreError::Timeout`]).
+    pub(crate) async fn run_by(
+        &self,
+        calls: &[&Call],
+        deadline: Instant,
+    ) -> Result<Vec<Value>, StoreError> {
         let mut replies = self.send(calls, false, deadline).await?;
         let missing: Vec<usize> = (0..calls.len())
             .filter(|&i| matches!(&replies[i], Err(e) if is_noscript(e)))
