@@ -78,14 +78,12 @@ end
 
 -- The layout is checked whole before any check runs: a malformed call
 -- charges nothing.
-local starts = {}
 local at, key = 1, 1
 while at <= #ARGV do
   local n = tonumber(ARGV[at + 1])
   if n == nil or n < 1 or at + 1 + 6 * n > #ARGV or key + n - 1 > #KEYS then
     return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
   end
-  starts[#starts + 1] = { at, key, n }
   at = at + 2 + 6 * n
   key = key + n
 end
@@ -94,15 +92,19 @@ if key - 1 ~= #KEYS then
 end
 
 local replies = {}
-for i, s in ipairs(starts) do
-  local ok, r = pcall(check, s[1], s[2], s[3])
+at, key = 1, 1
+while at <= #ARGV do
+  local n = tonumber(ARGV[at + 1])
+  local ok, r = pcall(check, at, key, n)
   if ok then
-    replies[i] = r
+    replies[#replies + 1] = r
   else
     local message = type(r) == 'table' and (r.err or tostring(r)) or tostring(r)
     -- Redis before 7 puts the script's position before the server's error.
     message = string.gsub(message, '^@user_script:%d+: ', '')
-    replies[i] = { -1, message }
+    replies[#replies + 1] = { -1, message }
   end
+  at = at + 2 + 6 * n
+  key = key + n
 end
 return replies

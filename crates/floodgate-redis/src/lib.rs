@@ -74,3 +74,10 @@ mod tls;
 pub use config::Config;
 pub use error::Error;
 pub use store::RedisStore;
+
+/// The check script's source, as loaded: test builds only (cargo feature
+/// `test-clock`), for tests that call it directly.
+#[cfg(feature = "test-clock")]
+pub fn check_script_source() -> &'static str {
+    script::SCRIPTS.check.source.as_str()
+}

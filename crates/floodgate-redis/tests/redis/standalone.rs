@@ -551,3 +551,56 @@ async fn concurrent_checks_share_calls_and_stay_exact() {
     );
     eprintln!("{} checks in {calls} EVALSHA", TASKS * EACH);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_of_several_checks_fails_whole_or_per_check() {
+    let server = RedisServer::start();
+    let mut redis = server.inspector();
+    let source = floodgate_redis::check_script_source();
+    let fw = |hits: &str| ["fw", "1", hits, "100", "60000000", "0"].map(String::from);
+    let check = |ops: usize| {
+        let mut argv = vec![String::new(), ops.to_string()];
+        for _ in 0..ops {
+            argv.extend(fw("1"));
+        }
+        argv
+    };
+    let eval = |redis: &mut redis::Connection, keys: &[&str], argv: &[String]| {
+        redis::cmd("EVAL")
+            .arg(source)
+            .arg(keys.len())
+            .arg(keys)
+            .arg(argv)
+            .query::<redis::Value>(redis)
+    };
+
+    // A malformed later check: the call fails and nothing was charged, not
+    // even the well-formed check before it.
+    let mut argv = check(1);
+    argv.extend([String::new(), "0".into()]);
+    argv.extend(fw("1"));
+    let err = eval(&mut redis, &["fg:{a}:fw", "fg:{b}:fw"], &argv).unwrap_err();
+    assert!(err.to_string().contains("malformed arguments"), "{err}");
+    let exists: bool = redis.exists("fg:{a}:fw").unwrap();
+    assert!(!exists, "a malformed call charged a check");
+
+    // A key of the wrong type fails its own check; the next one stands.
+    let _: () = redis.set("fg:{bad}:fw", "not a hash").unwrap();
+    let mut argv = check(1);
+    argv.extend(check(1));
+    let reply = eval(&mut redis, &["fg:{bad}:fw", "fg:{a}:fw"], &argv).unwrap();
+    let redis::Value::Array(replies) = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(replies.len(), 2);
+    let redis::Value::Array(first) = &replies[0] else {
+        panic!("{:?}", replies[0]);
+    };
+    assert_eq!(first[0], redis::Value::Int(-1));
+    assert!(
+        matches!(&first[1], redis::Value::BulkString(m) if m.starts_with(b"WRONGTYPE")),
+        "{first:?}"
+    );
+    let count: u64 = redis.hget("fg:{a}:fw", "c").unwrap();
+    assert_eq!(count, 1, "the good check was charged once");
+}
