@@ -4,9 +4,9 @@
 //! (all but those naming a counter twice) goes through one task. While
 //! `pool_size` calls are in flight (one per connection), checks wait in its
 //! queue; when a call slot frees, everything queued (up to [`MAX_OPS`] ops)
-//! leaves as **one** `EVALSHA`, which `check.lua` decides check after check, each
-//! all or nothing and each seeing the charges of those before it. Nothing
-//! waits for a timer: an idle store sends a lone check at once, a busy one
+//! leaves as **one** `EVALSHA`, which `check.lua` decides check after
+//! check, each all or nothing and each seeing the charges of those before
+//! it. Nothing waits for a timer: an idle store sends a lone check at once, a busy one
 //! sends many checks for the price of one call — Redis's cost per call
 //! (reading, parsing, the script's start, `TIME`, writing) and fred's are
 //! shared by the batch.
