@@ -162,9 +162,10 @@ async fn drive(link: Link, mut jobs: mpsc::UnboundedReceiver<Job>, calls: usize,
 async fn send(link: &Link, batch: Vec<Job>) {
     let (mut keys, mut args) = (Vec::new(), Vec::new());
     let mut replies = Vec::with_capacity(batch.len());
-    let deadline = batch.iter().map(|j| j.deadline).min();
-    let deadline = deadline.unwrap_or_else(|| Instant::now() + link.timeout());
+    // The earliest caller's deadline: no caller waits past its own.
+    let mut deadline = Instant::now() + link.timeout();
     for job in batch {
+        deadline = deadline.min(job.deadline);
         keys.extend(job.keys);
         args.extend(job.args);
         replies.push(job.reply);

@@ -2,8 +2,8 @@
 //!
 //! Three scripts, each the shared prelude followed by its body: `check` (the
 //! five algorithms as functions, then `check.lua`, which decides one or more
-//! checks, each check's ops all or nothing), `refund` and `heartbeat`. Their SHA1s are
-//! computed here, so a call sends only `EVALSHA`.
+//! checks, each check's ops all or nothing), `refund` and `heartbeat`. Their
+//! SHA1s are computed here, so a call sends only `EVALSHA`.
 
 use std::sync::LazyLock;
 

@@ -5,9 +5,9 @@
 //! pipelined and answered in one round trip per node: fred routes each call
 //! by its keys' slot and follows `MOVED` and `ASK`). Elsewhere a check that
 //! is one call goes through the [`Batcher`], which sends concurrent checks
-//! as one `EVALSHA`. A call answered
-//! `NOSCRIPT` (after `SCRIPT FLUSH`, a restart or a failover) is sent again
-//! at once with `EVAL` and the full script, which also caches it, while
+//! as one `EVALSHA`. A call answered `NOSCRIPT` (after `SCRIPT FLUSH`, a
+//! restart or a failover) is sent again at once with `EVAL` and the full
+//! script, which also caches it, while
 //! `SCRIPT LOAD` reloads every script on every primary: no check fails
 //! because a script went missing.
 

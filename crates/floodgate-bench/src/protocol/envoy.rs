@@ -38,7 +38,12 @@ impl EnvoyClient {
     ) -> Result<EnvoyClient, BenchError> {
         let hits_addend = u32::try_from(template.hits)
             .map_err(|_| BenchError::Usage("--hits must fit in 32 bits for envoy".into()))?;
-        let channel = open_channel(target, "envoy").await?;
+        let channel = open_channel(
+            target,
+            "envoy",
+            "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+        )
+        .await?;
         Ok(EnvoyClient {
             channel,
             template,
@@ -69,13 +74,7 @@ impl EnvoyClient {
             }],
             hits_addend: self.hits_addend,
         };
-        let answer: Result<RateLimitResponse, Outcome> = self
-            .channel
-            .unary(
-                "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
-                &request,
-            )
-            .await;
+        let answer: Result<RateLimitResponse, Outcome> = self.channel.unary(&request).await;
         match answer {
             Ok(response) => match response.overall_code() {
                 Code::Ok => Outcome::Allowed,

@@ -34,7 +34,7 @@ impl GrpcClient {
         target: &Target,
         template: Arc<RequestTemplate>,
     ) -> Result<GrpcClient, BenchError> {
-        let channel = open_channel(target, "grpc").await?;
+        let channel = open_channel(target, "grpc", "/floodgate.v1.RateLimiter/Check").await?;
         Ok(GrpcClient { channel, template })
     }
 
@@ -51,10 +51,7 @@ impl GrpcClient {
             attributes,
             hits: Some(self.template.hits),
         };
-        let answer: Result<CheckResponse, Outcome> = self
-            .channel
-            .unary("/floodgate.v1.RateLimiter/Check", &request)
-            .await;
+        let answer: Result<CheckResponse, Outcome> = self.channel.unary(&request).await;
         match answer {
             Ok(response) if response.allowed => Outcome::Allowed,
             Ok(_) => Outcome::Denied,
@@ -63,7 +60,7 @@ impl GrpcClient {
     }
 }
 
-/// One HTTP/2 connection carrying unary gRPC calls, on the `h2` crate
+/// One HTTP/2 connection carrying unary calls of one gRPC method, on the `h2` crate
 /// directly: the generator's CPU is taken from the sidecar it measures on a
 /// 2-core machine, and tonic's client (a buffer task, or hyper's client
 /// with one spawned task per request, and a streaming codec) costs several
@@ -73,36 +70,30 @@ impl GrpcClient {
 pub(super) struct Channel {
     /// h2's handle on the connection (cheap to clone; shares it).
     send: h2::client::SendRequest<Bytes>,
-    /// `http://<addr>`, the authority every request names.
-    origin: http::Uri,
+    /// `http://<addr>/<package.Service>/<Method>`, what every request names.
+    uri: http::Uri,
 }
 
 /// The 5-byte gRPC message prefix: not compressed, then the length.
 const PREFIX: usize = 5;
 
 impl Channel {
-    /// Calls `path` (`/package.Service/Method`) with `request` and decodes
-    /// the answer; any failure is already the [`Outcome`] to record.
+    /// Calls the channel's method with `request` and decodes the answer;
+    /// any failure is already the [`Outcome`] to record.
     pub(super) async fn unary<Req: prost::Message, Resp: prost::Message + Default>(
         &mut self,
-        path: &'static str,
         request: &Req,
     ) -> Result<Resp, Outcome> {
         let transport = |what: &str, e: h2::Error| Outcome::Transport(format!("{what}: {e}"));
-        let uri = http::Uri::builder()
-            .scheme("http")
-            .authority(self.origin.authority().map_or("", |a| a.as_str()))
-            .path_and_query(path)
-            .build()
-            .map_err(|e| Outcome::Transport(format!("bad uri: {e}")))?;
-        let head = http::Request::post(uri)
+        let head = http::Request::post(self.uri.clone())
             .header(http::header::CONTENT_TYPE, "application/grpc")
             .header(http::header::TE, "trailers")
             .body(())
             .map_err(|e| Outcome::Transport(format!("bad request: {e}")))?;
-        let mut body = BytesMut::with_capacity(PREFIX + request.encoded_len());
+        let length = request.encoded_len();
+        let mut body = BytesMut::with_capacity(PREFIX + length);
         body.put_u8(0);
-        body.put_u32(request.encoded_len() as u32);
+        body.put_u32(length as u32);
         request
             .encode(&mut body)
             .map_err(|e| Outcome::Transport(format!("encode: {e}")))?;
@@ -169,11 +160,12 @@ fn status_outcome(code: i32) -> Outcome {
     Outcome::Status(format!("grpc:{:?}", tonic::Code::from(code)))
 }
 
-/// Connects an HTTP/2 connection to a loopback target (shared with Envoy
-/// RLS).
+/// Connects an HTTP/2 connection to a loopback target for calls of `path`
+/// (`/package.Service/Method`; shared with Envoy RLS).
 pub(super) async fn open_channel(
     target: &Target,
     protocol: &'static str,
+    path: &'static str,
 ) -> Result<Channel, BenchError> {
     let addr = target.addr();
     let error = |message: String| BenchError::Connect {
@@ -181,7 +173,7 @@ pub(super) async fn open_channel(
         protocol,
         message,
     };
-    let origin: http::Uri = format!("http://{addr}")
+    let uri: http::Uri = format!("http://{addr}{path}")
         .parse()
         .map_err(|e: http::uri::InvalidUri| error(e.to_string()))?;
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
@@ -196,7 +188,7 @@ pub(super) async fn open_channel(
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(Channel { send, origin })
+    Ok(Channel { send, uri })
 }
 
 /// The `source()` chain of an error, joined, for messages that say why.
