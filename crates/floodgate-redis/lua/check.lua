@@ -11,17 +11,20 @@
 --          distinct within one check (the store sends an op on a key already
 --          in that check in a call of its own), and may repeat across checks
 -- ARGV     per check: its now override in epoch µs ("" in production, see
---          the prelude), its number of ops n, then six values per op: the
---          algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
+--          the prelude), its number of ops n, then one value per op, its
+--          spec: "<algorithm> <flags> <hits> <a> <b> <c>", space-separated:
+--          the algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
 --          enforced: its denial denies the check, else shadow, reported
 --          only; +2 decide only: never charged), hits, then the algorithm's
---          a, b, c (see each algorithm above)
--- Returns  one reply per check, in order: {charged 0|1, reply of op 1, …,
---          reply of op n}, charged 1 when the check's allowed ops were
---          charged (those not "decide only"), each op's reply as its
---          algorithm says; or {-1, message} when Redis refused one of the
---          check's commands (a key of the wrong type): that check failed,
---          the others of the call stand
+--          a, b (integers) and c (a word, may be empty; see each algorithm
+--          above)
+-- Returns  one reply per check, in order: {charged 0|1, now_us, then five
+--          integers per op: allowed 0|1, remaining, reset_after_us,
+--          retry_after_us, receipt id (as each algorithm returns them)},
+--          charged 1 when the check's allowed ops were charged (those not
+--          "decide only"), now_us the check's script time; or {-1, message}
+--          when Redis refused one of the check's commands (a key of the
+--          wrong type): that check failed, the others of the call stand
 
 local ALGORITHMS = {
   sw = sliding_window,
@@ -30,6 +33,21 @@ local ALGORITHMS = {
   tb = token_bucket,
   cc = concurrency,
 }
+
+-- Op specs, parsed once per distinct string in a call (the checks of one
+-- call mostly repeat the same few: same policies, same hits): specs[s] is
+-- {algorithm, flags, hits, a, b, c}, or nil for a malformed spec.
+local specs = setmetatable({}, { __index = function(parsed, spec)
+  local name, flags, hits, a, b, c =
+    string.match(spec, '^(%a+) (%d+) (%d+) (%d+) (%d+) (%S*)$')
+  local algorithm = ALGORITHMS[name]
+  if algorithm == nil then
+    return nil
+  end
+  local op = { algorithm, tonumber(flags), tonumber(hits), tonumber(a), tonumber(b), c }
+  parsed[spec] = op
+  return op
+end })
 
 -- Redis TIME, read once per call however many checks use it.
 local server_now = nil
@@ -46,22 +64,20 @@ local function check(at, key, n)
   else
     now, test = script_now(ARGV[at])
   end
-  local out = { 1 }
+  local out = { 1, now }
   local commits = {}
   local denied = false
   for i = 1, n do
-    local o = at + 2 + 6 * (i - 1)
-    local algorithm = ALGORITHMS[ARGV[o]]
-    if algorithm == nil then
-      error('floodgate check: unknown algorithm ' .. tostring(ARGV[o]))
-    end
-    local flags = tonumber(ARGV[o + 1])
-    local r, commit = algorithm(KEYS[key + i - 1], now, test, tonumber(ARGV[o + 2]),
-      tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4]), ARGV[o + 5])
-    if r[1] == 0 and flags % 2 == 1 then
+    local op = specs[ARGV[at + 1 + i]]
+    local flags = op[2]
+    local allowed, remaining, reset_after, retry, id, commit =
+      op[1](KEYS[key + i - 1], now, test, op[3], op[4], op[5], op[6])
+    if not allowed and flags % 2 == 1 then
       denied = true
     end
-    out[i + 1] = r
+    local o = 5 * i - 2
+    out[o], out[o + 1], out[o + 2], out[o + 3], out[o + 4] =
+      allowed and 1 or 0, remaining, reset_after, retry, id
     if flags < 2 then
       commits[#commits + 1] = commit
     end
@@ -81,10 +97,15 @@ end
 local at, key = 1, 1
 while at <= #ARGV do
   local n = tonumber(ARGV[at + 1])
-  if n == nil or n < 1 or at + 1 + 6 * n > #ARGV or key + n - 1 > #KEYS then
+  if n == nil or n < 1 or at + 1 + n > #ARGV or key + n - 1 > #KEYS then
     return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
   end
-  at = at + 2 + 6 * n
+  for i = at + 2, at + 1 + n do
+    if specs[ARGV[i]] == nil then
+      return redis.error_reply('floodgate check: malformed op at ARGV[' .. i .. ']')
+    end
+  end
+  at = at + 2 + n
   key = key + n
 end
 if key - 1 ~= #KEYS then
@@ -104,7 +125,7 @@ while at <= #ARGV do
     message = string.gsub(message, '^@user_script:%d+: ', '')
     replies[#replies + 1] = { -1, message }
   end
-  at = at + 2 + 6 * n
+  at = at + 2 + n
   key = key + n
 end
 return replies

@@ -7,9 +7,9 @@
 -- Args     hits: slots to hold (0 peeks: allowed iff one slot is free,
 --          nothing held), a = limit, b = lease timeout in µs, c = the new
 --          lease's id (a random u64, decimal): the receipt id
--- Returns  {allowed 0|1, limit, remaining, reset_after_us, retry_after_us,
---          now_us, 0} as if charged (the caller knows the lease id it sent),
---          and the commit (nil: nothing to write)
+-- Returns  allowed, remaining, reset_after_us, retry_after_us, 0 (the
+--          caller knows the lease id it sent) as if charged, and the commit
+--          (nil: nothing to write)
 -- Expiry   when the latest lease lapses.
 
 local function concurrency(key, now, test, hits, limit, timeout, id)
@@ -62,5 +62,5 @@ local function concurrency(key, now, test, hits, limit, timeout, id)
       end
     end
   end
-  return reply(allowed, limit, math.max(limit - held, 0), reset_after, retry, now, 0), commit
+  return allowed, math.max(limit - held, 0), reset_after, retry, 0, commit
 end

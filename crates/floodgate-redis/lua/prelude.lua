@@ -77,9 +77,21 @@ local function expire_at(key, expires_us, now, test)
   end
 end
 
--- The reply of every check script: an array of integers.
-local function reply(allowed, limit, remaining, reset_after_us, retry_after_us, now, id)
-  return { allowed and 1 or 0, limit, remaining, reset_after_us, retry_after_us, now, id }
+-- Writes a counter's string `value`: a counter that `rolled` into a new
+-- window (or is new) expires at `expires_us` (deleted if that has come);
+-- one still in its window keeps the expiry its window's first write set.
+local function write(key, value, rolled, expires_us, now, test)
+  if not rolled then
+    redis.call('SET', key, value, 'KEEPTTL')
+    return
+  end
+  local ms = ttl_ms(expires_us, now, test)
+  if ms <= 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('SET', key, value, 'PX', int(ms))
+  end
 end
+
 
 -- ----------------------------------------------------------------------------

@@ -25,22 +25,31 @@ if redis.call('EXISTS', key) == 0 then
   return 0
 end
 
--- Lowers the hash field `field` by `hits`, never below 0.
-local function lower(field)
-  local value = tonumber(redis.call('HGET', key, field)) or 0
-  redis.call('HSET', key, field, int(math.max(value - hits, 0)))
-  return 1
-end
-
 if kind == 'sw' or kind == 'fw' then
-  local charged = idiv(at, span)
-  local index = tonumber(redis.call('HGET', key, 'i')) or 0
-  if charged == index then
-    return lower('c')
-  elseif kind == 'sw' and charged + 1 == index then
-    return lower('p')
+  -- The counter's string: "<i>:<p>:<c>" (sw) or "<i>:<c>" (fw); the charge
+  -- is in c if its window is still i, in p if it was i-1 (sw).
+  local fields = {}
+  for n in string.gmatch(redis.call('GET', key), '%d+') do
+    fields[#fields + 1] = tonumber(n)
   end
-  return 0
+  if #fields ~= (kind == 'sw' and 3 or 2) then
+    return 0
+  end
+  local charged = idiv(at, span)
+  local field
+  if charged == fields[1] then
+    field = #fields
+  elseif kind == 'sw' and charged + 1 == fields[1] then
+    field = 2
+  else
+    return 0
+  end
+  fields[field] = math.max(fields[field] - hits, 0)
+  for n = 1, #fields do
+    fields[n] = int(fields[n])
+  end
+  redis.call('SET', key, table.concat(fields, ':'), 'KEEPTTL')
+  return 1
 elseif kind == 'log' then
   -- Entries admitted at the same µs are interchangeable: remove `hits` of them.
   local members = redis.call('ZRANGEBYSCORE', key, int(at), int(at), 'LIMIT', 0, int(hits))

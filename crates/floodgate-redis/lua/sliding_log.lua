@@ -7,8 +7,8 @@
 -- Args     hits (0 peeks: allowed iff one hit fits, nothing charged),
 --          a = limit (at most 10 000), b = window in µs, c = nonce naming
 --          this check's members (a random u64, decimal)
--- Returns  {allowed 0|1, limit, remaining, reset_after_us, retry_after_us,
---          now_us, 0} as if charged, and the commit (nil: nothing to write)
+-- Returns  allowed, remaining, reset_after_us, retry_after_us, 0 (no
+--          receipt id) as if charged, and the commit (nil: nothing to write)
 -- Expiry   when the newest entry stops counting (newest + window).
 
 local function sliding_log(key, now, test, hits, limit, window, nonce)
@@ -57,5 +57,5 @@ local function sliding_log(key, now, test, hits, limit, window, nonce)
       retry = score_at(used + need - limit - 1) + window - now
     end
   end
-  return reply(allowed, limit, math.max(limit - len, 0), reset_after, retry, now, 0), commit
+  return allowed, math.max(limit - len, 0), reset_after, retry, 0, commit
 end

@@ -1,12 +1,12 @@
 -- sliding_window: the two-counter weighted estimate (floodgate-core
 -- algorithm/sliding_window.rs, line for line).
 --
--- Key      a hash {i = window index, p = hits of window i-1, c = hits of
---          window i}
+-- Key      a string "<i>:<p>:<c>": the window index i, the hits of window
+--          i-1 and of window i (anything else reads as a new counter)
 -- Args     hits (0 peeks: allowed iff one hit fits, nothing charged),
 --          a = limit, b = window in µs (a whole number of ms), c unused
--- Returns  {allowed 0|1, limit, remaining, reset_after_us, retry_after_us,
---          now_us, 0} as if charged, and the commit (nil: nothing to write)
+-- Returns  allowed, remaining, reset_after_us, retry_after_us, 0 (no
+--          receipt id) as if charged, and the commit (nil: nothing to write)
 -- Expiry   the end of the window after the current one (2 windows at most),
 --          set by the first charge in each window.
 
@@ -20,14 +20,16 @@ end
 
 local function sliding_window(key, now, test, hits, limit, window)
   local window_ms = idiv(window, 1000)
-  local state = redis.call('HMGET', key, 'i', 'p', 'c')
+  local state = redis.call('GET', key)
   local index = idiv(now, window)
-  local s_index = tonumber(state[1]) or 0
-  local previous = tonumber(state[2]) or 0
-  local current = tonumber(state[3]) or 0
+  local s_index, previous, current = 0, 0, 0
+  if state then
+    local i, p, c = string.match(state, '^(%d+):(%d+):(%d+)$')
+    s_index, previous, current = tonumber(i) or 0, tonumber(p) or 0, tonumber(c) or 0
+  end
   -- A counter already in this window has its expiry set (by the write that
   -- moved it here, to the same instant): only a new window sets it again.
-  local rolled = state[1] == false or index > s_index
+  local rolled = state == false or index > s_index
   if index > s_index then
     if index == s_index + 1 then
       previous = current
@@ -48,10 +50,8 @@ local function sliding_window(key, now, test, hits, limit, window)
     current = current + hits
     used_after = used_after + hits
     commit = function()
-      redis.call('HSET', key, 'i', int(s_index), 'p', int(previous), 'c', int(current))
-      if rolled then
-        expire_at(key, (s_index + 2) * window, now, test)
-      end
+      write(key, string.format('%d:%d:%d', s_index, previous, current), rolled,
+        (s_index + 2) * window, now, test)
     end
   end
 
@@ -68,5 +68,5 @@ local function sliding_window(key, now, test, hits, limit, window)
     end
   end
 
-  return reply(allowed, limit, math.max(limit - used_after, 0), weight_us, retry, now, 0), commit
+  return allowed, math.max(limit - used_after, 0), weight_us, retry, 0, commit
 end

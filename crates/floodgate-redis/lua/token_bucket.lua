@@ -6,9 +6,9 @@
 -- Args     hits (0 peeks: allowed iff one hit fits, nothing charged),
 --          a = burst (the bucket size, reported as the limit),
 --          b = emission interval in µs: ceil(window / limit), c unused
--- Returns  {allowed 0|1, burst, remaining, reset_after_us, retry_after_us,
---          now_us, TAT after the charge (the receipt id; 0 if not charged)}
---          as if charged, and the commit (nil: nothing to write)
+-- Returns  allowed, remaining, reset_after_us, retry_after_us, the TAT
+--          after the charge (the receipt id; 0 if not charged) as if
+--          charged, and the commit (nil: nothing to write)
 -- Expiry   when the bucket is full again (the TAT).
 
 local function token_bucket(key, now, test, hits, burst, interval)
@@ -38,5 +38,5 @@ local function token_bucket(key, now, test, hits, burst, interval)
     end
   end
   local remaining = idiv(capacity - math.min(level, capacity), interval)
-  return reply(allowed, burst, remaining, level, retry, now, id), commit
+  return allowed, remaining, level, retry, id, commit
 end

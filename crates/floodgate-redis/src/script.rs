@@ -101,6 +101,21 @@ fn int(n: u64) -> Value {
     Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
+/// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
+/// <b> <c>"`, c the lease id (`sliding_log`, `concurrency`) or 0.
+fn op_spec(kind: AlgorithmKind, flags: char, hits: u64, a: u64, b: u64, nonce: u64) -> String {
+    let mut spec = String::with_capacity(64);
+    let mut number = itoa::Buffer::new();
+    spec.push_str(suffix(kind));
+    spec.push(' ');
+    spec.push(flags);
+    for n in [hits, a, b, nonce] {
+        spec.push(' ');
+        spec.push_str(number.format(n));
+    }
+    spec
+}
+
 /// What is needed to read one op's reply in a check call.
 #[derive(Debug)]
 struct OpReading {
@@ -112,6 +127,8 @@ struct OpReading {
     hits: u64,
     /// The algorithm, for the receipt id.
     kind: AlgorithmKind,
+    /// The limit the reply reports (the burst for `token_bucket`).
+    limit: u64,
     /// The lease id sent (`concurrency`): the receipt id.
     nonce: u64,
 }
@@ -136,7 +153,7 @@ fn interval_us(policy: &Policy) -> u64 {
 
 impl CheckCall {
     /// An empty call, with script time `now` ("" = Redis `TIME`). Its ARGV
-    /// is one check's: `now`, the op count, then six values per op; the
+    /// is one check's: `now`, the op count, then one spec per op; the
     /// batcher puts several checks' ARGV one after the other.
     fn new(now: &str) -> CheckCall {
         CheckCall {
@@ -161,19 +178,15 @@ impl CheckCall {
             AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
             _ => (policy.limit(), policy.window_us()),
         };
-        self.call.args.extend([
-            Value::from_static_str(suffix(kind)),
-            Value::from_static_str(match (op.enforced, op.charge) {
-                (true, true) => "1",
-                (false, true) => "0",
-                (true, false) => "3",
-                (false, false) => "2",
-            }),
-            int(op.hits),
-            int(a),
-            int(b),
-            Value::from(nonce.to_string()),
-        ]);
+        let flags = match (op.enforced, op.charge) {
+            (true, true) => '1',
+            (false, true) => '0',
+            (true, false) => '3',
+            (false, false) => '2',
+        };
+        self.call
+            .args
+            .push(Value::from(op_spec(kind, flags, op.hits, a, b, nonce)));
         self.call.keys.push(key);
         self.call.args[1] = Value::Integer(self.call.keys.len() as i64);
         self.ops.push(OpReading {
@@ -181,14 +194,14 @@ impl CheckCall {
             charge: op.charge,
             hits: op.hits,
             kind,
+            limit: a,
             nonce,
         });
     }
 
-    /// Reads this check's reply `{charged, reply…}` (its element of the
-    /// script's reply) into `outcomes`, each at its op's index; every reply
-    /// is `{allowed, limit, remaining, reset_after_us, retry_after_us,
-    /// now_us, id}`.
+    /// Reads this check's reply (its element of the script's reply) into
+    /// `outcomes`, each at its op's index: `{charged, now_us, then per op
+    /// allowed, remaining, reset_after_us, retry_after_us, id}`.
     ///
     /// # Errors
     /// The error Redis gave for a command of this check (`{-1, message}`),
@@ -198,46 +211,46 @@ impl CheckCall {
         reply: Value,
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), StoreError> {
-        let bad = |what: &Value| StoreError::Protocol(format!("unexpected script reply {what:?}"));
+        let bad = || StoreError::Protocol(format!("unexpected script reply {reply:?}"));
         let Value::Array(items) = &reply else {
-            return Err(bad(&reply));
+            return Err(bad());
         };
-        let (Some(Value::Integer(charged)), replies) =
-            (items.first(), &items[1.min(items.len())..])
-        else {
-            return Err(bad(&reply));
-        };
-        if let (-1, [message]) = (*charged, replies) {
+        if let [Value::Integer(-1), message] = items.as_slice() {
             let message = message.as_str().unwrap_or_default();
             return Err(reply_error(&message));
         }
-        if replies.len() != self.ops.len() {
-            return Err(bad(&reply));
+        let number = |v: &Value| match v {
+            Value::Integer(i) => u64::try_from(*i).ok(),
+            _ => None,
+        };
+        let (Some(charged), Some(now_us)) = (
+            items.first().and_then(number),
+            items.get(1).and_then(number),
+        ) else {
+            return Err(bad());
+        };
+        if items.len() != 2 + OP_REPLY * self.ops.len() {
+            return Err(bad());
         }
-        for (op, item) in self.ops.iter().zip(replies) {
-            outcomes[op.index] = Some(op.outcome(item, *charged == 1).ok_or_else(|| bad(item))?);
+        for (op, values) in self.ops.iter().zip(items[2..].chunks_exact(OP_REPLY)) {
+            let mut numbers = [0u64; OP_REPLY];
+            for (n, v) in numbers.iter_mut().zip(values) {
+                *n = number(v).ok_or_else(bad)?;
+            }
+            outcomes[op.index] = Some(op.outcome(numbers, charged == 1, now_us));
         }
         Ok(())
     }
 }
 
+/// Integers per op in a check's reply.
+const OP_REPLY: usize = 5;
+
 impl OpReading {
-    /// One op's reply, or `None` for a malformed one.
-    fn outcome(&self, reply: &Value, charged: bool) -> Option<Outcome> {
-        let Value::Array(items) = reply else {
-            return None;
-        };
-        let mut numbers = [0u64; 7];
-        if items.len() != numbers.len() {
-            return None;
-        }
-        for (n, v) in numbers.iter_mut().zip(items) {
-            *n = match v {
-                Value::Integer(i) => u64::try_from(*i).ok()?,
-                _ => return None,
-            };
-        }
-        let [allowed, limit, remaining, reset_after_us, retry_after_us, now_us, id] = numbers;
+    /// One op's outcome from its reply `[allowed, remaining,
+    /// reset_after_us, retry_after_us, id]`.
+    fn outcome(&self, numbers: [u64; OP_REPLY], charged: bool, now_us: u64) -> Outcome {
+        let [allowed, remaining, reset_after_us, retry_after_us, id] = numbers;
         let allowed = allowed == 1;
         let receipt = (charged && self.charge && allowed && self.hits > 0).then_some(Receipt {
             at_us: now_us,
@@ -247,14 +260,14 @@ impl OpReading {
                 _ => 0,
             },
         });
-        Some(Outcome {
+        Outcome {
             allowed,
-            limit,
+            limit: self.limit,
             remaining,
             reset_after_us,
             retry_after_us,
             receipt,
-        })
+        }
     }
 }
 
@@ -373,8 +386,12 @@ mod tests {
         // Cluster: the two hash tags are two slots.
         let calls = check_calls("fg", &ops[..2], "", Some(fred::util::redis_keyslot));
         assert_eq!(calls.len(), 2);
-        // ARGV: now, the op count, then six values per op.
-        assert_eq!(calls[0].call.args.len(), 2 + 6);
+        // ARGV: now, the op count, then one spec per op.
+        assert_eq!(calls[0].call.args.len(), 2 + 1);
         assert_eq!(calls[0].call.args[1], Value::Integer(1));
+        assert_eq!(
+            calls[0].call.args[2].as_str().as_deref(),
+            Some("sw 1 1 10 1000000 0")
+        );
     }
 }
