@@ -8,7 +8,7 @@ use floodgate_e2e::{free_port, Floodgate, RedisServer, FREE_PORTS};
 
 fn config(port: u16) -> String {
     format!(
-        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"redis://127.0.0.1:{port}\"\nkey_prefix = \"e2e\"\ntimeout = \"100ms\"\n\n[fallback]\ninstances = 2\nprobe_interval = \"200ms\"\nfailure_threshold = 2\n\n[[policy]]\nname = \"api\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1h\"\nalgorithm = \"fixed_window\"\nfallback = \"local\"\n"
+        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"redis://127.0.0.1:{port}\"\nkey_prefix = \"e2e\"\ntimeout = \"100ms\"\n\n[fallback]\ninstances = 2\nprobe_interval = \"200ms\"\nfailure_threshold = 2\n\n[[policy]]\nname = \"api\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"366d\"\nalgorithm = \"fixed_window\"\nfallback = \"local\"\n"
     )
 }
 

@@ -19,7 +19,7 @@ fn config(upstream: SocketAddr) -> String {
 /// (a `[store]`, say) before the endpoints and policies.
 fn config_with(upstream: SocketAddr, server: &str, sections: &str) -> String {
     format!(
-        "{FREE_PORTS}{server}proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{upstream}\" }}\n{sections}\n[[endpoint]]\nname = \"stream\"\npath = \"/sse*\"\n\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"1h\"\nalgorithm = \"fixed_window\"\n\n[[policy]]\nname = \"one-stream\"\nmatch = {{ endpoint = \"stream\" }}\nkey = []\nlimit = 1\nalgorithm = \"concurrency\"\n"
+        "{FREE_PORTS}{server}proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{upstream}\" }}\n{sections}\n[[endpoint]]\nname = \"stream\"\npath = \"/sse*\"\n\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"366d\"\nalgorithm = \"fixed_window\"\n\n[[policy]]\nname = \"one-stream\"\nmatch = {{ endpoint = \"stream\" }}\nkey = []\nlimit = 1\nalgorithm = \"concurrency\"\n"
     )
 }
 

@@ -14,7 +14,7 @@ use floodgate_e2e::{http_request, Floodgate, FREE_PORTS};
 /// The limit is padded to a fixed width so that the file keeps its length.
 fn config(limit: u64) -> String {
     format!(
-        "{FREE_PORTS}\n[[policy]]\nname = \"p\"\nmatch = {{ endpoint = \"x\" }}\nkey = [\"user\"]\nlimit = {limit:>4}\nwindow = \"1h\"\nalgorithm = \"fixed_window\"\n"
+        "{FREE_PORTS}\n[[policy]]\nname = \"p\"\nmatch = {{ endpoint = \"x\" }}\nkey = [\"user\"]\nlimit = {limit:>4}\nwindow = \"366d\"\nalgorithm = \"fixed_window\"\n"
     )
 }
 
