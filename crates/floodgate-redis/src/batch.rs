@@ -41,7 +41,7 @@ pub(crate) const MAX_OPS: usize = 64;
 struct Job {
     /// The check's keys, in op order.
     keys: Vec<String>,
-    /// The check's ARGV: its now override, its op count, six values per op.
+    /// The check's ARGV: its now override, its op count, one spec per op.
     args: Vec<Value>,
     /// When its caller stops waiting.
     deadline: Instant,
