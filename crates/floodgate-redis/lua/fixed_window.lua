@@ -10,15 +10,11 @@
 -- Expiry   the end of the current window, set by its first charge.
 
 local function fixed_window(key, now, test, hits, limit, window)
-  local state = redis.call('GET', key)
+  local s_index, current = read_counter(key, 2)
   local index = idiv(now, window)
-  local s_index, current = 0, 0
-  if state then
-    local i, c = string.match(state, '^(%d+):(%d+)$')
-    s_index, current = tonumber(i) or 0, tonumber(c) or 0
-  end
   -- As in sliding_window: only a new window sets the expiry again.
-  local rolled = state == false or index > s_index
+  local rolled = s_index == nil or index > s_index
+  s_index, current = s_index or 0, current or 0
   if index > s_index then
     s_index = index
     current = 0

@@ -28,11 +28,8 @@ end
 if kind == 'sw' or kind == 'fw' then
   -- The counter's string: "<i>:<p>:<c>" (sw) or "<i>:<c>" (fw); the charge
   -- is in c if its window is still i, in p if it was i-1 (sw).
-  local fields = {}
-  for n in string.gmatch(redis.call('GET', key), '%d+') do
-    fields[#fields + 1] = tonumber(n)
-  end
-  if #fields ~= (kind == 'sw' and 3 or 2) then
+  local fields = { read_counter(key, kind == 'sw' and 3 or 2) }
+  if #fields == 0 then
     return 0
   end
   local charged = idiv(at, span)

@@ -20,16 +20,12 @@ end
 
 local function sliding_window(key, now, test, hits, limit, window)
   local window_ms = idiv(window, 1000)
-  local state = redis.call('GET', key)
+  local s_index, previous, current = read_counter(key, 3)
   local index = idiv(now, window)
-  local s_index, previous, current = 0, 0, 0
-  if state then
-    local i, p, c = string.match(state, '^(%d+):(%d+):(%d+)$')
-    s_index, previous, current = tonumber(i) or 0, tonumber(p) or 0, tonumber(c) or 0
-  end
   -- A counter already in this window has its expiry set (by the write that
   -- moved it here, to the same instant): only a new window sets it again.
-  local rolled = state == false or index > s_index
+  local rolled = s_index == nil or index > s_index
+  s_index, previous, current = s_index or 0, previous or 0, current or 0
   if index > s_index then
     if index == s_index + 1 then
       previous = current

@@ -22,6 +22,15 @@ pub enum Error {
         /// What Redis said.
         reason: String,
     },
+    /// The server is older than the scripts need (Redis 6.0, for `SET …
+    /// KEEPTTL`).
+    #[error("Redis at {target} is version {version}: floodgate needs Redis {MIN_REDIS_VERSION} or newer")]
+    Unsupported {
+        /// The servers, without passwords.
+        target: String,
+        /// The version it reported (`redis_version` of `INFO server`).
+        version: String,
+    },
     /// Redis could not be reached or did not answer in time; retrying later
     /// may succeed.
     #[error("cannot reach Redis at {target}: {reason}")]
@@ -32,6 +41,9 @@ pub enum Error {
         reason: String,
     },
 }
+
+/// The oldest Redis the scripts run on.
+pub(crate) const MIN_REDIS_VERSION: &str = "6.0";
 
 impl Error {
     /// Whether trying again later may succeed (Redis down or still

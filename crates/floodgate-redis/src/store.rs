@@ -26,7 +26,7 @@ use fred::util::redis_keyslot;
 use tokio::time::{timeout_at, Instant};
 
 use crate::batch::{split, Batcher};
-use crate::error::{is_noscript, store_error};
+use crate::error::{is_noscript, store_error, MIN_REDIS_VERSION};
 use crate::key::redis_key;
 use crate::script::{check_calls, refund_call, Call, SCRIPTS};
 use crate::{Config, Error};
@@ -153,11 +153,33 @@ impl RedisStore {
             #[cfg(feature = "test-clock")]
             clock: None,
         };
-        if let Err(e) = store.link.load_scripts(connect_timeout).await {
-            let _ = store.link.pool.quit().await;
-            return Err(Error::connecting(target, &e));
+        let ready = async {
+            // A user the ACL denies INFO is not refused for that: its
+            // version stays unknown (the scripts then meet an old server's
+            // own error).
+            let info = match store.link.server_info(connect_timeout).await {
+                Err(e) if e.details().starts_with("NOPERM") => String::new(),
+                info => info?,
+            };
+            if let Some(version) = unsupported_version(&info) {
+                return Ok(Err(Error::Unsupported {
+                    target: target.clone(),
+                    version,
+                }));
+            }
+            store.link.load_scripts(connect_timeout).await.map(Ok)
+        };
+        match ready.await {
+            Ok(Ok(())) => Ok(store),
+            Ok(Err(e)) => {
+                let _ = store.link.pool.quit().await;
+                Err(e)
+            }
+            Err(e) => {
+                let _ = store.link.pool.quit().await;
+                Err(Error::connecting(target, &e))
+            }
         }
-        Ok(store)
     }
 
     /// Makes the scripts read "now" from `clock` instead of Redis `TIME`.
@@ -255,6 +277,23 @@ impl Link {
     }
 
     /// Loads every script on every primary.
+    /// `INFO server` of one server, within `timeout`.
+    async fn server_info(&self, timeout: Duration) -> Result<String, FredError> {
+        let client = self.pool.next();
+        let command = CustomCommand::new_static("INFO", ClusterHash::Random, false);
+        tokio::time::timeout(
+            timeout,
+            Box::pin(client.custom::<String, _>(command, vec!["server"])),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(FredError::new(
+                fred::error::ErrorKind::Timeout,
+                "INFO timed out",
+            ))
+        })
+    }
+
     async fn load_scripts(&self, timeout: Duration) -> Result<(), FredError> {
         let client = self.pool.next();
         let all = async {
@@ -452,9 +491,38 @@ impl Store for RedisStore {
     }
 }
 
+/// The version in `info` (`INFO server`) when it is older than
+/// [`MIN_REDIS_VERSION`], else `None` (also when `info` names none: a server
+/// that hides it is given the benefit of the doubt; the scripts then fail
+/// with Redis's own error).
+fn unsupported_version(info: &str) -> Option<String> {
+    let version = info
+        .lines()
+        .find_map(|line| line.strip_prefix("redis_version:"))?
+        .trim();
+    let number = |part: Option<&str>| part.and_then(|p| p.parse::<u32>().ok());
+    let mut parts = version.split('.');
+    let (major, minor) = (number(parts.next())?, number(parts.next()).unwrap_or(0));
+    let mut min = MIN_REDIS_VERSION.split('.');
+    let (min_major, min_minor) = (number(min.next())?, number(min.next()).unwrap_or(0));
+    ((major, minor) < (min_major, min_minor)).then(|| version.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redis_older_than_6_0_is_refused() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert_eq!(unsupported_version(&info("5.0.14")), Some("5.0.14".into()));
+        assert_eq!(unsupported_version(&info("4.0.9")), Some("4.0.9".into()));
+        for supported in ["6.0.0", "6.2.14", "7.0.15", "7.4.1", "8.0.2", "10.1"] {
+            assert_eq!(unsupported_version(&info(supported)), None, "{supported}");
+        }
+        assert_eq!(unsupported_version("# Server\r\n"), None);
+        assert_eq!(unsupported_version(&info("unknown")), None);
+    }
 
     /// fred's call futures are kilobytes; every one is boxed, so a call's
     /// future (copied whole each time it is boxed or spawned) stays small.

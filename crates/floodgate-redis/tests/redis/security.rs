@@ -11,8 +11,13 @@ use crate::TIMEOUT;
 use floodgate_e2e::{RedisServer, TestCa};
 
 async fn one_check(store: &RedisStore) {
+    one_check_of(store, "u").await;
+}
+
+/// One check of a fresh `user` on a 5-per-10-s fixed window: allowed, 4 left.
+async fn one_check_of(store: &RedisStore, user: &str) {
     let p = policy("fw", AlgorithmKind::FixedWindow, 5, 10_000_000, None);
-    let key = p.counter_key(&[("user".to_string(), "u".to_string())].into());
+    let key = p.counter_key(&[("user".to_string(), user.to_string())].into());
     let o = store.check(&[StoreOp::new(&p, &key, 1)]).await.unwrap();
     assert!(o[0].outcome.allowed);
     assert_eq!(o[0].outcome.remaining, 4);
@@ -97,4 +102,22 @@ async fn acl_user_and_wrong_password() {
     let err = RedisStore::connect(&reader).await.unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err:?}");
     assert!(err.to_string().contains("NOPERM"), "{err}");
+
+    // A user denied INFO: the version check is skipped, not failed.
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("scripts")
+        .arg("on")
+        .arg(">pw")
+        .arg("~fg:*")
+        .arg("+@all")
+        .arg("-info")
+        .query(&mut server.inspector())
+        .unwrap();
+    let scripts = Config {
+        url: Some(format!("redis://scripts:pw@127.0.0.1:{}", server.port)),
+        ..config("")
+    };
+    let store = RedisStore::connect(&scripts).await.expect("no INFO needed");
+    one_check_of(&store, "without-info").await;
 }

@@ -458,7 +458,7 @@ async fn concurrent_checks_share_calls_and_stay_exact() {
         None,
     ));
     let own = Arc::new(policy("tb", AlgorithmKind::TokenBucket, 5, 3_600 * S, None));
-    // One key holding a hash (counters are strings): the checks that touch
+    // One key holding a set (counters are strings): the checks that touch
     // it fail, alone.
     let bad = Arc::new(policy(
         "bad",
@@ -470,7 +470,7 @@ async fn concurrent_checks_share_calls_and_stay_exact() {
     let bad_key = bad.counter_key(&user("bad"));
     let mut inspect = server.inspector();
     let _: () = inspect
-        .hset(store.redis_key(&bad, &bad_key), "c", "not a counter")
+        .sadd(store.redis_key(&bad, &bad_key), "not a counter")
         .unwrap();
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
@@ -600,7 +600,7 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     assert!(!exists, "a malformed call charged a check");
 
     // A key of the wrong type fails its own check; the next one stands.
-    let _: () = redis.hset("fg:{bad}:fw", "c", "1").unwrap();
+    let _: () = redis.sadd("fg:{bad}:fw", "not a counter").unwrap();
     let mut argv = check(1);
     argv.extend(check(1));
     let reply = eval(&mut redis, &["fg:{bad}:fw", "fg:{a}:fw"], &argv).unwrap();
@@ -620,5 +620,47 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     assert!(
         counter.ends_with(":1"),
         "the good check was charged once: {counter}"
+    );
+
+    // A counter an older floodgate kept as a hash keeps counting, and its
+    // first write replaces it with the string, keeping its expiry.
+    let now = 1_000_000_000_000_u64; // script time (µs): window index 16 666
+    let at = |argv: &mut Vec<String>| argv[0] = now.to_string();
+    let _: () = redis
+        .hset_multiple("fg:{old}:fw", &[("i", "16666"), ("c", "99")])
+        .unwrap();
+    let _: () = redis.pexpire("fg:{old}:fw", 600_000).unwrap();
+    let mut argv = check(1);
+    at(&mut argv);
+    let reply = eval(&mut redis, &["fg:{old}:fw"], &argv).unwrap();
+    assert_eq!(
+        reply,
+        redis::Value::Array(vec![redis::Value::Array(
+            [1, now, 1, 0, 20_000_000, 0, 0]
+                .into_iter()
+                .map(|n| redis::Value::Int(n as i64))
+                .collect()
+        )]),
+        "99 of 100 used: allowed, 0 left, charged"
+    );
+    let counter: String = redis.get("fg:{old}:fw").unwrap();
+    assert_eq!(counter, "16666:100");
+    let ttl: i64 = redis.pttl("fg:{old}:fw").unwrap();
+    assert!(ttl > 0 && ttl <= 600_000, "the hash's expiry kept: {ttl}");
+    let mut argv = check(1);
+    at(&mut argv);
+    let reply = eval(&mut redis, &["fg:{old}:fw"], &argv).unwrap();
+    let redis::Value::Array(replies) = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(
+        replies[0],
+        redis::Value::Array(
+            [0, now, 0, 0, 20_000_000, 20_000_000, 0]
+                .into_iter()
+                .map(|n| redis::Value::Int(n as i64))
+                .collect()
+        ),
+        "the 101st is denied"
     );
 }
