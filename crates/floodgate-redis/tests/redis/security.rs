@@ -86,38 +86,26 @@ async fn acl_user_and_wrong_password() {
     );
 
     // A user without the right to run scripts: named at connect time too.
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("reader")
-        .arg("on")
-        .arg(">pw")
-        .arg("~*")
-        .arg("+get")
-        .query(&mut server.inspector())
-        .unwrap();
-    let reader = Config {
-        url: Some(format!("redis://reader:pw@127.0.0.1:{}", server.port)),
-        ..config("")
+    let user = |name: &str, rules: &[&str]| {
+        let () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(name)
+            .arg(&["on", ">pw"])
+            .arg(rules)
+            .query(&mut server.inspector())
+            .unwrap();
+        Config {
+            url: Some(format!("redis://{name}:pw@127.0.0.1:{}", server.port)),
+            ..config("")
+        }
     };
+    let reader = user("reader", &["~*", "+get"]);
     let err = RedisStore::connect(&reader).await.unwrap_err();
     assert!(matches!(err, Error::Auth { .. }), "{err:?}");
     assert!(err.to_string().contains("NOPERM"), "{err}");
 
     // A user denied INFO: the version check is skipped, not failed.
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("scripts")
-        .arg("on")
-        .arg(">pw")
-        .arg("~fg:*")
-        .arg("+@all")
-        .arg("-info")
-        .query(&mut server.inspector())
-        .unwrap();
-    let scripts = Config {
-        url: Some(format!("redis://scripts:pw@127.0.0.1:{}", server.port)),
-        ..config("")
-    };
+    let scripts = user("scripts", &["~fg:*", "+@all", "-info"]);
     let store = RedisStore::connect(&scripts).await.expect("no INFO needed");
     one_check_of(&store, "without-info").await;
 }
