@@ -26,7 +26,7 @@ local function fixed_window(key, now, test, hits, limit, window)
   if allowed and hits > 0 then
     current = current + hits
     commit = function()
-      write(key, string.format('%d:%d', s_index, current), rolled,
+      write(key, counter_string(s_index, current), rolled,
         (s_index + 1) * window, now, test)
     end
   end

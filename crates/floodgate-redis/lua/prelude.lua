@@ -4,8 +4,9 @@
 -- Every call takes a "now override" (check.lua: one per check; refund and
 -- heartbeat: ARGV[1]): "" in production, where time comes from the Redis
 -- server's own clock (TIME), or epoch µs sent by a test build (cargo feature
--- `test-clock`) so results can be compared exactly with the local store. Under an override, script time and real time differ,
--- so TTLs get TEST_SLACK_MS more to keep keys alive for the whole test.
+-- `test-clock`) so results can be compared exactly with the local store.
+-- Under an override, script time and real time differ, so TTLs get
+-- TEST_SLACK_MS more to keep keys alive for the whole test.
 --
 -- All arithmetic is on integers below 2^53, exact in Lua doubles.
 
@@ -112,6 +113,14 @@ local function read_counter(key, n)
   return tonumber(a), tonumber(b), tonumber(c)
 end
 
+-- The counter string read_counter reads, of 2 or 3 numbers.
+local function counter_string(a, b, c)
+  if c == nil then
+    return string.format('%d:%d', a, b)
+  end
+  return string.format('%d:%d:%d', a, b, c)
+end
+
 -- Writes a counter's string `value`: a counter that `rolled` into a new
 -- window (or is new) expires at `expires_us` (deleted if that has come);
 -- one still in its window keeps the expiry its window's first write set.
@@ -127,6 +136,5 @@ local function write(key, value, rolled, expires_us, now, test)
     redis.call('SET', key, value, 'PX', int(ms))
   end
 end
-
 
 -- ----------------------------------------------------------------------------

@@ -42,10 +42,7 @@ if kind == 'sw' or kind == 'fw' then
     return 0
   end
   fields[field] = math.max(fields[field] - hits, 0)
-  for n = 1, #fields do
-    fields[n] = int(fields[n])
-  end
-  redis.call('SET', key, table.concat(fields, ':'), 'KEEPTTL')
+  write(key, counter_string(unpack(fields)), false)
   return 1
 elseif kind == 'log' then
   -- Entries admitted at the same µs are interchangeable: remove `hits` of them.

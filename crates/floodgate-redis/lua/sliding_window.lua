@@ -46,7 +46,7 @@ local function sliding_window(key, now, test, hits, limit, window)
     current = current + hits
     used_after = used_after + hits
     commit = function()
-      write(key, string.format('%d:%d:%d', s_index, previous, current), rolled,
+      write(key, counter_string(s_index, previous, current), rolled,
         (s_index + 2) * window, now, test)
     end
   end

@@ -24,7 +24,7 @@ pub enum Error {
     },
     /// The server is older than the scripts need (Redis 6.0, for `SET …
     /// KEEPTTL`).
-    #[error("Redis at {target} is version {version}: floodgate needs Redis {MIN_REDIS_VERSION} or newer")]
+    #[error("Redis at {target} is version {version}: floodgate needs Redis {}.{} or newer", MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1)]
     Unsupported {
         /// The servers, without passwords.
         target: String,
@@ -42,8 +42,8 @@ pub enum Error {
     },
 }
 
-/// The oldest Redis the scripts run on.
-pub(crate) const MIN_REDIS_VERSION: &str = "6.0";
+/// The oldest Redis the scripts run on (major, minor).
+pub(crate) const MIN_REDIS_VERSION: (u32, u32) = (6, 0);
 
 impl Error {
     /// Whether trying again later may succeed (Redis down or still

@@ -153,33 +153,11 @@ impl RedisStore {
             #[cfg(feature = "test-clock")]
             clock: None,
         };
-        let ready = async {
-            // A user the ACL denies INFO is not refused for that: its
-            // version stays unknown (the scripts then meet an old server's
-            // own error).
-            let info = match store.link.server_info(connect_timeout).await {
-                Err(e) if e.details().starts_with("NOPERM") => String::new(),
-                info => info?,
-            };
-            if let Some(version) = unsupported_version(&info) {
-                return Ok(Err(Error::Unsupported {
-                    target: target.clone(),
-                    version,
-                }));
-            }
-            store.link.load_scripts(connect_timeout).await.map(Ok)
-        };
-        match ready.await {
-            Ok(Ok(())) => Ok(store),
-            Ok(Err(e)) => {
-                let _ = store.link.pool.quit().await;
-                Err(e)
-            }
-            Err(e) => {
-                let _ = store.link.pool.quit().await;
-                Err(Error::connecting(target, &e))
-            }
+        if let Err(e) = store.link.prepare(&target, connect_timeout).await {
+            let _ = store.link.pool.quit().await;
+            return Err(e);
         }
+        Ok(store)
     }
 
     /// Makes the scripts read "now" from `clock` instead of Redis `TIME`.
@@ -276,24 +254,35 @@ impl Link {
         self.timeout
     }
 
-    /// Loads every script on every primary.
-    /// `INFO server` of one server, within `timeout`.
-    async fn server_info(&self, timeout: Duration) -> Result<String, FredError> {
+    /// Makes a new connection ready for checks: the server is recent
+    /// enough ([`MIN_REDIS_VERSION`], from `INFO server`) and every script is
+    /// loaded on every primary, each step within `timeout`.
+    async fn prepare(&self, target: &str, timeout: Duration) -> Result<(), Error> {
         let client = self.pool.next();
-        let command = CustomCommand::new_static("INFO", ClusterHash::Random, false);
-        tokio::time::timeout(
+        let connecting = |e: FredError| Error::connecting(target.to_string(), &e);
+        let info = CustomCommand::new_static("INFO", ClusterHash::Random, false);
+        let info = within(
             timeout,
-            Box::pin(client.custom::<String, _>(command, vec!["server"])),
+            "INFO",
+            client.custom::<String, _>(info, vec!["server"]),
         )
-        .await
-        .unwrap_or_else(|_| {
-            Err(FredError::new(
-                fred::error::ErrorKind::Timeout,
-                "INFO timed out",
-            ))
-        })
+        .await;
+        // A user the ACL denies INFO is not refused for that: its version
+        // stays unknown (the scripts then meet an old server's own error).
+        let info = match info {
+            Err(e) if e.details().starts_with("NOPERM") => String::new(),
+            info => info.map_err(connecting)?,
+        };
+        if let Some(version) = unsupported_version(&info) {
+            return Err(Error::Unsupported {
+                target: target.to_string(),
+                version,
+            });
+        }
+        self.load_scripts(timeout).await.map_err(connecting)
     }
 
+    /// Loads every script on every primary.
     async fn load_scripts(&self, timeout: Duration) -> Result<(), FredError> {
         let client = self.pool.next();
         let all = async {
@@ -303,14 +292,7 @@ impl Link {
             }
             Ok(())
         };
-        tokio::time::timeout(timeout, all)
-            .await
-            .unwrap_or_else(|_| {
-                Err(FredError::new(
-                    fred::error::ErrorKind::Timeout,
-                    "SCRIPT LOAD timed out",
-                ))
-            })
+        within(timeout, "SCRIPT LOAD", all).await
     }
 
     /// Sends `calls` as one pipeline and returns each reply, in order.
@@ -491,6 +473,24 @@ impl Store for RedisStore {
     }
 }
 
+/// `future` (a fred command), or a timeout error naming `what` once
+/// `timeout` has passed.
+async fn within<T>(
+    timeout: Duration,
+    what: &str,
+    future: impl std::future::Future<Output = Result<T, FredError>>,
+) -> Result<T, FredError> {
+    // Boxed: fred's futures are kilobytes.
+    tokio::time::timeout(timeout, Box::pin(future))
+        .await
+        .unwrap_or_else(|_| {
+            Err(FredError::new(
+                fred::error::ErrorKind::Timeout,
+                format!("{what} timed out"),
+            ))
+        })
+}
+
 /// The version in `info` (`INFO server`) when it is older than
 /// [`MIN_REDIS_VERSION`], else `None` (also when `info` names none: a server
 /// that hides it is given the benefit of the doubt; the scripts then fail
@@ -500,12 +500,10 @@ fn unsupported_version(info: &str) -> Option<String> {
         .lines()
         .find_map(|line| line.strip_prefix("redis_version:"))?
         .trim();
-    let number = |part: Option<&str>| part.and_then(|p| p.parse::<u32>().ok());
-    let mut parts = version.split('.');
-    let (major, minor) = (number(parts.next())?, number(parts.next()).unwrap_or(0));
-    let mut min = MIN_REDIS_VERSION.split('.');
-    let (min_major, min_minor) = (number(min.next())?, number(min.next()).unwrap_or(0));
-    ((major, minor) < (min_major, min_minor)).then(|| version.to_string())
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next().flatten()?;
+    let minor = parts.next().flatten().unwrap_or(0);
+    ((major, minor) < MIN_REDIS_VERSION).then(|| version.to_string())
 }
 
 #[cfg(test)]
