@@ -11,7 +11,7 @@ use floodgate_e2e::{binary, repo_root};
 use serde_json::Value;
 
 /// Every row of the table, by id.
-const ROWS: [&str; 17] = [
+const ROWS: [&str; 18] = [
     "ceiling-grpc",
     "ceiling-http",
     "local-grpc",
@@ -23,6 +23,7 @@ const ROWS: [&str; 17] = [
     "ceiling-client",
     "redis-1-client-bound",
     "redis-1-p99",
+    "ping-p99",
     "redis-3",
     "redis-3-bound",
     "redis-3-roundtrips",
@@ -32,7 +33,7 @@ const ROWS: [&str; 17] = [
 ];
 
 /// Every load run behind the rows.
-const RUNS: [&str; 13] = [
+const RUNS: [&str; 14] = [
     "noop-grpc",
     "noop-http",
     "local-grpc",
@@ -44,6 +45,7 @@ const RUNS: [&str; 13] = [
     "client-ceiling",
     "redis-1-open",
     "noop-grpc-open-redis",
+    "noop-ping-open",
     "redis-3",
     "redis-hot",
 ];

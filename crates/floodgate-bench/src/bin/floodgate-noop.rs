@@ -6,16 +6,25 @@
 //! whole body). What it reaches is what the transport alone allows on this
 //! machine.
 //!
+//! With `--redis ADDR`, every gRPC Check first makes one `PING` round trip
+//! to that Redis and answers once the `PONG` is back: the least any sidecar
+//! whose counters live in Redis must do per check (no script, no batching
+//! task, no client router: the handler writes the command itself on one
+//! shared connection and a reader task hands each reply to its caller, in
+//! order). What that reaches is the floor for floodgate's Redis figures.
+//!
 //! Loopback only. Once both listeners are bound it prints one line on
 //! stdout, `floodgate-noop listening http=ADDR grpc=ADDR`; it stops on
 //! SIGTERM/SIGINT or after `--for` seconds.
 
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -32,7 +41,10 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
@@ -56,11 +68,86 @@ struct Args {
     /// Runtime worker threads [default: number of CPUs].
     #[arg(long)]
     threads: Option<usize>,
+    /// A Redis (loopback) that every gRPC Check makes one PING round trip to.
+    #[arg(long, value_name = "ADDR")]
+    redis: Option<SocketAddr>,
 }
 
-/// The constant answer to every gRPC call.
+/// `PING` in RESP.
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+/// One Redis connection shared by every check: a caller writes its `PING`
+/// and queues its waker under one lock (so replies, which come back in
+/// order, meet their callers in order); the reader task answers them.
+#[derive(Debug)]
+struct Pinger {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    waiting: Mutex<VecDeque<oneshot::Sender<()>>>,
+}
+
+impl Pinger {
+    async fn connect(addr: SocketAddr) -> anyhow::Result<Arc<Pinger>> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("cannot connect to Redis at {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (read, write) = stream.into_split();
+        let pinger = Arc::new(Pinger {
+            writer: tokio::sync::Mutex::new(write),
+            waiting: Mutex::new(VecDeque::new()),
+        });
+        tokio::spawn(read_replies(read, Arc::clone(&pinger)));
+        // The connection answers before the listeners open.
+        tokio::time::timeout(Duration::from_secs(5), pinger.ping())
+            .await
+            .context("Redis did not answer PING within 5 s")?
+            .context("Redis did not answer PING")?;
+        Ok(pinger)
+    }
+
+    /// One round trip; an error once the connection is gone.
+    async fn ping(&self) -> std::io::Result<()> {
+        let (sender, receiver) = oneshot::channel();
+        {
+            let mut writer = self.writer.lock().await;
+            self.queue().push_back(sender);
+            writer.write_all(PING).await?;
+        }
+        receiver
+            .await
+            .map_err(|_| std::io::Error::other("the Redis connection closed"))
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<oneshot::Sender<()>>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Hands each reply line (`+PONG`) to the oldest caller; on EOF or an error
+/// drops every waiting caller, whose `ping` then fails.
+async fn read_replies(read: OwnedReadHalf, pinger: Arc<Pinger>) {
+    let mut reader = BufReader::new(read);
+    let mut line = Vec::with_capacity(16);
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Some(sender) = pinger.queue().pop_front() {
+                    let _ = sender.send(());
+                }
+            }
+        }
+    }
+    pinger.queue().clear();
+}
+
+/// The constant answer to every gRPC call, after a Redis round trip when
+/// there is a Redis.
 #[derive(Debug, Default)]
-struct NoopService;
+struct NoopService {
+    redis: Option<Arc<Pinger>>,
+}
 
 #[tonic::async_trait]
 impl RateLimiter for NoopService {
@@ -70,6 +157,12 @@ impl RateLimiter for NoopService {
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         // Decoded by tonic already, as floodgate's service gets it.
         drop(request.into_inner());
+        if let Some(redis) = &self.redis {
+            redis
+                .ping()
+                .await
+                .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+        }
         Ok(tonic::Response::new(CheckResponse {
             allowed: true,
             policy: "noop".into(),
@@ -146,6 +239,10 @@ async fn stop_on_signal(limit: Duration, shutdown: CancellationToken) -> anyhow:
 /// Binds both listeners, prints where, serves until stopped.
 async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
+    let redis = match args.redis {
+        Some(addr) => Some(Pinger::connect(addr).await?),
+        None => None,
+    };
     let grpc = TcpListener::bind(args.grpc)
         .await
         .with_context(|| format!("cannot bind gRPC {}", args.grpc))?;
@@ -171,7 +268,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let grpc_result = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(1024)
         .max_concurrent_streams(Some(1024))
-        .add_service(RateLimiterServer::new(NoopService))
+        .add_service(RateLimiterServer::new(NoopService { redis }))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
         .await;
     // Whatever ended the gRPC server ends the HTTP one too.
@@ -187,7 +284,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    for addr in [args.grpc, args.http] {
+    for addr in [Some(args.grpc), Some(args.http), args.redis]
+        .into_iter()
+        .flatten()
+    {
         if !addr.ip().is_loopback() {
             eprintln!("floodgate-noop: {addr} is not a loopback address");
             return ExitCode::FAILURE;
