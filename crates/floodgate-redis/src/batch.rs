@@ -1,15 +1,22 @@
 //! The batcher: concurrent checks in one script call.
 //!
 //! Every check of a standalone (or Sentinel-managed) Redis that is one call
-//! (all but those naming a counter twice) goes through one task. While
-//! `pool_size` calls are in flight (one per connection), checks wait in its
-//! queue; when a call slot frees, everything queued (up to [`MAX_OPS`] ops)
-//! leaves as **one** `EVALSHA`, which `check.lua` decides check after
-//! check, each all or nothing and each seeing the charges of those before
-//! it. Nothing waits for a timer: an idle store sends a lone check at once, a busy one
-//! sends many checks for the price of one call — Redis's cost per call
-//! (reading, parsing, the script's start, `TIME`, writing) and fred's are
-//! shared by the batch.
+//! (all but those naming a counter twice) goes through it. At most
+//! `pool_size` calls are in flight (one per connection). A check that finds
+//! a call slot free and nobody waiting is sent at once **from its own
+//! task**, alone: an idle store adds no task hop to a check. Otherwise the
+//! check waits in the queue; when a call slot frees, everything queued (up
+//! to [`MAX_OPS`] ops) leaves as **one** `EVALSHA`, which `check.lua`
+//! decides check after check, each all or nothing and each seeing the
+//! charges of those before it. Nothing waits for a timer: a busy store sends
+//! many checks for the price of one call — Redis's cost per call (reading,
+//! parsing, the script's start, `TIME`, writing) and fred's are shared by
+//! the batch.
+//!
+//! A freed slot with checks waiting is handed to a drain task, which sends
+//! batches until the queue is empty: a caller that stops waiting (its
+//! deadline, a cancelled request) never strands the checks queued behind
+//! its call.
 //!
 //! A batch fails as a whole only when its call does (a timeout, a dropped
 //! connection): each check then gets that error. A check whose command Redis
@@ -22,12 +29,13 @@
 //! caller waits past its own. As with any call, a batch abandoned in flight
 //! may still be run by Redis: those checks count, late (strict).
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use floodgate_store::StoreError;
 use fred::types::Value;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
 use crate::script::{Call, SCRIPTS};
@@ -65,41 +73,115 @@ impl Job {
     }
 }
 
-/// The handle of a store's batching task; dropping it ends the task (calls
-/// already sent finish on tasks of their own).
+/// The batcher of one store. Cheap to share; dropping it lets calls in
+/// flight and the checks already queued finish.
 pub(crate) struct Batcher {
-    queue: mpsc::UnboundedSender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// What the checks of one store share.
+struct Shared {
+    link: Link,
+    /// Most calls in flight.
+    calls: usize,
+    /// A queued check with less time left than this is not sent.
+    margin: Duration,
+    state: Mutex<State>,
+}
+
+/// Calls in flight and checks waiting; a check waits only while every slot
+/// is taken, and a slot is given back only when nobody waits.
+#[derive(Default)]
+struct State {
+    in_flight: usize,
+    queue: VecDeque<Job>,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A call slot held: dropped (the call done, or its caller gone), it is
+/// given back, or handed to a drain task when checks wait.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        if state.queue.is_empty() {
+            state.in_flight -= 1;
+            return;
+        }
+        drop(state);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(drain(Slot(Arc::clone(&self.0))));
+            }
+            // No runtime (it is shutting down): the waiting checks' callers
+            // are going too; give the slot back.
+            Err(_) => self.0.state().in_flight -= 1,
+        }
+    }
 }
 
 impl Batcher {
-    /// Starts the batching task for `link` on the current tokio runtime,
-    /// with at most `calls` calls in flight (at least 1): the fewer, the
-    /// larger the batches under load.
+    /// A batcher for `link` with at most `calls` calls in flight (at least
+    /// 1): the fewer, the larger the batches under load.
     pub(crate) fn start(link: Link, calls: usize) -> Batcher {
-        let (queue, jobs) = mpsc::unbounded_channel();
         let margin = link.timeout() / 10;
-        tokio::spawn(drive(link, jobs, calls.max(1), margin));
-        Batcher { queue }
+        Batcher {
+            shared: Arc::new(Shared {
+                link,
+                calls: calls.max(1),
+                margin,
+                state: Mutex::new(State::default()),
+            }),
+        }
     }
 
     /// Decides one check (its call's `keys` and `args`, as built by
-    /// `check_calls`) in the next batch and returns its reply, the check's
-    /// element of the script's reply, by `deadline`.
+    /// `check_calls`) and returns its reply, the check's element of the
+    /// script's reply, by `deadline`: at once in a call of its own when a
+    /// slot is free and nobody waits, else in the next batch.
     pub(crate) async fn check(
         &self,
         keys: Vec<String>,
         args: Vec<Value>,
         deadline: Instant,
     ) -> Result<Value, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Job {
-                keys,
-                args,
-                deadline,
-                reply,
-            })
-            .map_err(|_| StoreError::Unavailable("the Redis store is closed".into()))?;
+        let shared = &self.shared;
+        let queued = {
+            let mut state = shared.state();
+            if state.in_flight < shared.calls && state.queue.is_empty() {
+                state.in_flight += 1;
+                Err((keys, args))
+            } else {
+                let (reply, answer) = oneshot::channel();
+                state.queue.push_back(Job {
+                    keys,
+                    args,
+                    deadline,
+                    reply,
+                });
+                Ok(answer)
+            }
+        };
+        let answer = match queued {
+            Ok(answer) => answer,
+            Err((keys, args)) => {
+                let _slot = Slot(Arc::clone(shared));
+                let call = Call {
+                    script: &SCRIPTS.check,
+                    keys,
+                    args,
+                };
+                // Boxed: the call's future is kilobytes (see the size test).
+                let replies = Box::pin(shared.link.run_by(&[&call], deadline)).await?;
+                return only(replies);
+            }
+        };
         match timeout_at(deadline, answer).await {
             Ok(Ok(reply)) => reply,
             Ok(Err(_)) => Err(StoreError::Unavailable(
@@ -110,52 +192,48 @@ impl Batcher {
     }
 }
 
-/// The batching task: takes a call slot, then everything queued by then,
-/// and sends it as one call; ends when the [`Batcher`] is dropped.
-async fn drive(link: Link, mut jobs: mpsc::UnboundedReceiver<Job>, calls: usize, margin: Duration) {
-    let slots = Arc::new(Semaphore::new(calls));
-    // A job taken from the queue that did not fit the last batch.
-    let mut carried: Option<Job> = None;
+/// The one check's reply in the replies of a call of one check.
+fn only(mut replies: Vec<Value>) -> Result<Value, StoreError> {
+    let reply = replies
+        .pop()
+        .ok_or_else(|| StoreError::Protocol("no reply".into()))?;
+    split(reply, 1)?
+        .pop()
+        .ok_or_else(|| StoreError::Protocol("no reply".into()))
+}
+
+/// Holding `slot`, sends what is queued, batch after batch, until nothing
+/// is (the slot is then given back).
+async fn drain(slot: Slot) {
     loop {
-        let first = match carried.take() {
-            Some(job) => job,
-            None => match jobs.recv().await {
-                Some(job) => job,
-                None => return,
-            },
+        let batch = {
+            let mut state = slot.0.state();
+            take_batch(&mut state.queue, slot.0.margin)
         };
-        let Ok(slot) = slots.clone().acquire_owned().await else {
+        if batch.is_empty() {
+            // The queue may have filled since: the slot's drop looks again.
             return;
-        };
-        // Checks whose callers gave up, or nearly, while waiting for a slot
-        // (a slow or frozen Redis) are not sent.
-        let Some(first) = first.keep(margin) else {
-            continue;
-        };
-        let mut ops = first.keys.len();
-        let mut batch = vec![first];
-        while ops < MAX_OPS {
-            match jobs.try_recv() {
-                Ok(job) => match job.keep(margin) {
-                    None => {}
-                    Some(job) if ops + job.keys.len() <= MAX_OPS => {
-                        ops += job.keys.len();
-                        batch.push(job);
-                    }
-                    Some(job) => {
-                        carried = Some(job);
-                        break;
-                    }
-                },
-                Err(_) => break,
-            }
         }
-        let link = link.clone();
-        tokio::spawn(async move {
-            send(&link, batch).await;
-            drop(slot);
-        });
+        send(&slot.0.link, batch).await;
     }
+}
+
+/// The front of `queue` up to [`MAX_OPS`] ops (at least one check, however
+/// many ops it has), without the checks whose callers gave up or nearly.
+fn take_batch(queue: &mut VecDeque<Job>, margin: Duration) -> Vec<Job> {
+    let mut batch = Vec::new();
+    let mut ops = 0;
+    while let Some(job) = queue.front() {
+        if !batch.is_empty() && ops + job.keys.len() > MAX_OPS {
+            break;
+        }
+        let job = queue.pop_front().expect("a front job");
+        if let Some(job) = job.keep(margin) {
+            ops += job.keys.len();
+            batch.push(job);
+        }
+    }
+    batch
 }
 
 /// Sends `batch` as one call and hands each check its reply.
@@ -208,5 +286,55 @@ pub(crate) fn split(reply: Value, checks: usize) -> Result<Vec<Value>, StoreErro
         other => Err(StoreError::Protocol(format!(
             "expected one reply per check ({checks}), got {other:?}"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Answer = oneshot::Receiver<Result<Value, StoreError>>;
+
+    fn job(ops: usize, deadline: Instant) -> (Job, Answer) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            keys: vec![String::new(); ops],
+            args: Vec::new(),
+            deadline,
+            reply,
+        };
+        (job, answer)
+    }
+
+    fn sizes(batch: &[Job]) -> Vec<usize> {
+        batch.iter().map(|job| job.keys.len()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_the_queue_front_up_to_max_ops_without_given_up_checks() {
+        let far = Instant::now() + Duration::from_secs(60);
+        let margin = Duration::from_secs(1);
+        let (gone, gone_answer) = job(1, far);
+        drop(gone_answer);
+        let (late, mut late_answer) = job(1, Instant::now() + margin / 2);
+        let (a, _a) = job(40, far);
+        let (b, _b) = job(24, far);
+        let (c, _c) = job(1, far);
+        let (big, _big) = job(MAX_OPS + 10, far);
+        let (d, _d) = job(2, far);
+        let mut queue = VecDeque::from([gone, late, a, b, c, big, d]);
+
+        // 40 + 24 = MAX_OPS: the next check waits for the next batch.
+        assert_eq!(sizes(&take_batch(&mut queue, margin)), [40, 24]);
+        // The check about to give up was answered, not sent.
+        assert!(matches!(
+            late_answer.try_recv(),
+            Ok(Err(StoreError::Timeout))
+        ));
+        assert_eq!(sizes(&take_batch(&mut queue, margin)), [1]);
+        // A check of more than MAX_OPS ops goes, alone.
+        assert_eq!(sizes(&take_batch(&mut queue, margin)), [MAX_OPS + 10]);
+        assert_eq!(sizes(&take_batch(&mut queue, margin)), [2]);
+        assert!(take_batch(&mut queue, margin).is_empty());
     }
 }

@@ -60,7 +60,7 @@ pub struct RedisStore {
 }
 
 /// The connections of a store and how every call is made on them; cheap to
-/// clone (the batcher's task holds one).
+/// clone (the batcher and its drain tasks hold one).
 #[derive(Clone)]
 pub(crate) struct Link {
     /// Connections, each pipelining the commands sent to it.

@@ -282,6 +282,54 @@ async fn several_sidecars_admit_exactly_the_quota() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_given_up_in_flight_strands_no_queued_check() {
+    let server = RedisServer::start();
+    // One call in flight at most: a second check waits behind the first.
+    let store = Arc::new(
+        RedisStore::connect(&Config {
+            url: Some(server.url()),
+            timeout: Duration::from_secs(5),
+            pool_size: 1,
+            ..Config::default()
+        })
+        .await
+        .unwrap(),
+    );
+    let p = Arc::new(policy(
+        "fw",
+        AlgorithmKind::FixedWindow,
+        10,
+        3_600 * S,
+        None,
+    ));
+    let check = |name: &'static str| {
+        let (store, p) = (store.clone(), p.clone());
+        tokio::spawn(async move {
+            let key = p.counter_key(&user(name));
+            store.check(&[StoreOp::new(&p, &key, 1)]).await
+        })
+    };
+    // Frozen, so the first check's call stays in flight.
+    server.signal("STOP");
+    let first = check("first");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let queued = check("queued");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first caller goes away (a cancelled request) with its call in
+    // flight; the queued check must still be sent.
+    first.abort();
+    assert!(first.await.unwrap_err().is_cancelled());
+    server.signal("CONT");
+    let outcome = tokio::time::timeout(Duration::from_secs(4), queued)
+        .await
+        .expect("the queued check was answered")
+        .unwrap()
+        .expect("the queued check was decided");
+    assert!(outcome[0].outcome.allowed);
+    assert_eq!(outcome[0].outcome.remaining, 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_map_to_store_errors() {
     // Nothing listens: a transient connect error naming the target.
     let port = floodgate_e2e::free_port();
