@@ -11,7 +11,7 @@ use floodgate_e2e::{binary, repo_root};
 use serde_json::Value;
 
 /// Every row of the table, by id.
-const ROWS: [&str; 18] = [
+const ROWS: [&str; 19] = [
     "ceiling-grpc",
     "ceiling-http",
     "local-grpc",
@@ -24,6 +24,7 @@ const ROWS: [&str; 18] = [
     "redis-1-client-bound",
     "redis-1-p99",
     "ping-p99",
+    "fred-ping-p99",
     "redis-3",
     "redis-3-bound",
     "redis-3-roundtrips",
@@ -33,7 +34,7 @@ const ROWS: [&str; 18] = [
 ];
 
 /// Every load run behind the rows.
-const RUNS: [&str; 14] = [
+const RUNS: [&str; 15] = [
     "noop-grpc",
     "noop-http",
     "local-grpc",
@@ -46,6 +47,7 @@ const RUNS: [&str; 14] = [
     "redis-1-open",
     "noop-grpc-open-redis",
     "noop-ping-open",
+    "noop-fred-ping-open",
     "redis-3",
     "redis-hot",
 ];

@@ -1,8 +1,8 @@
 //! `floodgate-noop --redis`: the reference server that makes one `PING`
 //! round trip to Redis per gRPC Check (the floor `scripts/bench` prints
-//! beside floodgate's Redis p99). It answers checks only through Redis,
-//! refuses an address that is not loopback, and stops with a clear error
-//! when Redis is not there.
+//! beside floodgate's Redis p99), through its minimal client or through
+//! fred. It answers checks only through Redis, refuses an address that is
+//! not loopback, and stops with a clear error when Redis is not there.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -24,14 +24,17 @@ fn pings(redis: &RedisServer) -> u64 {
         .map_or(0, |calls| calls.parse().expect("a count"))
 }
 
-/// Starts the no-op server against `redis`; returns it and its gRPC address.
-fn start(redis: &RedisServer) -> (Child, String) {
+/// Starts the no-op server against `redis`, PINGing through `client`;
+/// returns it and its gRPC address.
+fn start(redis: &RedisServer, client: &str) -> (Child, String) {
     let mut child = Command::new(NOOP)
         .args([
             "--for",
             "60",
             "--redis",
             &format!("127.0.0.1:{}", redis.port),
+            "--redis-client",
+            client,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -49,10 +52,10 @@ fn start(redis: &RedisServer) -> (Child, String) {
     (child, grpc)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_check_is_one_ping_round_trip() {
+/// 300 checks through the no-op server PINGing through `client`.
+async fn three_hundred_checks(client: &str) {
     let redis = RedisServer::start();
-    let (mut noop, grpc) = start(&redis);
+    let (mut noop, grpc) = start(&redis, client);
     let before = pings(&redis);
     let args = <Args as clap::Parser>::try_parse_from([
         "floodgate-bench",
@@ -76,10 +79,24 @@ async fn every_check_is_one_ping_round_trip() {
     let after = pings(&redis);
     let _ = noop.kill();
     let _ = noop.wait();
-    assert_eq!(report.checks, 300, "{}", report.to_json());
-    assert_eq!(report.errors.transport + report.errors.status, 0);
-    assert_eq!(report.allowed, 300);
-    assert_eq!(after - before, 300, "one PING per check");
+    assert_eq!(report.checks, 300, "{client}: {}", report.to_json());
+    assert_eq!(
+        report.errors.transport + report.errors.status,
+        0,
+        "{client}"
+    );
+    assert_eq!(report.allowed, 300, "{client}");
+    assert_eq!(after - before, 300, "{client}: one PING per check");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_check_is_one_ping_round_trip() {
+    three_hundred_checks("minimal").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_check_is_one_ping_round_trip_through_fred() {
+    three_hundred_checks("fred").await;
 }
 
 #[test]
@@ -89,14 +106,31 @@ fn no_redis_there_is_a_clear_error() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    for client in ["minimal", "fred"] {
+        let out = Command::new(NOOP)
+            .args(["--for", "5", "--redis", &format!("127.0.0.1:{port}")])
+            .args(["--redis-client", client])
+            .output()
+            .expect("run floodgate-noop");
+        assert!(!out.status.success(), "{client}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("cannot connect to Redis"),
+            "{client}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{client}: no listener was announced");
+    }
+}
+
+#[test]
+fn a_redis_client_without_a_redis_is_refused() {
     let out = Command::new(NOOP)
-        .args(["--for", "5", "--redis", &format!("127.0.0.1:{port}")])
+        .args(["--for", "5", "--redis-client", "fred"])
         .output()
         .expect("run floodgate-noop");
-    assert!(!out.status.success());
+    assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("cannot connect to Redis"), "{stderr}");
-    assert!(out.stdout.is_empty(), "no listener was announced");
+    assert!(stderr.contains("--redis"), "{stderr}");
 }
 
 #[test]

@@ -12,6 +12,9 @@
 //! task, no client router: the handler writes the command itself on one
 //! shared connection and a reader task hands each reply to its caller, in
 //! order). What that reaches is the floor for floodgate's Redis figures.
+//! `--redis-client fred` makes the same `PING` through fred instead, pooled
+//! and configured as floodgate's Redis store uses it (4 connections,
+//! TCP_NODELAY): what the client floodgate is built on costs by itself.
 //!
 //! Loopback only. Once both listeners are bound it prints one line on
 //! stdout, `floodgate-noop listening http=ADDR grpc=ADDR`; it stops on
@@ -71,6 +74,59 @@ struct Args {
     /// A Redis (loopback) that every gRPC Check makes one PING round trip to.
     #[arg(long, value_name = "ADDR")]
     redis: Option<SocketAddr>,
+    /// How `--redis` PINGs: `minimal` (the handler writes on one shared
+    /// connection) or `fred` (through fred, as floodgate's store).
+    #[arg(long, value_enum, default_value_t = RedisClient::Minimal, requires = "redis")]
+    redis_client: RedisClient,
+}
+
+/// The Redis client `--redis` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RedisClient {
+    Minimal,
+    Fred,
+}
+
+/// The connection(s) every check PINGs through.
+enum Redis {
+    Minimal(Arc<Pinger>),
+    Fred(fred::clients::Pool),
+}
+
+impl Redis {
+    async fn connect(addr: SocketAddr, client: RedisClient) -> anyhow::Result<Redis> {
+        match client {
+            RedisClient::Minimal => Ok(Redis::Minimal(Pinger::connect(addr).await?)),
+            RedisClient::Fred => {
+                use fred::interfaces::ClientLike as _;
+                let config = fred::types::config::Config::from_url(&format!("redis://{addr}"))
+                    .context("fred config")?;
+                let pool = fred::types::Builder::from_config(config)
+                    .with_connection_config(|c| c.tcp.nodelay = Some(true))
+                    .build_pool(4)
+                    .context("fred pool")?;
+                tokio::time::timeout(Duration::from_secs(5), pool.init())
+                    .await
+                    .context("Redis did not answer within 5 s")?
+                    .with_context(|| format!("cannot connect to Redis at {addr}"))?;
+                Ok(Redis::Fred(pool))
+            }
+        }
+    }
+
+    async fn ping(&self) -> Result<(), String> {
+        match self {
+            Redis::Minimal(pinger) => pinger.ping().await.map_err(|e| e.to_string()),
+            Redis::Fred(pool) => {
+                use fred::interfaces::ClientLike as _;
+                pool.next()
+                    .ping::<fred::types::Value>(None)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
 }
 
 /// `PING` in RESP.
@@ -144,9 +200,9 @@ async fn read_replies(read: OwnedReadHalf, pinger: Arc<Pinger>) {
 
 /// The constant answer to every gRPC call, after a Redis round trip when
 /// there is a Redis.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct NoopService {
-    redis: Option<Arc<Pinger>>,
+    redis: Option<Redis>,
 }
 
 #[tonic::async_trait]
@@ -158,10 +214,7 @@ impl RateLimiter for NoopService {
         // Decoded by tonic already, as floodgate's service gets it.
         drop(request.into_inner());
         if let Some(redis) = &self.redis {
-            redis
-                .ping()
-                .await
-                .map_err(|error| tonic::Status::unavailable(error.to_string()))?;
+            redis.ping().await.map_err(tonic::Status::unavailable)?;
         }
         Ok(tonic::Response::new(CheckResponse {
             allowed: true,
@@ -240,7 +293,7 @@ async fn stop_on_signal(limit: Duration, shutdown: CancellationToken) -> anyhow:
 async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let redis = match args.redis {
-        Some(addr) => Some(Pinger::connect(addr).await?),
+        Some(addr) => Some(Redis::connect(addr, args.redis_client).await?),
         None => None,
     };
     let grpc = TcpListener::bind(args.grpc)
