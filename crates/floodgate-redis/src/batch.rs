@@ -119,9 +119,13 @@ impl Drop for Slot {
             Ok(runtime) => {
                 runtime.spawn(drain(Slot(Arc::clone(&self.0))));
             }
-            // No runtime (it is shutting down): the waiting checks' callers
-            // are going too; give the slot back.
-            Err(_) => self.0.state().in_flight -= 1,
+            // No runtime (it is shutting down): nothing could send the
+            // waiting checks; they fail ("closed") and the slot is free.
+            Err(_) => {
+                let mut state = self.0.state();
+                state.in_flight -= 1;
+                state.queue.clear();
+            }
         }
     }
 }
@@ -152,11 +156,11 @@ impl Batcher {
         deadline: Instant,
     ) -> Result<Value, StoreError> {
         let shared = &self.shared;
-        let queued = {
+        let route = {
             let mut state = shared.state();
             if state.in_flight < shared.calls && state.queue.is_empty() {
                 state.in_flight += 1;
-                Err((keys, args))
+                Route::Now(keys, args)
             } else {
                 let (reply, answer) = oneshot::channel();
                 state.queue.push_back(Job {
@@ -165,12 +169,12 @@ impl Batcher {
                     deadline,
                     reply,
                 });
-                Ok(answer)
+                Route::Queued(answer)
             }
         };
-        let answer = match queued {
-            Ok(answer) => answer,
-            Err((keys, args)) => {
+        let answer = match route {
+            Route::Queued(answer) => answer,
+            Route::Now(keys, args) => {
                 let _slot = Slot(Arc::clone(shared));
                 let call = Call {
                     script: &SCRIPTS.check,
@@ -190,6 +194,13 @@ impl Batcher {
             Err(_) => Err(StoreError::Timeout),
         }
     }
+}
+
+/// How a check goes: now, in a call of its own (a slot is taken for it), or
+/// in a later batch, whose reply comes through the receiver.
+enum Route {
+    Now(Vec<String>, Vec<Value>),
+    Queued(oneshot::Receiver<Result<Value, StoreError>>),
 }
 
 /// The one check's reply in the replies of a call of one check.
