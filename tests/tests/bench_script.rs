@@ -77,12 +77,13 @@ fn smoke_mode_runs_every_scenario() {
         .spawn()
         .expect("run scripts/bench");
     // Bounded: the smoke mode takes seconds; past five minutes it is stuck.
-    let deadline = Instant::now() + Duration::from_secs(300);
+    const LIMIT: Duration = Duration::from_secs(300);
+    let deadline = Instant::now() + LIMIT;
     while child.try_wait().expect("wait").is_none() {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("scripts/bench --smoke did not finish within 120 s");
+            panic!("scripts/bench --smoke did not finish within {LIMIT:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
