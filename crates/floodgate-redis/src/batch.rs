@@ -90,7 +90,9 @@ struct Shared {
 }
 
 /// Calls in flight and checks waiting; a check waits only while every slot
-/// is taken, and a slot is given back only when nobody waits.
+/// is taken, and a slot is given back only when nobody waits. The queue
+/// holds at most the checks in flight, which the servers cap (connections,
+/// streams per connection), each caller waiting on its own.
 #[derive(Default)]
 struct State {
     in_flight: usize,
