@@ -99,6 +99,20 @@ async fn every_check_is_one_ping_round_trip_through_fred() {
     three_hundred_checks("fred").await;
 }
 
+/// Runs the no-op server with `args` to its end: its exit code and stderr.
+fn refused(args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(NOOP)
+        .args(["--for", "5"])
+        .args(args)
+        .output()
+        .expect("run floodgate-noop");
+    assert!(out.stdout.is_empty(), "{args:?}: no listener was announced");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn no_redis_there_is_a_clear_error() {
     // A port nothing listens on: bind one, learn it, close it.
@@ -106,40 +120,27 @@ fn no_redis_there_is_a_clear_error() {
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
+    let addr = format!("127.0.0.1:{port}");
     for client in ["minimal", "fred"] {
-        let out = Command::new(NOOP)
-            .args(["--for", "5", "--redis", &format!("127.0.0.1:{port}")])
-            .args(["--redis-client", client])
-            .output()
-            .expect("run floodgate-noop");
-        assert!(!out.status.success(), "{client}");
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let (code, stderr) = refused(&["--redis", &addr, "--redis-client", client]);
+        assert_ne!(code, Some(0), "{client}");
         assert!(
             stderr.contains("cannot connect to Redis"),
             "{client}: {stderr}"
         );
-        assert!(out.stdout.is_empty(), "{client}: no listener was announced");
     }
 }
 
 #[test]
 fn a_redis_client_without_a_redis_is_refused() {
-    let out = Command::new(NOOP)
-        .args(["--for", "5", "--redis-client", "fred"])
-        .output()
-        .expect("run floodgate-noop");
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = refused(&["--redis-client", "fred"]);
+    assert_eq!(code, Some(2));
     assert!(stderr.contains("--redis"), "{stderr}");
 }
 
 #[test]
 fn a_redis_that_is_not_loopback_is_refused() {
-    let out = Command::new(NOOP)
-        .args(["--for", "5", "--redis", "192.0.2.1:6379"])
-        .output()
-        .expect("run floodgate-noop");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (code, stderr) = refused(&["--redis", "192.0.2.1:6379"]);
+    assert_ne!(code, Some(0));
     assert!(stderr.contains("not a loopback address"), "{stderr}");
 }

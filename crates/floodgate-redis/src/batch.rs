@@ -178,14 +178,11 @@ impl Batcher {
             Route::Queued(answer) => answer,
             Route::Now(keys, args) => {
                 let _slot = Slot(Arc::clone(shared));
-                let call = Call {
-                    script: &SCRIPTS.check,
-                    keys,
-                    args,
-                };
                 // Boxed: the call's future is kilobytes (see the size test).
-                let replies = Box::pin(shared.link.run_by(&[&call], deadline)).await?;
-                return only(replies);
+                let mut replies = Box::pin(run(&shared.link, keys, args, 1, deadline)).await?;
+                return replies
+                    .pop()
+                    .ok_or_else(|| StoreError::Protocol("no reply".into()));
             }
         };
         match timeout_at(deadline, answer).await {
@@ -203,16 +200,6 @@ impl Batcher {
 enum Route {
     Now(Vec<String>, Vec<Value>),
     Queued(oneshot::Receiver<Result<Value, StoreError>>),
-}
-
-/// The one check's reply in the replies of a call of one check.
-fn only(mut replies: Vec<Value>) -> Result<Value, StoreError> {
-    let reply = replies
-        .pop()
-        .ok_or_else(|| StoreError::Protocol("no reply".into()))?;
-    split(reply, 1)?
-        .pop()
-        .ok_or_else(|| StoreError::Protocol("no reply".into()))
 }
 
 /// Holding `slot`, sends what is queued, batch after batch, until nothing
@@ -261,20 +248,8 @@ async fn send(link: &Link, batch: Vec<Job>) {
         args.extend(job.args);
         replies.push(job.reply);
     }
-    let call = Call {
-        script: &SCRIPTS.check,
-        keys,
-        args,
-    };
-    let result = link
-        .run_by(&[&call], deadline)
-        .await
-        .and_then(|mut r| {
-            r.pop()
-                .ok_or_else(|| StoreError::Protocol("no reply".into()))
-        })
-        .and_then(|reply| split(reply, replies.len()));
-    match result {
+    let checks = replies.len();
+    match run(link, keys, args, checks, deadline).await {
         Ok(each) => {
             for (tx, reply) in replies.into_iter().zip(each) {
                 // The check may have given up (its deadline): nothing to do.
@@ -287,6 +262,28 @@ async fn send(link: &Link, batch: Vec<Job>) {
             }
         }
     }
+}
+
+/// Runs the check script on `keys` and `args`, those of `checks` checks one
+/// after the other, by `deadline`; returns one reply per check.
+async fn run(
+    link: &Link,
+    keys: Vec<String>,
+    args: Vec<Value>,
+    checks: usize,
+    deadline: Instant,
+) -> Result<Vec<Value>, StoreError> {
+    let call = Call {
+        script: &SCRIPTS.check,
+        keys,
+        args,
+    };
+    let reply = link
+        .run_by(&[&call], deadline)
+        .await?
+        .pop()
+        .ok_or_else(|| StoreError::Protocol("no reply".into()))?;
+    split(reply, checks)
 }
 
 /// The script's reply to a call of `checks` checks: one element per check.
