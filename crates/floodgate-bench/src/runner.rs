@@ -9,9 +9,10 @@
 //!
 //! Closed loop: workers take the next check number from a shared counter.
 //! Open loop: worker w owns checks w, w + W, w + 2W, … (W workers), check i
-//! scheduled at i / rate; a worker still busy at a check's scheduled time
-//! sends it late and the wait counts as latency. Checks are sent up to one
-//! timer tick (1 ms) early, and latency then runs from the actual send.
+//! scheduled at i / rate and released by the pacer (`src/pacer.rs`)
+//! when it falls due; a worker still busy at a check's scheduled
+//! time sends it late, and latency always runs from the scheduled time (no
+//! coordinated omission).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,17 +26,13 @@ use tokio::time::Instant;
 use crate::config::{Config, Load};
 use crate::error::BenchError;
 use crate::keys::KeySampler;
+use crate::pacer::{Gate, Pacer, Schedule};
 use crate::protocol::{Client, Outcome};
 use crate::report::Report;
 use crate::stats::Stats;
 
-/// The resolution of tokio's timer.
-const TIMER_TICK: Duration = Duration::from_millis(1);
-
 /// What every worker of one run reads.
 struct Plan {
-    /// When the first check is (scheduled to be) sent.
-    start: Instant,
     /// No check starts at or after this instant.
     deadline: Instant,
     /// Stop after this many checks: `--requests` if set; in an open loop
@@ -49,10 +46,8 @@ struct Plan {
     accuracy: bool,
     /// Closed loop: the next check number to take.
     next: AtomicU64,
-    /// Closed or open loop.
-    load: Load,
-    /// Total workers (the stride of the open-loop schedule).
-    workers: u64,
+    /// Open loop: when each check falls due; closed loop: `None`.
+    schedule: Option<Schedule>,
 }
 
 /// Runs the bench described by `config` and reports what it measured.
@@ -87,16 +82,27 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
             Some(config.requests.map_or(scheduled, |n| n.min(scheduled)))
         }
     };
+    let schedule = match (config.load, requests) {
+        (Load::Open { rate }, Some(checks)) => Some(Schedule {
+            start: start.into_std(),
+            rate,
+            checks,
+            workers: workers.len() as u64,
+        }),
+        _ => None,
+    };
+    let pacer = schedule
+        .map(Pacer::start)
+        .transpose()
+        .map_err(|e| BenchError::Worker(format!("cannot start the open-loop timer: {e}")))?;
     let plan = Arc::new(Plan {
-        start,
         deadline: start + config.duration,
         requests,
         timeout: config.timeout,
         hits: config.template.hits,
         accuracy: config.accuracy_limit.is_some(),
         next: AtomicU64::new(0),
-        load: config.load,
-        workers: workers.len() as u64,
+        schedule,
     });
     let sampler = KeySampler::new(config.keys);
     let mut tasks = JoinSet::new();
@@ -106,6 +112,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
             .wrapping_add((index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         tasks.spawn(worker(
             index as u64,
+            pacer.as_ref().map(|p| p.gate(index as u64)),
             clients,
             sampler.clone(),
             SmallRng::seed_from_u64(seed),
@@ -123,6 +130,7 @@ pub async fn run(config: &Config) -> Result<Report, BenchError> {
 /// done, and returns what it measured.
 async fn worker(
     index: u64,
+    gate: Option<Gate>,
     mut clients: Vec<Client>,
     sampler: KeySampler,
     mut rng: SmallRng,
@@ -133,30 +141,26 @@ async fn worker(
     // Open loop: this worker takes checks index, index + W, index + 2W, …
     let mut own = index;
     loop {
-        let (seq, scheduled) = match plan.load {
-            Load::Closed => (plan.next.fetch_add(1, Ordering::Relaxed), None),
-            Load::Open { rate } => {
+        let (seq, scheduled) = match plan.schedule {
+            None => (plan.next.fetch_add(1, Ordering::Relaxed), None),
+            Some(schedule) => {
                 let seq = own;
-                own += plan.workers;
-                let at = plan.start + Duration::from_secs_f64(seq as f64 / rate);
-                (seq, Some(at))
+                own += schedule.workers;
+                (seq, Some(schedule.due(seq)))
             }
         };
         if plan.requests.is_some_and(|n| seq >= n) {
             break;
         }
-        if let Some(at) = scheduled {
-            // Tokio's timer has 1 ms ticks and fires on the first tick at or
-            // after its deadline: aim one tick early so timer slack does not
-            // show up as latency.
-            tokio::time::sleep_until(at.checked_sub(TIMER_TICK).unwrap_or(at)).await;
+        if let (Some(due), Some(gate)) = (scheduled, &gate) {
+            gate.wait(due).await;
         }
         let sent = Instant::now();
         if sent >= plan.deadline {
             if let (Some(n), Some(_)) = (plan.requests, scheduled) {
                 // Open loop, fallen behind: this check and the rest of this
                 // worker's schedule were never sent.
-                stats.unsent += (n - seq).div_ceil(plan.workers);
+                stats.unsent += (n - seq).div_ceil(plan.schedule.map_or(1, |s| s.workers));
             }
             break;
         }
@@ -170,9 +174,9 @@ async fn worker(
             }
         };
         let service = sent.elapsed();
-        // From the scheduled time when sent late (the wait is part of the
-        // latency: no coordinated omission), from the send when sent early.
-        let latency = scheduled.map_or(service, |at| at.min(sent).elapsed());
+        // From the scheduled time: the wait of a late check is part of its
+        // latency (no coordinated omission).
+        let latency = scheduled.map_or(service, |due| due.elapsed());
         stats.record(outcome, key, plan.hits, latency, service);
     }
     stats
