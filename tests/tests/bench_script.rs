@@ -104,6 +104,13 @@ fn smoke_mode_runs_every_scenario() {
         report["machine"]["nproc"].as_u64().unwrap_or(0) >= 1,
         "{report:#}"
     );
+    // The CPU probe before and after: (median, slowest) × the fastest.
+    for at in ["steadiness_start", "steadiness_end"] {
+        let probe = report["machine"][at].as_array().expect(at);
+        let (median, slowest) = (probe[0].as_f64().unwrap(), probe[1].as_f64().unwrap());
+        assert!(1.0 <= median && median <= slowest, "{at}: {probe:?}");
+    }
+    assert!(stdout.contains("CPU probe"), "{stdout}");
     let rows = report["rows"].as_array().expect("rows");
     for id in ROWS {
         let row = rows
