@@ -157,10 +157,10 @@ async fn worker(
         }
         let sent = Instant::now();
         if sent >= plan.deadline {
-            if let (Some(n), Some(_)) = (plan.requests, scheduled) {
+            if let (Some(n), Some(schedule)) = (plan.requests, plan.schedule) {
                 // Open loop, fallen behind: this check and the rest of this
                 // worker's schedule were never sent.
-                stats.unsent += (n - seq).div_ceil(plan.schedule.map_or(1, |s| s.workers));
+                stats.unsent += (n - seq).div_ceil(schedule.workers);
             }
             break;
         }

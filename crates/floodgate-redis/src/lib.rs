@@ -33,9 +33,10 @@
 //! ops); the script decides them one after the other, each all or nothing,
 //! so the result is the same as one call per check in some order, for a
 //! fraction of Redis's and the client's cost per call. No timer is
-//! involved: a lone check leaves at once, sent from its caller's own task. On a Cluster the policies of one check
-//! live in different slots, so a check is one call per slot, pipelined (one
-//! round trip per node involved); each call is all or nothing, and the
+//! involved: a lone check leaves at once, sent from its caller's own task.
+//! On a Cluster the policies of one check live in different slots, so a
+//! check is one call per slot, pipelined (one round trip per node
+//! involved); each call is all or nothing, and the
 //! limiter refunds the calls that charged when another denied. An op whose
 //! key already appears in the call goes to a following call, so it sees the
 //! first charge. `NOSCRIPT` is answered by
