@@ -18,13 +18,16 @@
 --          only; +2 decide only: never charged), hits, then the algorithm's
 --          a, b (integers) and c (a word, may be empty; see each algorithm
 --          above)
--- Returns  one reply per check, in order: {charged 0|1, now_us, then five
---          integers per op: allowed 0|1, remaining, reset_after_us,
---          retry_after_us, receipt id (as each algorithm returns them)},
---          charged 1 when the check's allowed ops were charged (those not
---          "decide only"), now_us the check's script time; or {-1, message}
---          when Redis refused one of the check's commands (a key of the
---          wrong type): that check failed, the others of the call stand
+-- Returns  one array: per check, in order, 2 + 5n values: charged 0|1,
+--          now_us, then five integers per op: allowed 0|1, remaining,
+--          reset_after_us, retry_after_us, receipt id (as each algorithm
+--          returns them); charged 1 when the check's allowed ops were
+--          charged (those not "decide only"), now_us the check's script
+--          time; or -1, message, then 5n zeros when Redis refused one of
+--          the check's commands (a key of the wrong type): that check
+--          failed, the others of the call stand. (One array, not one per
+--          check: Redis converts each array of a reply at the cost of ~7
+--          integers.)
 
 local ALGORITHMS = {
   sw = sliding_window,
@@ -36,25 +39,38 @@ local ALGORITHMS = {
 
 -- Op specs, parsed once per distinct string in a call (the checks of one
 -- call mostly repeat the same few: same policies, same hits): specs[s] is
--- {algorithm, flags, hits, a, b, c}, or nil for a malformed spec.
-local specs = setmetatable({}, { __index = function(parsed, spec)
+-- {algorithm, flags, hits, a, b, c}; spec(s) parses s into specs on first
+-- sight, nil for a malformed spec.
+local specs = {}
+local function spec(s)
+  local op = specs[s]
+  if op ~= nil then
+    return op
+  end
   local name, flags, hits, a, b, c =
-    string.match(spec, '^(%a+) (%d+) (%d+) (%d+) (%d+) (%S*)$')
+    string.match(s, '^(%a+) (%d+) (%d+) (%d+) (%d+) (%S*)$')
   local algorithm = ALGORITHMS[name]
   if algorithm == nil then
     return nil
   end
-  local op = { algorithm, tonumber(flags), tonumber(hits), tonumber(a), tonumber(b), c }
-  parsed[spec] = op
+  -- Digits only: arithmetic converts them (tonumber converts twice).
+  op = { algorithm, flags + 0, hits + 0, a + 0, b + 0, c }
+  specs[s] = op
   return op
-end })
+end
 
 -- Redis TIME, read once per call however many checks use it.
 local server_now = nil
 
--- Decides the check whose ARGV starts at `at` and whose first key is
--- KEYS[key]; returns its reply.
-local function check(at, key, n)
+-- The reply (see Returns above), filled check by check.
+local reply = {}
+
+-- The commits of the check being decided (commits[1..count]).
+local commits = {}
+
+-- Decides the check whose ARGV starts at `at`, whose first key is
+-- KEYS[key] and whose first reply value is reply[o]; writes its values.
+local function check(at, key, n, o)
   local now, test
   if ARGV[at] == '' then
     if server_now == nil then
@@ -64,8 +80,8 @@ local function check(at, key, n)
   else
     now, test = script_now(ARGV[at])
   end
-  local out = { 1, now }
-  local commits = {}
+  reply[o], reply[o + 1] = 1, now
+  local count = 0
   local denied = false
   for i = 1, n do
     local op = specs[ARGV[at + 1 + i]]
@@ -75,21 +91,21 @@ local function check(at, key, n)
     if not allowed and flags % 2 == 1 then
       denied = true
     end
-    local o = 5 * i - 2
-    out[o], out[o + 1], out[o + 2], out[o + 3], out[o + 4] =
+    local v = o + 5 * i - 3
+    reply[v], reply[v + 1], reply[v + 2], reply[v + 3], reply[v + 4] =
       allowed and 1 or 0, remaining, reset_after, retry, id
-    if flags < 2 then
-      commits[#commits + 1] = commit
+    if commit ~= nil and flags < 2 then
+      count = count + 1
+      commits[count] = commit
     end
   end
   if denied then
-    out[1] = 0
+    reply[o] = 0
   else
-    for _, commit in ipairs(commits) do
-      commit()
+    for i = 1, count do
+      commits[i]()
     end
   end
-  return out
 end
 
 -- The layout is checked whole before any check runs: a malformed call
@@ -101,7 +117,7 @@ while at <= #ARGV do
     return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
   end
   for i = at + 2, at + 1 + n do
-    if specs[ARGV[i]] == nil then
+    if spec(ARGV[i]) == nil then
       return redis.error_reply('floodgate check: malformed op at ARGV[' .. i .. ']')
     end
   end
@@ -112,20 +128,22 @@ if key - 1 ~= #KEYS then
   return redis.error_reply('floodgate check: ' .. #KEYS .. ' keys for ' .. (key - 1) .. ' ops')
 end
 
-local replies = {}
 at, key = 1, 1
+local o = 1
 while at <= #ARGV do
-  local n = tonumber(ARGV[at + 1])
-  local ok, r = pcall(check, at, key, n)
-  if ok then
-    replies[#replies + 1] = r
-  else
+  local n = ARGV[at + 1] + 0 -- checked above
+  local ok, r = pcall(check, at, key, n, o)
+  if not ok then
     local message = type(r) == 'table' and (r.err or tostring(r)) or tostring(r)
     -- Redis before 7 puts the script's position before the server's error.
     message = string.gsub(message, '^@user_script:%d+: ', '')
-    replies[#replies + 1] = { -1, message }
+    reply[o], reply[o + 1] = -1, message
+    for v = o + 2, o + 1 + 5 * n do
+      reply[v] = 0
+    end
   end
   at = at + 2 + n
   key = key + n
+  o = o + 2 + 5 * n
 end
-return replies
+return reply

@@ -38,7 +38,7 @@ use fred::types::Value;
 use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
-use crate::script::{Call, SCRIPTS};
+use crate::script::{reply_len, Call, SCRIPTS};
 use crate::store::Link;
 
 /// Most ops in one batch (a check with more goes alone): bounds the time
@@ -179,7 +179,8 @@ impl Batcher {
             Route::Now(keys, args) => {
                 let _slot = Slot(Arc::clone(shared));
                 // Boxed: the call's future is kilobytes (see the size test).
-                let mut replies = Box::pin(run(&shared.link, keys, args, 1, deadline)).await?;
+                let ops = [keys.len()];
+                let mut replies = Box::pin(run(&shared.link, keys, args, &ops, deadline)).await?;
                 return replies
                     .pop()
                     .ok_or_else(|| StoreError::Protocol("no reply".into()));
@@ -240,16 +241,17 @@ fn take_batch(queue: &mut VecDeque<Job>, margin: Duration) -> Vec<Job> {
 async fn send(link: &Link, batch: Vec<Job>) {
     let (mut keys, mut args) = (Vec::new(), Vec::new());
     let mut replies = Vec::with_capacity(batch.len());
+    let mut ops = Vec::with_capacity(batch.len());
     // The earliest caller's deadline: no caller waits past its own.
     let mut deadline = Instant::now() + link.timeout();
     for job in batch {
         deadline = deadline.min(job.deadline);
+        ops.push(job.keys.len());
         keys.extend(job.keys);
         args.extend(job.args);
         replies.push(job.reply);
     }
-    let checks = replies.len();
-    match run(link, keys, args, checks, deadline).await {
+    match run(link, keys, args, &ops, deadline).await {
         Ok(each) => {
             for (tx, reply) in replies.into_iter().zip(each) {
                 // The check may have given up (its deadline): nothing to do.
@@ -264,13 +266,13 @@ async fn send(link: &Link, batch: Vec<Job>) {
     }
 }
 
-/// Runs the check script on `keys` and `args`, those of `checks` checks one
-/// after the other, by `deadline`; returns one reply per check.
+/// Runs the check script on `keys` and `args`, those of checks of `ops` ops
+/// each, one after the other, by `deadline`; returns one reply per check.
 async fn run(
     link: &Link,
     keys: Vec<String>,
     args: Vec<Value>,
-    checks: usize,
+    ops: &[usize],
     deadline: Instant,
 ) -> Result<Vec<Value>, StoreError> {
     let call = Call {
@@ -283,18 +285,32 @@ async fn run(
         .await?
         .pop()
         .ok_or_else(|| StoreError::Protocol("no reply".into()))?;
-    split(reply, checks)
+    split(reply, ops)
 }
 
-/// The script's reply to a call of `checks` checks: one element per check.
+/// The script's reply to a call of checks of `ops` ops each (one array,
+/// every check's values one after the other: [`reply_len`] each), split
+/// into one array per check.
 ///
 /// # Errors
 /// [`StoreError::Protocol`] when it is not an array of that length.
-pub(crate) fn split(reply: Value, checks: usize) -> Result<Vec<Value>, StoreError> {
+pub(crate) fn split(reply: Value, ops: &[usize]) -> Result<Vec<Value>, StoreError> {
+    let expected: usize = ops.iter().map(|&n| reply_len(n)).sum();
     match reply {
-        Value::Array(each) if each.len() == checks => Ok(each),
+        // One check (the usual call): its reply as it came.
+        Value::Array(values) if values.len() == expected && ops.len() == 1 => {
+            Ok(vec![Value::Array(values)])
+        }
+        Value::Array(values) if values.len() == expected => {
+            let mut values = values.into_iter();
+            Ok(ops
+                .iter()
+                .map(|&n| Value::Array(values.by_ref().take(reply_len(n)).collect()))
+                .collect())
+        }
         other => Err(StoreError::Protocol(format!(
-            "expected one reply per check ({checks}), got {other:?}"
+            "expected {expected} values for {} checks, got {other:?}",
+            ops.len()
         ))),
     }
 }
@@ -346,5 +362,21 @@ mod tests {
         assert_eq!(sizes(&take_batch(&mut queue, margin)), [MAX_OPS + 10]);
         assert_eq!(sizes(&take_batch(&mut queue, margin)), [2]);
         assert!(take_batch(&mut queue, margin).is_empty());
+    }
+
+    #[test]
+    fn a_calls_reply_splits_by_each_checks_op_count() {
+        let ints = |range: std::ops::Range<i64>| range.map(Value::Integer).collect::<Vec<_>>();
+        // Checks of 1 and 2 ops: 7 and 12 values.
+        let each = split(Value::Array(ints(0..19)), &[1, 2]).expect("19 values");
+        assert_eq!(each, [Value::Array(ints(0..7)), Value::Array(ints(7..19))]);
+        let one = split(Value::Array(ints(0..7)), &[1]).expect("7 values");
+        assert_eq!(one, [Value::Array(ints(0..7))]);
+        for wrong in [Value::Array(ints(0..18)), Value::Integer(1)] {
+            assert!(matches!(
+                split(wrong, &[1, 2]),
+                Err(StoreError::Protocol(_))
+            ));
+        }
     }
 }

@@ -199,13 +199,13 @@ impl CheckCall {
         });
     }
 
-    /// Reads this check's reply (its element of the script's reply) into
-    /// `outcomes`, each at its op's index: `{charged, now_us, then per op
-    /// allowed, remaining, reset_after_us, retry_after_us, id}`.
+    /// Reads this check's reply (its [`reply_len`] values of the script's
+    /// reply) into `outcomes`, each at its op's index: `charged, now_us,
+    /// then per op allowed, remaining, reset_after_us, retry_after_us, id`.
     ///
     /// # Errors
-    /// The error Redis gave for a command of this check (`{-1, message}`),
-    /// or [`StoreError::Protocol`] for any other shape.
+    /// The error Redis gave for a command of this check (`-1, message`,
+    /// then zeros), or [`StoreError::Protocol`] for any other shape.
     pub(crate) fn read(
         &self,
         reply: Value,
@@ -215,7 +215,10 @@ impl CheckCall {
         let Value::Array(items) = &reply else {
             return Err(bad());
         };
-        if let [Value::Integer(-1), message] = items.as_slice() {
+        if items.len() != reply_len(self.ops.len()) {
+            return Err(bad());
+        }
+        if let [Value::Integer(-1), message, ..] = items.as_slice() {
             let message = message.as_str().unwrap_or_default();
             return Err(reply_error(&message));
         }
@@ -229,9 +232,6 @@ impl CheckCall {
         ) else {
             return Err(bad());
         };
-        if items.len() != 2 + OP_REPLY * self.ops.len() {
-            return Err(bad());
-        }
         for (op, values) in self.ops.iter().zip(items[2..].chunks_exact(OP_REPLY)) {
             let mut numbers = [0u64; OP_REPLY];
             for (n, v) in numbers.iter_mut().zip(values) {
@@ -245,6 +245,12 @@ impl CheckCall {
 
 /// Integers per op in a check's reply.
 const OP_REPLY: usize = 5;
+
+/// The values of the reply to a check of `ops` ops: its `charged` and
+/// `now_us`, then [`OP_REPLY`] per op.
+pub(crate) fn reply_len(ops: usize) -> usize {
+    2 + OP_REPLY * ops
+}
 
 impl OpReading {
     /// One op's outcome from its reply `[allowed, remaining,

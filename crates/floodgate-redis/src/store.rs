@@ -429,8 +429,8 @@ impl Store for RedisStore {
                 let calls: Vec<&Call> = calls.iter().map(|c| &c.call).collect();
                 let replies = Box::pin(self.link.run(&calls)).await?;
                 let mut each = Vec::with_capacity(replies.len());
-                for reply in replies {
-                    each.extend(split(reply, 1)?);
+                for (call, reply) in calls.iter().zip(replies) {
+                    each.extend(split(reply, &[call.keys.len()])?);
                 }
                 each
             }

@@ -652,18 +652,19 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     let mut argv = check(1);
     argv.extend(check(1));
     let reply = eval(&mut redis, &["fg:{bad}:fw", "fg:{a}:fw"], &argv).unwrap();
-    let redis::Value::Array(replies) = reply else {
+    // One array: each check's 2 + 5 values, the failed one's message in
+    // its place and zeros after it.
+    let redis::Value::Array(values) = reply else {
         panic!("{reply:?}");
     };
-    assert_eq!(replies.len(), 2);
-    let redis::Value::Array(first) = &replies[0] else {
-        panic!("{:?}", replies[0]);
-    };
-    assert_eq!(first[0], redis::Value::Int(-1));
+    assert_eq!(values.len(), 2 * 7);
+    assert_eq!(values[0], redis::Value::Int(-1));
     assert!(
-        matches!(&first[1], redis::Value::BulkString(m) if m.starts_with(b"WRONGTYPE")),
-        "{first:?}"
+        matches!(&values[1], redis::Value::BulkString(m) if m.starts_with(b"WRONGTYPE")),
+        "{values:?}"
     );
+    assert!(values[2..7].iter().all(|v| *v == redis::Value::Int(0)));
+    assert_eq!(values[7], redis::Value::Int(1), "the second check charged");
     let counter: String = redis.get("fg:{a}:fw").unwrap();
     assert!(
         counter.ends_with(":1"),
@@ -681,14 +682,12 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     let mut argv = check(1);
     at(&mut argv);
     let reply = eval(&mut redis, &["fg:{old}:fw"], &argv).unwrap();
+    let ints = |values: [u64; 7]| {
+        redis::Value::Array(values.map(|n| redis::Value::Int(n as i64)).to_vec())
+    };
     assert_eq!(
         reply,
-        redis::Value::Array(vec![redis::Value::Array(
-            [1, now, 1, 0, 20_000_000, 0, 0]
-                .into_iter()
-                .map(|n| redis::Value::Int(n as i64))
-                .collect()
-        )]),
+        ints([1, now, 1, 0, 20_000_000, 0, 0]),
         "99 of 100 used: allowed, 0 left, charged"
     );
     let counter: String = redis.get("fg:{old}:fw").unwrap();
@@ -698,17 +697,9 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     let mut argv = check(1);
     at(&mut argv);
     let reply = eval(&mut redis, &["fg:{old}:fw"], &argv).unwrap();
-    let redis::Value::Array(replies) = reply else {
-        panic!("{reply:?}");
-    };
     assert_eq!(
-        replies[0],
-        redis::Value::Array(
-            [0, now, 0, 0, 20_000_000, 20_000_000, 0]
-                .into_iter()
-                .map(|n| redis::Value::Int(n as i64))
-                .collect()
-        ),
+        reply,
+        ints([0, now, 0, 0, 20_000_000, 20_000_000, 0]),
         "the 101st is denied"
     );
 }
