@@ -84,6 +84,9 @@ fn metrics_hold_every_spec_metric_and_no_attribute_value() {
             .text()
             .contains("floodgate_config_reloads_total")
     });
+    // Counted on after the reload (its policies are new objects).
+    let body_3 = format!(r#"{{"attributes": {{"user": "{user}-3", "ip": "{ip}"}}}}"#);
+    assert_eq!(check(&floodgate, &body_3), 200);
     redis.kill();
     // A fresh user: `body`'s denial is cached and would not ask Redis.
     check(
@@ -126,6 +129,20 @@ fn metrics_hold_every_spec_metric_and_no_attribute_value() {
         assert!(["enforced", "dark"].contains(&labels["policy"].as_str()));
         assert!(["redis", "local", "fallback"].contains(&labels["source"].as_str()));
     }
+    let count = |policy: &str, decision: &str| {
+        checks
+            .iter()
+            .find(|s| {
+                s.1["policy"] == policy && s.1["decision"] == decision && s.1["source"] == "redis"
+            })
+            .map_or(0.0, |s| s.2)
+    };
+    assert_eq!(count("enforced", "allowed"), 3.0, "{checks:?}");
+    assert_eq!(count("enforced", "denied"), 1.0, "{checks:?}");
+    assert_eq!(count("dark", "allowed"), 1.0, "{checks:?}");
+    // The 4th: the check after Redis died, its denial from the deny cache
+    // (Redis's own, cached).
+    assert_eq!(count("dark", "shadow_denied"), 4.0, "{checks:?}");
     assert_eq!(series("floodgate_store_fallback")[0].2, 1.0);
     assert!(series("floodgate_store_errors_total")
         .iter()

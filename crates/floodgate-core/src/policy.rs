@@ -557,15 +557,17 @@ impl PolicySet {
         self.by_name.get(name).map(|&i| &self.policies[i])
     }
 
-    /// The policies that apply to a check, in configuration order.
+    /// The policies that apply to a check, in configuration order, each
+    /// with its index in the set (`0..len()`).
     pub fn applicable<'a>(
         &'a self,
         attributes: &'a Attributes,
         domain: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+    ) -> impl Iterator<Item = (usize, &'a Arc<Policy>)> + 'a {
         self.policies
             .iter()
-            .filter(move |p| p.applies(attributes, domain))
+            .enumerate()
+            .filter(move |(_, p)| p.applies(attributes, domain))
     }
 }
 

@@ -4,7 +4,7 @@
 //! counted (SPEC §1).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
 use floodgate_core::{
@@ -92,20 +92,70 @@ impl Verdict {
 
 /// Applies the loaded policies to checks, against one store.
 pub struct Limiter {
-    /// The loaded policies; swapped whole on reload, so a check sees either
-    /// the old set or the new one, never a mix.
-    policies: ArcSwap<PolicySet>,
+    /// The loaded policies and their metrics; swapped whole on reload, so a
+    /// check sees either the old set or the new one, never a mix.
+    loaded: ArcSwap<Loaded>,
     /// Where counters live.
     store: Arc<dyn Store>,
     /// Global shadow mode: count and report, never deny.
     shadow: AtomicBool,
 }
 
+/// A policy set and, by policy index, its `floodgate_checks_total`
+/// handles.
+struct Loaded {
+    set: Arc<PolicySet>,
+    counters: Box<[CheckCounters]>,
+}
+
+impl Loaded {
+    fn new(set: PolicySet) -> Loaded {
+        let counters = (0..set.len()).map(|_| CheckCounters::default()).collect();
+        Loaded {
+            set: Arc::new(set),
+            counters,
+        }
+    }
+}
+
+/// One policy's `floodgate_checks_total` series, by decision and source,
+/// each handle made on its first check: `counter!` with labels builds its
+/// key and looks it up in the registry every time (~1 900 instructions per
+/// policy per check, one allocation), a handle only adds.
+#[derive(Default)]
+struct CheckCounters([[OnceLock<metrics::Counter>; 3]; 3]);
+
+impl CheckCounters {
+    /// Counts one check of `policy` with this decision and source.
+    fn increment(&self, policy: &Arc<str>, allowed: bool, shadow: bool, source: Source) {
+        let (d, decision) = match (allowed, shadow) {
+            (true, _) => (0, "allowed"),
+            (false, true) => (1, "shadow_denied"),
+            (false, false) => (2, "denied"),
+        };
+        let s = match source {
+            Source::Redis => 0,
+            Source::Local => 1,
+            Source::Fallback => 2,
+        };
+        self.0[d][s]
+            .get_or_init(|| {
+                metrics::counter!(
+                    "floodgate_checks_total",
+                    "policy" => policy.clone(),
+                    "decision" => decision,
+                    "source" => source.as_str()
+                )
+            })
+            .increment(1);
+    }
+}
+
 impl Limiter {
     /// A limiter over `policies` and `store`.
     pub fn new(policies: PolicySet, store: Arc<dyn Store>) -> Self {
         Limiter {
-            policies: ArcSwap::from_pointee(policies),
+            loaded: ArcSwap::from_pointee(Loaded::new(policies)),
             store,
             shadow: AtomicBool::new(false),
         }
@@ -113,13 +163,14 @@ impl Limiter {
 
     /// The policies in force.
     pub fn policies(&self) -> Arc<PolicySet> {
-        self.policies.load_full()
+        self.loaded.load().set.clone()
     }
 
     /// Replaces the policies atomically. Counters are keyed by policy name
-    /// and key values, so a policy that keeps both keeps its counters.
+    /// and key values, so a policy that keeps both keeps its counters (its
+    /// metrics too: the registry holds them by name and labels).
     pub fn replace_policies(&self, policies: PolicySet) {
-        self.policies.store(Arc::new(policies));
+        self.loaded.store(Arc::new(Loaded::new(policies)));
     }
 
     /// Turns global shadow mode on or off.
@@ -160,13 +211,18 @@ impl Limiter {
             validate_attributes(check.attributes)?;
             validate_hits(check.hits)?;
         }
-        let set = self.policies.load();
-        // (check index, policy) for every applicable policy of every check.
-        let applicable: Vec<(usize, &Arc<Policy>)> = checks
+        let loaded = self.loaded.load();
+        let (set, all_counters) = (&*loaded.set, &loaded.counters);
+        // (check index, policy) for every applicable policy of every check,
+        // and each policy's metrics.
+        let (applicable, counters): (Vec<(usize, &Arc<Policy>)>, Vec<&CheckCounters>) = checks
             .iter()
             .enumerate()
-            .flat_map(|(i, c)| set.applicable(c.attributes, c.domain).map(move |p| (i, p)))
-            .collect();
+            .flat_map(|(i, c)| {
+                (set.applicable(c.attributes, c.domain))
+                    .map(move |(p, policy)| ((i, policy), &all_counters[p]))
+            })
+            .unzip();
         let mut verdicts = vec![
             Verdict {
                 allowed: true,
@@ -194,7 +250,10 @@ impl Limiter {
             })
             .collect();
         let outcomes = self.store.check(&ops).await?;
-        for (((i, policy), op), o) in applicable.iter().zip(&ops).zip(&outcomes) {
+        for ((((i, policy), op), o), counters) in
+            applicable.iter().zip(&ops).zip(&outcomes).zip(counters)
+        {
+            counters.increment(policy.name_arc(), o.outcome.allowed, !op.enforced, o.source);
             verdicts[*i].statuses.push(PolicyStatus {
                 policy: policy.name_arc().clone(),
                 allowed: o.outcome.allowed,
@@ -250,7 +309,6 @@ impl Limiter {
             }
         }
         for verdict in &mut verdicts {
-            record_metrics(&verdict.statuses);
             verdict.decider = decider(&verdict.statuses, verdict.allowed);
             if !verdict.allowed {
                 // Denials can come in floods: debug level only.
@@ -271,11 +329,11 @@ impl Limiter {
     /// [`LimitError::Store`] when the store could not be reached.
     pub async fn release(&self, token: &str) -> Result<(), LimitError> {
         let parts = LeasePart::decode(token)?;
-        let set = self.policies.load();
+        let loaded = self.loaded.load();
         let refunds: Vec<Refund<'_>> = parts
             .iter()
             .filter_map(|part| {
-                let policy = set.get(part.policy())?;
+                let policy = loaded.set.get(part.policy())?;
                 (policy.kind() == AlgorithmKind::Concurrency).then_some(Refund {
                     policy,
                     key: &part.counter_key,
@@ -306,23 +364,6 @@ fn decider(statuses: &[PolicyStatus], allowed: bool) -> Option<usize> {
     pick.map(|(i, _)| i)
         .or_else(|| statuses.iter().position(|s| !s.allowed))
         .or((!statuses.is_empty()).then_some(0))
-}
-
-fn record_metrics(statuses: &[PolicyStatus]) {
-    for s in statuses {
-        let decision = match (s.allowed, s.shadow) {
-            (true, _) => "allowed",
-            (false, true) => "shadow_denied",
-            (false, false) => "denied",
-        };
-        metrics::counter!(
-            "floodgate_checks_total",
-            "policy" => s.policy.clone(),
-            "decision" => decision,
-            "source" => s.source.as_str()
-        )
-        .increment(1);
-    }
 }
 
 #[cfg(test)]

@@ -179,9 +179,9 @@ fn set_rejects_duplicate_names_and_keeps_order() {
     .unwrap();
     let names: Vec<_> = set
         .applicable(&attrs(&[("user", "u")]), None)
-        .map(|p| p.name().to_string())
+        .map(|(i, p)| format!("{i}:{}", p.name()))
         .collect();
-    assert_eq!(names, ["b", "a"]);
+    assert_eq!(names, ["0:b", "1:a"]);
     assert!(set.get("a").is_some());
 }
 
