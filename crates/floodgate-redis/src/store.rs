@@ -70,7 +70,8 @@ pub(crate) struct Link {
     /// Options of every call: fail fast. A call fails at once while its
     /// connection is known to be down, and a call cut off mid-flight by a
     /// dropped connection fails instead of being re-sent after reconnecting
-    /// (see the crate docs for the one gap fred leaves).
+    /// (see the crate docs for the one gap fred leaves). No fred timeout:
+    /// every call with these options runs under our own deadline.
     options: Options,
 }
 
@@ -140,6 +141,9 @@ impl RedisStore {
             timeout: config.timeout,
             options: Options {
                 fail_fast: true,
+                // Zero: no timer of fred's beside ours (`default_command_
+                // timeout` still covers the commands sent without them).
+                timeout: Some(Duration::ZERO),
                 ..Options::default()
             },
         };
