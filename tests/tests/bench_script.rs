@@ -111,6 +111,10 @@ fn smoke_mode_runs_every_scenario() {
         assert!(1.0 <= median && median <= slowest, "{at}: {probe:?}");
     }
     assert!(stdout.contains("CPU probe"), "{stdout}");
+    // The CPU time the hypervisor took during the run (0 on bare metal).
+    let steal = report["machine"]["steal_ms"].as_f64().expect("steal_ms");
+    assert!(steal >= 0.0, "{report:#}");
+    assert!(stdout.contains("Host steal:"), "{stdout}");
     let rows = report["rows"].as_array().expect("rows");
     for id in ROWS {
         let row = rows
