@@ -70,6 +70,9 @@ fn smoke_mode_runs_every_scenario() {
         .arg(&bin_dir)
         .arg("--json")
         .arg(&json)
+        // In smoke mode: one quiet probe, whatever it finds, no waiting.
+        .arg("--wait-quiet")
+        .arg("1")
         .current_dir(repo_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -115,6 +118,13 @@ fn smoke_mode_runs_every_scenario() {
     let steal = report["machine"]["steal_ms"].as_f64().expect("steal_ms");
     assert!(steal >= 0.0, "{report:#}");
     assert!(stdout.contains("Host steal:"), "{stdout}");
+    // --wait-quiet: the no-op server's p99, probed once before the run.
+    let probes = report["machine"]["quiet_probes_p99_us"]
+        .as_array()
+        .expect("quiet_probes_p99_us");
+    assert_eq!(probes.len(), 1, "{report:#}");
+    assert!(probes[0].as_u64().is_some_and(|p| p > 0), "{report:#}");
+    assert!(stdout.contains("Quiet probe (--wait-quiet)"), "{stdout}");
     let rows = report["rows"].as_array().expect("rows");
     for id in ROWS {
         let row = rows
@@ -131,5 +141,27 @@ fn smoke_mode_runs_every_scenario() {
         assert!(rps > 0.0, "run {id}: no throughput: {run:#}");
         assert_eq!(run["errors"].as_u64(), Some(0), "run {id}: {run:#}");
         assert!(run["command"].as_str().is_some(), "run {id}: {run:#}");
+    }
+}
+
+#[test]
+fn bad_flags_are_refused_before_anything_runs() {
+    for (flags, message) in [
+        (&["--wait-quiet", "0"][..], "minutes must be 1 to 600"),
+        (&["--wait-quiet", "601"][..], "minutes must be 1 to 600"),
+        (&["--wait-quiet", "ten"][..], "minutes must be 1 to 600"),
+        (&["--rounds", "0"][..], "rounds must be 1 to 9"),
+        (&["--duration", "5m"][..], "not a duration"),
+        (&["--full", "--smoke"][..], "not allowed with"),
+    ] {
+        let out = Command::new(repo_root().join("scripts/bench"))
+            .args(flags)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/bench");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(stderr.contains(message), "{flags:?}: {stderr}");
     }
 }
