@@ -239,7 +239,12 @@ fn take_batch(queue: &mut VecDeque<Job>, margin: Duration) -> Vec<Job> {
 
 /// Sends `batch` as one call and hands each check its reply.
 async fn send(link: &Link, batch: Vec<Job>) {
-    let (mut keys, mut args) = (Vec::new(), Vec::new());
+    let ops_total = batch.iter().map(|job| job.keys.len()).sum();
+    let args_total = batch.iter().map(|job| job.args.len()).sum();
+    let (mut keys, mut args) = (
+        Vec::with_capacity(ops_total),
+        Vec::with_capacity(args_total),
+    );
     let mut replies = Vec::with_capacity(batch.len());
     let mut ops = Vec::with_capacity(batch.len());
     // The earliest caller's deadline: no caller waits past its own.

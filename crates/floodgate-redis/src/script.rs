@@ -80,10 +80,11 @@ pub(crate) struct Call {
 
 impl Call {
     /// The command's arguments after the command name: the script (SHA or
-    /// source), the key count, the keys and the ARGV.
-    pub(crate) fn arguments(&self, script: &str) -> Vec<Value> {
+    /// source, sent from the static [`SCRIPTS`] without a copy), the key
+    /// count, the keys and the ARGV.
+    pub(crate) fn arguments(&self, script: &'static str) -> Vec<Value> {
         let mut out = Vec::with_capacity(2 + self.keys.len() + self.args.len());
-        out.push(Value::from(script));
+        out.push(Value::from_static_str(script));
         out.push(Value::Integer(self.keys.len() as i64));
         out.extend(self.keys.iter().map(|k| Value::from(k.as_str())));
         out.extend(self.args.iter().cloned());
@@ -152,17 +153,20 @@ fn interval_us(policy: &Policy) -> u64 {
 }
 
 impl CheckCall {
-    /// An empty call, with script time `now` ("" = Redis `TIME`). Its ARGV
-    /// is one check's: `now`, the op count, then one spec per op; the
-    /// batcher puts several checks' ARGV one after the other.
-    fn new(now: &str) -> CheckCall {
+    /// An empty call, with script time `now` ("" = Redis `TIME`), room for
+    /// `ops` ops. Its ARGV is one check's: `now`, the op count, then one
+    /// spec per op; the batcher puts several checks' ARGV one after the
+    /// other.
+    fn new(now: &str, ops: usize) -> CheckCall {
+        let mut args = Vec::with_capacity(2 + ops);
+        args.extend([Value::from(now), Value::Integer(0)]);
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
-                keys: Vec::new(),
-                args: vec![Value::from(now), Value::Integer(0)],
+                keys: Vec::with_capacity(ops),
+                args,
             },
-            ops: Vec::new(),
+            ops: Vec::with_capacity(ops),
         }
     }
 
@@ -297,7 +301,7 @@ pub(crate) fn check_calls(
         {
             Some(i) => &mut calls[i].1,
             None => {
-                calls.push((slot, CheckCall::new(now)));
+                calls.push((slot, CheckCall::new(now, ops.len() - index)));
                 &mut calls.last_mut().expect("just pushed").1
             }
         };
