@@ -135,6 +135,15 @@ fn smoke_mode_runs_every_scenario() {
         assert!(stdout.contains(scenario), "row {id} not printed:\n{stdout}");
         assert!(row["value"].as_f64().is_some(), "row {id}: {row:#}");
     }
+    // --wait-quiet also gates each open-loop p99 round (smoke: 2 rounds).
+    for id in ["local-grpc-p99", "redis-1-p99"] {
+        let row = rows.iter().find(|r| r["id"] == id).expect(id);
+        let gates = row["quiet_probes_p99_us"].as_array().expect(id);
+        assert_eq!(gates.len(), 2, "row {id}: {row:#}");
+        assert!(gates.iter().all(|p| p.as_u64().is_some_and(|p| p > 0)));
+        let note = row["note"].as_str().expect("note");
+        assert!(note.contains("each round waited for quiet first"), "{note}");
+    }
     for id in RUNS {
         let run = &report["runs"][id];
         let rps = run["throughput_rps"].as_f64().unwrap_or(0.0);
