@@ -11,11 +11,12 @@ use floodgate_e2e::{binary, repo_root};
 use serde_json::Value;
 
 /// Every row of the table, by id.
-const ROWS: [&str; 19] = [
+const ROWS: [&str; 21] = [
     "ceiling-grpc",
     "ceiling-http",
     "local-grpc",
     "local-grpc-p99",
+    "echo-p99",
     "local-http",
     "ceiling-redis",
     "redis-1",
@@ -25,6 +26,7 @@ const ROWS: [&str; 19] = [
     "redis-1-p99",
     "ping-p99",
     "fred-ping-p99",
+    "echo-relay-p99",
     "redis-3",
     "redis-3-bound",
     "redis-3-roundtrips",
@@ -55,7 +57,7 @@ const RUNS: [&str; 15] = [
 #[test]
 fn smoke_mode_runs_every_scenario() {
     let bin_dir = binary().parent().expect("bin dir").to_path_buf();
-    for bin in ["floodgate-bench", "floodgate-noop"] {
+    for bin in ["floodgate-bench", "floodgate-noop", "floodgate-echo"] {
         assert!(
             bin_dir.join(bin).exists(),
             "{} is missing: build it first with `cargo build --workspace --bins`",
@@ -150,6 +152,16 @@ fn smoke_mode_runs_every_scenario() {
         assert!(rps > 0.0, "run {id}: no throughput: {run:#}");
         assert_eq!(run["errors"].as_u64(), Some(0), "run {id}: {run:#}");
         assert!(run["command"].as_str().is_some(), "run {id}: {run:#}");
+    }
+    // The plain TCP echo under each open-loop p99, one hop and two.
+    for id in ["echo-open", "echo-relay-open"] {
+        let run = &report["runs"][id];
+        let p99 = run["report"]["latency_us"]["p99"].as_u64().unwrap_or(0);
+        assert!(p99 > 0, "run {id}: no p99: {run:#}");
+        assert!(
+            run["report"]["messages"].as_u64().unwrap_or(0) > 0,
+            "run {id}: {run:#}"
+        );
     }
 }
 
