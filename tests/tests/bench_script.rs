@@ -137,14 +137,25 @@ fn smoke_mode_runs_every_scenario() {
         assert!(stdout.contains(scenario), "row {id} not printed:\n{stdout}");
         assert!(row["value"].as_f64().is_some(), "row {id}: {row:#}");
     }
-    // --wait-quiet also gates each open-loop p99 round (smoke: 2 rounds).
-    for id in ["local-grpc-p99", "redis-1-p99"] {
+    // --wait-quiet also gates each open-loop p99 run, floodgate's and each
+    // baseline's (smoke: 2 rounds).
+    for id in [
+        "local-grpc-p99",
+        "echo-p99",
+        "redis-1-p99",
+        "ping-p99",
+        "fred-ping-p99",
+        "echo-relay-p99",
+    ] {
         let row = rows.iter().find(|r| r["id"] == id).expect(id);
-        let gates = row["quiet_probes_p99_us"].as_array().expect(id);
-        assert_eq!(gates.len(), 2, "row {id}: {row:#}");
-        assert!(gates.iter().all(|p| p.as_u64().is_some_and(|p| p > 0)));
+        for key in ["quiet_probes_p99_us", "baseline_quiet_probes_p99_us"] {
+            let gates = row[key].as_array().unwrap_or_else(|| panic!("{id}: {key}"));
+            assert_eq!(gates.len(), 2, "row {id}, {key}: {row:#}");
+            assert!(gates.iter().all(|p| p.as_u64().is_some_and(|p| p > 0)));
+        }
         let note = row["note"].as_str().expect("note");
-        assert!(note.contains("each round waited for quiet first"), "{note}");
+        assert!(note.contains("each run waited for quiet first"), "{note}");
+        assert!(note.contains("before its baseline's"), "{note}");
     }
     for id in RUNS {
         let run = &report["runs"][id];
