@@ -15,7 +15,7 @@
 
 #![forbid(unsafe_code)]
 
-use std::io::{Read as _, Write as _};
+use std::io::{ErrorKind, Read as _, Write as _};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::thread;
@@ -28,15 +28,16 @@ use hdrhistogram::Histogram;
 /// Bytes per message: the index (8) and padding.
 const MESSAGE: usize = 16;
 
-/// How long the reader waits for any answer before it gives up.
+/// How long the reader waits for any answer, and the sender for room to
+/// write, before each gives up.
 const STALL_LIMIT: Duration = Duration::from_secs(10);
 
 /// Flags.
 #[derive(Debug, Parser)]
 #[command(name = "floodgate-echo", version, about)]
 struct Args {
-    /// Messages per second (1 to 200000).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=200_000))]
+    /// Messages per second (1 to 10000000, as floodgate-bench's --rate).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     rate: u32,
     /// Seconds to send for (more than 0, at most 600).
     #[arg(long = "for", value_parser = parse_seconds)]
@@ -77,6 +78,9 @@ fn run(args: &Args) -> anyhow::Result<Histogram<u64>> {
     let echo = serve_echo()?;
     let target = if args.relay { serve_relay(echo)? } else { echo };
     let stream = connect(target)?;
+    stream
+        .set_write_timeout(Some(STALL_LIMIT))
+        .context("write timeout")?;
     let mut reader = stream.try_clone().context("socket clone")?;
     reader
         .set_read_timeout(Some(STALL_LIMIT))
@@ -86,9 +90,17 @@ fn run(args: &Args) -> anyhow::Result<Histogram<u64>> {
         let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let mut message = [0u8; MESSAGE];
         for _ in 0..count {
-            reader
-                .read_exact(&mut message)
-                .context("no answer within 10 s")?;
+            if let Err(error) = reader.read_exact(&mut message) {
+                // The sender's next write fails at once instead of filling
+                // the socket's buffers.
+                let _ = reader.shutdown(std::net::Shutdown::Both);
+                return Err(match error.kind() {
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut => {
+                        anyhow::anyhow!("no answer within {} s", STALL_LIMIT.as_secs())
+                    }
+                    _ => anyhow::Error::new(error).context("reading the answers"),
+                });
+            }
             let now = Instant::now();
             let i = u64::from_le_bytes(message[..8].try_into().expect("8 bytes"));
             let due = start + interval.mul_f64(i as f64);
@@ -109,7 +121,14 @@ fn run(args: &Args) -> anyhow::Result<Histogram<u64>> {
             thread::sleep(due - now);
         }
         message[..8].copy_from_slice(&i.to_le_bytes());
-        writer.write_all(&message).context("send")?;
+        if let Err(error) = writer.write_all(&message) {
+            // The reader's error (it shut the socket) says why, if it had one.
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return match timer.join() {
+                Ok(Err(reader_error)) => Err(reader_error),
+                _ => Err(anyhow::Error::new(error).context("sending")),
+            };
+        }
     }
     match timer.join() {
         Ok(latency) => latency,

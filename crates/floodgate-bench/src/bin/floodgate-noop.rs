@@ -64,9 +64,9 @@ struct Args {
     /// HTTP listener (loopback).
     #[arg(long, default_value = "127.0.0.1:0")]
     http: SocketAddr,
-    /// Stop after this many seconds at the latest (1 to 3600).
+    /// Stop after this many seconds at the latest (1 to 86400).
     #[arg(long = "for", default_value_t = 600,
-          value_parser = clap::value_parser!(u64).range(1..=3600))]
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     seconds: u64,
     /// Runtime worker threads [default: number of CPUs].
     #[arg(long)]
