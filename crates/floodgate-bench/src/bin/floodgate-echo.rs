@@ -86,6 +86,8 @@ fn run(args: &Args) -> anyhow::Result<Histogram<u64>> {
         .set_read_timeout(Some(STALL_LIMIT))
         .context("read timeout")?;
     let start = Instant::now() + Duration::from_millis(1);
+    // When message i is due: the sender sends it then, the reader times it from then.
+    let due = move |i: u64| start + interval.mul_f64(i as f64);
     let timer = thread::spawn(move || -> anyhow::Result<Histogram<u64>> {
         let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
         let mut message = [0u8; MESSAGE];
@@ -103,8 +105,7 @@ fn run(args: &Args) -> anyhow::Result<Histogram<u64>> {
             }
             let now = Instant::now();
             let i = u64::from_le_bytes(message[..8].try_into().expect("8 bytes"));
-            let due = start + interval.mul_f64(i as f64);
-            latency.saturating_record(now.saturating_duration_since(due).as_micros() as u64);
+            latency.saturating_record(now.saturating_duration_since(due(i)).as_micros() as u64);
         }
         Ok(latency)
     });
@@ -115,8 +116,7 @@ fn run(args: &Args) -> anyhow::Result<Histogram<u64>> {
     let mut writer = stream;
     let mut message = [0u8; MESSAGE];
     for i in 0..count {
-        let due = start + interval.mul_f64(i as f64);
-        let now = Instant::now();
+        let (due, now) = (due(i), Instant::now());
         if due > now {
             thread::sleep(due - now);
         }
