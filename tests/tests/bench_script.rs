@@ -11,7 +11,7 @@ use floodgate_e2e::{binary, repo_root};
 use serde_json::Value;
 
 /// Every row of the table, by id.
-const ROWS: [&str; 21] = [
+const ROWS: [&str; 23] = [
     "ceiling-grpc",
     "ceiling-http",
     "local-grpc",
@@ -26,6 +26,8 @@ const ROWS: [&str; 21] = [
     "redis-1-p99",
     "ping-p99",
     "fred-ping-p99",
+    "least-p99",
+    "fred-least-p99",
     "echo-relay-p99",
     "redis-3",
     "redis-3-bound",
@@ -36,7 +38,7 @@ const ROWS: [&str; 21] = [
 ];
 
 /// Every load run behind the rows.
-const RUNS: [&str; 15] = [
+const RUNS: [&str; 17] = [
     "noop-grpc",
     "noop-http",
     "local-grpc",
@@ -50,6 +52,8 @@ const RUNS: [&str; 15] = [
     "noop-grpc-open-redis",
     "noop-ping-open",
     "noop-fred-ping-open",
+    "noop-least-open",
+    "noop-fred-least-open",
     "redis-3",
     "redis-hot",
 ];
@@ -145,6 +149,8 @@ fn smoke_mode_runs_every_scenario() {
         "redis-1-p99",
         "ping-p99",
         "fred-ping-p99",
+        "least-p99",
+        "fred-least-p99",
         "echo-relay-p99",
     ] {
         let row = rows.iter().find(|r| r["id"] == id).expect(id);

@@ -1,8 +1,10 @@
 //! `floodgate-noop --redis`: the reference server that makes one `PING`
 //! round trip to Redis per gRPC Check (the floor `scripts/bench` prints
-//! beside floodgate's Redis p99), through its minimal client or through
-//! fred. It answers checks only through Redis, refuses an address that is
-//! not loopback, and stops with a clear error when Redis is not there.
+//! beside floodgate's Redis p99), or with `--redis-command counter` one
+//! call of the least check script (TIME, GET, SET … PX on the check's own
+//! key), through its minimal client or through fred. It answers checks
+//! only through Redis, refuses an address that is not loopback, and stops
+//! with a clear error when Redis is not there.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -12,21 +14,29 @@ use floodgate_e2e::RedisServer;
 
 const NOOP: &str = env!("CARGO_BIN_EXE_floodgate-noop");
 
-/// Redis's `PING` count so far.
-fn pings(redis: &RedisServer) -> u64 {
+/// `redis-cli -p PORT ARGS…` against `redis`: its output.
+fn cli(redis: &RedisServer, args: &[&str]) -> String {
     let port = redis.port.to_string();
-    let stats =
-        floodgate_e2e::redis_servers::run("redis-cli", &["-p", &port, "INFO", "commandstats"]);
-    stats
+    let argv: Vec<&str> = ["-p", port.as_str()]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect();
+    floodgate_e2e::redis_servers::run("redis-cli", &argv)
+}
+
+/// Redis's count of `command` calls so far (`ping`, `evalsha`).
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let prefix = format!("cmdstat_{command}:calls=");
+    cli(redis, &["INFO", "commandstats"])
         .lines()
-        .find_map(|line| line.strip_prefix("cmdstat_ping:calls="))
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
         .and_then(|rest| rest.split(',').next())
         .map_or(0, |calls| calls.parse().expect("a count"))
 }
 
-/// Starts the no-op server against `redis`, PINGing through `client`;
-/// returns it and its gRPC address.
-fn start(redis: &RedisServer, client: &str) -> (Child, String) {
+/// Starts the no-op server against `redis`, asking `command` (`ping`,
+/// `counter`) through `client`; returns it and its gRPC address.
+fn start(redis: &RedisServer, client: &str, command: &str) -> (Child, String) {
     let mut child = Command::new(NOOP)
         .args([
             "--for",
@@ -35,6 +45,8 @@ fn start(redis: &RedisServer, client: &str) -> (Child, String) {
             &format!("127.0.0.1:{}", redis.port),
             "--redis-client",
             client,
+            "--redis-command",
+            command,
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -52,11 +64,13 @@ fn start(redis: &RedisServer, client: &str) -> (Child, String) {
     (child, grpc)
 }
 
-/// 300 checks through the no-op server PINGing through `client`.
-async fn three_hundred_checks(client: &str) {
+/// 300 checks over 100 users through the no-op server asking `command`
+/// through `client`; returns the Redis they went to, and its count of
+/// `counted` calls made by the checks.
+async fn three_hundred_checks(client: &str, command: &str, counted: &str) -> (RedisServer, u64) {
     let redis = RedisServer::start();
-    let (mut noop, grpc) = start(&redis, client);
-    let before = pings(&redis);
+    let (mut noop, grpc) = start(&redis, client, command);
+    let before = calls(&redis, counted);
     let args = <Args as clap::Parser>::try_parse_from([
         "floodgate-bench",
         "--protocol",
@@ -76,7 +90,7 @@ async fn three_hundred_checks(client: &str) {
     let report = run(&args.into_config().expect("config"))
         .await
         .expect("run");
-    let after = pings(&redis);
+    let after = calls(&redis, counted);
     let _ = noop.kill();
     let _ = noop.wait();
     assert_eq!(report.checks, 300, "{client}: {}", report.to_json());
@@ -86,17 +100,38 @@ async fn three_hundred_checks(client: &str) {
         "{client}"
     );
     assert_eq!(report.allowed, 300, "{client}");
-    assert_eq!(after - before, 300, "{client}: one PING per check");
+    (redis, after - before)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_check_is_one_ping_round_trip() {
-    three_hundred_checks("minimal").await;
+    for client in ["minimal", "fred"] {
+        let (_redis, pings) = three_hundred_checks(client, "ping", "ping").await;
+        assert_eq!(pings, 300, "{client}: one PING per check");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_check_is_one_ping_round_trip_through_fred() {
-    three_hundred_checks("fred").await;
+async fn every_check_is_one_call_of_the_least_script_on_its_own_counter() {
+    for client in ["minimal", "fred"] {
+        let (redis, scripts) = three_hundred_checks(client, "counter", "evalsha").await;
+        assert_eq!(scripts, 300, "{client}: one EVALSHA per check");
+        // Each of the 100 users has its counter, under floodgate's key
+        // layout, with a TTL; together they counted every check.
+        let keys = cli(&redis, &["--scan", "--pattern", "fg:{bench:*}:sw"]);
+        let keys: Vec<&str> = keys.lines().collect();
+        assert!(!keys.is_empty() && keys.len() <= 100, "{client}: {keys:?}");
+        let mut total = 0;
+        for key in &keys {
+            total += cli(&redis, &["GET", key])
+                .trim()
+                .parse::<u64>()
+                .expect("a count");
+            let ttl: i64 = cli(&redis, &["PTTL", key]).trim().parse().expect("a TTL");
+            assert!(ttl > 0 && ttl <= 120_000, "{client}: {key} PTTL {ttl}");
+        }
+        assert_eq!(total, 300, "{client}: every check counted once");
+    }
 }
 
 /// Runs the no-op server with `args` to its end: its exit code and stderr.
@@ -132,10 +167,19 @@ fn no_redis_there_is_a_clear_error() {
 }
 
 #[test]
-fn a_redis_client_without_a_redis_is_refused() {
-    let (code, stderr) = refused(&["--redis-client", "fred"]);
+fn a_redis_client_or_command_without_a_redis_is_refused() {
+    for flags in [["--redis-client", "fred"], ["--redis-command", "counter"]] {
+        let (code, stderr) = refused(&flags);
+        assert_eq!(code, Some(2), "{flags:?}");
+        assert!(stderr.contains("--redis <ADDR>"), "{flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn an_unknown_redis_command_is_refused() {
+    let (code, stderr) = refused(&["--redis", "127.0.0.1:1", "--redis-command", "flushall"]);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("--redis"), "{stderr}");
+    assert!(stderr.contains("invalid value 'flushall'"), "{stderr}");
 }
 
 #[test]

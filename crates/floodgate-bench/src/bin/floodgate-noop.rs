@@ -16,6 +16,13 @@
 //! and configured as floodgate's Redis store uses it (4 connections,
 //! TCP_NODELAY): what the client floodgate is built on costs by itself.
 //!
+//! `--redis-command counter` replaces the `PING` with the least Redis work
+//! a check that meets the contract must do: one `EVALSHA` of a script that
+//! reads Redis's clock (`TIME`), reads the check's counter (`GET`) and
+//! writes it back with a TTL (`SET … PX`), on the check's own key
+//! (`fg:{bench:<user>}:sw`, from its `user` attribute) — no decision, no
+//! policies. floodgate's Redis check can be no faster than that.
+//!
 //! Loopback only. Once both listeners are bound it prints one line on
 //! stdout, `floodgate-noop listening http=ADDR grpc=ADDR`; it stops on
 //! SIGTERM/SIGINT or after `--for` seconds.
@@ -78,7 +85,29 @@ struct Args {
     /// connection) or `fred` (through fred, as floodgate's store).
     #[arg(long, value_enum, default_value_t = RedisClient::Minimal, requires = "redis")]
     redis_client: RedisClient,
+    /// What each gRPC Check asks `--redis`: `ping` (one PING) or `counter`
+    /// (one EVALSHA of a script doing TIME, GET and SET … PX on the check's
+    /// own key: the least Redis work of a real check).
+    #[arg(long, value_enum, default_value_t = RedisCommand::Ping, requires = "redis")]
+    redis_command: RedisCommand,
 }
+
+/// What every check asks Redis (`--redis-command`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum RedisCommand {
+    Ping,
+    Counter,
+}
+
+/// The least Redis work of a check that meets the contract (SPEC §2, §5):
+/// Redis's own clock, the counter read, the counter written with a TTL.
+/// KEYS[1] the check's counter; returns 1. (The clock is read as a real
+/// check reads it; this one decides nothing with it.)
+const COUNTER_SCRIPT: &str = "local now = redis.call('TIME')
+local n = tonumber(redis.call('GET', KEYS[1])) or 0
+redis.call('SET', KEYS[1], n + 1, 'PX', 120000)
+return 1
+";
 
 /// The Redis client `--redis` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -87,16 +116,72 @@ enum RedisClient {
     Fred,
 }
 
-/// The connection(s) every check PINGs through.
-enum Redis {
+/// The connection(s) every check asks Redis through, and what it asks:
+/// the counter script's SHA when `--redis-command counter`.
+struct Redis {
+    client: Client,
+    counter: Option<String>,
+}
+
+/// The client of `--redis-client`.
+enum Client {
     Minimal(Arc<Pinger>),
     Fred(fred::clients::Pool),
 }
 
 impl Redis {
-    async fn connect(addr: SocketAddr, client: RedisClient) -> anyhow::Result<Redis> {
+    async fn connect(
+        addr: SocketAddr,
+        client: RedisClient,
+        command: RedisCommand,
+    ) -> anyhow::Result<Redis> {
+        let client = Client::connect(addr, client).await?;
+        let counter = match command {
+            RedisCommand::Ping => None,
+            RedisCommand::Counter => Some(client.load(COUNTER_SCRIPT).await?),
+        };
+        Ok(Redis { client, counter })
+    }
+
+    /// One round trip for the check of `user`: its command, its reply.
+    async fn ask(&self, user: &str) -> Result<(), String> {
+        let Some(sha) = &self.counter else {
+            return self.client.ping().await;
+        };
+        let key = format!("fg:{{bench:{user}}}:sw");
+        match &self.client {
+            Client::Minimal(pinger) => {
+                let command = resp(&[b"EVALSHA", sha.as_bytes(), b"1", key.as_bytes()]);
+                pinger.call(&command).await.map_err(|e| e.to_string())
+            }
+            Client::Fred(pool) => {
+                use fred::interfaces::LuaInterface as _;
+                pool.next()
+                    .evalsha::<fred::types::Value, _, _, _>(sha.as_str(), key, ())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// `parts` as one RESP command.
+fn resp(parts: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + parts.iter().map(|p| p.len() + 16).sum::<usize>());
+    out.extend_from_slice(format!("*{}\r\n", parts.len()).as_bytes());
+    for part in parts {
+        out.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+        out.extend_from_slice(part);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+impl Client {
+    async fn connect(addr: SocketAddr, client: RedisClient) -> anyhow::Result<Client> {
         match client {
-            RedisClient::Minimal => Ok(Redis::Minimal(Pinger::connect(addr).await?)),
+            RedisClient::Minimal => Ok(Client::Minimal(Pinger::connect(addr).await?)),
             RedisClient::Fred => {
                 use fred::interfaces::ClientLike as _;
                 let config = fred::types::config::Config::from_url(&format!("redis://{addr}"))
@@ -109,15 +194,34 @@ impl Redis {
                     .await
                     .context("Redis did not answer within 5 s")?
                     .with_context(|| format!("cannot connect to Redis at {addr}"))?;
-                Ok(Redis::Fred(pool))
+                Ok(Client::Fred(pool))
             }
         }
     }
 
+    /// Loads `script` (`SCRIPT LOAD`) and returns its SHA.
+    async fn load(&self, script: &str) -> anyhow::Result<String> {
+        let sha = match self {
+            Client::Minimal(pinger) => pinger.load(script).await?,
+            Client::Fred(pool) => {
+                use fred::interfaces::LuaInterface as _;
+                pool.next()
+                    .script_load::<String, _>(script)
+                    .await
+                    .context("SCRIPT LOAD")?
+            }
+        };
+        anyhow::ensure!(
+            sha.len() == 40 && sha.bytes().all(|b| b.is_ascii_hexdigit()),
+            "SCRIPT LOAD answered {sha:?}, not a SHA"
+        );
+        Ok(sha)
+    }
+
     async fn ping(&self) -> Result<(), String> {
         match self {
-            Redis::Minimal(pinger) => pinger.ping().await.map_err(|e| e.to_string()),
-            Redis::Fred(pool) => {
+            Client::Minimal(pinger) => pinger.call(PING).await.map_err(|e| e.to_string()),
+            Client::Fred(pool) => {
                 use fred::interfaces::ClientLike as _;
                 pool.next()
                     .ping::<fred::types::Value>(None)
@@ -132,13 +236,16 @@ impl Redis {
 /// `PING` in RESP.
 const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 
-/// One Redis connection shared by every check: a caller writes its `PING`
-/// and queues its waker under one lock (so replies, which come back in
-/// order, meet their callers in order); the reader task answers them.
+/// One Redis connection shared by every check: a caller writes its
+/// command and queues its waker under one lock (so replies, which come back
+/// in order, meet their callers in order); the reader task answers them.
+/// Every command it sends has a one-line reply (`+PONG`, `:1`, or an
+/// `-ERR …`, which fails the call).
 #[derive(Debug)]
 struct Pinger {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
-    waiting: Mutex<VecDeque<oneshot::Sender<()>>>,
+    /// Each caller's waker: its reply line, or an error line.
+    waiting: Mutex<VecDeque<oneshot::Sender<Result<(), String>>>>,
 }
 
 impl Pinger {
@@ -154,33 +261,60 @@ impl Pinger {
         });
         tokio::spawn(read_replies(read, Arc::clone(&pinger)));
         // The connection answers before the listeners open.
-        tokio::time::timeout(Duration::from_secs(5), pinger.ping())
+        tokio::time::timeout(Duration::from_secs(5), pinger.call(PING))
             .await
             .context("Redis did not answer PING within 5 s")?
             .context("Redis did not answer PING")?;
         Ok(pinger)
     }
 
-    /// One round trip; an error once the connection is gone.
-    async fn ping(&self) -> std::io::Result<()> {
+    /// Loads `script` on a connection of its own (`SCRIPT LOAD` answers a
+    /// bulk string, two lines, which the shared connection does not read)
+    /// and returns its SHA.
+    async fn load(&self, script: &str) -> anyhow::Result<String> {
+        let addr = self.writer.lock().await.peer_addr()?;
+        let mut stream = BufReader::new(TcpStream::connect(addr).await?);
+        let load = async {
+            let command = resp(&[b"SCRIPT", b"LOAD", script.as_bytes()]);
+            stream.get_mut().write_all(&command).await?;
+            let (mut header, mut sha) = (String::new(), String::new());
+            stream.read_line(&mut header).await?;
+            if header.starts_with('$') {
+                stream.read_line(&mut sha).await?;
+            } else {
+                sha = header;
+            }
+            std::io::Result::Ok(sha.trim_end().to_string())
+        };
+        tokio::time::timeout(Duration::from_secs(5), load)
+            .await
+            .context("Redis did not answer SCRIPT LOAD within 5 s")?
+            .context("SCRIPT LOAD")
+    }
+
+    /// One round trip of `command` (RESP, one-line reply); an error once
+    /// the connection is gone or when Redis answers with an error.
+    async fn call(&self, command: &[u8]) -> std::io::Result<()> {
         let (sender, receiver) = oneshot::channel();
         {
             let mut writer = self.writer.lock().await;
             self.queue().push_back(sender);
-            writer.write_all(PING).await?;
+            writer.write_all(command).await?;
         }
         receiver
             .await
-            .map_err(|_| std::io::Error::other("the Redis connection closed"))
+            .map_err(|_| std::io::Error::other("the Redis connection closed"))?
+            .map_err(std::io::Error::other)
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<oneshot::Sender<()>>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<oneshot::Sender<Result<(), String>>>> {
         self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Hands each reply line (`+PONG`) to the oldest caller; on EOF or an error
-/// drops every waiting caller, whose `ping` then fails.
+/// Hands each reply line (`+PONG`, `:1`) to the oldest caller, an error
+/// line (`-…`) as its error; on EOF or a read error drops every waiting
+/// caller, whose call then fails.
 async fn read_replies(read: OwnedReadHalf, pinger: Arc<Pinger>) {
     let mut reader = BufReader::new(read);
     let mut line = Vec::with_capacity(16);
@@ -189,8 +323,12 @@ async fn read_replies(read: OwnedReadHalf, pinger: Arc<Pinger>) {
         match reader.read_until(b'\n', &mut line).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {
+                let reply = match line.strip_prefix(b"-") {
+                    Some(error) => Err(String::from_utf8_lossy(error).trim_end().to_string()),
+                    None => Ok(()),
+                };
                 if let Some(sender) = pinger.queue().pop_front() {
-                    let _ = sender.send(());
+                    let _ = sender.send(reply);
                 }
             }
         }
@@ -212,9 +350,10 @@ impl RateLimiter for NoopService {
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         // Decoded by tonic already, as floodgate's service gets it.
-        drop(request.into_inner());
+        let request = request.into_inner();
         if let Some(redis) = &self.redis {
-            redis.ping().await.map_err(tonic::Status::unavailable)?;
+            let user = request.attributes.get("user").map_or("", String::as_str);
+            redis.ask(user).await.map_err(tonic::Status::unavailable)?;
         }
         Ok(tonic::Response::new(CheckResponse {
             allowed: true,
@@ -293,7 +432,7 @@ async fn stop_on_signal(limit: Duration, shutdown: CancellationToken) -> anyhow:
 async fn run(args: Args) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let redis = match args.redis {
-        Some(addr) => Some(Redis::connect(addr, args.redis_client).await?),
+        Some(addr) => Some(Redis::connect(addr, args.redis_client, args.redis_command).await?),
         None => None,
     };
     let grpc = TcpListener::bind(args.grpc)
