@@ -240,7 +240,10 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 /// command and queues its waker under one lock (so replies, which come back
 /// in order, meet their callers in order); the reader task answers them.
 /// Every command it sends has a one-line reply (`+PONG`, `:1`, or an
-/// `-ERR …`, which fails the call).
+/// `-ERR …`, which fails the call). A caller dropped between queuing its
+/// waker and the end of its write (its check cancelled: only a timed-out
+/// check, which fails the run anyway) leaves the queue out of step with
+/// the replies: this is a measuring tool, not a client to reuse.
 #[derive(Debug)]
 struct Pinger {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
@@ -273,8 +276,8 @@ impl Pinger {
     /// and returns its SHA.
     async fn load(&self, script: &str) -> anyhow::Result<String> {
         let addr = self.writer.lock().await.peer_addr()?;
-        let mut stream = BufReader::new(TcpStream::connect(addr).await?);
         let load = async {
+            let mut stream = BufReader::new(TcpStream::connect(addr).await?);
             let command = resp(&[b"SCRIPT", b"LOAD", script.as_bytes()]);
             stream.get_mut().write_all(&command).await?;
             let (mut header, mut sha) = (String::new(), String::new());
