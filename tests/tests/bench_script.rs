@@ -163,6 +163,39 @@ fn smoke_mode_runs_every_scenario() {
         assert!(note.contains("each run waited for quiet first"), "{note}");
         assert!(note.contains("before its baseline's"), "{note}");
     }
+    // The notes that say no sidecar could meet a p99 target follow the
+    // floors measured beside it, whichever way the run went: the least
+    // script's exactly when it and floodgate both miss the target (µs), the
+    // plain TCP echo's exactly when the echo misses it.
+    let value = |id: &str| {
+        let row = rows.iter().find(|r| r["id"] == id).expect(id);
+        row["value"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{id}: {row:#}"))
+    };
+    let note = |id: &str| {
+        let row = rows.iter().find(|r| r["id"] == id).expect(id);
+        row["note"].as_str().unwrap_or("").to_string()
+    };
+    let (redis_p99, least_p99) = (value("redis-1-p99"), value("fred-least-p99"));
+    assert_eq!(
+        note("redis-1-p99").contains("the least script a check must run"),
+        redis_p99 > 2000.0 && least_p99 > 2000.0,
+        "floodgate {redis_p99} µs, least script {least_p99} µs: {}",
+        note("redis-1-p99")
+    );
+    for (id, floor, target) in [
+        ("redis-1-p99", "echo-relay-p99", 2000.0),
+        ("local-grpc-p99", "echo-p99", 1000.0),
+    ] {
+        assert_eq!(
+            note(id).contains("even a plain TCP echo on threads"),
+            value(floor) > target,
+            "{id}: echo {} µs: {}",
+            value(floor),
+            note(id)
+        );
+    }
     for id in RUNS {
         let run = &report["runs"][id];
         let rps = run["throughput_rps"].as_f64().unwrap_or(0.0);
