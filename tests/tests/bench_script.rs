@@ -167,16 +167,13 @@ fn smoke_mode_runs_every_scenario() {
     // floors measured beside it, whichever way the run went: the least
     // script's exactly when it and floodgate both miss the target (µs), the
     // plain TCP echo's exactly when the echo misses it.
+    let row = |id: &str| rows.iter().find(|r| r["id"] == id).expect(id);
     let value = |id: &str| {
-        let row = rows.iter().find(|r| r["id"] == id).expect(id);
-        row["value"]
+        row(id)["value"]
             .as_f64()
-            .unwrap_or_else(|| panic!("{id}: {row:#}"))
+            .unwrap_or_else(|| panic!("{id}: {:#}", row(id)))
     };
-    let note = |id: &str| {
-        let row = rows.iter().find(|r| r["id"] == id).expect(id);
-        row["note"].as_str().unwrap_or("").to_string()
-    };
+    let note = |id: &str| row(id)["note"].as_str().unwrap_or("").to_string();
     let (redis_p99, least_p99) = (value("redis-1-p99"), value("fred-least-p99"));
     assert_eq!(
         note("redis-1-p99").contains("the least script a check must run"),

@@ -125,7 +125,7 @@ struct Redis {
 
 /// The client of `--redis-client`.
 enum Client {
-    Minimal(Arc<Pinger>),
+    Minimal(Arc<SharedConnection>),
     Fred(fred::clients::Pool),
 }
 
@@ -150,9 +150,9 @@ impl Redis {
         };
         let key = format!("fg:{{bench:{user}}}:sw");
         match &self.client {
-            Client::Minimal(pinger) => {
+            Client::Minimal(connection) => {
                 let command = resp(&[b"EVALSHA", sha.as_bytes(), b"1", key.as_bytes()]);
-                pinger.call(&command).await.map_err(|e| e.to_string())
+                connection.call(&command).await.map_err(|e| e.to_string())
             }
             Client::Fred(pool) => {
                 use fred::interfaces::LuaInterface as _;
@@ -181,7 +181,7 @@ fn resp(parts: &[&[u8]]) -> Vec<u8> {
 impl Client {
     async fn connect(addr: SocketAddr, client: RedisClient) -> anyhow::Result<Client> {
         match client {
-            RedisClient::Minimal => Ok(Client::Minimal(Pinger::connect(addr).await?)),
+            RedisClient::Minimal => Ok(Client::Minimal(SharedConnection::connect(addr).await?)),
             RedisClient::Fred => {
                 use fred::interfaces::ClientLike as _;
                 let config = fred::types::config::Config::from_url(&format!("redis://{addr}"))
@@ -202,7 +202,7 @@ impl Client {
     /// Loads `script` (`SCRIPT LOAD`) and returns its SHA.
     async fn load(&self, script: &str) -> anyhow::Result<String> {
         let sha = match self {
-            Client::Minimal(pinger) => pinger.load(script).await?,
+            Client::Minimal(connection) => connection.load(script).await?,
             Client::Fred(pool) => {
                 use fred::interfaces::LuaInterface as _;
                 pool.next()
@@ -220,7 +220,7 @@ impl Client {
 
     async fn ping(&self) -> Result<(), String> {
         match self {
-            Client::Minimal(pinger) => pinger.call(PING).await.map_err(|e| e.to_string()),
+            Client::Minimal(connection) => connection.call(PING).await.map_err(|e| e.to_string()),
             Client::Fred(pool) => {
                 use fred::interfaces::ClientLike as _;
                 pool.next()
@@ -245,30 +245,30 @@ const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
 /// check, which fails the run anyway) leaves the queue out of step with
 /// the replies: this is a measuring tool, not a client to reuse.
 #[derive(Debug)]
-struct Pinger {
+struct SharedConnection {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
     /// Each caller's waker: its reply line, or an error line.
     waiting: Mutex<VecDeque<oneshot::Sender<Result<(), String>>>>,
 }
 
-impl Pinger {
-    async fn connect(addr: SocketAddr) -> anyhow::Result<Arc<Pinger>> {
+impl SharedConnection {
+    async fn connect(addr: SocketAddr) -> anyhow::Result<Arc<SharedConnection>> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("cannot connect to Redis at {addr}"))?;
         stream.set_nodelay(true)?;
         let (read, write) = stream.into_split();
-        let pinger = Arc::new(Pinger {
+        let connection = Arc::new(SharedConnection {
             writer: tokio::sync::Mutex::new(write),
             waiting: Mutex::new(VecDeque::new()),
         });
-        tokio::spawn(read_replies(read, Arc::clone(&pinger)));
+        tokio::spawn(read_replies(read, Arc::clone(&connection)));
         // The connection answers before the listeners open.
-        tokio::time::timeout(Duration::from_secs(5), pinger.call(PING))
+        tokio::time::timeout(Duration::from_secs(5), connection.call(PING))
             .await
             .context("Redis did not answer PING within 5 s")?
             .context("Redis did not answer PING")?;
-        Ok(pinger)
+        Ok(connection)
     }
 
     /// Loads `script` on a connection of its own (`SCRIPT LOAD` answers a
@@ -318,7 +318,7 @@ impl Pinger {
 /// Hands each reply line (`+PONG`, `:1`) to the oldest caller, an error
 /// line (`-…`) as its error; on EOF or a read error drops every waiting
 /// caller, whose call then fails.
-async fn read_replies(read: OwnedReadHalf, pinger: Arc<Pinger>) {
+async fn read_replies(read: OwnedReadHalf, connection: Arc<SharedConnection>) {
     let mut reader = BufReader::new(read);
     let mut line = Vec::with_capacity(16);
     loop {
@@ -330,13 +330,13 @@ async fn read_replies(read: OwnedReadHalf, pinger: Arc<Pinger>) {
                     Some(error) => Err(String::from_utf8_lossy(error).trim_end().to_string()),
                     None => Ok(()),
                 };
-                if let Some(sender) = pinger.queue().pop_front() {
+                if let Some(sender) = connection.queue().pop_front() {
                     let _ = sender.send(reply);
                 }
             }
         }
     }
-    pinger.queue().clear();
+    connection.queue().clear();
 }
 
 /// The constant answer to every gRPC call, after a Redis round trip when
