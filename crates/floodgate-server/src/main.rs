@@ -8,19 +8,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-mod accept;
-mod app;
-mod errors;
-mod explain;
-mod grpc;
-mod http;
-mod identity;
-mod proxy;
-mod reload;
-mod render;
-mod serve;
-mod shutdown;
-mod telemetry;
+use floodgate_server::{explain, serve, shutdown, telemetry};
 
 /// floodgate: a distributed rate-limiting sidecar.
 #[derive(Debug, Parser)]

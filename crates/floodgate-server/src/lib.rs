@@ -1,0 +1,18 @@
+//! The floodgate sidecar as a library: the HTTP, gRPC and proxy servers,
+//! reload and shutdown. The `floodgate` binary (`main.rs`) only parses flags
+//! and wires these together; the fuzz targets call the request parsers here.
+//! Never depended on by the other workspace crates.
+
+pub mod accept;
+pub mod app;
+pub mod errors;
+pub mod explain;
+pub mod grpc;
+pub mod http;
+pub mod identity;
+pub mod proxy;
+pub mod reload;
+pub mod render;
+pub mod serve;
+pub mod shutdown;
+pub mod telemetry;
