@@ -2,9 +2,9 @@
 //! rate limit service and ext_authz, `grpc.health.v1.Health` and server
 //! reflection.
 
-mod ext_authz;
+pub mod ext_authz;
 mod rate_limiter;
-mod rls;
+pub mod rls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -38,7 +38,7 @@ const MAX_DESCRIPTORS: usize = 64;
 ///
 /// # Errors
 /// INVALID_ARGUMENT for no entries, an empty key, or a key given twice.
-fn descriptor_attributes(index: usize, d: &RateLimitDescriptor) -> Result<Attributes, Status> {
+pub fn descriptor_attributes(index: usize, d: &RateLimitDescriptor) -> Result<Attributes, Status> {
     if d.entries.is_empty() {
         return Err(Status::invalid_argument(format!(
             "descriptor {index} has no entries"

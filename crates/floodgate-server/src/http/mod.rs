@@ -1,7 +1,7 @@
 //! The HTTP listener (`server.http`): JSON API, health, metrics.
 
 mod body;
-mod routes;
+pub mod routes;
 
 use std::sync::Arc;
 use std::time::Duration;
