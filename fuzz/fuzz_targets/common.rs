@@ -105,7 +105,11 @@ pub fn harness() -> &'static Harness {
 /// meet: only malformed attributes or cost are refused; an accepted check's
 /// attributes pass `validate_attributes`; a lease decodes, names only
 /// concurrency policies, and re-encodes to itself.
-pub fn check_and_assert(attributes: &Attributes, hits: u64, domain: Option<&str>) -> Option<Verdict> {
+pub fn check_and_assert(
+    attributes: &Attributes,
+    hits: u64,
+    domain: Option<&str>,
+) -> Option<Verdict> {
     let h = harness();
     let result = h.runtime.block_on(h.limiter.check(Check {
         attributes,
@@ -153,7 +157,11 @@ pub fn assert_counter_key(key: &str, policy: &str, values: &[&str]) {
                 .all(|b| b.is_ascii_alphanumeric() || b"-._~@%".contains(&b)),
             "{key:?}: field {field:?} holds a reserved byte"
         );
-        assert_eq!(unescape(field).as_deref(), Some(value.as_bytes()), "{key:?}");
+        assert_eq!(
+            unescape(field).as_deref(),
+            Some(value.as_bytes()),
+            "{key:?}"
+        );
     }
 }
 

@@ -40,6 +40,10 @@ fuzz_target!(|token: &str| {
     ];
     let encoded = LeasePart::encode(&parts);
     if encoded.len() <= MAX_LEASE_LEN {
-        assert_eq!(LeasePart::decode(&encoded).as_ref(), Ok(&parts), "{encoded:?}");
+        assert_eq!(
+            LeasePart::decode(&encoded).as_ref(),
+            Ok(&parts),
+            "{encoded:?}"
+        );
     }
 });
