@@ -61,13 +61,33 @@ pub fn reasons(policy: &Policy, attributes: &Attributes, domain: Option<&str>) -
             Some(_) => {}
         }
     }
-    for name in policy.key() {
-        if !attributes.contains_key(name) {
-            why.push(format!("key attribute {name} is missing"));
+    for entry in policy.key_entries() {
+        if entry.resolve(attributes).is_none() {
+            why.push(match entry.alternatives() {
+                [name] => format!("key attribute {name} is missing"),
+                names => format!("key {entry}: none of {} is present", names.join(", ")),
+            });
         }
     }
     debug_assert_eq!(why.is_empty(), policy.applies(attributes, domain));
     why
+}
+
+/// One line per key entry with alternatives: which one the check uses,
+/// like `key user|ip → ip=127.0.0.1` (the policy must apply).
+fn stand_ins(policy: &Policy, attributes: &Attributes) -> String {
+    let mut out = String::new();
+    for entry in policy.key_entries() {
+        if entry.alternatives().len() < 2 {
+            continue;
+        }
+        if let Some((i, value)) = entry.resolve(attributes) {
+            let used = &entry.alternatives()[i];
+            let note = if i == 0 { "" } else { " (stand-in)" };
+            let _ = writeln!(out, "  key {entry} → {used}={value}{note}");
+        }
+    }
+    out
 }
 
 /// The suffix floodgate-redis appends to a counter key for `kind`.
@@ -127,13 +147,14 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
                 Some(p) => format!("{p}:{{{key}}}:{}", redis_suffix(policy.kind())),
                 None => key,
             };
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "\n{}: applies ({} per {}, {})\n  counter key: {key}",
+                "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
                 policy.name(),
                 policy.limit(),
                 duration(policy.window_us()),
-                policy.kind().as_str()
+                policy.kind().as_str(),
+                stand_ins(policy, attributes),
             );
         } else {
             let _ = writeln!(out, "\n{}: does not apply", policy.name());
@@ -214,6 +235,27 @@ domain = "edge"
         );
         assert!(out.contains("counter key: ai:u1\n"), "{out}");
         assert!(out.contains("1 of 3 policies apply"), "{out}");
+    }
+
+    #[test]
+    fn shows_the_stand_in_a_check_uses() {
+        let src = "[[policy]]\nname = \"ai\"\nkey = [\"user|ip\"]\nlimit = 5\nwindow = \"1m\"\n";
+        let config = floodgate_config::from_str(src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["ip=127.0.0.1"]), None);
+        assert!(
+            out.contains("  key user|ip → ip=127.0.0.1 (stand-in)\n  counter key: ai:ip=127.0.0.1\n"),
+            "{out}"
+        );
+        let out = explain(&config, &attrs(&["ip=127.0.0.1", "user=u1"]), None);
+        assert!(
+            out.contains("  key user|ip → user=u1\n  counter key: ai:u1\n"),
+            "{out}"
+        );
+        let p = config.policies.get("ai").unwrap();
+        assert_eq!(
+            reasons(p, &attrs(&[]), None),
+            ["key user|ip: none of user, ip is present"]
+        );
     }
 
     #[test]
