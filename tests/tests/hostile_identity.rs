@@ -94,7 +94,11 @@ fn rotating_the_user_header_meets_the_per_address_backstop() {
 
 #[test]
 fn anonymous_clients_are_limited_through_v1_auth_by_the_default_config() {
-    let fg = shipped("config/floodgate.toml", None, &[("limit = 500", "limit = 3")]);
+    let fg = shipped(
+        "config/floodgate.toml",
+        None,
+        &[("limit = 500", "limit = 3")],
+    );
     let path = "/api/chat/completions";
     let responses = (0..4).map(|_| auth(&fg, "POST", path, &[]));
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
@@ -115,12 +119,21 @@ fn every_spelling_of_a_path_is_classified_and_limited_through_the_proxy() {
     let upstream = ScriptedUpstream::start();
     for spelling in SPELLINGS {
         let fg = custom(upstream.addr, "", AI_PER_IP);
-        let responses: Vec<_> = (0..4).map(|_| proxied(&fg, "POST", spelling, &[])).collect();
-        assert_eq!(statuses(responses.clone()), [200, 200, 200, 429], "{spelling}");
+        let responses: Vec<_> = (0..4)
+            .map(|_| proxied(&fg, "POST", spelling, &[]))
+            .collect();
+        assert_eq!(
+            statuses(responses.clone()),
+            [200, 200, 200, 429],
+            "{spelling}"
+        );
         assert_eq!(responses[3].json()["policy"], "ai-per-ip", "{spelling}");
         // The app sees the path exactly as the client sent it.
         let head = responses[0].text();
-        assert!(head.starts_with(&format!("POST {spelling} HTTP/1.1")), "{head}");
+        assert!(
+            head.starts_with(&format!("POST {spelling} HTTP/1.1")),
+            "{head}"
+        );
     }
 }
 
@@ -137,7 +150,10 @@ fn every_spelling_of_a_path_is_classified_and_limited_through_v1_auth() {
     let fg = custom(
         upstream.addr,
         "",
-        &format!("[[endpoint]]\nname = \"admin\"\npath = \"/Admin/*\"\ncase_sensitive = true\n\n{}", AI_PER_IP.replace("endpoint = \"ai\"", "endpoint = \"admin\"")),
+        &format!(
+            "[[endpoint]]\nname = \"admin\"\npath = \"/Admin/*\"\ncase_sensitive = true\n\n{}",
+            AI_PER_IP.replace("endpoint = \"ai\"", "endpoint = \"admin\"")
+        ),
     );
     let responses = (0..4).map(|_| auth(&fg, "GET", "/admin/x", &[]));
     assert_eq!(statuses(responses), [204, 204, 204, 204]);
@@ -206,9 +222,14 @@ fn one_ipv6_network_shares_a_counter_behind_a_trusted_proxy() {
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
     // An IPv4-mapped address is its IPv4 address.
     let fg = custom(upstream.addr, "trusted_proxies = 1", AI_PER_IP);
-    let responses = ["192.0.2.1", "::ffff:192.0.2.1", "192.0.2.1", "::ffff:c000:201"]
-        .iter()
-        .map(|ip| auth(&fg, "POST", path, &[("X-Real-IP", ip)]));
+    let responses = [
+        "192.0.2.1",
+        "::ffff:192.0.2.1",
+        "192.0.2.1",
+        "::ffff:c000:201",
+    ]
+    .iter()
+    .map(|ip| auth(&fg, "POST", path, &[("X-Real-IP", ip)]));
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
 }
 
@@ -226,7 +247,10 @@ fn every_forwarded_for_line_is_read_in_order() {
                 &fg,
                 "POST",
                 path,
-                &[("X-Forwarded-For", &forged), ("X-Forwarded-For", "203.0.113.7")],
+                &[
+                    ("X-Forwarded-For", &forged),
+                    ("X-Forwarded-For", "203.0.113.7"),
+                ],
             )
         })
         .collect();
@@ -238,7 +262,10 @@ fn every_forwarded_for_line_is_read_in_order() {
         "{head}"
     );
     // Another last line is another client.
-    let other = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-For", "203.0.113.8")];
+    let other = [
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-For", "203.0.113.8"),
+    ];
     assert_eq!(proxied(&fg, "POST", path, &other).status, 200);
     // The same through /v1/auth.
     let fg = custom(upstream.addr, "trusted_proxies = 1", AI_PER_IP);
@@ -248,7 +275,10 @@ fn every_forwarded_for_line_is_read_in_order() {
             &fg,
             "POST",
             path,
-            &[("X-Forwarded-For", &forged), ("X-Forwarded-For", "203.0.113.7")],
+            &[
+                ("X-Forwarded-For", &forged),
+                ("X-Forwarded-For", "203.0.113.7"),
+            ],
         )
     });
     assert_eq!(statuses(responses), [204, 204, 204, 403]);

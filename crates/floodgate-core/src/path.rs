@@ -104,7 +104,9 @@ fn decode_unreserved(path: &str) -> String {
 
 /// The value of one hex digit.
 fn hex(byte: Option<&u8>) -> Option<u8> {
-    char::from(*byte?).to_digit(16).and_then(|d| u8::try_from(d).ok())
+    char::from(*byte?)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// The upper-case hex digit of `nibble` (0..16).

@@ -243,7 +243,9 @@ domain = "edge"
         let config = floodgate_config::from_str(src, "t.toml").unwrap();
         let out = explain(&config, &attrs(&["ip=127.0.0.1"]), None);
         assert!(
-            out.contains("  key user|ip → ip=127.0.0.1 (stand-in)\n  counter key: ai:ip=127.0.0.1\n"),
+            out.contains(
+                "  key user|ip → ip=127.0.0.1 (stand-in)\n  counter key: ai:ip=127.0.0.1\n"
+            ),
             "{out}"
         );
         let out = explain(&config, &attrs(&["ip=127.0.0.1", "user=u1"]), None);

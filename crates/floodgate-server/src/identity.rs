@@ -252,13 +252,20 @@ mod tests {
                 ..info("::1", None, None)
             };
             let a = attributes(&request, &identity, &endpoints);
-            assert_eq!(a.get("endpoint").map(String::as_str), Some("ai"), "{target}");
+            assert_eq!(
+                a.get("endpoint").map(String::as_str),
+                Some("ai"),
+                "{target}"
+            );
             assert_eq!(classify(&endpoints, "POST", target), Some("ai"), "{target}");
         }
         let request = HttpRequestInfo {
             target: "/api/%63hat//x/./y?q",
             ..info("::1", None, None)
         };
-        assert_eq!(attributes(&request, &identity, &endpoints)["path"], "/api/chat/x/y");
+        assert_eq!(
+            attributes(&request, &identity, &endpoints)["path"],
+            "/api/chat/x/y"
+        );
     }
 }

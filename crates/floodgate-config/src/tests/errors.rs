@@ -413,9 +413,8 @@ fn server_values_are_checked() {
 
 #[test]
 fn bad_key_alternatives_point_at_their_entry() {
-    let policy = |key: &str| {
-        format!("[[policy]]\nname = \"p\"\nkey = {key}\nlimit = 10\nwindow = \"1m\"\n")
-    };
+    let policy =
+        |key: &str| format!("[[policy]]\nname = \"p\"\nkey = {key}\nlimit = 10\nwindow = \"1m\"\n");
     single_error(
         &policy("[\"ip\", \"user|\"]"),
         3,

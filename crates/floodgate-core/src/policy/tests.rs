@@ -237,7 +237,12 @@ fn bad_alternatives_are_refused_at_their_entry() {
         .unwrap_err();
         assert!(!errors.is_empty(), "{key:?}");
         for e in errors {
-            assert_eq!((e.field, e.index), ("key", Some(index)), "{key:?}: {}", e.message);
+            assert_eq!(
+                (e.field, e.index),
+                ("key", Some(index)),
+                "{key:?}: {}",
+                e.message
+            );
         }
     }
 }
