@@ -64,16 +64,22 @@ fn anonymous_clients_are_limited_by_the_shipped_proxy_example() {
     let fg = shipped(
         "examples/proxy/floodgate.toml",
         Some(upstream.addr),
-        &[("limit = 500", "limit = 3")],
+        &[("limit = 500", "limit = 6")],
     );
     let path = "/api/chat/completions";
-    let anonymous: Vec<_> = (0..4).map(|_| proxied(&fg, "POST", path, &[])).collect();
-    assert_eq!(statuses(anonymous.clone()), [200, 200, 200, 429]);
-    assert_eq!(anonymous[3].json()["policy"], "ai-per-user");
+    // Six pass although the stream policy (`concurrency`, 4 per user or
+    // address) holds 4 slots: each finished request released its lease,
+    // whose counter key names the stand-in (`ip=127.0.0.1`).
+    let anonymous: Vec<_> = (0..7).map(|_| proxied(&fg, "POST", path, &[])).collect();
+    assert_eq!(
+        statuses(anonymous.clone()),
+        [200, 200, 200, 200, 200, 200, 429]
+    );
+    assert_eq!(anonymous[6].json()["policy"], "ai-per-user");
     // A user has a counter of its own, not the address's.
     let user = [("x-user-id", "u1")];
     assert_eq!(proxied(&fg, "POST", path, &user).status, 200);
-    assert_eq!(upstream.hits(), 4);
+    assert_eq!(upstream.hits(), 7);
 }
 
 #[test]
