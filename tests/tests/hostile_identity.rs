@@ -5,10 +5,13 @@
 //! proxy (in front of the scripted upstream) and through nginx's
 //! `/v1/auth`.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use floodgate_e2e::upstream::ScriptedUpstream;
 use floodgate_e2e::{http_request, repo_root, Floodgate, HttpResponse};
+use floodgate_proto::envoy::config::core::v3::{address, Address, SocketAddress};
+use floodgate_proto::envoy::service::auth::v3 as authz;
 
 /// A shipped config with its listeners on free loopback ports, the proxy
 /// (if any) in front of `upstream`, and `replacements` applied.
@@ -165,6 +168,56 @@ fn every_spelling_of_a_path_is_classified_and_limited_through_v1_auth() {
     assert_eq!(statuses(responses), [204, 204, 204, 204]);
     let responses = (0..4).map(|_| auth(&fg, "GET", "/Admin/%78", &[]));
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
+}
+
+/// An ext_authz check of `POST path` from an anonymous client at
+/// 192.0.2.10, as Envoy sends it.
+fn authz_request(path: &str) -> authz::CheckRequest {
+    let peer = Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: "192.0.2.10".into(),
+            ..SocketAddress::default()
+        })),
+    };
+    authz::CheckRequest {
+        attributes: Some(authz::AttributeContext {
+            source: Some(authz::attribute_context::Peer {
+                address: Some(peer),
+                ..Default::default()
+            }),
+            request: Some(authz::attribute_context::Request {
+                http: Some(authz::attribute_context::HttpRequest {
+                    method: "POST".into(),
+                    path: path.into(),
+                    headers: HashMap::new(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test]
+async fn every_spelling_of_a_path_is_classified_and_limited_through_ext_authz() {
+    let upstream = ScriptedUpstream::start();
+    for spelling in SPELLINGS {
+        let fg = custom(upstream.addr, "", AI_PER_IP);
+        let mut client = authz::authorization_client::AuthorizationClient::connect(fg.grpc_uri())
+            .await
+            .unwrap();
+        let mut denied = Vec::new();
+        for _ in 0..4 {
+            let response = client
+                .check(authz_request(spelling))
+                .await
+                .unwrap()
+                .into_inner();
+            denied.push(response.status.unwrap().code != 0);
+        }
+        assert_eq!(denied, [false, false, false, true], "{spelling}");
+    }
 }
 
 #[test]

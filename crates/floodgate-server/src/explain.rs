@@ -268,6 +268,14 @@ domain = "edge"
         let config = floodgate_config::from_str(&src, "t.toml").unwrap();
         let out = explain(&config, &attrs(&["user=u1", "endpoint=chat"]), None);
         assert!(out.contains("counter key: app:{ai:u1}:sw\n"), "{out}");
+        // A stand-in stays inside the hash tag, `=` and all.
+        let src = src.replace("key = [\"user\"]", "key = [\"user|ip\"]");
+        let config = floodgate_config::from_str(&src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["ip=::/56", "endpoint=chat"]), None);
+        assert!(
+            out.contains("counter key: app:{ai:ip=%3A%3A%2F56}:sw\n"),
+            "{out}"
+        );
     }
 
     #[test]

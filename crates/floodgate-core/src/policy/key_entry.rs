@@ -14,11 +14,10 @@ pub struct KeyEntry {
 }
 
 impl KeyEntry {
-    /// Parses `"user"` or `"user|ip"` (spaces around `|` allowed). Names
-    /// are checked by the caller ([`crate::policy::is_valid_name`]).
-    ///
-    /// Returns the entry; an alternative that is empty after trimming is
-    /// kept as `""` so the caller reports it as an invalid name.
+    /// Splits `"user"` or `"user|ip"` into its alternatives (spaces around
+    /// `|` allowed). Names are not checked here: [`crate::Policy::new`]
+    /// does, so an alternative left empty (`"user|"`) is kept as `""` for
+    /// it to report.
     pub fn parse(text: &str) -> KeyEntry {
         KeyEntry {
             alternatives: text.split('|').map(|a| a.trim().to_string()).collect(),
