@@ -8,7 +8,7 @@ use crate::algorithm::{
     Algorithm, Concurrency, FixedWindow, SlidingLog, SlidingWindow, TokenBucket, MAX_LOG_LIMIT,
 };
 use crate::attributes::Attributes;
-use crate::key::{counter_key_of, Segment};
+use crate::key::counter_key_of;
 
 mod key_entry;
 pub use key_entry::KeyEntry;
@@ -170,37 +170,6 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// Parses and validates the `key` entries; every problem goes to `errors`,
-/// naming the entry's index.
-fn key_entries(key: &[String], errors: &mut Vec<PolicyError>) -> Vec<KeyEntry> {
-    let mut seen: Vec<&str> = Vec::new();
-    let entries: Vec<KeyEntry> = key.iter().map(|k| KeyEntry::parse(k)).collect();
-    for (i, entry) in entries.iter().enumerate() {
-        let mut at = |message: String| {
-            errors.push(PolicyError {
-                field: "key",
-                message,
-                index: Some(i),
-            });
-        };
-        for name in entry.alternatives() {
-            if !is_valid_name(name) {
-                let what = if entry.alternatives().len() > 1 {
-                    format!(" in {:?}", key[i])
-                } else {
-                    String::new()
-                };
-                at(format!("key attribute {name:?}{what} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.' (alternatives are separated by '|', like \"user|ip\")"));
-            } else if seen.contains(&name.as_str()) {
-                at(format!("key attribute {name:?} is listed twice"));
-            } else {
-                seen.push(name);
-            }
-        }
-    }
-    entries
-}
-
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -355,7 +324,7 @@ impl Policy {
             }
             (_, None) => 0,
         };
-        let entries = key_entries(&spec.key, &mut errors);
+        let entries = key_entry::parse_all(&spec.key, &mut errors);
         for (name, values) in &spec.matches {
             if !is_valid_name(name) {
                 errors.push(error(
@@ -484,8 +453,9 @@ impl Policy {
     }
 
     /// Whether the policy applies: every `match` condition holds, every key
-    /// entry has a present alternative, and the domain fits. A check without a domain
-    /// (floodgate.v1, HTTP, ext_authz, nginx) sees only policies without one.
+    /// entry has a present alternative, and the domain fits. A check
+    /// without a domain (floodgate.v1, HTTP, ext_authz, nginx) sees only
+    /// policies without one.
     pub fn applies(&self, attributes: &Attributes, domain: Option<&str>) -> bool {
         // Policies without a domain belong to every domain.
         if let Some(own) = &self.domain {
@@ -506,20 +476,7 @@ impl Policy {
     pub fn counter_key(&self, attributes: &Attributes) -> String {
         counter_key_of(
             &self.name,
-            self.entries.iter().map(|e| match e.resolve(attributes) {
-                Some((0, value)) => Segment {
-                    stand_in: None,
-                    value,
-                },
-                Some((i, value)) => Segment {
-                    stand_in: Some(e.alternatives()[i].as_str()),
-                    value,
-                },
-                None => Segment {
-                    stand_in: None,
-                    value: "",
-                },
-            }),
+            self.entries.iter().map(|e| e.segment(attributes)),
         )
     }
 

@@ -4,7 +4,9 @@
 
 use std::fmt;
 
+use super::{is_valid_name, PolicyError, MAX_NAME_LEN};
 use crate::attributes::Attributes;
+use crate::key::Segment;
 
 /// One `key` entry, validated: one or more attribute names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,26 @@ impl KeyEntry {
             .enumerate()
             .find_map(|(i, name)| attributes.get(name).map(|v| (i, v.as_str())))
     }
+
+    /// This entry's segment of a counter key for `attributes`: the first
+    /// alternative's value as is, a stand-in's with its name (empty when
+    /// none is present, which only a policy that does not apply meets).
+    pub fn segment<'a>(&'a self, attributes: &'a Attributes) -> Segment<'a> {
+        match self.resolve(attributes) {
+            Some((0, value)) => Segment {
+                stand_in: None,
+                value,
+            },
+            Some((i, value)) => Segment {
+                stand_in: Some(self.alternatives[i].as_str()),
+                value,
+            },
+            None => Segment {
+                stand_in: None,
+                value: "",
+            },
+        }
+    }
 }
 
 impl fmt::Display for KeyEntry {
@@ -44,6 +66,37 @@ impl fmt::Display for KeyEntry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.alternatives.join("|"))
     }
+}
+
+/// Parses and validates the `key` entries; every problem goes to `errors`,
+/// naming the entry's index.
+pub(super) fn parse_all(key: &[String], errors: &mut Vec<PolicyError>) -> Vec<KeyEntry> {
+    let mut seen: Vec<&str> = Vec::new();
+    let entries: Vec<KeyEntry> = key.iter().map(|k| KeyEntry::parse(k)).collect();
+    for (i, entry) in entries.iter().enumerate() {
+        let mut at = |message: String| {
+            errors.push(PolicyError {
+                field: "key",
+                message,
+                index: Some(i),
+            });
+        };
+        for name in entry.alternatives() {
+            if !is_valid_name(name) {
+                let what = if entry.alternatives().len() > 1 {
+                    format!(" in {:?}", key[i])
+                } else {
+                    String::new()
+                };
+                at(format!("key attribute {name:?}{what} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.' (alternatives are separated by '|', like \"user|ip\")"));
+            } else if seen.contains(&name.as_str()) {
+                at(format!("key attribute {name:?} is listed twice"));
+            } else {
+                seen.push(name);
+            }
+        }
+    }
+    entries
 }
 
 #[cfg(test)]
