@@ -64,6 +64,9 @@ impl Endpoint {
         if !errors.is_empty() {
             return Err(errors);
         }
+        // Written the way request paths are compared: `/api/%7Eme/*` must
+        // meet `/api/~me/x` after that path is normalised.
+        let path = crate::path::normalize(&path).into_owned();
         Ok(Endpoint {
             name,
             path,
@@ -200,6 +203,10 @@ mod tests {
         assert_eq!(table.classify("GET", "/Admin/x"), Some("exact"));
         assert_eq!(table.classify("GET", "/admin/x"), None);
         assert!(!ep("e", "/é", &[]).matches("GET", "/É"));
+        // The glob is normalised like the paths it is compared with.
+        let tilde = ep("t", "/api/%7eme//*", &[]);
+        assert_eq!(tilde.path(), "/api/~me/*");
+        assert!(tilde.matches("GET", &crate::path::normalize("/api/%7Eme/x")));
     }
 
     #[test]
