@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use floodgate_e2e::upstream::ScriptedUpstream;
-use floodgate_e2e::{http_request, repo_root, Floodgate, HttpResponse};
+use floodgate_e2e::{http_request, repo_root, Floodgate, HttpResponse, RedisServer};
 use floodgate_proto::envoy::config::core::v3::{address, Address, SocketAddress};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 
@@ -112,6 +112,32 @@ fn anonymous_clients_are_limited_through_v1_auth_by_the_default_config() {
     let responses = (0..4).map(|_| auth(&fg, "POST", path, &[]));
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
     assert_eq!(auth(&fg, "POST", path, &[("x-user-id", "u1")]).status, 204);
+}
+
+#[test]
+fn anonymous_clients_are_limited_on_redis_under_a_stand_in_key() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let fg = shipped(
+        "config/floodgate-redis.toml",
+        None,
+        &[
+            ("redis://127.0.0.1:6379", url.as_str()),
+            ("limit = 500", "limit = 3"),
+        ],
+    );
+    let path = "/api/chat/completions";
+    let responses = (0..4).map(|_| auth(&fg, "POST", path, &[]));
+    assert_eq!(statuses(responses), [204, 204, 204, 403]);
+    // The stand-in is named inside the hash tag; a user keeps the plain key.
+    assert_eq!(auth(&fg, "POST", path, &[("x-user-id", "u1")]).status, 204);
+    let keys = redis.cli(&["--scan", "--pattern", "fg:{ai-per-user:*"]);
+    let mut keys: Vec<&str> = keys.lines().collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["fg:{ai-per-user:ip=127.0.0.1}:sw", "fg:{ai-per-user:u1}:sw"]
+    );
 }
 
 /// Spellings of `/api/chat/completions` a web framework routes alike.
