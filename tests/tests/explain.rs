@@ -30,12 +30,32 @@ fn explains_the_default_config() {
         "{out}"
     );
     assert!(out.contains("api-per-user: does not apply"), "{out}");
-    assert!(out.contains("1 of 3 policies apply"), "{out}");
+    // The per-address backstops count the user's address too.
+    assert!(out.contains("ai-per-ip: applies"), "{out}");
+    assert!(out.contains("all-per-ip: applies"), "{out}");
+    assert!(out.contains("3 of 5 policies apply"), "{out}");
 
-    // Without a user, the per-user policy names the missing key attribute.
+    // Without a user, the per-user policy counts the client address, and
+    // says so.
+    let (code, out, _) = run_cli(&[
+        "explain",
+        "--config",
+        &config,
+        "endpoint=api",
+        "ip=127.0.0.1",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("api-per-user: applies (1000 per 1m, sliding_window)\n  key user|ip → ip=127.0.0.1 (stand-in)\n  counter key: api-per-user:ip=127.0.0.1\n"),
+        "{out}"
+    );
+    // With neither, it names both missing alternatives.
     let (code, out, _) = run_cli(&["explain", "--config", &config, "endpoint=api"]);
     assert_eq!(code, 0);
-    assert!(out.contains("key attribute user is missing"), "{out}");
+    assert!(
+        out.contains("key user|ip: none of user, ip is present"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -99,6 +99,7 @@ pub(crate) struct RawFallback {
 pub(crate) struct RawIdentity {
     pub user_header: Option<String>,
     pub trusted_proxies: Option<u32>,
+    pub ipv6_prefix: Option<u32>,
 }
 
 /// One `[[endpoint]]`.
@@ -108,6 +109,7 @@ pub(crate) struct RawEndpoint {
     pub name: Option<String>,
     pub path: Option<String>,
     pub methods: Option<Vec<String>>,
+    pub case_sensitive: Option<bool>,
 }
 
 /// One `[[policy]]`.

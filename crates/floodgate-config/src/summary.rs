@@ -83,8 +83,8 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "identity: user_header {}, trusted_proxies {}",
-            self.identity.user_header, self.identity.trusted_proxies
+            "identity: user_header {}, trusted_proxies {}, ipv6_prefix /{}",
+            self.identity.user_header, self.identity.trusted_proxies, self.identity.ipv6_prefix
         );
         let endpoints: Vec<_> = self.endpoints.iter().collect();
         let _ = writeln!(out, "endpoints: {}", endpoints.len());
@@ -94,7 +94,12 @@ impl Config {
             } else {
                 e.methods().join(",")
             };
-            let _ = writeln!(out, "  {}: {methods} {}", e.name(), e.path());
+            let case = if e.case_sensitive() {
+                " (case-sensitive)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  {}: {methods} {}{case}", e.name(), e.path());
         }
         let _ = writeln!(out, "policies: {}", self.policies.len());
         for p in self.policies.iter() {

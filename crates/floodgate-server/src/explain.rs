@@ -61,13 +61,33 @@ pub fn reasons(policy: &Policy, attributes: &Attributes, domain: Option<&str>) -
             Some(_) => {}
         }
     }
-    for name in policy.key() {
-        if !attributes.contains_key(name) {
-            why.push(format!("key attribute {name} is missing"));
+    for entry in policy.key_entries() {
+        if entry.resolve(attributes).is_none() {
+            why.push(match entry.alternatives() {
+                [name] => format!("key attribute {name} is missing"),
+                names => format!("key {entry}: none of {} is present", names.join(", ")),
+            });
         }
     }
     debug_assert_eq!(why.is_empty(), policy.applies(attributes, domain));
     why
+}
+
+/// One line per key entry with alternatives: which one the check uses,
+/// like `key user|ip → ip=127.0.0.1` (the policy must apply).
+fn stand_ins(policy: &Policy, attributes: &Attributes) -> String {
+    let mut out = String::new();
+    for entry in policy.key_entries() {
+        if entry.alternatives().len() < 2 {
+            continue;
+        }
+        if let Some((i, value)) = entry.resolve(attributes) {
+            let used = &entry.alternatives()[i];
+            let note = if i == 0 { "" } else { " (stand-in)" };
+            let _ = writeln!(out, "  key {entry} → {used}={value}{note}");
+        }
+    }
+    out
 }
 
 /// The suffix floodgate-redis appends to a counter key for `kind`.
@@ -127,13 +147,14 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
                 Some(p) => format!("{p}:{{{key}}}:{}", redis_suffix(policy.kind())),
                 None => key,
             };
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "\n{}: applies ({} per {}, {})\n  counter key: {key}",
+                "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
                 policy.name(),
                 policy.limit(),
                 duration(policy.window_us()),
-                policy.kind().as_str()
+                policy.kind().as_str(),
+                stand_ins(policy, attributes),
             );
         } else {
             let _ = writeln!(out, "\n{}: does not apply", policy.name());
@@ -217,6 +238,29 @@ domain = "edge"
     }
 
     #[test]
+    fn shows_the_stand_in_a_check_uses() {
+        let src = "[[policy]]\nname = \"ai\"\nkey = [\"user|ip\"]\nlimit = 5\nwindow = \"1m\"\n";
+        let config = floodgate_config::from_str(src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["ip=127.0.0.1"]), None);
+        assert!(
+            out.contains(
+                "  key user|ip → ip=127.0.0.1 (stand-in)\n  counter key: ai:ip=127.0.0.1\n"
+            ),
+            "{out}"
+        );
+        let out = explain(&config, &attrs(&["ip=127.0.0.1", "user=u1"]), None);
+        assert!(
+            out.contains("  key user|ip → user=u1\n  counter key: ai:u1\n"),
+            "{out}"
+        );
+        let p = config.policies.get("ai").unwrap();
+        assert_eq!(
+            reasons(p, &attrs(&[]), None),
+            ["key user|ip: none of user, ip is present"]
+        );
+    }
+
+    #[test]
     fn redis_keys_carry_the_prefix_and_hash_tag() {
         let src = format!(
             "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"app\"\n{CONFIG}"
@@ -224,6 +268,14 @@ domain = "edge"
         let config = floodgate_config::from_str(&src, "t.toml").unwrap();
         let out = explain(&config, &attrs(&["user=u1", "endpoint=chat"]), None);
         assert!(out.contains("counter key: app:{ai:u1}:sw\n"), "{out}");
+        // A stand-in stays inside the hash tag, `=` and all.
+        let src = src.replace("key = [\"user\"]", "key = [\"user|ip\"]");
+        let config = floodgate_config::from_str(&src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["ip=::/56", "endpoint=chat"]), None);
+        assert!(
+            out.contains("counter key: app:{ai:ip=%3A%3A%2F56}:sw\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -136,14 +136,14 @@ async fn auth(
     let headers = req.headers();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let settings = app.settings.load();
-    let info = HttpRequestInfo {
-        method: header("x-original-method").unwrap_or(req.method().as_str()),
-        target: header("x-original-uri").unwrap_or(req.uri().path()),
-        peer: Some(peer.ip()),
-        forwarded_for: header("x-forwarded-for"),
-        real_ip: header("x-real-ip"),
-        user: header(&settings.identity.user_header),
-    };
+    let info = HttpRequestInfo::from_headers(
+        header("x-original-method").unwrap_or(req.method().as_str()),
+        header("x-original-uri").unwrap_or(req.uri().path()),
+        peer.ip(),
+        headers,
+        &settings.identity.user_header,
+        true,
+    );
     let verdict = app.check_http(&settings, &info).await?;
     let mut response = empty(if verdict.allowed {
         StatusCode::NO_CONTENT

@@ -80,20 +80,18 @@ impl Forwarder {
         let started = Instant::now();
         let settings = self.app.settings.load();
         let verdict = {
-            let headers = req.headers();
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
             let target = req
                 .uri()
                 .path_and_query()
                 .map_or(req.uri().path(), |pq| pq.as_str());
-            let info = HttpRequestInfo {
-                method: req.method().as_str(),
+            let info = HttpRequestInfo::from_headers(
+                req.method().as_str(),
                 target,
-                peer: Some(peer.ip()),
-                forwarded_for: header("x-forwarded-for"),
-                real_ip: None,
-                user: header(&settings.identity.user_header),
-            };
+                peer.ip(),
+                req.headers(),
+                &settings.identity.user_header,
+                false,
+            );
             self.app.check_http(&settings, &info).await
         };
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "proxy")
