@@ -31,14 +31,39 @@ fn changes() -> Vec<Change> {
     vec![
         ("fw-grow", FixedWindow, (3, S, None), (3, 10 * S, None)),
         ("fw-shrink", FixedWindow, (3, 10 * S, None), (3, S, None)),
-        ("fw-limit", FixedWindow, (9, 10 * S, None), (2, 10 * S, None)),
+        (
+            "fw-limit",
+            FixedWindow,
+            (9, 10 * S, None),
+            (2, 10 * S, None),
+        ),
         ("sw-grow", SlidingWindow, (3, S, None), (3, 10 * S, None)),
         ("sw-shrink", SlidingWindow, (3, 10 * S, None), (3, S, None)),
-        ("sw-limit", SlidingWindow, (9, 10 * S, None), (2, 10 * S, None)),
-        ("tb-burst", TokenBucket, (50, 50 * S, Some(50)), (50, 50 * S, Some(2))),
-        ("tb-slower", TokenBucket, (10, S, Some(10)), (10, 30 * S, Some(10))),
+        (
+            "sw-limit",
+            SlidingWindow,
+            (9, 10 * S, None),
+            (2, 10 * S, None),
+        ),
+        (
+            "tb-burst",
+            TokenBucket,
+            (50, 50 * S, Some(50)),
+            (50, 50 * S, Some(2)),
+        ),
+        (
+            "tb-slower",
+            TokenBucket,
+            (10, S, Some(10)),
+            (10, 30 * S, Some(10)),
+        ),
         ("log-shrink", SlidingLog, (3, 10 * S, None), (3, S, None)),
-        ("log-limit", SlidingLog, (9, 10 * S, None), (2, 10 * S, None)),
+        (
+            "log-limit",
+            SlidingLog,
+            (9, 10 * S, None),
+            (2, 10 * S, None),
+        ),
     ]
 }
 
@@ -70,7 +95,10 @@ async fn a_reload_never_leaves_a_counter_stuck_in_either_store() {
         // Spend the old quota until denied, in both stores.
         for _ in 0..=l0.max(b0.unwrap_or(0)) {
             for store in stores {
-                store.check(&[StoreOp::new(&before, &key, 1)]).await.unwrap();
+                store
+                    .check(&[StoreOp::new(&before, &key, 1)])
+                    .await
+                    .unwrap();
             }
             clock.advance(MS);
         }
@@ -96,7 +124,10 @@ async fn a_reload_never_leaves_a_counter_stuck_in_either_store() {
                 l[0].outcome.reset_after_us
             );
             for stored in inspector.keys::<_, Vec<String>>("*").unwrap() {
-                let ttl: i64 = redis::cmd("PTTL").arg(&stored).query(&mut inspector).unwrap();
+                let ttl: i64 = redis::cmd("PTTL")
+                    .arg(&stored)
+                    .query(&mut inspector)
+                    .unwrap();
                 // A key may keep the TTL its old parameters gave it until
                 // its next write; never more than the longer horizon.
                 let longest = horizon(&after).max(horizon(&before));
@@ -108,10 +139,17 @@ async fn a_reload_never_leaves_a_counter_stuck_in_either_store() {
         // A horizon with no checks: the local store lets the counter go, and
         // both stores have room again.
         clock.advance(horizon(&after));
-        assert_eq!(local.sweep(), 0, "{name}: the local counter outlives its window");
+        assert_eq!(
+            local.sweep(),
+            0,
+            "{name}: the local counter outlives its window"
+        );
         for store in stores {
             let peek = store.check(&[StoreOp::new(&after, &key, 0)]).await.unwrap();
-            assert!(peek[0].outcome.allowed, "{name}: still denied past the new horizon");
+            assert!(
+                peek[0].outcome.allowed,
+                "{name}: still denied past the new horizon"
+            );
         }
         let _: () = redis::cmd("FLUSHALL").query(&mut inspector).unwrap();
     }
