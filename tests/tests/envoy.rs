@@ -425,3 +425,73 @@ async fn raw_call(fg: &Floodgate, path: &str, body: &[u8]) -> Vec<u8> {
         .unwrap();
     response.into_inner().to_vec()
 }
+
+/// Envoy has no "request finished" callback to floodgate on ext_authz or
+/// RLS: a lease taken there could never be released. `concurrency`
+/// policies are not applied on those services (a metric counts the skips);
+/// `/v1/check`, which hands the lease back to its caller, still applies them.
+#[tokio::test]
+async fn concurrency_policies_never_cap_ext_authz_or_rls() {
+    let fg = Floodgate::start(&format!(
+        r#"{FREE_PORTS}
+[[endpoint]]
+name = "ai"
+path = "/api/chat/*"
+
+[[policy]]
+name = "ai-in-flight"
+match = {{ endpoint = "ai" }}
+key = ["user"]
+algorithm = "concurrency"
+limit = 2
+lease_timeout = "60s"
+
+[[policy]]
+name = "edge-in-flight"
+domain = "edge"
+key = ["tenant"]
+algorithm = "concurrency"
+limit = 2
+lease_timeout = "60s"
+"#
+    ));
+    let path = "/envoy.service.auth.v3.Authorization/Check";
+    let fixture = authz_fixture("alice", "/api/chat/completions", None);
+    for i in 0..4 {
+        let raw = raw_call(&fg, path, &fixture).await;
+        let response = authz::CheckResponse::decode(raw.as_slice()).unwrap();
+        assert_eq!(response.status.unwrap().code, 0, "ext_authz check {i}");
+    }
+    let mut client = rls_client(&fg).await;
+    for i in 0..4 {
+        let response = client
+            .should_rate_limit(rls::RateLimitRequest {
+                domain: "edge".into(),
+                descriptors: vec![descriptor(&[("tenant", "t1")], None)],
+                hits_addend: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.overall_code, Code::Ok as i32, "RLS check {i}");
+    }
+    // Where the caller releases leases, the policy applies: 2 in flight.
+    let body = r#"{"attributes": {"user": "alice", "endpoint": "ai"}}"#;
+    let statuses: Vec<u16> = (0..3).map(|_| fg.check(body).status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let metrics = fg.http("GET", "/metrics", None).text();
+    for (transport, policy) in [
+        ("envoy_authz", "ai-in-flight"),
+        ("envoy_rls", "edge-in-flight"),
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("floodgate_concurrency_skipped_total")
+                    && l.contains(&format!("transport=\"{transport}\""))
+                    && l.contains(&format!("policy=\"{policy}\""))
+                    && l.ends_with(" 4")),
+            "{transport}: {metrics}"
+        );
+    }
+}

@@ -37,14 +37,19 @@ fn nginx_binary() -> Option<String> {
         .map(String::from)
 }
 
-#[test]
-fn nginx_auth_request_example_limits_and_copies_headers() {
+/// nginx running examples/nginx/floodgate.conf in front of an upstream,
+/// asking `fg`; everything stops when dropped.
+struct Front {
+    addr: std::net::SocketAddr,
+    upstream: TextUpstream,
+    _nginx: Nginx,
+    _dir: tempfile::TempDir,
+}
+
+fn nginx_in_front(fg: &Floodgate) -> Front {
     let Some(nginx) = nginx_binary() else {
         panic!("nginx is not installed: scripts/test installs it");
     };
-    let fg = Floodgate::start(&format!(
-        "{FREE_PORTS}\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"1m\"\n"
-    ));
     let upstream = TextUpstream::start("hello from the app");
     let port = free_port();
     let example =
@@ -72,13 +77,28 @@ fn nginx_auth_request_example_limits_and_copies_headers() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start nginx");
-    let _nginx = Nginx(child);
+    let nginx = Nginx(child);
     let addr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "nginx did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
+    Front {
+        addr,
+        upstream,
+        _nginx: nginx,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn nginx_auth_request_example_limits_and_copies_headers() {
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"api-per-user\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 3\nwindow = \"1m\"\n"
+    ));
+    let front = nginx_in_front(&fg);
+    let (addr, upstream) = (front.addr, &front.upstream);
 
     let get = |user: &str| {
         http_request(
@@ -112,4 +132,53 @@ fn nginx_auth_request_example_limits_and_copies_headers() {
     assert_eq!(get("u2").status, 200);
     let other = http_request(addr, "GET", "/static/x.css", &[("x-user-id", "u1")], None);
     assert_eq!(other.status, 200);
+}
+
+/// nginx has no "request finished" callback to floodgate: a lease taken on
+/// `/v1/auth` could never be released. A `concurrency` policy is therefore
+/// not applied there (a startup warning names it, a metric counts the
+/// skips); finished requests are never capped by it.
+#[test]
+fn a_concurrency_policy_never_caps_finished_requests_through_nginx() {
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"in-flight\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nalgorithm = \"concurrency\"\nlimit = 2\nlease_timeout = \"60s\"\n"
+    ));
+    let front = nginx_in_front(&fg);
+    for i in 0..4 {
+        let r = http_request(
+            front.addr,
+            "GET",
+            "/api/items",
+            &[("x-user-id", "u1")],
+            None,
+        );
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    assert_eq!(front.upstream.hits(), 4);
+    // The same through /v1/auth directly: 204 each time.
+    for i in 0..4 {
+        let r = http_request(
+            fg.http,
+            "GET",
+            "/v1/auth",
+            &[("x-original-uri", "/api/items"), ("x-user-id", "u2")],
+            None,
+        );
+        assert_eq!(r.status, 204, "auth {i}: {}", r.text());
+    }
+    let log = fg.log.lock().unwrap().clone();
+    assert!(
+        log.contains("concurrency policies are not applied") && log.contains("in-flight"),
+        "{log}"
+    );
+    let metrics = fg.http("GET", "/metrics", None).text();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("floodgate_concurrency_skipped_total")
+                && l.contains("transport=\"nginx\"")
+                && l.contains("policy=\"in-flight\"")
+                && l.ends_with(" 8")),
+        "{metrics}"
+    );
 }

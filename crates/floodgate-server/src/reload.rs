@@ -1,6 +1,7 @@
 //! Live reload of the configuration file (SPEC §3): on SIGHUP and whenever
 //! the file changes on disk, the file is re-read and validated; a valid file
-//! swaps the policies and reloadable settings atomically, an invalid one is
+//! swaps the policies and reloadable settings atomically (one swap of one
+//! [`Settings`], which carries the policies), an invalid one is
 //! rejected with every error logged and the old policies stay.
 //!
 //! Change detection polls the file's metadata (mtime, length, inode) every
@@ -234,9 +235,10 @@ fn apply(app: &App, config: Config, current: &Fixed, cli_shadow: bool, trigger: 
         );
     }
     let policies = config.policies.len();
-    app.settings.store(Arc::new(Settings::from_config(&config)));
-    app.limiter.set_shadow(cli_shadow || config.server.shadow);
-    app.limiter.replace_policies(config.policies);
+    crate::app::warn_unreleasable(&config.policies);
+    // One swap: a check sees the old endpoints, identity settings and
+    // policies or the new ones, never half of each.
+    app.reload(Settings::from_config(&config, cli_shadow));
     metrics::counter!("floodgate_config_reloads_total", "result" => "success").increment(1);
     tracing::info!(
         trigger,

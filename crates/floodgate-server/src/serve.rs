@@ -6,19 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::SystemClock;
-use floodgate_store::{
-    DenyCache, Limiter, LocalConfig, LocalStore, Source, Store, DENY_CACHE_ENTRIES,
-};
+use floodgate_store::{DenyCache, LocalConfig, LocalStore, Source, Store, DENY_CACHE_ENTRIES};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{App, Settings};
+use crate::app::App;
 
 mod failover;
 
@@ -76,13 +73,8 @@ pub async fn run(
             (store, Some(fallback))
         }
     };
-    let limiter = Arc::new(Limiter::new(config.policies.clone(), store));
-    limiter.set_shadow(shadow || config.server.shadow);
-    let app = Arc::new(App {
-        limiter,
-        settings: ArcSwap::from_pointee(Settings::from_config(&config)),
-        metrics: metrics.clone(),
-    });
+    let app = Arc::new(App::new(&config, shadow, store, metrics.clone()));
+    crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.
     tracker.spawn(crate::reload::run(
         config_path,

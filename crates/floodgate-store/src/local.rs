@@ -159,7 +159,10 @@ impl LocalStore {
                 refund.hits,
                 self.clock.now_us(),
             );
-            entry.expires_us = algorithm.expires_at(&entry.state);
+            // A refund never lengthens a counter's life; and a state counted
+            // under other parameters (before a reload) must not be given an
+            // expiry computed from the new ones.
+            entry.expires_us = entry.expires_us.min(algorithm.expires_at(&entry.state));
         }
     }
 

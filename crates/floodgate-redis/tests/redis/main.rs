@@ -4,6 +4,7 @@
 mod cluster;
 mod conformance;
 mod measure;
+mod reload;
 mod security;
 mod sentinel;
 mod standalone;

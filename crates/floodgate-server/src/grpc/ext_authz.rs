@@ -132,7 +132,12 @@ impl authz::authorization_server::Authorization for AuthzService {
                 .get(&settings.identity.user_header)
                 .map(String::as_str),
         };
-        let verdict = match self.app.check_http(&settings, &info).await {
+        // No "request finished" callback: concurrency policies are skipped.
+        let verdict = match self
+            .app
+            .check_http_unreleasable(&settings, &info, "envoy_authz")
+            .await
+        {
             Ok(verdict) => verdict,
             Err(LimitError::InvalidAttributes(error)) => {
                 let body = serde_json::json!({ "error": error.to_string() }).to_string();

@@ -9,7 +9,7 @@ use floodgate_core::Attributes;
 use floodgate_proto::envoy::config::core::v3::HeaderValue;
 use floodgate_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use floodgate_proto::envoy::service::ratelimit::v3 as rls;
-use floodgate_store::{Check, Verdict};
+use floodgate_store::{Check, LeaseMode, Verdict};
 use rls::rate_limit_response::{rate_limit::Unit, Code, DescriptorStatus, RateLimit};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
@@ -150,14 +150,17 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
                 domain: Some(&request.domain),
             })
             .collect();
+        // One configuration for the whole request; no "request finished"
+        // callback, so concurrency policies are skipped.
+        let settings = self.app.settings.load();
         let verdicts = self
             .app
             .limiter
-            .check_all(&checks)
+            .check_all_in(&settings.policies, &checks, LeaseMode::Skipped("envoy_rls"))
             .await
             .map_err(to_status)?;
         let overall = Verdict::combine(&verdicts);
-        let mode = self.app.settings.load().headers;
+        let mode = settings.headers;
         let response = rls::RateLimitResponse {
             overall_code: if overall.allowed {
                 Code::Ok

@@ -144,7 +144,9 @@ async fn auth(
         &settings.identity.user_header,
         true,
     );
-    let verdict = app.check_http(&settings, &info).await?;
+    let verdict = app
+        .check_http_unreleasable(&settings, &info, "nginx")
+        .await?;
     let mut response = empty(if verdict.allowed {
         StatusCode::NO_CONTENT
     } else {

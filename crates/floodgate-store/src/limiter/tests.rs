@@ -220,3 +220,51 @@ async fn checks_that_stand_together_are_refunded_together() {
     // The per-ip charge of the denied request was refunded.
     assert_eq!(check(&l, &by_ip, 0).await.statuses[0].remaining, 9);
 }
+
+#[tokio::test]
+async fn where_nobody_can_release_concurrency_policies_are_skipped() {
+    let l = limiter(vec![
+        PolicySpec {
+            algorithm: AlgorithmKind::Concurrency,
+            window_us: None,
+            ..spec("llm", 1)
+        },
+        spec("rate", 3),
+    ]);
+    let a = attrs(&[("user", "u1")]);
+    let check = Check {
+        attributes: &a,
+        hits: 1,
+        domain: None,
+    };
+    let skipped = LeaseMode::Skipped("test");
+    // Finished requests that could never release a lease: never capped by
+    // the concurrency policy, still counted by the others.
+    for _ in 0..3 {
+        let v = l
+            .check_all_in(&l.snapshot(), &[check], skipped)
+            .await
+            .unwrap();
+        assert!(v[0].allowed);
+        assert_eq!(v[0].lease, None);
+        assert_eq!(v[0].statuses.len(), 1);
+        assert_eq!(&*v[0].statuses[0].policy, "rate");
+    }
+    let v = l
+        .check_all_in(&l.snapshot(), &[check], skipped)
+        .await
+        .unwrap();
+    assert!(!v[0].allowed);
+    // Where leases are held, the concurrency policy applies as before and
+    // no slot was taken by the skipped checks.
+    let held = l
+        .check_all_in(
+            &l.snapshot(),
+            &[Check { hits: 0, ..check }],
+            LeaseMode::Held,
+        )
+        .await
+        .unwrap();
+    assert_eq!(&*held[0].statuses[0].policy, "llm");
+    assert_eq!(held[0].statuses[0].remaining, 1);
+}

@@ -112,3 +112,48 @@ fn concurrent_checks_admit_exactly_the_limit() {
     let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(admitted, 500);
 }
+
+/// A fixed window of `window_us`, limit 3.
+fn fixed(window_us: u64) -> Policy {
+    Policy::new(PolicySpec {
+        name: "p".into(),
+        key: vec!["user".into()],
+        limit: 3,
+        window_us: Some(window_us),
+        algorithm: AlgorithmKind::FixedWindow,
+        ..PolicySpec::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_reload_that_grows_the_window_neither_locks_nor_immortalises_a_counter() {
+    let (store, clock) = store(1000, 4);
+    let before = fixed(S);
+    for _ in 0..3 {
+        assert!(store.check_one(&before, "p:a", 1).allowed);
+    }
+    assert!(!store.check_one(&before, "p:a", 1).allowed);
+    let after = fixed(10 * S);
+    let o = store.check_one(&after, "p:a", 1);
+    assert!(o.allowed, "the 1 s counter locks the 10 s window");
+    assert!(o.reset_after_us <= 10 * S);
+    clock.advance(20 * S);
+    assert_eq!(store.sweep(), 0, "the counter outlives its window");
+}
+
+#[test]
+fn a_refund_under_reloaded_parameters_never_lengthens_a_counters_life() {
+    let (store, clock) = store(1000, 4);
+    let before = fixed(S);
+    let receipt = store.check_one(&before, "p:a", 1).receipt.unwrap();
+    // The refund arrives after a reload lengthened the window.
+    store.refund_one(&Refund {
+        policy: &fixed(10 * S),
+        key: "p:a",
+        hits: 1,
+        receipt,
+    });
+    clock.advance(2 * S);
+    assert_eq!(store.sweep(), 0, "the refund gave the counter a new expiry");
+}
