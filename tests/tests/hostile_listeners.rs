@@ -388,3 +388,88 @@ fn a_tunnel_keeps_its_connection_slot_until_it_closes_idle() {
         String::from_utf8_lossy(&answer)
     );
 }
+
+#[test]
+fn a_trickled_request_body_is_cut_at_the_request_timeout() {
+    let fg = Floodgate::start(&config("request_timeout = \"1s\"\n", None));
+    let mut stream = TcpStream::connect(fg.http).unwrap();
+    stream
+        .write_all(b"POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"attri")
+        .unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    // A complete request is answered as before.
+    assert_eq!(fg.check(r#"{"attributes":{"ip":"10.0.0.1"}}"#).status, 200);
+}
+
+/// An upstream that sends its response head and 10 of 100 body bytes, then
+/// nothing, keeping the connection open.
+fn stalling_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ =
+                    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+                thread::sleep(Duration::from_secs(60));
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_stalled_upstream_body_is_cut_at_the_body_idle_timeout() {
+    let fg = Floodgate::start(&config(
+        "",
+        Some((stalling_upstream(), ", body_idle_timeout = \"1s\"")),
+    ));
+    let proxy = fg.proxy.unwrap();
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .write_all(format!("GET /stream HTTP/1.1\r\nHost: {proxy}\r\n\r\n").as_bytes())
+        .unwrap();
+    let head = read_response_head(&mut stream);
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        closed_by_server(&mut stream),
+        "the stalled response stayed open"
+    );
+}
+
+/// Reads a response head only.
+fn read_response_head(stream: &mut TcpStream) -> String {
+    let mut raw = Vec::new();
+    let mut byte = [0u8; 1];
+    while !raw.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            stream.read(&mut byte).unwrap(),
+            1,
+            "connection closed early"
+        );
+        raw.push(byte[0]);
+    }
+    String::from_utf8_lossy(&raw).to_ascii_lowercase()
+}
+
+#[test]
+fn max_connections_beyond_the_semaphore_maximum_is_a_config_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("floodgate.toml");
+    // tokio's Semaphore::MAX_PERMITS + 1 on 64-bit targets.
+    std::fs::write(&path, "[server]\nmax_connections = 2305843009213693952\n").unwrap();
+    let (code, _, err) = floodgate_e2e::run_cli(&["check-config", path.to_str().unwrap()]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("max_connections must be at most 1000000"),
+        "{err}"
+    );
+    assert!(err.contains(":2:"), "positioned: {err}");
+}

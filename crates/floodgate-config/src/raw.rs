@@ -41,6 +41,7 @@ pub(crate) struct RawServer {
     pub max_connections: Option<usize>,
     pub health: Option<String>,
     pub header_read_timeout: Option<RawDuration>,
+    pub request_timeout: Option<RawDuration>,
     pub max_header_bytes: Option<usize>,
     pub max_headers: Option<usize>,
     pub http2_keepalive_interval: Option<RawDuration>,

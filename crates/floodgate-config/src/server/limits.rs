@@ -23,6 +23,10 @@ pub struct Limits {
     /// and how long any new connection may stay silent before its first
     /// byte (HTTP/2 and gRPC too).
     pub header_read_timeout: Duration,
+    /// How long the HTTP API and health listeners may take over one request,
+    /// from its head to the end of the answer, body read included (slow
+    /// uploads end with 408).
+    pub request_timeout: Duration,
     /// Largest HTTP/1 request head and HTTP/2 header list, in bytes.
     pub max_header_bytes: usize,
     /// Most header fields in one HTTP/1 request.
@@ -45,6 +49,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             http2_keepalive_interval: Duration::from_secs(20),
@@ -107,6 +112,13 @@ impl Limits {
             MS,
             HOUR,
         );
+        let request_timeout = time(
+            "request_timeout",
+            raw.request_timeout,
+            d.request_timeout,
+            MS,
+            HOUR,
+        );
         let http2_keepalive_interval = time(
             "http2_keepalive_interval",
             raw.http2_keepalive_interval,
@@ -134,6 +146,7 @@ impl Limits {
         };
         Limits {
             header_read_timeout,
+            request_timeout,
             max_header_bytes: count(
                 "max_header_bytes",
                 raw.max_header_bytes,
@@ -339,6 +352,7 @@ mod tests {
             r#"[server]
 health = "127.0.0.1:9722"
 header_read_timeout = "2s"
+request_timeout = "4s"
 max_header_bytes = 8192
 max_headers = 20
 http2_keepalive_interval = "5s"
@@ -356,6 +370,7 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
         assert_eq!(s.health.unwrap().to_string(), "127.0.0.1:9722");
         let l = &s.limits;
         assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(l.request_timeout, Duration::from_secs(4));
         assert_eq!((l.max_header_bytes, l.max_headers), (8192, 20));
         assert_eq!(l.http2_keepalive_interval, Duration::from_secs(5));
         assert_eq!(l.http2_keepalive_timeout, Duration::from_secs(3));

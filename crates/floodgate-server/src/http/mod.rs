@@ -4,7 +4,10 @@
 mod body;
 mod routes;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
@@ -19,17 +22,39 @@ use crate::app::App;
 pub const HEALTH_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Serves the HTTP API on `listener` until `shutdown` fires, then lets
-/// open connections finish for at most `settings.grace`.
+/// open connections finish for at most `settings.grace`. Each request must
+/// be read and answered within `request_timeout`.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
+    let timeout = settings.limits.request_timeout;
     crate::accept::serve(settings, listener, shutdown, move |req, peer| {
-        routes::handle(app.clone(), req, peer)
+        within(timeout, routes::handle(app.clone(), req, peer))
     })
     .await;
+}
+
+/// `answer`, or 408 (and the connection closed) when it takes longer than
+/// `timeout` — a client trickling its body holds nothing for long.
+async fn within(
+    timeout: Duration,
+    answer: impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(answered) => answered,
+        Err(_) => {
+            let message =
+                format!(r#"{{"error":"the request was not complete within {timeout:?}"}}"#);
+            let mut response = json_response(StatusCode::REQUEST_TIMEOUT, Bytes::from(message));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Ok(response)
+        }
+    }
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` (exactly as the HTTP API
@@ -41,15 +66,16 @@ pub async fn serve_health(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
+    let timeout = settings.limits.request_timeout;
     crate::accept::serve(settings, listener, shutdown, move |req, peer| {
         let app = app.clone();
-        async move {
+        within(timeout, async move {
             if HEALTH_PATHS.contains(&req.uri().path()) {
                 routes::handle(app, req, peer).await
             } else {
                 Ok(not_here(req.method()))
             }
-        }
+        })
     })
     .await;
 }
@@ -63,8 +89,12 @@ fn not_here(method: &Method) -> Response<Full<Bytes>> {
             br#"{"error":"the health listener serves only /healthz, /readyz and /metrics"}"#,
         )
     };
+    json_response(StatusCode::NOT_FOUND, body)
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(body));
-    *response.status_mut() = StatusCode::NOT_FOUND;
+    *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
