@@ -4,7 +4,8 @@
 //! forever, HTTP/2 stream and gRPC connection caps hold, gRPC refuses
 //! undecodable and oversized messages as the caller's fault, and the proxy
 //! tunnels only the upgrades it is told to, each holding its connection
-//! slot until it closes idle.
+//! slot until it closes idle. Trickled request bodies and stalled upstream
+//! bodies are cut; an absurd `max_connections` is a config error.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -95,17 +96,7 @@ fn idle_and_half_sent_connections_are_closed_while_a_client_is_served() {
 
 /// Reads one HTTP/1.1 response with a Content-Length body off `stream`.
 fn read_response(stream: &mut TcpStream) -> String {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "connection closed early"
-        );
-        raw.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+    let head = read_response_head(stream);
     let length: usize = head
         .lines()
         .find_map(|l| l.strip_prefix("content-length:"))
