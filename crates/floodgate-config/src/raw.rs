@@ -46,7 +46,7 @@ pub(crate) struct RawServer {
     pub max_headers: Option<usize>,
     pub http2_keepalive_interval: Option<RawDuration>,
     pub http2_keepalive_timeout: Option<RawDuration>,
-    pub max_concurrent_streams: Option<usize>,
+    pub max_concurrent_streams: Option<u32>,
     pub tcp_keepalive: Option<RawDuration>,
     pub grpc_timeout: Option<RawDuration>,
     pub grpc_max_message_bytes: Option<usize>,

@@ -97,83 +97,45 @@ const HOUR: Duration = Duration::from_secs(3_600);
 const MS: Duration = Duration::from_millis(1);
 const SECOND: Duration = Duration::from_secs(1);
 
+/// Reads `raw.$key` within `$min..=$max`, or the default `d.$key`.
+macro_rules! bounded {
+    ($read:ident, $section:ident, $diag:ident, $raw:ident, $d:ident, $key:ident, $min:expr, $max:expr) => {
+        $read(
+            $section,
+            stringify!($key),
+            $raw.$key,
+            $d.$key,
+            ($min, $max),
+            $diag,
+        )
+    };
+}
+
 impl Limits {
     /// Reads the listener settings of `[server]`.
     pub(crate) fn read(section: &Section<'_, RawServer>, diag: &mut Diagnostics<'_>) -> Limits {
-        let raw = &section.raw;
-        let d = Limits::default();
-        let mut time = |key, value, default, min, max| {
-            duration_in(section, key, value, default, (min, max), diag)
-        };
-        let header_read_timeout = time(
-            "header_read_timeout",
-            raw.header_read_timeout,
-            d.header_read_timeout,
-            MS,
-            HOUR,
-        );
-        let request_timeout = time(
-            "request_timeout",
-            raw.request_timeout,
-            d.request_timeout,
-            MS,
-            HOUR,
-        );
-        let http2_keepalive_interval = time(
-            "http2_keepalive_interval",
-            raw.http2_keepalive_interval,
-            d.http2_keepalive_interval,
-            MS,
-            HOUR,
-        );
-        let http2_keepalive_timeout = time(
-            "http2_keepalive_timeout",
-            raw.http2_keepalive_timeout,
-            d.http2_keepalive_timeout,
-            MS,
-            HOUR,
-        );
-        let tcp_keepalive = time(
-            "tcp_keepalive",
-            raw.tcp_keepalive,
-            d.tcp_keepalive,
-            SECOND,
-            2 * HOUR,
-        );
-        let grpc_timeout = time("grpc_timeout", raw.grpc_timeout, d.grpc_timeout, MS, HOUR);
-        let mut count = |key, value, default, min, max| {
-            count_in(section, key, value, default, (min, max), diag)
-        };
+        let (raw, d) = (&section.raw, Limits::default());
+        macro_rules! time {
+            ($key:ident, $min:expr, $max:expr) => {
+                bounded!(duration_in, section, diag, raw, d, $key, $min, $max)
+            };
+        }
+        macro_rules! count {
+            ($key:ident, $min:expr, $max:expr) => {
+                bounded!(count_in, section, diag, raw, d, $key, $min, $max)
+            };
+        }
         Limits {
-            header_read_timeout,
-            request_timeout,
-            max_header_bytes: count(
-                "max_header_bytes",
-                raw.max_header_bytes,
-                d.max_header_bytes,
-                8 * 1024,
-                1024 * 1024,
-            ),
-            max_headers: count("max_headers", raw.max_headers, d.max_headers, 1, 1_000),
-            http2_keepalive_interval,
-            http2_keepalive_timeout,
-            max_concurrent_streams: u32::try_from(count(
-                "max_concurrent_streams",
-                raw.max_concurrent_streams,
-                d.max_concurrent_streams as usize,
-                1,
-                65_536,
-            ))
-            .unwrap_or(d.max_concurrent_streams),
-            tcp_keepalive,
-            grpc_timeout,
-            grpc_max_message_bytes: count(
-                "grpc_max_message_bytes",
-                raw.grpc_max_message_bytes,
-                d.grpc_max_message_bytes,
-                64,
-                16 * 1024 * 1024,
-            ),
+            header_read_timeout: time!(header_read_timeout, MS, HOUR),
+            request_timeout: time!(request_timeout, MS, HOUR),
+            max_header_bytes: count!(max_header_bytes, 8 * 1024, 1024 * 1024),
+            max_headers: count!(max_headers, 1, 1_000),
+            http2_keepalive_interval: time!(http2_keepalive_interval, MS, HOUR),
+            http2_keepalive_timeout: time!(http2_keepalive_timeout, MS, HOUR),
+            max_concurrent_streams: count!(max_concurrent_streams, 1, 65_536),
+            tcp_keepalive: time!(tcp_keepalive, SECOND, 2 * HOUR),
+            grpc_timeout: time!(grpc_timeout, MS, HOUR),
+            grpc_max_message_bytes: count!(grpc_max_message_bytes, 64, 16 * 1024 * 1024),
         }
     }
 }
@@ -181,51 +143,22 @@ impl Limits {
 impl ProxyLimits {
     /// Reads the timeouts and upgrades of `[server.proxy]`.
     pub(crate) fn read(section: &Section<'_, RawProxy>, diag: &mut Diagnostics<'_>) -> ProxyLimits {
-        let raw = &section.raw;
-        let d = ProxyLimits::default();
-        let mut time =
-            |key, value, default, max| duration_in(section, key, value, default, (MS, max), diag);
-        let tunnel_idle_timeout = time(
-            "tunnel_idle_timeout",
-            raw.tunnel_idle_timeout,
-            d.tunnel_idle_timeout,
-            24 * HOUR,
-        );
-        let connect_timeout = time(
-            "connect_timeout",
-            raw.connect_timeout,
-            d.connect_timeout,
-            HOUR,
-        );
-        let response_timeout = time(
-            "response_timeout",
-            raw.response_timeout,
-            d.response_timeout,
-            HOUR,
-        );
-        let body_idle_timeout = time(
-            "body_idle_timeout",
-            raw.body_idle_timeout,
-            d.body_idle_timeout,
-            HOUR,
-        );
-        let pool_idle_timeout = time(
-            "pool_idle_timeout",
-            raw.pool_idle_timeout,
-            d.pool_idle_timeout,
-            HOUR,
-        );
-        let upgrades = match &raw.upgrades {
-            None => d.upgrades,
-            Some(tokens) => upgrade_tokens(section, tokens, diag),
-        };
+        let (raw, d) = (&section.raw, ProxyLimits::default());
+        macro_rules! time {
+            ($key:ident, $max:expr) => {
+                bounded!(duration_in, section, diag, raw, d, $key, MS, $max)
+            };
+        }
         ProxyLimits {
-            upgrades,
-            tunnel_idle_timeout,
-            connect_timeout,
-            response_timeout,
-            body_idle_timeout,
-            pool_idle_timeout,
+            tunnel_idle_timeout: time!(tunnel_idle_timeout, 24 * HOUR),
+            connect_timeout: time!(connect_timeout, HOUR),
+            response_timeout: time!(response_timeout, HOUR),
+            body_idle_timeout: time!(body_idle_timeout, HOUR),
+            pool_idle_timeout: time!(pool_idle_timeout, HOUR),
+            upgrades: match &raw.upgrades {
+                None => d.upgrades,
+                Some(tokens) => upgrade_tokens(section, tokens, diag),
+            },
         }
     }
 }
@@ -286,14 +219,14 @@ fn duration_in<T>(
 }
 
 /// The count at `key`, or `default`; reported unless within `range`.
-fn count_in<T>(
+fn count_in<T, N: Copy + PartialOrd + std::fmt::Display>(
     section: &Section<'_, T>,
     key: &str,
-    value: Option<usize>,
-    default: usize,
-    (min, max): (usize, usize),
+    value: Option<N>,
+    default: N,
+    (min, max): (N, N),
     diag: &mut Diagnostics<'_>,
-) -> usize {
+) -> N {
     let Some(value) = value else {
         return default;
     };
