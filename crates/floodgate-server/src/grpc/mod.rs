@@ -11,6 +11,7 @@ mod rls;
 
 use std::sync::Arc;
 
+use floodgate_config::server::Limits;
 use floodgate_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
@@ -53,15 +54,7 @@ pub async fn serve(
         .max_decoding_message_size(max_message);
     let incoming = incoming::capped(listener, settings.max_connections, limits, shutdown.clone());
     let drained = shutdown.clone();
-    let streams = limits.max_concurrent_streams;
-    let server = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(streams as usize)
-        .max_concurrent_streams(streams)
-        .timeout(limits.grpc_timeout)
-        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
-        .http2_max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_frame_size(16 * 1024)
+    let server = transport(&limits)
         .add_service(health_service.max_decoding_message_size(max_message))
         .add_service(reflection)
         .add_service(
@@ -83,4 +76,18 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The server with the per-connection limits: streams, call timeout,
+/// HTTP/2 keepalive, header and frame sizes.
+fn transport(limits: &Limits) -> tonic::transport::Server {
+    let streams = limits.max_concurrent_streams;
+    tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(streams as usize)
+        .max_concurrent_streams(streams)
+        .timeout(limits.grpc_timeout)
+        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+        .http2_max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_frame_size(16 * 1024)
 }
