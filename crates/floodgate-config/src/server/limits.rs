@@ -301,6 +301,11 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
         .unwrap();
         let s = &config.server;
         assert_eq!(s.health.unwrap().to_string(), "127.0.0.1:9722");
+        assert!(
+            config.summary().contains("health 127.0.0.1:9722"),
+            "{}",
+            config.summary()
+        );
         let l = &s.limits;
         assert_eq!(l.header_read_timeout, Duration::from_secs(2));
         assert_eq!(l.request_timeout, Duration::from_secs(4));
