@@ -39,6 +39,17 @@ pub(crate) struct RawServer {
     pub log: Option<String>,
     pub shutdown_grace: Option<RawDuration>,
     pub max_connections: Option<usize>,
+    pub health: Option<String>,
+    pub header_read_timeout: Option<RawDuration>,
+    pub request_timeout: Option<RawDuration>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub http2_keepalive_interval: Option<RawDuration>,
+    pub http2_keepalive_timeout: Option<RawDuration>,
+    pub max_concurrent_streams: Option<u32>,
+    pub tcp_keepalive: Option<RawDuration>,
+    pub grpc_timeout: Option<RawDuration>,
+    pub grpc_max_message_bytes: Option<usize>,
 }
 
 /// `[server] proxy = { … }`.
@@ -47,6 +58,12 @@ pub(crate) struct RawServer {
 pub(crate) struct RawProxy {
     pub listen: Option<String>,
     pub upstream: Option<String>,
+    pub upgrades: Option<Vec<String>>,
+    pub tunnel_idle_timeout: Option<RawDuration>,
+    pub connect_timeout: Option<RawDuration>,
+    pub response_timeout: Option<RawDuration>,
+    pub body_idle_timeout: Option<RawDuration>,
+    pub pool_idle_timeout: Option<RawDuration>,
 }
 
 /// `[store]`.

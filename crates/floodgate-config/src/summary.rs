@@ -21,9 +21,12 @@ impl Config {
             || "off".to_string(),
             |p| format!("{} -> {}", p.listen, p.upstream),
         );
+        let health = s
+            .health
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
         let _ = writeln!(
             out,
-            "listeners: http {}, grpc {}, proxy {proxy}",
+            "listeners: http {}, grpc {}, proxy {proxy}, health {health}",
             s.http, s.grpc
         );
         let _ = writeln!(

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::accept::ListenerSettings;
 use crate::app::App;
 
 mod failover;
@@ -90,49 +91,66 @@ pub async fn run(
         Some(proxy) => Some((bind(proxy.listen, "the proxy").await?, proxy.clone())),
         None => None,
     };
+    let health = match config.server.health {
+        Some(addr) => Some(bind(addr, "health").await?),
+        None => None,
+    };
     let proxy_addr = match &proxy {
         Some((listener, _)) => listener.local_addr()?.to_string(),
+        None => "off".to_string(),
+    };
+    let health_addr = match &health {
+        Some(listener) => listener.local_addr()?.to_string(),
         None => "off".to_string(),
     };
     tracing::info!(
         http = %http.local_addr()?,
         grpc = %grpc.local_addr()?,
         proxy = %proxy_addr,
+        health = %health_addr,
         store = app.limiter.store_mode().as_str(),
         policies = config.policies.len(),
         shadow = app.limiter.shadow(),
         "floodgate listening"
     );
 
-    let grace = config.server.shutdown_grace;
+    let settings = |what| ListenerSettings {
+        what,
+        max_connections: config.server.max_connections,
+        limits: config.server.limits,
+        grace: config.server.shutdown_grace,
+    };
     tracker.spawn(crate::http::serve(
         http,
         app.clone(),
-        config.server.max_connections,
-        grace,
+        settings("http"),
         shutdown.clone(),
     ));
+    if let Some(health) = health {
+        tracker.spawn(crate::http::serve_health(
+            health,
+            app.clone(),
+            settings("health"),
+            shutdown.clone(),
+        ));
+    }
     let grpc_shutdown = shutdown.clone();
     let grpc_app = app.clone();
+    let grpc_settings = settings("grpc");
     tracker.spawn(async move {
-        if let Err(error) = crate::grpc::serve(grpc, grpc_app, grace, grpc_shutdown.clone()).await {
+        let served = crate::grpc::serve(grpc, grpc_app, grpc_settings, grpc_shutdown.clone());
+        if let Err(error) = served.await {
             tracing::error!(%error, "gRPC server failed");
             grpc_shutdown.cancel();
         }
     });
     if let Some((listener, proxy)) = proxy {
         let (app, shutdown) = (app.clone(), shutdown.clone());
-        let max_connections = config.server.max_connections;
+        let proxy_settings = settings("proxy");
         tracing::info!(upstream = %proxy.upstream, "proxying");
         tracker.spawn(async move {
-            let served = crate::proxy::serve(
-                listener,
-                app,
-                &proxy,
-                max_connections,
-                grace,
-                shutdown.clone(),
-            );
+            let served =
+                crate::proxy::serve(listener, app, &proxy, proxy_settings, shutdown.clone());
             if let Err(error) = served.await {
                 tracing::error!("{error:#}");
                 shutdown.cancel();
