@@ -73,10 +73,18 @@ pub struct Fixed {
     http: std::net::SocketAddr,
     /// `[server] grpc`.
     grpc: std::net::SocketAddr,
+    /// `[server] health`.
+    health: Option<std::net::SocketAddr>,
     /// `[server] proxy`.
     proxy: Option<floodgate_config::server::ProxyConfig>,
-    /// `[server]` max_connections, shutdown_grace, log.
-    server_other: (usize, Duration, Option<String>),
+    /// `[server]` max_connections, shutdown_grace, log, and the listener
+    /// timeouts and limits (built into the listeners at startup).
+    server_other: (
+        usize,
+        Duration,
+        Option<String>,
+        floodgate_config::server::Limits,
+    ),
     /// `[store]`.
     store: floodgate_config::store::Config,
     /// `[fallback]` (built into the failover store at startup).
@@ -89,11 +97,13 @@ impl Fixed {
         Fixed {
             http: config.server.http,
             grpc: config.server.grpc,
+            health: config.server.health,
             proxy: config.server.proxy.clone(),
             server_other: (
                 config.server.max_connections,
                 config.server.shutdown_grace,
                 config.server.log.clone(),
+                config.server.limits,
             ),
             store: config.store.clone(),
             fallback: config.fallback,
@@ -103,14 +113,14 @@ impl Fixed {
     /// The names of the sections of `self` that differ from `other`.
     fn changed(&self, other: &Fixed) -> Vec<&'static str> {
         let mut changed = Vec::new();
-        if self.http != other.http || self.grpc != other.grpc {
+        if self.http != other.http || self.grpc != other.grpc || self.health != other.health {
             changed.push("[server] listeners");
         }
         if self.proxy != other.proxy {
             changed.push("[server] proxy");
         }
         if self.server_other != other.server_other {
-            changed.push("[server] max_connections/shutdown_grace/log");
+            changed.push("[server] max_connections/shutdown_grace/log/timeouts and limits");
         }
         if self.store != other.store {
             changed.push("[store]");
