@@ -277,7 +277,7 @@ mod tests {
             fixed.changed(&Fixed::of(&other)),
             [
                 "[server] listeners",
-                "[server] max_connections/shutdown_grace/log",
+                "[server] max_connections/shutdown_grace/log/timeouts and limits",
                 "[store]"
             ]
         );
