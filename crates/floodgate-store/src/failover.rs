@@ -13,20 +13,23 @@
 //! the local store with `ceil(limit / instances)`, `allow` allows and `deny`
 //! denies; every outcome says [`Source::Fallback`].
 //!
-//! Refunds go where the store stands now: to the primary while closed (and,
-//! for `concurrency` leases, to the fallback too: lease ids are random, so a
-//! lease the fallback never issued is untouched), to the fallback while
-//! open. A refund of a charge the fallback made while the breaker was still
-//! closed goes to the primary and is lost: that charge stays counted until
-//! its window passes (strict, never lenient). Refund errors are logged, not
-//! returned.
+//! Receipts know their store: a refund goes only to the store that counted
+//! the charge ([`Refund::source`]). A charge the fallback made (breaker
+//! open, or one failed primary call while still closed) is refunded into the
+//! fallback, never into the primary; a charge the primary made is refunded
+//! into the primary while the breaker is closed, and dropped while it is
+//! open (the charge stays counted until its window passes: strict, never
+//! lenient). A lease released by its token (store unknown) goes to the
+//! fallback and, while closed, to the primary: lease ids are random, so a
+//! store that never issued the lease is untouched. Refund errors are
+//! logged, not returned.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::{AlgorithmKind, FallbackMode, Outcome};
+use floodgate_core::{FallbackMode, Outcome};
 
 use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
@@ -259,22 +262,37 @@ impl Store for FailoverStore {
     }
 
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
-        match self.primary.get() {
-            Some(primary) if !self.is_open() => {
-                for refund in refunds {
-                    if refund.policy.kind() == AlgorithmKind::Concurrency {
-                        self.fallback.refund_one(refund);
+        let closed = self.primary.get().filter(|_| !self.is_open());
+        let mut to_primary = Vec::new();
+        for refund in refunds {
+            match refund.source {
+                // Charged by the fallback (breaker open, or a failed primary
+                // call): refunded there alone.
+                Some(Source::Fallback | Source::Local) => self.fallback.refund_one(refund),
+                // Charged by the primary: refunded there while it is in use;
+                // while the breaker is open it is not called, and the charge
+                // stays counted until its window passes (strict).
+                Some(Source::Redis) => {
+                    if closed.is_some() {
+                        to_primary.push(*refund);
+                    } else {
+                        metrics::counter!("floodgate_store_refunds_dropped_total").increment(1);
                     }
                 }
-                if let Err(error) = primary.refund(refunds).await {
-                    self.failed(&error);
-                    tracing::warn!(%error, "refund to the primary store failed");
+                // A lease released by its token: whichever store issued it
+                // (an id no store issued is a no-op).
+                None => {
+                    self.fallback.refund_one(refund);
+                    if closed.is_some() {
+                        to_primary.push(*refund);
+                    }
                 }
             }
-            _ => {
-                for refund in refunds {
-                    self.fallback.refund_one(refund);
-                }
+        }
+        if let (Some(primary), false) = (closed, to_primary.is_empty()) {
+            if let Err(error) = primary.refund(&to_primary).await {
+                self.failed(&error);
+                tracing::warn!(%error, "refund to the primary store failed");
             }
         }
         Ok(())

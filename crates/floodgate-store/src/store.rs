@@ -80,6 +80,12 @@ pub struct Refund<'a> {
     pub hits: u64,
     /// The receipt the charge returned.
     pub receipt: Receipt,
+    /// The store that counted the charge (the [`StoreOutcome::source`] of
+    /// the op that charged): a refund goes back to that store only.
+    /// `None` when it is not known — a lease released by its token — which
+    /// only a `concurrency` release may be: its lease id is random, so a
+    /// store that never issued it is left untouched.
+    pub source: Option<Source>,
 }
 
 /// Where counters live. Implementations own atomicity per counter and run

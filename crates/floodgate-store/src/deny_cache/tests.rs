@@ -194,6 +194,7 @@ async fn a_denial_caused_by_the_same_checks_own_charge_is_not_learned() {
         key: "fw:u",
         hits: 1,
         receipt: out[0].outcome.receipt.unwrap(),
+        source: None,
     });
     assert!(
         one(&cache, &p, "fw:u", 1).await.allowed,

@@ -1,6 +1,6 @@
 use std::sync::atomic::AtomicUsize;
 
-use floodgate_core::{ManualClock, Policy, PolicySpec};
+use floodgate_core::{AlgorithmKind, ManualClock, Policy, PolicySpec};
 use parking_lot::Mutex;
 
 use super::*;
@@ -244,6 +244,7 @@ async fn refunds_follow_the_breaker_and_never_fail() {
         key: "p:a",
         hits: 1,
         receipt,
+        source: Some(Source::Redis),
     }];
     store.refund(&refund).await.unwrap();
     assert_eq!(fake.refunds.load(Ordering::SeqCst), 1);
@@ -265,6 +266,7 @@ async fn refunds_follow_the_breaker_and_never_fail() {
             key: "p:z",
             hits: 1,
             receipt: o.outcome.receipt.unwrap(),
+            source: Some(o.source),
         }])
         .await
         .unwrap();
@@ -299,4 +301,57 @@ async fn a_live_count_divides_and_an_outage_keeps_the_last_one() {
         allowed += u64::from(o.outcome.allowed);
     }
     assert_eq!(allowed, 3);
+}
+
+/// Two policies over a failover store whose primary fails: the fallback
+/// counts both, one denies, and the other's charge is refunded — into the
+/// fallback that counted it, never into the primary.
+#[tokio::test]
+async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
+    use crate::{Check, Limiter};
+    use floodgate_core::{Attributes, PolicySet};
+    let fake = Arc::new(Fake::default());
+    let store = Arc::new(failover(Some(fake.clone()), 1));
+    let spec = |name: &str, limit| PolicySpec {
+        name: name.into(),
+        key: vec!["user".into()],
+        limit,
+        window_us: Some(60 * S),
+        algorithm: AlgorithmKind::FixedWindow,
+        ..PolicySpec::default()
+    };
+    let policies = vec![
+        Policy::new(spec("wide", 10)).unwrap(),
+        Policy::new(spec("narrow", 1)).unwrap(),
+    ];
+    let limiter = Limiter::new(PolicySet::new(policies).unwrap(), store.clone());
+    let attributes: Attributes = [("user".to_string(), "u1".to_string())].into();
+    let check = || {
+        limiter.check(Check {
+            attributes: &attributes,
+            hits: 1,
+            domain: None,
+        })
+    };
+    // One failed primary call (the breaker stays closed): the fallback
+    // admits it, charging both policies.
+    fake.set(Some(StoreError::Unavailable("one bad call".into())));
+    let first = check().await.unwrap();
+    assert!(first.allowed);
+    assert!(first.statuses.iter().all(|s| s.source == Source::Fallback));
+    // Another failed call: `narrow` denies in the fallback, so `wide`'s
+    // fallback charge is refunded.
+    let second = check().await.unwrap();
+    assert!(!second.allowed);
+    assert!(!store.is_open(), "two failures, threshold 3");
+    assert_eq!(
+        fake.refunds.load(Ordering::SeqCst),
+        0,
+        "a fallback charge must never be refunded into the primary"
+    );
+    // The fallback got it back: `wide` has counted one hit, not two.
+    let third = check().await.unwrap();
+    let wide = &third.statuses[0];
+    assert_eq!((wide.policy.as_ref(), wide.source), ("wide", Source::Fallback));
+    assert_eq!(wide.remaining, 8, "10 - the first check - this one");
 }

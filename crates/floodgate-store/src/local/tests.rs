@@ -90,6 +90,7 @@ fn refund_and_release_undo_exactly() {
         key: "p:a",
         hits: 1,
         receipt: first.receipt.unwrap(),
+        source: Some(Source::Local),
     });
     assert!(store.check_one(&c, "p:a", 1).allowed);
 }
