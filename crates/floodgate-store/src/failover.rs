@@ -2,7 +2,10 @@
 //! breaker, with a local stand-in while the primary is away (SPEC §6).
 //!
 //! Closed, every check goes to the primary. A check whose primary call fails
-//! is answered by the fallback instead (a caller never sees a store error),
+//! is answered by the fallback instead (a caller never sees a store error):
+//! charged there when the call surely did not run, and decided without a
+//! charge when it may have (a timeout: Redis may run the call late), so one
+//! check is never counted twice,
 //! and `failure_threshold` consecutive transient failures open the breaker:
 //! from then on checks never touch the primary until [`FailoverStore::probe_once`]
 //! (called every `probe_interval` by the server) finds it answering again.
@@ -183,7 +186,7 @@ impl FailoverStore {
     /// Notes a failed primary call; opens the breaker at the threshold.
     fn failed(&self, error: &StoreError) {
         count_error(error);
-        if !error.is_transient() {
+        if !error.counts_for_breaker() {
             return;
         }
         let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
@@ -256,6 +259,19 @@ impl Store for FailoverStore {
             }
             Err(error) => {
                 self.failed(&error);
+                if error.may_have_run() {
+                    // The primary may still count this check (a timed-out
+                    // call can run late): decide it in the fallback without
+                    // charging there, so it is never counted twice.
+                    let peeks: Vec<StoreOp<'_>> = ops
+                        .iter()
+                        .map(|op| StoreOp {
+                            charge: false,
+                            ..*op
+                        })
+                        .collect();
+                    return Ok(self.fallback_all(&peeks));
+                }
                 Ok(self.fallback_all(ops))
             }
         }

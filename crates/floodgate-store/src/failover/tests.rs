@@ -352,6 +352,50 @@ async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
     // The fallback got it back: `wide` has counted one hit, not two.
     let third = check().await.unwrap();
     let wide = &third.statuses[0];
-    assert_eq!((wide.policy.as_ref(), wide.source), ("wide", Source::Fallback));
+    assert_eq!(
+        (wide.policy.as_ref(), wide.source),
+        ("wide", Source::Fallback)
+    );
     assert_eq!(wide.remaining, 8, "10 - the first check - this one");
+}
+
+/// A primary call that timed out may still run in the primary: the fallback
+/// answers that check without charging, so it is never counted twice; a call
+/// that surely did not run is charged in the fallback.
+#[tokio::test]
+async fn a_check_whose_call_may_have_run_is_not_charged_again() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    fake.set(Some(StoreError::Timeout));
+    let o = check(&store, &p, "p:a").await;
+    assert_eq!(o.source, Source::Fallback);
+    assert!(o.outcome.allowed);
+    assert!(
+        o.outcome.receipt.is_none(),
+        "nothing charged in the fallback"
+    );
+    assert_eq!(o.outcome.remaining, 9, "decided at the real cost");
+    // The same, for a batched check's uncounted timeout.
+    fake.set(Some(StoreError::Timeout.uncounted()));
+    assert!(check(&store, &p, "p:a").await.outcome.receipt.is_none());
+    // Refused before it ran: the fallback counts it, and the timeouts
+    // above left no trace there.
+    fake.set(Some(StoreError::Unavailable("refused".into())));
+    let o = check(&store, &p, "p:a").await;
+    assert!(o.outcome.receipt.is_some());
+    assert_eq!(o.outcome.remaining, 9);
+}
+
+/// The checks of one failed batch call count once towards the breaker.
+#[tokio::test]
+async fn uncounted_failures_do_not_trip_the_breaker() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    fake.set(Some(StoreError::Timeout.uncounted()));
+    for _ in 0..10 {
+        assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
+    }
+    assert!(!store.is_open());
 }
