@@ -91,6 +91,9 @@ pub(crate) struct RawFallback {
     pub instances: Option<RawInstances>,
     pub probe_interval: Option<RawDuration>,
     pub failure_threshold: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub failure_window: Option<RawDuration>,
+    pub failure_min_calls: Option<u32>,
 }
 
 /// `[identity]`.

@@ -38,6 +38,32 @@ const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Cluster redirections (MOVED, ASK) one call may follow.
 const MAX_REDIRECTIONS: u32 = 3;
 
+/// Commands one connection may have queued in the client at once; more
+/// fail at once (fred's backpressure error: the store is unavailable, the
+/// check is answered by the fallback) rather than piling up behind a
+/// connection that stopped answering.
+pub(crate) const MAX_QUEUED_COMMANDS: usize = 4096;
+
+/// How long a connection may leave a command unanswered before it is
+/// closed and reopened (fred's unresponsive check): 10 × `timeout`, at least
+/// 500 ms. A blackholed node is noticed that long after its first unanswered
+/// call; until it answers again its calls fail at once (fail fast) instead
+/// of each waiting `timeout`.
+pub(crate) fn unresponsive_after(timeout: Duration) -> Duration {
+    (timeout * 10).max(Duration::from_millis(500))
+}
+
+/// TCP keepalive of every connection, so an idle connection to a vanished
+/// host is noticed too: first probe after `unresponsive_after(timeout)` of
+/// silence, then every half of that (the system's probe count), in whole
+/// seconds (the kernel's unit; 0 is refused).
+fn keepalive(timeout: Duration) -> fred::socket2::TcpKeepalive {
+    let idle = unresponsive_after(timeout).as_secs().max(1);
+    fred::socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(idle))
+        .with_interval(Duration::from_secs((idle / 2).max(1)))
+}
+
 /// Counters in a shared Redis. Cheap to share: wrap it in an `Arc`.
 pub struct RedisStore {
     /// The connections and how calls are made on them.
@@ -120,6 +146,11 @@ impl RedisStore {
                 // TCP_NODELAY, Nagle holds the 2nd until the 1st is acked,
                 // turning one round trip per check into two.
                 c.tcp.nodelay = Some(true);
+                c.tcp.keepalive = Some(keepalive(config.timeout));
+                let unresponsive = unresponsive_after(config.timeout);
+                c.unresponsive.max_timeout = Some(unresponsive);
+                c.unresponsive.interval = (unresponsive / 4).max(Duration::from_millis(10));
+                c.max_command_buffer_len = MAX_QUEUED_COMMANDS;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build_pool(config.pool_size)
@@ -524,6 +555,20 @@ mod tests {
         }
         assert_eq!(unsupported_version("# Server\r\n"), None);
         assert_eq!(unsupported_version(&info("unknown")), None);
+    }
+
+    #[test]
+    fn liveness_settings_follow_the_timeout() {
+        assert_eq!(
+            unresponsive_after(Duration::from_millis(50)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            unresponsive_after(Duration::from_secs(1)),
+            Duration::from_secs(10)
+        );
+        // Whole seconds, never 0 (the kernel refuses 0 with EINVAL).
+        let _ = keepalive(Duration::from_millis(1));
     }
 
     /// fred's call futures are kilobytes; every one is boxed, so a call's

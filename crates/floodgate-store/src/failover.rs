@@ -6,7 +6,8 @@
 //! charged there when the call surely did not run, and decided without a
 //! charge when it may have (a timeout: Redis may run the call late), so one
 //! check is never counted twice,
-//! and `failure_threshold` consecutive transient failures open the breaker:
+//! and `failure_threshold` consecutive transient failures, or a sustained
+//! share of failed calls ([`RateTrip`], see `breaker.rs`), open the breaker:
 //! from then on checks never touch the primary until [`FailoverStore::probe_once`]
 //! (called every `probe_interval` by the server) finds it answering again.
 //! The primary may also be absent at first (Redis down at startup) and be
@@ -27,7 +28,7 @@
 //! store that never issued the lease is untouched. Refund errors are
 //! logged, not returned.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -37,8 +38,13 @@ use floodgate_core::{FallbackMode, Outcome};
 use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
 
+mod breaker;
+
+use breaker::Breaker;
+pub use breaker::RateTrip;
+
 /// How a [`FailoverStore`] trips and what it does while tripped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FailoverConfig {
     /// Fallback mode of policies without their own.
     pub mode: FallbackMode,
@@ -52,6 +58,8 @@ pub struct FailoverConfig {
     pub probe_interval: Duration,
     /// Consecutive transient failures that open the breaker (≥ 1).
     pub failure_threshold: u32,
+    /// The share of failed calls over a sliding window that also opens it.
+    pub trip: RateTrip,
 }
 
 /// A primary store guarded by a circuit breaker, with a local fallback.
@@ -64,8 +72,8 @@ pub struct FailoverStore {
     config: FailoverConfig,
     /// Whether the breaker is open (checks skip the primary).
     open: AtomicBool,
-    /// Consecutive transient primary failures while closed.
-    failures: AtomicU32,
+    /// Counts primary calls and failures while closed.
+    breaker: Breaker,
     /// The divisor of `local` fallback limits: `config.instances` until
     /// [`FailoverStore::set_instances`] reports a live count.
     instances: AtomicU64,
@@ -95,7 +103,7 @@ impl FailoverStore {
                 ..config
             },
             open: AtomicBool::new(open),
-            failures: AtomicU32::new(0),
+            breaker: Breaker::new(config.failure_threshold, config.trip),
             instances: AtomicU64::new(config.instances.max(1)),
         }
     }
@@ -176,7 +184,7 @@ impl FailoverStore {
     }
 
     fn close(&self) {
-        self.failures.store(0, Ordering::Release);
+        self.breaker.reset();
         if self.open.swap(false, Ordering::AcqRel) {
             metrics::gauge!("floodgate_store_fallback").set(0.0);
             tracing::info!("store reachable again: leaving fallback");
@@ -189,8 +197,7 @@ impl FailoverStore {
         if !error.counts_for_breaker() {
             return;
         }
-        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if n >= self.config.failure_threshold {
+        if self.breaker.failure() {
             self.trip(error);
         }
     }
@@ -254,7 +261,7 @@ impl Store for FailoverStore {
         };
         match primary.check(ops).await {
             Ok(outcomes) => {
-                self.failures.store(0, Ordering::Release);
+                self.breaker.success();
                 Ok(outcomes)
             }
             Err(error) => {

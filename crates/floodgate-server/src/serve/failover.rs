@@ -11,7 +11,9 @@ use floodgate_config::Config;
 use floodgate_config::Instances;
 use floodgate_core::SystemClock;
 use floodgate_redis::RedisStore;
-use floodgate_store::{FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source, Store};
+use floodgate_store::{
+    FailoverConfig, FailoverStore, LocalConfig, LocalStore, RateTrip, Source, Store,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -49,6 +51,11 @@ pub(super) async fn start(
         },
         probe_interval: config.fallback.probe_interval,
         failure_threshold: config.fallback.failure_threshold,
+        trip: RateTrip {
+            rate: config.fallback.failure_rate,
+            window: config.fallback.failure_window,
+            min_calls: config.fallback.failure_min_calls,
+        },
     };
     // The Redis store once connected, for the heartbeat.
     let connected: Arc<OnceLock<Arc<RedisStore>>> = Arc::default();

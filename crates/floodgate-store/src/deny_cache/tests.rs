@@ -219,6 +219,7 @@ async fn cached_denials_neither_hide_an_outage_nor_cache_fallback_answers() {
             instances: 1,
             probe_interval: std::time::Duration::from_secs(1),
             failure_threshold: 3,
+            trip: crate::RateTrip::default(),
         },
     ));
     let cache = DenyCache::new(failover.clone(), clock.clone(), 1_000);

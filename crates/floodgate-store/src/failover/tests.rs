@@ -88,6 +88,12 @@ fn failover(primary: Option<Arc<Fake>>, instances: u64) -> FailoverStore {
             instances,
             probe_interval: Duration::from_millis(200),
             failure_threshold: 3,
+            // Only every call failing trips by rate: the consecutive count
+            // is what most tests here exercise.
+            trip: RateTrip {
+                rate: 1.0,
+                ..RateTrip::default()
+            },
         },
     )
 }
@@ -123,6 +129,39 @@ async fn opens_after_threshold_and_stops_calling_the_primary() {
         calls,
         "primary called while open"
     );
+}
+
+/// Two calls of three failing (one Cluster node of three gone): never
+/// `failure_threshold` in a row, but a sustained error rate opens the
+/// breaker.
+#[tokio::test]
+async fn a_sustained_error_rate_opens_the_breaker_despite_successes() {
+    let fake = Arc::new(Fake::default());
+    let local = LocalStore::new(
+        LocalConfig::default(),
+        Arc::new(ManualClock::new(T0)),
+        Source::Fallback,
+    );
+    let store = FailoverStore::new(
+        Some(fake.clone() as Arc<dyn Store>),
+        Arc::new(local),
+        FailoverConfig {
+            mode: FallbackMode::Local,
+            instances: 1,
+            probe_interval: Duration::from_millis(200),
+            failure_threshold: 3,
+            trip: RateTrip::default(),
+        },
+    );
+    let p = policy(10, None);
+    for _ in 0..10 {
+        fake.set(None);
+        check(&store, &p, "p:a").await;
+        fake.set(Some(StoreError::Timeout));
+        check(&store, &p, "p:a").await;
+        check(&store, &p, "p:a").await;
+    }
+    assert!(store.is_open());
 }
 
 #[tokio::test]
