@@ -11,6 +11,7 @@ pub mod key;
 pub mod lease;
 pub mod outcome;
 pub mod policy;
+pub mod redact;
 pub mod time;
 
 pub use algorithm::{Algorithm, State};
@@ -20,4 +21,5 @@ pub use key::{counter_key, escape_value};
 pub use lease::{LeaseError, LeasePart};
 pub use outcome::{Outcome, Receipt};
 pub use policy::{AlgorithmKind, FallbackMode, Mode, Policy, PolicyError, PolicySet, PolicySpec};
+pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SystemClock};
