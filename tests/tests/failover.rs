@@ -119,3 +119,24 @@ fn starts_without_redis_in_fallback_and_moves_to_redis() {
     assert_eq!(check(&floodgate, "b"), (true, "redis".to_string()));
     assert_eq!(redis.cli(&["PING"]).trim(), "PONG");
 }
+
+/// `instances = "auto"` with Redis down at start-up: the sidecar count is
+/// unknown, so the fallback divides by `min_instances` (not silently by 1)
+/// and says so in a warning.
+#[test]
+fn auto_instances_with_redis_down_at_start_use_min_instances() {
+    let port = free_port();
+    let config = config(port).replace("instances = 2", "instances = \"auto\"\nmin_instances = 4");
+    let floodgate = Floodgate::start(&config);
+    assert_eq!(store_mode(&floodgate), "fallback");
+    assert_eq!(gauge(&floodgate, "floodgate_instances"), 4.0);
+    let mut allowed = 0;
+    for _ in 0..12 {
+        let (ok, source) = check(&floodgate, "fresh");
+        assert_eq!(source, "fallback");
+        allowed += usize::from(ok);
+    }
+    assert_eq!(allowed, 3, "ceil(10 / 4)");
+    let log = floodgate.log.lock().unwrap().clone();
+    assert!(log.contains("sidecar count is unknown"), "{log}");
+}

@@ -28,6 +28,10 @@ pub struct FallbackConfig {
     pub mode: FallbackMode,
     /// Sidecars sharing each limit.
     pub instances: Instances,
+    /// With `instances = "auto"`: the fewest sidecars taken to share each
+    /// limit — the divisor until the first heartbeat answers (Redis down at
+    /// start-up) and the floor of every live count; ≥ 1.
+    pub min_instances: u64,
     /// How often to probe Redis while in fallback; never zero.
     pub probe_interval: Duration,
     /// Consecutive failed Redis calls that trip to fallback; ≥ 1.
@@ -50,6 +54,7 @@ impl Default for FallbackConfig {
         FallbackConfig {
             mode: FallbackMode::Local,
             instances: Instances::Auto,
+            min_instances: 1,
             probe_interval: Duration::from_secs(1),
             failure_threshold: 3,
             failure_rate: 0.25,
@@ -100,6 +105,13 @@ impl FallbackConfig {
                 "failure_window must be at least 10ms (for example \"2s\")",
             );
         }
+        let min_instances = raw.min_instances.unwrap_or(default.min_instances);
+        if min_instances == 0 {
+            diag.push(
+                section.at("min_instances"),
+                "min_instances must be at least 1",
+            );
+        }
         let failure_min_calls = raw.failure_min_calls.unwrap_or(default.failure_min_calls);
         if failure_min_calls == 0 {
             diag.push(
@@ -115,6 +127,7 @@ impl FallbackConfig {
                 None | Some(RawInstances::Auto) => Instances::Auto,
                 Some(RawInstances::Fixed(n)) => Instances::Fixed(n),
             },
+            min_instances,
             probe_interval,
             failure_threshold,
             failure_rate,
@@ -136,6 +149,7 @@ mod tests {
         assert_eq!(config.fallback.failure_rate, 0.25);
         assert_eq!(config.fallback.failure_window, Duration::from_secs(2));
         assert_eq!(config.fallback.failure_min_calls, 10);
+        assert_eq!(config.fallback.min_instances, 1);
         let src =
             "[fallback]\nfailure_rate = 0.5\nfailure_window = \"5s\"\nfailure_min_calls = 20\n";
         let config = from_str(src, "t.toml").expect("valid");
@@ -157,6 +171,7 @@ mod tests {
                 "failure_min_calls = 0",
                 "failure_min_calls must be at least 1",
             ),
+            ("min_instances = 0", "min_instances must be at least 1"),
         ] {
             let src = format!("[fallback]\n{line}\n");
             let Err(ConfigErrors(errors)) = from_str(&src, "t.toml") else {

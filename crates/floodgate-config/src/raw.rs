@@ -94,6 +94,7 @@ pub(crate) struct RawFallback {
     pub failure_rate: Option<f64>,
     pub failure_window: Option<RawDuration>,
     pub failure_min_calls: Option<u32>,
+    pub min_instances: Option<u64>,
 }
 
 /// `[identity]`.

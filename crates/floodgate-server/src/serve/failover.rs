@@ -23,8 +23,9 @@ use tokio_util::task::TaskTracker;
 /// Spawns the probe loop on `tracker`.
 ///
 /// With `fallback.instances = "auto"` (the default) it also spawns the
-/// heartbeat: the live count of sidecars divides `local` fallback limits
-/// (1 until the first heartbeat answers).
+/// heartbeat: the live count of sidecars, at least `min_instances`, divides
+/// `local` fallback limits (`min_instances` until the first heartbeat
+/// answers, e.g. while Redis is down at start-up — said in a warning).
 ///
 /// # Errors
 /// Problems that retrying cannot fix: bad credentials, ACL, TLS, config.
@@ -47,7 +48,7 @@ pub(super) async fn start(
         mode: config.fallback.mode,
         instances: match config.fallback.instances {
             Instances::Fixed(n) => n,
-            Instances::Auto => 1,
+            Instances::Auto => config.fallback.min_instances,
         },
         probe_interval: config.fallback.probe_interval,
         failure_threshold: config.fallback.failure_threshold,
@@ -69,6 +70,13 @@ pub(super) async fn start(
                 %error,
                 "Redis is unreachable: starting in fallback, connecting in the background"
             );
+            if config.fallback.instances == Instances::Auto {
+                tracing::warn!(
+                    min_instances = config.fallback.min_instances,
+                    "instances = \"auto\" with Redis unreachable: the sidecar count is unknown \
+                     until Redis answers; local fallback limits are divided by min_instances"
+                );
+            }
             let store = Arc::new(FailoverStore::new(None, fallback, failover_config));
             tracker.spawn(connect(
                 redis,
@@ -83,7 +91,8 @@ pub(super) async fn start(
     tracker.spawn(probe(store.clone(), shutdown.clone()));
     metrics::gauge!("floodgate_instances").set(store.instances() as f64);
     if config.fallback.instances == Instances::Auto {
-        tracker.spawn(heartbeat(connected, store.clone(), shutdown.clone()));
+        let min = config.fallback.min_instances;
+        tracker.spawn(heartbeat(connected, store.clone(), min, shutdown.clone()));
     }
     Ok(store)
 }
@@ -178,12 +187,13 @@ const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
 
 /// Every [`HEARTBEAT_EVERY`] while Redis is in use, records this sidecar in
 /// Redis and takes the live count as the fallback divisor, until
-/// `shutdown`. One call at a time, each bounded by the store's timeout, so
+/// `shutdown` (never fewer than `min_instances`). One call at a time, each bounded by the store's timeout, so
 /// a hung Redis cannot pile calls up. While the breaker is open it skips:
 /// the count seen last before the outage stays in force.
 async fn heartbeat(
     connected: Arc<OnceLock<Arc<RedisStore>>>,
     store: Arc<FailoverStore>,
+    min_instances: u64,
     shutdown: CancellationToken,
 ) {
     let mut every = tokio::time::interval(HEARTBEAT_EVERY);
@@ -201,6 +211,7 @@ async fn heartbeat(
         }
         match redis.heartbeat(HEARTBEAT_TTL).await {
             Ok(live) => {
+                let live = live.max(min_instances);
                 if store.set_instances(live) {
                     metrics::gauge!("floodgate_instances").set(live as f64);
                 }
