@@ -15,7 +15,7 @@ use std::mem;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::Policy;
+use floodgate_core::{AlgorithmKind, Policy};
 use floodgate_store::{Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
 use fred::clients::{Pipeline, Pool};
 use fred::error::Error as FredError;
@@ -28,6 +28,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::batch::{split, Batcher};
 use crate::error::{is_noscript, store_error, MIN_REDIS_VERSION};
 use crate::key::redis_key;
+use crate::release::{self, Zrem};
 use crate::script::{check_calls, refund_call, Call, SCRIPTS};
 use crate::{Config, Error};
 
@@ -369,6 +370,30 @@ impl Link {
             .collect()
     }
 
+    /// Sends every `ZREM` of `zrems` as one pipeline, answered within the
+    /// timeout.
+    pub(crate) async fn zrem(&self, zrems: &[Zrem]) -> Result<(), StoreError> {
+        if zrems.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.timeout;
+        let pipeline = Pipeline::from(self.pool.next_connected().with_options(&self.options));
+        for zrem in zrems {
+            let slot = redis_keyslot(zrem.key.as_bytes());
+            let command = CustomCommand::new_static("ZREM", ClusterHash::Custom(slot), false);
+            Box::pin(pipeline.custom::<(), Value>(command, zrem.arguments()))
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        let replies = timeout_at(deadline, Box::pin(pipeline.try_all::<Value>()))
+            .await
+            .map_err(|_| StoreError::Timeout)?;
+        match replies.into_iter().find_map(Result::err) {
+            Some(e) => Err(store_error(&e)),
+            None => Ok(()),
+        }
+    }
+
     /// Writes `calls` as one pipeline (`EVALSHA`, or `EVAL` when `full`) and
     /// reads every reply by `deadline`.
     async fn send(
@@ -491,12 +516,23 @@ impl Store for RedisStore {
             return Ok(());
         }
         let now = self.now_arg();
+        // Lease releases: one ZREM per counter; other refunds: the script.
         let calls: Vec<Call> = refunds
             .iter()
+            .filter(|r| r.policy.kind() != AlgorithmKind::Concurrency)
             .map(|r| refund_call(&self.prefix, r, &now))
             .collect();
-        self.link.run(&calls.iter().collect::<Vec<_>>()).await?;
-        Ok(())
+        let zrems = release::group(&self.prefix, refunds);
+        let scripts = async {
+            if calls.is_empty() {
+                return Ok(());
+            }
+            Box::pin(self.link.run(&calls.iter().collect::<Vec<_>>()))
+                .await
+                .map(drop)
+        };
+        let (scripts, leases) = tokio::join!(scripts, self.link.zrem(&zrems));
+        scripts.and(leases)
     }
 
     fn mode(&self) -> Source {
