@@ -39,8 +39,14 @@ use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
 
 mod breaker;
+mod journal;
 
 use breaker::Breaker;
+use journal::Journal;
+
+/// Most journal entries one reconcile pass sends (see
+/// [`FailoverStore::reconcile_once`]).
+pub const RECONCILE_PER_PASS: usize = 4096;
 pub use breaker::RateTrip;
 
 /// How a [`FailoverStore`] trips and what it does while tripped.
@@ -74,6 +80,8 @@ pub struct FailoverStore {
     open: AtomicBool,
     /// Counts primary calls and failures while closed.
     breaker: Breaker,
+    /// What the fallback admitted, to add to the primary once it is back.
+    journal: Journal,
     /// The divisor of `local` fallback limits: `config.instances` until
     /// [`FailoverStore::set_instances`] reports a live count.
     instances: AtomicU64,
@@ -104,6 +112,7 @@ impl FailoverStore {
             },
             open: AtomicBool::new(open),
             breaker: Breaker::new(config.failure_threshold, config.trip),
+            journal: Journal::default(),
             instances: AtomicU64::new(config.instances.max(1)),
         }
     }
@@ -160,6 +169,14 @@ impl FailoverStore {
         };
         match primary.ping().await {
             Ok(()) => {
+                // What the fallback admitted goes to the primary first, so
+                // no check sees the primary without it (checks meanwhile
+                // are still answered by the fallback, never held up).
+                if let Err(error) = self.reconcile_with(primary.as_ref()).await {
+                    count_error(&error);
+                    tracing::debug!(%error, "reconcile failed; staying in fallback");
+                    return false;
+                }
                 self.close();
                 true
             }
@@ -167,6 +184,49 @@ impl FailoverStore {
                 count_error(&error);
                 tracing::debug!(%error, "store probe failed; staying in fallback");
                 false
+            }
+        }
+    }
+
+    /// One reconcile pass while closed: sends at most
+    /// [`RECONCILE_PER_PASS`] journal entries (what the fallback admitted,
+    /// by counter window) to the primary, to be added to its counters of
+    /// the same windows. The server calls it every `probe_interval`; the
+    /// probe that closes the breaker runs one first. Returns the entries
+    /// sent; on failure they are kept for the next pass.
+    pub async fn reconcile_once(&self) -> usize {
+        let Some(primary) = self.primary.get().filter(|_| !self.is_open()) else {
+            return 0;
+        };
+        let before = self.journal.len();
+        match self.reconcile_with(primary.as_ref()).await {
+            Ok(()) => before.saturating_sub(self.journal.len()),
+            Err(error) => {
+                self.failed(&error);
+                tracing::debug!(%error, "reconcile failed; kept for the next pass");
+                0
+            }
+        }
+    }
+
+    /// Journal entries waiting for the primary.
+    pub fn pending_reconcile(&self) -> usize {
+        self.journal.len()
+    }
+
+    async fn reconcile_with(&self, primary: &dyn Store) -> Result<(), StoreError> {
+        let charges = self.journal.take(RECONCILE_PER_PASS);
+        if charges.is_empty() {
+            return Ok(());
+        }
+        match primary.reconcile(&charges).await {
+            Ok(()) => {
+                metrics::counter!("floodgate_reconciled_total").increment(charges.len() as u64);
+                Ok(())
+            }
+            Err(error) => {
+                self.journal.restore(charges);
+                Err(error)
             }
         }
     }
@@ -210,7 +270,11 @@ impl FailoverStore {
             FallbackMode::Local => {
                 let scaled = policy.scaled(self.instances());
                 if op.charge {
-                    self.fallback.check_one(&scaled, op.key, op.hits)
+                    let outcome = self.fallback.check_one(&scaled, op.key, op.hits);
+                    if let Some(receipt) = outcome.receipt {
+                        self.journal.add(policy, op.key, op.hits, receipt.at_us);
+                    }
+                    outcome
                 } else {
                     self.fallback.decide_one(&scaled, op.key, op.hits)
                 }
@@ -291,7 +355,11 @@ impl Store for FailoverStore {
             match refund.source {
                 // Charged by the fallback (breaker open, or a failed primary
                 // call): refunded there alone.
-                Some(Source::Fallback | Source::Local) => self.fallback.refund_one(refund),
+                Some(Source::Fallback | Source::Local) => {
+                    self.fallback.refund_one(refund);
+                    let (policy, at_us) = (refund.policy, refund.receipt.at_us);
+                    self.journal.sub(policy, refund.key, refund.hits, at_us);
+                }
                 // Charged by the primary: refunded there while it is in use;
                 // while the breaker is open it is not called, and the charge
                 // stays counted until its window passes (strict).

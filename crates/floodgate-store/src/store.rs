@@ -2,7 +2,7 @@
 //! so transports only ever see `Arc<dyn Store>` behind the `Limiter`.
 
 use async_trait::async_trait;
-use floodgate_core::{Outcome, Policy, Receipt};
+use floodgate_core::{AlgorithmKind, Outcome, Policy, Receipt};
 
 use crate::StoreError;
 
@@ -88,6 +88,24 @@ pub struct Refund<'a> {
     pub source: Option<Source>,
 }
 
+/// Hits the fallback admitted in one window of one counter while the
+/// primary was away (or failed a call), to be added to the primary's counter
+/// of the same window once it is back ([`Store::reconcile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconcile {
+    /// The policy's algorithm: `fixed_window` or `sliding_window`.
+    pub kind: AlgorithmKind,
+    /// The counter key (`<policy>:<escaped values>`).
+    pub key: String,
+    /// The policy's window in µs.
+    pub window_us: u64,
+    /// When the window's latest such charge was made (epoch µs, the
+    /// sidecar's clock): its window is `at_us / window_us`.
+    pub at_us: u64,
+    /// Hits charged in that window.
+    pub hits: u64,
+}
+
 /// Where counters live. Implementations own atomicity per counter and run
 /// each policy's algorithm check-then-charge.
 #[async_trait]
@@ -112,6 +130,18 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store could not be reached.
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError>;
+
+    /// Adds hits another store admitted to this store's counters of the same
+    /// windows; a window that has passed is skipped. Stores that are never
+    /// a failover primary do nothing (the default).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be reached (some charges may
+    /// have been added).
+    async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {
+        let _ = charges;
+        Ok(())
+    }
 
     /// What answers checks right now: `"local"`, `"redis"` or `"fallback"`
     /// (shown by `/readyz`).

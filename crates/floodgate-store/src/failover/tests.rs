@@ -17,6 +17,7 @@ struct Fake {
     checks: AtomicUsize,
     pings: AtomicUsize,
     refunds: AtomicUsize,
+    reconciled: Mutex<Vec<crate::Reconcile>>,
 }
 
 impl Fake {
@@ -51,6 +52,11 @@ impl Store for Fake {
     async fn refund(&self, _: &[Refund<'_>]) -> Result<(), StoreError> {
         self.refunds.fetch_add(1, Ordering::SeqCst);
         self.result()
+    }
+    async fn reconcile(&self, charges: &[crate::Reconcile]) -> Result<(), StoreError> {
+        self.result()?;
+        self.reconciled.lock().extend_from_slice(charges);
+        Ok(())
     }
     fn mode(&self) -> Source {
         Source::Redis
@@ -437,4 +443,62 @@ async fn uncounted_failures_do_not_trip_the_breaker() {
         assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
     }
     assert!(!store.is_open());
+}
+
+/// What the fallback admitted during an outage is added to the primary, by
+/// counter window, before the breaker closes; refunded charges are not.
+#[tokio::test]
+async fn the_fallbacks_charges_reach_the_primary_when_it_is_back() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(100, None);
+    fake.set(Some(StoreError::Unavailable("down".into())));
+    for _ in 0..60 {
+        assert!(check(&store, &p, "p:a").await.outcome.allowed);
+    }
+    assert!(store.is_open());
+    // A refunded fallback charge leaves the journal too.
+    let o = check(&store, &p, "p:b").await;
+    store
+        .refund(&[Refund {
+            policy: &p,
+            key: "p:b",
+            hits: 1,
+            receipt: o.outcome.receipt.unwrap(),
+            source: Some(o.source),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.pending_reconcile(), 1);
+    fake.set(None);
+    assert!(store.probe_once().await);
+    assert!(!store.is_open());
+    let sent = fake.reconciled.lock().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].key, "p:a");
+    assert_eq!(sent[0].hits, 60);
+    assert_eq!(sent[0].kind, AlgorithmKind::FixedWindow);
+    assert_eq!(sent[0].window_us, 60 * S);
+    assert_eq!(sent[0].at_us / sent[0].window_us, T0 / (60 * S));
+    assert_eq!(store.pending_reconcile(), 0);
+    assert_eq!(store.reconcile_once().await, 0, "nothing left");
+}
+
+/// A reconcile that fails keeps the breaker open and the journal whole.
+#[tokio::test]
+async fn a_failed_reconcile_keeps_the_journal_and_the_fallback() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(100, None);
+    fake.set(Some(StoreError::Unavailable("down".into())));
+    for _ in 0..5 {
+        check(&store, &p, "p:a").await;
+    }
+    assert!(store.is_open());
+    // Pings fail too (same fake): the probe stays open, the journal whole.
+    assert!(!store.probe_once().await);
+    assert_eq!(store.pending_reconcile(), 1);
+    fake.set(None);
+    assert!(store.probe_once().await);
+    assert_eq!(fake.reconciled.lock()[0].hits, 5);
 }
