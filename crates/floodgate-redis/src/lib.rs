@@ -68,6 +68,7 @@ mod batch;
 mod config;
 mod error;
 mod key;
+mod reconcile;
 mod release;
 mod script;
 mod store;

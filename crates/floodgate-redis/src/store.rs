@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Policy};
-use floodgate_store::{Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
+use floodgate_store::{Reconcile, Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
 use fred::clients::{Pipeline, Pool};
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, ClusterInterface, LuaInterface};
@@ -28,6 +28,7 @@ use tokio::time::{timeout_at, Instant};
 use crate::batch::{split, Batcher};
 use crate::error::{is_noscript, store_error, MIN_REDIS_VERSION};
 use crate::key::redis_key;
+use crate::reconcile::reconcile_calls;
 use crate::release::{self, Zrem};
 use crate::script::{check_calls, refund_call, Call, SCRIPTS};
 use crate::{Config, Error};
@@ -38,6 +39,10 @@ const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Cluster redirections (MOVED, ASK) one call may follow.
 const MAX_REDIRECTIONS: u32 = 3;
+
+/// The shortest time one reconcile pass may take (see
+/// [`RedisStore`]'s `reconcile`): 10 × `timeout`, at least this.
+const RECONCILE_MIN_TIME: Duration = Duration::from_millis(200);
 
 /// Commands one connection may have queued in the client at once; more
 /// fail at once (fred's backpressure error: the store is unavailable, the
@@ -533,6 +538,19 @@ impl Store for RedisStore {
         };
         let (scripts, leases) = tokio::join!(scripts, self.link.zrem(&zrems));
         scripts.and(leases)
+    }
+
+    async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {
+        let calls = reconcile_calls(&self.prefix, charges, &self.now_arg(), self.clustered);
+        if calls.is_empty() {
+            return Ok(());
+        }
+        // One pipeline, bounded in time: longer than a check's timeout (it
+        // may be thousands of counters), never unbounded.
+        let deadline = Instant::now() + (self.link.timeout() * 10).max(RECONCILE_MIN_TIME);
+        let calls: Vec<&Call> = calls.iter().collect();
+        Box::pin(self.link.run_by(&calls, deadline)).await?;
+        Ok(())
     }
 
     fn mode(&self) -> Source {

@@ -162,8 +162,11 @@ async fn connect(
     }
 }
 
-/// Probes the primary every `probe_interval` while the breaker is open,
-/// until `shutdown`.
+/// Probes the primary every `probe_interval` while the breaker is open
+/// (a probe that finds it answering first adds what the fallback admitted
+/// to it, then closes the breaker), and while closed sends what the
+/// fallback admitted since (failed calls, or Redis down at start-up), until
+/// `shutdown`. Checks never wait for either.
 async fn probe(store: Arc<FailoverStore>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(store.config().probe_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -173,6 +176,8 @@ async fn probe(store: Arc<FailoverStore>, shutdown: CancellationToken) {
             _ = every.tick() => {
                 if store.is_open() {
                     store.probe_once().await;
+                } else if store.pending_reconcile() > 0 {
+                    store.reconcile_once().await;
                 }
             }
         }
