@@ -4,6 +4,7 @@
 mod cluster;
 mod conformance;
 mod measure;
+mod reconcile;
 mod security;
 mod sentinel;
 mod standalone;
