@@ -6,10 +6,16 @@
 //! its leases are pruned by their scores on the next check).
 
 use floodgate_core::AlgorithmKind;
-use floodgate_store::Refund;
-use fred::types::Value;
+use floodgate_store::{Refund, StoreError};
+use fred::clients::Pipeline;
+use fred::interfaces::ClientLike;
+use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::util::redis_keyslot;
+use tokio::time::{timeout_at, Instant};
 
+use crate::error::store_error;
 use crate::key::redis_key;
+use crate::store::Link;
 
 /// One `ZREM`: a counter's key and the members (`<lease id>:<slots>`) to
 /// remove from it.
@@ -49,6 +55,32 @@ pub(crate) fn group(prefix: &str, refunds: &[Refund<'_>]) -> Vec<Zrem> {
         }
     }
     out
+}
+
+impl Link {
+    /// Sends every `ZREM` of `zrems` as one pipeline, answered within the
+    /// timeout.
+    pub(crate) async fn zrem(&self, zrems: &[Zrem]) -> Result<(), StoreError> {
+        if zrems.is_empty() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.timeout;
+        let pipeline = Pipeline::from(self.pool.next_connected().with_options(&self.options));
+        for zrem in zrems {
+            let slot = redis_keyslot(zrem.key.as_bytes());
+            let command = CustomCommand::new_static("ZREM", ClusterHash::Custom(slot), false);
+            Box::pin(pipeline.custom::<(), Value>(command, zrem.arguments()))
+                .await
+                .map_err(|e| store_error(&e))?;
+        }
+        let replies = timeout_at(deadline, Box::pin(pipeline.try_all::<Value>()))
+            .await
+            .map_err(|_| StoreError::Timeout)?;
+        match replies.into_iter().find_map(Result::err) {
+            Some(e) => Err(store_error(&e)),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

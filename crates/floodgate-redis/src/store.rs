@@ -28,8 +28,9 @@ use tokio::time::{timeout_at, Instant};
 use crate::batch::{split, Batcher};
 use crate::error::{is_noscript, store_error, MIN_REDIS_VERSION};
 use crate::key::redis_key;
+use crate::liveness::{keepalive, unresponsive_after, MAX_QUEUED_COMMANDS};
 use crate::reconcile::reconcile_calls;
-use crate::release::{self, Zrem};
+use crate::release;
 use crate::script::{check_calls, refund_call, Call, SCRIPTS};
 use crate::{Config, Error};
 
@@ -43,32 +44,6 @@ const MAX_REDIRECTIONS: u32 = 3;
 /// The shortest time one reconcile pass may take (see
 /// [`RedisStore`]'s `reconcile`): 10 × `timeout`, at least this.
 const RECONCILE_MIN_TIME: Duration = Duration::from_millis(200);
-
-/// Commands one connection may have queued in the client at once; more
-/// fail at once (fred's backpressure error: the store is unavailable, the
-/// check is answered by the fallback) rather than piling up behind a
-/// connection that stopped answering.
-pub(crate) const MAX_QUEUED_COMMANDS: usize = 4096;
-
-/// How long a connection may leave a command unanswered before it is
-/// closed and reopened (fred's unresponsive check): 10 × `timeout`, at least
-/// 500 ms. A blackholed node is noticed that long after its first unanswered
-/// call; until it answers again its calls fail at once (fail fast) instead
-/// of each waiting `timeout`.
-pub(crate) fn unresponsive_after(timeout: Duration) -> Duration {
-    (timeout * 10).max(Duration::from_millis(500))
-}
-
-/// TCP keepalive of every connection, so an idle connection to a vanished
-/// host is noticed too: first probe after `unresponsive_after(timeout)` of
-/// silence, then every half of that (the system's probe count), in whole
-/// seconds (the kernel's unit; 0 is refused).
-fn keepalive(timeout: Duration) -> fred::socket2::TcpKeepalive {
-    let idle = unresponsive_after(timeout).as_secs().max(1);
-    fred::socket2::TcpKeepalive::new()
-        .with_time(Duration::from_secs(idle))
-        .with_interval(Duration::from_secs((idle / 2).max(1)))
-}
 
 /// Counters in a shared Redis. Cheap to share: wrap it in an `Arc`.
 pub struct RedisStore {
@@ -96,15 +71,15 @@ pub struct RedisStore {
 #[derive(Clone)]
 pub(crate) struct Link {
     /// Connections, each pipelining the commands sent to it.
-    pool: Pool,
+    pub(crate) pool: Pool,
     /// Longest time one store call may take.
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Options of every call: fail fast. A call fails at once while its
     /// connection is known to be down, and a call cut off mid-flight by a
     /// dropped connection fails instead of being re-sent after reconnecting
     /// (see the crate docs for the one gap fred leaves). No fred timeout:
     /// every call with these options runs under our own deadline.
-    options: Options,
+    pub(crate) options: Options,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -375,30 +350,6 @@ impl Link {
             .collect()
     }
 
-    /// Sends every `ZREM` of `zrems` as one pipeline, answered within the
-    /// timeout.
-    pub(crate) async fn zrem(&self, zrems: &[Zrem]) -> Result<(), StoreError> {
-        if zrems.is_empty() {
-            return Ok(());
-        }
-        let deadline = Instant::now() + self.timeout;
-        let pipeline = Pipeline::from(self.pool.next_connected().with_options(&self.options));
-        for zrem in zrems {
-            let slot = redis_keyslot(zrem.key.as_bytes());
-            let command = CustomCommand::new_static("ZREM", ClusterHash::Custom(slot), false);
-            Box::pin(pipeline.custom::<(), Value>(command, zrem.arguments()))
-                .await
-                .map_err(|e| store_error(&e))?;
-        }
-        let replies = timeout_at(deadline, Box::pin(pipeline.try_all::<Value>()))
-            .await
-            .map_err(|_| StoreError::Timeout)?;
-        match replies.into_iter().find_map(Result::err) {
-            Some(e) => Err(store_error(&e)),
-            None => Ok(()),
-        }
-    }
-
     /// Writes `calls` as one pipeline (`EVALSHA`, or `EVAL` when `full`) and
     /// reads every reply by `deadline`.
     async fn send(
@@ -609,20 +560,6 @@ mod tests {
         }
         assert_eq!(unsupported_version("# Server\r\n"), None);
         assert_eq!(unsupported_version(&info("unknown")), None);
-    }
-
-    #[test]
-    fn liveness_settings_follow_the_timeout() {
-        assert_eq!(
-            unresponsive_after(Duration::from_millis(50)),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            unresponsive_after(Duration::from_secs(1)),
-            Duration::from_secs(10)
-        );
-        // Whole seconds, never 0 (the kernel refuses 0 with EINVAL).
-        let _ = keepalive(Duration::from_millis(1));
     }
 
     /// fred's call futures are kilobytes; every one is boxed, so a call's

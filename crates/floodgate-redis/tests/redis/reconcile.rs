@@ -51,7 +51,10 @@ async fn charges_land_in_their_own_windows() {
     let ttl: i64 = inspect.pttl("fg:{fw:new}:fw").unwrap();
     assert!(ttl > 0 && ttl <= 60_000 + 600_000, "{ttl}");
     let one = [StoreOp::new(&fw, "fw:u", 3)];
-    assert!(redis.check(&one).await.unwrap()[0].outcome.allowed, "7 + 3 = 10");
+    assert!(
+        redis.check(&one).await.unwrap()[0].outcome.allowed,
+        "7 + 3 = 10"
+    );
     let one = [StoreOp::new(&fw, "fw:u", 1)];
     assert!(!redis.check(&one).await.unwrap()[0].outcome.allowed);
 
