@@ -174,8 +174,13 @@ impl FailoverStore {
                 // are still answered by the fallback, never held up).
                 if let Err(error) = self.reconcile_with(primary.as_ref()).await {
                     count_error(&error);
-                    tracing::debug!(%error, "reconcile failed; staying in fallback");
-                    return false;
+                    // Only a failure that may pass keeps the fallback: one
+                    // that will not (a key of the wrong type) must not hold
+                    // the sidecar off Redis for good.
+                    if error.is_transient() {
+                        tracing::debug!(%error, "reconcile failed; staying in fallback");
+                        return false;
+                    }
                 }
                 self.close();
                 true
@@ -225,7 +230,17 @@ impl FailoverStore {
                 Ok(())
             }
             Err(error) => {
-                self.journal.restore(charges);
+                if error.is_transient() {
+                    self.journal.restore(charges);
+                } else {
+                    tracing::warn!(
+                        %error,
+                        counters = charges.len(),
+                        "the store refused the fallback's charges: they are dropped"
+                    );
+                    metrics::counter!("floodgate_reconcile_dropped_total")
+                        .increment(charges.iter().map(|c| c.hits).sum());
+                }
                 Err(error)
             }
         }

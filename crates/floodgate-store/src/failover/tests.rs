@@ -18,6 +18,8 @@ struct Fake {
     pings: AtomicUsize,
     refunds: AtomicUsize,
     reconciled: Mutex<Vec<crate::Reconcile>>,
+    /// `Some(e)`: pings answer, reconciles fail with `e`.
+    reconcile_fails: Mutex<Option<StoreError>>,
 }
 
 impl Fake {
@@ -55,6 +57,9 @@ impl Store for Fake {
     }
     async fn reconcile(&self, charges: &[crate::Reconcile]) -> Result<(), StoreError> {
         self.result()?;
+        if let Some(error) = self.reconcile_fails.lock().clone() {
+            return Err(error);
+        }
         self.reconciled.lock().extend_from_slice(charges);
         Ok(())
     }
@@ -501,4 +506,24 @@ async fn a_failed_reconcile_keeps_the_journal_and_the_fallback() {
     fake.set(None);
     assert!(store.probe_once().await);
     assert_eq!(fake.reconciled.lock()[0].hits, 5);
+}
+
+/// A reconcile refused for good (not transient) drops the charges and
+/// closes the breaker all the same; a transient one keeps both.
+#[tokio::test]
+async fn only_a_transient_reconcile_failure_keeps_the_fallback() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(100, None);
+    fake.set(Some(StoreError::Unavailable("down".into())));
+    for _ in 0..5 {
+        check(&store, &p, "p:a").await;
+    }
+    fake.set(None);
+    *fake.reconcile_fails.lock() = Some(StoreError::Timeout);
+    assert!(!store.probe_once().await);
+    assert_eq!(store.pending_reconcile(), 1);
+    *fake.reconcile_fails.lock() = Some(StoreError::Protocol("WRONGTYPE".into()));
+    assert!(store.probe_once().await, "never held off Redis for good");
+    assert_eq!(store.pending_reconcile(), 0);
 }
