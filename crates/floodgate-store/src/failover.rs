@@ -27,6 +27,12 @@
 //! fallback and, while closed, to the primary: lease ids are random, so a
 //! store that never issued the lease is untouched. Refund errors are
 //! logged, not returned.
+//!
+//! What the fallback admits (`fixed_window` and `sliding_window`) is
+//! journaled by counter window (`journal.rs`) and added to the primary's
+//! counters of the same windows ([`Store::reconcile`]): by the probe that
+//! finds the primary answering, before it closes the breaker, and by
+//! [`FailoverStore::reconcile_once`] while closed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
