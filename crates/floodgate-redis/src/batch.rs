@@ -435,7 +435,7 @@ mod tests {
         result: Result<Vec<Value>, StoreError>,
     ) -> [Result<Value, StoreError>; 2] {
         let now = Instant::now();
-        let (impatient_at, patient_at) = (now + takes / 4, now + takes * 20);
+        let (impatient_at, patient_at) = (now + takes / 8, now + takes * 20);
         let (impatient, impatient_answer) = job(1, impatient_at);
         let (patient, patient_answer) = job(1, patient_at);
         let call = move |_, _, _, deadline: Instant| async move {
@@ -457,7 +457,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_impatient_check_does_not_condemn_a_patient_one() {
-        let takes = Duration::from_millis(200);
+        let takes = Duration::from_millis(400);
         let reply = Value::Integer(7);
         let ok = Ok(vec![Value::Integer(6), reply.clone()]);
         let [impatient, patient] = batch_of_two(takes, ok).await;
