@@ -113,3 +113,20 @@ fn concurrent_checks_admit_exactly_the_limit() {
     let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(admitted, 500);
 }
+
+/// `max_keys` bounds size too: `sliding_log` counters count their entries
+/// (16 to a key), and a sweep evicts down to the budget.
+#[test]
+fn sliding_log_entries_count_towards_max_keys() {
+    let (store, _clock) = store(1_000, 1);
+    let log = policy(AlgorithmKind::SlidingLog, 1_000);
+    for key in 0..20 {
+        for _ in 0..1_000 {
+            assert!(store.check_one(&log, &format!("p:{key}"), 1).allowed);
+        }
+    }
+    // 20 counters of 1 + 1000 / 16 = 63 units: 1 260 > 1 000.
+    assert_eq!(store.len(), 20);
+    let remaining = store.sweep();
+    assert_eq!(remaining, 15, "15 × 63 = 945 units fit, 16 × 63 do not");
+}
