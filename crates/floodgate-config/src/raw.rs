@@ -108,6 +108,10 @@ pub(crate) struct RawFallback {
     pub instances: Option<RawInstances>,
     pub probe_interval: Option<RawDuration>,
     pub failure_threshold: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub failure_window: Option<RawDuration>,
+    pub failure_min_calls: Option<u32>,
+    pub min_instances: Option<u64>,
 }
 
 /// `[identity]`.

@@ -12,6 +12,7 @@ pub mod lease;
 pub mod outcome;
 pub mod path;
 pub mod policy;
+pub mod redact;
 pub mod time;
 
 pub use algorithm::{Algorithm, State};
@@ -23,4 +24,5 @@ pub use outcome::{Outcome, Receipt};
 pub use policy::{
     AlgorithmKind, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet, PolicySpec,
 };
+pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SystemClock};

@@ -51,6 +51,15 @@
 //! migrated, checks on its moved keys fail (transiently, charging nothing)
 //! until the migration completes.
 //!
+//! A lease release (the `concurrency` refunds of one call) is one `ZREM`
+//! per counter (`release.rs`); after an outage the failover store's journal
+//! of what its fallback admitted is added to the counters of the same
+//! windows by `lua/reconcile.lua` (`reconcile.rs`, 64 counters per call,
+//! one slot per call on a Cluster). A connection that leaves a command
+//! unanswered for 10 × `timeout` is closed and reopened, idle connections
+//! are kept alive by TCP keepalive, and each connection queues at most 4096
+//! commands (`liveness.rs`).
+//!
 //! # Time
 //!
 //! Scripts read the Redis server's clock (`TIME`), never the sidecar's, so
@@ -68,6 +77,9 @@ mod batch;
 mod config;
 mod error;
 mod key;
+mod liveness;
+mod reconcile;
+mod release;
 mod script;
 mod store;
 mod tls;

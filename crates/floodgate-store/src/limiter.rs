@@ -271,10 +271,10 @@ impl Limiter {
             .iter()
             .zip(&ops)
             .zip(&outcomes)
-            .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r)));
+            .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r, o.source)));
         if all_allowed {
             let mut lease_parts: Vec<Vec<LeasePart>> = vec![Vec::new(); checks.len()];
-            for (i, op, receipt) in charged {
+            for (i, op, receipt, _) in charged {
                 if op.policy.kind() == AlgorithmKind::Concurrency {
                     lease_parts[i].push(LeasePart {
                         counter_key: op.key.to_string(),
@@ -290,11 +290,13 @@ impl Limiter {
             }
         } else {
             let refunds: Vec<Refund<'_>> = charged
-                .map(|(_, op, receipt)| Refund {
+                .map(|(_, op, receipt, source)| Refund {
                     policy: op.policy,
                     key: op.key,
                     hits: op.hits,
                     receipt,
+                    // Back to the store that counted it, never another.
+                    source: Some(source),
                 })
                 .collect();
             if !refunds.is_empty() {
@@ -339,6 +341,8 @@ impl Limiter {
                         at_us: 0,
                         id: part.id,
                     },
+                    // The token does not say which store issued the lease.
+                    source: None,
                 })
             })
             .collect();

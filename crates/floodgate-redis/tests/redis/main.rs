@@ -4,6 +4,7 @@
 mod cluster;
 mod conformance;
 mod measure;
+mod reconcile;
 mod reload;
 mod security;
 mod sentinel;

@@ -167,9 +167,20 @@ pub fn add_headers(response: &mut HttpResponse, verdict: &Verdict, mode: HeaderM
     }
 }
 
+/// Most parts (comma-joined leases) one `/v1/release` may name: a check
+/// returns one part per concurrency policy it charged.
+pub(crate) const MAX_RELEASE_PARTS: usize = 64;
+
 async fn release(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(req).await?;
     let request: ReleaseRequest = parse(&bytes)?;
+    let parts = request.lease.split(',').count();
+    if parts > MAX_RELEASE_PARTS {
+        return Err(ApiError::bad_request(format!(
+            "lease has {parts} parts: one release takes at most {MAX_RELEASE_PARTS}; \
+             nothing was released"
+        )));
+    }
     app.limiter.release(&request.lease).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

@@ -90,6 +90,7 @@ fn refund_and_release_undo_exactly() {
         key: "p:a",
         hits: 1,
         receipt: first.receipt.unwrap(),
+        source: Some(Source::Local),
     });
     assert!(store.check_one(&c, "p:a", 1).allowed);
 }
@@ -153,7 +154,25 @@ fn a_refund_under_reloaded_parameters_never_lengthens_a_counters_life() {
         key: "p:a",
         hits: 1,
         receipt,
+        source: Some(Source::Local),
     });
     clock.advance(2 * S);
     assert_eq!(store.sweep(), 0, "the refund gave the counter a new expiry");
+}
+
+/// `max_keys` bounds size too: `sliding_log` counters count their entries
+/// (16 to a key), and a sweep evicts down to the budget.
+#[test]
+fn sliding_log_entries_count_towards_max_keys() {
+    let (store, _clock) = store(1_000, 1);
+    let log = policy(AlgorithmKind::SlidingLog, 1_000);
+    for key in 0..20 {
+        for _ in 0..1_000 {
+            assert!(store.check_one(&log, &format!("p:{key}"), 1).allowed);
+        }
+    }
+    // 20 counters of 1 + 1000 / 16 = 63 units: 1 260 > 1 000.
+    assert_eq!(store.len(), 20);
+    let remaining = store.sweep();
+    assert_eq!(remaining, 15, "15 × 63 = 945 units fit, 16 × 63 do not");
 }
