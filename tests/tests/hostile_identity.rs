@@ -390,8 +390,13 @@ fn a_non_ascii_original_uri_is_classified_and_limited_through_v1_auth() {
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
     // In the path itself too: the same class, whatever the bytes.
     let fg = custom(upstream.addr, "", AI_PER_IP);
-    let responses = ["/api/chat/é", "/api/chat/\u{ff}x", "/api/chat/%C3%A9", "/api/chat/é"]
-        .map(|path| auth(&fg, "POST", path, &[]));
+    let responses = [
+        "/api/chat/é",
+        "/api/chat/\u{ff}x",
+        "/api/chat/%C3%A9",
+        "/api/chat/é",
+    ]
+    .map(|path| auth(&fg, "POST", path, &[]));
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
 }
 
@@ -434,7 +439,9 @@ fn an_empty_user_is_absent_not_one_shared_counter() {
         "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n\n[[policy]]\nname = \"per-user\"\nkey = [\"user|ip\"]\nlimit = 1\nwindow = \"1h\"\n"
     ));
     let check = |ip: &str| {
-        fg.check(&format!(r#"{{"attributes": {{"user": "", "ip": "{ip}"}}}}"#))
+        fg.check(&format!(
+            r#"{{"attributes": {{"user": "", "ip": "{ip}"}}}}"#
+        ))
     };
     // Each address has a counter of its own: the empty user stands aside.
     for i in 0..3 {

@@ -214,7 +214,10 @@ fn status_from(source: &str, addr: SocketAddr, path: &str, headers: &[(&str, &st
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let head = String::from_utf8_lossy(&raw);
-    head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+    head.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The shipped pair, examples/nginx/floodgate.conf with

@@ -55,7 +55,11 @@ pub fn normalize(path: &str) -> Cow<'_, str> {
 /// Whether `byte` may appear in a path as is (RFC 3986 `pchar`, `/`, `%`,
 /// and `?` `#`, which end the path).
 fn allowed(byte: u8) -> bool {
-    byte.is_ascii_graphic() && !matches!(byte, b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}')
+    byte.is_ascii_graphic()
+        && !matches!(
+            byte,
+            b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
 }
 
 /// The raw bytes of a request target as text: every byte that may not
@@ -221,13 +225,19 @@ mod tests {
     #[test]
     fn absolute_form_targets_lose_scheme_and_authority() {
         assert_eq!(origin_form("http://h/api/chat/x"), "/api/chat/x");
-        assert_eq!(origin_form("HTTPS://h:8443/api/chat/x?q=1"), "/api/chat/x?q=1");
+        assert_eq!(
+            origin_form("HTTPS://h:8443/api/chat/x?q=1"),
+            "/api/chat/x?q=1"
+        );
         assert_eq!(origin_form("http://user@h?q"), "?q");
         assert_eq!(origin_form("http://h"), "");
         assert_eq!(origin_form("/api/http://h/x"), "/api/http://h/x");
         assert_eq!(origin_form("api/x"), "api/x");
         assert_eq!(origin_form("1http://h/x"), "1http://h/x");
-        assert_eq!(normalize(origin_form("http://h/api//chat/x")), "/api/chat/x");
+        assert_eq!(
+            normalize(origin_form("http://h/api//chat/x")),
+            "/api/chat/x"
+        );
     }
 
     #[test]

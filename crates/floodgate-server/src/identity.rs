@@ -82,9 +82,7 @@ impl<'a> HttpRequestInfo<'a> {
 /// them, as nginx's `$request_uri` passes them) percent-encoded (see
 /// [`path::encode_target`]). `None` only when the header is absent.
 pub fn header_target<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
-    headers
-        .get(name)
-        .map(|v| path::encode_target(v.as_bytes()))
+    headers.get(name).map(|v| path::encode_target(v.as_bytes()))
 }
 
 /// The path of a request target as classified: without any
@@ -211,7 +209,11 @@ mod tests {
     fn x_real_ip_is_the_last_hop() {
         // A load balancer (10.0.0.2) in front of nginx, which sets X-Real-IP
         // to its peer: the balancer.
-        let chain = info("10.0.0.9", Some("198.51.100.1, 203.0.113.7"), Some("10.0.0.2"));
+        let chain = info(
+            "10.0.0.9",
+            Some("198.51.100.1, 203.0.113.7"),
+            Some("10.0.0.2"),
+        );
         let ip = |n| client_ip(&chain, n).unwrap().to_string();
         assert_eq!(ip(1), "10.0.0.2");
         assert_eq!(ip(2), "203.0.113.7");
@@ -260,7 +262,10 @@ mod tests {
             "x-original-uri",
             http::HeaderValue::from_bytes(raw).unwrap(),
         );
-        headers.insert("x-user-id", http::HeaderValue::from_bytes("josé".as_bytes()).unwrap());
+        headers.insert(
+            "x-user-id",
+            http::HeaderValue::from_bytes("josé".as_bytes()).unwrap(),
+        );
         headers.insert("x-bad", http::HeaderValue::from_bytes(b"\xFF").unwrap());
         let target = header_target(&headers, "x-original-uri").unwrap();
         assert_eq!(target, "/api/chat/completions?x=%C3%A9");

@@ -69,10 +69,7 @@ fn descriptor_attributes(
         } else {
             (entry.key.as_str(), entry.value.clone())
         };
-        if attributes
-            .insert(name.to_string(), value)
-            .is_some()
-        {
+        if attributes.insert(name.to_string(), value).is_some() {
             return Err(Status::invalid_argument(format!(
                 "descriptor {index} names {:?} twice",
                 entry.key
