@@ -435,9 +435,9 @@ fn a_trailing_slash_or_head_does_not_dodge_an_exact_class() {
 
 #[test]
 fn an_empty_user_is_absent_not_one_shared_counter() {
-    let fg = Floodgate::start(&format!(
-        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n\n[[policy]]\nname = \"per-user\"\nkey = [\"user|ip\"]\nlimit = 1\nwindow = \"1h\"\n"
-    ));
+    let fg = Floodgate::start(
+        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n\n[[policy]]\nname = \"per-user\"\nkey = [\"user|ip\"]\nlimit = 1\nwindow = \"1h\"\n",
+    );
     let check = |ip: &str| {
         fg.check(&format!(
             r#"{{"attributes": {{"user": "", "ip": "{ip}"}}}}"#
