@@ -254,6 +254,30 @@ mod tests {
     }
 
     #[test]
+    fn forwarded_for_bytes_that_are_not_text_keep_their_place() {
+        let mut headers = HeaderMap::new();
+        // The client sent junk; the trusted proxy appended to its line.
+        let line = http::HeaderValue::from_bytes(b"\xFF\xFE, 203.0.113.7").unwrap();
+        headers.append("x-forwarded-for", line);
+        let info = HttpRequestInfo::from_headers(
+            "GET",
+            "/",
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-user-id",
+            false,
+        );
+        assert_eq!(client_ip(&info, 1).unwrap().to_string(), "203.0.113.7");
+        // Two hops trusted: the junk is no address, the peer stands in.
+        assert_eq!(client_ip(&info, 2).unwrap().to_string(), "10.0.0.9");
+        headers.append("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        assert_eq!(
+            forwarded_for(&headers).as_deref(),
+            Some("\u{FFFD}\u{FFFD}, 203.0.113.7, 198.51.100.1")
+        );
+    }
+
+    #[test]
     fn header_values_are_read_as_bytes() {
         let mut headers = HeaderMap::new();
         assert_eq!(header_target(&headers, "x-original-uri"), None);

@@ -9,21 +9,24 @@ use http::HeaderMap;
 use super::HttpRequestInfo;
 
 /// Every `X-Forwarded-For` line of `headers`, in order, joined as one
-/// comma-separated list (as if sent on one line). Lines that are not text
-/// are skipped. Borrowed when there is one line.
+/// comma-separated list (as if sent on one line). Bytes that are not UTF-8
+/// become U+FFFD: such an entry is no address, but it keeps its place, so
+/// a client's junk can neither hide the entry a trusted proxy appended to
+/// the same line nor shift the count of hops. Borrowed when there is one
+/// line of text.
 pub fn forwarded_for(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     let mut lines = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok());
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     let first = lines.next()?;
     let Some(second) = lines.next() else {
-        return Some(Cow::Borrowed(first));
+        return Some(first);
     };
     let mut joined = format!("{first}, {second}");
     for line in lines {
         joined.push_str(", ");
-        joined.push_str(line);
+        joined.push_str(&line);
     }
     Some(Cow::Owned(joined))
 }
