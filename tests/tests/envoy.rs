@@ -164,6 +164,38 @@ async fn descriptors_domains_hits_and_headers() {
     assert!(other.statuses[0].current_limit.is_none());
 }
 
+/// Envoy's `remote_address` is keyed like every address floodgate derives:
+/// the addresses of one IPv6 /56 (the default `ipv6_prefix`) share a
+/// counter, an IPv4-mapped address is its IPv4 address.
+#[tokio::test]
+async fn remote_address_is_keyed_by_its_ipv6_network_on_rls() {
+    let fg = Floodgate::start(&config());
+    let mut client = rls_client(&fg).await;
+    let mut remaining = Vec::new();
+    for address in [
+        "2001:db8:0:1aa::1",
+        "2001:db8:0:1bb::2",
+        "2001:db8:0:1ff:ffff::3",
+        "2001:db8:0:200::1",
+        "::ffff:192.0.2.1",
+        "192.0.2.1",
+    ] {
+        let response = client
+            .should_rate_limit(rls::RateLimitRequest {
+                domain: "edge".into(),
+                descriptors: vec![descriptor(&[("remote_address", address)], None)],
+                hits_addend: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        remaining.push(response.statuses[0].limit_remaining);
+    }
+    // edge-per-ip allows 10 a minute: one network, then another, then one
+    // IPv4 address written two ways.
+    assert_eq!(remaining, [9, 8, 7, 9, 9, 8]);
+}
+
 #[tokio::test]
 async fn bad_rate_limit_requests_are_invalid_argument() {
     let fg = Floodgate::start(&config());

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use floodgate_e2e::upstream::ScriptedUpstream;
 use floodgate_e2e::{http_request, repo_root, Floodgate, HttpResponse, RedisServer};
@@ -268,6 +269,15 @@ fn spoofed_forwarding_headers_make_no_new_counter_without_trusted_proxies() {
         )
     });
     assert_eq!(statuses(through_auth), [204, 204, 204, 403]);
+    // The operator is told, once, why X-Real-IP is ignored (stderr is read
+    // by another thread: wait for the line, bounded).
+    let hint = "set [identity] trusted_proxies = 1 behind nginx";
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !fg.log.lock().unwrap().contains(hint) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = fg.log.lock().unwrap().clone();
+    assert_eq!(log.matches(hint).count(), 1, "{log}");
     let fg = custom(upstream.addr, "trusted_proxies = 0", AI_PER_IP);
     let through_proxy = (0..4).map(|i| {
         let (real, xff) = spoof(i);
@@ -368,4 +378,75 @@ fn every_forwarded_for_line_is_read_in_order() {
         )
     });
     assert_eq!(statuses(responses), [204, 204, 204, 403]);
+}
+
+#[test]
+fn a_non_ascii_original_uri_is_classified_and_limited_through_v1_auth() {
+    let upstream = ScriptedUpstream::start();
+    let fg = custom(upstream.addr, "", AI_PER_IP);
+    // nginx's `$request_uri` passes the raw UTF-8 bytes of `é`.
+    let path = "/api/chat/completions?x=é";
+    let responses = (0..4).map(|_| auth(&fg, "POST", path, &[]));
+    assert_eq!(statuses(responses), [204, 204, 204, 403]);
+    // In the path itself too: the same class, whatever the bytes.
+    let fg = custom(upstream.addr, "", AI_PER_IP);
+    let responses = [
+        "/api/chat/é",
+        "/api/chat/\u{ff}x",
+        "/api/chat/%C3%A9",
+        "/api/chat/é",
+    ]
+    .map(|path| auth(&fg, "POST", path, &[]));
+    assert_eq!(statuses(responses), [204, 204, 204, 403]);
+}
+
+#[test]
+fn an_absolute_form_original_uri_is_classified_and_limited() {
+    let upstream = ScriptedUpstream::start();
+    let fg = custom(upstream.addr, "", AI_PER_IP);
+    let responses = (0..4).map(|i| {
+        let target = format!("http://host-{i}/api//chat/completions?x=1");
+        auth(&fg, "POST", &target, &[])
+    });
+    assert_eq!(statuses(responses), [204, 204, 204, 403]);
+}
+
+/// An exact class for `GET /v1/login`, three per address per hour.
+const LOGIN_PER_IP: &str = "[[endpoint]]\nname = \"login\"\npath = \"/v1/login\"\nmethods = [\"GET\"]\n\n[[policy]]\nname = \"login-per-ip\"\nmatch = { endpoint = \"login\" }\nkey = [\"ip\"]\nlimit = 3\nwindow = \"1h\"\n";
+
+#[test]
+fn a_trailing_slash_or_head_does_not_dodge_an_exact_class() {
+    let upstream = ScriptedUpstream::start();
+    let fg = custom(upstream.addr, "", LOGIN_PER_IP);
+    let responses: Vec<_> = ["/v1/login", "/v1/login/", "/v1//login/", "/v1/login/?x=1"]
+        .iter()
+        .map(|path| proxied(&fg, "GET", path, &[]))
+        .collect();
+    assert_eq!(statuses(responses.clone()), [200, 200, 200, 429]);
+    assert_eq!(responses[3].json()["policy"], "login-per-ip");
+    // A route below it is not the class.
+    assert_eq!(proxied(&fg, "GET", "/v1/login/x", &[]).status, 200);
+    // HEAD is answered by the GET handler: the same class.
+    let fg = custom(upstream.addr, "", LOGIN_PER_IP);
+    let responses = ["/v1/login", "/v1/login/", "/v1/login", "/v1/login/"]
+        .map(|path| auth(&fg, "HEAD", path, &[]));
+    assert_eq!(statuses(responses), [204, 204, 204, 403]);
+}
+
+#[test]
+fn an_empty_user_is_absent_not_one_shared_counter() {
+    let fg = Floodgate::start(
+        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n\n[[policy]]\nname = \"per-user\"\nkey = [\"user|ip\"]\nlimit = 1\nwindow = \"1h\"\n",
+    );
+    let check = |ip: &str| {
+        fg.check(&format!(
+            r#"{{"attributes": {{"user": "", "ip": "{ip}"}}}}"#
+        ))
+    };
+    // Each address has a counter of its own: the empty user stands aside.
+    for i in 0..3 {
+        let r = check(&format!("192.0.2.{i}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(check("192.0.2.0").status, 429);
 }

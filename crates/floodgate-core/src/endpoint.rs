@@ -3,7 +3,10 @@
 //!
 //! Paths are given normalised (see [`crate::path::normalize`]); globs
 //! compare ASCII letters case-insensitively unless the endpoint is
-//! `case_sensitive`, as most web frameworks route.
+//! `case_sensitive`, and one trailing slash makes no difference (`/login`
+//! and `/login/` are one route), as most web frameworks route. An endpoint
+//! for `GET` also covers `HEAD`, which frameworks answer with the `GET`
+//! handler.
 
 /// One endpoint class.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,8 +107,32 @@ impl Endpoint {
 
     /// Whether a request with `method` and `path` (no query) is in the class.
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        (self.methods.is_empty() || self.methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
-            && glob(self.path.as_bytes(), path.as_bytes(), self.case_sensitive)
+        self.covers(method) && {
+            let (pattern, path) = (self.path.as_bytes(), path.as_bytes());
+            glob(pattern, path, self.case_sensitive)
+                || glob(
+                    without_trailing_slash(pattern),
+                    without_trailing_slash(path),
+                    self.case_sensitive,
+                )
+        }
+    }
+
+    /// Whether the class covers `method`: every method when none is listed;
+    /// `HEAD` when `GET` is listed.
+    fn covers(&self, method: &str) -> bool {
+        let listed = |name: &str| self.methods.iter().any(|m| m.eq_ignore_ascii_case(name));
+        self.methods.is_empty()
+            || listed(method)
+            || (method.eq_ignore_ascii_case("HEAD") && listed("GET"))
+    }
+}
+
+/// `path` without one trailing `/`, unless it is the root.
+fn without_trailing_slash(path: &[u8]) -> &[u8] {
+    match path {
+        [rest @ .., b'/'] if !rest.is_empty() => rest,
+        _ => path,
     }
 }
 
@@ -220,6 +247,34 @@ mod tests {
         assert_eq!(table.classify("GET", "/api/chat/x"), Some("api"));
         assert_eq!(table.classify("GET", "/auth/login"), Some("auth"));
         assert_eq!(table.classify("GET", "/other"), None);
+    }
+
+    #[test]
+    fn one_trailing_slash_makes_no_difference() {
+        let login = ep("login", "/v1/login", &["POST"]);
+        assert!(login.matches("POST", "/v1/login"));
+        assert!(login.matches("POST", "/v1/login/"));
+        assert!(!login.matches("POST", "/v1/login/x"));
+        assert!(!login.matches("POST", "/v1/logins"));
+        let dir = ep("dir", "/admin/", &[]);
+        assert!(dir.matches("GET", "/admin"));
+        assert!(dir.matches("GET", "/admin/"));
+        let api = ep("api", "/api/*", &[]);
+        assert!(api.matches("GET", "/api/"));
+        assert!(!api.matches("GET", "/apix"));
+        let root = ep("root", "/", &[]);
+        assert!(root.matches("GET", "/"));
+        assert!(!root.matches("GET", "/x"));
+    }
+
+    #[test]
+    fn get_covers_head() {
+        let items = ep("items", "/items", &["GET"]);
+        assert!(items.matches("HEAD", "/items"));
+        assert!(items.matches("head", "/items"));
+        assert!(!items.matches("POST", "/items"));
+        let post = ep("post", "/items", &["POST"]);
+        assert!(!post.matches("HEAD", "/items"));
     }
 
     #[test]

@@ -5,9 +5,17 @@
 //! (`A-Z a-z 0-9 - . _ ~`), writes every other escape with upper-case hex
 //! (a `%` that starts no escape becomes `%25`), merges repeated slashes and
 //! removes `.` and `..` segments (RFC 3986 §5.2.4, after decoding, so
-//! `%2e%2e` is a `..` too). The result always starts with `/` and is never
-//! empty; normalising it again changes nothing. Letter case is kept:
-//! endpoint classes compare paths case-insensitively themselves.
+//! `%2e%2e` is a `..` too). A byte that may not appear in a path as is
+//! (non-ASCII, control characters, space, `"` `<` `>` `\` `^` `` ` `` `{`
+//! `|` `}`) is percent-encoded, so `/é` and `/%C3%A9` are one path. The
+//! result always starts with `/` and is never empty; normalising it again
+//! changes nothing. Letter case is kept: endpoint classes compare paths
+//! case-insensitively themselves.
+//!
+//! [`encode_target`] turns the raw bytes of a request target (a header
+//! value may hold any byte ≥ 0x80) into text the same way, and
+//! [`origin_form`] drops the `scheme://authority` of an absolute-form
+//! target, so both reach [`normalize`] as a path.
 
 use std::borrow::Cow;
 
@@ -44,13 +52,67 @@ pub fn normalize(path: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Whether `path` is already normal: starts with `/`, holds no `%`, and no
-/// empty, `.` or `..` segment (but may end with `/`).
+/// Whether `byte` may appear in a path as is (RFC 3986 `pchar`, `/`, `%`,
+/// and `?` `#`, which end the path).
+fn allowed(byte: u8) -> bool {
+    byte.is_ascii_graphic()
+        && !matches!(
+            byte,
+            b'"' | b'<' | b'>' | b'\\' | b'^' | b'`' | b'{' | b'|' | b'}'
+        )
+}
+
+/// The raw bytes of a request target as text: every byte that may not
+/// appear in a path as is (see the module doc) percent-encoded with
+/// upper-case hex, everything else kept. Borrowed when nothing needed it.
+pub fn encode_target(target: &[u8]) -> Cow<'_, str> {
+    if target.iter().all(|&b| allowed(b)) {
+        // All ASCII, so valid UTF-8.
+        if let Ok(text) = std::str::from_utf8(target) {
+            return Cow::Borrowed(text);
+        }
+    }
+    let mut out = String::with_capacity(target.len() + 8);
+    for &b in target {
+        if allowed(b) {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(upper_hex(b >> 4));
+            out.push(upper_hex(b & 0xF));
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The origin form of a request target: an absolute-form target
+/// (`http://host:80/api/x?q`) without its `scheme://authority` (`/api/x?q`;
+/// `""` when it has no path); any other target as is.
+pub fn origin_form(target: &str) -> &str {
+    if target.starts_with('/') {
+        return target;
+    }
+    let Some((scheme, rest)) = target.split_once("://") else {
+        return target;
+    };
+    let is_scheme = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+    if !is_scheme {
+        return target;
+    }
+    rest.find(['/', '?', '#']).map_or("", |at| &rest[at..])
+}
+
+/// Whether `path` is already normal: starts with `/`, holds no `%` and no
+/// byte that must be encoded, and no empty, `.` or `..` segment (but may
+/// end with `/`).
 fn is_normal(path: &str) -> bool {
     let Some(rest) = path.strip_prefix('/') else {
         return false;
     };
-    if path.contains('%') {
+    if path.bytes().any(|b| b == b'%' || !allowed(b)) {
         return false;
     }
     let mut segments = rest.split('/').peekable();
@@ -66,8 +128,10 @@ fn is_normal(path: &str) -> bool {
 }
 
 /// Decodes escapes of unreserved characters, upper-cases the hex of the
-/// others, and escapes a `%` that starts no escape as `%25`.
+/// others, escapes a `%` that starts no escape as `%25`, and escapes the
+/// bytes that may not appear as is.
 fn decode_unreserved(path: &str) -> String {
+    let path = encode_target(path.as_bytes());
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut start = 0; // start of the run of plain text not yet copied
@@ -77,7 +141,7 @@ fn decode_unreserved(path: &str) -> String {
             i += 1;
             continue;
         }
-        // `%` is ASCII, so `start..i` ends at a character boundary.
+        // The text is ASCII now, so `start..i` is a character boundary.
         out.push_str(&path[start..i]);
         match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
             (Some(high), Some(low)) => {
@@ -145,7 +209,35 @@ mod tests {
         assert_eq!(normalize("/100%"), "/100%25");
         assert_eq!(normalize("/%zz"), "/%25zz");
         assert_eq!(normalize("/%4"), "/%254");
-        assert_eq!(normalize("/é"), "/é");
+    }
+
+    #[test]
+    fn bytes_that_may_not_appear_in_a_path_are_encoded() {
+        assert_eq!(normalize("/é"), "/%C3%A9");
+        assert_eq!(normalize("/api/%c3%a9"), normalize("/api/é"));
+        assert_eq!(normalize("/a b|c{d}"), "/a%20b%7Cc%7Bd%7D");
+        assert_eq!(normalize("/a%7cb"), "/a%7Cb");
+        assert_eq!(encode_target(b"/api/chat?x=\xC3\xA9"), "/api/chat?x=%C3%A9");
+        assert_eq!(encode_target(b"/\xFF\x00 x"), "/%FF%00%20x");
+        assert!(matches!(encode_target(b"/api/x?q=1#f"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn absolute_form_targets_lose_scheme_and_authority() {
+        assert_eq!(origin_form("http://h/api/chat/x"), "/api/chat/x");
+        assert_eq!(
+            origin_form("HTTPS://h:8443/api/chat/x?q=1"),
+            "/api/chat/x?q=1"
+        );
+        assert_eq!(origin_form("http://user@h?q"), "?q");
+        assert_eq!(origin_form("http://h"), "");
+        assert_eq!(origin_form("/api/http://h/x"), "/api/http://h/x");
+        assert_eq!(origin_form("api/x"), "api/x");
+        assert_eq!(origin_form("1http://h/x"), "1http://h/x");
+        assert_eq!(
+            normalize(origin_form("http://h/api//chat/x")),
+            "/api/chat/x"
+        );
     }
 
     #[test]

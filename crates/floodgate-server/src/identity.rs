@@ -5,7 +5,12 @@
 //! The path is normalised ([`floodgate_core::path::normalize`]) before it
 //! is classified and before it becomes the `path` attribute, so every
 //! spelling a web framework routes alike is limited alike; the proxy still
-//! forwards the path exactly as the client sent it.
+//! forwards the path exactly as the client sent it. An absolute-form target
+//! (`http://host/api/x`) is classified by its path.
+//!
+//! Header values are read as bytes: a value that is not text never makes a
+//! header count as absent where that would help a client (see
+//! [`header_target`]).
 
 mod address;
 
@@ -32,8 +37,8 @@ pub struct HttpRequestInfo<'a> {
     pub peer: Option<IpAddr>,
     /// Every `X-Forwarded-For` line, in order, as one comma-separated list.
     pub forwarded_for: Option<Cow<'a, str>>,
-    /// A client address set by a trusted front proxy (nginx's
-    /// `X-Real-IP`), which wins over `X-Forwarded-For` when it parses and
+    /// The address a trusted front proxy saw (nginx's `X-Real-IP`): the
+    /// last hop, after the `X-Forwarded-For` entries, when
     /// `trusted_proxies` > 0.
     pub real_ip: Option<&'a str>,
     /// The value of the configured user header, if any.
@@ -53,7 +58,14 @@ impl<'a> HttpRequestInfo<'a> {
         user_header: &str,
         real_ip: bool,
     ) -> Self {
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        // UTF-8, not only visible ASCII: a user id may be `josé`. A value
+        // that is not UTF-8 is absent: the request is anonymous, which a
+        // `user|ip` key counts by its address.
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        };
         HttpRequestInfo {
             method,
             target,
@@ -65,9 +77,18 @@ impl<'a> HttpRequestInfo<'a> {
     }
 }
 
-/// The path of a request target as classified: without its query or
-/// fragment, normalised.
+/// The value of header `name` as a request target or method, whatever its
+/// bytes: those that may not appear in a path as is (any byte ≥ 0x80 among
+/// them, as nginx's `$request_uri` passes them) percent-encoded (see
+/// [`path::encode_target`]). `None` only when the header is absent.
+pub fn header_target<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+    headers.get(name).map(|v| path::encode_target(v.as_bytes()))
+}
+
+/// The path of a request target as classified: without any
+/// `scheme://authority` (absolute form), query or fragment, normalised.
 pub fn request_path(target: &str) -> Cow<'_, str> {
+    let target = path::origin_form(target);
     path::normalize(target.split(['?', '#']).next().unwrap_or(""))
 }
 
@@ -185,6 +206,27 @@ mod tests {
     }
 
     #[test]
+    fn x_real_ip_is_the_last_hop() {
+        // A load balancer (10.0.0.2) in front of nginx, which sets X-Real-IP
+        // to its peer: the balancer.
+        let chain = info(
+            "10.0.0.9",
+            Some("198.51.100.1, 203.0.113.7"),
+            Some("10.0.0.2"),
+        );
+        let ip = |n| client_ip(&chain, n).unwrap().to_string();
+        assert_eq!(ip(1), "10.0.0.2");
+        assert_eq!(ip(2), "203.0.113.7");
+        assert_eq!(ip(3), "198.51.100.1");
+        assert_eq!(ip(4), "198.51.100.1");
+        // Without X-Forwarded-For, X-Real-IP is the only (leftmost) hop.
+        let alone = info("10.0.0.9", None, Some("192.0.2.1"));
+        for n in 1..=3 {
+            assert_eq!(client_ip(&alone, n).unwrap().to_string(), "192.0.2.1");
+        }
+    }
+
+    #[test]
     fn every_forwarded_for_line_is_read_in_order() {
         let mut headers = HeaderMap::new();
         assert_eq!(forwarded_for(&headers), None);
@@ -209,6 +251,75 @@ mod tests {
         // is the client, not the first line's.
         assert_eq!(client_ip(&info, 1).unwrap().to_string(), "10.0.0.2");
         assert_eq!(client_ip(&info, 3).unwrap().to_string(), "198.51.100.1");
+    }
+
+    #[test]
+    fn forwarded_for_bytes_that_are_not_text_keep_their_place() {
+        let mut headers = HeaderMap::new();
+        // The client sent junk; the trusted proxy appended to its line.
+        let line = http::HeaderValue::from_bytes(b"\xFF\xFE, 203.0.113.7").unwrap();
+        headers.append("x-forwarded-for", line);
+        let info = HttpRequestInfo::from_headers(
+            "GET",
+            "/",
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-user-id",
+            false,
+        );
+        assert_eq!(client_ip(&info, 1).unwrap().to_string(), "203.0.113.7");
+        // Two hops trusted: the junk is no address, the peer stands in.
+        assert_eq!(client_ip(&info, 2).unwrap().to_string(), "10.0.0.9");
+        headers.append("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        assert_eq!(
+            forwarded_for(&headers).as_deref(),
+            Some("\u{FFFD}\u{FFFD}, 203.0.113.7, 198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn header_values_are_read_as_bytes() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(header_target(&headers, "x-original-uri"), None);
+        let raw = b"/api/chat/completions?x=\xC3\xA9";
+        headers.insert(
+            "x-original-uri",
+            http::HeaderValue::from_bytes(raw).unwrap(),
+        );
+        headers.insert(
+            "x-user-id",
+            http::HeaderValue::from_bytes("josé".as_bytes()).unwrap(),
+        );
+        headers.insert("x-bad", http::HeaderValue::from_bytes(b"\xFF").unwrap());
+        let target = header_target(&headers, "x-original-uri").unwrap();
+        assert_eq!(target, "/api/chat/completions?x=%C3%A9");
+        let info = HttpRequestInfo::from_headers(
+            "POST",
+            &target,
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-user-id",
+            true,
+        );
+        assert_eq!(info.user, Some("josé"));
+        let endpoints = EndpointTable::new(vec![Endpoint::new(
+            "ai".into(),
+            "/api/chat/*".into(),
+            vec!["POST".into()],
+        )
+        .unwrap()]);
+        let a = attributes(&info, &IdentityConfig::default(), &endpoints);
+        assert_eq!(a["endpoint"], "ai");
+        // Not UTF-8: anonymous (the stand-in counts it by address).
+        let info = HttpRequestInfo::from_headers(
+            "POST",
+            &target,
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-bad",
+            true,
+        );
+        assert_eq!(info.user, None);
     }
 
     #[test]
@@ -259,6 +370,15 @@ mod tests {
             );
             assert_eq!(classify(&endpoints, "POST", target), Some("ai"), "{target}");
         }
+        for target in [
+            "http://h/api/chat/x",
+            "https://h:8443//api/Chat/x?q=1",
+            "/api/chat/x?x=%C3%A9",
+        ] {
+            assert_eq!(classify(&endpoints, "POST", target), Some("ai"), "{target}");
+        }
+        assert_eq!(request_path("http://h/api/chat/x?q"), "/api/chat/x");
+        assert_eq!(request_path("http://h"), "/");
         let request = HttpRequestInfo {
             target: "/api/%63hat//x/./y?q",
             ..info("::1", None, None)

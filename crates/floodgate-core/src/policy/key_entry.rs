@@ -1,6 +1,11 @@
 //! One entry of a policy's `key`: an attribute, or alternatives separated
 //! by `|` (`"user|ip"`: the user, or the client address when there is no
 //! user). The first alternative present in a check wins.
+//!
+//! An attribute whose value is empty counts as absent, for a single
+//! attribute as for alternatives: `{"user": "", "ip": "…"}` is keyed on the
+//! address, and a policy keyed on `user` alone does not apply to it (an
+//! empty value would otherwise put every such caller on one shared counter).
 
 use std::fmt;
 
@@ -32,12 +37,15 @@ impl KeyEntry {
     }
 
     /// The alternative a check uses: its index and value, the first present
-    /// one; `None` when none is present (the policy does not apply).
+    /// one with a non-empty value; `None` when none is (the policy does not
+    /// apply).
     pub fn resolve<'a>(&self, attributes: &'a Attributes) -> Option<(usize, &'a str)> {
-        self.alternatives
-            .iter()
-            .enumerate()
-            .find_map(|(i, name)| attributes.get(name).map(|v| (i, v.as_str())))
+        self.alternatives.iter().enumerate().find_map(|(i, name)| {
+            attributes
+                .get(name)
+                .filter(|v| !v.is_empty())
+                .map(|v| (i, v.as_str()))
+        })
     }
 
     /// This entry's segment of a counter key for `attributes`: the first
@@ -115,5 +123,25 @@ mod tests {
         a.insert("user".into(), "u1".into());
         assert_eq!(entry.resolve(&a), Some((0, "u1")));
         assert_eq!(KeyEntry::parse("user|").alternatives(), ["user", ""]);
+    }
+
+    #[test]
+    fn an_empty_value_counts_as_absent() {
+        let entry = KeyEntry::parse("user|ip");
+        let mut a = Attributes::new();
+        a.insert("user".into(), String::new());
+        a.insert("ip".into(), "192.0.2.1".into());
+        assert_eq!(entry.resolve(&a), Some((1, "192.0.2.1")));
+        assert_eq!(
+            entry.segment(&a),
+            Segment {
+                stand_in: Some("ip"),
+                value: "192.0.2.1"
+            }
+        );
+        a.insert("ip".into(), String::new());
+        assert_eq!(entry.resolve(&a), None);
+        // A single attribute: empty is absent too, the policy does not apply.
+        assert_eq!(KeyEntry::parse("user").resolve(&a), None);
     }
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use super::body;
 use crate::app::App;
 use crate::errors::ApiError;
-use crate::identity::HttpRequestInfo;
+use crate::identity::{header_target, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
 
 /// Every response this listener sends.
@@ -134,11 +135,17 @@ async fn auth(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let headers = req.headers();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let settings = app.settings.load();
+    if settings.identity.trusted_proxies == 0 && headers.contains_key("x-real-ip") {
+        warn_untrusted_real_ip();
+    }
+    // As bytes: nginx's `$request_uri` may hold any byte ≥ 0x80. The
+    // request's own path only when nginx sent no X-Original-URI.
+    let method = header_target(headers, "x-original-method");
+    let target = header_target(headers, "x-original-uri");
     let info = HttpRequestInfo::from_headers(
-        header("x-original-method").unwrap_or(req.method().as_str()),
-        header("x-original-uri").unwrap_or(req.uri().path()),
+        method.as_deref().unwrap_or(req.method().as_str()),
+        target.as_deref().unwrap_or(req.uri().path()),
         peer.ip(),
         headers,
         &settings.identity.user_header,
@@ -156,6 +163,20 @@ async fn auth(
     metrics::histogram!("floodgate_check_duration_seconds", "transport" => "nginx")
         .record(started.elapsed().as_secs_f64());
     Ok(response)
+}
+
+/// Logs, once per process, that `/v1/auth` ignores `X-Real-IP` because
+/// `[identity] trusted_proxies` is 0: every client then counts as nginx's
+/// own address.
+fn warn_untrusted_real_ip() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "/v1/auth received X-Real-IP but [identity] trusted_proxies = 0, so it is ignored \
+             and every client counts as the proxy's address: set [identity] trusted_proxies = 1 \
+             behind nginx"
+        );
+    }
 }
 
 /// Adds the rate-limit headers of `verdict` to `response`.

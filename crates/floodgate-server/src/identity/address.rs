@@ -9,45 +9,45 @@ use http::HeaderMap;
 use super::HttpRequestInfo;
 
 /// Every `X-Forwarded-For` line of `headers`, in order, joined as one
-/// comma-separated list (as if sent on one line). Lines that are not text
-/// are skipped. Borrowed when there is one line.
+/// comma-separated list (as if sent on one line). Bytes that are not UTF-8
+/// become U+FFFD: such an entry is no address, but it keeps its place, so
+/// a client's junk can neither hide the entry a trusted proxy appended to
+/// the same line nor shift the count of hops. Borrowed when there is one
+/// line of text.
 pub fn forwarded_for(headers: &HeaderMap) -> Option<Cow<'_, str>> {
     let mut lines = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok());
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
     let first = lines.next()?;
     let Some(second) = lines.next() else {
-        return Some(Cow::Borrowed(first));
+        return Some(first);
     };
     let mut joined = format!("{first}, {second}");
     for line in lines {
         joined.push_str(", ");
-        joined.push_str(line);
+        joined.push_str(&line);
     }
     Some(Cow::Owned(joined))
 }
 
-/// The client address. With `trusted_proxies` = N > 0: a parseable
-/// `X-Real-IP` (set by the trusted front proxy); else the N-th
-/// `X-Forwarded-For` entry from the right (the leftmost when there are
-/// fewer). With N = 0 neither header is believed: the peer address. An
-/// entry that is not an IP address is never used: the peer stands in.
+/// The client address. With `trusted_proxies` = N > 0 the hops are the
+/// `X-Forwarded-For` entries followed by `X-Real-IP` when there is one
+/// (nginx sets it to the address it sees: the last hop), and the client is
+/// the N-th hop from the right (the leftmost when there are fewer). With
+/// N = 0 neither header is believed: the peer address. An entry that is not
+/// an IP address is never used: the peer stands in.
 pub fn client_ip(info: &HttpRequestInfo<'_>, trusted_proxies: u32) -> Option<IpAddr> {
     if trusted_proxies == 0 {
         return info.peer;
     }
-    if let Some(ip) = info.real_ip.and_then(parse_ip) {
-        return Some(ip);
-    }
-    if let Some(xff) = info.forwarded_for.as_deref() {
-        let hops: Vec<&str> = xff.split(',').map(str::trim).collect();
-        let index = hops.len().saturating_sub(trusted_proxies as usize);
-        if let Some(ip) = hops.get(index).copied().and_then(parse_ip) {
-            return Some(ip);
-        }
-    }
-    info.peer
+    let mut hops: Vec<&str> = match info.forwarded_for.as_deref() {
+        Some(xff) => xff.split(',').map(str::trim).collect(),
+        None => Vec::new(),
+    };
+    hops.extend(info.real_ip);
+    let index = hops.len().saturating_sub(trusted_proxies as usize);
+    hops.get(index).copied().and_then(parse_ip).or(info.peer)
 }
 
 /// Parses `1.2.3.4`, `::1`, `[::1]`, `[::1]:80` or `1.2.3.4:80`.
