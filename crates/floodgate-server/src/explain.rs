@@ -64,6 +64,9 @@ pub fn reasons(policy: &Policy, attributes: &Attributes, domain: Option<&str>) -
     for entry in policy.key_entries() {
         if entry.resolve(attributes).is_none() {
             why.push(match entry.alternatives() {
+                [name] if attributes.get(name).is_some_and(String::is_empty) => {
+                    format!("key attribute {name} is empty (an empty value counts as absent)")
+                }
                 [name] => format!("key attribute {name} is missing"),
                 names => format!("key {entry}: none of {} is present", names.join(", ")),
             });
@@ -227,6 +230,11 @@ domain = "edge"
                 "match endpoint = \"ai\" or \"chat\": endpoint is missing",
                 "key attribute user is missing"
             ]
+        );
+        let empty = attrs(&["user=", "endpoint=ai"]);
+        assert_eq!(
+            reasons(&get("ai"), &empty, None),
+            ["key attribute user is empty (an empty value counts as absent)"]
         );
         let out = explain(&config, &a, None);
         assert!(
