@@ -111,7 +111,11 @@ fn redis_fixed_and_sliding_windows_grown_by_reload() {
     for key in keys.into_iter().filter(|k| k.starts_with("reload:{p:")) {
         let (kind, window_ms) = key.rsplit_once("}:").unwrap().1.split_once(':').unwrap();
         let window_ms: i64 = window_ms.parse().unwrap();
-        let bound = if kind == "sw" { 2 * window_ms } else { window_ms };
+        let bound = if kind == "sw" {
+            2 * window_ms
+        } else {
+            window_ms
+        };
         let ttl: i64 = redis.cli(&["PTTL", key]).trim().parse().unwrap();
         assert!(ttl > 0 && ttl <= bound, "{key} has TTL {ttl} ms");
     }

@@ -118,13 +118,41 @@ mod tests {
     fn each_configuration_counts_in_its_own_key_of_one_slot() {
         let ck = counter_key("ai", ["u1"]);
         let keys = [
-            redis_key("fg", &ck, &policy(AlgorithmKind::FixedWindow, 3, 1_000_000, None)),
-            redis_key("fg", &ck, &policy(AlgorithmKind::FixedWindow, 3, 10_000_000, None)),
-            redis_key("fg", &ck, &policy(AlgorithmKind::SlidingWindow, 3, 1_000_000, None)),
-            redis_key("fg", &ck, &policy(AlgorithmKind::SlidingLog, 3, 1_000_000, None)),
-            redis_key("fg", &ck, &policy(AlgorithmKind::TokenBucket, 3, 1_000_000, Some(3))),
-            redis_key("fg", &ck, &policy(AlgorithmKind::TokenBucket, 3, 1_000_000, Some(6))),
-            redis_key("fg", &ck, &policy(AlgorithmKind::TokenBucket, 6, 1_000_000, Some(6))),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::FixedWindow, 3, 1_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::FixedWindow, 3, 10_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::SlidingWindow, 3, 1_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::SlidingLog, 3, 1_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::TokenBucket, 3, 1_000_000, Some(3)),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::TokenBucket, 3, 1_000_000, Some(6)),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::TokenBucket, 6, 1_000_000, Some(6)),
+            ),
         ];
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {
@@ -135,7 +163,11 @@ mod tests {
         // that only changes it keeps counting in the same counter.
         assert_eq!(
             keys[0],
-            redis_key("fg", &ck, &policy(AlgorithmKind::FixedWindow, 9, 1_000_000, None))
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::FixedWindow, 9, 1_000_000, None)
+            )
         );
         let slot = fred::util::redis_keyslot(keys[0].as_bytes());
         assert!(keys

@@ -383,7 +383,10 @@ mod tests {
         // Standalone: one call, but the repeated key waits for a second.
         let calls = check_calls("fg", &ops, "", None);
         assert_eq!(calls.len(), 2);
-        assert_eq!(calls[0].call.keys, ["fg:{a:u1}:sw:1000", "fg:{b:u1}:sw:1000"]);
+        assert_eq!(
+            calls[0].call.keys,
+            ["fg:{a:u1}:sw:1000", "fg:{b:u1}:sw:1000"]
+        );
         assert_eq!(calls[1].call.keys, ["fg:{a:u1}:sw:1000"]);
         // Cluster: the two hash tags are two slots.
         let calls = check_calls("fg", &ops[..2], "", Some(fred::util::redis_keyslot));

@@ -149,9 +149,8 @@ impl Limiter {
     /// it holds (a reload of the settings around it) is never undone.
     pub fn replace_policies(&self, policies: PolicySet) {
         let set = Arc::new(policies);
-        self.source.update(&|current| {
-            Arc::new(PolicySnapshot::of(set.clone(), current.shadow))
-        });
+        self.source
+            .update(&|current| Arc::new(PolicySnapshot::of(set.clone(), current.shadow)));
     }
 
     /// Turns global shadow mode on or off, keeping the policies in force at

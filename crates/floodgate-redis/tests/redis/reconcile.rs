@@ -47,7 +47,10 @@ async fn charges_land_in_their_own_windows() {
         .await
         .unwrap();
     assert_eq!(get(&mut inspect, fw_key), format!("{index}:7"));
-    assert_eq!(get(&mut inspect, "fg:{fw:new}:fw:60000"), format!("{index}:4"));
+    assert_eq!(
+        get(&mut inspect, "fg:{fw:new}:fw:60000"),
+        format!("{index}:4")
+    );
     let ttl: i64 = inspect.pttl("fg:{fw:new}:fw:60000").unwrap();
     assert!(ttl > 0 && ttl <= 60_000 + 600_000, "{ttl}");
     let one = [StoreOp::new(&fw, "fw:u", 3)];
@@ -72,7 +75,10 @@ async fn charges_land_in_their_own_windows() {
         ])
         .await
         .unwrap();
-    assert_eq!(get(&mut inspect, "fg:{sw:u}:sw:60000"), format!("{index}:8:7"));
+    assert_eq!(
+        get(&mut inspect, "fg:{sw:u}:sw:60000"),
+        format!("{index}:8:7")
+    );
     assert_eq!(
         get(&mut inspect, "fg:{sw:old}:sw:60000"),
         format!("{}:0:3", index - 1)

@@ -112,7 +112,11 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     };
     let verdict = app
         .limiter
-        .check_all_in(&settings.policies, &[check], floodgate_store::LeaseMode::Held)
+        .check_all_in(
+            &settings.policies,
+            &[check],
+            floodgate_store::LeaseMode::Held,
+        )
         .await?
         .pop()
         .unwrap_or_default();
