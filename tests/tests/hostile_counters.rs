@@ -1,6 +1,8 @@
 //! Counters stay meaningful across a reload, against the real binary and a
 //! file change: a policy whose window grows must not leave a counter denied
 //! for longer than the new window (nor, in Redis, keep a key beyond it).
+//! And while a reload rolls across sidecars that share Redis, two of them
+//! running two windows of one policy neither reset nor lock each other.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -80,9 +82,13 @@ fn a_longer_window_does_not_lock_the_counter(
     assert!(reset_ms <= 2 * after_ms, "reset_after_ms {reset_ms}");
 }
 
+// The grown fixed window is an hour long, so that no window boundary falls
+// among the checks after the reload, however slow the machine.
+const HOUR_MS: u64 = 3_600_000;
+
 #[test]
 fn local_fixed_window_grown_by_reload() {
-    a_longer_window_does_not_lock_the_counter("", "fixed_window", "1s", "10s", 10_000);
+    a_longer_window_does_not_lock_the_counter("", "fixed_window", "1s", "1h", HOUR_MS);
 }
 
 #[test]
@@ -94,15 +100,47 @@ fn local_sliding_window_grown_by_reload() {
 fn redis_fixed_and_sliding_windows_grown_by_reload() {
     let redis = RedisServer::start();
     let store = redis_store(&redis);
-    a_longer_window_does_not_lock_the_counter(&store, "fixed_window", "1s", "10s", 10_000);
+    a_longer_window_does_not_lock_the_counter(&store, "fixed_window", "1s", "1h", HOUR_MS);
     a_longer_window_does_not_lock_the_counter(&store, "sliding_window", "10s", "100s", 100_000);
-    // No key outlives the new windows.
-    for key in redis
-        .cli(&["KEYS", "reload:*"])
-        .lines()
-        .filter(|k| !k.is_empty())
-    {
+    // Each window is its own key, and no key outlives its window (two for
+    // sliding_window).
+    let keys = redis.cli(&["KEYS", "reload:*"]);
+    let keys: Vec<&str> = keys.lines().filter(|k| !k.is_empty()).collect();
+    assert!(keys.contains(&"reload:{p:u1}:fw:3600000"), "{keys:?}");
+    assert!(keys.contains(&"reload:{p:u1}:sw:100000"), "{keys:?}");
+    for key in keys.into_iter().filter(|k| k.starts_with("reload:{p:")) {
+        let (kind, window_ms) = key.rsplit_once("}:").unwrap().1.split_once(':').unwrap();
+        let window_ms: i64 = window_ms.parse().unwrap();
+        let bound = if kind == "sw" {
+            2 * window_ms
+        } else {
+            window_ms
+        };
         let ttl: i64 = redis.cli(&["PTTL", key]).trim().parse().unwrap();
-        assert!(ttl > 0 && ttl <= 200_000, "{key} has TTL {ttl} ms");
+        assert!(ttl > 0 && ttl <= bound, "{key} has TTL {ttl} ms");
+    }
+}
+
+/// Two sidecars on one Redis, one already on the new window and one still
+/// on the old (a reload rolling across pods), checked alternately for one
+/// user: each admits its own limit and no more, so together at most the
+/// sum of the two limits, and neither is locked out by the other.
+#[test]
+fn sidecars_on_two_windows_of_one_policy_count_apart() {
+    let redis = RedisServer::start();
+    let store = redis_store(&redis);
+    for algorithm in ["fixed_window", "sliding_window"] {
+        let user = format!("roll-{algorithm}");
+        let old = Floodgate::start(&config(&store, algorithm, "1h"));
+        let new = Floodgate::start(&config(&store, algorithm, "2h"));
+        let mut admitted = [0, 0];
+        for _ in 0..10 {
+            for (i, fg) in [&old, &new].into_iter().enumerate() {
+                if check(fg, &user).0 == 200 {
+                    admitted[i] += 1;
+                }
+            }
+        }
+        assert_eq!(admitted, [3, 3], "{algorithm}: limit 3 on each window");
     }
 }

@@ -138,7 +138,10 @@ fn anonymous_clients_are_limited_on_redis_under_a_stand_in_key() {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["fg:{ai-per-user:ip=127.0.0.1}:sw", "fg:{ai-per-user:u1}:sw"]
+        [
+            "fg:{ai-per-user:ip=127.0.0.1}:sw:60000",
+            "fg:{ai-per-user:u1}:sw:60000"
+        ]
     );
 }
 

@@ -16,9 +16,10 @@ local function token_bucket(key, now, test, hits, burst, interval, _, flags)
   local tat = tonumber(redis.call('GET', key) or '0') or 0
   local capacity = burst * interval
   -- A bucket never owes more than it holds: a TAT beyond a full bucket's
-  -- debt (a reload lowered the burst or lengthened the interval) is an
-  -- empty bucket. Kept at once (not "decide only"), denied or not, as the
-  -- local store keeps it: such a check is always denied.
+  -- debt is an empty bucket. The burst and the interval are part of the
+  -- key, so only a clock behind the one that wrote the TAT gets here (the
+  -- local store: a reload). Kept at once (not "decide only"), denied or
+  -- not, as the local store keeps it: such a check is always denied.
   if tat > now + capacity then
     tat = now + capacity
     if flags < 2 then

@@ -9,7 +9,7 @@ use floodgate_store::Reconcile;
 use fred::types::Value;
 use fred::util::{redis_keyslot, sha1_hash};
 
-use crate::key::{redis_key, suffix};
+use crate::key::{suffix, window_key};
 use crate::script::{Call, Script};
 
 /// Most counters one script call changes: bounds how long it holds Redis.
@@ -47,7 +47,7 @@ pub(crate) fn reconcile_calls(
             continue;
         }
         let slot = if clustered {
-            redis_keyslot(redis_key(prefix, &charge.key, charge.kind).as_bytes())
+            redis_keyslot(window_key(prefix, &charge.key, charge.kind, charge.window_us).as_bytes())
         } else {
             0
         };
@@ -72,7 +72,7 @@ pub(crate) fn reconcile_calls(
                         int(c.at_us),
                         int(c.hits),
                     ]);
-                    redis_key(prefix, &c.key, c.kind)
+                    window_key(prefix, &c.key, c.kind, c.window_us)
                 })
                 .collect();
             Call {
@@ -111,7 +111,7 @@ mod tests {
         let calls = reconcile_calls("fg", &charges, "", false);
         let sizes: Vec<usize> = calls.iter().map(|c| c.keys.len()).collect();
         assert_eq!(sizes, [64, 64, 22], "sliding_log is not reconciled");
-        assert_eq!(calls[0].keys[0], "fg:{p:u0}:fw");
+        assert_eq!(calls[0].keys[0], "fg:{p:u0}:fw:60000");
         assert_eq!(calls[0].args.len(), 1 + 4 * 64);
         for call in reconcile_calls("fg", &charges, "", true) {
             let slot = redis_keyslot(call.keys[0].as_bytes());

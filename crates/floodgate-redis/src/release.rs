@@ -43,7 +43,7 @@ pub(crate) fn group(prefix: &str, refunds: &[Refund<'_>]) -> Vec<Zrem> {
         if refund.policy.kind() != AlgorithmKind::Concurrency {
             continue;
         }
-        let key = redis_key(prefix, refund.key, AlgorithmKind::Concurrency);
+        let key = redis_key(prefix, refund.key, refund.policy);
         let member = format!("{}:{}", refund.receipt.id, refund.hits);
         match out.iter_mut().find(|z| z.key == key) {
             Some(z) if z.members.contains(&member) => {}

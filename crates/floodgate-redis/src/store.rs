@@ -195,9 +195,10 @@ impl RedisStore {
     }
 
     /// The Redis key holding the counter `counter_key` of `policy`:
-    /// `<prefix>:{<counter key>}:<algorithm suffix>`.
+    /// `<prefix>:{<counter key>}:<algorithm>[:<shape>]` (see
+    /// [`crate::redis_key`]).
     pub fn redis_key(&self, policy: &Policy, counter_key: &str) -> String {
-        redis_key(&self.prefix, counter_key, policy.kind())
+        redis_key(&self.prefix, counter_key, policy)
     }
 
     /// Checks that Redis answers, within the timeout (the failover store

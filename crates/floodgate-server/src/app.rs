@@ -52,9 +52,9 @@ impl PolicySource for SettingsSource {
         self.0.load().policies.clone()
     }
 
-    fn store(&self, snapshot: Arc<PolicySnapshot>) {
+    fn update(&self, change: &dyn Fn(&Arc<PolicySnapshot>) -> Arc<PolicySnapshot>) {
         self.0.rcu(|settings| Settings {
-            policies: snapshot.clone(),
+            policies: change(&settings.policies),
             ..Settings::clone(settings)
         });
     }

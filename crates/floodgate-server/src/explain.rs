@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
-use floodgate_core::{AlgorithmKind, Attributes, Policy};
+use floodgate_core::{Attributes, Policy};
 
 /// Parses `name=value` arguments into attributes.
 ///
@@ -93,17 +93,6 @@ fn stand_ins(policy: &Policy, attributes: &Attributes) -> String {
     out
 }
 
-/// The suffix floodgate-redis appends to a counter key for `kind`.
-fn redis_suffix(kind: AlgorithmKind) -> &'static str {
-    match kind {
-        AlgorithmKind::SlidingWindow => "sw",
-        AlgorithmKind::FixedWindow => "fw",
-        AlgorithmKind::SlidingLog => "log",
-        AlgorithmKind::TokenBucket => "tb",
-        AlgorithmKind::Concurrency => "cc",
-    }
-}
-
 /// `us` microseconds in the largest unit that divides it (`1m`, `250ms`).
 fn duration(us: u64) -> String {
     const UNITS: [(u64, &str); 5] = [
@@ -147,7 +136,7 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
             applying += 1;
             let key = policy.counter_key(attributes);
             let key = match prefix {
-                Some(p) => format!("{p}:{{{key}}}:{}", redis_suffix(policy.kind())),
+                Some(p) => floodgate_redis::redis_key(p, policy, &key),
                 None => key,
             };
             let _ = write!(
@@ -275,13 +264,13 @@ domain = "edge"
         );
         let config = floodgate_config::from_str(&src, "t.toml").unwrap();
         let out = explain(&config, &attrs(&["user=u1", "endpoint=chat"]), None);
-        assert!(out.contains("counter key: app:{ai:u1}:sw\n"), "{out}");
+        assert!(out.contains("counter key: app:{ai:u1}:sw:60000\n"), "{out}");
         // A stand-in stays inside the hash tag, `=` and all.
         let src = src.replace("key = [\"user\"]", "key = [\"user|ip\"]");
         let config = floodgate_config::from_str(&src, "t.toml").unwrap();
         let out = explain(&config, &attrs(&["ip=::/56", "endpoint=chat"]), None);
         assert!(
-            out.contains("counter key: app:{ai:ip=%3A%3A%2F56}:sw\n"),
+            out.contains("counter key: app:{ai:ip=%3A%3A%2F56}:sw:60000\n"),
             "{out}"
         );
     }

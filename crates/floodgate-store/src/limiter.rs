@@ -145,18 +145,24 @@ impl Limiter {
     /// Counters are keyed by policy name and key values, so a policy that
     /// keeps both keeps its counters (its metrics too: the registry holds
     /// them by name and labels).
+    /// One atomic update of the source: a concurrent swap of anything else
+    /// it holds (a reload of the settings around it) is never undone.
     pub fn replace_policies(&self, policies: PolicySet) {
-        let shadow = self.shadow();
+        let set = Arc::new(policies);
         self.source
-            .store(Arc::new(PolicySnapshot::new(policies, shadow)));
+            .update(&|current| Arc::new(PolicySnapshot::of(set.clone(), current.shadow)));
     }
 
-    /// Turns global shadow mode on or off.
+    /// Turns global shadow mode on or off, keeping the policies in force at
+    /// that instant (one atomic update, as [`Limiter::replace_policies`]).
     pub fn set_shadow(&self, shadow: bool) {
-        let current = self.source.load();
-        if current.shadow != shadow {
-            self.source.store(Arc::new(current.with_shadow(shadow)));
-        }
+        self.source.update(&|current| {
+            if current.shadow == shadow {
+                current.clone()
+            } else {
+                Arc::new(current.with_shadow(shadow))
+            }
+        });
     }
 
     /// Whether global shadow mode is on.

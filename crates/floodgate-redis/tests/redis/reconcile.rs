@@ -37,7 +37,7 @@ async fn charges_land_in_their_own_windows() {
     let fw = policy("fw", AlgorithmKind::FixedWindow, 10, WINDOW, None);
     let ops = [StoreOp::new(&fw, "fw:u", 2)];
     assert!(redis.check(&ops).await.unwrap()[0].outcome.allowed);
-    let fw_key = "fg:{fw:u}:fw";
+    let fw_key = "fg:{fw:u}:fw:60000";
     redis
         .reconcile(&[
             charge(AlgorithmKind::FixedWindow, "fw:u", now, 5),
@@ -47,8 +47,11 @@ async fn charges_land_in_their_own_windows() {
         .await
         .unwrap();
     assert_eq!(get(&mut inspect, fw_key), format!("{index}:7"));
-    assert_eq!(get(&mut inspect, "fg:{fw:new}:fw"), format!("{index}:4"));
-    let ttl: i64 = inspect.pttl("fg:{fw:new}:fw").unwrap();
+    assert_eq!(
+        get(&mut inspect, "fg:{fw:new}:fw:60000"),
+        format!("{index}:4")
+    );
+    let ttl: i64 = inspect.pttl("fg:{fw:new}:fw:60000").unwrap();
     assert!(ttl > 0 && ttl <= 60_000 + 600_000, "{ttl}");
     let one = [StoreOp::new(&fw, "fw:u", 3)];
     assert!(
@@ -72,9 +75,12 @@ async fn charges_land_in_their_own_windows() {
         ])
         .await
         .unwrap();
-    assert_eq!(get(&mut inspect, "fg:{sw:u}:sw"), format!("{index}:8:7"));
     assert_eq!(
-        get(&mut inspect, "fg:{sw:old}:sw"),
+        get(&mut inspect, "fg:{sw:u}:sw:60000"),
+        format!("{index}:8:7")
+    );
+    assert_eq!(
+        get(&mut inspect, "fg:{sw:old}:sw:60000"),
         format!("{}:0:3", index - 1)
     );
     // Other algorithms are not reconciled.
@@ -82,6 +88,6 @@ async fn charges_land_in_their_own_windows() {
         .reconcile(&[charge(AlgorithmKind::SlidingLog, "log:u", now, 3)])
         .await
         .unwrap();
-    let exists: bool = inspect.exists("fg:{log:u}:log").unwrap();
+    let exists: bool = inspect.exists("fg:{log:u}:log:60000").unwrap();
     assert!(!exists);
 }

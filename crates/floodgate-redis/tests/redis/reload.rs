@@ -1,8 +1,15 @@
 //! A reload that changes a policy's window, limit or burst, against both
 //! stores: the same policy name (so the same counters) with the old and then
-//! the new parameters. Both stores must decide alike, no counter may stay
-//! denied past the new parameters' horizon, and no counter may be kept (a
-//! Redis TTL, a local expiry) beyond it.
+//! the new parameters. No counter may stay denied past the new parameters'
+//! horizon, and no counter may be kept (a Redis TTL, a local expiry) beyond
+//! it. Where the Redis key stays the same (only the limit changed) both
+//! stores must decide alike; where the change is part of the Redis key (the
+//! window, the bucket's burst or rate) Redis counts afresh, exactly as a
+//! local store that never saw the old parameters.
+//!
+//! Then a reload rolling across sidecars that share Redis: two
+//! configurations of one policy checked alternately on one counter must
+//! neither reset each other (admitting without bound) nor lock.
 
 use floodgate_core::{AlgorithmKind, Attributes, Clock, Policy};
 use floodgate_store::{Store, StoreOp};
@@ -85,12 +92,15 @@ async fn a_reload_never_leaves_a_counter_stuck_in_either_store() {
         let clock = conformance::clock();
         let redis = connect(server.url()).await.with_test_clock(clock.clone());
         let local = conformance::local_store(&clock);
+        // What Redis must match when the change starts a new Redis key.
+        let fresh = conformance::local_store(&clock);
         let before = policy(name, kind, l0, w0, b0);
         let after = policy(name, kind, l1, w1, b1);
         let attributes: Attributes = [("user".to_string(), "u".to_string())].into();
         let key = before.counter_key(&attributes);
         assert_eq!(key, after.counter_key(&attributes));
         let stores: [&dyn Store; 2] = [&local, &redis];
+        let new_key = redis.redis_key(&before, &key) != redis.redis_key(&after, &key);
 
         // Spend the old quota until denied, in both stores.
         for _ in 0..=l0.max(b0.unwrap_or(0)) {
@@ -112,17 +122,29 @@ async fn a_reload_never_leaves_a_counter_stuck_in_either_store() {
                 local.check(&ops).await.unwrap(),
                 redis.check(&ops).await.unwrap(),
             );
-            assert_eq!(
-                l[0].outcome,
-                r[0].outcome,
-                "{name} diverged {} µs after the reload",
-                clock.now_us() - start
-            );
-            assert!(
-                l[0].outcome.reset_after_us <= horizon(&after),
-                "{name}: reset_after {} µs beyond the new window",
-                l[0].outcome.reset_after_us
-            );
+            if new_key {
+                let f = fresh.check(&ops).await.unwrap();
+                assert_eq!(
+                    f[0].outcome,
+                    r[0].outcome,
+                    "{name}: Redis is not a fresh counter {} µs after the reload",
+                    clock.now_us() - start
+                );
+            } else {
+                assert_eq!(
+                    l[0].outcome,
+                    r[0].outcome,
+                    "{name} diverged {} µs after the reload",
+                    clock.now_us() - start
+                );
+            }
+            for outcome in [&l[0].outcome, &r[0].outcome] {
+                assert!(
+                    outcome.reset_after_us <= horizon(&after),
+                    "{name}: reset_after {} µs beyond the new window",
+                    outcome.reset_after_us
+                );
+            }
             for stored in inspector.keys::<_, Vec<String>>("*").unwrap() {
                 let ttl: i64 = redis::cmd("PTTL")
                     .arg(&stored)
@@ -152,5 +174,79 @@ async fn a_reload_never_leaves_a_counter_stuck_in_either_store() {
             );
         }
         let _: () = redis::cmd("FLUSHALL").query(&mut inspector).unwrap();
+    }
+}
+
+/// The most `policy` may admit in `span_us` of steady checks: its limit per
+/// window it touches (`sliding_window` weighs the one before too), or a full
+/// bucket plus what it refills.
+fn most_admitted(policy: &Policy, span_us: u64) -> u64 {
+    let windows = span_us.div_ceil(policy.window_us()) + 1;
+    match policy.kind() {
+        AlgorithmKind::TokenBucket => {
+            let interval = policy.window_us().div_ceil(policy.limit());
+            policy.burst() + span_us / interval + 1
+        }
+        AlgorithmKind::SlidingWindow => policy.limit() * (windows + 1),
+        _ => policy.limit() * windows,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_configurations_on_one_redis_neither_reset_nor_lock_each_other() {
+    use AlgorithmKind::*;
+    let server = RedisServer::start();
+    // (algorithm, A (limit, window, burst), B (limit, window, burst)): what
+    // two sidecars run for one policy while a reload rolls across them.
+    let pairs = [
+        (FixedWindow, (3, S, None), (3, 10 * S, None)),
+        (SlidingWindow, (3, S, None), (3, 10 * S, None)),
+        (SlidingLog, (3, S, None), (3, 10 * S, None)),
+        (TokenBucket, (1, S, Some(5)), (1, S, Some(2))),
+        (TokenBucket, (1, S, Some(3)), (1, 4 * S, Some(3))),
+    ];
+    for (kind, (la, wa, ba), (lb, wb, bb)) in pairs {
+        let clock = conformance::clock();
+        let redis = connect(server.url()).await.with_test_clock(clock.clone());
+        let a = policy("roll", kind, la, wa, ba);
+        let b = policy("roll", kind, lb, wb, bb);
+        let attributes: Attributes = [("user".to_string(), "u".to_string())].into();
+        let key = a.counter_key(&attributes);
+        let (span, step) = (20 * S, 20 * MS);
+        let start = clock.now_us();
+        let mut admitted = [0u64; 2];
+        // The last admission of each, to see that neither is locked.
+        let mut last = [0u64; 2];
+        while clock.now_us() < start + span {
+            for (i, p) in [&a, &b].into_iter().enumerate() {
+                let out = redis.check(&[StoreOp::new(p, &key, 1)]).await.unwrap();
+                if out[0].outcome.allowed {
+                    admitted[i] += 1;
+                    last[i] = clock.now_us();
+                }
+            }
+            clock.advance(step);
+        }
+        let end = clock.now_us();
+        for (i, p) in [&a, &b].into_iter().enumerate() {
+            let most = most_admitted(p, span);
+            assert!(
+                admitted[i] <= most,
+                "{kind:?} config {i}: {} admitted in {span} µs, at most {most}: the other configuration resets its counter",
+                admitted[i]
+            );
+            // Never locked: each keeps admitting while the other runs (a
+            // token bucket refills one hit per interval, a window counter
+            // gets its limit back every window).
+            let horizon = match kind {
+                TokenBucket => 2 * p.window_us().div_ceil(p.limit()),
+                _ => 2 * p.window_us(),
+            };
+            assert!(
+                end - last[i] <= horizon,
+                "{kind:?} config {i}: nothing admitted for {} µs: locked",
+                end - last[i]
+            );
+        }
     }
 }

@@ -103,21 +103,31 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     let started = Instant::now();
     let bytes = body::read(req).await?;
     let request: CheckRequest = parse(&bytes)?;
+    // One snapshot of the settings decides the check and renders its
+    // headers: a reload between the two cannot mix them.
+    let settings = app.settings.load_full();
+    let check = Check {
+        attributes: &request.attributes,
+        hits: request.hits,
+        domain: None,
+    };
     let verdict = app
         .limiter
-        .check(Check {
-            attributes: &request.attributes,
-            hits: request.hits,
-            domain: None,
-        })
-        .await?;
+        .check_all_in(
+            &settings.policies,
+            &[check],
+            floodgate_store::LeaseMode::Held,
+        )
+        .await?
+        .pop()
+        .unwrap_or_default();
     let status = if verdict.allowed {
         StatusCode::OK
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
     let mut response = json(status, &CheckBody::new(&verdict));
-    add_headers(&mut response, &verdict, app.settings.load().headers);
+    add_headers(&mut response, &verdict, settings.headers);
     metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
         .record(started.elapsed().as_secs_f64());
     Ok(response)

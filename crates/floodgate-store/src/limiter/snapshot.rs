@@ -27,7 +27,7 @@ impl PolicySnapshot {
         Self::of(Arc::new(set), shadow)
     }
 
-    fn of(set: Arc<PolicySet>, shadow: bool) -> Self {
+    pub(crate) fn of(set: Arc<PolicySet>, shadow: bool) -> Self {
         let counters = (0..set.len()).map(|_| CheckCounters::default()).collect();
         PolicySnapshot {
             set,
@@ -69,8 +69,12 @@ impl std::fmt::Debug for PolicySnapshot {
 pub trait PolicySource: Send + Sync {
     /// The snapshot in force.
     fn load(&self) -> Arc<PolicySnapshot>;
-    /// Puts `snapshot` in force, keeping whatever else the source holds.
-    fn store(&self, snapshot: Arc<PolicySnapshot>);
+    /// Puts `change(current)` in force, keeping whatever else the source
+    /// holds, atomically: if anything else is swapped in meanwhile (a
+    /// reload), `change` runs again on that, so no concurrent swap is
+    /// undone. `change` may run more than once; returning its argument
+    /// changes nothing.
+    fn update(&self, change: &dyn Fn(&Arc<PolicySnapshot>) -> Arc<PolicySnapshot>);
 }
 
 impl PolicySource for ArcSwap<PolicySnapshot> {
@@ -78,8 +82,8 @@ impl PolicySource for ArcSwap<PolicySnapshot> {
         self.load_full()
     }
 
-    fn store(&self, snapshot: Arc<PolicySnapshot>) {
-        ArcSwap::store(self, snapshot);
+    fn update(&self, change: &dyn Fn(&Arc<PolicySnapshot>) -> Arc<PolicySnapshot>) {
+        self.rcu(|current| change(current));
     }
 }
 
