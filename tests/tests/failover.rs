@@ -170,6 +170,6 @@ fn an_outage_does_not_double_a_budget() {
     }
     assert_eq!(after, 40, "60 during the outage + 40 after = the limit");
     // The counter in Redis says 100.
-    let value = redis.cli(&["GET", "e2e:{api:spender}:fw"]);
+    let value = redis.cli(&["GET", "e2e:{api:spender}:fw:3600000"]);
     assert!(value.trim().ends_with(":100"), "{value}");
 }
