@@ -31,8 +31,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// The HTTP/2 connection preface a prior-knowledge client starts with.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use client_io::{sniff_http2, ClientIo};
+use in_flight::{InFlight, Tracked};
+
+mod client_io;
+mod in_flight;
+
+/// How long a closing connection with no request in flight may take to
+/// say goodbye before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Largest HTTP/2 frame payload we accept (the protocol's minimum).
 const H2_MAX_FRAME: u32 = 16 * 1024;
 /// Bytes buffered per HTTP/2 stream before its writer waits.
@@ -78,30 +85,18 @@ fn builders(limits: &Limits) -> (Builder<TokioExecutor>, Builder<TokioExecutor>)
     (builder.clone().http1_only(), builder.http2_only())
 }
 
-/// Waits for a connection's first bytes: `Some(true)` for the HTTP/2
-/// preface, `Some(false)` for anything else, `None` when the peer closed.
-pub async fn sniff_http2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
-    let mut buf = [0u8; 24];
-    loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(Some(false));
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(Some(true));
-        }
-        // Part of the preface so far: wait for the rest.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+/// Unanswered TCP keepalive probes before a peer counts as gone.
+const KEEPALIVE_RETRIES: u32 = 3;
 
-/// Sets TCP_NODELAY and TCP keepalive on an accepted connection.
+/// Sets TCP_NODELAY and TCP keepalive on an accepted connection: the
+/// first probe after `keepalive` of silence, then one every 10 s (or every
+/// `keepalive`, if shorter); three unanswered probes close the connection.
 pub fn tune(stream: &TcpStream, keepalive: Duration) {
     let _ = stream.set_nodelay(true);
-    let keepalive = socket2::TcpKeepalive::new().with_time(keepalive);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(keepalive)
+        .with_interval(keepalive.min(Duration::from_secs(10)))
+        .with_retries(KEEPALIVE_RETRIES);
     let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
@@ -186,7 +181,8 @@ struct Connection {
 
 impl Connection {
     /// Waits for the first bytes (at most the header-read timeout), then
-    /// serves HTTP/1 or HTTP/2 until the connection ends.
+    /// serves HTTP/1 or HTTP/2 until the connection ends, it has no request
+    /// in flight for the idle timeout, or the listener shuts down.
     async fn run<H, F, B>(
         self,
         builders: Arc<(Builder<TokioExecutor>, Builder<TokioExecutor>)>,
@@ -199,38 +195,63 @@ impl Connection {
     {
         let Connection {
             settings,
-            stream,
+            mut stream,
             peer,
             slot,
             watcher,
             shutdown,
         } = self;
-        tune(&stream, settings.limits.tcp_keepalive);
+        let (what, limits) = (settings.what, settings.limits);
+        tune(&stream, limits.tcp_keepalive);
         let sniffed = tokio::select! {
             _ = shutdown.cancelled() => return,
-            sniffed = tokio::time::timeout(settings.limits.header_read_timeout, sniff_http2(&stream)) => sniffed,
+            sniffed = tokio::time::timeout(limits.header_read_timeout, sniff_http2(&mut stream)) => sniffed,
         };
-        let http2 = match sniffed {
-            Ok(Ok(Some(http2))) => http2,
+        let sniffed = match sniffed {
+            Ok(Ok(Some(sniffed))) => sniffed,
             Ok(Ok(None) | Err(_)) => return,
             Err(_) => {
-                tracing::debug!(%peer, listener = settings.what, "closed a connection that sent nothing");
+                tracing::debug!(%peer, listener = what, "closed a connection that sent nothing");
                 return;
             }
         };
-        let builder = if http2 { &builders.1 } else { &builders.0 };
+        let builder = if sniffed.http2 { &builders.1 } else { &builders.0 };
+        let in_flight = InFlight::new();
+        let tracker = in_flight.clone();
         let request_slot = slot.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(request_slot.clone());
-            handle(req, peer)
+            let guard = tracker.start();
+            let answer = handle(req, peer);
+            async move { Ok::<_, Infallible>(answer.await?.map(|body| Tracked::new(body, guard))) }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        if let Err(error) = watcher.watch(conn).await {
-            tracing::debug!(%error, listener = settings.what, "connection ended with an error");
+        let io = ClientIo::new(stream, sniffed.prefix, limits.send_timeout);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, %peer, listener = what, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = shutdown.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = in_flight.idle_for(limits.idle_timeout), if !closing => {
+                    tracing::debug!(%peer, listener = what, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                // Closing, and nothing left to finish: a client that does
+                // not acknowledge the goodbye is not waited for.
+                () = in_flight.idle_for(CLOSE_GRACE), if closing => break,
+            }
         }
-        drop(slot);
+        drop((watcher, slot));
     }
 }
 
@@ -245,29 +266,5 @@ mod tests {
             Semaphore::MAX_PERMITS
         );
         assert_eq!(connection_cap(0).available_permits(), 1);
-    }
-
-    #[tokio::test]
-    async fn the_first_bytes_tell_http2_from_http1() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        for (sent, expected) in [
-            (&b"GET / HTTP/1.1\r\n"[..], Some(false)),
-            (&H2_PREFACE[..], Some(true)),
-            (&b""[..], None),
-        ] {
-            let client = tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut s = TcpStream::connect(addr).await.unwrap();
-                s.write_all(sent).await.unwrap();
-                s
-            });
-            let (server, _) = listener.accept().await.unwrap();
-            let client = client.await.unwrap();
-            if sent.is_empty() {
-                drop(client);
-            }
-            assert_eq!(sniff_http2(&server).await.unwrap(), expected);
-        }
     }
 }
