@@ -611,3 +611,67 @@ fn max_connections_beyond_the_semaphore_maximum_is_a_config_error() {
     );
     assert!(err.contains(":2:"), "positioned: {err}");
 }
+
+/// An upstream that reads a request and its `Content-Length` body, then
+/// answers with the number of body bytes it got.
+fn counting_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            thread::spawn(move || {
+                let head = read_request_head(&mut stream).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                let mut body = vec![0u8; length];
+                if stream.read_exact(&mut body).is_err() {
+                    return;
+                }
+                let answer = length.to_string();
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                        answer.len()
+                    )
+                    .as_bytes(),
+                );
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn the_response_timeout_counts_from_the_end_of_a_slow_upload() {
+    let fg = Floodgate::start(&config(
+        "",
+        Some((counting_upstream(), ", response_timeout = \"1s\"")),
+    ));
+    let proxy = fg.proxy.unwrap();
+    // A 3 s upload that keeps moving: the upstream answers right after it.
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .write_all(
+            format!("POST /upload HTTP/1.1\r\nHost: {proxy}\r\nContent-Length: 10\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    for _ in 0..10 {
+        thread::sleep(Duration::from_millis(300));
+        stream.write_all(b"x").unwrap();
+    }
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n10"), "{answer}");
+    // An upstream slow to answer a finished request still gets 504.
+    let (slow, _, _) = slow_upstream();
+    let fg = Floodgate::start(&config("", Some((slow, ", response_timeout = \"1s\""))));
+    let response = http_request(fg.proxy.unwrap(), "GET", "/slow", &[], None);
+    assert_eq!(response.status, 504, "{}", response.text());
+}
