@@ -675,3 +675,59 @@ fn the_response_timeout_counts_from_the_end_of_a_slow_upload() {
     let response = http_request(fg.proxy.unwrap(), "GET", "/slow", &[], None);
     assert_eq!(response.status, 504, "{}", response.text());
 }
+
+/// Sends one `Connection: close` GET for `/healthz` to `addr` and returns
+/// whatever comes back (empty when the connection is refused).
+fn try_healthz(addr: SocketAddr) -> String {
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let _ = stream.write_all(request.as_bytes());
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn one_client_address_gets_at_most_max_connections_per_ip() {
+    let fg = Floodgate::start(&config("max_connections_per_ip = 2\n", None));
+    // Two idle connections from 127.0.0.1 take its two places...
+    let first = TcpStream::connect(fg.http).unwrap();
+    let _second = TcpStream::connect(fg.http).unwrap();
+    // ...so a third from the same address is closed unanswered...
+    let refused = try_healthz(fg.http);
+    assert_eq!(refused, "", "served past max_connections_per_ip");
+    // ...until one of them closes.
+    drop(first);
+    let deadline = Instant::now() + PATIENCE;
+    let mut answer = try_healthz(fg.http);
+    while !answer.starts_with("HTTP/1.1 200") && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(100));
+        answer = try_healthz(fg.http);
+    }
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+#[test]
+fn a_proxied_client_past_its_limit_gets_its_connection_closed() {
+    let upstream = TextUpstream::start("app");
+    let fg = Floodgate::start(&format!(
+        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n\
+         proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{}\" }}\n\
+         [[policy]]\nname = \"per-ip\"\nkey = [\"ip\"]\nlimit = 1\nwindow = \"1m\"\n",
+        upstream.addr
+    ));
+    let proxy = fg.proxy.unwrap();
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    let request = format!("GET /a HTTP/1.1\r\nHost: {proxy}\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    assert!(read_response(&mut stream).starts_with("http/1.1 200"));
+    stream.write_all(request.as_bytes()).unwrap();
+    let denied = read_response(&mut stream);
+    assert!(denied.starts_with("http/1.1 429"), "{denied}");
+    assert!(denied.contains("connection: close"), "{denied}");
+    assert!(closed_by_server(&mut stream), "kept open after a 429");
+}

@@ -1,17 +1,22 @@
-//! The accept loop shared by the HTTP API, health and proxy listeners:
+//! The accept loop shared by the HTTP API, gRPC, health and proxy listeners:
 //! HTTP/1.1 and HTTP/2 (h2c) on one port, upgrades allowed, a cap on open
 //! connections, timeouts against idle and slow clients, and a graceful
 //! drain on shutdown.
 //!
 //! Backpressure happens at accept: a semaphore caps open connections at
 //! `max_connections`; past it, new connections wait in the kernel's
-//! backlog. A connection's slot is held until it closes — for an upgraded
+//! backlog. One client address (IPv6: one /64) may hold at most
+//! `max_connections_per_ip` of them; its next connections are closed at
+//! once. A connection's slot is held until it closes — for an upgraded
 //! connection, until its tunnel closes ([`ConnectionSlot`]).
 //!
 //! A new connection must send its first bytes within the header-read
 //! timeout, which also tells HTTP/1 from HTTP/2; HTTP/1 then gets the same
 //! timeout for each request head (counted from the previous response on a
-//! kept-alive connection), HTTP/2 keepalive pings and a stream cap.
+//! kept-alive connection), HTTP/2 keepalive pings and a stream cap. Any
+//! connection with no request in flight for the idle timeout is closed
+//! (HTTP/2 pings would keep it open forever otherwise), and a write the
+//! client does not read within the send timeout ends the connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,9 +38,11 @@ use tokio_util::sync::CancellationToken;
 
 use client_io::{sniff_http2, ClientIo};
 use in_flight::{InFlight, Tracked};
+use per_ip::{PerIp, PerIpGuard};
 
 mod client_io;
 mod in_flight;
+mod per_ip;
 
 /// How long a closing connection with no request in flight may take to
 /// say goodbye before it is dropped.
@@ -49,7 +56,7 @@ const H2_MAX_SEND_BUF: usize = 64 * 1024;
 /// it in their extensions, so whatever outlives the connection's HTTP phase
 /// (an upgraded tunnel) can keep the slot until it ends.
 #[derive(Debug, Clone)]
-pub struct ConnectionSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, PerIpGuard)>);
 
 /// How a listener treats its connections.
 #[derive(Debug, Clone, Copy)]
@@ -125,6 +132,7 @@ pub async fn serve<H, F, B>(
     let what = settings.what;
     let handle = Arc::new(handle);
     let permits = connection_cap(settings.max_connections);
+    let per_ip = PerIp::new(settings.limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let builders = Arc::new(builders(&settings.limits));
     loop {
@@ -146,11 +154,15 @@ pub async fn serve<H, F, B>(
                 }
             },
         };
+        let Some(place) = per_ip.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, listener = what, "refused a connection past max_connections_per_ip");
+            continue;
+        };
         let connection = Connection {
             settings,
             stream,
             peer,
-            slot: ConnectionSlot(Arc::new(permit)),
+            slot: ConnectionSlot(Arc::new((permit, place))),
             watcher: graceful.watcher(),
             shutdown: shutdown.clone(),
         };

@@ -120,6 +120,12 @@ impl Forwarder {
             let body = serde_json::to_vec(&CheckBody::new(&verdict)).unwrap_or_default();
             let mut response = full(StatusCode::TOO_MANY_REQUESTS, body);
             add(&mut response, &rate_headers);
+            if req.version() < Version::HTTP_2 {
+                // A client past its limit gives its connection back.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             return Ok(response);
         }
         let guard = verdict_lease(&self.leases, &verdict);
