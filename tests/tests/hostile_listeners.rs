@@ -171,7 +171,11 @@ fn read_request_head(stream: &mut TcpStream) -> String {
 }
 
 /// Sends a GET for `path` on `client` and waits for its status.
-async fn h2_get(client: &h2::client::SendRequest<bytes::Bytes>, addr: SocketAddr, path: &str) -> u16 {
+async fn h2_get(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> u16 {
     let request = http::Request::get(format!("http://{addr}{path}"))
         .body(())
         .unwrap();
@@ -208,9 +212,17 @@ async fn many_http2_streams_on_one_connection_do_not_stop_other_clients() {
     while holding.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(holding.load(Ordering::SeqCst), 4, "the capped streams never arrived");
+    assert_eq!(
+        holding.load(Ordering::SeqCst),
+        4,
+        "the capped streams never arrived"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(most.load(Ordering::SeqCst), 4, "more streams than the cap were open");
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        4,
+        "more streams than the cap were open"
+    );
     // Other clients, HTTP/1 and HTTP/2, are served meanwhile.
     let h1 = tokio::task::spawn_blocking(move || http_request(proxy, "GET", "/fast", &[], None));
     assert_eq!(h1.await.unwrap().status, 200);
@@ -238,14 +250,20 @@ async fn idle_http2_connections_are_closed_on_the_api_and_grpc() {
             assert_eq!(h2_get(&client, addr, "/healthz").await, 200);
         }
         let closed = tokio::time::timeout(PATIENCE, connection).await;
-        assert!(closed.is_ok(), "the idle HTTP/2 connection to {addr} stayed open");
+        assert!(
+            closed.is_ok(),
+            "the idle HTTP/2 connection to {addr} stayed open"
+        );
         // A raw one that acknowledges nothing is closed as well.
         let raw = tokio::task::spawn_blocking(move || {
             let mut stream = TcpStream::connect(addr).unwrap();
             stream.write_all(H2_HELLO).unwrap();
             closed_by_server(&mut stream)
         });
-        assert!(raw.await.unwrap(), "the silent HTTP/2 connection to {addr} stayed open");
+        assert!(
+            raw.await.unwrap(),
+            "the silent HTTP/2 connection to {addr} stayed open"
+        );
     }
     // The listeners serve on.
     assert_eq!(fg.http("GET", "/healthz", None).status, 200);

@@ -227,7 +227,11 @@ impl Connection {
                 return;
             }
         };
-        let builder = if sniffed.http2 { &builders.1 } else { &builders.0 };
+        let builder = if sniffed.http2 {
+            &builders.1
+        } else {
+            &builders.0
+        };
         let in_flight = InFlight::new();
         let tracker = in_flight.clone();
         let request_slot = slot.clone();

@@ -119,11 +119,18 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_response_body_keeps_its_request_in_flight() {
         let in_flight = InFlight::new();
-        let body = Tracked::new(http_body_util::Empty::<bytes::Bytes>::new(), in_flight.start());
+        let body = Tracked::new(
+            http_body_util::Empty::<bytes::Bytes>::new(),
+            in_flight.start(),
+        );
         let idle = in_flight.idle_for(Duration::from_secs(1));
-        assert!(tokio::time::timeout(Duration::from_secs(30), idle).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(30), idle)
+            .await
+            .is_err());
         drop(body);
         let idle = in_flight.idle_for(Duration::from_secs(1));
-        assert!(tokio::time::timeout(Duration::from_secs(2), idle).await.is_ok());
+        assert!(tokio::time::timeout(Duration::from_secs(2), idle)
+            .await
+            .is_ok());
     }
 }

@@ -101,7 +101,9 @@ mod tests {
         let _second = per_ip.try_acquire(a).unwrap();
         assert!(per_ip.try_acquire(a).is_none());
         // The same address as IPv4-mapped IPv6 is the same client.
-        assert!(per_ip.try_acquire("::ffff:10.0.0.1".parse().unwrap()).is_none());
+        assert!(per_ip
+            .try_acquire("::ffff:10.0.0.1".parse().unwrap())
+            .is_none());
         assert!(per_ip.try_acquire("10.0.0.2".parse().unwrap()).is_some());
         drop(first);
         assert!(per_ip.try_acquire(a).is_some());
@@ -110,9 +112,15 @@ mod tests {
     #[test]
     fn ipv6_clients_are_counted_by_their_64() {
         let per_ip = PerIp::new(1);
-        let _held = per_ip.try_acquire("2001:db8:1:2::1".parse().unwrap()).unwrap();
-        assert!(per_ip.try_acquire("2001:db8:1:2:ffff::9".parse().unwrap()).is_none());
-        assert!(per_ip.try_acquire("2001:db8:1:3::1".parse().unwrap()).is_some());
+        let _held = per_ip
+            .try_acquire("2001:db8:1:2::1".parse().unwrap())
+            .unwrap();
+        assert!(per_ip
+            .try_acquire("2001:db8:1:2:ffff::9".parse().unwrap())
+            .is_none());
+        assert!(per_ip
+            .try_acquire("2001:db8:1:3::1".parse().unwrap())
+            .is_some());
     }
 
     #[test]

@@ -15,9 +15,9 @@ use floodgate_proto::envoy::service::auth::v3::authorization_server::Authorizati
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::codegen::Service;
 use tonic::service::Routes;
-use tokio_util::sync::CancellationToken;
 
 use crate::accept::ListenerSettings;
 use crate::app::App;

@@ -64,14 +64,22 @@ mod tests {
     #[tokio::test]
     async fn the_receiver_resolves_when_the_body_has_been_read() {
         let (mut body, mut sent) = SentBody::new(Full::new(Bytes::from_static(b"upload")));
-        assert!(sent.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Empty));
+        assert!(sent
+            .try_recv()
+            .is_err_and(|e| e == oneshot::error::TryRecvError::Empty));
         let frame = body.frame().await.unwrap().unwrap();
         assert_eq!(frame.into_data().unwrap(), "upload");
-        assert!(matches!(sent.try_recv(), Err(oneshot::error::TryRecvError::Closed)));
+        assert!(matches!(
+            sent.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
         let (empty, sent) = SentBody::new(http_body_util::Empty::<Bytes>::new());
         drop(empty);
         assert!(sent.await.is_err());
         let (_empty, mut sent) = SentBody::new(http_body_util::Empty::<Bytes>::new());
-        assert!(matches!(sent.try_recv(), Err(oneshot::error::TryRecvError::Closed)));
+        assert!(matches!(
+            sent.try_recv(),
+            Err(oneshot::error::TryRecvError::Closed)
+        ));
     }
 }
