@@ -630,6 +630,35 @@ fn max_connections_beyond_the_semaphore_maximum_is_a_config_error() {
     assert!(err.contains(":2:"), "positioned: {err}");
 }
 
+#[tokio::test]
+async fn an_http2_client_that_opens_no_window_is_cut_after_the_send_timeout() {
+    let fg = Floodgate::start(&config("send_timeout = \"1s\"\n", None));
+    // A client that lets the server send it no data at all, and answers
+    // pings: the response waits on HTTP/2 flow control, not on the socket.
+    let tcp = tokio::net::TcpStream::connect(fg.http).await.unwrap();
+    let (client, connection) = h2::client::Builder::new()
+        .initial_window_size(0)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get(format!("http://{}/metrics", fg.http))
+        .body(())
+        .unwrap();
+    let (response, _) = client
+        .ready()
+        .await
+        .unwrap()
+        .send_request(request, true)
+        .unwrap();
+    assert_eq!(response.await.unwrap().status(), 200);
+    let closed = tokio::time::timeout(PATIENCE, connection).await;
+    assert!(
+        closed.is_ok(),
+        "the connection of a client that reads nothing stayed open"
+    );
+}
+
 /// An upstream that reads a request and its `Content-Length` body, then
 /// answers with the number of body bytes it got.
 fn counting_upstream() -> SocketAddr {

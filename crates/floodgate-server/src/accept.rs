@@ -39,10 +39,12 @@ use tokio_util::sync::CancellationToken;
 use client_io::{sniff_http2, ClientIo};
 use in_flight::{InFlight, Tracked};
 use per_ip::{PerIp, PerIpGuard};
+use stall::Stalls;
 
 mod client_io;
 mod in_flight;
 mod per_ip;
+mod stall;
 
 /// How long a closing connection with no request in flight may take to
 /// say goodbye before it is dropped.
@@ -234,12 +236,20 @@ impl Connection {
         };
         let in_flight = InFlight::new();
         let tracker = in_flight.clone();
+        let stalls = Stalls::default();
+        let watched = stalls.clone();
         let request_slot = slot.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(request_slot.clone());
             let guard = tracker.start();
             let answer = handle(req, peer);
-            async move { Ok::<_, Infallible>(answer.await?.map(|body| Tracked::new(body, guard))) }
+            let watched = watched.clone();
+            async move {
+                let response = answer.await?;
+                Ok::<_, Infallible>(
+                    response.map(|body| Tracked::new(body, guard, Some(watched.body()))),
+                )
+            }
         });
         let io = ClientIo::new(stream, sniffed.prefix, limits.send_timeout);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -261,6 +271,10 @@ impl Connection {
                     tracing::debug!(%peer, listener = what, "closing an idle connection");
                     conn.as_mut().graceful_shutdown();
                     closing = true;
+                }
+                () = stalls.stalled_for(limits.send_timeout) => {
+                    tracing::debug!(%peer, listener = what, "dropped a connection whose client stopped reading");
+                    break;
                 }
                 // Closing, and nothing left to finish: a client that does
                 // not acknowledge the goodbye is not waited for.

@@ -11,6 +11,8 @@ use std::time::Duration;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::sync::watch;
 
+use super::stall::Stall;
+
 /// The count of requests in flight on one connection: from the request's
 /// arrival until its response body is sent (or dropped).
 #[derive(Debug, Clone)]
@@ -55,20 +57,24 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// A response body that keeps its request in flight until it is dropped.
+/// A response body that keeps its request in flight until it is dropped,
+/// and tells its connection's [`Stalls`] when it waits to be polled.
 pub struct Tracked<B> {
     /// The body.
     inner: Pin<Box<B>>,
     /// Ends the request with the body.
     _guard: InFlightGuard,
+    /// Whether hyper keeps asking for this body.
+    stall: Option<Stall>,
 }
 
 impl<B> Tracked<B> {
-    /// `inner`, holding `guard`.
-    pub fn new(inner: B, guard: InFlightGuard) -> Self {
+    /// `inner`, holding `guard`, watched by `stall` (if any).
+    pub fn new(inner: B, guard: InFlightGuard, stall: Option<Stall>) -> Self {
         Tracked {
             inner: Box::pin(inner),
             _guard: guard,
+            stall,
         }
     }
 }
@@ -81,7 +87,16 @@ impl<B: Body> Body for Tracked<B> {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        self.inner.as_mut().poll_frame(cx)
+        if let Some(stall) = &self.stall {
+            stall.polled();
+        }
+        let polled = self.inner.as_mut().poll_frame(cx);
+        match (&polled, &self.stall) {
+            (Poll::Ready(Some(Ok(_))), Some(stall)) => stall.waiting(),
+            (Poll::Ready(_), _) => self.stall = None,
+            (Poll::Pending, _) => {}
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
