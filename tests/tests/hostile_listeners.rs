@@ -645,18 +645,19 @@ async fn an_http2_client_that_opens_no_window_is_cut_after_the_send_timeout() {
     let request = http::Request::get(format!("http://{}/metrics", fg.http))
         .body(())
         .unwrap();
-    let (response, _) = client
-        .ready()
-        .await
-        .unwrap()
-        .send_request(request, true)
-        .unwrap();
-    assert_eq!(response.await.unwrap().status(), 200);
+    let mut client = client.ready().await.unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    // The client keeps its handle and the response body open, reading
+    // nothing: only the server can end the connection.
+    let body = response.into_body();
     let closed = tokio::time::timeout(PATIENCE, connection).await;
     assert!(
         closed.is_ok(),
         "the connection of a client that reads nothing stayed open"
     );
+    drop((client, body));
 }
 
 /// An upstream that reads a request and its `Content-Length` body, then

@@ -137,6 +137,7 @@ mod tests {
         let body = Tracked::new(
             http_body_util::Empty::<bytes::Bytes>::new(),
             in_flight.start(),
+            None,
         );
         let idle = in_flight.idle_for(Duration::from_secs(1));
         assert!(tokio::time::timeout(Duration::from_secs(30), idle)
@@ -147,5 +148,28 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_secs(2), idle)
             .await
             .is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_waits_from_its_start_and_between_frames_but_not_after_its_end() {
+        use crate::accept::stall::Stalls;
+        use http_body_util::BodyExt;
+        let (in_flight, stalls) = (InFlight::new(), Stalls::default());
+        let stalled = |stalls: Stalls| async move {
+            let wait = stalls.stalled_for(Duration::from_secs(1));
+            tokio::time::timeout(Duration::from_secs(5), wait)
+                .await
+                .is_ok()
+        };
+        let full = http_body_util::Full::new(bytes::Bytes::from_static(b"data"));
+        let mut body = Tracked::new(full, in_flight.start(), Some(stalls.body()));
+        assert!(
+            stalled(stalls.clone()).await,
+            "not waiting before its first poll"
+        );
+        body.frame().await.unwrap().unwrap();
+        assert!(stalled(stalls.clone()).await, "not waiting after a frame");
+        assert!(body.frame().await.is_none());
+        assert!(!stalled(stalls.clone()).await, "waiting after its end");
     }
 }
