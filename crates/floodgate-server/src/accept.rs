@@ -297,4 +297,26 @@ mod tests {
         );
         assert_eq!(connection_cap(0).available_permits(), 1);
     }
+
+    #[tokio::test]
+    async fn a_dead_peer_is_probed_every_10s_three_times() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (server, _) = accepted.unwrap();
+        for (keepalive, interval) in [(60, 10), (5, 5)] {
+            tune(&server, Duration::from_secs(keepalive));
+            let socket = socket2::SockRef::from(&server);
+            assert_eq!(
+                socket.tcp_keepalive_time().unwrap(),
+                Duration::from_secs(keepalive)
+            );
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(interval)
+            );
+            assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+        }
+        drop(client);
+    }
 }
