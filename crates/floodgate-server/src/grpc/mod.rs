@@ -10,6 +10,7 @@ mod rate_limiter;
 mod rls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use floodgate_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
@@ -67,9 +68,10 @@ pub async fn serve(
             AuthorizationServer::new(AuthzService::new(app)).max_decoding_message_size(max_message),
         )
         .prepare();
-    let timeout = limits.grpc_timeout;
+    let longest = limits.grpc_timeout;
     crate::accept::serve(settings, listener, shutdown, move |req, _peer| {
         let mut routes = routes.clone();
+        let timeout = call_timeout(req.headers(), longest);
         async move {
             match tokio::time::timeout(timeout, routes.call(req)).await {
                 Ok(answered) => answered,
@@ -79,4 +81,57 @@ pub async fn serve(
     })
     .await;
     Ok(())
+}
+
+/// How long one call may run: `grpc_timeout`, or the caller's own
+/// `grpc-timeout` header when that is shorter.
+fn call_timeout(headers: &http::HeaderMap, longest: Duration) -> Duration {
+    let asked = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    asked.map_or(longest, |asked| asked.min(longest))
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3_600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shorter_of_grpc_timeout_and_the_callers_deadline_applies() {
+        let longest = Duration::from_secs(30);
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(call_timeout(&headers, longest), longest);
+        for (value, expected) in [
+            ("20m", Duration::from_millis(20)),
+            ("5S", Duration::from_secs(5)),
+            ("1H", longest),
+            ("100u", Duration::from_micros(100)),
+            ("7", longest),
+            ("x5S", longest),
+            ("123456789S", longest),
+            ("", longest),
+        ] {
+            headers.insert("grpc-timeout", value.parse().unwrap());
+            assert_eq!(call_timeout(&headers, longest), expected, "{value}");
+        }
+    }
 }
