@@ -1,7 +1,9 @@
 //! Hostile clients against the real binary's listeners: idle and half-sent
 //! connections are closed after the header-read timeout while a
-//! well-behaved client is served, kept-alive connections do not idle
-//! forever, HTTP/2 stream and gRPC connection caps hold, gRPC refuses
+//! well-behaved client is served, kept-alive HTTP/1 and idle HTTP/2
+//! connections do not idle forever (slow and greedy clients:
+//! hostile_clients.rs),
+//! HTTP/2 stream and gRPC connection caps hold, gRPC refuses
 //! undecodable and oversized messages as the caller's fault, and the proxy
 //! tunnels only the upgrades it is told to, each holding its connection
 //! slot until it closes idle. Trickled request bodies and stalled upstream
@@ -9,6 +11,8 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -125,46 +129,146 @@ fn an_idle_kept_alive_connection_is_closed_after_the_timeout() {
     );
 }
 
+/// An upstream that holds each `/slow` request for 5 s, counting how many
+/// it holds at once (now, and at most), and answers anything else at once.
+fn slow_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (holding, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (now, max) = (holding.clone(), most.clone());
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let (now, max) = (now.clone(), max.clone());
+            thread::spawn(move || {
+                let head = read_request_head(&mut stream);
+                let slow = head.starts_with("GET /slow");
+                if slow {
+                    let held = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    max.fetch_max(held, Ordering::SeqCst);
+                    thread::sleep(Duration::from_secs(5));
+                    now.fetch_sub(1, Ordering::SeqCst);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                );
+            });
+        }
+    });
+    (addr, holding, most)
+}
+
+/// Reads a request head off `stream` ("" if it closes first).
+fn read_request_head(stream: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if stream.read(&mut byte).unwrap_or(0) == 0 {
+            return String::new();
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Sends a GET for `path` on `client` and waits for its status.
+async fn h2_get(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    addr: SocketAddr,
+    path: &str,
+) -> u16 {
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .body(())
+        .unwrap();
+    let mut ready = client.clone().ready().await.unwrap();
+    let (response, _) = ready.send_request(request, true).unwrap();
+    response.await.unwrap().status().as_u16()
+}
+
 #[tokio::test]
 async fn many_http2_streams_on_one_connection_do_not_stop_other_clients() {
-    let fg = Floodgate::start(&config("max_concurrent_streams = 4\n", None));
-    let tcp = tokio::net::TcpStream::connect(fg.http).await.unwrap();
-    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let (upstream, holding, most) = slow_upstream();
+    let fg = Floodgate::start(&config(
+        "max_concurrent_streams = 4\n",
+        Some((upstream, "")),
+    ));
+    let proxy = fg.proxy.unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
-    client = client.ready().await.unwrap();
-    // The server's settings arrive with its first frames.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // The server's cap, as it advertised it.
+    // One answered request: the server's settings have arrived by then.
+    assert_eq!(h2_get(&client, proxy, "/fast").await, 200);
     assert_eq!(client.current_max_send_streams(), 4);
-    // 50 requests whose bodies never come: 4 streams open at the server,
-    // the rest queued by the client behind them.
+    // 50 slow requests on one connection: only 4 streams open at the
+    // server (and upstream), the rest queued by the client behind them.
     let mut open = Vec::new();
     for _ in 0..50 {
-        let request = http::Request::post(format!("http://{}/v1/check", fg.http))
+        let request = http::Request::get(format!("http://{proxy}/slow"))
             .body(())
             .unwrap();
         let mut ready = client.clone().ready().await.unwrap();
-        open.push(ready.send_request(request, false).unwrap());
+        open.push(ready.send_request(request, true).unwrap());
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let deadline = Instant::now() + PATIENCE;
+    while holding.load(Ordering::SeqCst) < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        holding.load(Ordering::SeqCst),
+        4,
+        "the capped streams never arrived"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        4,
+        "more streams than the cap were open"
+    );
     // Other clients, HTTP/1 and HTTP/2, are served meanwhile.
-    let addr = fg.http;
-    let h1 = tokio::task::spawn_blocking(move || http_request(addr, "GET", "/healthz", &[], None));
+    let h1 = tokio::task::spawn_blocking(move || http_request(proxy, "GET", "/fast", &[], None));
     assert_eq!(h1.await.unwrap().status, 200);
-    let tcp = tokio::net::TcpStream::connect(fg.http).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(proxy).await.unwrap();
     let (other, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
-    let request = http::Request::get(format!("http://{}/healthz", fg.http))
-        .body(())
-        .unwrap();
-    let (response, _) = other
-        .ready()
-        .await
-        .unwrap()
-        .send_request(request, true)
-        .unwrap();
-    assert_eq!(response.await.unwrap().status(), 200);
+    assert_eq!(h2_get(&other, proxy, "/fast").await, 200);
     drop(open);
+}
+
+/// The client preface and an empty SETTINGS frame: an HTTP/2 connection
+/// that then says nothing, not even acknowledging the server's frames.
+const H2_HELLO: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00";
+
+#[tokio::test]
+async fn idle_http2_connections_are_closed_on_the_api_and_grpc() {
+    let fg = Floodgate::start(&config("idle_timeout = \"1s\"\n", None));
+    for addr in [fg.http, fg.grpc] {
+        // A real client answers the server's pings, so only the idle
+        // timeout can close its connection; one request first.
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+        let connection = tokio::spawn(connection);
+        if addr == fg.http {
+            assert_eq!(h2_get(&client, addr, "/healthz").await, 200);
+        }
+        let closed = tokio::time::timeout(PATIENCE, connection).await;
+        assert!(
+            closed.is_ok(),
+            "the idle HTTP/2 connection to {addr} stayed open"
+        );
+        // A raw one that acknowledges nothing is closed as well.
+        let raw = tokio::task::spawn_blocking(move || {
+            let mut stream = TcpStream::connect(addr).unwrap();
+            stream.write_all(H2_HELLO).unwrap();
+            closed_by_server(&mut stream)
+        });
+        assert!(
+            raw.await.unwrap(),
+            "the silent HTTP/2 connection to {addr} stayed open"
+        );
+    }
+    // The listeners serve on.
+    assert_eq!(fg.http("GET", "/healthz", None).status, 200);
+    assert!(healthy(grpc_channel(&fg).await).await);
 }
 
 async fn grpc_channel(fg: &Floodgate) -> tonic::transport::Channel {
@@ -337,7 +441,7 @@ fn only_websocket_upgrades_are_tunnelled() {
 fn a_tunnel_keeps_its_connection_slot_until_it_closes_idle() {
     let fg = Floodgate::start(&config(
         "max_connections = 1\n",
-        Some((upgrade_upstream(), ", tunnel_idle_timeout = \"3s\"")),
+        Some((upgrade_upstream(), ", tunnel_idle_timeout = \"10s\"")),
     ));
     let proxy = fg.proxy.unwrap();
     let mut ws = TcpStream::connect(proxy).unwrap();

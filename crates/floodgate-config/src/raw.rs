@@ -50,6 +50,9 @@ pub(crate) struct RawServer {
     pub tcp_keepalive: Option<RawDuration>,
     pub grpc_timeout: Option<RawDuration>,
     pub grpc_max_message_bytes: Option<usize>,
+    pub idle_timeout: Option<RawDuration>,
+    pub send_timeout: Option<RawDuration>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// `[server] proxy = { … }`.

@@ -1,17 +1,22 @@
-//! The accept loop shared by the HTTP API, health and proxy listeners:
+//! The accept loop shared by the HTTP API, gRPC, health and proxy listeners:
 //! HTTP/1.1 and HTTP/2 (h2c) on one port, upgrades allowed, a cap on open
 //! connections, timeouts against idle and slow clients, and a graceful
 //! drain on shutdown.
 //!
 //! Backpressure happens at accept: a semaphore caps open connections at
 //! `max_connections`; past it, new connections wait in the kernel's
-//! backlog. A connection's slot is held until it closes — for an upgraded
+//! backlog. One client address (IPv6: one /64) may hold at most
+//! `max_connections_per_ip` of them; its next connections are closed at
+//! once. A connection's slot is held until it closes — for an upgraded
 //! connection, until its tunnel closes ([`ConnectionSlot`]).
 //!
 //! A new connection must send its first bytes within the header-read
 //! timeout, which also tells HTTP/1 from HTTP/2; HTTP/1 then gets the same
 //! timeout for each request head (counted from the previous response on a
-//! kept-alive connection), HTTP/2 keepalive pings and a stream cap.
+//! kept-alive connection), HTTP/2 keepalive pings and a stream cap. Any
+//! connection with no request in flight for the idle timeout is closed
+//! (HTTP/2 pings would keep it open forever otherwise), and a write the
+//! client does not read within the send timeout ends the connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,8 +36,19 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// The HTTP/2 connection preface a prior-knowledge client starts with.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+use client_io::{sniff_http2, ClientIo};
+use in_flight::{InFlight, Tracked};
+use per_ip::{PerIp, PerIpGuard};
+use stall::Stalls;
+
+mod client_io;
+mod in_flight;
+mod per_ip;
+mod stall;
+
+/// How long a closing connection with no request in flight may take to
+/// say goodbye before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Largest HTTP/2 frame payload we accept (the protocol's minimum).
 const H2_MAX_FRAME: u32 = 16 * 1024;
 /// Bytes buffered per HTTP/2 stream before its writer waits.
@@ -42,7 +58,7 @@ const H2_MAX_SEND_BUF: usize = 64 * 1024;
 /// it in their extensions, so whatever outlives the connection's HTTP phase
 /// (an upgraded tunnel) can keep the slot until it ends.
 #[derive(Debug, Clone)]
-pub struct ConnectionSlot(#[allow(dead_code)] Arc<OwnedSemaphorePermit>);
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, PerIpGuard)>);
 
 /// How a listener treats its connections.
 #[derive(Debug, Clone, Copy)]
@@ -78,30 +94,18 @@ fn builders(limits: &Limits) -> (Builder<TokioExecutor>, Builder<TokioExecutor>)
     (builder.clone().http1_only(), builder.http2_only())
 }
 
-/// Waits for a connection's first bytes: `Some(true)` for the HTTP/2
-/// preface, `Some(false)` for anything else, `None` when the peer closed.
-pub async fn sniff_http2(stream: &TcpStream) -> std::io::Result<Option<bool>> {
-    let mut buf = [0u8; 24];
-    loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if buf[..n] != H2_PREFACE[..n] {
-            return Ok(Some(false));
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(Some(true));
-        }
-        // Part of the preface so far: wait for the rest.
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-}
+/// Unanswered TCP keepalive probes before a peer counts as gone.
+const KEEPALIVE_RETRIES: u32 = 3;
 
-/// Sets TCP_NODELAY and TCP keepalive on an accepted connection.
+/// Sets TCP_NODELAY and TCP keepalive on an accepted connection: the
+/// first probe after `keepalive` of silence, then one every 10 s (or every
+/// `keepalive`, if shorter); three unanswered probes close the connection.
 pub fn tune(stream: &TcpStream, keepalive: Duration) {
     let _ = stream.set_nodelay(true);
-    let keepalive = socket2::TcpKeepalive::new().with_time(keepalive);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(keepalive)
+        .with_interval(keepalive.min(Duration::from_secs(10)))
+        .with_retries(KEEPALIVE_RETRIES);
     let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
 }
 
@@ -130,6 +134,7 @@ pub async fn serve<H, F, B>(
     let what = settings.what;
     let handle = Arc::new(handle);
     let permits = connection_cap(settings.max_connections);
+    let per_ip = PerIp::new(settings.limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let builders = Arc::new(builders(&settings.limits));
     loop {
@@ -151,11 +156,15 @@ pub async fn serve<H, F, B>(
                 }
             },
         };
+        let Some(place) = per_ip.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, listener = what, "refused a connection past max_connections_per_ip");
+            continue;
+        };
         let connection = Connection {
             settings,
             stream,
             peer,
-            slot: ConnectionSlot(Arc::new(permit)),
+            slot: ConnectionSlot(Arc::new((permit, place))),
             watcher: graceful.watcher(),
             shutdown: shutdown.clone(),
         };
@@ -186,7 +195,8 @@ struct Connection {
 
 impl Connection {
     /// Waits for the first bytes (at most the header-read timeout), then
-    /// serves HTTP/1 or HTTP/2 until the connection ends.
+    /// serves HTTP/1 or HTTP/2 until the connection ends, it has no request
+    /// in flight for the idle timeout, or the listener shuts down.
     async fn run<H, F, B>(
         self,
         builders: Arc<(Builder<TokioExecutor>, Builder<TokioExecutor>)>,
@@ -199,38 +209,79 @@ impl Connection {
     {
         let Connection {
             settings,
-            stream,
+            mut stream,
             peer,
             slot,
             watcher,
             shutdown,
         } = self;
-        tune(&stream, settings.limits.tcp_keepalive);
+        let (what, limits) = (settings.what, settings.limits);
+        tune(&stream, limits.tcp_keepalive);
         let sniffed = tokio::select! {
             _ = shutdown.cancelled() => return,
-            sniffed = tokio::time::timeout(settings.limits.header_read_timeout, sniff_http2(&stream)) => sniffed,
+            sniffed = tokio::time::timeout(limits.header_read_timeout, sniff_http2(&mut stream)) => sniffed,
         };
-        let http2 = match sniffed {
-            Ok(Ok(Some(http2))) => http2,
+        let sniffed = match sniffed {
+            Ok(Ok(Some(sniffed))) => sniffed,
             Ok(Ok(None) | Err(_)) => return,
             Err(_) => {
-                tracing::debug!(%peer, listener = settings.what, "closed a connection that sent nothing");
+                tracing::debug!(%peer, listener = what, "closed a connection that sent nothing");
                 return;
             }
         };
-        let builder = if http2 { &builders.1 } else { &builders.0 };
+        let builder = if sniffed.http2 {
+            &builders.1
+        } else {
+            &builders.0
+        };
+        let in_flight = InFlight::new();
+        let tracker = in_flight.clone();
+        let stalls = Stalls::default();
+        let watched = stalls.clone();
         let request_slot = slot.clone();
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(request_slot.clone());
-            handle(req, peer)
+            let guard = tracker.start();
+            let answer = handle(req, peer);
+            let watched = watched.clone();
+            async move {
+                let response = answer.await?;
+                Ok::<_, Infallible>(
+                    response.map(|body| Tracked::new(body, guard, Some(watched.body()))),
+                )
+            }
         });
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        if let Err(error) = watcher.watch(conn).await {
-            tracing::debug!(%error, listener = settings.what, "connection ended with an error");
+        let io = ClientIo::new(stream, sniffed.prefix, limits.send_timeout);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, %peer, listener = what, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = shutdown.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = in_flight.idle_for(limits.idle_timeout), if !closing => {
+                    tracing::debug!(%peer, listener = what, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = stalls.stalled_for(limits.send_timeout) => {
+                    tracing::debug!(%peer, listener = what, "dropped a connection whose client stopped reading");
+                    break;
+                }
+                // Closing, and nothing left to finish: a client that does
+                // not acknowledge the goodbye is not waited for.
+                () = in_flight.idle_for(CLOSE_GRACE), if closing => break,
+            }
         }
-        drop(slot);
+        drop((watcher, slot));
     }
 }
 
@@ -248,26 +299,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_first_bytes_tell_http2_from_http1() {
+    async fn a_dead_peer_is_probed_every_10s_three_times() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        for (sent, expected) in [
-            (&b"GET / HTTP/1.1\r\n"[..], Some(false)),
-            (&H2_PREFACE[..], Some(true)),
-            (&b""[..], None),
-        ] {
-            let client = tokio::spawn(async move {
-                use tokio::io::AsyncWriteExt;
-                let mut s = TcpStream::connect(addr).await.unwrap();
-                s.write_all(sent).await.unwrap();
-                s
-            });
-            let (server, _) = listener.accept().await.unwrap();
-            let client = client.await.unwrap();
-            if sent.is_empty() {
-                drop(client);
-            }
-            assert_eq!(sniff_http2(&server).await.unwrap(), expected);
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (server, _) = accepted.unwrap();
+        for (keepalive, interval) in [(60, 10), (5, 5)] {
+            tune(&server, Duration::from_secs(keepalive));
+            let socket = socket2::SockRef::from(&server);
+            assert_eq!(
+                socket.tcp_keepalive_time().unwrap(),
+                Duration::from_secs(keepalive)
+            );
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(interval)
+            );
+            assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
         }
+        drop(client);
     }
 }

@@ -43,6 +43,15 @@ pub struct Limits {
     pub grpc_timeout: Duration,
     /// Largest gRPC request message, in bytes (as `/v1/check`'s body limit).
     pub grpc_max_message_bytes: usize,
+    /// How long a connection (HTTP/1, HTTP/2, gRPC) may stay open with no
+    /// request in flight before it is closed (HTTP/2 with a GOAWAY).
+    pub idle_timeout: Duration,
+    /// How long one write to a client may wait for the client to read
+    /// (a full socket buffer) before the connection is closed.
+    pub send_timeout: Duration,
+    /// Open connections at most from one client address (IPv6: one /64),
+    /// per listener.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Limits {
@@ -58,6 +67,9 @@ impl Default for Limits {
             tcp_keepalive: Duration::from_secs(60),
             grpc_timeout: Duration::from_secs(30),
             grpc_max_message_bytes: 64 * 1024,
+            idle_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(30),
+            max_connections_per_ip: 256,
         }
     }
 }
@@ -94,7 +106,9 @@ impl Default for ProxyLimits {
 }
 
 const HOUR: Duration = Duration::from_secs(3_600);
-const MS: Duration = Duration::from_millis(1);
+/// The shortest listener timeout: anything shorter cuts well-behaved
+/// clients on an ordinary network.
+const SHORTEST: Duration = Duration::from_millis(100);
 const SECOND: Duration = Duration::from_secs(1);
 
 /// Reads `raw.$key` within `$min..=$max`, or the default `d.$key`.
@@ -125,18 +139,38 @@ impl Limits {
                 bounded!(count_in, section, diag, raw, d, $key, $min, $max)
             };
         }
-        Limits {
-            header_read_timeout: time!(header_read_timeout, MS, HOUR),
-            request_timeout: time!(request_timeout, MS, HOUR),
+        let mut limits = Limits {
+            header_read_timeout: time!(header_read_timeout, SHORTEST, HOUR),
+            request_timeout: time!(request_timeout, SHORTEST, HOUR),
             max_header_bytes: count!(max_header_bytes, 8 * 1024, 1024 * 1024),
             max_headers: count!(max_headers, 1, 1_000),
-            http2_keepalive_interval: time!(http2_keepalive_interval, MS, HOUR),
-            http2_keepalive_timeout: time!(http2_keepalive_timeout, MS, HOUR),
+            http2_keepalive_interval: time!(http2_keepalive_interval, SHORTEST, HOUR),
+            http2_keepalive_timeout: time!(http2_keepalive_timeout, SHORTEST, HOUR),
             max_concurrent_streams: count!(max_concurrent_streams, 1, 65_536),
             tcp_keepalive: time!(tcp_keepalive, SECOND, 2 * HOUR),
-            grpc_timeout: time!(grpc_timeout, MS, HOUR),
+            grpc_timeout: time!(grpc_timeout, SHORTEST, HOUR),
             grpc_max_message_bytes: count!(grpc_max_message_bytes, 64, 16 * 1024 * 1024),
+            idle_timeout: time!(idle_timeout, SHORTEST, 24 * HOUR),
+            send_timeout: time!(send_timeout, SHORTEST, HOUR),
+            max_connections_per_ip: count!(max_connections_per_ip, 1, MAX_CONNECTIONS_LIMIT),
+        };
+        if raw.http2_keepalive_timeout.is_none() {
+            // Unwritten, the ping timeout follows a shorter interval down.
+            limits.http2_keepalive_timeout = d
+                .http2_keepalive_timeout
+                .min(limits.http2_keepalive_interval);
+        } else if limits.http2_keepalive_timeout > limits.http2_keepalive_interval {
+            diag.push(
+                section.at("http2_keepalive_timeout"),
+                format!(
+                    "http2_keepalive_timeout in {} ({}) must not be longer than http2_keepalive_interval ({})",
+                    section.name,
+                    show(limits.http2_keepalive_timeout),
+                    show(limits.http2_keepalive_interval)
+                ),
+            );
         }
+        limits
     }
 }
 
@@ -146,7 +180,7 @@ impl ProxyLimits {
         let (raw, d) = (&section.raw, ProxyLimits::default());
         macro_rules! time {
             ($key:ident, $max:expr) => {
-                bounded!(duration_in, section, diag, raw, d, $key, MS, $max)
+                bounded!(duration_in, section, diag, raw, d, $key, SHORTEST, $max)
             };
         }
         ProxyLimits {
@@ -294,6 +328,9 @@ max_concurrent_streams = 8
 tcp_keepalive = "30s"
 grpc_timeout = "1s"
 grpc_max_message_bytes = 1024
+idle_timeout = "7s"
+send_timeout = "6s"
+max_connections_per_ip = 9
 proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket", "h2c"], tunnel_idle_timeout = "1m", connect_timeout = "1s", response_timeout = "10s", body_idle_timeout = "2s", pool_idle_timeout = "3s" }
 "#,
             "t.toml",
@@ -316,6 +353,9 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
         assert_eq!(l.tcp_keepalive, Duration::from_secs(30));
         assert_eq!(l.grpc_timeout, Duration::from_secs(1));
         assert_eq!(l.grpc_max_message_bytes, 1024);
+        assert_eq!(l.idle_timeout, Duration::from_secs(7));
+        assert_eq!(l.send_timeout, Duration::from_secs(6));
+        assert_eq!(l.max_connections_per_ip, 9);
         let p = &s.proxy.as_ref().unwrap().limits;
         assert_eq!(p.upgrades, ["websocket", "h2c"]);
         assert_eq!(p.tunnel_idle_timeout, Duration::from_secs(60));
@@ -326,12 +366,25 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
     }
 
     #[test]
+    fn a_shorter_keepalive_interval_pulls_the_unwritten_ping_timeout_down() {
+        let config = from_str("[server]\nhttp2_keepalive_interval = \"5s\"\n", "t.toml").unwrap();
+        let l = config.server.limits;
+        assert_eq!(l.http2_keepalive_interval, Duration::from_secs(5));
+        assert_eq!(l.http2_keepalive_timeout, Duration::from_secs(5));
+        let found = errors(
+            "[server]\nhttp2_keepalive_interval = \"5s\"\nhttp2_keepalive_timeout = \"6s\"\n",
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1), (3, 27), "{found:?}");
+    }
+
+    #[test]
     fn zero_and_absurd_values_are_refused_where_written() {
         for (text, column, words) in [
             (
                 "header_read_timeout = \"0ms\"",
                 23,
-                "header_read_timeout in [server] must be between 1ms and 1h, not 0ms",
+                "header_read_timeout in [server] must be between 100ms and 1h, not 0ms",
             ),
             (
                 "grpc_timeout = \"2d\"",
@@ -359,6 +412,33 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
                 "max_connections must be at most 1000000",
             ),
             ("health = \"nowhere\"", 10, "invalid address \"nowhere\""),
+            (
+                "header_read_timeout = \"50ms\"",
+                23,
+                "header_read_timeout in [server] must be between 100ms and 1h, not 50ms",
+            ),
+            (
+                "http2_keepalive_interval = \"1ms\"",
+                28,
+                "http2_keepalive_interval in [server] must be between 100ms",
+            ),
+            (
+                "http2_keepalive_timeout = \"1ms\"",
+                27,
+                "http2_keepalive_timeout in [server] must be between 100ms",
+            ),
+            (
+                "http2_keepalive_timeout = \"30s\"",
+                27,
+                "http2_keepalive_timeout in [server] (30s) must not be longer than http2_keepalive_interval (20s)",
+            ),
+            ("idle_timeout = \"10ms\"", 16, "idle_timeout in [server] must be between 100ms"),
+            ("send_timeout = \"0s\"", 16, "send_timeout in [server] must be between 100ms"),
+            (
+                "max_connections_per_ip = 0",
+                26,
+                "max_connections_per_ip in [server] must be between 1 and 1000000",
+            ),
         ] {
             let src = format!("[server]\n{text}\n");
             let found = errors(&src);

@@ -1,22 +1,24 @@
 //! The gRPC listener (`server.grpc`): `floodgate.v1.RateLimiter`, Envoy's
 //! rate limit service and ext_authz, `grpc.health.v1.Health` and server
-//! reflection. Connections are capped (`server.max_connections`), pinged
-//! (HTTP/2 keepalive) and TCP-keepalived; calls time out; request messages
-//! are limited in size and undecodable ones answered `INVALID_ARGUMENT`.
+//! reflection. Connections go through the same accept loop as the HTTP
+//! listeners (capped, pinged, TCP-keepalived, closed when idle or when the
+//! client stops reading); calls time out; request messages are limited in
+//! size and undecodable ones answered `INVALID_ARGUMENT`.
 
 mod ext_authz;
-mod incoming;
 mod rate_limiter;
 mod rls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use floodgate_config::server::Limits;
 use floodgate_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::codegen::Service;
+use tonic::service::Routes;
 
 use crate::accept::ListenerSettings;
 use crate::app::App;
@@ -52,10 +54,7 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?
         .max_decoding_message_size(max_message);
-    let incoming = incoming::capped(listener, settings.max_connections, limits, shutdown.clone());
-    let drained = shutdown.clone();
-    let server = transport(&limits)
-        .add_service(health_service.max_decoding_message_size(max_message))
+    let routes = Routes::new(health_service.max_decoding_message_size(max_message))
         .add_service(reflection)
         .add_service(
             RateLimiterServer::new(RateLimiterService::new(app.clone()))
@@ -68,26 +67,71 @@ pub async fn serve(
         .add_service(
             AuthorizationServer::new(AuthzService::new(app)).max_decoding_message_size(max_message),
         )
-        .serve_with_incoming_shutdown(incoming, async move { drained.cancelled().await });
-    tokio::select! {
-        result = server => result?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(settings.grace).await } => {
-            tracing::warn!(grace = ?settings.grace, "grpc calls still open after the grace period");
+        .prepare();
+    let longest = limits.grpc_timeout;
+    crate::accept::serve(settings, listener, shutdown, move |req, _peer| {
+        let mut routes = routes.clone();
+        let timeout = call_timeout(req.headers(), longest);
+        async move {
+            match tokio::time::timeout(timeout, routes.call(req)).await {
+                Ok(answered) => answered,
+                Err(_) => Ok(tonic::Status::cancelled("Timeout expired").into_http()),
+            }
         }
-    }
+    })
+    .await;
     Ok(())
 }
 
-/// The server with the per-connection limits: streams, call timeout,
-/// HTTP/2 keepalive, header and frame sizes.
-fn transport(limits: &Limits) -> tonic::transport::Server {
-    let streams = limits.max_concurrent_streams;
-    tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(streams as usize)
-        .max_concurrent_streams(streams)
-        .timeout(limits.grpc_timeout)
-        .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
-        .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
-        .http2_max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .max_frame_size(16 * 1024)
+/// How long one call may run: `grpc_timeout`, or the caller's own
+/// `grpc-timeout` header when that is shorter.
+fn call_timeout(headers: &http::HeaderMap, longest: Duration) -> Duration {
+    let asked = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    asked.map_or(longest, |asked| asked.min(longest))
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3_600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shorter_of_grpc_timeout_and_the_callers_deadline_applies() {
+        let longest = Duration::from_secs(30);
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(call_timeout(&headers, longest), longest);
+        for (value, expected) in [
+            ("20m", Duration::from_millis(20)),
+            ("5S", Duration::from_secs(5)),
+            ("1H", longest),
+            ("100u", Duration::from_micros(100)),
+            ("7", longest),
+            ("x5S", longest),
+            ("123456789S", longest),
+            ("", longest),
+        ] {
+            headers.insert("grpc-timeout", value.parse().unwrap());
+            assert_eq!(call_timeout(&headers, longest), expected, "{value}");
+        }
+    }
 }

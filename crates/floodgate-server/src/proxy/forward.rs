@@ -17,11 +17,13 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::headers::{add_forwarded, strip_hop_by_hop, upgrade_of};
 use super::idle_body::{BoxError, IdleBody};
 use super::leases::{LeaseBody, LeaseGuard, Leases};
+use super::sent_body::SentBody;
 use super::tunnel::{allowed_upgrade, tunnel, Held};
 use crate::accept::ConnectionSlot;
 use crate::app::App;
@@ -118,6 +120,12 @@ impl Forwarder {
             let body = serde_json::to_vec(&CheckBody::new(&verdict)).unwrap_or_default();
             let mut response = full(StatusCode::TOO_MANY_REQUESTS, body);
             add(&mut response, &rate_headers);
+            if req.version() < Version::HTTP_2 {
+                // A client past its limit gives its connection back.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             return Ok(response);
         }
         let guard = verdict_lease(&self.leases, &verdict);
@@ -125,12 +133,21 @@ impl Forwarder {
         let client_upgrade = upgrade_of(req.headers())
             .and_then(|asked| allowed_upgrade(&asked, &self.limits.upgrades))
             .map(|p| (p, hyper::upgrade::on(&mut req)));
-        let upstream_req = match self.upstream_request(req, peer, client_upgrade.as_ref()) {
-            Ok(r) => r,
-            Err(message) => return Ok(json_error(StatusCode::BAD_REQUEST, &message)),
-        };
+        let (upstream_req, uploaded) =
+            match self.upstream_request(req, peer, client_upgrade.as_ref()) {
+                Ok(r) => r,
+                Err(message) => return Ok(json_error(StatusCode::BAD_REQUEST, &message)),
+            };
+        // The response timeout counts from the end of the upload (which
+        // itself only has to keep moving, `body_idle_timeout`).
         let response_timeout = self.limits.response_timeout;
-        let sent = tokio::time::timeout(response_timeout, self.client.request(upstream_req)).await;
+        let sent = tokio::select! {
+            answered = self.client.request(upstream_req) => Ok(answered),
+            () = async {
+                let _ = uploaded.await;
+                tokio::time::sleep(response_timeout).await;
+            } => Err(()),
+        };
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
@@ -169,13 +186,14 @@ impl Forwarder {
     }
 
     /// The request to send upstream: same method, path and query under the
-    /// upstream's base, end-to-end headers, `X-Forwarded-*`, HTTP/1.1.
+    /// upstream's base, end-to-end headers, `X-Forwarded-*`, HTTP/1.1; and
+    /// what resolves once its body has been sent.
     fn upstream_request(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
         upgrade: Option<&(HeaderValue, hyper::upgrade::OnUpgrade)>,
-    ) -> Result<Request<ProxyBody>, String> {
+    ) -> Result<(Request<ProxyBody>, oneshot::Receiver<()>), String> {
         let (mut parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let uri = format!("{}{}{}", self.scheme_authority, self.base_path, path);
@@ -194,8 +212,9 @@ impl Forwarder {
         if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
             parts.headers.insert(header::HOST, host);
         }
+        let (body, uploaded) = SentBody::new(body);
         let body = IdleBody::new(body, self.limits.body_idle_timeout);
-        Ok(Request::from_parts(parts, body.boxed()))
+        Ok((Request::from_parts(parts, body.boxed()), uploaded))
     }
 }
 

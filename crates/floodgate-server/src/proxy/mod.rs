@@ -11,6 +11,7 @@ mod forward;
 mod headers;
 mod idle_body;
 mod leases;
+mod sent_body;
 mod tunnel;
 
 use std::sync::Arc;
