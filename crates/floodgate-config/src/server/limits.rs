@@ -69,7 +69,9 @@ impl Default for Limits {
             grpc_max_message_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(30),
-            max_connections_per_ip: 256,
+            // No cap of its own: behind a load balancer one address carries
+            // every client, and on a sidecar the app is one address too.
+            max_connections_per_ip: MAX_CONNECTIONS_LIMIT,
         }
     }
 }
