@@ -17,6 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .map(|f| root.join(f));
     let well_known = protoc_bin_vendored::include_path()?;
     tonic_prost_build::configure()
+        // Decode errors become INVALID_ARGUMENT (src/codec.rs).
+        .codec_path("crate::codec::InvalidArgumentCodec")
         .file_descriptor_set_path(out.join("descriptor.bin"))
         .compile_protos(&files, &[root.clone(), well_known])?;
     println!("cargo:rerun-if-changed={}", root.display());

@@ -43,6 +43,8 @@ pub struct Floodgate {
     pub grpc: SocketAddr,
     /// Where its reverse proxy listens, when `[server] proxy` is set.
     pub proxy: Option<SocketAddr>,
+    /// Where its health listener is, when `[server] health` is set.
+    pub health: Option<SocketAddr>,
     /// Everything it logged so far (stderr), for assertions and failures.
     pub log: Arc<Mutex<String>>,
     /// The config file (kept alive with the process).
@@ -102,15 +104,18 @@ impl Floodgate {
             let end = rest.find(' ').unwrap_or(rest.len());
             rest[..end].parse().expect("socket address")
         };
-        let proxy = line
-            .find("proxy=")
-            .map(|start| &line[start + "proxy=".len()..])
-            .and_then(|rest| rest.split(' ').next())
-            .and_then(|addr| addr.parse().ok());
+        let optional = |name: &str| -> Option<SocketAddr> {
+            let key = format!(" {name}=");
+            line.find(&key)
+                .map(|start| &line[start + key.len()..])
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|addr| addr.parse().ok())
+        };
         Floodgate {
             http: field("http"),
             grpc: field("grpc"),
-            proxy,
+            proxy: optional("proxy"),
+            health: optional("health"),
             child,
             log,
             dir,

@@ -4,7 +4,11 @@ use floodgate_e2e::{repo_root, run_cli};
 
 #[test]
 fn shipped_configs_are_valid() {
-    for file in ["config/floodgate.toml", "config/floodgate-redis.toml"] {
+    for file in [
+        "config/floodgate.toml",
+        "config/floodgate-redis.toml",
+        "examples/nginx/floodgate.toml",
+    ] {
         let path = repo_root().join(file);
         let (code, out, err) = run_cli(&["check-config", path.to_str().unwrap()]);
         assert_eq!(code, 0, "{file}: {err}");

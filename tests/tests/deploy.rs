@@ -1,9 +1,10 @@
 //! What can be checked of `deploy/` without Docker or Kubernetes (neither
-//! runs here): the ConfigMap's TOML is valid and serves health endpoints,
-//! the container args and the Dockerfile name real subcommands and flags,
-//! and the probes point at `/healthz` and `/readyz`.
+//! runs here): the ConfigMap's TOML is valid, runs on a Redis and serves
+//! the probes on its health listener but not the check API, the container
+//! args and the Dockerfile name real subcommands and flags, and the probes
+//! point at `/healthz` and `/readyz` on the health listener's port.
 
-use floodgate_e2e::{repo_root, run_cli, Floodgate};
+use floodgate_e2e::{http_request, repo_root, run_cli, Floodgate, RedisServer};
 
 const MANIFEST: &str = "deploy/kubernetes/floodgate-sidecar.yaml";
 const CONFIG_PATH: &str = "/etc/floodgate/floodgate.toml";
@@ -34,7 +35,7 @@ fn configmap_toml() -> String {
 }
 
 #[test]
-fn configmap_toml_is_valid_and_serves_health() {
+fn configmap_toml_runs_on_redis_and_serves_probes_not_checks_on_the_health_listener() {
     let toml = configmap_toml();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("floodgate.toml");
@@ -44,16 +45,53 @@ fn configmap_toml_is_valid_and_serves_health() {
     for policy in ["ai-per-user", "auth-per-ip", "api-per-user"] {
         assert!(out.contains(policy), "{out}");
     }
-    // The probes' port is the HTTP listener's.
-    assert!(toml.contains("http = \"0.0.0.0:9720\""), "{toml}");
-    // Served (on free ports), both probe paths answer 200.
-    let local = toml
-        .replace("http = \"0.0.0.0:9720\"", "http = \"127.0.0.1:0\"")
-        .replace("grpc = \"127.0.0.1:9721\"", "grpc = \"127.0.0.1:0\"");
-    let fg = Floodgate::start(&local);
-    for probe in ["/healthz", "/readyz"] {
-        assert_eq!(fg.http("GET", probe, None).status, 200, "{probe}");
+    // The check API on the pod's loopback, probes and metrics on the pod
+    // IP, counters in the shared Redis.
+    for line in [
+        "http = \"127.0.0.1:9720\"",
+        "grpc = \"127.0.0.1:9721\"",
+        "health = \"0.0.0.0:9722\"",
+        "kind = \"redis\"",
+        "url = \"redis://floodgate-redis:6379\"",
+    ] {
+        assert!(toml.contains(line), "{line} missing from\n{toml}");
     }
+    assert_eq!(
+        toml.matches("0.0.0.0").count(),
+        1,
+        "only health on 0.0.0.0: {toml}"
+    );
+    // Served on free ports with a real Redis.
+    let redis = RedisServer::start();
+    let local = toml
+        .replace("127.0.0.1:9720", "127.0.0.1:0")
+        .replace("127.0.0.1:9721", "127.0.0.1:0")
+        .replace("0.0.0.0:9722", "127.0.0.1:0")
+        .replace("redis://floodgate-redis:6379", &redis.url());
+    let fg = Floodgate::start(&local);
+    let health = fg.health.expect("the health listener's address in the log");
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        let response = http_request(health, "GET", probe, &[], None);
+        assert_eq!(response.status, 200, "{probe} on the health listener");
+    }
+    let ready = http_request(health, "GET", "/readyz", &[], None).json();
+    assert_eq!(ready["store"], "redis", "{ready}");
+    let check = br#"{"attributes":{"user":"u1","endpoint":"ai"}}"#;
+    for (method, path) in [
+        ("POST", "/v1/check"),
+        ("POST", "/v1/release"),
+        ("GET", "/v1/auth"),
+        ("GET", "/v1/policies"),
+    ] {
+        let response = http_request(health, method, path, &[], Some(check));
+        assert_eq!(
+            response.status, 404,
+            "{method} {path} on the health listener"
+        );
+    }
+    // The check API itself works, on its own listener.
+    let allowed = fg.check(std::str::from_utf8(check).unwrap());
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
 }
 
 /// The JSON-array strings on the line starting with `key` (`args: [...]`,
@@ -87,7 +125,7 @@ fn container_args_name_real_subcommands_and_flags() {
 }
 
 #[test]
-fn probes_are_healthz_and_readyz_on_9720() {
+fn probes_and_scrapes_go_to_the_health_listener_on_9722() {
     let yaml = manifest();
     for (probe, path) in [
         ("livenessProbe:", "/healthz"),
@@ -105,8 +143,13 @@ fn probes_are_healthz_and_readyz_on_9720() {
             block.contains(&format!("path: {path}").as_str()),
             "{probe} {block:?}"
         );
-        assert!(block.contains(&"port: 9720"), "{probe} {block:?}");
+        assert!(block.contains(&"port: 9722"), "{probe} {block:?}");
     }
+    assert!(yaml.contains("prometheus.io/port: \"9722\""), "scrape port");
+    // Only the health listener is a port of the pod.
+    assert!(yaml.contains("containerPort: 9722"));
+    assert!(!yaml.contains("containerPort: 9720"));
+    assert!(!yaml.contains("containerPort: 9721"));
     assert!(yaml.contains("requests:"), "resource requests");
 }
 

@@ -164,6 +164,38 @@ async fn descriptors_domains_hits_and_headers() {
     assert!(other.statuses[0].current_limit.is_none());
 }
 
+/// Envoy's `remote_address` is keyed like every address floodgate derives:
+/// the addresses of one IPv6 /56 (the default `ipv6_prefix`) share a
+/// counter, an IPv4-mapped address is its IPv4 address.
+#[tokio::test]
+async fn remote_address_is_keyed_by_its_ipv6_network_on_rls() {
+    let fg = Floodgate::start(&config());
+    let mut client = rls_client(&fg).await;
+    let mut remaining = Vec::new();
+    for address in [
+        "2001:db8:0:1aa::1",
+        "2001:db8:0:1bb::2",
+        "2001:db8:0:1ff:ffff::3",
+        "2001:db8:0:200::1",
+        "::ffff:192.0.2.1",
+        "192.0.2.1",
+    ] {
+        let response = client
+            .should_rate_limit(rls::RateLimitRequest {
+                domain: "edge".into(),
+                descriptors: vec![descriptor(&[("remote_address", address)], None)],
+                hits_addend: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        remaining.push(response.statuses[0].limit_remaining);
+    }
+    // edge-per-ip allows 10 a minute: one network, then another, then one
+    // IPv4 address written two ways.
+    assert_eq!(remaining, [9, 8, 7, 9, 9, 8]);
+}
+
 #[tokio::test]
 async fn bad_rate_limit_requests_are_invalid_argument() {
     let fg = Floodgate::start(&config());
@@ -424,4 +456,74 @@ async fn raw_call(fg: &Floodgate, path: &str, body: &[u8]) -> Vec<u8> {
         .await
         .unwrap();
     response.into_inner().to_vec()
+}
+
+/// Envoy has no "request finished" callback to floodgate on ext_authz or
+/// RLS: a lease taken there could never be released. `concurrency`
+/// policies are not applied on those services (a metric counts the skips);
+/// `/v1/check`, which hands the lease back to its caller, still applies them.
+#[tokio::test]
+async fn concurrency_policies_never_cap_ext_authz_or_rls() {
+    let fg = Floodgate::start(&format!(
+        r#"{FREE_PORTS}
+[[endpoint]]
+name = "ai"
+path = "/api/chat/*"
+
+[[policy]]
+name = "ai-in-flight"
+match = {{ endpoint = "ai" }}
+key = ["user"]
+algorithm = "concurrency"
+limit = 2
+lease_timeout = "60s"
+
+[[policy]]
+name = "edge-in-flight"
+domain = "edge"
+key = ["tenant"]
+algorithm = "concurrency"
+limit = 2
+lease_timeout = "60s"
+"#
+    ));
+    let path = "/envoy.service.auth.v3.Authorization/Check";
+    let fixture = authz_fixture("alice", "/api/chat/completions", None);
+    for i in 0..4 {
+        let raw = raw_call(&fg, path, &fixture).await;
+        let response = authz::CheckResponse::decode(raw.as_slice()).unwrap();
+        assert_eq!(response.status.unwrap().code, 0, "ext_authz check {i}");
+    }
+    let mut client = rls_client(&fg).await;
+    for i in 0..4 {
+        let response = client
+            .should_rate_limit(rls::RateLimitRequest {
+                domain: "edge".into(),
+                descriptors: vec![descriptor(&[("tenant", "t1")], None)],
+                hits_addend: 1,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(response.overall_code, Code::Ok as i32, "RLS check {i}");
+    }
+    // Where the caller releases leases, the policy applies: 2 in flight.
+    let body = r#"{"attributes": {"user": "alice", "endpoint": "ai"}}"#;
+    let statuses: Vec<u16> = (0..3).map(|_| fg.check(body).status).collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let metrics = fg.http("GET", "/metrics", None).text();
+    for (transport, policy) in [
+        ("envoy_authz", "ai-in-flight"),
+        ("envoy_rls", "edge-in-flight"),
+    ] {
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("floodgate_concurrency_skipped_total")
+                    && l.contains(&format!("transport=\"{transport}\""))
+                    && l.contains(&format!("policy=\"{policy}\""))
+                    && l.ends_with(" 4")),
+            "{transport}: {metrics}"
+        );
+    }
 }

@@ -30,12 +30,32 @@ fn explains_the_default_config() {
         "{out}"
     );
     assert!(out.contains("api-per-user: does not apply"), "{out}");
-    assert!(out.contains("1 of 3 policies apply"), "{out}");
+    // The per-address backstops count the user's address too.
+    assert!(out.contains("ai-per-ip: applies"), "{out}");
+    assert!(out.contains("all-per-ip: applies"), "{out}");
+    assert!(out.contains("3 of 5 policies apply"), "{out}");
 
-    // Without a user, the per-user policy names the missing key attribute.
+    // Without a user, the per-user policy counts the client address, and
+    // says so.
+    let (code, out, _) = run_cli(&[
+        "explain",
+        "--config",
+        &config,
+        "endpoint=api",
+        "ip=127.0.0.1",
+    ]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("api-per-user: applies (1000 per 1m, sliding_window)\n  key user|ip → ip=127.0.0.1 (stand-in)\n  counter key: api-per-user:ip=127.0.0.1\n"),
+        "{out}"
+    );
+    // With neither, it names both missing alternatives.
     let (code, out, _) = run_cli(&["explain", "--config", &config, "endpoint=api"]);
     assert_eq!(code, 0);
-    assert!(out.contains("key attribute user is missing"), "{out}");
+    assert!(
+        out.contains("key user|ip: none of user, ip is present"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -67,4 +87,41 @@ fn bad_arguments_exit_2_with_a_message() {
     let (code, _, err) = run_cli(&["explain", "--config", "/nonexistent.toml", "user=u1"]);
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent.toml"), "{err}");
+}
+
+/// The key `explain` prints is the key the store writes, shape and all,
+/// for every algorithm whose key carries one.
+#[test]
+fn explain_prints_the_key_the_redis_store_writes() {
+    use floodgate_e2e::{Floodgate, RedisServer, FREE_PORTS};
+    let redis = RedisServer::start();
+    let config = format!(
+        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\nkey_prefix = \"ex\"\n\n\
+         [[policy]]\nname = \"sw\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"90s\"\n\n\
+         [[policy]]\nname = \"tb\"\nkey = [\"user\"]\nlimit = 4\nwindow = \"2s\"\nalgorithm = \"token_bucket\"\nburst = 7\n",
+        redis.url()
+    );
+    let fg = Floodgate::start(&config);
+    let r = fg.check(r#"{"attributes": {"user": "u1"}}"#);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let path = fg.config_path();
+    let (code, out, err) = run_cli(&["explain", "--config", path.to_str().unwrap(), "user=u1"]);
+    assert_eq!(code, 0, "{err}");
+    let printed: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("counter key: "))
+        .collect();
+    assert_eq!(
+        printed,
+        ["ex:{sw:u1}:sw:90000", "ex:{tb:u1}:tb:7:500000"],
+        "{out}"
+    );
+    let stored = redis.cli(&["--scan", "--pattern", "ex:{*"]);
+    // (Besides the heartbeat's `ex:{hb}:instances`.)
+    let mut stored: Vec<&str> = stored
+        .lines()
+        .filter(|k| *k != "ex:{hb}:instances")
+        .collect();
+    stored.sort_unstable();
+    assert_eq!(stored, printed);
 }

@@ -119,3 +119,57 @@ fn starts_without_redis_in_fallback_and_moves_to_redis() {
     assert_eq!(check(&floodgate, "b"), (true, "redis".to_string()));
     assert_eq!(redis.cli(&["PING"]).trim(), "PONG");
 }
+
+/// `instances = "auto"` with Redis down at start-up: the sidecar count is
+/// unknown, so the fallback divides by `min_instances` (not silently by 1)
+/// and says so in a warning.
+#[test]
+fn auto_instances_with_redis_down_at_start_use_min_instances() {
+    let port = free_port();
+    let config = config(port).replace("instances = 2", "instances = \"auto\"\nmin_instances = 4");
+    let floodgate = Floodgate::start(&config);
+    assert_eq!(store_mode(&floodgate), "fallback");
+    assert_eq!(gauge(&floodgate, "floodgate_instances"), 4.0);
+    let mut allowed = 0;
+    for _ in 0..12 {
+        let (ok, source) = check(&floodgate, "fresh");
+        assert_eq!(source, "fallback");
+        allowed += usize::from(ok);
+    }
+    assert_eq!(allowed, 3, "ceil(10 / 4)");
+    let log = floodgate.log.lock().unwrap().clone();
+    assert!(log.contains("sidecar count is unknown"), "{log}");
+}
+
+/// Limit 100 per window: 60 admitted by the fallback during an outage are
+/// added to Redis when it is back, so the window admits about 100 in total,
+/// not 60 + 100.
+#[test]
+fn an_outage_does_not_double_a_budget() {
+    let mut redis = RedisServer::start();
+    let config = config(redis.port)
+        .replace("instances = 2", "instances = 1")
+        .replace("limit = 10\n", "limit = 100\n")
+        .replace("window = \"366d\"", "window = \"1h\"");
+    let floodgate = Floodgate::start(&config);
+    assert_eq!(check(&floodgate, "a"), (true, "redis".to_string()));
+
+    redis.kill();
+    until_mode(&floodgate, "fallback", Duration::from_secs(3));
+    for _ in 0..60 {
+        assert_eq!(check(&floodgate, "spender"), (true, "fallback".to_string()));
+    }
+
+    redis.restart();
+    until_mode(&floodgate, "redis", Duration::from_secs(5));
+    let mut after = 0;
+    for _ in 0..150 {
+        let (ok, source) = check(&floodgate, "spender");
+        assert_eq!(source, "redis");
+        after += usize::from(ok);
+    }
+    assert_eq!(after, 40, "60 during the outage + 40 after = the limit");
+    // The counter in Redis says 100.
+    let value = redis.cli(&["GET", "e2e:{api:spender}:fw:3600000"]);
+    assert!(value.trim().ends_with(":100"), "{value}");
+}

@@ -182,14 +182,17 @@ fn health_readiness_policies_and_metrics() {
     let ready = ready.json();
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["store"], "local");
-    assert_eq!(ready["policies"], 3);
+    // The shipped default: three per-class limits and two per-address
+    // backstops.
+    assert_eq!(ready["policies"], 5);
     let policies = fg.http("GET", "/v1/policies", None).json();
     let first = &policies["policies"][0];
     assert_eq!(first["name"], "ai-per-user");
     assert_eq!(first["limit"], 500);
     assert_eq!(first["window_ms"], 60_000);
     assert_eq!(first["algorithm"], "sliding_window");
-    assert_eq!(first["key"][0], "user");
+    // The user, or the client address when there is no user.
+    assert_eq!(first["key"][0], "user|ip");
     assert_eq!(first["match"]["endpoint"], "ai");
     assert_eq!(first["mode"], "enforce");
     fg.check(r#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#);

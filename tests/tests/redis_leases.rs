@@ -142,3 +142,43 @@ fn three_sidecars_share_one_concurrency_limit() {
         assert!(ttl > 0, "{key} has no TTL ({ttl})");
     }
 }
+
+/// The calls Redis has run of `command` since the last `CONFIG RESETSTAT`.
+fn calls_of(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// One release of many comma-joined leases is one `ZREM` per counter, not
+/// one Redis call per lease; more than 64 parts are refused with a 400 and
+/// release nothing.
+#[test]
+fn a_release_of_many_leases_is_few_redis_calls_and_capped() {
+    let redis = RedisServer::start();
+    let config = config(&redis).replace(&format!("limit = {LIMIT}"), "limit = 100");
+    let sidecar = Floodgate::start(&config);
+    let leases: Vec<String> = (0..65)
+        .map(|_| lease_of(&check(&sidecar, "many")))
+        .collect();
+    let key = "leases:{inflight:many}:cc";
+    assert_eq!(redis.cli(&["ZCARD", key]).trim(), "65");
+
+    let r = sidecar.http(
+        "POST",
+        "/v1/release",
+        Some(&format!(r#"{{"lease": "{}"}}"#, leases.join(","))),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("at most 64"), "{}", r.text());
+    assert_eq!(redis.cli(&["ZCARD", key]).trim(), "65", "nothing released");
+
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    release(&sidecar, &leases[..64].join(","));
+    assert_eq!(redis.cli(&["ZCARD", key]).trim(), "1");
+    assert_eq!(calls_of(&redis, "zrem"), 1, "one ZREM for the counter");
+    assert_eq!(calls_of(&redis, "evalsha"), 0, "no script call per lease");
+}

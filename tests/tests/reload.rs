@@ -203,3 +203,23 @@ fn listener_changes_are_reported_as_needing_a_restart() {
     // Still on the old listener, with the new policies.
     exhaust(&fg, "u1", 4);
 }
+
+#[test]
+fn listener_limit_changes_are_reported_as_needing_a_restart() {
+    let fg = Floodgate::start(&config(3));
+    let changed = config(4).replace(
+        "grpc = \"127.0.0.1:0\"",
+        "grpc = \"127.0.0.1:0\"\nheader_read_timeout = \"3s\"",
+    );
+    assert_ne!(changed, config(4), "the config names its gRPC listener");
+    replace(&fg.config_path(), &changed);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while !fg.log.lock().unwrap().contains("config reloaded") {
+        assert!(Instant::now() < deadline, "{}", fg.log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = fg.log.lock().unwrap().clone();
+    assert!(log.contains("need a restart"), "{log}");
+    assert!(log.contains("timeouts and limits"), "{log}");
+    exhaust(&fg, "u1", 4);
+}

@@ -50,7 +50,8 @@ fn build(section: &Section<'_, RawEndpoint>, diag: &mut Diagnostics<'_>) -> Opti
         raw.methods.clone().unwrap_or_default(),
     );
     match result {
-        Ok(endpoint) => (diag.len() == errors_before).then_some(endpoint),
+        Ok(endpoint) => (diag.len() == errors_before)
+            .then(|| endpoint.with_case_sensitive(raw.case_sensitive.unwrap_or(false))),
         Err(errors) => {
             for error in errors {
                 if !section.has_failed(error.field) {

@@ -21,26 +21,45 @@ pub enum Instances {
 }
 
 /// `[fallback]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FallbackConfig {
     /// What policies without their own `fallback` do: limit locally
     /// (the default), allow or deny.
     pub mode: FallbackMode,
     /// Sidecars sharing each limit.
     pub instances: Instances,
+    /// With `instances = "auto"`: the fewest sidecars taken to share each
+    /// limit — the divisor until the first heartbeat answers (Redis down at
+    /// start-up) and the floor of every live count; ≥ 1.
+    pub min_instances: u64,
     /// How often to probe Redis while in fallback; never zero.
     pub probe_interval: Duration,
     /// Consecutive failed Redis calls that trip to fallback; ≥ 1.
     pub failure_threshold: u32,
+    /// Share of failed Redis calls over `failure_window` that also trips to
+    /// fallback; 0 < rate ≤ 1.
+    pub failure_rate: f64,
+    /// How far back `failure_rate` looks; at least 10 ms.
+    pub failure_window: Duration,
+    /// Calls `failure_window` must hold before `failure_rate` counts; ≥ 1.
+    pub failure_min_calls: u32,
 }
+
+/// `failure_rate` is never NaN (it must be in (0, 1] to load), so equality
+/// is total.
+impl Eq for FallbackConfig {}
 
 impl Default for FallbackConfig {
     fn default() -> Self {
         FallbackConfig {
             mode: FallbackMode::Local,
             instances: Instances::Auto,
+            min_instances: 1,
             probe_interval: Duration::from_secs(1),
             failure_threshold: 3,
+            failure_rate: 0.25,
+            failure_window: Duration::from_secs(2),
+            failure_min_calls: 10,
         }
     }
 }
@@ -72,6 +91,34 @@ impl FallbackConfig {
                 "failure_threshold must be at least 1",
             );
         }
+        let failure_rate = raw.failure_rate.unwrap_or(default.failure_rate);
+        if !(failure_rate > 0.0 && failure_rate <= 1.0) {
+            diag.push(
+                section.at("failure_rate"),
+                "failure_rate must be more than 0 and at most 1 (for example 0.25)",
+            );
+        }
+        let failure_window = raw.failure_window.map_or(default.failure_window, |d| d.0);
+        if failure_window < Duration::from_millis(10) {
+            diag.push(
+                section.at("failure_window"),
+                "failure_window must be at least 10ms (for example \"2s\")",
+            );
+        }
+        let min_instances = raw.min_instances.unwrap_or(default.min_instances);
+        if min_instances == 0 {
+            diag.push(
+                section.at("min_instances"),
+                "min_instances must be at least 1",
+            );
+        }
+        let failure_min_calls = raw.failure_min_calls.unwrap_or(default.failure_min_calls);
+        if failure_min_calls == 0 {
+            diag.push(
+                section.at("failure_min_calls"),
+                "failure_min_calls must be at least 1",
+            );
+        }
         FallbackConfig {
             mode: section
                 .choice("mode", raw.mode.as_deref(), &FALLBACK_MODES, diag)
@@ -80,8 +127,60 @@ impl FallbackConfig {
                 None | Some(RawInstances::Auto) => Instances::Auto,
                 Some(RawInstances::Fixed(n)) => Instances::Fixed(n),
             },
+            min_instances,
             probe_interval,
             failure_threshold,
+            failure_rate,
+            failure_window,
+            failure_min_calls,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{from_str, ConfigErrors};
+
+    #[test]
+    fn the_error_rate_trip_reads_with_defaults() {
+        let config = from_str("", "t.toml").expect("empty is valid");
+        assert_eq!(config.fallback.failure_rate, 0.25);
+        assert_eq!(config.fallback.failure_window, Duration::from_secs(2));
+        assert_eq!(config.fallback.failure_min_calls, 10);
+        assert_eq!(config.fallback.min_instances, 1);
+        let src =
+            "[fallback]\nfailure_rate = 0.5\nfailure_window = \"5s\"\nfailure_min_calls = 20\n";
+        let config = from_str(src, "t.toml").expect("valid");
+        assert_eq!(config.fallback.failure_rate, 0.5);
+        assert_eq!(config.fallback.failure_window, Duration::from_secs(5));
+        assert_eq!(config.fallback.failure_min_calls, 20);
+    }
+
+    #[test]
+    fn a_bad_error_rate_trip_is_named_where_it_is() {
+        for (line, needle) in [
+            ("failure_rate = 0.0", "failure_rate must be more than 0"),
+            ("failure_rate = 1.5", "failure_rate must be more than 0"),
+            (
+                "failure_window = \"1ms\"",
+                "failure_window must be at least 10ms",
+            ),
+            (
+                "failure_min_calls = 0",
+                "failure_min_calls must be at least 1",
+            ),
+            ("min_instances = 0", "min_instances must be at least 1"),
+        ] {
+            let src = format!("[fallback]\n{line}\n");
+            let Err(ConfigErrors(errors)) = from_str(&src, "t.toml") else {
+                panic!("{line} must be refused");
+            };
+            let text = format!("{errors:?}");
+            assert_eq!(errors.len(), 1, "{text}");
+            assert!(errors[0].message.contains(needle), "{text}");
+            assert_eq!(errors[0].line, 2, "{text}");
         }
     }
 }

@@ -133,7 +133,11 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         Err(errors) => {
             for error in errors {
                 if !follows_from_earlier(error.field) {
-                    diag.push(section.at(error.field), format!("{label}{}", error.message));
+                    let at = match error.index {
+                        Some(i) => section.element_at(error.field, i),
+                        None => section.at(error.field),
+                    };
+                    diag.push(at, format!("{label}{}", error.message));
                 }
             }
             None

@@ -39,6 +39,20 @@ pub(crate) struct RawServer {
     pub log: Option<String>,
     pub shutdown_grace: Option<RawDuration>,
     pub max_connections: Option<usize>,
+    pub health: Option<String>,
+    pub header_read_timeout: Option<RawDuration>,
+    pub request_timeout: Option<RawDuration>,
+    pub max_header_bytes: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub http2_keepalive_interval: Option<RawDuration>,
+    pub http2_keepalive_timeout: Option<RawDuration>,
+    pub max_concurrent_streams: Option<u32>,
+    pub tcp_keepalive: Option<RawDuration>,
+    pub grpc_timeout: Option<RawDuration>,
+    pub grpc_max_message_bytes: Option<usize>,
+    pub idle_timeout: Option<RawDuration>,
+    pub send_timeout: Option<RawDuration>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// `[server] proxy = { … }`.
@@ -47,6 +61,12 @@ pub(crate) struct RawServer {
 pub(crate) struct RawProxy {
     pub listen: Option<String>,
     pub upstream: Option<String>,
+    pub upgrades: Option<Vec<String>>,
+    pub tunnel_idle_timeout: Option<RawDuration>,
+    pub connect_timeout: Option<RawDuration>,
+    pub response_timeout: Option<RawDuration>,
+    pub body_idle_timeout: Option<RawDuration>,
+    pub pool_idle_timeout: Option<RawDuration>,
 }
 
 /// `[store]`.
@@ -91,6 +111,10 @@ pub(crate) struct RawFallback {
     pub instances: Option<RawInstances>,
     pub probe_interval: Option<RawDuration>,
     pub failure_threshold: Option<u32>,
+    pub failure_rate: Option<f64>,
+    pub failure_window: Option<RawDuration>,
+    pub failure_min_calls: Option<u32>,
+    pub min_instances: Option<u64>,
 }
 
 /// `[identity]`.
@@ -99,6 +123,7 @@ pub(crate) struct RawFallback {
 pub(crate) struct RawIdentity {
     pub user_header: Option<String>,
     pub trusted_proxies: Option<u32>,
+    pub ipv6_prefix: Option<u32>,
 }
 
 /// One `[[endpoint]]`.
@@ -108,6 +133,7 @@ pub(crate) struct RawEndpoint {
     pub name: Option<String>,
     pub path: Option<String>,
     pub methods: Option<Vec<String>>,
+    pub case_sensitive: Option<bool>,
 }
 
 /// One `[[policy]]`.

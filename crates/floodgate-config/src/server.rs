@@ -7,6 +7,10 @@ use crate::error::Diagnostics;
 use crate::raw::{RawProxy, RawServer};
 use crate::section::{Node, Section};
 
+mod limits;
+
+pub use limits::{Limits, ProxyLimits, MAX_CONNECTIONS_LIMIT};
+
 /// Which rate-limit headers responses carry (SPEC §4, Response headers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderMode {
@@ -49,6 +53,8 @@ pub struct ProxyConfig {
     /// Base URL requests are forwarded to: `http://host[:port]`, checked to
     /// have the `http` scheme and a host.
     pub upstream: String,
+    /// Upstream timeouts and tunnelled upgrades.
+    pub limits: ProxyLimits,
 }
 
 /// `[server]`.
@@ -60,6 +66,10 @@ pub struct Config {
     pub grpc: SocketAddr,
     /// Reverse proxy mode, off unless configured.
     pub proxy: Option<ProxyConfig>,
+    /// A listener serving only `/healthz`, `/readyz` and `/metrics`, for
+    /// probes and scrapers that must not reach the check API; off unless
+    /// configured.
+    pub health: Option<SocketAddr>,
     /// Which rate-limit headers to send.
     pub headers: HeaderMode,
     /// Global shadow mode: every policy counts and reports, none denies.
@@ -69,8 +79,10 @@ pub struct Config {
     pub log: Option<String>,
     /// How long in-flight work may take to drain on SIGTERM/SIGINT.
     pub shutdown_grace: Duration,
-    /// Cap on open connections per listener; always ≥ 1.
+    /// Cap on open connections per listener; 1 to [`MAX_CONNECTIONS_LIMIT`].
     pub max_connections: usize,
+    /// Timeouts and size limits of every listener.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -79,11 +91,13 @@ impl Default for Config {
             http: SocketAddr::from(([127, 0, 0, 1], 9720)),
             grpc: SocketAddr::from(([127, 0, 0, 1], 9721)),
             proxy: None,
+            health: None,
             headers: HeaderMode::Draft,
             shadow: false,
             log: None,
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
+            limits: Limits::default(),
         }
     }
 }
@@ -104,6 +118,11 @@ impl Config {
                 section.at("max_connections"),
                 "max_connections must be at least 1",
             );
+        } else if max_connections > MAX_CONNECTIONS_LIMIT {
+            diag.push(
+                section.at("max_connections"),
+                format!("max_connections must be at most {MAX_CONNECTIONS_LIMIT}, not {max_connections}"),
+            );
         }
         if let Some(log) = &raw.log {
             if log.trim().is_empty() || log.chars().any(char::is_control) {
@@ -117,6 +136,7 @@ impl Config {
             http: address(&section, "http", raw.http.as_deref(), diag).unwrap_or(default.http),
             grpc: address(&section, "grpc", raw.grpc.as_deref(), diag).unwrap_or(default.grpc),
             proxy,
+            health: address(&section, "health", raw.health.as_deref(), diag),
             headers: section
                 .choice("headers", raw.headers.as_deref(), &HeaderMode::ALL, diag)
                 .unwrap_or(default.headers),
@@ -124,6 +144,7 @@ impl Config {
             log: raw.log.clone(),
             shutdown_grace: raw.shutdown_grace.map_or(default.shutdown_grace, |d| d.0),
             max_connections,
+            limits: Limits::read(&section, diag),
         }
     }
 }
@@ -154,12 +175,14 @@ fn read_proxy(section: &Section<'_, RawProxy>, diag: &mut Diagnostics<'_>) -> Op
                 None
             }
         });
+    let limits = ProxyLimits::read(section, diag);
     if missing {
         return None;
     }
     Some(ProxyConfig {
         listen: listen?,
         upstream: upstream?,
+        limits,
     })
 }
 

@@ -380,22 +380,9 @@ pub(crate) fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), St
     Ok((host, port))
 }
 
-/// The URL with any password replaced by `***`, safe to log.
-pub fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{hidden}@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
-}
+/// The URL with any password replaced by `***`, safe to log (the one
+/// redaction every crate uses; a password may hold `/`).
+pub use floodgate_core::redact_url as redact;
 
 #[cfg(test)]
 mod tests {
@@ -433,6 +420,20 @@ mod tests {
         assert_eq!(redact("redis://:secret@h"), "redis://:***@h");
         assert_eq!(redact("redis://u@h"), "redis://u@h");
         assert_eq!(redact("redis://h:1"), "redis://h:1");
+        assert_eq!(redact("redis://u:se/cret@h:1/0"), "redis://u:***@h:1/0");
+        // A config error quoting such a URL hides the password too.
+        let src = "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://u:se/cret@h:port\"\n";
+        let Err(crate::ConfigErrors(errors)) = crate::from_str(src, "t.toml") else {
+            panic!("a bad port must be refused");
+        };
+        assert!(
+            errors.iter().all(|e| !e.message.contains("cret")),
+            "{errors:?}"
+        );
+        assert!(
+            errors.iter().any(|e| e.message.contains("u:***@h:port")),
+            "{errors:?}"
+        );
         let config = RedisConfig {
             topology: RedisTopology::Standalone("redis://u:secret@h".into()),
             key_prefix: "fg".into(),

@@ -21,9 +21,12 @@ impl Config {
             || "off".to_string(),
             |p| format!("{} -> {}", p.listen, p.upstream),
         );
+        let health = s
+            .health
+            .map_or_else(|| "off".to_string(), |a| a.to_string());
         let _ = writeln!(
             out,
-            "listeners: http {}, grpc {}, proxy {proxy}",
+            "listeners: http {}, grpc {}, proxy {proxy}, health {health}",
             s.http, s.grpc
         );
         let _ = writeln!(
@@ -83,8 +86,8 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "identity: user_header {}, trusted_proxies {}",
-            self.identity.user_header, self.identity.trusted_proxies
+            "identity: user_header {}, trusted_proxies {}, ipv6_prefix /{}",
+            self.identity.user_header, self.identity.trusted_proxies, self.identity.ipv6_prefix
         );
         let endpoints: Vec<_> = self.endpoints.iter().collect();
         let _ = writeln!(out, "endpoints: {}", endpoints.len());
@@ -94,7 +97,12 @@ impl Config {
             } else {
                 e.methods().join(",")
             };
-            let _ = writeln!(out, "  {}: {methods} {}", e.name(), e.path());
+            let case = if e.case_sensitive() {
+                " (case-sensitive)"
+            } else {
+                ""
+            };
+            let _ = writeln!(out, "  {}: {methods} {}{case}", e.name(), e.path());
         }
         let _ = writeln!(out, "policies: {}", self.policies.len());
         for p in self.policies.iter() {

@@ -2,8 +2,13 @@
 //!
 //! Values are percent-encoded so that every byte outside `[A-Za-z0-9-._~@]`
 //! becomes `%XX`. No value can therefore contain `:`, `{`, `}`, `%`, `/`,
-//! `,` or a control character, so no value can forge another counter's key,
-//! a Redis hash tag, or a lease (SPEC §5).
+//! `,`, `=` or a control character, so no value can forge another
+//! counter's key, a Redis hash tag, or a lease (SPEC §5).
+//!
+//! A key entry with alternatives (`key = ["user|ip"]`) writes the value of
+//! its first alternative as is, and the value of any other alternative as
+//! `<attribute>=<escaped value>` (`ai:ip=127.0.0.1`): escaped values never
+//! hold `=`, so a user id can never collide with a stand-in address.
 
 use std::fmt::Write;
 
@@ -34,6 +39,33 @@ pub fn counter_key<'a>(policy: &str, values: impl IntoIterator<Item = &'a str>) 
     out
 }
 
+/// One segment of a counter key: a value, and the attribute it stands in
+/// for when it is not the entry's first alternative.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Segment<'a> {
+    /// `Some(attribute)` when a stand-in alternative was used.
+    pub stand_in: Option<&'a str>,
+    /// The attribute's value, unescaped.
+    pub value: &'a str,
+}
+
+/// Builds the counter key of `policy` from its segments, in order: like
+/// [`counter_key`], with each stand-in written as `<attribute>=<value>`.
+pub fn counter_key_of<'a>(policy: &str, segments: impl IntoIterator<Item = Segment<'a>>) -> String {
+    let mut out = String::with_capacity(policy.len() + 24);
+    out.push_str(policy);
+    for segment in segments {
+        out.push(':');
+        if let Some(attribute) = segment.stand_in {
+            // Attribute names are `[A-Za-z0-9_.-]`: nothing to escape.
+            out.push_str(attribute);
+            out.push('=');
+        }
+        escape_value(&mut out, segment.value);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +84,26 @@ mod tests {
         // Two values cannot be forged into one, nor one into two.
         assert_ne!(counter_key("p", ["a:b"]), counter_key("p", ["a", "b"]));
         assert_eq!(counter_key("p", ["é"]), "p:%C3%A9");
+        assert_eq!(counter_key("p", ["ip=1"]), "p:ip%3D1");
+    }
+
+    #[test]
+    fn stand_ins_are_named_and_cannot_be_forged() {
+        let first = Segment {
+            stand_in: None,
+            value: "u1",
+        };
+        let stand_in = Segment {
+            stand_in: Some("ip"),
+            value: "127.0.0.1",
+        };
+        assert_eq!(counter_key_of("p", [first]), counter_key("p", ["u1"]));
+        assert_eq!(counter_key_of("p", [stand_in]), "p:ip=127.0.0.1");
+        // A user who calls itself "ip=127.0.0.1" gets its own counter.
+        let forged = Segment {
+            stand_in: None,
+            value: "ip=127.0.0.1",
+        };
+        assert_eq!(counter_key_of("p", [forged]), "p:ip%3D127.0.0.1");
     }
 }

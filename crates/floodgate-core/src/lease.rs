@@ -3,7 +3,8 @@
 //!
 //! A token is one part per concurrency policy that charged the check, joined
 //! by `,`; a part is `<counter key>/<lease id as 16 hex digits>/<hits>`.
-//! Counter keys are escaped (see [`crate::key`]) and never hold `/` or `,`,
+//! Counter keys are escaped (see [`crate::key`]; a stand-in segment adds
+//! `<attribute>=`) and never hold `/` or `,`,
 //! so a token splits unambiguously.
 
 use std::fmt::Write;
@@ -83,7 +84,7 @@ impl LeasePart {
             && !key.starts_with(':')
             && key.bytes().all(|b| {
                 b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'-' | b'.' | b'~' | b'@' | b'%' | b':')
+                    || matches!(b, b'_' | b'-' | b'.' | b'~' | b'@' | b'%' | b':' | b'=')
             });
         if !key_ok || id.len() != 16 {
             return Err(malformed());
@@ -118,15 +119,21 @@ mod tests {
                 id: u64::MAX,
                 hits: 3,
             },
+            LeasePart {
+                counter_key: "llm:ip=127.0.0.1".into(),
+                id: 7,
+                hits: 1,
+            },
         ];
         let token = LeasePart::encode(&parts);
         assert_eq!(
             token,
-            "llm:u%2F1/00000000deadbeef/1,global/ffffffffffffffff/3"
+            "llm:u%2F1/00000000deadbeef/1,global/ffffffffffffffff/3,llm:ip=127.0.0.1/0000000000000007/1"
         );
         assert_eq!(LeasePart::decode(&token).unwrap(), parts);
         assert_eq!(parts[0].policy(), "llm");
         assert_eq!(parts[1].policy(), "global");
+        assert_eq!(parts[2].policy(), "llm");
     }
 
     #[test]

@@ -10,14 +10,19 @@ pub mod endpoint;
 pub mod key;
 pub mod lease;
 pub mod outcome;
+pub mod path;
 pub mod policy;
+pub mod redact;
 pub mod time;
 
 pub use algorithm::{Algorithm, State};
 pub use attributes::{validate_attributes, validate_hits, AttributeError, Attributes, MAX_HITS};
 pub use endpoint::{Endpoint, EndpointError, EndpointTable};
-pub use key::{counter_key, escape_value};
+pub use key::{counter_key, counter_key_of, escape_value, Segment};
 pub use lease::{LeaseError, LeasePart};
 pub use outcome::{Outcome, Receipt};
-pub use policy::{AlgorithmKind, FallbackMode, Mode, Policy, PolicyError, PolicySet, PolicySpec};
+pub use policy::{
+    AlgorithmKind, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet, PolicySpec,
+};
+pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SystemClock};

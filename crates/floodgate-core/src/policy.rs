@@ -8,7 +8,10 @@ use crate::algorithm::{
     Algorithm, Concurrency, FixedWindow, SlidingLog, SlidingWindow, TokenBucket, MAX_LOG_LIMIT,
 };
 use crate::attributes::Attributes;
-use crate::key::counter_key;
+use crate::key::counter_key_of;
+
+mod key_entry;
+pub use key_entry::KeyEntry;
 
 /// Longest policy name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -116,7 +119,8 @@ pub struct PolicySpec {
     pub name: String,
     /// Conditions: attribute → accepted values (any of them).
     pub matches: Vec<(String, Vec<String>)>,
-    /// Attributes whose values partition the counter.
+    /// Attributes whose values partition the counter; an entry may list
+    /// alternatives, `"user|ip"`, the first present one wins.
     pub key: Vec<String>,
     /// The quota.
     pub limit: u64,
@@ -145,12 +149,15 @@ pub struct PolicyError {
     pub field: &'static str,
     /// What is wrong and what was expected.
     pub message: String,
+    /// The element of a list setting at fault (`key` entry), if one.
+    pub index: Option<usize>,
 }
 
 fn error(field: &'static str, message: impl Into<String>) -> PolicyError {
     PolicyError {
         field,
         message: message.into(),
+        index: None,
     }
 }
 
@@ -170,8 +177,10 @@ pub struct Policy {
     name: Arc<str>,
     /// Conditions that must all hold.
     matches: Vec<(String, Vec<String>)>,
-    /// Attributes keying the counter, in order.
+    /// The key entries as written (normalised: `user|ip`), in order.
     key: Vec<String>,
+    /// The key entries, parsed.
+    entries: Vec<KeyEntry>,
     /// The quota as written.
     limit: u64,
     /// Window in µs (for `concurrency`, the lease timeout).
@@ -315,19 +324,7 @@ impl Policy {
             }
             (_, None) => 0,
         };
-        for (i, name) in spec.key.iter().enumerate() {
-            if !is_valid_name(name) {
-                errors.push(error(
-                    "key",
-                    format!("key attribute {name:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.'"),
-                ));
-            } else if spec.key[..i].contains(name) {
-                errors.push(error(
-                    "key",
-                    format!("key attribute {name:?} is listed twice"),
-                ));
-            }
-        }
+        let entries = key_entry::parse_all(&spec.key, &mut errors);
         for (name, values) in &spec.matches {
             if !is_valid_name(name) {
                 errors.push(error(
@@ -373,7 +370,8 @@ impl Policy {
         Ok(Policy {
             name: spec.name.into(),
             matches: spec.matches,
-            key: spec.key,
+            key: entries.iter().map(ToString::to_string).collect(),
+            entries,
             limit: spec.limit,
             window_us: if kind == AlgorithmKind::Concurrency {
                 lease_timeout_us
@@ -404,9 +402,14 @@ impl Policy {
         &self.matches
     }
 
-    /// The key attributes, in order.
+    /// The key entries as written, in order (`"user"`, `"user|ip"`).
     pub fn key(&self) -> &[String] {
         &self.key
+    }
+
+    /// The key entries, parsed into their alternatives.
+    pub fn key_entries(&self) -> &[KeyEntry] {
+        &self.entries
     }
 
     /// The quota as written.
@@ -450,8 +453,9 @@ impl Policy {
     }
 
     /// Whether the policy applies: every `match` condition holds, every key
-    /// attribute is present, and the domain fits. A check without a domain
-    /// (floodgate.v1, HTTP, ext_authz, nginx) sees only policies without one.
+    /// entry has a present alternative, and the domain fits. A check
+    /// without a domain (floodgate.v1, HTTP, ext_authz, nginx) sees only
+    /// policies without one.
     pub fn applies(&self, attributes: &Attributes, domain: Option<&str>) -> bool {
         // Policies without a domain belong to every domain.
         if let Some(own) = &self.domain {
@@ -463,16 +467,16 @@ impl Policy {
             attributes
                 .get(name)
                 .is_some_and(|v| values.iter().any(|x| x == v))
-        }) && self.key.iter().all(|name| attributes.contains_key(name))
+        }) && self.entries.iter().all(|e| e.resolve(attributes).is_some())
     }
 
-    /// The counter key for `attributes` (the policy must apply).
+    /// The counter key for `attributes` (the policy must apply): one
+    /// segment per key entry, a stand-in written as `<attribute>=<value>`
+    /// (see [`crate::key`]).
     pub fn counter_key(&self, attributes: &Attributes) -> String {
-        counter_key(
+        counter_key_of(
             &self.name,
-            self.key
-                .iter()
-                .map(|k| attributes.get(k).map_or("", String::as_str)),
+            self.entries.iter().map(|e| e.segment(attributes)),
         )
     }
 

@@ -5,6 +5,8 @@
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
+pub mod codec;
+
 /// `floodgate.v1`: the rate limiter's own API.
 pub mod floodgate {
     /// Version 1.

@@ -87,7 +87,7 @@ local function check(at, key, n, o)
     local op = specs[ARGV[at + 1 + i]]
     local flags = op[2]
     local allowed, remaining, reset_after, retry, id, commit =
-      op[1](KEYS[key + i - 1], now, test, op[3], op[4], op[5], op[6])
+      op[1](KEYS[key + i - 1], now, test, op[3], op[4], op[5], op[6], flags)
     if not allowed and flags % 2 == 1 then
       denied = true
     end

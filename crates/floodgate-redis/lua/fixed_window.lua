@@ -12,10 +12,14 @@
 local function fixed_window(key, now, test, hits, limit, window)
   local s_index, current = read_counter(key, 2)
   local index = idiv(now, window)
-  -- As in sliding_window: only a new window sets the expiry again.
-  local rolled = s_index == nil or index > s_index
+  -- As in sliding_window: only a new window sets the expiry again. Any
+  -- stored index but the current one is a window that is over (a later one
+  -- was counted by a clock ahead of this one: a failover to a replica whose
+  -- clock is behind). The window length is part of the key, so no index of
+  -- another length is ever read here.
+  local rolled = s_index == nil or index ~= s_index
   s_index, current = s_index or 0, current or 0
-  if index > s_index then
+  if index ~= s_index then
     s_index = index
     current = 0
   end

@@ -24,9 +24,13 @@ local function sliding_window(key, now, test, hits, limit, window)
   local index = idiv(now, window)
   -- A counter already in this window has its expiry set (by the write that
   -- moved it here, to the same instant): only a new window sets it again.
-  local rolled = s_index == nil or index > s_index
+  -- Any stored index but the current one is a window that is over, weighed
+  -- in only as the window right before this one (a later index was counted
+  -- by a clock ahead of this one: a new window). The window length is part
+  -- of the key, so no index of another length is ever read here.
+  local rolled = s_index == nil or index ~= s_index
   s_index, previous, current = s_index or 0, previous or 0, current or 0
-  if index > s_index then
+  if index ~= s_index then
     if index == s_index + 1 then
       previous = current
     else

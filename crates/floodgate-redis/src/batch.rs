@@ -23,11 +23,19 @@
 //! refuses (a key of the wrong type) fails alone (see `check.lua`).
 //!
 //! Time: a check's deadline runs from when it was asked, queue wait
-//! included. A check with less than a tenth of the store timeout left when
-//! its batch forms is not sent (it times out, charging nothing), and a batch
-//! call is abandoned at the earliest deadline among its checks, so no
-//! caller waits past its own. As with any call, a batch abandoned in flight
-//! may still be run by Redis: those checks count, late (strict).
+//! included, and each check keeps its own. A check with less than a tenth
+//! of the store timeout left when its batch forms is not sent (it fails at
+//! once, charging nothing). A batch call runs until just before the
+//! **latest** deadline among its checks: a check whose own deadline passes
+//! first times out alone, and the others still get the reply. A check that
+//! timed out may still be run by Redis (a call abandoned in flight, or one
+//! its caller stopped waiting for): it then counts there, late, and the
+//! failover store answers it from its fallback **without** charging the
+//! fallback ([`StoreError::may_have_run`]), so it is never counted twice.
+//!
+//! A failed batch call counts once towards the failover breaker: the check
+//! that waits longest gets the error itself, the others — and checks that
+//! time out on their own — get it as [`StoreError::Uncounted`].
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -59,14 +67,17 @@ struct Job {
 
 impl Job {
     /// Whether to send it: its caller still waits, with at least `margin`
-    /// left. A job not sent is answered [`StoreError::Timeout`] (its caller
-    /// is about to give up, or has).
+    /// left. A job not sent is answered at once (its caller is about to give
+    /// up, or has): unavailable, never sent — so the fallback may charge it —
+    /// and [`StoreError::Uncounted`]: it waited behind calls the breaker
+    /// counts already.
     fn keep(self, margin: Duration) -> Option<Job> {
         if self.reply.is_closed() {
             return None;
         }
         if self.deadline.saturating_duration_since(Instant::now()) < margin {
-            let _ = self.reply.send(Err(StoreError::Timeout));
+            let not_sent = StoreError::Unavailable("queued past its deadline; not sent".into());
+            let _ = self.reply.send(Err(not_sent.uncounted()));
             return None;
         }
         Some(self)
@@ -186,13 +197,24 @@ impl Batcher {
                     .ok_or_else(|| StoreError::Protocol("no reply".into()));
             }
         };
-        match timeout_at(deadline, answer).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) => Err(StoreError::Unavailable(
-                "the Redis store closed with the check in flight".into(),
-            )),
-            Err(_) => Err(StoreError::Timeout),
-        }
+        wait(answer, deadline).await
+    }
+}
+
+/// A queued check's reply, or its own timeout at its own `deadline`. That
+/// timeout is [`StoreError::Uncounted`]: the call it may be in is counted
+/// by the breaker once, through the check that waits longest (see
+/// [`answer`]), or the check was still queued behind such calls.
+async fn wait(
+    answer: oneshot::Receiver<Result<Value, StoreError>>,
+    deadline: Instant,
+) -> Result<Value, StoreError> {
+    match timeout_at(deadline, answer).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => Err(StoreError::Unavailable(
+            "the Redis store closed with the check in flight".into(),
+        )),
+        Err(_) => Err(StoreError::Timeout.uncounted()),
     }
 }
 
@@ -215,7 +237,7 @@ async fn drain(slot: Slot) {
             // The queue may have filled since: the slot's drop looks again.
             return;
         }
-        send(&slot.0.link, batch).await;
+        send(&slot.0.link, batch, slot.0.margin).await;
     }
 }
 
@@ -238,7 +260,25 @@ fn take_batch(queue: &mut VecDeque<Job>, margin: Duration) -> Vec<Job> {
 }
 
 /// Sends `batch` as one call and hands each check its reply.
-async fn send(link: &Link, batch: Vec<Job>) {
+async fn send(link: &Link, batch: Vec<Job>, margin: Duration) {
+    send_with(batch, margin, |keys, args, ops, deadline| async move {
+        run(link, keys, args, &ops, deadline).await
+    })
+    .await;
+}
+
+/// [`send`], the call made by `call(keys, args, ops, deadline)`.
+///
+/// Each check keeps its own deadline: the call runs until half a `margin`
+/// before the **latest** deadline among its checks (every check sent has at
+/// least `margin` left, so that is in the future), and a check whose own
+/// deadline passes first times out alone (in [`wait`]) while the others
+/// still get the reply.
+async fn send_with<F, Fut>(batch: Vec<Job>, margin: Duration, call: F)
+where
+    F: FnOnce(Vec<String>, Vec<Value>, Vec<usize>, Instant) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Value>, StoreError>>,
+{
     let ops_total = batch.iter().map(|job| job.keys.len()).sum();
     let args_total = batch.iter().map(|job| job.args.len()).sum();
     let (mut keys, mut args) = (
@@ -247,16 +287,31 @@ async fn send(link: &Link, batch: Vec<Job>) {
     );
     let mut replies = Vec::with_capacity(batch.len());
     let mut ops = Vec::with_capacity(batch.len());
-    // The earliest caller's deadline: no caller waits past its own.
-    let mut deadline = Instant::now() + link.timeout();
-    for job in batch {
-        deadline = deadline.min(job.deadline);
+    let mut latest = Instant::now();
+    let mut leader = 0;
+    for (i, job) in batch.into_iter().enumerate() {
+        if job.deadline > latest {
+            (latest, leader) = (job.deadline, i);
+        }
         ops.push(job.keys.len());
         keys.extend(job.keys);
         args.extend(job.args);
         replies.push(job.reply);
     }
-    match run(link, keys, args, &ops, deadline).await {
+    let deadline = latest.checked_sub(margin / 2).unwrap_or(latest);
+    answer(replies, leader, call(keys, args, ops, deadline).await);
+}
+
+/// Hands each check of a call its reply, or the call's error: to the check
+/// that waits longest (`leader`, the one still waiting when the call is
+/// abandoned) as it is, to the others [`StoreError::Uncounted`], so the
+/// breaker counts one failed call once, not once per check in it.
+fn answer(
+    replies: Vec<oneshot::Sender<Result<Value, StoreError>>>,
+    leader: usize,
+    result: Result<Vec<Value>, StoreError>,
+) {
+    match result {
         Ok(each) => {
             for (tx, reply) in replies.into_iter().zip(each) {
                 // The check may have given up (its deadline): nothing to do.
@@ -264,8 +319,13 @@ async fn send(link: &Link, batch: Vec<Job>) {
             }
         }
         Err(e) => {
-            for tx in replies {
-                let _ = tx.send(Err(e.clone()));
+            for (i, tx) in replies.into_iter().enumerate() {
+                let error = if i == leader {
+                    e.clone()
+                } else {
+                    e.clone().uncounted()
+                };
+                let _ = tx.send(Err(error));
             }
         }
     }
@@ -357,16 +417,85 @@ mod tests {
 
         // 40 + 24 = MAX_OPS: the next check waits for the next batch.
         assert_eq!(sizes(&take_batch(&mut queue, margin)), [40, 24]);
-        // The check about to give up was answered, not sent.
-        assert!(matches!(
-            late_answer.try_recv(),
-            Ok(Err(StoreError::Timeout))
-        ));
+        // The check about to give up was answered, not sent: the fallback
+        // may charge it, and the breaker does not count it.
+        let late = late_answer.try_recv().expect("answered").unwrap_err();
+        assert!(!late.may_have_run() && !late.counts_for_breaker());
         assert_eq!(sizes(&take_batch(&mut queue, margin)), [1]);
         // A check of more than MAX_OPS ops goes, alone.
         assert_eq!(sizes(&take_batch(&mut queue, margin)), [MAX_OPS + 10]);
         assert_eq!(sizes(&take_batch(&mut queue, margin)), [2]);
         assert!(take_batch(&mut queue, margin).is_empty());
+    }
+
+    /// A batch of an impatient and a patient check, its call answering
+    /// `result` after `takes`; returns each check's answer.
+    async fn batch_of_two(
+        takes: Duration,
+        result: Result<Vec<Value>, StoreError>,
+    ) -> [Result<Value, StoreError>; 2] {
+        let now = Instant::now();
+        let (impatient_at, patient_at) = (now + takes / 8, now + takes * 20);
+        let (impatient, impatient_answer) = job(1, impatient_at);
+        let (patient, patient_answer) = job(1, patient_at);
+        let call = move |_, _, _, deadline: Instant| async move {
+            // A call answers by its deadline, or times out.
+            match timeout_at(deadline, tokio::time::sleep(takes)).await {
+                Ok(()) => result,
+                Err(_) => Err(StoreError::Timeout),
+            }
+        };
+        let margin = takes;
+        let sent = tokio::spawn(send_with(vec![impatient, patient], margin, call));
+        let answers = tokio::join!(
+            wait(impatient_answer, impatient_at),
+            wait(patient_answer, patient_at)
+        );
+        sent.await.expect("the batch task");
+        [answers.0, answers.1]
+    }
+
+    #[tokio::test]
+    async fn an_impatient_check_does_not_condemn_a_patient_one() {
+        let takes = Duration::from_millis(400);
+        let reply = Value::Integer(7);
+        let ok = Ok(vec![Value::Integer(6), reply.clone()]);
+        let [impatient, patient] = batch_of_two(takes, ok).await;
+        // The impatient check times out alone, uncounted by the breaker
+        // (and, having maybe run, is not charged by the fallback)…
+        let impatient = impatient.expect_err("its own deadline passed");
+        assert!(
+            matches!(&impatient, StoreError::Uncounted(e) if matches!(**e, StoreError::Timeout))
+        );
+        assert!(!impatient.counts_for_breaker() && impatient.may_have_run());
+        // …while the patient one still gets its reply.
+        assert_eq!(patient.expect("the call answered in time"), reply);
+    }
+
+    #[tokio::test]
+    async fn a_failed_batch_call_counts_once() {
+        let takes = Duration::from_millis(100);
+        let failed = Err(StoreError::Unavailable("connection lost".into()));
+        let [impatient, patient] = batch_of_two(takes, failed).await;
+        let errors = [impatient.unwrap_err(), patient.unwrap_err()];
+        let counted = errors.iter().filter(|e| e.counts_for_breaker()).count();
+        assert_eq!(counted, 1, "{errors:?}");
+        assert!(errors[1].counts_for_breaker(), "the longest waiter gets it");
+    }
+
+    #[test]
+    fn one_failed_call_of_many_checks_is_one_counted_error() {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..5).map(|_| oneshot::channel()).unzip();
+        answer(txs, 3, Err(StoreError::Timeout));
+        let counted: Vec<bool> = rxs
+            .into_iter()
+            .map(|mut rx| {
+                let error = rx.try_recv().expect("answered").expect_err("failed");
+                assert!(error.may_have_run() && error.is_transient());
+                error.counts_for_breaker()
+            })
+            .collect();
+        assert_eq!(counted, [false, false, false, true, false]);
     }
 
     #[test]

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use fred::types::config::{ClusterDiscoveryPolicy, Config as FredConfig, Server, ServerConfig};
 
+use floodgate_core::redact_url as redact;
+
 use crate::tls;
 use crate::Error;
 
@@ -115,21 +117,6 @@ fn has_port(url: &str) -> bool {
     host.rsplit_once(':').is_some_and(|(h, p)| {
         !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !h.ends_with('[')
     })
-}
-
-/// `url` with any password replaced by `***`, safe to log.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or("", |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
 }
 
 impl Config {
@@ -305,5 +292,17 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(c.target(), "redis://:***@a:1, redis://:***@b:2");
+        // A password holding `/` (not percent-encoded) is hidden too, in
+        // the target and in the error of a URL that does not parse.
+        for url in ["redis://app:se/cret@h:1/0", "redis://app:se/cret@h:port"] {
+            let c = Config {
+                url: Some(url.into()),
+                ..Config::default()
+            };
+            assert!(!c.target().contains("cret"), "{}", c.target());
+            if let Err(e) = c.to_fred() {
+                assert!(!e.to_string().contains("cret"), "{e}");
+            }
+        }
     }
 }

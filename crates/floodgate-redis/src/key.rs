@@ -1,13 +1,21 @@
-//! The Redis key of a counter (SPEC §5): `<prefix>:{<counter key>}:<suffix>`.
+//! The Redis key of a counter (SPEC §5):
+//! `<prefix>:{<counter key>}:<algorithm>[:<shape>]`.
 //!
 //! The counter key (`<policy>:<escaped values>`) is the hash tag, so every
 //! key of one counter lands in one cluster slot while different users spread
 //! over slots. floodgate-core escapes `{`, `}` and `:` out of values, so no
-//! value can close the tag early or forge another counter's key. The suffix
-//! names the algorithm: a policy whose algorithm changes on reload starts
-//! from fresh state, as in the local store.
+//! value can close the tag early or forge another counter's key.
+//!
+//! After the tag come the algorithm and the parameters that give its state
+//! meaning (its shape): the window in ms (`sw`, `fw`, `log`), the burst and
+//! the emission interval in µs (`tb`); `cc` has none. Each configuration of
+//! a policy therefore counts in a counter of its own: sidecars that run two
+//! configurations of one policy at once (a reload rolling across a fleet, or
+//! a fleet left mixed) never reset or clamp each other's state, and a reload
+//! that changes the algorithm, the window, the rate or the burst starts a
+//! fresh counter while the old one expires by its TTL.
 
-use floodgate_core::AlgorithmKind;
+use floodgate_core::{Algorithm, AlgorithmKind, Policy};
 
 /// The key suffix of each algorithm's state.
 pub(crate) fn suffix(kind: AlgorithmKind) -> &'static str {
@@ -20,34 +28,150 @@ pub(crate) fn suffix(kind: AlgorithmKind) -> &'static str {
     }
 }
 
-/// The Redis key holding the state of `counter_key` under `kind`.
-pub(crate) fn redis_key(prefix: &str, counter_key: &str, kind: AlgorithmKind) -> String {
-    let suffix = suffix(kind);
-    let mut key = String::with_capacity(prefix.len() + counter_key.len() + suffix.len() + 4);
+/// The token bucket's emission interval in µs, as the core computes it
+/// (for any other algorithm: the window spread over the limit).
+pub(crate) fn interval_us(policy: &Policy) -> u64 {
+    match policy.algorithm() {
+        Algorithm::TokenBucket(tb) => tb.interval_us(),
+        _ => policy.window_us().div_ceil(policy.limit().max(1)).max(1),
+    }
+}
+
+/// `<prefix>:{<counter key>}:<suffix>`, then `:<n>` for each of `shape`.
+fn build(prefix: &str, counter_key: &str, suffix: &str, shape: &[u64]) -> String {
+    let mut key = String::with_capacity(prefix.len() + counter_key.len() + 48);
     key.push_str(prefix);
     key.push_str(":{");
     key.push_str(counter_key);
     key.push_str("}:");
     key.push_str(suffix);
+    let mut number = itoa::Buffer::new();
+    for n in shape {
+        key.push(':');
+        key.push_str(number.format(*n));
+    }
     key
+}
+
+/// The Redis key of a window counter (`kind` one of `sliding_window`,
+/// `fixed_window`, `sliding_log`) of `counter_key` with a window of
+/// `window_us` (a whole number of ms).
+pub(crate) fn window_key(
+    prefix: &str,
+    counter_key: &str,
+    kind: AlgorithmKind,
+    window_us: u64,
+) -> String {
+    build(prefix, counter_key, suffix(kind), &[window_us / 1_000])
+}
+
+/// The Redis key holding the state of `counter_key` under `policy`.
+pub(crate) fn redis_key(prefix: &str, counter_key: &str, policy: &Policy) -> String {
+    match policy.kind() {
+        kind @ (AlgorithmKind::SlidingWindow
+        | AlgorithmKind::FixedWindow
+        | AlgorithmKind::SlidingLog) => window_key(prefix, counter_key, kind, policy.window_us()),
+        AlgorithmKind::TokenBucket => build(
+            prefix,
+            counter_key,
+            "tb",
+            &[policy.burst(), interval_us(policy)],
+        ),
+        AlgorithmKind::Concurrency => build(prefix, counter_key, "cc", &[]),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use floodgate_core::counter_key;
+    use floodgate_core::{counter_key, PolicySpec};
+
+    fn policy(kind: AlgorithmKind, limit: u64, window_us: u64, burst: Option<u64>) -> Policy {
+        Policy::new(PolicySpec {
+            name: "p".into(),
+            key: vec!["user".into()],
+            limit,
+            window_us: (kind != AlgorithmKind::Concurrency).then_some(window_us),
+            algorithm: kind,
+            burst,
+            ..PolicySpec::default()
+        })
+        .unwrap()
+    }
 
     #[test]
     fn the_counter_key_is_the_hash_tag() {
         let ck = counter_key("ai", ["u1"]);
-        assert_eq!(
-            redis_key("fg", &ck, AlgorithmKind::SlidingWindow),
-            "fg:{ai:u1}:sw"
-        );
+        let sw = policy(AlgorithmKind::SlidingWindow, 5, 60_000_000, None);
+        assert_eq!(redis_key("fg", &ck, &sw), "fg:{ai:u1}:sw:60000");
         let forged = counter_key("ai", ["a}:{b"]);
+        let tb = policy(AlgorithmKind::TokenBucket, 10, 1_000_000, Some(20));
         assert_eq!(
-            redis_key("fg", &forged, AlgorithmKind::TokenBucket),
-            "fg:{ai:a%7D%3A%7Bb}:tb"
+            redis_key("fg", &forged, &tb),
+            "fg:{ai:a%7D%3A%7Bb}:tb:20:100000"
         );
+        let cc = policy(AlgorithmKind::Concurrency, 2, 30_000_000, None);
+        assert_eq!(redis_key("fg", &ck, &cc), "fg:{ai:u1}:cc");
+    }
+
+    #[test]
+    fn each_configuration_counts_in_its_own_key_of_one_slot() {
+        let ck = counter_key("ai", ["u1"]);
+        let keys = [
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::FixedWindow, 3, 1_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::FixedWindow, 3, 10_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::SlidingWindow, 3, 1_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::SlidingLog, 3, 1_000_000, None),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::TokenBucket, 3, 1_000_000, Some(3)),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::TokenBucket, 3, 1_000_000, Some(6)),
+            ),
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::TokenBucket, 6, 1_000_000, Some(6)),
+            ),
+        ];
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        // The limit of a window counter is not part of its shape: a reload
+        // that only changes it keeps counting in the same counter.
+        assert_eq!(
+            keys[0],
+            redis_key(
+                "fg",
+                &ck,
+                &policy(AlgorithmKind::FixedWindow, 9, 1_000_000, None)
+            )
+        );
+        let slot = fred::util::redis_keyslot(keys[0].as_bytes());
+        assert!(keys
+            .iter()
+            .all(|k| fred::util::redis_keyslot(k.as_bytes()) == slot));
     }
 }

@@ -6,16 +6,22 @@
 //!
 //! # Data layout
 //!
-//! One key per counter, `<key_prefix>:{<policy>:<key values>}:<algorithm>`,
-//! always with a TTL no longer than its state matters:
+//! One key per counter and configuration,
+//! `<key_prefix>:{<policy>:<key values>}:<algorithm>[:<shape>]`, always with
+//! a TTL no longer than its state matters. The shape is what gives the
+//! state its meaning: the window in ms, or the token bucket's burst and
+//! emission interval in µs (`key.rs`). Sidecars running two configurations
+//! of a policy at once (a reload rolling across the fleet) each count in
+//! their own key, so they never reset each other; a reload that changes a
+//! shape starts a fresh counter and the old one expires by its TTL.
 //!
-//! | algorithm | key | TTL |
-//! |---|---|---|
-//! | `sliding_window` (`sw`) | hash `i` window index, `p` previous, `c` current | end of the next window (≤ 2 windows) |
-//! | `fixed_window` (`fw`) | hash `i` window index, `c` count | end of the window |
-//! | `sliding_log` (`log`) | sorted set, one member `<nonce>:<n>` per admitted hit, scored by its time | newest entry + window |
-//! | `token_bucket` (`tb`) | string: the GCRA theoretical arrival time (µs) | until the bucket is full |
-//! | `concurrency` (`cc`) | sorted set, one member `<lease id>:<slots>` per lease, scored by its expiry | latest lease expiry |
+//! | algorithm | key | state | TTL |
+//! |---|---|---|---|
+//! | `sliding_window` | `…:sw:<window ms>` | string `<i>:<p>:<c>`: window index, previous and current hits | end of the next window (≤ 2 windows) |
+//! | `fixed_window` | `…:fw:<window ms>` | string `<i>:<c>`: window index, hits | end of the window |
+//! | `sliding_log` | `…:log:<window ms>` | sorted set, one member `<nonce>:<n>` per admitted hit, scored by its time | newest entry + window |
+//! | `token_bucket` | `…:tb:<burst>:<interval µs>` | string: the GCRA theoretical arrival time (µs) | until the bucket is full |
+//! | `concurrency` | `…:cc` | sorted set, one member `<lease id>:<slots>` per lease, scored by its expiry | latest lease expiry |
 //!
 //! A lease holding several slots is one member whose name carries its slot
 //! count, so a release (`ZREM`) needs only the lease id and the slots, both
@@ -51,6 +57,15 @@
 //! migrated, checks on its moved keys fail (transiently, charging nothing)
 //! until the migration completes.
 //!
+//! A lease release (the `concurrency` refunds of one call) is one `ZREM`
+//! per counter (`release.rs`); after an outage the failover store's journal
+//! of what its fallback admitted is added to the counters of the same
+//! windows by `lua/reconcile.lua` (`reconcile.rs`, 64 counters per call,
+//! one slot per call on a Cluster). A connection that leaves a command
+//! unanswered for 10 × `timeout` is closed and reopened, idle connections
+//! are kept alive by TCP keepalive, and each connection queues at most 4096
+//! commands (`liveness.rs`).
+//!
 //! # Time
 //!
 //! Scripts read the Redis server's clock (`TIME`), never the sidecar's, so
@@ -68,6 +83,9 @@ mod batch;
 mod config;
 mod error;
 mod key;
+mod liveness;
+mod reconcile;
+mod release;
 mod script;
 mod store;
 mod tls;
@@ -75,6 +93,13 @@ mod tls;
 pub use config::Config;
 pub use error::Error;
 pub use store::RedisStore;
+
+/// The Redis key of the counter `counter_key` of `policy` under `prefix`
+/// (the store's `key_prefix`), as the store reads and writes it:
+/// `<prefix>:{<counter key>}:<algorithm>[:<shape>]`.
+pub fn redis_key(prefix: &str, policy: &floodgate_core::Policy, counter_key: &str) -> String {
+    key::redis_key(prefix, counter_key, policy)
+}
 
 /// The check script's source, as loaded: test builds only (cargo feature
 /// `test-clock`), for tests that call it directly.

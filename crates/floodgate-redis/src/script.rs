@@ -7,13 +7,13 @@
 
 use std::sync::LazyLock;
 
-use floodgate_core::{Algorithm, AlgorithmKind, Outcome, Policy, Receipt};
+use floodgate_core::{AlgorithmKind, Outcome, Receipt};
 use floodgate_store::{Refund, StoreError, StoreOp};
 use fred::types::Value;
 use fred::util::sha1_hash;
 
 use crate::error::reply_error;
-use crate::key::{redis_key, suffix};
+use crate::key::{interval_us, redis_key, suffix};
 
 /// One script: its source and SHA1.
 #[derive(Debug)]
@@ -142,14 +142,6 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
-}
-
-/// The token bucket's emission interval, as the core computes it.
-fn interval_us(policy: &Policy) -> u64 {
-    match policy.algorithm() {
-        Algorithm::TokenBucket(tb) => tb.interval_us(),
-        _ => policy.window_us().div_ceil(policy.limit().max(1)).max(1),
-    }
 }
 
 impl CheckCall {
@@ -293,7 +285,7 @@ pub(crate) fn check_calls(
 ) -> Vec<CheckCall> {
     let mut calls: Vec<(u16, CheckCall)> = Vec::with_capacity(1);
     for (index, op) in ops.iter().enumerate() {
-        let key = redis_key(prefix, op.key, op.policy.kind());
+        let key = redis_key(prefix, op.key, op.policy);
         let slot = slot_of.map_or(0, |f| f(key.as_bytes()));
         let call = match calls
             .iter()
@@ -321,7 +313,7 @@ pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call 
     };
     Call {
         script: &SCRIPTS.refund,
-        keys: vec![redis_key(prefix, refund.key, kind)],
+        keys: vec![redis_key(prefix, refund.key, policy)],
         args: vec![
             Value::from(now),
             Value::from_static_str(suffix(kind)),
@@ -371,7 +363,7 @@ mod tests {
 
     #[test]
     fn ops_share_a_call_unless_their_slots_or_keys_differ() {
-        use floodgate_core::PolicySpec;
+        use floodgate_core::{Policy, PolicySpec};
         let policy = |name: &str| {
             Policy::new(PolicySpec {
                 name: name.into(),
@@ -391,8 +383,11 @@ mod tests {
         // Standalone: one call, but the repeated key waits for a second.
         let calls = check_calls("fg", &ops, "", None);
         assert_eq!(calls.len(), 2);
-        assert_eq!(calls[0].call.keys, ["fg:{a:u1}:sw", "fg:{b:u1}:sw"]);
-        assert_eq!(calls[1].call.keys, ["fg:{a:u1}:sw"]);
+        assert_eq!(
+            calls[0].call.keys,
+            ["fg:{a:u1}:sw:1000", "fg:{b:u1}:sw:1000"]
+        );
+        assert_eq!(calls[1].call.keys, ["fg:{a:u1}:sw:1000"]);
         // Cluster: the two hash tags are two slots.
         let calls = check_calls("fg", &ops[..2], "", Some(fred::util::redis_keyslot));
         assert_eq!(calls.len(), 2);

@@ -15,8 +15,8 @@ use std::mem;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::Policy;
-use floodgate_store::{Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
+use floodgate_core::{AlgorithmKind, Policy};
+use floodgate_store::{Reconcile, Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
 use fred::clients::{Pipeline, Pool};
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, ClusterInterface, LuaInterface};
@@ -28,6 +28,9 @@ use tokio::time::{timeout_at, Instant};
 use crate::batch::{split, Batcher};
 use crate::error::{is_noscript, store_error, MIN_REDIS_VERSION};
 use crate::key::redis_key;
+use crate::liveness::{keepalive, unresponsive_after, MAX_QUEUED_COMMANDS};
+use crate::reconcile::reconcile_calls;
+use crate::release;
 use crate::script::{check_calls, refund_call, Call, SCRIPTS};
 use crate::{Config, Error};
 
@@ -37,6 +40,10 @@ const MIN_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Cluster redirections (MOVED, ASK) one call may follow.
 const MAX_REDIRECTIONS: u32 = 3;
+
+/// The shortest time one reconcile pass may take (see
+/// [`RedisStore`]'s `reconcile`): 10 × `timeout`, at least this.
+const RECONCILE_MIN_TIME: Duration = Duration::from_millis(200);
 
 /// Counters in a shared Redis. Cheap to share: wrap it in an `Arc`.
 pub struct RedisStore {
@@ -64,15 +71,15 @@ pub struct RedisStore {
 #[derive(Clone)]
 pub(crate) struct Link {
     /// Connections, each pipelining the commands sent to it.
-    pool: Pool,
+    pub(crate) pool: Pool,
     /// Longest time one store call may take.
-    timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Options of every call: fail fast. A call fails at once while its
     /// connection is known to be down, and a call cut off mid-flight by a
     /// dropped connection fails instead of being re-sent after reconnecting
     /// (see the crate docs for the one gap fred leaves). No fred timeout:
     /// every call with these options runs under our own deadline.
-    options: Options,
+    pub(crate) options: Options,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -120,6 +127,11 @@ impl RedisStore {
                 // TCP_NODELAY, Nagle holds the 2nd until the 1st is acked,
                 // turning one round trip per check into two.
                 c.tcp.nodelay = Some(true);
+                c.tcp.keepalive = Some(keepalive(config.timeout));
+                let unresponsive = unresponsive_after(config.timeout);
+                c.unresponsive.max_timeout = Some(unresponsive);
+                c.unresponsive.interval = (unresponsive / 4).max(Duration::from_millis(10));
+                c.max_command_buffer_len = MAX_QUEUED_COMMANDS;
             })
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
             .build_pool(config.pool_size)
@@ -183,9 +195,10 @@ impl RedisStore {
     }
 
     /// The Redis key holding the counter `counter_key` of `policy`:
-    /// `<prefix>:{<counter key>}:<algorithm suffix>`.
+    /// `<prefix>:{<counter key>}:<algorithm>[:<shape>]` (see
+    /// [`crate::redis_key`]).
     pub fn redis_key(&self, policy: &Policy, counter_key: &str) -> String {
-        redis_key(&self.prefix, counter_key, policy.kind())
+        redis_key(&self.prefix, counter_key, policy)
     }
 
     /// Checks that Redis answers, within the timeout (the failover store
@@ -460,11 +473,35 @@ impl Store for RedisStore {
             return Ok(());
         }
         let now = self.now_arg();
+        // Lease releases: one ZREM per counter; other refunds: the script.
         let calls: Vec<Call> = refunds
             .iter()
+            .filter(|r| r.policy.kind() != AlgorithmKind::Concurrency)
             .map(|r| refund_call(&self.prefix, r, &now))
             .collect();
-        self.link.run(&calls.iter().collect::<Vec<_>>()).await?;
+        let zrems = release::group(&self.prefix, refunds);
+        let scripts = async {
+            if calls.is_empty() {
+                return Ok(());
+            }
+            Box::pin(self.link.run(&calls.iter().collect::<Vec<_>>()))
+                .await
+                .map(drop)
+        };
+        let (scripts, leases) = tokio::join!(scripts, self.link.zrem(&zrems));
+        scripts.and(leases)
+    }
+
+    async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {
+        let calls = reconcile_calls(&self.prefix, charges, &self.now_arg(), self.clustered);
+        if calls.is_empty() {
+            return Ok(());
+        }
+        // One pipeline, bounded in time: longer than a check's timeout (it
+        // may be thousands of counters), never unbounded.
+        let deadline = Instant::now() + (self.link.timeout() * 10).max(RECONCILE_MIN_TIME);
+        let calls: Vec<&Call> = calls.iter().collect();
+        Box::pin(self.link.run_by(&calls, deadline)).await?;
         Ok(())
     }
 

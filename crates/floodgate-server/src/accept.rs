@@ -1,10 +1,22 @@
-//! The accept loop shared by the HTTP API listener and the reverse proxy:
+//! The accept loop shared by the HTTP API, gRPC, health and proxy listeners:
 //! HTTP/1.1 and HTTP/2 (h2c) on one port, upgrades allowed, a cap on open
-//! connections, and a graceful drain on shutdown.
+//! connections, timeouts against idle and slow clients, and a graceful
+//! drain on shutdown.
 //!
 //! Backpressure happens at accept: a semaphore caps open connections at
 //! `max_connections`; past it, new connections wait in the kernel's
-//! backlog.
+//! backlog. One client address (IPv6: one /64) may hold at most
+//! `max_connections_per_ip` of them; its next connections are closed at
+//! once. A connection's slot is held until it closes — for an upgraded
+//! connection, until its tunnel closes ([`ConnectionSlot`]).
+//!
+//! A new connection must send its first bytes within the header-read
+//! timeout, which also tells HTTP/1 from HTTP/2; HTTP/1 then gets the same
+//! timeout for each request head (counted from the previous response on a
+//! kept-alive connection), HTTP/2 keepalive pings and a stream cap. Any
+//! connection with no request in flight for the idle timeout is closed
+//! (HTTP/2 pings would keep it open forever otherwise), and a write the
+//! client does not read within the send timeout ends the connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,24 +25,104 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use floodgate_config::server::Limits;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use client_io::{sniff_http2, ClientIo};
+use in_flight::{InFlight, Tracked};
+use per_ip::{PerIp, PerIpGuard};
+use stall::Stalls;
+
+mod client_io;
+mod in_flight;
+mod per_ip;
+mod stall;
+
+/// How long a closing connection with no request in flight may take to
+/// say goodbye before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Largest HTTP/2 frame payload we accept (the protocol's minimum).
+const H2_MAX_FRAME: u32 = 16 * 1024;
+/// Bytes buffered per HTTP/2 stream before its writer waits.
+const H2_MAX_SEND_BUF: usize = 64 * 1024;
+
+/// One accepted connection's place under `max_connections`. Requests carry
+/// it in their extensions, so whatever outlives the connection's HTTP phase
+/// (an upgraded tunnel) can keep the slot until it ends.
+#[derive(Debug, Clone)]
+pub struct ConnectionSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, PerIpGuard)>);
+
+/// How a listener treats its connections.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSettings {
+    /// Names the listener in logs.
+    pub what: &'static str,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Timeouts and size limits.
+    pub limits: Limits,
+    /// How long open connections may finish after shutdown.
+    pub grace: Duration,
+}
+
+/// The HTTP/1-only and HTTP/2-only connection builders for `limits`.
+fn builders(limits: &Limits) -> (Builder<TokioExecutor>, Builder<TokioExecutor>) {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_headers(limits.max_headers)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.http2_keepalive_interval)
+        .keep_alive_timeout(limits.http2_keepalive_timeout)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_frame_size(H2_MAX_FRAME)
+        .max_send_buf_size(H2_MAX_SEND_BUF);
+    (builder.clone().http1_only(), builder.http2_only())
+}
+
+/// Unanswered TCP keepalive probes before a peer counts as gone.
+const KEEPALIVE_RETRIES: u32 = 3;
+
+/// Sets TCP_NODELAY and TCP keepalive on an accepted connection: the
+/// first probe after `keepalive` of silence, then one every 10 s (or every
+/// `keepalive`, if shorter); three unanswered probes close the connection.
+pub fn tune(stream: &TcpStream, keepalive: Duration) {
+    let _ = stream.set_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(keepalive)
+        .with_interval(keepalive.min(Duration::from_secs(10)))
+        .with_retries(KEEPALIVE_RETRIES);
+    let _ = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive);
+}
+
+/// A connection cap that never panics: tokio refuses more permits than
+/// `Semaphore::MAX_PERMITS` (the config loader refuses far fewer).
+pub fn connection_cap(max_connections: usize) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(
+        max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ))
+}
 
 /// Serves connections on `listener` with `handle` until `shutdown` fires,
 /// then stops accepting and lets open connections finish for at most
-/// `grace`. `what` names the listener in logs.
+/// `settings.grace`.
 pub async fn serve<H, F, B>(
-    what: &'static str,
+    settings: ListenerSettings,
     listener: TcpListener,
-    max_connections: usize,
-    grace: Duration,
     shutdown: CancellationToken,
     handle: H,
 ) where
@@ -39,10 +131,12 @@ pub async fn serve<H, F, B>(
     B: hyper::body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let what = settings.what;
     let handle = Arc::new(handle);
-    let permits = Arc::new(Semaphore::new(max_connections));
+    let permits = connection_cap(settings.max_connections);
+    let per_ip = PerIp::new(settings.limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
-    let builder = Builder::new(TokioExecutor::new());
+    let builders = Arc::new(builders(&settings.limits));
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -62,29 +156,167 @@ pub async fn serve<H, F, B>(
                 }
             },
         };
-        let _ = stream.set_nodelay(true);
-        let handle = handle.clone();
-        let service = service_fn(move |req| handle(req, peer));
-        let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%error, listener = what, "connection ended with an error");
-            }
-            drop(permit);
-        });
+        let Some(place) = per_ip.try_acquire(peer.ip()) else {
+            tracing::debug!(%peer, listener = what, "refused a connection past max_connections_per_ip");
+            continue;
+        };
+        let connection = Connection {
+            settings,
+            stream,
+            peer,
+            slot: ConnectionSlot(Arc::new((permit, place))),
+            watcher: graceful.watcher(),
+            shutdown: shutdown.clone(),
+        };
+        tokio::spawn(connection.run(builders.clone(), handle.clone()));
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    if tokio::time::timeout(settings.grace, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(
-            ?grace,
+            grace = ?settings.grace,
             listener = what,
             "connections still open after the grace period"
         );
+    }
+}
+
+/// One accepted connection, before its protocol is known.
+struct Connection {
+    settings: ListenerSettings,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slot: ConnectionSlot,
+    watcher: Watcher,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    /// Waits for the first bytes (at most the header-read timeout), then
+    /// serves HTTP/1 or HTTP/2 until the connection ends, it has no request
+    /// in flight for the idle timeout, or the listener shuts down.
+    async fn run<H, F, B>(
+        self,
+        builders: Arc<(Builder<TokioExecutor>, Builder<TokioExecutor>)>,
+        handle: Arc<H>,
+    ) where
+        H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let Connection {
+            settings,
+            mut stream,
+            peer,
+            slot,
+            watcher,
+            shutdown,
+        } = self;
+        let (what, limits) = (settings.what, settings.limits);
+        tune(&stream, limits.tcp_keepalive);
+        let sniffed = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            sniffed = tokio::time::timeout(limits.header_read_timeout, sniff_http2(&mut stream)) => sniffed,
+        };
+        let sniffed = match sniffed {
+            Ok(Ok(Some(sniffed))) => sniffed,
+            Ok(Ok(None) | Err(_)) => return,
+            Err(_) => {
+                tracing::debug!(%peer, listener = what, "closed a connection that sent nothing");
+                return;
+            }
+        };
+        let builder = if sniffed.http2 {
+            &builders.1
+        } else {
+            &builders.0
+        };
+        let in_flight = InFlight::new();
+        let tracker = in_flight.clone();
+        let stalls = Stalls::default();
+        let watched = stalls.clone();
+        let request_slot = slot.clone();
+        let service = service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(request_slot.clone());
+            let guard = tracker.start();
+            let answer = handle(req, peer);
+            let watched = watched.clone();
+            async move {
+                let response = answer.await?;
+                Ok::<_, Infallible>(
+                    response.map(|body| Tracked::new(body, guard, Some(watched.body()))),
+                )
+            }
+        });
+        let io = ClientIo::new(stream, sniffed.prefix, limits.send_timeout);
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            tokio::select! {
+                ended = conn.as_mut() => {
+                    if let Err(error) = ended {
+                        tracing::debug!(%error, %peer, listener = what, "connection ended with an error");
+                    }
+                    break;
+                }
+                () = shutdown.cancelled(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = in_flight.idle_for(limits.idle_timeout), if !closing => {
+                    tracing::debug!(%peer, listener = what, "closing an idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = stalls.stalled_for(limits.send_timeout) => {
+                    tracing::debug!(%peer, listener = what, "dropped a connection whose client stopped reading");
+                    break;
+                }
+                // Closing, and nothing left to finish: a client that does
+                // not acknowledge the goodbye is not waited for.
+                () = in_flight.idle_for(CLOSE_GRACE), if closing => break,
+            }
+        }
+        drop((watcher, slot));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_huge_cap_does_not_panic() {
+        assert_eq!(
+            connection_cap(usize::MAX).available_permits(),
+            Semaphore::MAX_PERMITS
+        );
+        assert_eq!(connection_cap(0).available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_is_probed_every_10s_three_times() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (server, _) = accepted.unwrap();
+        for (keepalive, interval) in [(60, 10), (5, 5)] {
+            tune(&server, Duration::from_secs(keepalive));
+            let socket = socket2::SockRef::from(&server);
+            assert_eq!(
+                socket.tcp_keepalive_time().unwrap(),
+                Duration::from_secs(keepalive)
+            );
+            assert_eq!(
+                socket.tcp_keepalive_interval().unwrap(),
+                Duration::from_secs(interval)
+            );
+            assert_eq!(socket.tcp_keepalive_retries().unwrap(), KEEPALIVE_RETRIES);
+        }
+        drop(client);
     }
 }

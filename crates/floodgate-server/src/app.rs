@@ -5,13 +5,17 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use floodgate_config::server::HeaderMode;
 use floodgate_config::{Config, IdentityConfig};
-use floodgate_core::EndpointTable;
-use floodgate_store::{Check, LimitError, Limiter, Verdict};
+use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
+use floodgate_store::{
+    Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store, Verdict,
+};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::identity::{attributes, HttpRequestInfo};
 
-/// Settings a reload may change without restarting listeners.
+/// Everything a reload may change without restarting listeners, swapped
+/// whole: a check loads it once and sees the endpoint table, identity
+/// settings, header mode, policies and shadow mode of one configuration.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Which rate-limit headers responses carry.
@@ -20,33 +24,85 @@ pub struct Settings {
     pub identity: IdentityConfig,
     /// Path → endpoint class.
     pub endpoints: EndpointTable,
+    /// The policies and global shadow mode the limiter decides with.
+    pub policies: Arc<PolicySnapshot>,
 }
 
 impl Settings {
-    /// The settings of `config`.
-    pub fn from_config(config: &Config) -> Self {
+    /// The settings of `config`; `cli_shadow` is the `--shadow` flag (shadow
+    /// mode is on if it or `[server] shadow` says so).
+    pub fn from_config(config: &Config, cli_shadow: bool) -> Self {
         Settings {
             headers: config.server.headers,
             identity: config.identity.clone(),
             endpoints: config.endpoints.clone(),
+            policies: Arc::new(PolicySnapshot::new(
+                config.policies.clone(),
+                cli_shadow || config.server.shadow,
+            )),
         }
     }
 }
 
+/// The limiter's view of [`Settings`]: the policies it holds.
+struct SettingsSource(Arc<ArcSwap<Settings>>);
+
+impl PolicySource for SettingsSource {
+    fn load(&self) -> Arc<PolicySnapshot> {
+        self.0.load().policies.clone()
+    }
+
+    fn update(&self, change: &dyn Fn(&Arc<PolicySnapshot>) -> Arc<PolicySnapshot>) {
+        self.0.rcu(|settings| Settings {
+            policies: change(&settings.policies),
+            ..Settings::clone(settings)
+        });
+    }
+}
+
+/// The transports with no "request finished" signal, where `concurrency`
+/// policies are not applied.
+pub const UNRELEASABLE_TRANSPORTS: &str = "nginx /v1/auth, Envoy ext_authz and Envoy RLS";
+
 /// Shared state of the servers.
 pub struct App {
-    /// Decides checks.
+    /// Decides checks; reads its policies from `settings`.
     pub limiter: Arc<Limiter>,
-    /// Reloadable settings, swapped whole.
-    pub settings: ArcSwap<Settings>,
+    /// Reloadable settings, swapped whole (policies included).
+    pub settings: Arc<ArcSwap<Settings>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
 }
 
 impl App {
+    /// The shared state for `config` over `store`; `cli_shadow` as in
+    /// [`Settings::from_config`].
+    pub fn new(
+        config: &Config,
+        cli_shadow: bool,
+        store: Arc<dyn Store>,
+        metrics: PrometheusHandle,
+    ) -> App {
+        let settings = Arc::new(ArcSwap::from_pointee(Settings::from_config(
+            config, cli_shadow,
+        )));
+        let limiter = Limiter::with_source(Arc::new(SettingsSource(settings.clone())), store);
+        App {
+            limiter: Arc::new(limiter),
+            settings,
+            metrics,
+        }
+    }
+
+    /// Puts `settings` in force: one swap of everything a reload changes.
+    pub fn reload(&self, settings: Settings) {
+        self.settings.store(Arc::new(settings));
+    }
+
     /// Checks one HTTP request as the HTTP-level integrations see it (nginx
     /// `auth_request`, Envoy ext_authz, the reverse proxy): attributes from
-    /// `settings`' `[identity]` and `[[endpoint]]`, cost 1, no domain.
+    /// `settings`' `[identity]` and `[[endpoint]]`, its policies, cost 1, no
+    /// domain. The caller releases the verdict's lease (the proxy does).
     ///
     /// # Errors
     /// As [`Limiter::check`]: invalid attribute values, or no decision.
@@ -55,13 +111,60 @@ impl App {
         settings: &Settings,
         info: &HttpRequestInfo<'_>,
     ) -> Result<Verdict, LimitError> {
-        let attributes = attributes(info, &settings.identity, &settings.endpoints);
-        self.limiter
-            .check(Check {
-                attributes: &attributes,
-                hits: 1,
-                domain: None,
-            })
+        self.check_http_as(settings, info, LeaseMode::Held).await
+    }
+
+    /// [`App::check_http`] for a transport that cannot release leases
+    /// (`/v1/auth`, ext_authz): `concurrency` policies are skipped.
+    ///
+    /// # Errors
+    /// As [`App::check_http`].
+    pub async fn check_http_unreleasable(
+        &self,
+        settings: &Settings,
+        info: &HttpRequestInfo<'_>,
+        transport: &'static str,
+    ) -> Result<Verdict, LimitError> {
+        self.check_http_as(settings, info, LeaseMode::Skipped(transport))
             .await
     }
+
+    async fn check_http_as(
+        &self,
+        settings: &Settings,
+        info: &HttpRequestInfo<'_>,
+        leases: LeaseMode,
+    ) -> Result<Verdict, LimitError> {
+        let attributes = attributes(info, &settings.identity, &settings.endpoints);
+        let check = Check {
+            attributes: &attributes,
+            hits: 1,
+            domain: None,
+        };
+        let mut verdicts = self
+            .limiter
+            .check_all_in(&settings.policies, &[check], leases)
+            .await?;
+        Ok(verdicts.pop().unwrap_or_default())
+    }
 }
+
+/// Logs one warning naming the `concurrency` policies of `policies`, which
+/// are not applied on [`UNRELEASABLE_TRANSPORTS`] (nothing there could ever
+/// release their leases). Nothing when there is none.
+pub fn warn_unreleasable(policies: &PolicySet) {
+    let names: Vec<&str> = policies
+        .iter()
+        .filter(|p| p.kind() == AlgorithmKind::Concurrency)
+        .map(|p| p.name())
+        .collect();
+    if !names.is_empty() {
+        tracing::warn!(
+            policies = names.join(", "),
+            "concurrency policies are not applied on {UNRELEASABLE_TRANSPORTS} (nothing there can release a lease); they apply on floodgate.v1 Check, /v1/check with /v1/release and the proxy; skips are counted in floodgate_concurrency_skipped_total"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests;

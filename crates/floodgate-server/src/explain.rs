@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
-use floodgate_core::{AlgorithmKind, Attributes, Policy};
+use floodgate_core::{Attributes, Policy};
 
 /// Parses `name=value` arguments into attributes.
 ///
@@ -61,24 +61,36 @@ pub fn reasons(policy: &Policy, attributes: &Attributes, domain: Option<&str>) -
             Some(_) => {}
         }
     }
-    for name in policy.key() {
-        if !attributes.contains_key(name) {
-            why.push(format!("key attribute {name} is missing"));
+    for entry in policy.key_entries() {
+        if entry.resolve(attributes).is_none() {
+            why.push(match entry.alternatives() {
+                [name] if attributes.get(name).is_some_and(String::is_empty) => {
+                    format!("key attribute {name} is empty (an empty value counts as absent)")
+                }
+                [name] => format!("key attribute {name} is missing"),
+                names => format!("key {entry}: none of {} is present", names.join(", ")),
+            });
         }
     }
     debug_assert_eq!(why.is_empty(), policy.applies(attributes, domain));
     why
 }
 
-/// The suffix floodgate-redis appends to a counter key for `kind`.
-fn redis_suffix(kind: AlgorithmKind) -> &'static str {
-    match kind {
-        AlgorithmKind::SlidingWindow => "sw",
-        AlgorithmKind::FixedWindow => "fw",
-        AlgorithmKind::SlidingLog => "log",
-        AlgorithmKind::TokenBucket => "tb",
-        AlgorithmKind::Concurrency => "cc",
+/// One line per key entry with alternatives: which one the check uses,
+/// like `key user|ip → ip=127.0.0.1` (the policy must apply).
+fn stand_ins(policy: &Policy, attributes: &Attributes) -> String {
+    let mut out = String::new();
+    for entry in policy.key_entries() {
+        if entry.alternatives().len() < 2 {
+            continue;
+        }
+        if let Some((i, value)) = entry.resolve(attributes) {
+            let used = &entry.alternatives()[i];
+            let note = if i == 0 { "" } else { " (stand-in)" };
+            let _ = writeln!(out, "  key {entry} → {used}={value}{note}");
+        }
     }
+    out
 }
 
 /// `us` microseconds in the largest unit that divides it (`1m`, `250ms`).
@@ -124,16 +136,17 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
             applying += 1;
             let key = policy.counter_key(attributes);
             let key = match prefix {
-                Some(p) => format!("{p}:{{{key}}}:{}", redis_suffix(policy.kind())),
+                Some(p) => floodgate_redis::redis_key(p, policy, &key),
                 None => key,
             };
-            let _ = writeln!(
+            let _ = write!(
                 out,
-                "\n{}: applies ({} per {}, {})\n  counter key: {key}",
+                "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
                 policy.name(),
                 policy.limit(),
                 duration(policy.window_us()),
-                policy.kind().as_str()
+                policy.kind().as_str(),
+                stand_ins(policy, attributes),
             );
         } else {
             let _ = writeln!(out, "\n{}: does not apply", policy.name());
@@ -207,6 +220,11 @@ domain = "edge"
                 "key attribute user is missing"
             ]
         );
+        let empty = attrs(&["user=", "endpoint=ai"]);
+        assert_eq!(
+            reasons(&get("ai"), &empty, None),
+            ["key attribute user is empty (an empty value counts as absent)"]
+        );
         let out = explain(&config, &a, None);
         assert!(
             out.contains("ai: applies (5 per 1m, sliding_window)"),
@@ -217,13 +235,44 @@ domain = "edge"
     }
 
     #[test]
+    fn shows_the_stand_in_a_check_uses() {
+        let src = "[[policy]]\nname = \"ai\"\nkey = [\"user|ip\"]\nlimit = 5\nwindow = \"1m\"\n";
+        let config = floodgate_config::from_str(src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["ip=127.0.0.1"]), None);
+        assert!(
+            out.contains(
+                "  key user|ip → ip=127.0.0.1 (stand-in)\n  counter key: ai:ip=127.0.0.1\n"
+            ),
+            "{out}"
+        );
+        let out = explain(&config, &attrs(&["ip=127.0.0.1", "user=u1"]), None);
+        assert!(
+            out.contains("  key user|ip → user=u1\n  counter key: ai:u1\n"),
+            "{out}"
+        );
+        let p = config.policies.get("ai").unwrap();
+        assert_eq!(
+            reasons(p, &attrs(&[]), None),
+            ["key user|ip: none of user, ip is present"]
+        );
+    }
+
+    #[test]
     fn redis_keys_carry_the_prefix_and_hash_tag() {
         let src = format!(
             "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"app\"\n{CONFIG}"
         );
         let config = floodgate_config::from_str(&src, "t.toml").unwrap();
         let out = explain(&config, &attrs(&["user=u1", "endpoint=chat"]), None);
-        assert!(out.contains("counter key: app:{ai:u1}:sw\n"), "{out}");
+        assert!(out.contains("counter key: app:{ai:u1}:sw:60000\n"), "{out}");
+        // A stand-in stays inside the hash tag, `=` and all.
+        let src = src.replace("key = [\"user\"]", "key = [\"user|ip\"]");
+        let config = floodgate_config::from_str(&src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["ip=::/56", "endpoint=chat"]), None);
+        assert!(
+            out.contains("counter key: app:{ai:ip=%3A%3A%2F56}:sw:60000\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -1,11 +1,27 @@
 //! Attributes of an HTTP request, for the integrations that see requests
 //! rather than attributes (Envoy ext_authz, nginx `auth_request`, the
 //! reverse proxy): `ip`, `user`, `endpoint`, `method`, `path`.
+//!
+//! The path is normalised ([`floodgate_core::path::normalize`]) before it
+//! is classified and before it becomes the `path` attribute, so every
+//! spelling a web framework routes alike is limited alike; the proxy still
+//! forwards the path exactly as the client sent it. An absolute-form target
+//! (`http://host/api/x`) is classified by its path.
+//!
+//! Header values are read as bytes: a value that is not text never makes a
+//! header count as absent where that would help a client (see
+//! [`header_target`]).
 
+mod address;
+
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use floodgate_config::IdentityConfig;
-use floodgate_core::{Attributes, EndpointTable};
+use floodgate_core::{path, Attributes, EndpointTable};
+use http::HeaderMap;
+
+pub use address::{client_ip, forwarded_for, ip_attribute};
 
 /// Longest `path` attribute kept, in bytes; longer paths are cut (at a
 /// character boundary) so a long URL never makes a request invalid.
@@ -19,52 +35,71 @@ pub struct HttpRequestInfo<'a> {
     pub target: &'a str,
     /// The peer address of the connection that carried it.
     pub peer: Option<IpAddr>,
-    /// `X-Forwarded-For`, if any.
-    pub forwarded_for: Option<&'a str>,
-    /// A client address set by a trusted front proxy (nginx's
-    /// `X-Real-IP`), which wins over `X-Forwarded-For` when it parses.
+    /// Every `X-Forwarded-For` line, in order, as one comma-separated list.
+    pub forwarded_for: Option<Cow<'a, str>>,
+    /// The address a trusted front proxy saw (nginx's `X-Real-IP`): the
+    /// last hop, after the `X-Forwarded-For` entries, when
+    /// `trusted_proxies` > 0.
     pub real_ip: Option<&'a str>,
     /// The value of the configured user header, if any.
     pub user: Option<&'a str>,
 }
 
-/// The client address: a trusted `X-Real-IP`; else, with `trusted_proxies`
-/// = N > 0, the N-th `X-Forwarded-For` entry from the right (the leftmost
-/// when there are fewer); else the peer. An entry that is not an IP address
-/// is never used: the peer address stands in.
-pub fn client_ip(info: &HttpRequestInfo<'_>, trusted_proxies: u32) -> Option<IpAddr> {
-    if let Some(ip) = info.real_ip.and_then(parse_ip) {
-        return Some(ip);
-    }
-    if trusted_proxies > 0 {
-        if let Some(xff) = info.forwarded_for {
-            let hops: Vec<&str> = xff.split(',').map(str::trim).collect();
-            let index = hops.len().saturating_sub(trusted_proxies as usize);
-            if let Some(ip) = hops.get(index).copied().and_then(parse_ip) {
-                return Some(ip);
-            }
+impl<'a> HttpRequestInfo<'a> {
+    /// The request `method target` from `peer` with `headers`: every
+    /// `X-Forwarded-For` line, the `user_header`, and `X-Real-IP` when
+    /// `real_ip` (nginx `auth_request` sets it; a client of the proxy
+    /// must not).
+    pub fn from_headers(
+        method: &'a str,
+        target: &'a str,
+        peer: IpAddr,
+        headers: &'a HeaderMap,
+        user_header: &str,
+        real_ip: bool,
+    ) -> Self {
+        // UTF-8, not only visible ASCII: a user id may be `josé`. A value
+        // that is not UTF-8 is absent: the request is anonymous, which a
+        // `user|ip` key counts by its address.
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        };
+        HttpRequestInfo {
+            method,
+            target,
+            peer: Some(peer),
+            forwarded_for: forwarded_for(headers),
+            real_ip: if real_ip { header("x-real-ip") } else { None },
+            user: header(user_header),
         }
     }
-    info.peer
 }
 
-/// Parses `1.2.3.4`, `::1`, `[::1]`, `[::1]:80` or `1.2.3.4:80`.
-fn parse_ip(text: &str) -> Option<IpAddr> {
-    let text = text.trim();
-    if let Ok(ip) = text.parse() {
-        return Some(ip);
-    }
-    if let Some(rest) = text.strip_prefix('[') {
-        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
-    }
-    text.rsplit_once(':')
-        .filter(|(host, port)| !host.contains(':') && port.parse::<u16>().is_ok())
-        .and_then(|(host, _)| host.parse().ok())
+/// The value of header `name` as a request target or method, whatever its
+/// bytes: those that may not appear in a path as is (any byte ≥ 0x80 among
+/// them, as nginx's `$request_uri` passes them) percent-encoded (see
+/// [`path::encode_target`]). `None` only when the header is absent.
+pub fn header_target<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, str>> {
+    headers.get(name).map(|v| path::encode_target(v.as_bytes()))
 }
 
-/// The path without its query, cut to [`MAX_PATH`] bytes.
-pub fn path_of(target: &str) -> &str {
-    let path = target.split(['?', '#']).next().unwrap_or("");
+/// The path of a request target as classified: without any
+/// `scheme://authority` (absolute form), query or fragment, normalised.
+pub fn request_path(target: &str) -> Cow<'_, str> {
+    let target = path::origin_form(target);
+    path::normalize(target.split(['?', '#']).next().unwrap_or(""))
+}
+
+/// The endpoint class of a request: its method and normalised path
+/// (see [`request_path`]) against the `[[endpoint]]` table.
+pub fn classify<'e>(endpoints: &'e EndpointTable, method: &str, target: &str) -> Option<&'e str> {
+    endpoints.classify(method, &request_path(target))
+}
+
+/// `path` cut to [`MAX_PATH`] bytes at a character boundary.
+fn cut(path: &str) -> &str {
     let mut end = path.len().min(MAX_PATH);
     while !path.is_char_boundary(end) {
         end -= 1;
@@ -79,18 +114,18 @@ pub fn attributes(
     endpoints: &EndpointTable,
 ) -> Attributes {
     let mut attributes = Attributes::with_capacity(5);
-    let path = path_of(info.target);
+    let path = request_path(info.target);
     if let Some(ip) = client_ip(info, identity.trusted_proxies) {
-        attributes.insert("ip".into(), ip.to_string());
+        attributes.insert("ip".into(), ip_attribute(ip, identity.ipv6_prefix));
     }
     if let Some(user) = info.user.filter(|u| !u.is_empty()) {
         attributes.insert("user".into(), user.to_string());
     }
-    if let Some(endpoint) = endpoints.classify(info.method, path) {
+    if let Some(endpoint) = endpoints.classify(info.method, &path) {
         attributes.insert("endpoint".into(), endpoint.to_string());
     }
     attributes.insert("method".into(), info.method.to_ascii_uppercase());
-    attributes.insert("path".into(), path.to_string());
+    attributes.insert("path".into(), cut(&path).to_string());
     attributes
 }
 
@@ -104,7 +139,7 @@ mod tests {
             method: "post",
             target: "/api/chat/completions?stream=1",
             peer: peer.parse().ok(),
-            forwarded_for: xff,
+            forwarded_for: xff.map(Cow::Borrowed),
             real_ip,
             user: Some("u1"),
         }
@@ -150,17 +185,154 @@ mod tests {
             );
         }
         assert_eq!(
-            client_ip(&info("10.0.0.9", None, Some("bogus")), 0)
+            client_ip(&info("10.0.0.9", None, Some("bogus")), 1)
                 .unwrap()
                 .to_string(),
             "10.0.0.9"
         );
         assert_eq!(
-            client_ip(&info("10.0.0.9", None, Some("192.0.2.1")), 0)
+            client_ip(&info("10.0.0.9", None, Some("192.0.2.1")), 1)
                 .unwrap()
                 .to_string(),
             "192.0.2.1"
         );
+    }
+
+    #[test]
+    fn x_real_ip_is_believed_only_behind_a_trusted_proxy() {
+        let spoofed = info("10.0.0.9", Some("192.0.2.7"), Some("192.0.2.1"));
+        assert_eq!(client_ip(&spoofed, 0).unwrap().to_string(), "10.0.0.9");
+        assert_eq!(client_ip(&spoofed, 1).unwrap().to_string(), "192.0.2.1");
+    }
+
+    #[test]
+    fn x_real_ip_is_the_last_hop() {
+        // A load balancer (10.0.0.2) in front of nginx, which sets X-Real-IP
+        // to its peer: the balancer.
+        let chain = info(
+            "10.0.0.9",
+            Some("198.51.100.1, 203.0.113.7"),
+            Some("10.0.0.2"),
+        );
+        let ip = |n| client_ip(&chain, n).unwrap().to_string();
+        assert_eq!(ip(1), "10.0.0.2");
+        assert_eq!(ip(2), "203.0.113.7");
+        assert_eq!(ip(3), "198.51.100.1");
+        assert_eq!(ip(4), "198.51.100.1");
+        // Without X-Forwarded-For, X-Real-IP is the only (leftmost) hop.
+        let alone = info("10.0.0.9", None, Some("192.0.2.1"));
+        for n in 1..=3 {
+            assert_eq!(client_ip(&alone, n).unwrap().to_string(), "192.0.2.1");
+        }
+    }
+
+    #[test]
+    fn every_forwarded_for_line_is_read_in_order() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(forwarded_for(&headers), None);
+        headers.append("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        assert_eq!(forwarded_for(&headers).as_deref(), Some("198.51.100.1"));
+        headers.append("x-forwarded-for", "203.0.113.7, 10.0.0.2".parse().unwrap());
+        headers.append("x-user-id", "u1".parse().unwrap());
+        let info = HttpRequestInfo::from_headers(
+            "GET",
+            "/",
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-user-id",
+            false,
+        );
+        assert_eq!(
+            info.forwarded_for.as_deref(),
+            Some("198.51.100.1, 203.0.113.7, 10.0.0.2")
+        );
+        assert_eq!(info.user, Some("u1"));
+        // The proxy that added the last line is the one trusted: its entry
+        // is the client, not the first line's.
+        assert_eq!(client_ip(&info, 1).unwrap().to_string(), "10.0.0.2");
+        assert_eq!(client_ip(&info, 3).unwrap().to_string(), "198.51.100.1");
+    }
+
+    #[test]
+    fn forwarded_for_bytes_that_are_not_text_keep_their_place() {
+        let mut headers = HeaderMap::new();
+        // The client sent junk; the trusted proxy appended to its line.
+        let line = http::HeaderValue::from_bytes(b"\xFF\xFE, 203.0.113.7").unwrap();
+        headers.append("x-forwarded-for", line);
+        let info = HttpRequestInfo::from_headers(
+            "GET",
+            "/",
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-user-id",
+            false,
+        );
+        assert_eq!(client_ip(&info, 1).unwrap().to_string(), "203.0.113.7");
+        // Two hops trusted: the junk is no address, the peer stands in.
+        assert_eq!(client_ip(&info, 2).unwrap().to_string(), "10.0.0.9");
+        headers.append("x-forwarded-for", "198.51.100.1".parse().unwrap());
+        assert_eq!(
+            forwarded_for(&headers).as_deref(),
+            Some("\u{FFFD}\u{FFFD}, 203.0.113.7, 198.51.100.1")
+        );
+    }
+
+    #[test]
+    fn header_values_are_read_as_bytes() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(header_target(&headers, "x-original-uri"), None);
+        let raw = b"/api/chat/completions?x=\xC3\xA9";
+        headers.insert(
+            "x-original-uri",
+            http::HeaderValue::from_bytes(raw).unwrap(),
+        );
+        headers.insert(
+            "x-user-id",
+            http::HeaderValue::from_bytes("josé".as_bytes()).unwrap(),
+        );
+        headers.insert("x-bad", http::HeaderValue::from_bytes(b"\xFF").unwrap());
+        let target = header_target(&headers, "x-original-uri").unwrap();
+        assert_eq!(target, "/api/chat/completions?x=%C3%A9");
+        let info = HttpRequestInfo::from_headers(
+            "POST",
+            &target,
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-user-id",
+            true,
+        );
+        assert_eq!(info.user, Some("josé"));
+        let endpoints = EndpointTable::new(vec![Endpoint::new(
+            "ai".into(),
+            "/api/chat/*".into(),
+            vec!["POST".into()],
+        )
+        .unwrap()]);
+        let a = attributes(&info, &IdentityConfig::default(), &endpoints);
+        assert_eq!(a["endpoint"], "ai");
+        // Not UTF-8: anonymous (the stand-in counts it by address).
+        let info = HttpRequestInfo::from_headers(
+            "POST",
+            &target,
+            "10.0.0.9".parse().unwrap(),
+            &headers,
+            "x-bad",
+            true,
+        );
+        assert_eq!(info.user, None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_prefix() {
+        let ip = |s: &str, prefix| ip_attribute(s.parse().unwrap(), prefix);
+        assert_eq!(ip("2001:db8:0:1ff:1:2:3:4", 56), "2001:db8:0:100::/56");
+        assert_eq!(ip("2001:db8:0:1aa::9", 56), "2001:db8:0:100::/56");
+        assert_eq!(ip("2001:db8:0:1ff:1:2:3:4", 64), "2001:db8:0:1ff::/64");
+        assert_eq!(ip("2001:db8::1", 128), "2001:db8::1/128");
+        assert_eq!(ip("::1", 56), "::/56");
+        assert_eq!(ip("ffff::1", 1), "8000::/1");
+        assert_eq!(ip("::ffff:192.0.2.1", 56), "192.0.2.1");
+        assert_eq!(ip("192.0.2.1", 56), "192.0.2.1");
     }
 
     #[test]
@@ -171,17 +343,49 @@ mod tests {
             vec!["POST".into()],
         )
         .unwrap()]);
-        let identity = IdentityConfig {
-            user_header: "x-user-id".into(),
-            trusted_proxies: 0,
-        };
+        let identity = IdentityConfig::default();
         let a = attributes(&info("::1", None, None), &identity, &endpoints);
-        assert_eq!(a["ip"], "::1");
+        assert_eq!(a["ip"], "::/56");
         assert_eq!(a["user"], "u1");
         assert_eq!(a["endpoint"], "ai");
         assert_eq!(a["method"], "POST");
         assert_eq!(a["path"], "/api/chat/completions");
         let long = format!("/{}", "é".repeat(300));
-        assert!(path_of(&long).len() <= MAX_PATH);
+        assert!(cut(&long).len() <= MAX_PATH);
+        for target in [
+            "/API/Chat/completions",
+            "/api/%63hat/completions?x=1",
+            "//api/chat/completions",
+            "/api/x/../chat/completions",
+        ] {
+            let request = HttpRequestInfo {
+                target,
+                ..info("::1", None, None)
+            };
+            let a = attributes(&request, &identity, &endpoints);
+            assert_eq!(
+                a.get("endpoint").map(String::as_str),
+                Some("ai"),
+                "{target}"
+            );
+            assert_eq!(classify(&endpoints, "POST", target), Some("ai"), "{target}");
+        }
+        for target in [
+            "http://h/api/chat/x",
+            "https://h:8443//api/Chat/x?q=1",
+            "/api/chat/x?x=%C3%A9",
+        ] {
+            assert_eq!(classify(&endpoints, "POST", target), Some("ai"), "{target}");
+        }
+        assert_eq!(request_path("http://h/api/chat/x?q"), "/api/chat/x");
+        assert_eq!(request_path("http://h"), "/");
+        let request = HttpRequestInfo {
+            target: "/api/%63hat//x/./y?q",
+            ..info("::1", None, None)
+        };
+        assert_eq!(
+            attributes(&request, &identity, &endpoints)["path"],
+            "/api/chat/x/y"
+        );
     }
 }

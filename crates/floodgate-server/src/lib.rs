@@ -3,6 +3,8 @@
 //! and wires these together; the fuzz targets call the request parsers here.
 //! Never depended on by the other workspace crates.
 
+#![forbid(unsafe_code)]
+
 pub mod accept;
 pub mod app;
 pub mod errors;

@@ -1,6 +1,7 @@
 //! Live reload of the configuration file (SPEC §3): on SIGHUP and whenever
 //! the file changes on disk, the file is re-read and validated; a valid file
-//! swaps the policies and reloadable settings atomically, an invalid one is
+//! swaps the policies and reloadable settings atomically (one swap of one
+//! [`Settings`], which carries the policies), an invalid one is
 //! rejected with every error logged and the old policies stay.
 //!
 //! Change detection polls the file's metadata (mtime, length, inode) every
@@ -72,10 +73,18 @@ pub struct Fixed {
     http: std::net::SocketAddr,
     /// `[server] grpc`.
     grpc: std::net::SocketAddr,
+    /// `[server] health`.
+    health: Option<std::net::SocketAddr>,
     /// `[server] proxy`.
     proxy: Option<floodgate_config::server::ProxyConfig>,
-    /// `[server]` max_connections, shutdown_grace, log.
-    server_other: (usize, Duration, Option<String>),
+    /// `[server]` max_connections, shutdown_grace, log, and the listener
+    /// timeouts and limits (built into the listeners at startup).
+    server_other: (
+        usize,
+        Duration,
+        Option<String>,
+        floodgate_config::server::Limits,
+    ),
     /// `[store]`.
     store: floodgate_config::store::Config,
     /// `[fallback]` (built into the failover store at startup).
@@ -88,11 +97,13 @@ impl Fixed {
         Fixed {
             http: config.server.http,
             grpc: config.server.grpc,
+            health: config.server.health,
             proxy: config.server.proxy.clone(),
             server_other: (
                 config.server.max_connections,
                 config.server.shutdown_grace,
                 config.server.log.clone(),
+                config.server.limits,
             ),
             store: config.store.clone(),
             fallback: config.fallback,
@@ -102,14 +113,14 @@ impl Fixed {
     /// The names of the sections of `self` that differ from `other`.
     fn changed(&self, other: &Fixed) -> Vec<&'static str> {
         let mut changed = Vec::new();
-        if self.http != other.http || self.grpc != other.grpc {
+        if self.http != other.http || self.grpc != other.grpc || self.health != other.health {
             changed.push("[server] listeners");
         }
         if self.proxy != other.proxy {
             changed.push("[server] proxy");
         }
         if self.server_other != other.server_other {
-            changed.push("[server] max_connections/shutdown_grace/log");
+            changed.push("[server] max_connections/shutdown_grace/log/timeouts and limits");
         }
         if self.store != other.store {
             changed.push("[store]");
@@ -234,9 +245,10 @@ fn apply(app: &App, config: Config, current: &Fixed, cli_shadow: bool, trigger: 
         );
     }
     let policies = config.policies.len();
-    app.settings.store(Arc::new(Settings::from_config(&config)));
-    app.limiter.set_shadow(cli_shadow || config.server.shadow);
-    app.limiter.replace_policies(config.policies);
+    crate::app::warn_unreleasable(&config.policies);
+    // One swap: a check sees the old endpoints, identity settings and
+    // policies or the new ones, never half of each.
+    app.reload(Settings::from_config(&config, cli_shadow));
     metrics::counter!("floodgate_config_reloads_total", "result" => "success").increment(1);
     tracing::info!(
         trigger,
@@ -265,7 +277,7 @@ mod tests {
             fixed.changed(&Fixed::of(&other)),
             [
                 "[server] listeners",
-                "[server] max_connections/shutdown_grace/log",
+                "[server] max_connections/shutdown_grace/log/timeouts and limits",
                 "[store]"
             ]
         );

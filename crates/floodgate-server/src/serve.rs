@@ -6,19 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::SystemClock;
-use floodgate_store::{
-    DenyCache, Limiter, LocalConfig, LocalStore, Source, Store, DENY_CACHE_ENTRIES,
-};
+use floodgate_store::{DenyCache, LocalConfig, LocalStore, Source, Store, DENY_CACHE_ENTRIES};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::app::{App, Settings};
+use crate::accept::ListenerSettings;
+use crate::app::App;
 
 mod failover;
 
@@ -76,13 +74,8 @@ pub async fn run(
             (store, Some(fallback))
         }
     };
-    let limiter = Arc::new(Limiter::new(config.policies.clone(), store));
-    limiter.set_shadow(shadow || config.server.shadow);
-    let app = Arc::new(App {
-        limiter,
-        settings: ArcSwap::from_pointee(Settings::from_config(&config)),
-        metrics: metrics.clone(),
-    });
+    let app = Arc::new(App::new(&config, shadow, store, metrics.clone()));
+    crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.
     tracker.spawn(crate::reload::run(
         config_path,
@@ -98,49 +91,66 @@ pub async fn run(
         Some(proxy) => Some((bind(proxy.listen, "the proxy").await?, proxy.clone())),
         None => None,
     };
+    let health = match config.server.health {
+        Some(addr) => Some(bind(addr, "health").await?),
+        None => None,
+    };
     let proxy_addr = match &proxy {
         Some((listener, _)) => listener.local_addr()?.to_string(),
+        None => "off".to_string(),
+    };
+    let health_addr = match &health {
+        Some(listener) => listener.local_addr()?.to_string(),
         None => "off".to_string(),
     };
     tracing::info!(
         http = %http.local_addr()?,
         grpc = %grpc.local_addr()?,
         proxy = %proxy_addr,
+        health = %health_addr,
         store = app.limiter.store_mode().as_str(),
         policies = config.policies.len(),
         shadow = app.limiter.shadow(),
         "floodgate listening"
     );
 
-    let grace = config.server.shutdown_grace;
+    let settings = |what| ListenerSettings {
+        what,
+        max_connections: config.server.max_connections,
+        limits: config.server.limits,
+        grace: config.server.shutdown_grace,
+    };
     tracker.spawn(crate::http::serve(
         http,
         app.clone(),
-        config.server.max_connections,
-        grace,
+        settings("http"),
         shutdown.clone(),
     ));
+    if let Some(health) = health {
+        tracker.spawn(crate::http::serve_health(
+            health,
+            app.clone(),
+            settings("health"),
+            shutdown.clone(),
+        ));
+    }
     let grpc_shutdown = shutdown.clone();
     let grpc_app = app.clone();
+    let grpc_settings = settings("grpc");
     tracker.spawn(async move {
-        if let Err(error) = crate::grpc::serve(grpc, grpc_app, grace, grpc_shutdown.clone()).await {
+        let served = crate::grpc::serve(grpc, grpc_app, grpc_settings, grpc_shutdown.clone());
+        if let Err(error) = served.await {
             tracing::error!(%error, "gRPC server failed");
             grpc_shutdown.cancel();
         }
     });
     if let Some((listener, proxy)) = proxy {
         let (app, shutdown) = (app.clone(), shutdown.clone());
-        let max_connections = config.server.max_connections;
+        let proxy_settings = settings("proxy");
         tracing::info!(upstream = %proxy.upstream, "proxying");
         tracker.spawn(async move {
-            let served = crate::proxy::serve(
-                listener,
-                app,
-                &proxy,
-                max_connections,
-                grace,
-                shutdown.clone(),
-            );
+            let served =
+                crate::proxy::serve(listener, app, &proxy, proxy_settings, shutdown.clone());
             if let Err(error) = served.await {
                 tracing::error!("{error:#}");
                 shutdown.cancel();

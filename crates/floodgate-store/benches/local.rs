@@ -86,6 +86,7 @@ fn store(c: &mut Criterion) {
                             key: &keys[i],
                             hits: 1,
                             receipt,
+                            source: Some(Source::Local),
                         });
                     }
                 }

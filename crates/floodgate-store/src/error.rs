@@ -15,13 +15,50 @@ pub enum StoreError {
     /// The store answered something unexpected.
     #[error("store protocol error: {0}")]
     Protocol(String),
+    /// The failure of a call this check shared with others (a batch), or of
+    /// a check queued behind calls that failed: the breaker counts such a
+    /// call once, through the one check that gets its error itself, so this
+    /// one does not count again. Otherwise it is the error it wraps.
+    #[error("{0}")]
+    Uncounted(Box<StoreError>),
 }
 
 impl StoreError {
     /// Whether trying again later may succeed (the failover store counts
     /// these towards tripping to fallback).
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Timeout | StoreError::Unavailable(_))
+        match self {
+            StoreError::Timeout | StoreError::Unavailable(_) => true,
+            StoreError::Protocol(_) => false,
+            StoreError::Uncounted(error) => error.is_transient(),
+        }
+    }
+
+    /// Whether the failover breaker counts it: transient, and not
+    /// [`StoreError::Uncounted`] (a call counts once, however many checks
+    /// shared it).
+    pub fn counts_for_breaker(&self) -> bool {
+        !matches!(self, StoreError::Uncounted(_)) && self.is_transient()
+    }
+
+    /// Whether the store may have run the call (and charged it) although it
+    /// failed: a timeout, where the call may still run or have run after its
+    /// caller stopped waiting. The failover store then answers from its
+    /// fallback without charging there, so one check is never counted twice.
+    pub fn may_have_run(&self) -> bool {
+        match self {
+            StoreError::Timeout => true,
+            StoreError::Unavailable(_) | StoreError::Protocol(_) => false,
+            StoreError::Uncounted(error) => error.may_have_run(),
+        }
+    }
+
+    /// `self`, marked [`StoreError::Uncounted`] (once).
+    pub fn uncounted(self) -> StoreError {
+        match self {
+            StoreError::Uncounted(_) => self,
+            other => StoreError::Uncounted(Box::new(other)),
+        }
     }
 
     /// A short, fixed label for metrics (`floodgate_store_errors_total{kind}`).
@@ -30,6 +67,7 @@ impl StoreError {
             StoreError::Timeout => "timeout",
             StoreError::Unavailable(_) => "unavailable",
             StoreError::Protocol(_) => "protocol",
+            StoreError::Uncounted(error) => error.kind(),
         }
     }
 }

@@ -2,8 +2,12 @@
 //! breaker, with a local stand-in while the primary is away (SPEC §6).
 //!
 //! Closed, every check goes to the primary. A check whose primary call fails
-//! is answered by the fallback instead (a caller never sees a store error),
-//! and `failure_threshold` consecutive transient failures open the breaker:
+//! is answered by the fallback instead (a caller never sees a store error):
+//! charged there when the call surely did not run, and decided without a
+//! charge when it may have (a timeout: Redis may run the call late), so one
+//! check is never counted twice,
+//! and `failure_threshold` consecutive transient failures, or a sustained
+//! share of failed calls ([`RateTrip`], see `breaker.rs`), open the breaker:
 //! from then on checks never touch the primary until [`FailoverStore::probe_once`]
 //! (called every `probe_interval` by the server) finds it answering again.
 //! The primary may also be absent at first (Redis down at startup) and be
@@ -13,26 +17,46 @@
 //! the local store with `ceil(limit / instances)`, `allow` allows and `deny`
 //! denies; every outcome says [`Source::Fallback`].
 //!
-//! Refunds go where the store stands now: to the primary while closed (and,
-//! for `concurrency` leases, to the fallback too: lease ids are random, so a
-//! lease the fallback never issued is untouched), to the fallback while
-//! open. A refund of a charge the fallback made while the breaker was still
-//! closed goes to the primary and is lost: that charge stays counted until
-//! its window passes (strict, never lenient). Refund errors are logged, not
-//! returned.
+//! Receipts know their store: a refund goes only to the store that counted
+//! the charge ([`Refund::source`]). A charge the fallback made (breaker
+//! open, or one failed primary call while still closed) is refunded into the
+//! fallback, never into the primary; a charge the primary made is refunded
+//! into the primary while the breaker is closed, and dropped while it is
+//! open (the charge stays counted until its window passes: strict, never
+//! lenient). A lease released by its token (store unknown) goes to the
+//! fallback and, while closed, to the primary: lease ids are random, so a
+//! store that never issued the lease is untouched. Refund errors are
+//! logged, not returned.
+//!
+//! What the fallback admits (`fixed_window` and `sliding_window`) is
+//! journaled by counter window (`journal.rs`) and added to the primary's
+//! counters of the same windows ([`Store::reconcile`]): by the probe that
+//! finds the primary answering, before it closes the breaker, and by
+//! [`FailoverStore::reconcile_once`] while closed.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::{AlgorithmKind, FallbackMode, Outcome};
+use floodgate_core::{FallbackMode, Outcome};
 
 use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
 
+mod breaker;
+mod journal;
+
+use breaker::Breaker;
+use journal::Journal;
+
+/// Most journal entries one reconcile pass sends (see
+/// [`FailoverStore::reconcile_once`]).
+pub const RECONCILE_PER_PASS: usize = 4096;
+pub use breaker::RateTrip;
+
 /// How a [`FailoverStore`] trips and what it does while tripped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct FailoverConfig {
     /// Fallback mode of policies without their own.
     pub mode: FallbackMode,
@@ -46,6 +70,8 @@ pub struct FailoverConfig {
     pub probe_interval: Duration,
     /// Consecutive transient failures that open the breaker (≥ 1).
     pub failure_threshold: u32,
+    /// The share of failed calls over a sliding window that also opens it.
+    pub trip: RateTrip,
 }
 
 /// A primary store guarded by a circuit breaker, with a local fallback.
@@ -58,8 +84,10 @@ pub struct FailoverStore {
     config: FailoverConfig,
     /// Whether the breaker is open (checks skip the primary).
     open: AtomicBool,
-    /// Consecutive transient primary failures while closed.
-    failures: AtomicU32,
+    /// Counts primary calls and failures while closed.
+    breaker: Breaker,
+    /// What the fallback admitted, to add to the primary once it is back.
+    journal: Journal,
     /// The divisor of `local` fallback limits: `config.instances` until
     /// [`FailoverStore::set_instances`] reports a live count.
     instances: AtomicU64,
@@ -89,7 +117,8 @@ impl FailoverStore {
                 ..config
             },
             open: AtomicBool::new(open),
-            failures: AtomicU32::new(0),
+            breaker: Breaker::new(config.failure_threshold, config.trip),
+            journal: Journal::default(),
             instances: AtomicU64::new(config.instances.max(1)),
         }
     }
@@ -146,6 +175,19 @@ impl FailoverStore {
         };
         match primary.ping().await {
             Ok(()) => {
+                // What the fallback admitted goes to the primary first, so
+                // no check sees the primary without it (checks meanwhile
+                // are still answered by the fallback, never held up).
+                if let Err(error) = self.reconcile_with(primary.as_ref()).await {
+                    count_error(&error);
+                    // Only a failure that may pass keeps the fallback: one
+                    // that will not (a key of the wrong type) must not hold
+                    // the sidecar off Redis for good.
+                    if error.is_transient() {
+                        tracing::debug!(%error, "reconcile failed; staying in fallback");
+                        return false;
+                    }
+                }
                 self.close();
                 true
             }
@@ -153,6 +195,59 @@ impl FailoverStore {
                 count_error(&error);
                 tracing::debug!(%error, "store probe failed; staying in fallback");
                 false
+            }
+        }
+    }
+
+    /// One reconcile pass while closed: sends at most
+    /// [`RECONCILE_PER_PASS`] journal entries (what the fallback admitted,
+    /// by counter window) to the primary, to be added to its counters of
+    /// the same windows. The server calls it every `probe_interval`; the
+    /// probe that closes the breaker runs one first. Returns the entries
+    /// sent; on failure they are kept for the next pass.
+    pub async fn reconcile_once(&self) -> usize {
+        let Some(primary) = self.primary.get().filter(|_| !self.is_open()) else {
+            return 0;
+        };
+        let before = self.journal.len();
+        match self.reconcile_with(primary.as_ref()).await {
+            Ok(()) => before.saturating_sub(self.journal.len()),
+            Err(error) => {
+                self.failed(&error);
+                tracing::debug!(%error, "reconcile failed; kept for the next pass");
+                0
+            }
+        }
+    }
+
+    /// Journal entries waiting for the primary.
+    pub fn pending_reconcile(&self) -> usize {
+        self.journal.len()
+    }
+
+    async fn reconcile_with(&self, primary: &dyn Store) -> Result<(), StoreError> {
+        let charges = self.journal.take(RECONCILE_PER_PASS);
+        if charges.is_empty() {
+            return Ok(());
+        }
+        match primary.reconcile(&charges).await {
+            Ok(()) => {
+                metrics::counter!("floodgate_reconciled_total").increment(charges.len() as u64);
+                Ok(())
+            }
+            Err(error) => {
+                if error.is_transient() {
+                    self.journal.restore(charges);
+                } else {
+                    tracing::warn!(
+                        %error,
+                        counters = charges.len(),
+                        "the store refused the fallback's charges: they are dropped"
+                    );
+                    metrics::counter!("floodgate_reconcile_dropped_total")
+                        .increment(charges.iter().map(|c| c.hits).sum());
+                }
+                Err(error)
             }
         }
     }
@@ -170,7 +265,7 @@ impl FailoverStore {
     }
 
     fn close(&self) {
-        self.failures.store(0, Ordering::Release);
+        self.breaker.reset();
         if self.open.swap(false, Ordering::AcqRel) {
             metrics::gauge!("floodgate_store_fallback").set(0.0);
             tracing::info!("store reachable again: leaving fallback");
@@ -180,11 +275,10 @@ impl FailoverStore {
     /// Notes a failed primary call; opens the breaker at the threshold.
     fn failed(&self, error: &StoreError) {
         count_error(error);
-        if !error.is_transient() {
+        if !error.counts_for_breaker() {
             return;
         }
-        let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if n >= self.config.failure_threshold {
+        if self.breaker.failure() {
             self.trip(error);
         }
     }
@@ -197,7 +291,11 @@ impl FailoverStore {
             FallbackMode::Local => {
                 let scaled = policy.scaled(self.instances());
                 if op.charge {
-                    self.fallback.check_one(&scaled, op.key, op.hits)
+                    let outcome = self.fallback.check_one(&scaled, op.key, op.hits);
+                    if let Some(receipt) = outcome.receipt {
+                        self.journal.add(policy, op.key, op.hits, receipt.at_us);
+                    }
+                    outcome
                 } else {
                     self.fallback.decide_one(&scaled, op.key, op.hits)
                 }
@@ -248,33 +346,65 @@ impl Store for FailoverStore {
         };
         match primary.check(ops).await {
             Ok(outcomes) => {
-                self.failures.store(0, Ordering::Release);
+                self.breaker.success();
                 Ok(outcomes)
             }
             Err(error) => {
                 self.failed(&error);
+                if error.may_have_run() {
+                    // The primary may still count this check (a timed-out
+                    // call can run late): decide it in the fallback without
+                    // charging there, so it is never counted twice.
+                    let peeks: Vec<StoreOp<'_>> = ops
+                        .iter()
+                        .map(|op| StoreOp {
+                            charge: false,
+                            ..*op
+                        })
+                        .collect();
+                    return Ok(self.fallback_all(&peeks));
+                }
                 Ok(self.fallback_all(ops))
             }
         }
     }
 
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
-        match self.primary.get() {
-            Some(primary) if !self.is_open() => {
-                for refund in refunds {
-                    if refund.policy.kind() == AlgorithmKind::Concurrency {
-                        self.fallback.refund_one(refund);
+        let closed = self.primary.get().filter(|_| !self.is_open());
+        let mut to_primary = Vec::new();
+        for refund in refunds {
+            match refund.source {
+                // Charged by the fallback (breaker open, or a failed primary
+                // call): refunded there alone.
+                Some(Source::Fallback | Source::Local) => {
+                    self.fallback.refund_one(refund);
+                    let (policy, at_us) = (refund.policy, refund.receipt.at_us);
+                    self.journal.sub(policy, refund.key, refund.hits, at_us);
+                }
+                // Charged by the primary: refunded there while it is in use;
+                // while the breaker is open it is not called, and the charge
+                // stays counted until its window passes (strict).
+                Some(Source::Redis) => {
+                    if closed.is_some() {
+                        to_primary.push(*refund);
+                    } else {
+                        metrics::counter!("floodgate_store_refunds_dropped_total").increment(1);
                     }
                 }
-                if let Err(error) = primary.refund(refunds).await {
-                    self.failed(&error);
-                    tracing::warn!(%error, "refund to the primary store failed");
+                // A lease released by its token: whichever store issued it
+                // (an id no store issued is a no-op).
+                None => {
+                    self.fallback.refund_one(refund);
+                    if closed.is_some() {
+                        to_primary.push(*refund);
+                    }
                 }
             }
-            _ => {
-                for refund in refunds {
-                    self.fallback.refund_one(refund);
-                }
+        }
+        if let (Some(primary), false) = (closed, to_primary.is_empty()) {
+            if let Err(error) = primary.refund(&to_primary).await {
+                self.failed(&error);
+                tracing::warn!(%error, "refund to the primary store failed");
             }
         }
         Ok(())

@@ -16,7 +16,7 @@ mod store;
 
 pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};
 pub use error::{LimitError, StoreError};
-pub use failover::{FailoverConfig, FailoverStore};
-pub use limiter::{Check, Limiter, PolicyStatus, Verdict};
+pub use failover::{FailoverConfig, FailoverStore, RateTrip, RECONCILE_PER_PASS};
+pub use limiter::{Check, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, Verdict};
 pub use local::{LocalConfig, LocalStore};
-pub use store::{Refund, Source, Store, StoreOp, StoreOutcome};
+pub use store::{Reconcile, Refund, Source, Store, StoreOp, StoreOutcome};

@@ -3,8 +3,9 @@
 //! every applicable policy allows" and refunds what a denied check had
 //! counted (SPEC §1).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+mod snapshot;
+
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use floodgate_core::{
@@ -12,8 +13,24 @@ use floodgate_core::{
     PolicySet, Receipt,
 };
 
+pub use snapshot::{PolicySnapshot, PolicySource};
+
 use crate::store::{Refund, Source, Store, StoreOp};
 use crate::LimitError;
+use snapshot::CheckCounters;
+
+/// Whether the caller of a check can give its leases back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseMode {
+    /// `concurrency` policies apply; the caller releases the lease token
+    /// (floodgate.v1 Check, `/v1/check` with `/v1/release`, the proxy).
+    Held,
+    /// The transport named here has no "request finished" signal to
+    /// release a lease (nginx `auth_request`, Envoy ext_authz, Envoy RLS):
+    /// `concurrency` policies are not applied, each skip counted in
+    /// `floodgate_concurrency_skipped_total{transport, policy}`.
+    Skipped(&'static str),
+}
 
 /// One check, as every transport describes it.
 #[derive(Debug, Clone, Copy)]
@@ -92,95 +109,65 @@ impl Verdict {
 
 /// Applies the loaded policies to checks, against one store.
 pub struct Limiter {
-    /// The loaded policies and their metrics; swapped whole on reload, so a
-    /// check sees either the old set or the new one, never a mix.
-    loaded: ArcSwap<Loaded>,
+    /// Where the policies in force and global shadow mode are: one
+    /// snapshot, swapped whole on reload, so a check sees either the old
+    /// set or the new one, never a mix.
+    source: Arc<dyn PolicySource>,
     /// Where counters live.
     store: Arc<dyn Store>,
-    /// Global shadow mode: count and report, never deny.
-    shadow: AtomicBool,
-}
-
-/// A policy set and, by policy index, its `floodgate_checks_total`
-/// handles.
-struct Loaded {
-    set: Arc<PolicySet>,
-    counters: Box<[CheckCounters]>,
-}
-
-impl Loaded {
-    fn new(set: PolicySet) -> Loaded {
-        let counters = (0..set.len()).map(|_| CheckCounters::default()).collect();
-        Loaded {
-            set: Arc::new(set),
-            counters,
-        }
-    }
-}
-
-/// One policy's `floodgate_checks_total` series, by decision and source,
-/// each handle made on its first check: `counter!` with labels builds its
-/// key and looks it up in the registry every time (~1 900 instructions per
-/// policy per check, one allocation), a handle only adds.
-#[derive(Default)]
-struct CheckCounters([[OnceLock<metrics::Counter>; 3]; 3]);
-
-impl CheckCounters {
-    /// Counts one check of `policy` with this decision and source.
-    fn increment(&self, policy: &Arc<str>, allowed: bool, shadow: bool, source: Source) {
-        let (d, decision) = match (allowed, shadow) {
-            (true, _) => (0, "allowed"),
-            (false, true) => (1, "shadow_denied"),
-            (false, false) => (2, "denied"),
-        };
-        let s = match source {
-            Source::Redis => 0,
-            Source::Local => 1,
-            Source::Fallback => 2,
-        };
-        self.0[d][s]
-            .get_or_init(|| {
-                metrics::counter!(
-                    "floodgate_checks_total",
-                    "policy" => policy.clone(),
-                    "decision" => decision,
-                    "source" => source.as_str()
-                )
-            })
-            .increment(1);
-    }
 }
 
 impl Limiter {
     /// A limiter over `policies` and `store`.
     pub fn new(policies: PolicySet, store: Arc<dyn Store>) -> Self {
-        Limiter {
-            loaded: ArcSwap::from_pointee(Loaded::new(policies)),
-            store,
-            shadow: AtomicBool::new(false),
-        }
+        let own: ArcSwap<PolicySnapshot> =
+            ArcSwap::from_pointee(PolicySnapshot::new(policies, false));
+        Self::with_source(Arc::new(own), store)
+    }
+
+    /// A limiter reading its policies from `source` (see [`PolicySource`]).
+    pub fn with_source(source: Arc<dyn PolicySource>, store: Arc<dyn Store>) -> Self {
+        Limiter { source, store }
+    }
+
+    /// The snapshot in force: load it once and pass it to
+    /// [`Limiter::check_all_in`] to decide against exactly it.
+    pub fn snapshot(&self) -> Arc<PolicySnapshot> {
+        self.source.load()
     }
 
     /// The policies in force.
     pub fn policies(&self) -> Arc<PolicySet> {
-        self.loaded.load().set.clone()
+        self.source.load().set.clone()
     }
 
-    /// Replaces the policies atomically. Counters are keyed by policy name
-    /// and key values, so a policy that keeps both keeps its counters (its
-    /// metrics too: the registry holds them by name and labels).
+    /// Replaces the policies atomically, keeping global shadow mode.
+    /// Counters are keyed by policy name and key values, so a policy that
+    /// keeps both keeps its counters (its metrics too: the registry holds
+    /// them by name and labels).
+    /// One atomic update of the source: a concurrent swap of anything else
+    /// it holds (a reload of the settings around it) is never undone.
     pub fn replace_policies(&self, policies: PolicySet) {
-        self.loaded.store(Arc::new(Loaded::new(policies)));
+        let set = Arc::new(policies);
+        self.source
+            .update(&|current| Arc::new(PolicySnapshot::of(set.clone(), current.shadow)));
     }
 
-    /// Turns global shadow mode on or off.
+    /// Turns global shadow mode on or off, keeping the policies in force at
+    /// that instant (one atomic update, as [`Limiter::replace_policies`]).
     pub fn set_shadow(&self, shadow: bool) {
-        self.shadow.store(shadow, Ordering::Relaxed);
+        self.source.update(&|current| {
+            if current.shadow == shadow {
+                current.clone()
+            } else {
+                Arc::new(current.with_shadow(shadow))
+            }
+        });
     }
 
     /// Whether global shadow mode is on.
     pub fn shadow(&self) -> bool {
-        self.shadow.load(Ordering::Relaxed)
+        self.source.load().shadow
     }
 
     /// What answers checks now (`/readyz`).
@@ -207,12 +194,27 @@ impl Limiter {
     /// # Errors
     /// As [`Limiter::check`]; nothing is counted when any check is invalid.
     pub async fn check_all(&self, checks: &[Check<'_>]) -> Result<Vec<Verdict>, LimitError> {
+        self.check_all_in(&self.snapshot(), checks, LeaseMode::Held)
+            .await
+    }
+
+    /// Decides several checks as [`Limiter::check_all`] does, against
+    /// `snapshot` (one the caller loaded once, with whatever else it swaps
+    /// together), taking leases as `leases` says.
+    ///
+    /// # Errors
+    /// As [`Limiter::check`].
+    pub async fn check_all_in(
+        &self,
+        snapshot: &PolicySnapshot,
+        checks: &[Check<'_>],
+        leases: LeaseMode,
+    ) -> Result<Vec<Verdict>, LimitError> {
         for check in checks {
             validate_attributes(check.attributes)?;
             validate_hits(check.hits)?;
         }
-        let loaded = self.loaded.load();
-        let (set, all_counters) = (&*loaded.set, &loaded.counters);
+        let (set, all_counters) = (&*snapshot.set, &snapshot.counters);
         // (check index, policy) for every applicable policy of every check,
         // and each policy's metrics.
         let (applicable, counters): (Vec<(usize, &Arc<Policy>)>, Vec<&CheckCounters>) = checks
@@ -220,6 +222,7 @@ impl Limiter {
             .enumerate()
             .flat_map(|(i, c)| {
                 (set.applicable(c.attributes, c.domain))
+                    .filter(move |(_, policy)| takes_part(policy, leases))
                     .map(move |(p, policy)| ((i, policy), &all_counters[p]))
             })
             .unzip();
@@ -237,7 +240,7 @@ impl Limiter {
             .iter()
             .map(|(i, p)| p.counter_key(checks[*i].attributes))
             .collect();
-        let global_shadow = self.shadow();
+        let global_shadow = snapshot.shadow;
         let ops: Vec<StoreOp<'_>> = applicable
             .iter()
             .zip(&keys)
@@ -274,10 +277,10 @@ impl Limiter {
             .iter()
             .zip(&ops)
             .zip(&outcomes)
-            .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r)));
+            .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r, o.source)));
         if all_allowed {
             let mut lease_parts: Vec<Vec<LeasePart>> = vec![Vec::new(); checks.len()];
-            for (i, op, receipt) in charged {
+            for (i, op, receipt, _) in charged {
                 if op.policy.kind() == AlgorithmKind::Concurrency {
                     lease_parts[i].push(LeasePart {
                         counter_key: op.key.to_string(),
@@ -293,11 +296,13 @@ impl Limiter {
             }
         } else {
             let refunds: Vec<Refund<'_>> = charged
-                .map(|(_, op, receipt)| Refund {
+                .map(|(_, op, receipt, source)| Refund {
                     policy: op.policy,
                     key: op.key,
                     hits: op.hits,
                     receipt,
+                    // Back to the store that counted it, never another.
+                    source: Some(source),
                 })
                 .collect();
             if !refunds.is_empty() {
@@ -329,7 +334,7 @@ impl Limiter {
     /// [`LimitError::Store`] when the store could not be reached.
     pub async fn release(&self, token: &str) -> Result<(), LimitError> {
         let parts = LeasePart::decode(token)?;
-        let loaded = self.loaded.load();
+        let loaded = self.source.load();
         let refunds: Vec<Refund<'_>> = parts
             .iter()
             .filter_map(|part| {
@@ -342,6 +347,8 @@ impl Limiter {
                         at_us: 0,
                         id: part.id,
                     },
+                    // The token does not say which store issued the lease.
+                    source: None,
                 })
             })
             .collect();
@@ -349,6 +356,24 @@ impl Limiter {
             self.store.refund(&refunds).await?;
         }
         Ok(())
+    }
+}
+
+/// Whether `policy` takes part in a check made with `leases`: a
+/// `concurrency` policy does not where nobody can release its lease (the
+/// skip is counted).
+fn takes_part(policy: &Policy, leases: LeaseMode) -> bool {
+    match leases {
+        LeaseMode::Skipped(transport) if policy.kind() == AlgorithmKind::Concurrency => {
+            metrics::counter!(
+                "floodgate_concurrency_skipped_total",
+                "transport" => transport,
+                "policy" => policy.name_arc().clone()
+            )
+            .increment(1);
+            false
+        }
+        _ => true,
     }
 }
 

@@ -48,6 +48,19 @@ impl Expiring for Entry {
     fn expires_us(&self) -> u64 {
         self.expires_us
     }
+
+    /// A counter of fixed size is 1; a `sliding_log` or `concurrency`
+    /// counter also counts its entries, 16 to a unit (an 8-byte timestamp
+    /// each, ~16 bytes with the queue's spare room), so `max_keys` bounds
+    /// their memory too (see [`ShardedMap`]).
+    fn weight(&self) -> usize {
+        let entries = match &self.state {
+            State::Log(log) => log.len(),
+            State::Leases(leases) => leases.len(),
+            _ => 0,
+        };
+        1 + entries / 16
+    }
 }
 
 /// The in-memory store. Cheap to share: wrap it in an `Arc`.
@@ -159,7 +172,10 @@ impl LocalStore {
                 refund.hits,
                 self.clock.now_us(),
             );
-            entry.expires_us = algorithm.expires_at(&entry.state);
+            // A refund never lengthens a counter's life; and a state counted
+            // under other parameters (before a reload) must not be given an
+            // expiry computed from the new ones.
+            entry.expires_us = entry.expires_us.min(algorithm.expires_at(&entry.state));
         }
     }
 

@@ -12,7 +12,11 @@
 //! is 100 ns). Each shard holds at most `max / shards`
 //! entries; a new entry arriving at a full shard evicts the sampled entry
 //! that expires first (an expired one when there is one), so a flood of
-//! distinct keys cannot grow memory.
+//! distinct keys cannot grow memory. Entries that grow ([`Expiring::weight`]
+//! above 1) count by their weight: each sweep evicts the entries closest to
+//! expiry from a shard whose total weight is above its share, so growing
+//! entries cannot grow memory past the budget either (between two sweeps,
+//! by at most what the hits admitted meanwhile added).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
@@ -20,10 +24,17 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use foldhash::quality::RandomState;
 use parking_lot::{Mutex, MutexGuard};
 
-/// What a [`ShardedMap`] needs of its values: when they stop mattering.
+/// What a [`ShardedMap`] needs of its values: when they stop mattering,
+/// and how much of the map's budget they take.
 pub(crate) trait Expiring {
     /// Epoch µs after which the entry may be dropped.
     fn expires_us(&self) -> u64;
+
+    /// The entry's share of the budget, in entries (≥ 1): 1 for a value of
+    /// fixed size; more for one that grows (a `sliding_log` counter).
+    fn weight(&self) -> usize {
+        1
+    }
 }
 
 /// A key reduced to 128 bits: (map hash, shard selector).
@@ -121,9 +132,35 @@ impl<V: Expiring> ShardedMap<V> {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             shard.retain(|_, v| v.expires_us() > now);
+            self.shed_weight(&mut shard);
             remaining += shard.len();
         }
         remaining
+    }
+
+    /// Evicts the entries closest to expiry until the shard's total weight
+    /// is within its share; returns how many it evicted.
+    fn shed_weight(&self, shard: &mut Shard<V>) -> usize {
+        let mut weight: usize = shard.values().map(Expiring::weight).sum();
+        if weight <= self.shard_cap {
+            return 0;
+        }
+        let mut by_expiry: Vec<(u64, KeyHash, usize)> = shard
+            .iter()
+            .map(|(k, v)| (v.expires_us(), *k, v.weight()))
+            .collect();
+        by_expiry.sort_unstable_by_key(|(expires, _, _)| *expires);
+        let mut evicted = 0;
+        for (_, key, w) in by_expiry {
+            if weight <= self.shard_cap {
+                break;
+            }
+            shard.remove(&key);
+            weight -= w;
+            evicted += 1;
+        }
+        metrics::counter!("floodgate_local_evictions_total").increment(evicted as u64);
+        evicted
     }
 
     /// Entries held right now (expired ones not yet swept included).
@@ -134,5 +171,48 @@ impl<V: Expiring> ShardedMap<V> {
     /// Most entries the map holds.
     pub(crate) fn capacity(&self) -> usize {
         self.shard_cap * self.shards.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A value of `weight` units expiring at `expires`.
+    struct Sized(u64, usize);
+
+    impl Expiring for Sized {
+        fn expires_us(&self) -> u64 {
+            self.0
+        }
+        fn weight(&self) -> usize {
+            self.1
+        }
+    }
+
+    #[test]
+    fn a_sweep_sheds_weight_closest_to_expiry_first() {
+        let map = ShardedMap::new(100, 1);
+        for i in 0..20u64 {
+            let hash = map.hash(&i.to_string());
+            let mut shard = map.lock(&hash);
+            // Heavy entries: 20 × 10 units in a budget of 100.
+            map.insert(&mut shard, hash, Sized(1_000 + i, 10), 0);
+        }
+        assert_eq!(map.len(), 20, "inserts count entries, not weight");
+        assert_eq!(map.sweep(0), 10, "the weight is within the budget");
+        // The ones that expire last stay.
+        let kept = map.hash("19");
+        assert!(map.lock(&kept).contains_key(&kept));
+        let gone = map.hash("0");
+        assert!(!map.lock(&gone).contains_key(&gone));
+        // Light entries are never shed below the count cap.
+        let light: ShardedMap<Sized> = ShardedMap::new(100, 1);
+        for i in 0..50u64 {
+            let hash = light.hash(&i.to_string());
+            let mut shard = light.lock(&hash);
+            light.insert(&mut shard, hash, Sized(1_000, 1), 0);
+        }
+        assert_eq!(light.sweep(0), 50);
     }
 }

@@ -2,7 +2,7 @@
 //! so transports only ever see `Arc<dyn Store>` behind the `Limiter`.
 
 use async_trait::async_trait;
-use floodgate_core::{Outcome, Policy, Receipt};
+use floodgate_core::{AlgorithmKind, Outcome, Policy, Receipt};
 
 use crate::StoreError;
 
@@ -80,6 +80,30 @@ pub struct Refund<'a> {
     pub hits: u64,
     /// The receipt the charge returned.
     pub receipt: Receipt,
+    /// The store that counted the charge (the [`StoreOutcome::source`] of
+    /// the op that charged): a refund goes back to that store only.
+    /// `None` when it is not known — a lease released by its token — which
+    /// only a `concurrency` release may be: its lease id is random, so a
+    /// store that never issued it is left untouched.
+    pub source: Option<Source>,
+}
+
+/// Hits the fallback admitted in one window of one counter while the
+/// primary was away (or failed a call), to be added to the primary's counter
+/// of the same window once it is back ([`Store::reconcile`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconcile {
+    /// The policy's algorithm: `fixed_window` or `sliding_window`.
+    pub kind: AlgorithmKind,
+    /// The counter key (`<policy>:<escaped values>`).
+    pub key: String,
+    /// The policy's window in µs.
+    pub window_us: u64,
+    /// When the window's latest such charge was made (epoch µs, the
+    /// sidecar's clock): its window is `at_us / window_us`.
+    pub at_us: u64,
+    /// Hits charged in that window.
+    pub hits: u64,
 }
 
 /// Where counters live. Implementations own atomicity per counter and run
@@ -106,6 +130,18 @@ pub trait Store: Send + Sync {
     /// # Errors
     /// [`StoreError`] when the store could not be reached.
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError>;
+
+    /// Adds hits another store admitted to this store's counters of the same
+    /// windows; a window that has passed is skipped. Stores that are never
+    /// a failover primary do nothing (the default).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be reached (some charges may
+    /// have been added).
+    async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {
+        let _ = charges;
+        Ok(())
+    }
 
     /// What answers checks right now: `"local"`, `"redis"` or `"fallback"`
     /// (shown by `/readyz`).

@@ -20,7 +20,8 @@
 //! a check that meets the contract must do: one `EVALSHA` of a script that
 //! reads Redis's clock (`TIME`), reads the check's counter (`GET`) and
 //! writes it back with a TTL (`SET … PX`), on the check's own key
-//! (`fg:{bench:<user>}:sw`, from its `user` attribute) — no decision, no
+//! (`fg:{bench:<user>}:sw:60000`, from its `user` attribute, as floodgate
+//! names the counter of a one-minute `sliding_window` policy) — no decision, no
 //! policies. floodgate's Redis check can be no faster than that.
 //!
 //! Loopback only. Once both listeners are bound it prints one line on
@@ -148,7 +149,7 @@ impl Redis {
         let Some(sha) = &self.counter else {
             return self.client.ping().await;
         };
-        let key = format!("fg:{{bench:{user}}}:sw");
+        let key = format!("fg:{{bench:{user}}}:sw:60000");
         match &self.client {
             Client::Minimal(connection) => {
                 let command = resp(&[b"EVALSHA", sha.as_bytes(), b"1", key.as_bytes()]);

@@ -401,6 +401,48 @@ fn server_values_are_checked() {
         15,
         &["invalid user_header"],
     );
+    for bad in ["0", "129"] {
+        single_error(
+            &format!("[identity]\nipv6_prefix = {bad}\n"),
+            2,
+            15,
+            &["invalid ipv6_prefix", "from 1 to 128"],
+        );
+    }
+}
+
+#[test]
+fn bad_key_alternatives_point_at_their_entry() {
+    let policy =
+        |key: &str| format!("[[policy]]\nname = \"p\"\nkey = {key}\nlimit = 10\nwindow = \"1m\"\n");
+    single_error(
+        &policy("[\"ip\", \"user|\"]"),
+        3,
+        14,
+        &["key attribute \"\" in \"user|\"", "separated by '|'"],
+    );
+    single_error(
+        &policy("[\"user|ip\", \"ip\"]"),
+        3,
+        19,
+        &["key attribute \"ip\" is listed twice"],
+    );
+    single_error(
+        &policy("[\"user|user\"]"),
+        3,
+        8,
+        &["key attribute \"user\" is listed twice"],
+    );
+}
+
+#[test]
+fn case_sensitive_must_be_a_boolean() {
+    single_error(
+        "[[endpoint]]\nname = \"ai\"\npath = \"/a\"\ncase_sensitive = \"yes\"\n",
+        4,
+        18,
+        &["case_sensitive"],
+    );
 }
 
 #[test]

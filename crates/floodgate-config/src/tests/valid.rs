@@ -75,6 +75,7 @@ fn defaults_match_the_contract() {
     assert_eq!(config.fallback.failure_threshold, 3);
     assert_eq!(config.identity.user_header, "x-user-id");
     assert_eq!(config.identity.trusted_proxies, 0);
+    assert_eq!(config.identity.ipv6_prefix, 56);
 }
 
 #[test]
@@ -113,6 +114,16 @@ failure_threshold = 5
 [identity]
 user_header = "X-Account"
 trusted_proxies = 2
+ipv6_prefix = 64
+
+[[endpoint]]
+name = "admin"
+path = "/Admin/*"
+case_sensitive = true
+
+[[endpoint]]
+name = "ai"
+path = "/api/chat/*"
 
 [[policy]]
 name = "tb"
@@ -167,6 +178,12 @@ lease_timeout = "30s"
     assert_eq!(config.fallback.failure_threshold, 5);
     assert_eq!(config.identity.user_header, "x-account");
     assert_eq!(config.identity.trusted_proxies, 2);
+    assert_eq!(config.identity.ipv6_prefix, 64);
+    let endpoints: Vec<_> = config.endpoints.iter().collect();
+    assert!(endpoints[0].case_sensitive());
+    assert!(!endpoints[1].case_sensitive());
+    assert_eq!(config.endpoints.classify("GET", "/admin/x"), None);
+    assert_eq!(config.endpoints.classify("GET", "/API/chat/x"), Some("ai"));
     let tb = config.policies.get("tb").unwrap();
     assert_eq!(tb.kind(), AlgorithmKind::TokenBucket);
     assert_eq!(tb.burst(), 20);
@@ -256,4 +273,16 @@ fn summary_mentions_every_policy() {
         "{redis}"
     );
     assert!(!redis.contains("secret"));
+}
+
+#[test]
+fn key_alternatives_are_read_and_summarised() {
+    let config = parse(
+        "[[policy]]\nname = \"p\"\nkey = [\"user | ip\", \"endpoint\"]\nlimit = 5\nwindow = \"1m\"\n",
+    );
+    let p = config.policies.get("p").unwrap();
+    assert_eq!(p.key(), ["user|ip", "endpoint"]);
+    let summary = config.summary();
+    assert!(summary.contains("key [user|ip, endpoint]"), "{summary}");
+    assert!(summary.contains("ipv6_prefix /56"), "{summary}");
 }

@@ -24,7 +24,9 @@ impl FixedWindow {
 
     pub(crate) fn check(&self, state: &mut WindowState, now_us: u64, hits: u64) -> Outcome {
         let index = now_us / self.window_us;
-        if index > state.index {
+        // Any other stored index is a window that is over: a later one, or
+        // one counted under another window length (a reload changed it).
+        if index != state.index {
             *state = WindowState {
                 index,
                 previous: 0,
@@ -118,5 +120,56 @@ mod tests {
         let o = fw.check(&mut st, 0, 6);
         assert!(!o.allowed);
         assert_eq!(o.remaining, 5);
+    }
+
+    /// Four checks under limit 3 per 1 s, then the window becomes 10 s (a
+    /// reload): the counter from the 1 s window must not stay in force, and
+    /// its expiry must be the end of the current 10 s window.
+    #[test]
+    fn a_longer_window_starts_a_new_window() {
+        let before = FixedWindow::new(3, S);
+        let mut st = WindowState::default();
+        let t0 = 1_750_000_000 * S + 123_456;
+        for _ in 0..3 {
+            assert!(before.check(&mut st, t0, 1).allowed);
+        }
+        assert!(!before.check(&mut st, t0, 1).allowed);
+        let after = FixedWindow::new(3, 10 * S);
+        let o = after.check(&mut st, t0 + 1_000, 1);
+        assert!(o.allowed);
+        assert_eq!(o.remaining, 2);
+        let end = (t0 / (10 * S) + 1) * 10 * S;
+        assert_eq!(after.expires_at(&st), end);
+        assert_eq!(o.reset_after_us, end - (t0 + 1_000));
+        // From then on it counts in 10 s windows.
+        assert!(after.check(&mut st, t0 + 2_000, 2).allowed);
+        assert!(!after.check(&mut st, t0 + 3 * S, 1).allowed);
+        assert!(after.check(&mut st, end, 1).allowed);
+    }
+
+    #[test]
+    fn a_shorter_window_starts_a_new_window() {
+        let before = FixedWindow::new(3, 10 * S);
+        let mut st = WindowState::default();
+        let t0 = 1_750_000_000 * S + 4 * S + 1;
+        assert!(before.check(&mut st, t0, 3).allowed);
+        let after = FixedWindow::new(3, S);
+        let o = after.check(&mut st, t0 + 1, 1);
+        assert!(o.allowed);
+        assert_eq!(after.expires_at(&st), (t0 / S + 1) * S);
+    }
+
+    #[test]
+    fn a_lower_limit_denies_until_the_window_ends_and_no_longer() {
+        let before = FixedWindow::new(10, 10 * S);
+        let mut st = WindowState::default();
+        let t0 = 1_750_000_000 * S;
+        assert!(before.check(&mut st, t0, 8).allowed);
+        let after = FixedWindow::new(3, 10 * S);
+        let denied = after.check(&mut st, t0 + S, 1);
+        assert!(!denied.allowed);
+        assert_eq!(denied.remaining, 0);
+        assert_eq!(denied.retry_after_us, 9 * S);
+        assert!(after.check(&mut st, t0 + 10 * S, 1).allowed);
     }
 }

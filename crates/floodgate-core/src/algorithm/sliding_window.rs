@@ -52,8 +52,11 @@ impl SlidingWindow {
 
     pub(crate) fn check(&self, state: &mut WindowState, now_us: u64, hits: u64) -> Outcome {
         let index = now_us / self.window_us;
-        if index > state.index {
-            let previous = if index == state.index + 1 {
+        // Any other stored index is a window that is over; it weighs in only
+        // as the window right before this one. (A reload that changed the
+        // window length leaves an index of another scale: a new window.)
+        if index != state.index {
+            let previous = if state.index.checked_add(1) == Some(index) {
                 state.current
             } else {
                 0
@@ -205,5 +208,53 @@ mod tests {
         sw.refund(&mut st, charged, 3);
         assert_eq!(st.previous, 0);
         assert_eq!(st.current, 1);
+    }
+
+    #[test]
+    fn a_longer_window_starts_a_new_window() {
+        let before = SlidingWindow::new(3, S);
+        let mut st = WindowState::default();
+        let t0 = 1_750_000_000 * S + 123_456;
+        assert!(before.check(&mut st, t0, 3).allowed);
+        assert!(!before.check(&mut st, t0, 1).allowed);
+        let after = SlidingWindow::new(3, 10 * S);
+        let o = after.check(&mut st, t0 + 1_000, 1);
+        assert!(o.allowed);
+        assert_eq!(o.remaining, 2);
+        let index = (t0 + 1_000) / (10 * S);
+        assert_eq!(st.index, index);
+        assert_eq!(st.previous, 0);
+        assert_eq!(after.expires_at(&st), (index + 2) * 10 * S);
+    }
+
+    #[test]
+    fn a_shorter_window_carries_nothing_over() {
+        let before = SlidingWindow::new(3, 10 * S);
+        let mut st = WindowState::default();
+        let t0 = 1_750_000_000 * S + 5 * S;
+        assert!(before.check(&mut st, t0, 3).allowed);
+        let after = SlidingWindow::new(3, S);
+        // The stored index (10 s scale) is neither this 1 s window nor the
+        // one before it: nothing weighs in.
+        let o = after.check(&mut st, t0 + 1, 3);
+        assert!(o.allowed);
+        assert_eq!(o.remaining, 0);
+        assert_eq!(st.previous, 0);
+        assert_eq!(after.expires_at(&st), ((t0 + 1) / S + 2) * S);
+    }
+
+    #[test]
+    fn a_lower_limit_decays_like_any_full_window() {
+        let before = SlidingWindow::new(10, S);
+        let mut st = WindowState::default();
+        let t0 = 1_750_000_000 * S;
+        assert!(before.check(&mut st, t0, 10).allowed);
+        let after = SlidingWindow::new(2, S);
+        let denied = after.check(&mut st, t0 + 1, 1);
+        assert!(!denied.allowed);
+        assert_eq!(denied.remaining, 0);
+        // Two windows later nothing is left of it.
+        let o = after.check(&mut st, t0 + 2 * S, 2);
+        assert!(o.allowed);
     }
 }

@@ -32,6 +32,10 @@ impl TokenBucket {
 
     pub(crate) fn check(&self, tat: &mut u64, now_us: u64, hits: u64) -> Outcome {
         let capacity_us = self.burst * self.interval_us;
+        // A bucket never owes more than it holds: a TAT beyond a full
+        // bucket's debt (a reload lowered the burst or lengthened the
+        // interval) counts as an empty bucket, never as a longer wait.
+        *tat = (*tat).min(now_us.saturating_add(capacity_us));
         let start = (*tat).max(now_us);
         let need = needed(hits);
         let wanted = start.saturating_add(need.saturating_mul(self.interval_us));
@@ -117,5 +121,40 @@ mod tests {
     fn interval_rounds_up() {
         let tb = TokenBucket::new(3, S, 3);
         assert_eq!(tb.interval_us(), 333_334);
+    }
+
+    #[test]
+    fn a_lower_burst_never_owes_more_than_the_new_bucket() {
+        // 100 per 100 s, bursts of 100, all spent at once.
+        let before = TokenBucket::new(100, 100 * S, 100);
+        let mut tat = 0;
+        let t0 = 1_000 * S;
+        assert!(before.check(&mut tat, t0, 100).allowed);
+        assert_eq!(tat, t0 + 100 * S);
+        // Burst lowered to 2: the bucket is empty, not 100 s in debt.
+        let after = TokenBucket::new(100, 100 * S, 2);
+        let denied = after.check(&mut tat, t0, 1);
+        assert!(!denied.allowed);
+        assert_eq!(denied.reset_after_us, 2 * S);
+        assert_eq!(denied.retry_after_us, S);
+        assert_eq!(tat, t0 + 2 * S);
+        assert!(after.check(&mut tat, t0 + S, 1).allowed);
+    }
+
+    #[test]
+    fn a_longer_interval_keeps_the_debt_within_the_bucket() {
+        let before = TokenBucket::new(10, S, 10);
+        let mut tat = 0;
+        let t0 = 1_000 * S;
+        assert!(before.check(&mut tat, t0, 10).allowed);
+        // Same bucket, ten times slower: 10 tokens of 1 s each.
+        let after = TokenBucket::new(10, 10 * S, 10);
+        let peek = after.check(&mut tat, t0, 0);
+        assert_eq!(peek.remaining, 9);
+        // A bigger burst and interval: the old debt fits, kept as it is.
+        let wider = TokenBucket::new(1, 100 * S, 1);
+        let mut tat2 = t0 + 5 * S;
+        wider.check(&mut tat2, t0, 0);
+        assert_eq!(tat2, t0 + 5 * S);
     }
 }

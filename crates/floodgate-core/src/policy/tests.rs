@@ -196,3 +196,53 @@ fn scaled_divides_rounding_up() {
     assert_eq!(local.limit(), 3);
     assert_eq!(local.name(), "p");
 }
+
+#[test]
+fn a_key_entry_may_name_a_stand_in() {
+    let p = Policy::new(PolicySpec {
+        key: vec!["user | ip".into(), "endpoint".into()],
+        ..spec("p")
+    })
+    .unwrap();
+    assert_eq!(p.key(), ["user|ip", "endpoint"]);
+    let user = attrs(&[("user", "u1"), ("ip", "127.0.0.1"), ("endpoint", "ai")]);
+    let anonymous = attrs(&[("ip", "127.0.0.1"), ("endpoint", "ai")]);
+    assert!(p.applies(&user, None));
+    assert!(p.applies(&anonymous, None));
+    assert!(!p.applies(&attrs(&[("endpoint", "ai")]), None));
+    assert!(!p.applies(&attrs(&[("user", "u1")]), None));
+    // The first alternative keeps the key it always had; a stand-in is named.
+    assert_eq!(p.counter_key(&user), "p:u1:ai");
+    assert_eq!(p.counter_key(&anonymous), "p:ip=127.0.0.1:ai");
+    // A user id spelled like a stand-in cannot reach the address's counter.
+    let forger = attrs(&[("user", "ip=127.0.0.1"), ("endpoint", "ai")]);
+    assert_ne!(p.counter_key(&forger), p.counter_key(&anonymous));
+    let plain = Policy::new(spec("p")).unwrap();
+    assert_eq!(plain.counter_key(&user), "p:u1");
+}
+
+#[test]
+fn bad_alternatives_are_refused_at_their_entry() {
+    for (key, index) in [
+        (vec!["user|"], 0),
+        (vec!["user", "ip||user"], 1),
+        (vec!["user|user"], 0),
+        (vec!["user|ip", "ip"], 1),
+        (vec!["user ip"], 0),
+    ] {
+        let errors = Policy::new(PolicySpec {
+            key: key.iter().map(|k| k.to_string()).collect(),
+            ..spec("p")
+        })
+        .unwrap_err();
+        assert!(!errors.is_empty(), "{key:?}");
+        for e in errors {
+            assert_eq!(
+                (e.field, e.index),
+                ("key", Some(index)),
+                "{key:?}: {}",
+                e.message
+            );
+        }
+    }
+}

@@ -202,6 +202,7 @@ async fn refund(local: &dyn Store, redis: &dyn Store, policies: &[Policy], charg
         key: &charge.key,
         hits: charge.hits,
         receipt,
+        source: None,
     };
     local.refund(&[refund(charge.local)]).await.unwrap();
     redis.refund(&[refund(charge.redis)]).await.unwrap();
@@ -292,6 +293,7 @@ async fn multi_check(
                         key: op.key,
                         hits: op.hits,
                         receipt: o.outcome.receipt?,
+                        source: Some(o.source),
                     })
                 })
                 .collect();

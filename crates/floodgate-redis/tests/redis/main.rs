@@ -4,6 +4,8 @@
 mod cluster;
 mod conformance;
 mod measure;
+mod reconcile;
+mod reload;
 mod security;
 mod sentinel;
 mod standalone;

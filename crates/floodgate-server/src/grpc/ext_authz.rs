@@ -6,6 +6,7 @@
 //! counted in `floodgate_ext_authz_incomplete_total`): a misconfigured filter
 //! must not take the site down.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -120,14 +121,23 @@ impl authz::authorization_server::Authorization for AuthzService {
             method: &http.method,
             target: &http.path,
             peer: peer_ip(context.source.as_ref()),
-            forwarded_for: http.headers.get("x-forwarded-for").map(String::as_str),
+            // Envoy sends repeated header lines merged into one, in order.
+            forwarded_for: http
+                .headers
+                .get("x-forwarded-for")
+                .map(|v| Cow::Borrowed(v.as_str())),
             real_ip: None,
             user: http
                 .headers
                 .get(&settings.identity.user_header)
                 .map(String::as_str),
         };
-        let verdict = match self.app.check_http(&settings, &info).await {
+        // No "request finished" callback: concurrency policies are skipped.
+        let verdict = match self
+            .app
+            .check_http_unreleasable(&settings, &info, "envoy_authz")
+            .await
+        {
             Ok(verdict) => verdict,
             Err(LimitError::InvalidAttributes(error)) => {
                 let body = serde_json::json!({ "error": error.to_string() }).to_string();

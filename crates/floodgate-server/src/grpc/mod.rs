@@ -1,6 +1,9 @@
 //! The gRPC listener (`server.grpc`): `floodgate.v1.RateLimiter`, Envoy's
 //! rate limit service and ext_authz, `grpc.health.v1.Health` and server
-//! reflection.
+//! reflection. Connections go through the same accept loop as the HTTP
+//! listeners (capped, pinged, TCP-keepalived, closed when idle or when the
+//! client stops reading); calls time out; request messages are limited in
+//! size and undecodable ones answered `INVALID_ARGUMENT`.
 
 pub mod ext_authz;
 mod rate_limiter;
@@ -14,25 +17,28 @@ use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::R
 use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
+use tonic::codegen::Service;
+use tonic::service::Routes;
 
+use crate::accept::ListenerSettings;
 use crate::app::App;
 pub use ext_authz::AuthzService;
 pub use rate_limiter::RateLimiterService;
 pub use rls::RlsService;
 
 /// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight
-/// calls finish for at most `grace`. Streams per connection are capped
-/// (1024); `server.max_connections` caps the HTTP listener only.
+/// calls finish for at most `settings.grace`.
 ///
 /// # Errors
 /// When the reflection service cannot be built or the server fails.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    grace: Duration,
+    settings: ListenerSettings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let limits = settings.limits;
+    let max_message = limits.grpc_max_message_bytes;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<RateLimiterServer<RateLimiterService>>()
@@ -46,23 +52,86 @@ pub async fn serve(
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(floodgate_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let drained = shutdown.clone();
-    let server = tonic::transport::Server::builder()
-        .concurrency_limit_per_connection(1024)
-        .max_concurrent_streams(Some(1024))
-        .add_service(health_service)
+        .build_v1()?
+        .max_decoding_message_size(max_message);
+    let routes = Routes::new(health_service.max_decoding_message_size(max_message))
         .add_service(reflection)
-        .add_service(RateLimiterServer::new(RateLimiterService::new(app.clone())))
-        .add_service(RateLimitServiceServer::new(RlsService::new(app.clone())))
-        .add_service(AuthorizationServer::new(AuthzService::new(app)))
-        .serve_with_incoming_shutdown(incoming, async move { drained.cancelled().await });
-    tokio::select! {
-        result = server => result?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "grpc calls still open after the grace period");
+        .add_service(
+            RateLimiterServer::new(RateLimiterService::new(app.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            RateLimitServiceServer::new(RlsService::new(app.clone()))
+                .max_decoding_message_size(max_message),
+        )
+        .add_service(
+            AuthorizationServer::new(AuthzService::new(app)).max_decoding_message_size(max_message),
+        )
+        .prepare();
+    let longest = limits.grpc_timeout;
+    crate::accept::serve(settings, listener, shutdown, move |req, _peer| {
+        let mut routes = routes.clone();
+        let timeout = call_timeout(req.headers(), longest);
+        async move {
+            match tokio::time::timeout(timeout, routes.call(req)).await {
+                Ok(answered) => answered,
+                Err(_) => Ok(tonic::Status::cancelled("Timeout expired").into_http()),
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// How long one call may run: `grpc_timeout`, or the caller's own
+/// `grpc-timeout` header when that is shorter.
+fn call_timeout(headers: &http::HeaderMap, longest: Duration) -> Duration {
+    let asked = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    asked.map_or(longest, |asked| asked.min(longest))
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3_600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shorter_of_grpc_timeout_and_the_callers_deadline_applies() {
+        let longest = Duration::from_secs(30);
+        let mut headers = http::HeaderMap::new();
+        assert_eq!(call_timeout(&headers, longest), longest);
+        for (value, expected) in [
+            ("20m", Duration::from_millis(20)),
+            ("5S", Duration::from_secs(5)),
+            ("1H", longest),
+            ("100u", Duration::from_micros(100)),
+            ("7", longest),
+            ("x5S", longest),
+            ("123456789S", longest),
+            ("", longest),
+        ] {
+            headers.insert("grpc-timeout", value.parse().unwrap());
+            assert_eq!(call_timeout(&headers, longest), expected, "{value}");
         }
     }
-    Ok(())
 }

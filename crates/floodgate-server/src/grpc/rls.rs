@@ -1,21 +1,25 @@
 //! `envoy.service.ratelimit.v3.RateLimitService`: Envoy's rate limit
 //! service. Each descriptor is one check (its entries are the attributes,
-//! `remote_address` standing for `ip`); the descriptors of a request stand or
-//! fall together: if any is over its limit, none is charged.
+//! `remote_address` standing for `ip`, keyed like every address floodgate
+//! derives: an IPv6 client by its `[identity] ipv6_prefix` network, an
+//! IPv4-mapped one as IPv4); the descriptors of a request stand or fall
+//! together: if any is over its limit, none is charged.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use floodgate_core::Attributes;
 use floodgate_proto::envoy::config::core::v3::HeaderValue;
 use floodgate_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use floodgate_proto::envoy::service::ratelimit::v3 as rls;
-use floodgate_store::{Check, Verdict};
+use floodgate_store::{Check, LeaseMode, Verdict};
 use rls::rate_limit_response::{rate_limit::Unit, Code, DescriptorStatus, RateLimit};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::errors::to_status;
+use crate::identity::ip_attribute;
 use crate::render::rate_limit_headers;
 
 /// The `RateLimitService` gRPC service.
@@ -34,11 +38,16 @@ impl RlsService {
 /// Most descriptors one request may carry.
 const MAX_DESCRIPTORS: usize = 64;
 
-/// A descriptor's entries as attributes.
+/// A descriptor's entries as attributes; `remote_address` becomes `ip`
+/// (see [`ip_attribute`]; a value that is no IP address is kept as is).
 ///
 /// # Errors
 /// INVALID_ARGUMENT for no entries, an empty key, or a key given twice.
-pub fn descriptor_attributes(index: usize, d: &RateLimitDescriptor) -> Result<Attributes, Status> {
+pub fn descriptor_attributes(
+    index: usize,
+    d: &RateLimitDescriptor,
+    ipv6_prefix: u8,
+) -> Result<Attributes, Status> {
     if d.entries.is_empty() {
         return Err(Status::invalid_argument(format!(
             "descriptor {index} has no entries"
@@ -51,15 +60,16 @@ pub fn descriptor_attributes(index: usize, d: &RateLimitDescriptor) -> Result<At
                 "descriptor {index} has an entry with an empty key"
             )));
         }
-        let name = if entry.key == "remote_address" {
-            "ip"
+        let (name, value) = if entry.key == "remote_address" {
+            let value = match entry.value.parse::<IpAddr>() {
+                Ok(ip) => ip_attribute(ip, ipv6_prefix),
+                Err(_) => entry.value.clone(),
+            };
+            ("ip", value)
         } else {
-            entry.key.as_str()
+            (entry.key.as_str(), entry.value.clone())
         };
-        if attributes
-            .insert(name.to_string(), entry.value.clone())
-            .is_some()
-        {
+        if attributes.insert(name.to_string(), value).is_some() {
             return Err(Status::invalid_argument(format!(
                 "descriptor {index} names {:?} twice",
                 entry.key
@@ -134,11 +144,13 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
         }
         // Envoy: hits_addend unset (0) means 1.
         let request_hits = u64::from(request.hits_addend.max(1));
+        // One configuration for the whole request.
+        let settings = self.app.settings.load();
         let attributes = request
             .descriptors
             .iter()
             .enumerate()
-            .map(|(i, d)| descriptor_attributes(i, d))
+            .map(|(i, d)| descriptor_attributes(i, d, settings.identity.ipv6_prefix))
             .collect::<Result<Vec<_>, _>>()?;
         let checks: Vec<Check<'_>> = request
             .descriptors
@@ -150,14 +162,16 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
                 domain: Some(&request.domain),
             })
             .collect();
+        // No "request finished" callback, so concurrency policies are
+        // skipped.
         let verdicts = self
             .app
             .limiter
-            .check_all(&checks)
+            .check_all_in(&settings.policies, &checks, LeaseMode::Skipped("envoy_rls"))
             .await
             .map_err(to_status)?;
         let overall = Verdict::combine(&verdicts);
-        let mode = self.app.settings.load().headers;
+        let mode = settings.headers;
         let response = rls::RateLimitResponse {
             overall_code: if overall.allowed {
                 Code::Ok
@@ -179,5 +193,43 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "envoy_rls")
             .record(started.elapsed().as_secs_f64());
         Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floodgate_proto::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
+
+    fn descriptor(entries: &[(&str, &str)]) -> RateLimitDescriptor {
+        RateLimitDescriptor {
+            entries: entries
+                .iter()
+                .map(|(key, value)| Entry {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                })
+                .collect(),
+            ..RateLimitDescriptor::default()
+        }
+    }
+
+    #[test]
+    fn remote_address_is_keyed_by_its_ipv6_network() {
+        let ip = |address: &str, prefix| {
+            descriptor_attributes(0, &descriptor(&[("remote_address", address)]), prefix)
+                .unwrap()
+                .remove("ip")
+                .unwrap()
+        };
+        assert_eq!(ip("2001:db8:0:1aa::1", 56), "2001:db8:0:100::/56");
+        assert_eq!(ip("2001:db8:0:1ff:ffff::3", 56), "2001:db8:0:100::/56");
+        assert_eq!(ip("2001:db8:0:1ff::3", 64), "2001:db8:0:1ff::/64");
+        assert_eq!(ip("::ffff:192.0.2.1", 56), "192.0.2.1");
+        assert_eq!(ip("192.0.2.1", 56), "192.0.2.1");
+        assert_eq!(ip("not-an-address", 56), "not-an-address");
+        // An `ip` entry is the caller's choice, used as given.
+        let given = descriptor_attributes(0, &descriptor(&[("ip", "2001:db8::1")]), 56).unwrap();
+        assert_eq!(given["ip"], "2001:db8::1");
     }
 }

@@ -1,32 +1,103 @@
-//! The HTTP listener (`server.http`): JSON API, health, metrics.
+//! The HTTP listener (`server.http`): JSON API, health, metrics; and the
+//! optional health listener (`server.health`): health and metrics only.
 
 mod body;
 pub mod routes;
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::ListenerSettings;
 use crate::app::App;
 
-/// Serves HTTP on `listener` until `shutdown` fires, then lets open
-/// connections finish for at most `grace`.
+/// The only paths the health listener serves.
+pub const HEALTH_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Serves the HTTP API on `listener` until `shutdown` fires, then lets
+/// open connections finish for at most `settings.grace`. Each request must
+/// be read and answered within `request_timeout`.
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
-    max_connections: usize,
-    grace: Duration,
+    settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
-    crate::accept::serve(
-        "http",
-        listener,
-        max_connections,
-        grace,
-        shutdown,
-        move |req, peer| routes::handle(app.clone(), req, peer),
-    )
+    let timeout = settings.limits.request_timeout;
+    crate::accept::serve(settings, listener, shutdown, move |req, peer| {
+        within(timeout, routes::handle(app.clone(), req, peer))
+    })
     .await;
+}
+
+/// `answer`, or 408 (and the connection closed) when it takes longer than
+/// `timeout` — a client trickling its body holds nothing for long.
+async fn within(
+    timeout: Duration,
+    answer: impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    match tokio::time::timeout(timeout, answer).await {
+        Ok(answered) => answered,
+        Err(_) => {
+            let message =
+                format!(r#"{{"error":"the request was not complete within {timeout:?}"}}"#);
+            let mut response = json_response(StatusCode::REQUEST_TIMEOUT, Bytes::from(message));
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Ok(response)
+        }
+    }
+}
+
+/// Serves `/healthz`, `/readyz` and `/metrics` (exactly as the HTTP API
+/// does) and nothing else: 404 for every other path, so probes and
+/// scrapers can reach this listener without reaching the check API.
+pub async fn serve_health(
+    listener: TcpListener,
+    app: Arc<App>,
+    settings: ListenerSettings,
+    shutdown: CancellationToken,
+) {
+    let timeout = settings.limits.request_timeout;
+    crate::accept::serve(settings, listener, shutdown, move |req, peer| {
+        let app = app.clone();
+        within(timeout, async move {
+            if HEALTH_PATHS.contains(&req.uri().path()) {
+                routes::handle(app, req, peer).await
+            } else {
+                Ok(not_here(req.method()))
+            }
+        })
+    })
+    .await;
+}
+
+/// 404 with a JSON body naming what this listener serves.
+fn not_here(method: &Method) -> Response<Full<Bytes>> {
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from_static(
+            br#"{"error":"the health listener serves only /healthz, /readyz and /metrics"}"#,
+        )
+    };
+    json_response(StatusCode::NOT_FOUND, body)
+}
+
+fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,7 +20,7 @@ use tokio::time::Instant;
 use super::body;
 use crate::app::App;
 use crate::errors::ApiError;
-use crate::identity::HttpRequestInfo;
+use crate::identity::{header_target, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
 
 /// Every response this listener sends.
@@ -102,21 +103,31 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     let started = Instant::now();
     let bytes = body::read(req).await?;
     let request: CheckRequest = parse(&bytes)?;
+    // One snapshot of the settings decides the check and renders its
+    // headers: a reload between the two cannot mix them.
+    let settings = app.settings.load_full();
+    let check = Check {
+        attributes: &request.attributes,
+        hits: request.hits,
+        domain: None,
+    };
     let verdict = app
         .limiter
-        .check(Check {
-            attributes: &request.attributes,
-            hits: request.hits,
-            domain: None,
-        })
-        .await?;
+        .check_all_in(
+            &settings.policies,
+            &[check],
+            floodgate_store::LeaseMode::Held,
+        )
+        .await?
+        .pop()
+        .unwrap_or_default();
     let status = if verdict.allowed {
         StatusCode::OK
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
     let mut response = json(status, &CheckBody::new(&verdict));
-    add_headers(&mut response, &verdict, app.settings.load().headers);
+    add_headers(&mut response, &verdict, settings.headers);
     metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
         .record(started.elapsed().as_secs_f64());
     Ok(response)
@@ -134,17 +145,25 @@ async fn auth(
 ) -> Result<HttpResponse, ApiError> {
     let started = Instant::now();
     let headers = req.headers();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let settings = app.settings.load();
-    let info = HttpRequestInfo {
-        method: header("x-original-method").unwrap_or(req.method().as_str()),
-        target: header("x-original-uri").unwrap_or(req.uri().path()),
-        peer: Some(peer.ip()),
-        forwarded_for: header("x-forwarded-for"),
-        real_ip: header("x-real-ip"),
-        user: header(&settings.identity.user_header),
-    };
-    let verdict = app.check_http(&settings, &info).await?;
+    if settings.identity.trusted_proxies == 0 && headers.contains_key("x-real-ip") {
+        warn_untrusted_real_ip();
+    }
+    // As bytes: nginx's `$request_uri` may hold any byte ≥ 0x80. The
+    // request's own path only when nginx sent no X-Original-URI.
+    let method = header_target(headers, "x-original-method");
+    let target = header_target(headers, "x-original-uri");
+    let info = HttpRequestInfo::from_headers(
+        method.as_deref().unwrap_or(req.method().as_str()),
+        target.as_deref().unwrap_or(req.uri().path()),
+        peer.ip(),
+        headers,
+        &settings.identity.user_header,
+        true,
+    );
+    let verdict = app
+        .check_http_unreleasable(&settings, &info, "nginx")
+        .await?;
     let mut response = empty(if verdict.allowed {
         StatusCode::NO_CONTENT
     } else {
@@ -156,6 +175,20 @@ async fn auth(
     Ok(response)
 }
 
+/// Logs, once per process, that `/v1/auth` ignores `X-Real-IP` because
+/// `[identity] trusted_proxies` is 0: every client then counts as nginx's
+/// own address.
+fn warn_untrusted_real_ip() {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "/v1/auth received X-Real-IP but [identity] trusted_proxies = 0, so it is ignored \
+             and every client counts as the proxy's address: set [identity] trusted_proxies = 1 \
+             behind nginx"
+        );
+    }
+}
+
 /// Adds the rate-limit headers of `verdict` to `response`.
 pub fn add_headers(response: &mut HttpResponse, verdict: &Verdict, mode: HeaderMode) {
     for (name, value) in rate_limit_headers(verdict, mode) {
@@ -165,9 +198,20 @@ pub fn add_headers(response: &mut HttpResponse, verdict: &Verdict, mode: HeaderM
     }
 }
 
+/// Most parts (comma-joined leases) one `/v1/release` may name: a check
+/// returns one part per concurrency policy it charged.
+pub(crate) const MAX_RELEASE_PARTS: usize = 64;
+
 async fn release(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(req).await?;
     let request: ReleaseRequest = parse(&bytes)?;
+    let parts = request.lease.split(',').count();
+    if parts > MAX_RELEASE_PARTS {
+        return Err(ApiError::bad_request(format!(
+            "lease has {parts} parts: one release takes at most {MAX_RELEASE_PARTS}; \
+             nothing was released"
+        )));
+    }
     app.limiter.release(&request.lease).await?;
     Ok(empty(StatusCode::NO_CONTENT))
 }

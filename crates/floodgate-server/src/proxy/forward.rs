@@ -1,12 +1,13 @@
 //! One proxied request: ask the limiter, then answer 429 or forward to the
-//! upstream with bodies streamed both ways (WebSocket upgrades tunnelled).
+//! upstream with bodies streamed both ways (the configured upgrades, by
+//! default only WebSocket, tunnelled).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
+use floodgate_config::server::ProxyLimits;
 use floodgate_store::Verdict;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
@@ -15,24 +16,23 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::headers::{add_forwarded, strip_hop_by_hop, upgrade_of};
+use super::idle_body::{BoxError, IdleBody};
 use super::leases::{LeaseBody, LeaseGuard, Leases};
+use super::sent_body::SentBody;
+use super::tunnel::{allowed_upgrade, tunnel, Held};
+use crate::accept::ConnectionSlot;
 use crate::app::App;
 use crate::errors::ApiError;
 use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
 
-/// Every body the proxy answers with.
-pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
-
-/// How long connecting to the upstream may take before the answer is 502.
-pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long the upstream may take to send its response headers before the
-/// answer is 504 (bodies may then stream for as long as they need).
-pub(super) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Every body the proxy sends, either way.
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
 
 /// The forwarder: the limiter, the upstream, the client that reaches it.
 pub struct Forwarder {
@@ -46,28 +46,40 @@ pub struct Forwarder {
     client: Client<HttpConnector, ProxyBody>,
     /// Leases of requests in flight.
     leases: Arc<Leases>,
+    /// Upstream timeouts and the upgrades tunnelled.
+    limits: ProxyLimits,
 }
 
 impl Forwarder {
     /// A forwarder to `upstream` (`http://host[:port][/base]`, validated by
-    /// the config loader).
+    /// the config loader) with the timeouts of `limits`.
     ///
     /// # Errors
     /// When `upstream` is not an absolute `http://` URL.
-    pub fn new(app: Arc<App>, upstream: &str, leases: Arc<Leases>) -> anyhow::Result<Forwarder> {
+    pub fn new(
+        app: Arc<App>,
+        upstream: &str,
+        limits: &ProxyLimits,
+        leases: Arc<Leases>,
+    ) -> anyhow::Result<Forwarder> {
         let uri: Uri = upstream.parse()?;
         let (Some(scheme), Some(authority)) = (uri.scheme_str(), uri.authority()) else {
             anyhow::bail!("proxy upstream {upstream:?} is not an absolute URL");
         };
         let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        connector.set_connect_timeout(Some(limits.connect_timeout));
         connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(limits.pool_idle_timeout)
+            .build(connector);
         Ok(Forwarder {
             app,
             scheme_authority: format!("{scheme}://{authority}"),
             base_path: uri.path().trim_end_matches('/').to_string(),
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client,
             leases,
+            limits: limits.clone(),
         })
     }
 
@@ -80,20 +92,18 @@ impl Forwarder {
         let started = Instant::now();
         let settings = self.app.settings.load();
         let verdict = {
-            let headers = req.headers();
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
             let target = req
                 .uri()
                 .path_and_query()
                 .map_or(req.uri().path(), |pq| pq.as_str());
-            let info = HttpRequestInfo {
-                method: req.method().as_str(),
+            let info = HttpRequestInfo::from_headers(
+                req.method().as_str(),
                 target,
-                peer: Some(peer.ip()),
-                forwarded_for: header("x-forwarded-for"),
-                real_ip: None,
-                user: header(&settings.identity.user_header),
-            };
+                peer.ip(),
+                req.headers(),
+                &settings.identity.user_header,
+                false,
+            );
             self.app.check_http(&settings, &info).await
         };
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "proxy")
@@ -110,15 +120,34 @@ impl Forwarder {
             let body = serde_json::to_vec(&CheckBody::new(&verdict)).unwrap_or_default();
             let mut response = full(StatusCode::TOO_MANY_REQUESTS, body);
             add(&mut response, &rate_headers);
+            if req.version() < Version::HTTP_2 {
+                // A client past its limit gives its connection back.
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
             return Ok(response);
         }
         let guard = verdict_lease(&self.leases, &verdict);
-        let client_upgrade = upgrade_of(req.headers()).map(|p| (p, hyper::upgrade::on(&mut req)));
-        let upstream_req = match self.upstream_request(req, peer, client_upgrade.as_ref()) {
-            Ok(r) => r,
-            Err(message) => return Ok(json_error(StatusCode::BAD_REQUEST, &message)),
+        let slot = req.extensions().get::<ConnectionSlot>().cloned();
+        let client_upgrade = upgrade_of(req.headers())
+            .and_then(|asked| allowed_upgrade(&asked, &self.limits.upgrades))
+            .map(|p| (p, hyper::upgrade::on(&mut req)));
+        let (upstream_req, uploaded) =
+            match self.upstream_request(req, peer, client_upgrade.as_ref()) {
+                Ok(r) => r,
+                Err(message) => return Ok(json_error(StatusCode::BAD_REQUEST, &message)),
+            };
+        // The response timeout counts from the end of the upload (which
+        // itself only has to keep moving, `body_idle_timeout`).
+        let response_timeout = self.limits.response_timeout;
+        let sent = tokio::select! {
+            answered = self.client.request(upstream_req) => Ok(answered),
+            () = async {
+                let _ = uploaded.await;
+                tokio::time::sleep(response_timeout).await;
+            } => Err(()),
         };
-        let sent = tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(upstream_req)).await;
         let mut response = match sent {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
@@ -131,14 +160,16 @@ impl Forwarder {
             Err(_) => {
                 return Ok(json_error(
                     StatusCode::GATEWAY_TIMEOUT,
-                    &format!("the upstream sent no response within {RESPONSE_TIMEOUT:?}"),
+                    &format!("the upstream sent no response within {response_timeout:?}"),
                 ))
             }
         };
         if let Some((protocol, client_side)) = client_upgrade {
             if response.status() == StatusCode::SWITCHING_PROTOCOLS {
                 let upstream_side = hyper::upgrade::on(&mut response);
-                tokio::spawn(tunnel(client_side, upstream_side, guard));
+                let held = Held { lease: guard, slot };
+                let idle = self.limits.tunnel_idle_timeout;
+                tokio::spawn(tunnel(client_side, upstream_side, idle, held));
                 let (parts, _) = response.into_parts();
                 let mut response = Response::from_parts(parts, empty());
                 strip_hop_by_hop(response.headers_mut(), Some(&protocol));
@@ -147,20 +178,22 @@ impl Forwarder {
             }
         }
         let (parts, body) = response.into_parts();
-        let mut response = Response::from_parts(parts, LeaseBody::new(body, guard).boxed());
+        let body = IdleBody::new(LeaseBody::new(body, guard), self.limits.body_idle_timeout);
+        let mut response = Response::from_parts(parts, body.boxed());
         strip_hop_by_hop(response.headers_mut(), None);
         add(&mut response, &rate_headers);
         Ok(response)
     }
 
     /// The request to send upstream: same method, path and query under the
-    /// upstream's base, end-to-end headers, `X-Forwarded-*`, HTTP/1.1.
+    /// upstream's base, end-to-end headers, `X-Forwarded-*`, HTTP/1.1; and
+    /// what resolves once its body has been sent.
     fn upstream_request(
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
         upgrade: Option<&(HeaderValue, hyper::upgrade::OnUpgrade)>,
-    ) -> Result<Request<ProxyBody>, String> {
+    ) -> Result<(Request<ProxyBody>, oneshot::Receiver<()>), String> {
         let (mut parts, body) = req.into_parts();
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let uri = format!("{}{}{}", self.scheme_authority, self.base_path, path);
@@ -179,34 +212,15 @@ impl Forwarder {
         if let Some(host) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
             parts.headers.insert(header::HOST, host);
         }
-        Ok(Request::from_parts(parts, body.boxed()))
+        let (body, uploaded) = SentBody::new(body);
+        let body = IdleBody::new(body, self.limits.body_idle_timeout);
+        Ok((Request::from_parts(parts, body.boxed()), uploaded))
     }
 }
 
 /// The lease of an allowed concurrency check, held by the proxy.
 fn verdict_lease(leases: &Arc<Leases>, verdict: &Verdict) -> Option<LeaseGuard> {
     verdict.lease.clone().map(|token| leases.hold(token))
-}
-
-/// Copies bytes both ways between the upgraded client and upstream
-/// connections until either side closes; then the lease goes.
-async fn tunnel(
-    client: hyper::upgrade::OnUpgrade,
-    upstream: hyper::upgrade::OnUpgrade,
-    lease: Option<LeaseGuard>,
-) {
-    match tokio::join!(client, upstream) {
-        (Ok(client), Ok(upstream)) => {
-            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-            if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                tracing::debug!(%error, "proxied upgrade ended with an error");
-            }
-        }
-        (Err(error), _) | (_, Err(error)) => {
-            tracing::debug!(%error, "a proxied upgrade did not complete");
-        }
-    }
-    drop(lease);
 }
 
 fn empty() -> ProxyBody {

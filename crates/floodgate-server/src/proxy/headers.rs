@@ -54,10 +54,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: Option<&HeaderValue>) 
     }
 }
 
-/// Appends `peer` to `X-Forwarded-For` and sets `X-Forwarded-Proto` and
-/// `X-Forwarded-Host` (from the request's host, when it had one).
+/// Appends `peer` to `X-Forwarded-For` (every line the client sent, in
+/// order, become one) and sets `X-Forwarded-Proto` and `X-Forwarded-Host`
+/// (from the request's host, when it had one).
 pub fn add_forwarded(headers: &mut HeaderMap, peer: IpAddr, host: Option<&str>) {
-    let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let chain = match crate::identity::forwarded_for(headers).as_deref() {
         Some(before) if !before.trim().is_empty() => format!("{before}, {peer}"),
         _ => peer.to_string(),
     };
@@ -111,6 +112,11 @@ mod tests {
         h.insert("x-forwarded-for", HeaderValue::from_static("203.0.113.5"));
         add_forwarded(&mut h, "10.0.0.9".parse().unwrap(), None);
         assert_eq!(h["x-forwarded-for"], "203.0.113.5, 10.0.0.9");
+        h.insert("x-forwarded-for", HeaderValue::from_static("198.51.100.1"));
+        h.append("x-forwarded-for", HeaderValue::from_static("203.0.113.5"));
+        add_forwarded(&mut h, "10.0.0.9".parse().unwrap(), None);
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.5, 10.0.0.9");
+        assert_eq!(h.get_all("x-forwarded-for").iter().count(), 1);
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.example");
     }

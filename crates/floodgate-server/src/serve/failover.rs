@@ -11,7 +11,9 @@ use floodgate_config::Config;
 use floodgate_config::Instances;
 use floodgate_core::SystemClock;
 use floodgate_redis::RedisStore;
-use floodgate_store::{FailoverConfig, FailoverStore, LocalConfig, LocalStore, Source, Store};
+use floodgate_store::{
+    FailoverConfig, FailoverStore, LocalConfig, LocalStore, RateTrip, Source, Store,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -21,8 +23,9 @@ use tokio_util::task::TaskTracker;
 /// Spawns the probe loop on `tracker`.
 ///
 /// With `fallback.instances = "auto"` (the default) it also spawns the
-/// heartbeat: the live count of sidecars divides `local` fallback limits
-/// (1 until the first heartbeat answers).
+/// heartbeat: the live count of sidecars, at least `min_instances`, divides
+/// `local` fallback limits (`min_instances` until the first heartbeat
+/// answers, e.g. while Redis is down at start-up — said in a warning).
 ///
 /// # Errors
 /// Problems that retrying cannot fix: bad credentials, ACL, TLS, config.
@@ -45,10 +48,15 @@ pub(super) async fn start(
         mode: config.fallback.mode,
         instances: match config.fallback.instances {
             Instances::Fixed(n) => n,
-            Instances::Auto => 1,
+            Instances::Auto => config.fallback.min_instances,
         },
         probe_interval: config.fallback.probe_interval,
         failure_threshold: config.fallback.failure_threshold,
+        trip: RateTrip {
+            rate: config.fallback.failure_rate,
+            window: config.fallback.failure_window,
+            min_calls: config.fallback.failure_min_calls,
+        },
     };
     // The Redis store once connected, for the heartbeat.
     let connected: Arc<OnceLock<Arc<RedisStore>>> = Arc::default();
@@ -62,6 +70,13 @@ pub(super) async fn start(
                 %error,
                 "Redis is unreachable: starting in fallback, connecting in the background"
             );
+            if config.fallback.instances == Instances::Auto {
+                tracing::warn!(
+                    min_instances = config.fallback.min_instances,
+                    "instances = \"auto\" with Redis unreachable: the sidecar count is unknown \
+                     until Redis answers; local fallback limits are divided by min_instances"
+                );
+            }
             let store = Arc::new(FailoverStore::new(None, fallback, failover_config));
             tracker.spawn(connect(
                 redis,
@@ -76,7 +91,8 @@ pub(super) async fn start(
     tracker.spawn(probe(store.clone(), shutdown.clone()));
     metrics::gauge!("floodgate_instances").set(store.instances() as f64);
     if config.fallback.instances == Instances::Auto {
-        tracker.spawn(heartbeat(connected, store.clone(), shutdown.clone()));
+        let min = config.fallback.min_instances;
+        tracker.spawn(heartbeat(connected, store.clone(), min, shutdown.clone()));
     }
     Ok(store)
 }
@@ -146,8 +162,11 @@ async fn connect(
     }
 }
 
-/// Probes the primary every `probe_interval` while the breaker is open,
-/// until `shutdown`.
+/// Probes the primary every `probe_interval` while the breaker is open
+/// (a probe that finds it answering first adds what the fallback admitted
+/// to it, then closes the breaker), and while closed sends what the
+/// fallback admitted since (failed calls, or Redis down at start-up), until
+/// `shutdown`. Checks never wait for either.
 async fn probe(store: Arc<FailoverStore>, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(store.config().probe_interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,6 +176,8 @@ async fn probe(store: Arc<FailoverStore>, shutdown: CancellationToken) {
             _ = every.tick() => {
                 if store.is_open() {
                     store.probe_once().await;
+                } else if store.pending_reconcile() > 0 {
+                    store.reconcile_once().await;
                 }
             }
         }
@@ -171,12 +192,13 @@ const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
 
 /// Every [`HEARTBEAT_EVERY`] while Redis is in use, records this sidecar in
 /// Redis and takes the live count as the fallback divisor, until
-/// `shutdown`. One call at a time, each bounded by the store's timeout, so
+/// `shutdown` (never fewer than `min_instances`). One call at a time, each bounded by the store's timeout, so
 /// a hung Redis cannot pile calls up. While the breaker is open it skips:
 /// the count seen last before the outage stays in force.
 async fn heartbeat(
     connected: Arc<OnceLock<Arc<RedisStore>>>,
     store: Arc<FailoverStore>,
+    min_instances: u64,
     shutdown: CancellationToken,
 ) {
     let mut every = tokio::time::interval(HEARTBEAT_EVERY);
@@ -194,6 +216,7 @@ async fn heartbeat(
         }
         match redis.heartbeat(HEARTBEAT_TTL).await {
             Ok(live) => {
+                let live = live.max(min_instances);
                 if store.set_instances(live) {
                     metrics::gauge!("floodgate_instances").set(live as f64);
                 }

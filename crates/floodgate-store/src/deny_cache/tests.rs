@@ -194,6 +194,7 @@ async fn a_denial_caused_by_the_same_checks_own_charge_is_not_learned() {
         key: "fw:u",
         hits: 1,
         receipt: out[0].outcome.receipt.unwrap(),
+        source: None,
     });
     assert!(
         one(&cache, &p, "fw:u", 1).await.allowed,
@@ -218,6 +219,7 @@ async fn cached_denials_neither_hide_an_outage_nor_cache_fallback_answers() {
             instances: 1,
             probe_interval: std::time::Duration::from_secs(1),
             failure_threshold: 3,
+            trip: crate::RateTrip::default(),
         },
     ));
     let cache = DenyCache::new(failover.clone(), clock.clone(), 1_000);

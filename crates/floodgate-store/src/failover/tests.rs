@@ -1,6 +1,6 @@
 use std::sync::atomic::AtomicUsize;
 
-use floodgate_core::{ManualClock, Policy, PolicySpec};
+use floodgate_core::{AlgorithmKind, ManualClock, Policy, PolicySpec};
 use parking_lot::Mutex;
 
 use super::*;
@@ -17,6 +17,9 @@ struct Fake {
     checks: AtomicUsize,
     pings: AtomicUsize,
     refunds: AtomicUsize,
+    reconciled: Mutex<Vec<crate::Reconcile>>,
+    /// `Some(e)`: pings answer, reconciles fail with `e`.
+    reconcile_fails: Mutex<Option<StoreError>>,
 }
 
 impl Fake {
@@ -51,6 +54,14 @@ impl Store for Fake {
     async fn refund(&self, _: &[Refund<'_>]) -> Result<(), StoreError> {
         self.refunds.fetch_add(1, Ordering::SeqCst);
         self.result()
+    }
+    async fn reconcile(&self, charges: &[crate::Reconcile]) -> Result<(), StoreError> {
+        self.result()?;
+        if let Some(error) = self.reconcile_fails.lock().clone() {
+            return Err(error);
+        }
+        self.reconciled.lock().extend_from_slice(charges);
+        Ok(())
     }
     fn mode(&self) -> Source {
         Source::Redis
@@ -88,6 +99,12 @@ fn failover(primary: Option<Arc<Fake>>, instances: u64) -> FailoverStore {
             instances,
             probe_interval: Duration::from_millis(200),
             failure_threshold: 3,
+            // Only every call failing trips by rate: the consecutive count
+            // is what most tests here exercise.
+            trip: RateTrip {
+                rate: 1.0,
+                ..RateTrip::default()
+            },
         },
     )
 }
@@ -123,6 +140,39 @@ async fn opens_after_threshold_and_stops_calling_the_primary() {
         calls,
         "primary called while open"
     );
+}
+
+/// Two calls of three failing (one Cluster node of three gone): never
+/// `failure_threshold` in a row, but a sustained error rate opens the
+/// breaker.
+#[tokio::test]
+async fn a_sustained_error_rate_opens_the_breaker_despite_successes() {
+    let fake = Arc::new(Fake::default());
+    let local = LocalStore::new(
+        LocalConfig::default(),
+        Arc::new(ManualClock::new(T0)),
+        Source::Fallback,
+    );
+    let store = FailoverStore::new(
+        Some(fake.clone() as Arc<dyn Store>),
+        Arc::new(local),
+        FailoverConfig {
+            mode: FallbackMode::Local,
+            instances: 1,
+            probe_interval: Duration::from_millis(200),
+            failure_threshold: 3,
+            trip: RateTrip::default(),
+        },
+    );
+    let p = policy(10, None);
+    for _ in 0..10 {
+        fake.set(None);
+        check(&store, &p, "p:a").await;
+        fake.set(Some(StoreError::Timeout));
+        check(&store, &p, "p:a").await;
+        check(&store, &p, "p:a").await;
+    }
+    assert!(store.is_open());
 }
 
 #[tokio::test]
@@ -244,6 +294,7 @@ async fn refunds_follow_the_breaker_and_never_fail() {
         key: "p:a",
         hits: 1,
         receipt,
+        source: Some(Source::Redis),
     }];
     store.refund(&refund).await.unwrap();
     assert_eq!(fake.refunds.load(Ordering::SeqCst), 1);
@@ -265,6 +316,7 @@ async fn refunds_follow_the_breaker_and_never_fail() {
             key: "p:z",
             hits: 1,
             receipt: o.outcome.receipt.unwrap(),
+            source: Some(o.source),
         }])
         .await
         .unwrap();
@@ -299,4 +351,179 @@ async fn a_live_count_divides_and_an_outage_keeps_the_last_one() {
         allowed += u64::from(o.outcome.allowed);
     }
     assert_eq!(allowed, 3);
+}
+
+/// Two policies over a failover store whose primary fails: the fallback
+/// counts both, one denies, and the other's charge is refunded — into the
+/// fallback that counted it, never into the primary.
+#[tokio::test]
+async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
+    use crate::{Check, Limiter};
+    use floodgate_core::{Attributes, PolicySet};
+    let fake = Arc::new(Fake::default());
+    let store = Arc::new(failover(Some(fake.clone()), 1));
+    let spec = |name: &str, limit| PolicySpec {
+        name: name.into(),
+        key: vec!["user".into()],
+        limit,
+        window_us: Some(60 * S),
+        algorithm: AlgorithmKind::FixedWindow,
+        ..PolicySpec::default()
+    };
+    let policies = vec![
+        Policy::new(spec("wide", 10)).unwrap(),
+        Policy::new(spec("narrow", 1)).unwrap(),
+    ];
+    let limiter = Limiter::new(PolicySet::new(policies).unwrap(), store.clone());
+    let attributes: Attributes = [("user".to_string(), "u1".to_string())].into();
+    let check = || {
+        limiter.check(Check {
+            attributes: &attributes,
+            hits: 1,
+            domain: None,
+        })
+    };
+    // One failed primary call (the breaker stays closed): the fallback
+    // admits it, charging both policies.
+    fake.set(Some(StoreError::Unavailable("one bad call".into())));
+    let first = check().await.unwrap();
+    assert!(first.allowed);
+    assert!(first.statuses.iter().all(|s| s.source == Source::Fallback));
+    // Another failed call: `narrow` denies in the fallback, so `wide`'s
+    // fallback charge is refunded.
+    let second = check().await.unwrap();
+    assert!(!second.allowed);
+    assert!(!store.is_open(), "two failures, threshold 3");
+    assert_eq!(
+        fake.refunds.load(Ordering::SeqCst),
+        0,
+        "a fallback charge must never be refunded into the primary"
+    );
+    // The fallback got it back: `wide` has counted one hit, not two.
+    let third = check().await.unwrap();
+    let wide = &third.statuses[0];
+    assert_eq!(
+        (wide.policy.as_ref(), wide.source),
+        ("wide", Source::Fallback)
+    );
+    assert_eq!(wide.remaining, 8, "10 - the first check - this one");
+}
+
+/// A primary call that timed out may still run in the primary: the fallback
+/// answers that check without charging, so it is never counted twice; a call
+/// that surely did not run is charged in the fallback.
+#[tokio::test]
+async fn a_check_whose_call_may_have_run_is_not_charged_again() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    fake.set(Some(StoreError::Timeout));
+    let o = check(&store, &p, "p:a").await;
+    assert_eq!(o.source, Source::Fallback);
+    assert!(o.outcome.allowed);
+    assert!(
+        o.outcome.receipt.is_none(),
+        "nothing charged in the fallback"
+    );
+    assert_eq!(o.outcome.remaining, 9, "decided at the real cost");
+    // The same, for a batched check's uncounted timeout.
+    fake.set(Some(StoreError::Timeout.uncounted()));
+    assert!(check(&store, &p, "p:a").await.outcome.receipt.is_none());
+    // Refused before it ran: the fallback counts it, and the timeouts
+    // above left no trace there.
+    fake.set(Some(StoreError::Unavailable("refused".into())));
+    let o = check(&store, &p, "p:a").await;
+    assert!(o.outcome.receipt.is_some());
+    assert_eq!(o.outcome.remaining, 9);
+}
+
+/// The checks of one failed batch call count once towards the breaker.
+#[tokio::test]
+async fn uncounted_failures_do_not_trip_the_breaker() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(10, None);
+    fake.set(Some(StoreError::Timeout.uncounted()));
+    for _ in 0..10 {
+        assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
+    }
+    assert!(!store.is_open());
+}
+
+/// What the fallback admitted during an outage is added to the primary, by
+/// counter window, before the breaker closes; refunded charges are not.
+#[tokio::test]
+async fn the_fallbacks_charges_reach_the_primary_when_it_is_back() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(100, None);
+    fake.set(Some(StoreError::Unavailable("down".into())));
+    for _ in 0..60 {
+        assert!(check(&store, &p, "p:a").await.outcome.allowed);
+    }
+    assert!(store.is_open());
+    // A refunded fallback charge leaves the journal too.
+    let o = check(&store, &p, "p:b").await;
+    store
+        .refund(&[Refund {
+            policy: &p,
+            key: "p:b",
+            hits: 1,
+            receipt: o.outcome.receipt.unwrap(),
+            source: Some(o.source),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(store.pending_reconcile(), 1);
+    fake.set(None);
+    assert!(store.probe_once().await);
+    assert!(!store.is_open());
+    let sent = fake.reconciled.lock().clone();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].key, "p:a");
+    assert_eq!(sent[0].hits, 60);
+    assert_eq!(sent[0].kind, AlgorithmKind::FixedWindow);
+    assert_eq!(sent[0].window_us, 60 * S);
+    assert_eq!(sent[0].at_us / sent[0].window_us, T0 / (60 * S));
+    assert_eq!(store.pending_reconcile(), 0);
+    assert_eq!(store.reconcile_once().await, 0, "nothing left");
+}
+
+/// A reconcile that fails keeps the breaker open and the journal whole.
+#[tokio::test]
+async fn a_failed_reconcile_keeps_the_journal_and_the_fallback() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(100, None);
+    fake.set(Some(StoreError::Unavailable("down".into())));
+    for _ in 0..5 {
+        check(&store, &p, "p:a").await;
+    }
+    assert!(store.is_open());
+    // Pings fail too (same fake): the probe stays open, the journal whole.
+    assert!(!store.probe_once().await);
+    assert_eq!(store.pending_reconcile(), 1);
+    fake.set(None);
+    assert!(store.probe_once().await);
+    assert_eq!(fake.reconciled.lock()[0].hits, 5);
+}
+
+/// A reconcile refused for good (not transient) drops the charges and
+/// closes the breaker all the same; a transient one keeps both.
+#[tokio::test]
+async fn only_a_transient_reconcile_failure_keeps_the_fallback() {
+    let fake = Arc::new(Fake::default());
+    let store = failover(Some(fake.clone()), 1);
+    let p = policy(100, None);
+    fake.set(Some(StoreError::Unavailable("down".into())));
+    for _ in 0..5 {
+        check(&store, &p, "p:a").await;
+    }
+    fake.set(None);
+    *fake.reconcile_fails.lock() = Some(StoreError::Timeout);
+    assert!(!store.probe_once().await);
+    assert_eq!(store.pending_reconcile(), 1);
+    *fake.reconcile_fails.lock() = Some(StoreError::Protocol("WRONGTYPE".into()));
+    assert!(store.probe_once().await, "never held off Redis for good");
+    assert_eq!(store.pending_reconcile(), 0);
 }

@@ -220,3 +220,113 @@ async fn checks_that_stand_together_are_refunded_together() {
     // The per-ip charge of the denied request was refunded.
     assert_eq!(check(&l, &by_ip, 0).await.statuses[0].remaining, 9);
 }
+
+#[tokio::test]
+async fn where_nobody_can_release_concurrency_policies_are_skipped() {
+    let l = limiter(vec![
+        PolicySpec {
+            algorithm: AlgorithmKind::Concurrency,
+            window_us: None,
+            ..spec("llm", 1)
+        },
+        spec("rate", 3),
+    ]);
+    let a = attrs(&[("user", "u1")]);
+    let check = Check {
+        attributes: &a,
+        hits: 1,
+        domain: None,
+    };
+    let skipped = LeaseMode::Skipped("test");
+    // Finished requests that could never release a lease: never capped by
+    // the concurrency policy, still counted by the others.
+    for _ in 0..3 {
+        let v = l
+            .check_all_in(&l.snapshot(), &[check], skipped)
+            .await
+            .unwrap();
+        assert!(v[0].allowed);
+        assert_eq!(v[0].lease, None);
+        assert_eq!(v[0].statuses.len(), 1);
+        assert_eq!(&*v[0].statuses[0].policy, "rate");
+    }
+    let v = l
+        .check_all_in(&l.snapshot(), &[check], skipped)
+        .await
+        .unwrap();
+    assert!(!v[0].allowed);
+    // Where leases are held, the concurrency policy applies as before and
+    // no slot was taken by the skipped checks.
+    let held = l
+        .check_all_in(
+            &l.snapshot(),
+            &[Check { hits: 0, ..check }],
+            LeaseMode::Held,
+        )
+        .await
+        .unwrap();
+    assert_eq!(&*held[0].statuses[0].policy, "llm");
+    assert_eq!(held[0].statuses[0].remaining, 1);
+}
+
+/// A source on which another writer (a reload) swaps new policies in
+/// between a reader's load and its write: the first `load` or `update`
+/// swaps `reload` in just after reading.
+struct RacingSource {
+    inner: ArcSwap<PolicySnapshot>,
+    reload: std::sync::Mutex<Option<Arc<PolicySnapshot>>>,
+}
+
+impl RacingSource {
+    fn race(&self) {
+        if let Some(reload) = self.reload.lock().unwrap().take() {
+            self.inner.store(reload);
+        }
+    }
+}
+
+impl PolicySource for RacingSource {
+    fn load(&self) -> Arc<PolicySnapshot> {
+        let current = self.inner.load_full();
+        self.race();
+        current
+    }
+
+    fn update(&self, change: &dyn Fn(&Arc<PolicySnapshot>) -> Arc<PolicySnapshot>) {
+        self.inner.rcu(|current| {
+            let next = change(current);
+            self.race();
+            next
+        });
+    }
+}
+
+#[test]
+fn shadow_and_policy_changes_never_undo_a_concurrent_reload() {
+    let set = |name: &str| PolicySet::new(vec![Policy::new(spec(name, 1)).unwrap()]).unwrap();
+    let clock = Arc::new(ManualClock::new(1_700_000_000 * S));
+    let store: Arc<dyn Store> = Arc::new(LocalStore::new(
+        LocalConfig::default(),
+        clock,
+        Source::Local,
+    ));
+    // set_shadow racing a reload: the reload's policies stay, shadow on.
+    let source = Arc::new(RacingSource {
+        inner: ArcSwap::from_pointee(PolicySnapshot::new(set("old"), false)),
+        reload: std::sync::Mutex::new(Some(Arc::new(PolicySnapshot::new(set("new"), false)))),
+    });
+    let l = Limiter::with_source(source.clone(), store.clone());
+    l.set_shadow(true);
+    assert!(l.policies().get("new").is_some(), "the reload was undone");
+    assert!(l.shadow());
+    // replace_policies racing a reload that turned shadow mode on: the
+    // replaced policies keep the shadow mode the reload set.
+    let source = Arc::new(RacingSource {
+        inner: ArcSwap::from_pointee(PolicySnapshot::new(set("old"), false)),
+        reload: std::sync::Mutex::new(Some(Arc::new(PolicySnapshot::new(set("new"), true)))),
+    });
+    let l = Limiter::with_source(source, store);
+    l.replace_policies(set("replaced"));
+    assert!(l.policies().get("replaced").is_some());
+    assert!(l.shadow(), "the reload's shadow mode was undone");
+}

@@ -90,6 +90,7 @@ fn refund_and_release_undo_exactly() {
         key: "p:a",
         hits: 1,
         receipt: first.receipt.unwrap(),
+        source: Some(Source::Local),
     });
     assert!(store.check_one(&c, "p:a", 1).allowed);
 }
@@ -111,4 +112,67 @@ fn concurrent_checks_admit_exactly_the_limit() {
         .collect();
     let admitted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
     assert_eq!(admitted, 500);
+}
+
+/// A fixed window of `window_us`, limit 3.
+fn fixed(window_us: u64) -> Policy {
+    Policy::new(PolicySpec {
+        name: "p".into(),
+        key: vec!["user".into()],
+        limit: 3,
+        window_us: Some(window_us),
+        algorithm: AlgorithmKind::FixedWindow,
+        ..PolicySpec::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_reload_that_grows_the_window_neither_locks_nor_immortalises_a_counter() {
+    let (store, clock) = store(1000, 4);
+    let before = fixed(S);
+    for _ in 0..3 {
+        assert!(store.check_one(&before, "p:a", 1).allowed);
+    }
+    assert!(!store.check_one(&before, "p:a", 1).allowed);
+    let after = fixed(10 * S);
+    let o = store.check_one(&after, "p:a", 1);
+    assert!(o.allowed, "the 1 s counter locks the 10 s window");
+    assert!(o.reset_after_us <= 10 * S);
+    clock.advance(20 * S);
+    assert_eq!(store.sweep(), 0, "the counter outlives its window");
+}
+
+#[test]
+fn a_refund_under_reloaded_parameters_never_lengthens_a_counters_life() {
+    let (store, clock) = store(1000, 4);
+    let before = fixed(S);
+    let receipt = store.check_one(&before, "p:a", 1).receipt.unwrap();
+    // The refund arrives after a reload lengthened the window.
+    store.refund_one(&Refund {
+        policy: &fixed(10 * S),
+        key: "p:a",
+        hits: 1,
+        receipt,
+        source: Some(Source::Local),
+    });
+    clock.advance(2 * S);
+    assert_eq!(store.sweep(), 0, "the refund gave the counter a new expiry");
+}
+
+/// `max_keys` bounds size too: `sliding_log` counters count their entries
+/// (16 to a key), and a sweep evicts down to the budget.
+#[test]
+fn sliding_log_entries_count_towards_max_keys() {
+    let (store, _clock) = store(1_000, 1);
+    let log = policy(AlgorithmKind::SlidingLog, 1_000);
+    for key in 0..20 {
+        for _ in 0..1_000 {
+            assert!(store.check_one(&log, &format!("p:{key}"), 1).allowed);
+        }
+    }
+    // 20 counters of 1 + 1000 / 16 = 63 units: 1 260 > 1 000.
+    assert_eq!(store.len(), 20);
+    let remaining = store.sweep();
+    assert_eq!(remaining, 15, "15 × 63 = 945 units fit, 16 × 63 do not");
 }

@@ -1,0 +1,175 @@
+//! Requests in flight on one connection, so a connection with none for
+//! `idle_timeout` can be closed. HTTP/2 pings keep a silent connection
+//! alive at the TCP and HTTP/2 level (every client answers them), so only
+//! the absence of requests tells an idle connection from a busy one.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::sync::watch;
+
+use super::stall::Stall;
+
+/// The count of requests in flight on one connection: from the request's
+/// arrival until its response body is sent (or dropped).
+#[derive(Debug, Clone)]
+pub struct InFlight(Arc<watch::Sender<usize>>);
+
+/// One request in flight; dropping it ends it.
+#[derive(Debug)]
+pub struct InFlightGuard(Arc<watch::Sender<usize>>);
+
+impl InFlight {
+    /// No request in flight yet.
+    pub fn new() -> Self {
+        InFlight(Arc::new(watch::channel(0).0))
+    }
+
+    /// A request begins.
+    pub fn start(&self) -> InFlightGuard {
+        self.0.send_modify(|n| *n += 1);
+        InFlightGuard(self.0.clone())
+    }
+
+    /// Resolves once no request has been in flight for `timeout` in a row.
+    pub async fn idle_for(&self, timeout: Duration) {
+        let mut count = self.0.subscribe();
+        loop {
+            let busy = *count.borrow_and_update() > 0;
+            if busy {
+                let _ = count.changed().await;
+                continue;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(timeout) => return,
+                _ = count.changed() => {}
+            }
+        }
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
+}
+
+/// A response body that keeps its request in flight until it is dropped,
+/// and tells its connection's [`Stalls`] when it waits to be polled.
+pub struct Tracked<B> {
+    /// The body.
+    inner: Pin<Box<B>>,
+    /// Ends the request with the body.
+    _guard: InFlightGuard,
+    /// Whether hyper keeps asking for this body.
+    stall: Option<Stall>,
+}
+
+impl<B> Tracked<B> {
+    /// `inner`, holding `guard`, watched by `stall` (if any).
+    pub fn new(inner: B, guard: InFlightGuard, stall: Option<Stall>) -> Self {
+        Tracked {
+            inner: Box::pin(inner),
+            _guard: guard,
+            stall,
+        }
+    }
+}
+
+impl<B: Body> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        if let Some(stall) = &self.stall {
+            stall.polled();
+        }
+        let polled = self.inner.as_mut().poll_frame(cx);
+        match (&polled, &self.stall) {
+            (Poll::Ready(Some(Ok(_))), Some(stall)) => stall.waiting(),
+            (Poll::Ready(_), _) => self.stall = None,
+            (Poll::Pending, _) => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::time::Instant;
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_means_no_request_for_the_whole_timeout() {
+        let in_flight = InFlight::new();
+        let started = Instant::now();
+        in_flight.idle_for(Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        // A request held for 8 s, then 5 s idle.
+        let guard = in_flight.start();
+        let request = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            drop(guard);
+        });
+        let started = Instant::now();
+        in_flight.idle_for(Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(13));
+        request.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_body_keeps_its_request_in_flight() {
+        let in_flight = InFlight::new();
+        let body = Tracked::new(
+            http_body_util::Empty::<bytes::Bytes>::new(),
+            in_flight.start(),
+            None,
+        );
+        let idle = in_flight.idle_for(Duration::from_secs(1));
+        assert!(tokio::time::timeout(Duration::from_secs(30), idle)
+            .await
+            .is_err());
+        drop(body);
+        let idle = in_flight.idle_for(Duration::from_secs(1));
+        assert!(tokio::time::timeout(Duration::from_secs(2), idle)
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_waits_from_its_start_and_between_frames_but_not_after_its_end() {
+        use crate::accept::stall::Stalls;
+        use http_body_util::BodyExt;
+        let (in_flight, stalls) = (InFlight::new(), Stalls::default());
+        let stalled = |stalls: Stalls| async move {
+            let wait = stalls.stalled_for(Duration::from_secs(1));
+            tokio::time::timeout(Duration::from_secs(5), wait)
+                .await
+                .is_ok()
+        };
+        let full = http_body_util::Full::new(bytes::Bytes::from_static(b"data"));
+        let mut body = Tracked::new(full, in_flight.start(), Some(stalls.body()));
+        assert!(
+            stalled(stalls.clone()).await,
+            "not waiting before its first poll"
+        );
+        body.frame().await.unwrap().unwrap();
+        assert!(stalled(stalls.clone()).await, "not waiting after a frame");
+        assert!(body.frame().await.is_none());
+        assert!(!stalled(stalls.clone()).await, "waiting after its end");
+    }
+}
