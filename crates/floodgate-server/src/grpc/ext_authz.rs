@@ -96,7 +96,7 @@ fn deny(
 }
 
 /// The socket address of a peer, when it is an IP address.
-fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> {
+pub fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> {
     match peer?.address.as_ref()?.address.as_ref()? {
         address::Address::SocketAddress(s) => s.address.parse().ok(),
         address::Address::Pipe(_) => None,

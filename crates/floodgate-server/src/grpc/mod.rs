@@ -5,9 +5,9 @@
 //! client stops reading); calls time out; request messages are limited in
 //! size and undecodable ones answered `INVALID_ARGUMENT`.
 
-mod ext_authz;
+pub mod ext_authz;
 mod rate_limiter;
-mod rls;
+pub mod rls;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -43,7 +43,7 @@ const MAX_DESCRIPTORS: usize = 64;
 ///
 /// # Errors
 /// INVALID_ARGUMENT for no entries, an empty key, or a key given twice.
-fn descriptor_attributes(
+pub fn descriptor_attributes(
     index: usize,
     d: &RateLimitDescriptor,
     ipv6_prefix: u8,

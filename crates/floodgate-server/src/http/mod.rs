@@ -2,7 +2,7 @@
 //! optional health listener (`server.health`): health and metrics only.
 
 mod body;
-mod routes;
+pub mod routes;
 
 use std::convert::Infallible;
 use std::future::Future;

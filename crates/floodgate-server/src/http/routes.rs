@@ -67,12 +67,12 @@ fn not_allowed(allow: &'static str) -> HttpResponse {
 /// The body of `POST /v1/check`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CheckRequest {
+pub struct CheckRequest {
     /// The request's attributes.
-    attributes: Attributes,
+    pub attributes: Attributes,
     /// Cost; absent = 1, 0 = peek.
     #[serde(default = "one")]
-    hits: u64,
+    pub hits: u64,
 }
 
 fn one() -> u64 {
@@ -88,7 +88,7 @@ struct ReleaseRequest {
 }
 
 /// Parses a JSON object body into `T`.
-fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
+pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
     // serde would also accept an array for a struct; callers send objects.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad_request(
