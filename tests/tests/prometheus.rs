@@ -298,7 +298,6 @@ fn panel_queries(path: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn a_real_prometheus_answers_every_dashboard_panel_with_data() {
-    let started = Instant::now();
     let redis = RedisServer::start();
     let floodgate = Arc::new(floodgate_on(&redis));
     let prometheus = Prometheus::start(floodgate.http);
@@ -338,25 +337,26 @@ fn a_real_prometheus_answers_every_dashboard_panel_with_data() {
     }
 
     let dashboard = repo_root().join("deploy/grafana/floodgate-dashboard.json");
+    let finite = |series: &[serde_json::Value]| {
+        series.iter().any(|s| {
+            s["value"][1]
+                .as_str()
+                .is_some_and(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
+        })
+    };
+    // A 4 s rate() can miss a scrape on a busy machine: each query is asked
+    // again until it has a number, within one deadline for all of them.
+    let deadline = Instant::now() + Duration::from_secs(40);
     let mut report = Vec::new();
     for (title, expr) in panel_queries(&dashboard) {
-        // A fresh rate() can miss a scrape: a few tries, a few seconds.
-        let mut result = Vec::new();
-        for _ in 0..10 {
+        let mut result = prometheus.query(&expr);
+        while !finite(&result) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(250));
             result = prometheus.query(&expr);
-            let numbers = result.iter().any(|s| {
-                s["value"][1]
-                    .as_str()
-                    .is_some_and(|v| v.parse::<f64>().is_ok_and(f64::is_finite))
-            });
-            if numbers {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
         }
         assert!(
-            !result.is_empty(),
-            "panel {title:?}: no data for {expr}; floodgate's /metrics:\n{}",
+            finite(&result),
+            "panel {title:?}: no data for {expr}: {result:?}; floodgate's /metrics:\n{}",
             floodgate.http("GET", "/metrics", None).text()
         );
         report.push(format!("{title}: {} series for {expr}", result.len()));
@@ -387,5 +387,4 @@ fn a_real_prometheus_answers_every_dashboard_panel_with_data() {
     stop.store(true, Ordering::Relaxed);
     traffic.join().unwrap();
     drop(prometheus);
-    assert!(started.elapsed() < Duration::from_secs(90));
 }
