@@ -114,13 +114,14 @@ fn into_closed_pipe(args: &[&str], lines: usize) -> (Option<i32>, String) {
 fn output_into_a_closed_pipe_ends_quietly() {
     let dir = tempfile::tempdir().unwrap();
     let big = big_config(dir.path());
-    let runs: [(&[&str], usize); 6] = [
+    let runs: [(&[&str], usize); 7] = [
         (&["check-config", &big], 2),
         (&["check-config", &big], 0),
         (&["explain", "--config", &big, "user=u1"], 1),
         (&["completions", "bash"], 0),
         (&["completions", "zsh"], 0),
         (&["man"], 0),
+        (&["--help"], 0),
     ];
     for (args, lines) in runs {
         let (code, err) = into_closed_pipe(args, lines);
