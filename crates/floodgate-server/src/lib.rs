@@ -7,6 +7,7 @@
 
 pub mod accept;
 pub mod app;
+pub mod cli_output;
 pub mod errors;
 pub mod explain;
 pub mod grpc;

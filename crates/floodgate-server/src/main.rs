@@ -4,15 +4,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use floodgate_server::{explain, serve, shutdown, telemetry};
+use floodgate_server::{cli_output, explain, serve, shutdown, telemetry};
 
-/// floodgate: a distributed rate-limiting sidecar.
+/// A distributed rate-limiting sidecar.
 #[derive(Debug, Parser)]
-#[command(name = "floodgate", version, about)]
+#[command(name = "floodgate", version)]
 struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -50,6 +50,14 @@ enum Command {
         /// Attributes of the check, as name=value (user=u1 endpoint=ai).
         attributes: Vec<String>,
     },
+    /// Print a completion script for a shell.
+    Completions {
+        /// The shell: bash, zsh or fish.
+        #[arg(value_enum)]
+        shell: cli_output::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
 }
 
 /// mimalloc instead of the system allocator: a check allocates and frees
@@ -63,10 +71,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { path } => match floodgate_config::load(&path) {
-            Ok(config) => {
-                print!("{}", config.summary());
-                ExitCode::SUCCESS
-            }
+            Ok(config) => cli_output::print(config.summary().as_bytes()),
             Err(errors) => {
                 eprintln!("{errors}");
                 ExitCode::FAILURE
@@ -85,19 +90,25 @@ fn main() -> ExitCode {
                 }
             };
             match floodgate_config::load(&config) {
-                Ok(config) => {
-                    print!(
-                        "{}",
-                        explain::explain(&config, &attributes, domain.as_deref())
-                    );
-                    ExitCode::SUCCESS
-                }
+                Ok(config) => cli_output::print(
+                    explain::explain(&config, &attributes, domain.as_deref()).as_bytes(),
+                ),
                 Err(errors) => {
                     eprintln!("{errors}");
                     ExitCode::FAILURE
                 }
             }
         }
+        Command::Completions { shell } => {
+            cli_output::print(&cli_output::completions(shell, &mut Cli::command()))
+        }
+        Command::Man => match cli_output::man_page(Cli::command()) {
+            Ok(page) => cli_output::print(&page),
+            Err(error) => {
+                eprintln!("floodgate man: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve {
             config,
             shadow,

@@ -71,6 +71,7 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "floodgate_local_evictions_total",
         "Counters evicted because the local store was full"
     );
+    describe_the_others();
     // Present from the start, so dashboards and alerts see a value.
     metrics::gauge!("floodgate_store_fallback").set(0.0);
     metrics::gauge!("floodgate_local_keys").set(0.0);
@@ -82,4 +83,38 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         metrics::counter!("floodgate_store_errors_total", "kind" => kind).increment(0);
     }
     Ok(handle)
+}
+
+/// HELP lines for the metrics that appear only with some configurations
+/// (Redis store, Envoy, concurrency policies): without one, `promtool check
+/// metrics` reports "no help text".
+fn describe_the_others() {
+    metrics::describe_gauge!(
+        "floodgate_instances",
+        "Sidecars sharing each limit: the fallback enforces limit / instances (Redis store only)"
+    );
+    metrics::describe_counter!(
+        "floodgate_deny_cache_hits_total",
+        "Denials answered from the deny cache without asking Redis"
+    );
+    metrics::describe_counter!(
+        "floodgate_reconciled_total",
+        "Counters whose fallback charges were added to Redis after an outage"
+    );
+    metrics::describe_counter!(
+        "floodgate_reconcile_dropped_total",
+        "Fallback charges not added to Redis after an outage (journal full or refused)"
+    );
+    metrics::describe_counter!(
+        "floodgate_store_refunds_dropped_total",
+        "Refunds of Redis charges dropped because they came while the breaker was open"
+    );
+    metrics::describe_counter!(
+        "floodgate_ext_authz_incomplete_total",
+        "ext_authz requests without HTTP attributes, allowed unchecked"
+    );
+    metrics::describe_counter!(
+        "floodgate_concurrency_skipped_total",
+        "Concurrency policies not applied on a transport that cannot release a lease, by transport and policy"
+    );
 }
