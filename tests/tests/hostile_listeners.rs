@@ -16,41 +16,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use floodgate_e2e::raw_http::*;
 use floodgate_e2e::{http_request, Floodgate, TextUpstream};
 use tonic::Code;
-
-/// Long enough that nothing closes by accident while a test watches; a
-/// socket still open after it counts as never closed.
-const PATIENCE: Duration = Duration::from_secs(20);
-
-/// A config with `server_extra` in `[server]` and, given an upstream, a
-/// proxy to it with `proxy_extra` settings.
-fn config(server_extra: &str, proxy: Option<(SocketAddr, &str)>) -> String {
-    let proxy = proxy.map_or(String::new(), |(up, extra)| {
-        format!("proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{up}\"{extra} }}\n")
-    });
-    format!(
-        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n{proxy}{server_extra}\n\
-         [[policy]]\nname = \"per-ip\"\nkey = [\"ip\"]\nlimit = 100000\nwindow = \"1m\"\n"
-    )
-}
-
-/// Whether the server closes `stream` within [`PATIENCE`] (EOF or reset),
-/// reading and discarding whatever it sends first.
-fn closed_by_server(stream: &mut TcpStream) -> bool {
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    let mut buf = [0u8; 1024];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return false
-            }
-            Err(_) => return true,
-        }
-    }
-}
 
 /// 50 connections that send nothing and 50 that send a request line and
 /// one header but never finish the head.
@@ -96,18 +64,6 @@ fn idle_and_half_sent_connections_are_closed_while_a_client_is_served() {
         assert_eq!(http_request(addr, "GET", "/healthz", &[], None).status, 200);
         drop(again);
     }
-}
-
-/// Reads one HTTP/1.1 response with a Content-Length body off `stream`.
-fn read_response(stream: &mut TcpStream) -> String {
-    let head = read_response_head(stream);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .map_or(0, |v| v.trim().parse().unwrap());
-    let mut body = vec![0u8; length];
-    stream.read_exact(&mut body).unwrap();
-    head
 }
 
 #[test]
@@ -156,19 +112,6 @@ fn slow_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
         }
     });
     (addr, holding, most)
-}
-
-/// Reads a request head off `stream` ("" if it closes first).
-fn read_request_head(stream: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        if stream.read(&mut byte).unwrap_or(0) == 0 {
-            return String::new();
-        }
-        head.push(byte[0]);
-    }
-    String::from_utf8_lossy(&head).into_owned()
 }
 
 /// Sends a GET for `path` on `client` and waits for its status.
@@ -537,21 +480,6 @@ fn a_stalled_upstream_body_is_cut_at_the_body_idle_timeout() {
         closed_by_server(&mut stream),
         "the stalled response stayed open"
     );
-}
-
-/// Reads a response head only.
-fn read_response_head(stream: &mut TcpStream) -> String {
-    let mut raw = Vec::new();
-    let mut byte = [0u8; 1];
-    while !raw.ends_with(b"\r\n\r\n") {
-        assert_eq!(
-            stream.read(&mut byte).unwrap(),
-            1,
-            "connection closed early"
-        );
-        raw.push(byte[0]);
-    }
-    String::from_utf8_lossy(&raw).to_ascii_lowercase()
 }
 
 #[test]
