@@ -80,7 +80,10 @@ fn quick_mode_writes_every_row() {
             .unwrap_or_else(|| panic!("no row {scenario}: {figure} in {report:#}"));
         let value = row["value"].as_f64().expect("a measured value");
         assert!(value > 0.0 || figure == "EVALSHA per check", "{row:#}");
-        assert!(stdout.contains(scenario), "{scenario} not printed:\n{stdout}");
+        assert!(
+            stdout.contains(scenario),
+            "{scenario} not printed:\n{stdout}"
+        );
         let verdict = row["verdict"].as_str().expect("verdict");
         if row["ratio"].is_null() {
             assert!(row["baseline"].is_null(), "{row:#}");
@@ -90,10 +93,7 @@ fn quick_mode_writes_every_row() {
         }
     }
     // What the script cannot measure yet says so, with no figure.
-    let unmeasured: Vec<&Value> = rows
-        .iter()
-        .filter(|r| r["value"].is_null())
-        .collect();
+    let unmeasured: Vec<&Value> = rows.iter().filter(|r| r["value"].is_null()).collect();
     assert!(!unmeasured.is_empty(), "{report:#}");
     for row in unmeasured {
         assert_eq!(row["verdict"], "not measured", "{row:#}");
@@ -101,7 +101,10 @@ fn quick_mode_writes_every_row() {
     // Every round answered checks, and the Redis ones went to Redis.
     for run in report["runs"].as_array().expect("runs") {
         assert!(run["checks"].as_u64().is_some_and(|c| c > 0), "{run:#}");
-        if run["name"].as_str().is_some_and(|n| n.starts_with("redis-")) {
+        if run["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("redis-"))
+        {
             assert!(run["redis_cpu_us"].as_f64().is_some(), "{run:#}");
         }
     }
@@ -110,9 +113,15 @@ fn quick_mode_writes_every_row() {
 #[test]
 fn bad_flags_are_refused_before_anything_runs() {
     for (flags, message) in [
-        (&["--bin-dir", "/nonexistent"][..], "no floodgate and floodgate-bench there"),
+        (
+            &["--bin-dir", "/nonexistent"][..],
+            "no floodgate and floodgate-bench there",
+        ),
         (&["--rounds", "3"][..], "unrecognized arguments"),
-        (&["--json", "/nonexistent/dir/x.json"][..], "its directory does not exist"),
+        (
+            &["--json", "/nonexistent/dir/x.json"][..],
+            "its directory does not exist",
+        ),
     ] {
         let out = Command::new(repo_root().join("scripts/bench"))
             .args(flags)

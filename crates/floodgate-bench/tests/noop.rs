@@ -77,7 +77,10 @@ fn an_address_that_is_not_loopback_is_refused() {
         assert!(out.stdout.is_empty(), "{flag}: no listener was announced");
         assert_ne!(out.status.code(), Some(0), "{flag}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("not a loopback address"), "{flag}: {stderr}");
+        assert!(
+            stderr.contains("not a loopback address"),
+            "{flag}: {stderr}"
+        );
     }
 }
 
