@@ -8,6 +8,7 @@ use clap::Parser;
 use crate::config::{Config, Load, MAX_DURATION, MAX_TIMEOUT, MAX_WORKERS};
 use crate::error::BenchError;
 use crate::keys::KeySpec;
+use crate::noop::NoopArgs;
 use crate::protocol::{Protocol, RequestTemplate};
 use crate::target::Target;
 
@@ -16,9 +17,18 @@ use crate::target::Target;
 /// Closed loop by default (connections × in-flight workers, each sending its
 /// next check when the previous one is answered); `--rate` switches to an
 /// open loop with latency measured from each check's scheduled time.
+/// `floodgate-bench noop` serves the constant-answer baseline instead.
 #[derive(Debug, Parser)]
-#[command(name = "floodgate-bench", version, about)]
+#[command(
+    name = "floodgate-bench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// A server to run instead of a load.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// API to call.
     #[arg(long, value_enum, default_value_t = Protocol::Grpc)]
     pub protocol: Protocol,
@@ -75,6 +85,14 @@ pub struct Args {
     /// Runtime worker threads [default: number of CPUs].
     #[arg(long)]
     pub threads: Option<usize>,
+}
+
+/// What `floodgate-bench` runs instead of a load.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// A no-op rate limiter: answers floodgate.v1 Check, Envoy RLS
+    /// ShouldRateLimit and HTTP POST /v1/check with a constant allow.
+    Noop(NoopArgs),
 }
 
 impl Args {

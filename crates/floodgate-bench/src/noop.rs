@@ -1,0 +1,202 @@
+//! `floodgate-bench noop`: the baseline `scripts/bench` compares floodgate
+//! with. It answers `floodgate.v1.RateLimiter/Check`, Envoy RLS
+//! `ShouldRateLimit` (both on the gRPC listener) and `POST /v1/check` (on
+//! the HTTP listener) with a constant "allowed" and does nothing else, on
+//! the same stack and settings as floodgate's listeners (tonic with
+//! TCP_NODELAY and the same stream limits; hyper-util's auto server,
+//! HTTP/1.1 and h2c, reading the whole body). Its CPU per check is what the
+//! transport alone costs on this machine.
+//!
+//! Loopback only. Once both listeners are bound it prints one line on
+//! stdout, `floodgate-bench noop listening http=ADDR grpc=ADDR`; it stops on
+//! SIGTERM/SIGINT or after `--for` seconds.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::{
+    RateLimitService, RateLimitServiceServer,
+};
+use floodgate_proto::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use floodgate_proto::floodgate::v1::rate_limiter_server::{RateLimiter, RateLimiterServer};
+use floodgate_proto::floodgate::v1::{
+    CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse,
+};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+
+/// How long open connections get to finish once the server stops.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// Flags of `floodgate-bench noop`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NoopArgs {
+    /// gRPC listener: floodgate.v1 and Envoy RLS (loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub grpc: SocketAddr,
+    /// HTTP listener: POST /v1/check (loopback).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub http: SocketAddr,
+    /// Stop after this many seconds at the latest (1 to 86400).
+    #[arg(long = "for", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub seconds: u64,
+}
+
+/// The constant answer to every gRPC call.
+#[derive(Debug, Default, Clone, Copy)]
+struct Noop;
+
+#[tonic::async_trait]
+impl RateLimiter for Noop {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        // Decoded by tonic already, as floodgate's service gets it.
+        drop(request.into_inner());
+        Ok(tonic::Response::new(CheckResponse {
+            allowed: true,
+            policy: "noop".into(),
+            limit: 1_000_000,
+            remaining: 999_999,
+            ..CheckResponse::default()
+        }))
+    }
+
+    async fn release(
+        &self,
+        _: tonic::Request<ReleaseRequest>,
+    ) -> Result<tonic::Response<ReleaseResponse>, tonic::Status> {
+        Ok(tonic::Response::new(ReleaseResponse {}))
+    }
+}
+
+#[tonic::async_trait]
+impl RateLimitService for Noop {
+    async fn should_rate_limit(
+        &self,
+        request: tonic::Request<RateLimitRequest>,
+    ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
+        drop(request.into_inner());
+        Ok(tonic::Response::new(RateLimitResponse {
+            overall_code: Code::Ok as i32,
+            ..RateLimitResponse::default()
+        }))
+    }
+}
+
+/// The constant `/v1/check` body (the shape floodgate answers with).
+const HTTP_BODY: &str = r#"{"allowed":true,"policy":"noop","limit":1000000,"remaining":999999,"reset_after_ms":0,"retry_after_ms":0,"lease":"","statuses":[]}"#;
+
+/// Any request: read the whole body, as `/v1/check` does, then answer 200.
+async fn http_check(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let _ = req.into_body().collect().await;
+    let mut response = Response::new(Full::new(Bytes::from_static(HTTP_BODY.as_bytes())));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    Ok(response)
+}
+
+/// The HTTP accept loop: until `shutdown`, then drains for at most [`GRACE`].
+async fn serve_http(listener: TcpListener, shutdown: CancellationToken) {
+    let builder = Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    eprintln!("floodgate-bench noop: accept failed: {error}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service_fn(http_check))
+            .into_owned();
+        tokio::spawn(graceful.watch(conn));
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(GRACE, graceful.shutdown()).await;
+}
+
+/// Cancels `shutdown` on SIGTERM, SIGINT, or after `limit`.
+async fn stop_on_signal(limit: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = tokio::time::sleep(limit) => {}
+        _ = shutdown.cancelled() => {}
+    }
+    shutdown.cancel();
+    Ok(())
+}
+
+/// Binds both listeners (loopback only), prints where, serves until stopped.
+///
+/// # Errors
+/// When an address is not loopback, a listener cannot be bound or a server
+/// fails.
+pub async fn serve(args: NoopArgs) -> anyhow::Result<()> {
+    for addr in [args.grpc, args.http] {
+        anyhow::ensure!(addr.ip().is_loopback(), "{addr} is not a loopback address");
+    }
+    let shutdown = CancellationToken::new();
+    let grpc = TcpListener::bind(args.grpc)
+        .await
+        .with_context(|| format!("cannot bind gRPC {}", args.grpc))?;
+    let http = TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("cannot bind HTTP {}", args.http))?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "floodgate-bench noop listening http={} grpc={}",
+            http.local_addr()?,
+            grpc.local_addr()?
+        )?;
+        out.flush()?;
+    }
+    let signals = tokio::spawn(stop_on_signal(
+        Duration::from_secs(args.seconds),
+        shutdown.clone(),
+    ));
+    let http_task = tokio::spawn(serve_http(http, shutdown.clone()));
+    let incoming = TcpIncoming::from(grpc).with_nodelay(Some(true));
+    let grpc_result = tonic::transport::Server::builder()
+        .concurrency_limit_per_connection(1024)
+        .max_concurrent_streams(Some(1024))
+        .add_service(RateLimiterServer::new(Noop))
+        .add_service(RateLimitServiceServer::new(Noop))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
+        .await;
+    // Whatever ended the gRPC server ends the HTTP one too.
+    shutdown.cancel();
+    let _ = http_task.await;
+    signals.await??;
+    grpc_result.context("gRPC server failed")
+}

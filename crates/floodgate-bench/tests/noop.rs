@@ -1,0 +1,94 @@
+//! `floodgate-bench noop`: the baseline server answers floodgate.v1 Check,
+//! Envoy RLS ShouldRateLimit and HTTP `POST /v1/check` with a constant
+//! allow, announces its listeners on one line, and refuses an address that
+//! is not loopback.
+
+use std::io::{BufRead as _, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use floodgate_bench::{run, Args};
+
+const BENCH: &str = env!("CARGO_BIN_EXE_floodgate-bench");
+
+/// Starts the no-op server on free loopback ports: it and its (http, grpc)
+/// addresses, from the line it prints once both are bound.
+fn start() -> (Child, String, String) {
+    let mut child = Command::new(BENCH)
+        .args(["noop", "--for", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start floodgate-bench noop");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("its first line");
+    let rest = line
+        .trim()
+        .strip_prefix("floodgate-bench noop listening http=")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let (http, grpc) = rest.split_once(" grpc=").expect("both addresses");
+    (child, http.to_string(), grpc.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_protocol_is_answered_with_an_allow() {
+    let (mut noop, http, grpc) = start();
+    for (protocol, target) in [("grpc", &grpc), ("envoy", &grpc), ("http", &http)] {
+        let args = <Args as clap::Parser>::try_parse_from([
+            "floodgate-bench",
+            "--protocol",
+            protocol,
+            "--target",
+            target,
+            "-n",
+            "300",
+            "-c",
+            "2",
+            "-m",
+            "8",
+            "--keys",
+            "uniform:100",
+        ])
+        .expect("flags parse");
+        let report = run(&args.into_config().expect("config"))
+            .await
+            .expect("run");
+        assert_eq!(report.checks, 300, "{protocol}: {}", report.to_json());
+        assert_eq!(report.allowed, 300, "{protocol}: {}", report.to_json());
+        assert_eq!(
+            report.errors.transport + report.errors.status,
+            0,
+            "{protocol}: {}",
+            report.to_json()
+        );
+    }
+    let _ = noop.kill();
+    let _ = noop.wait();
+}
+
+#[test]
+fn an_address_that_is_not_loopback_is_refused() {
+    for flag in ["--grpc", "--http"] {
+        let out = Command::new(BENCH)
+            .args(["noop", "--for", "5", flag, "192.0.2.1:9721"])
+            .output()
+            .expect("run floodgate-bench noop");
+        assert!(out.stdout.is_empty(), "{flag}: no listener was announced");
+        assert_ne!(out.status.code(), Some(0), "{flag}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("not a loopback address"),
+            "{flag}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn load_flags_and_the_noop_subcommand_do_not_mix() {
+    let out = Command::new(BENCH)
+        .args(["--protocol", "http", "noop"])
+        .output()
+        .expect("run floodgate-bench");
+    assert_eq!(out.status.code(), Some(2));
+}
