@@ -83,25 +83,12 @@ end
 
 -- The n numbers of the counter string at `key` ("<i>:<p>:<c>" for
 -- sliding_window, "<i>:<c>" for fixed_window), or nothing when there is no
--- counter or it does not parse (a new counter). A counter an older
--- floodgate kept as a hash (fields i, p, c) reads the same, so an upgrade
--- keeps counting; the next write replaces it with the string. Any other
--- type is Redis's WRONGTYPE error.
+-- counter or it does not parse (a new counter). A key of another type is
+-- Redis's WRONGTYPE error.
 local function read_counter(key, n)
   local value = redis.pcall('GET', key)
   if type(value) == 'table' then
-    if redis.call('TYPE', key).ok ~= 'hash' then
-      return error(value)
-    end
-    local fields = n == 3 and redis.call('HMGET', key, 'i', 'p', 'c')
-      or redis.call('HMGET', key, 'i', 'c')
-    for i = 1, n do
-      fields[i] = tonumber(fields[i])
-      if fields[i] == nil then
-        return
-      end
-    end
-    return unpack(fields, 1, n)
+    return error(value)
   end
   if not value then
     return

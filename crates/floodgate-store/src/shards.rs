@@ -8,7 +8,7 @@
 //! fast hash, not a keyed cryptographic one, and says so: finding such a
 //! pair without ever seeing a hash (only allow/deny answers) is not a known
 //! attack, but unlike SipHash it is no proof against one. Two SipHash
-//! passes cost about 13 ns of a local check (126 → 113 ns, issue 7's budget
+//! passes cost about 13 ns of a local check (126 → 113 ns, against a budget
 //! is 100 ns). Each shard holds at most `max / shards`
 //! entries; a new entry arriving at a full shard evicts the sampled entry
 //! that expires first (an expired one when there is one), so a flood of

@@ -26,7 +26,8 @@ use crate::outcome::{Outcome, Receipt};
 /// The state of one counter, whatever its algorithm.
 ///
 /// Large states are boxed so a local-store entry stays small (SPEC §6:
-/// bounded memory; issue 7: ≤ 150 bytes per `sliding_window` key).
+/// bounded memory; the benchmarks hold it to ≤ 150 bytes per
+/// `sliding_window` key).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum State {
     /// Nothing counted yet.

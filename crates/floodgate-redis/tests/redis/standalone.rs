@@ -673,36 +673,4 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
         counter.ends_with(":1"),
         "the good check was charged once: {counter}"
     );
-
-    // A counter an older floodgate kept as a hash keeps counting, and its
-    // first write replaces it with the string, keeping its expiry.
-    let now = 1_000_000_000_000_u64; // script time (µs): window index 16 666
-    let at = |argv: &mut Vec<String>| argv[0] = now.to_string();
-    let _: () = redis
-        .hset_multiple("fg:{old}:fw", &[("i", "16666"), ("c", "99")])
-        .unwrap();
-    let _: () = redis.pexpire("fg:{old}:fw", 600_000).unwrap();
-    let mut argv = check(1);
-    at(&mut argv);
-    let reply = eval(&mut redis, &["fg:{old}:fw"], &argv).unwrap();
-    let ints = |values: [u64; 7]| {
-        redis::Value::Array(values.map(|n| redis::Value::Int(n as i64)).to_vec())
-    };
-    assert_eq!(
-        reply,
-        ints([1, now, 1, 0, 20_000_000, 0, 0]),
-        "99 of 100 used: allowed, 0 left, charged"
-    );
-    let counter: String = redis.get("fg:{old}:fw").unwrap();
-    assert_eq!(counter, "16666:100");
-    let ttl: i64 = redis.pttl("fg:{old}:fw").unwrap();
-    assert!(ttl > 0 && ttl <= 600_000, "the hash's expiry kept: {ttl}");
-    let mut argv = check(1);
-    at(&mut argv);
-    let reply = eval(&mut redis, &["fg:{old}:fw"], &argv).unwrap();
-    assert_eq!(
-        reply,
-        ints([0, now, 0, 0, 20_000_000, 20_000_000, 0]),
-        "the 101st is denied"
-    );
 }
