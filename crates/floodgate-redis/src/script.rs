@@ -1,9 +1,10 @@
 //! The Lua scripts (`lua/*.lua`) and the calls that run them.
 //!
-//! Three scripts, each the shared prelude followed by its body: `check` (the
+//! The scripts, each the shared prelude followed by its body: `check` (the
 //! five algorithms as functions, then `check.lua`, which decides one or more
-//! checks, each check's ops all or nothing), `refund` and `heartbeat`. Their
-//! SHA1s are computed here, so a call sends only `EVALSHA`.
+//! checks, each check's ops all or nothing), `refund` and `heartbeat`; the
+//! fourth, `reconcile`, is built in `reconcile.rs`. Their SHA1s are computed
+//! here, so a call sends only `EVALSHA`.
 
 use std::sync::LazyLock;
 
