@@ -100,6 +100,15 @@ async fn leases_and_bad_input() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
+    // At most 64 comma-joined parts, as over HTTP; nothing is released.
+    let err = client
+        .release(ReleaseRequest {
+            lease: vec!["x"; 65].join(","),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("at most 64"), "{}", err.message());
     let long = "x".repeat(300);
     let err = client
         .check(request(&[("user", &long), ("endpoint", "ai")], None))

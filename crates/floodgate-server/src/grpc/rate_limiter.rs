@@ -9,6 +9,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::App;
 use crate::errors::to_status;
+use crate::http::routes::MAX_RELEASE_PARTS;
 use crate::render::ms;
 
 /// The `floodgate.v1.RateLimiter` service.
@@ -91,11 +92,15 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
-        self.app
-            .limiter
-            .release(&request.into_inner().lease)
-            .await
-            .map_err(to_status)?;
+        let lease = request.into_inner().lease;
+        let parts = lease.split(',').count();
+        if parts > MAX_RELEASE_PARTS {
+            return Err(Status::invalid_argument(format!(
+                "lease has {parts} parts: one release takes at most {MAX_RELEASE_PARTS}; \
+                 nothing was released"
+            )));
+        }
+        self.app.limiter.release(&lease).await.map_err(to_status)?;
         Ok(Response::new(pb::ReleaseResponse {}))
     }
 }

@@ -198,9 +198,9 @@ pub fn add_headers(response: &mut HttpResponse, verdict: &Verdict, mode: HeaderM
     }
 }
 
-/// Most parts (comma-joined leases) one `/v1/release` may name: a check
-/// returns one part per concurrency policy it charged.
-pub(crate) const MAX_RELEASE_PARTS: usize = 64;
+/// Most parts (comma-joined leases) one release may name, over HTTP and
+/// gRPC alike: a check returns one part per concurrency policy it charged.
+pub const MAX_RELEASE_PARTS: usize = 64;
 
 async fn release(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
     let bytes = body::read(req).await?;
