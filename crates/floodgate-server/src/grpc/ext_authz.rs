@@ -103,6 +103,28 @@ pub fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> 
     }
 }
 
+/// What an ext_authz request says about the HTTP request it authorises:
+/// the source peer's address, `X-Forwarded-For` and the `user_header`
+/// (never `X-Real-IP`: a client could set it).
+pub fn request_info<'a>(
+    context: &'a authz::AttributeContext,
+    http: &'a authz::attribute_context::HttpRequest,
+    user_header: &str,
+) -> HttpRequestInfo<'a> {
+    HttpRequestInfo {
+        method: &http.method,
+        target: &http.path,
+        peer: peer_ip(context.source.as_ref()),
+        // Envoy sends repeated header lines merged into one, in order.
+        forwarded_for: http
+            .headers
+            .get("x-forwarded-for")
+            .map(|v| Cow::Borrowed(v.as_str())),
+        real_ip: None,
+        user: http.headers.get(user_header).map(String::as_str),
+    }
+}
+
 #[tonic::async_trait]
 impl authz::authorization_server::Authorization for AuthzService {
     async fn check(
@@ -117,21 +139,7 @@ impl authz::authorization_server::Authorization for AuthzService {
             return Ok(Response::new(allow(Vec::new())));
         };
         let settings = self.app.settings.load();
-        let info = HttpRequestInfo {
-            method: &http.method,
-            target: &http.path,
-            peer: peer_ip(context.source.as_ref()),
-            // Envoy sends repeated header lines merged into one, in order.
-            forwarded_for: http
-                .headers
-                .get("x-forwarded-for")
-                .map(|v| Cow::Borrowed(v.as_str())),
-            real_ip: None,
-            user: http
-                .headers
-                .get(&settings.identity.user_header)
-                .map(String::as_str),
-        };
+        let info = request_info(&context, http, &settings.identity.user_header);
         // No "request finished" callback: concurrency policies are skipped.
         let verdict = match self
             .app
