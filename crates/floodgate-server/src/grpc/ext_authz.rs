@@ -178,3 +178,49 @@ impl authz::authorization_server::Authorization for AuthzService {
         Ok(Response::new(response))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floodgate_proto::envoy::config::core::v3::{Address, SocketAddress};
+
+    #[test]
+    fn request_info_reads_the_source_forwarded_for_and_user_but_never_x_real_ip() {
+        let http = authz::attribute_context::HttpRequest {
+            method: "POST".into(),
+            path: "/api/chat/x?q".into(),
+            headers: [
+                ("x-forwarded-for", "198.51.100.1, 203.0.113.7"),
+                ("x-real-ip", "192.0.2.99"),
+                ("x-user-id", "u1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Default::default()
+        };
+        let source = authz::attribute_context::Peer {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: "10.0.0.9".into(),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let context = authz::AttributeContext {
+            source: Some(source),
+            ..Default::default()
+        };
+        let info = request_info(&context, &http, "x-user-id");
+        assert_eq!((info.method, info.target), ("POST", "/api/chat/x?q"));
+        assert_eq!(info.peer, "10.0.0.9".parse().ok());
+        assert_eq!(
+            info.forwarded_for.as_deref(),
+            Some("198.51.100.1, 203.0.113.7")
+        );
+        assert_eq!(info.real_ip, None);
+        assert_eq!(info.user, Some("u1"));
+        assert_eq!(request_info(&context, &http, "x-other").user, None);
+    }
+}
