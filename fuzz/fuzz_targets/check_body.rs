@@ -4,7 +4,9 @@
 //! header block (`name: value` lines) read as the headers of a `/v1/auth`
 //! request. The body goes through the route's own parser
 //! (`routes::parse::<CheckRequest>`), the headers through the route's
-//! header reads and `identity::attributes`; both then through the limiter.
+//! header reads (`identity::header_target`,
+//! `HttpRequestInfo::from_headers`) and `identity::attributes`; both then
+//! through the limiter.
 //! Invariants: no panic; whatever the limiter accepts passes
 //! `validate_attributes`; only malformed attributes or cost are refused; an
 //! issued lease decodes and re-encodes to itself.
@@ -13,7 +15,7 @@
 mod common;
 
 use floodgate_server::http::routes::{parse, CheckRequest};
-use floodgate_server::identity::{attributes, HttpRequestInfo};
+use floodgate_server::identity::{attributes, header_target, HttpRequestInfo};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use libfuzzer_sys::fuzz_target;
 
@@ -49,19 +51,26 @@ fn header_map(block: &[u8]) -> HeaderMap {
     map
 }
 
-/// What `routes::auth` does with a request's headers (method and URI from
-/// `X-Original-*`, as nginx sends them).
+/// What `routes::auth` does with a request's headers: method and target
+/// from `X-Original-*` read as bytes (as nginx sends them), the rest
+/// through `HttpRequestInfo::from_headers` with `X-Real-IP` believed.
 fn auth(headers: &HeaderMap) {
     let h = common::harness();
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let info = HttpRequestInfo {
-        method: header("x-original-method").unwrap_or("GET"),
-        target: header("x-original-uri").unwrap_or("/"),
-        peer: Some("192.0.2.1".parse().expect("an address")),
-        forwarded_for: header("x-forwarded-for"),
-        real_ip: header("x-real-ip"),
-        user: header(&h.config.identity.user_header),
-    };
+    let method = header_target(headers, "x-original-method");
+    let target = header_target(headers, "x-original-uri");
+    if let Some(target) = &target {
+        assert!(target.is_ascii(), "{target:?}");
+    }
+    let info = HttpRequestInfo::from_headers(
+        method.as_deref().unwrap_or("GET"),
+        target.as_deref().unwrap_or("/"),
+        "192.0.2.1".parse().expect("an address"),
+        headers,
+        &h.config.identity.user_header,
+        true,
+    );
     let attributes = attributes(&info, &h.config.identity, &h.config.endpoints);
+    let path = &attributes["path"];
+    assert!(path.starts_with('/'), "{path:?}");
     common::check_and_assert(&attributes, 1, None);
 }

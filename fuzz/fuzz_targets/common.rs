@@ -10,10 +10,14 @@ use floodgate_config::Config;
 use floodgate_core::{validate_attributes, Attributes, LeasePart, SystemClock};
 use floodgate_store::{Check, LimitError, Limiter, LocalConfig, LocalStore, Source, Verdict};
 
-/// Endpoints and policies as users write them: match on an endpoint class,
+/// Endpoints and policies as users write them (two trusted proxies, so
+/// `X-Forwarded-For` and `X-Real-IP` are read): match on an endpoint class,
 /// key on `user`, `ip`, `path` and a free attribute, one of each algorithm
 /// (the concurrency policy makes every allowed check carry a lease).
 pub const CONFIG: &str = r#"
+[identity]
+trusted_proxies = 2
+
 [store]
 kind = "local"
 

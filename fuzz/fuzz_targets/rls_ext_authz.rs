@@ -1,8 +1,9 @@
 //! Envoy RLS `RateLimitRequest` and ext_authz `CheckRequest` → attributes.
 //!
 //! The input is decoded as both messages. RLS descriptors go through the
-//! service's `descriptor_attributes`; ext_authz's HTTP attributes through
-//! `peer_ip` and `identity::attributes`, as the service builds them. Every
+//! service's `descriptor_attributes` (with the configured `ipv6_prefix`);
+//! ext_authz's HTTP attributes through the service's `request_info` and
+//! `identity::attributes`. Every
 //! set of attributes then goes through the limiter, and the counter key a
 //! policy keyed on all of them would use is checked field by field.
 //! Invariants: no panic; no value can put an unescaped `:` (or any other
@@ -16,14 +17,11 @@ use floodgate_core::policy::is_valid_name;
 use floodgate_core::{Attributes, Policy, PolicySpec};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 use floodgate_proto::envoy::service::ratelimit::v3 as rls;
-use floodgate_server::grpc::ext_authz::peer_ip;
-use floodgate_server::grpc::rls::descriptor_attributes;
-use floodgate_server::identity::{attributes, HttpRequestInfo};
+use floodgate_server::grpc::ext_authz::request_info;
+use floodgate_server::grpc::rls::{descriptor_attributes, MAX_DESCRIPTORS};
+use floodgate_server::identity::attributes;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
-
-/// Most descriptors the service accepts in one request.
-const MAX_DESCRIPTORS: usize = 64;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(request) = rls::RateLimitRequest::decode(data) {
@@ -38,9 +36,10 @@ fn rate_limit(request: &rls::RateLimitRequest) {
     if request.domain.is_empty() || request.descriptors.len() > MAX_DESCRIPTORS {
         return;
     }
+    let h = common::harness();
     let request_hits = u64::from(request.hits_addend.max(1));
     for (i, d) in request.descriptors.iter().enumerate() {
-        let Ok(attributes) = descriptor_attributes(i, d) else {
+        let Ok(attributes) = descriptor_attributes(i, d, h.config.identity.ipv6_prefix) else {
             continue;
         };
         assert!(!attributes.contains_key("remote_address"));
@@ -58,17 +57,7 @@ fn check(request: &authz::CheckRequest) {
     let Some(http) = context.request.as_ref().and_then(|r| r.http.as_ref()) else {
         return;
     };
-    let info = HttpRequestInfo {
-        method: &http.method,
-        target: &http.path,
-        peer: peer_ip(context.source.as_ref()),
-        forwarded_for: http.headers.get("x-forwarded-for").map(String::as_str),
-        real_ip: None,
-        user: http
-            .headers
-            .get(&h.config.identity.user_header)
-            .map(String::as_str),
-    };
+    let info = request_info(context, http, &h.config.identity.user_header);
     let attributes = attributes(&info, &h.config.identity, &h.config.endpoints);
     assert_keys(&attributes);
     common::check_and_assert(&attributes, 1, None);

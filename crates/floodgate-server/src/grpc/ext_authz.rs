@@ -103,6 +103,28 @@ pub fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> 
     }
 }
 
+/// What an ext_authz request says about the HTTP request it authorises:
+/// the source peer's address, `X-Forwarded-For` and the `user_header`
+/// (never `X-Real-IP`: a client could set it).
+pub fn request_info<'a>(
+    context: &'a authz::AttributeContext,
+    http: &'a authz::attribute_context::HttpRequest,
+    user_header: &str,
+) -> HttpRequestInfo<'a> {
+    HttpRequestInfo {
+        method: &http.method,
+        target: &http.path,
+        peer: peer_ip(context.source.as_ref()),
+        // Envoy sends repeated header lines merged into one, in order.
+        forwarded_for: http
+            .headers
+            .get("x-forwarded-for")
+            .map(|v| Cow::Borrowed(v.as_str())),
+        real_ip: None,
+        user: http.headers.get(user_header).map(String::as_str),
+    }
+}
+
 #[tonic::async_trait]
 impl authz::authorization_server::Authorization for AuthzService {
     async fn check(
@@ -117,21 +139,7 @@ impl authz::authorization_server::Authorization for AuthzService {
             return Ok(Response::new(allow(Vec::new())));
         };
         let settings = self.app.settings.load();
-        let info = HttpRequestInfo {
-            method: &http.method,
-            target: &http.path,
-            peer: peer_ip(context.source.as_ref()),
-            // Envoy sends repeated header lines merged into one, in order.
-            forwarded_for: http
-                .headers
-                .get("x-forwarded-for")
-                .map(|v| Cow::Borrowed(v.as_str())),
-            real_ip: None,
-            user: http
-                .headers
-                .get(&settings.identity.user_header)
-                .map(String::as_str),
-        };
+        let info = request_info(&context, http, &settings.identity.user_header);
         // No "request finished" callback: concurrency policies are skipped.
         let verdict = match self
             .app
@@ -168,5 +176,51 @@ impl authz::authorization_server::Authorization for AuthzService {
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "envoy_authz")
             .record(started.elapsed().as_secs_f64());
         Ok(Response::new(response))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floodgate_proto::envoy::config::core::v3::{Address, SocketAddress};
+
+    #[test]
+    fn request_info_reads_the_source_forwarded_for_and_user_but_never_x_real_ip() {
+        let http = authz::attribute_context::HttpRequest {
+            method: "POST".into(),
+            path: "/api/chat/x?q".into(),
+            headers: [
+                ("x-forwarded-for", "198.51.100.1, 203.0.113.7"),
+                ("x-real-ip", "192.0.2.99"),
+                ("x-user-id", "u1"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+            ..Default::default()
+        };
+        let source = authz::attribute_context::Peer {
+            address: Some(Address {
+                address: Some(address::Address::SocketAddress(SocketAddress {
+                    address: "10.0.0.9".into(),
+                    ..Default::default()
+                })),
+            }),
+            ..Default::default()
+        };
+        let context = authz::AttributeContext {
+            source: Some(source),
+            ..Default::default()
+        };
+        let info = request_info(&context, &http, "x-user-id");
+        assert_eq!((info.method, info.target), ("POST", "/api/chat/x?q"));
+        assert_eq!(info.peer, "10.0.0.9".parse().ok());
+        assert_eq!(
+            info.forwarded_for.as_deref(),
+            Some("198.51.100.1, 203.0.113.7")
+        );
+        assert_eq!(info.real_ip, None);
+        assert_eq!(info.user, Some("u1"));
+        assert_eq!(request_info(&context, &http, "x-other").user, None);
     }
 }

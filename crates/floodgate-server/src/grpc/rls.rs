@@ -36,7 +36,7 @@ impl RlsService {
 }
 
 /// Most descriptors one request may carry.
-const MAX_DESCRIPTORS: usize = 64;
+pub const MAX_DESCRIPTORS: usize = 64;
 
 /// A descriptor's entries as attributes; `remote_address` becomes `ip`
 /// (see [`ip_attribute`]; a value that is no IP address is kept as is).
