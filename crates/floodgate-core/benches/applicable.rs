@@ -44,7 +44,7 @@ fn applicable(c: &mut Criterion) {
         let checks: Vec<Attributes> = (0..10)
             .map(|i| {
                 [
-                    ("tenant", format!("t{}", i * tenants / 10 + 3)),
+                    ("tenant", format!("t{}", (i * tenants / 10 + 3) % tenants)),
                     ("user", format!("u{i}")),
                     ("endpoint", "ai".to_string()),
                 ]
