@@ -4,8 +4,10 @@
 //! Built once per policy set (so once per config load). Each policy is filed
 //! under one condition it requires:
 //!
-//! - one of its `match` conditions (the one listing the fewest values): a
-//!   map from attribute name, then value, to the policies requiring it;
+//! - one of its `match` conditions: the one whose values the fewest
+//!   policies mention (so `tenant = "t5"` rather than an `endpoint = "ai"`
+//!   that thousands of policies share), in a map from attribute name, then
+//!   value, to the policies filed under it;
 //! - else, for a policy restricted to an Envoy RLS domain, that domain;
 //! - else (no `match`, no domain) an always-check list.
 //!
@@ -45,10 +47,22 @@ pub(super) struct PolicyIndex {
 impl PolicyIndex {
     /// Files every policy of `policies` (in configuration order).
     pub(super) fn new(policies: &[Arc<Policy>]) -> PolicyIndex {
+        // How many conditions mention each (attribute, value).
+        let mut mentions: Map<&str, Map<&str, usize>> = Map::default();
+        for (name, values) in policies.iter().flat_map(|p| &p.matches) {
+            let by_value = mentions.entry(name).or_default();
+            for value in values {
+                *by_value.entry(value).or_default() += 1;
+            }
+        }
+        let shared = |(name, values): &(String, Vec<String>)| -> usize {
+            let by_value = &mentions[name.as_str()];
+            values.iter().map(|v| by_value[v.as_str()]).sum()
+        };
         let mut index = PolicyIndex::default();
         for (i, policy) in policies.iter().enumerate() {
             let i = u32::try_from(i).expect("fewer than 2^32 policies");
-            let condition = policy.matches.iter().min_by_key(|(_, values)| values.len());
+            let condition = policy.matches.iter().min_by_key(|c| shared(c));
             match (condition, &policy.domain) {
                 (Some((name, values)), _) => {
                     let by_value = index.by_match.entry(name.clone()).or_default();
@@ -138,5 +152,70 @@ impl Iterator for Candidates<'_> {
         let (&first, rest) = smallest.split_first()?;
         *smallest = rest;
         Some(first as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::PolicySpec;
+
+    fn policy(name: String, matches: &[(&str, &str)], domain: Option<&str>) -> Arc<Policy> {
+        Arc::new(
+            Policy::new(PolicySpec {
+                name,
+                matches: (matches.iter())
+                    .map(|(n, v)| (n.to_string(), vec![v.to_string()]))
+                    .collect(),
+                key: vec!["user".into()],
+                limit: 1,
+                window_us: Some(1_000_000),
+                domain: domain.map(str::to_string),
+                ..PolicySpec::default()
+            })
+            .unwrap(),
+        )
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// A condition every policy shares (`endpoint = "ai"`, written first) is
+    /// not the one they are filed under: a tenant's check tries one policy.
+    #[test]
+    fn files_each_policy_under_its_least_shared_condition() {
+        let policies: Vec<_> = (0..1_000)
+            .map(|n| {
+                let tenant = format!("t{n}");
+                policy(format!("p{n}"), &[("endpoint", "ai"), ("tenant", &tenant)], None)
+            })
+            .collect();
+        let index = PolicyIndex::new(&policies);
+        let a = attrs(&[("endpoint", "ai"), ("tenant", "t7"), ("user", "u")]);
+        assert_eq!(index.candidates(&a, None).collect::<Vec<_>>(), [7]);
+    }
+
+    /// Policies without `match` are tried by every check, those restricted
+    /// to a domain only by its checks; more lists than fit inline still
+    /// merge in configuration order.
+    #[test]
+    fn merges_every_selected_list_in_configuration_order() {
+        let names = ["a", "b", "c", "d", "e"];
+        let mut policies = vec![policy("always".into(), &[], None)];
+        for (i, n) in names.iter().enumerate() {
+            policies.push(policy(format!("m{i}"), &[(n, "x")], None));
+        }
+        policies.push(policy("edge".into(), &[], Some("edge")));
+        policies.push(policy("last".into(), &[], None));
+        let index = PolicyIndex::new(&policies);
+        let all = attrs(&[("a", "x"), ("b", "x"), ("c", "x"), ("d", "x"), ("e", "x")]);
+        let got: Vec<_> = index.candidates(&all, Some("edge")).collect();
+        assert_eq!(got, (0..policies.len()).collect::<Vec<_>>());
+        let some = attrs(&[("c", "x"), ("e", "y")]);
+        assert_eq!(index.candidates(&some, None).collect::<Vec<_>>(), [0, 3, 7]);
     }
 }
