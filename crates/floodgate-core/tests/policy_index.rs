@@ -87,8 +87,14 @@ fn check_against_reference(set: &PolicySet, a: &Attributes, domain: Option<&str>
     let indexed: Vec<_> = set.applicable(a, domain).collect();
     let expected = reference(set, a, domain);
     assert_eq!(
-        indexed.iter().map(|(i, p)| (*i, p.name())).collect::<Vec<_>>(),
-        expected.iter().map(|(i, p)| (*i, p.name())).collect::<Vec<_>>(),
+        indexed
+            .iter()
+            .map(|(i, p)| (*i, p.name()))
+            .collect::<Vec<_>>(),
+        expected
+            .iter()
+            .map(|(i, p)| (*i, p.name()))
+            .collect::<Vec<_>>(),
         "attributes {a:?}, domain {domain:?}"
     );
     for ((_, p), (_, q)) in indexed.iter().zip(&expected) {
@@ -120,7 +126,9 @@ proptest! {
 fn one_policy_per_tenant_among_global_ones() {
     let spec = |name: String, tenant: Option<String>| PolicySpec {
         name,
-        matches: tenant.map(|t| vec![("tenant".into(), vec![t])]).unwrap_or_default(),
+        matches: tenant
+            .map(|t| vec![("tenant".into(), vec![t])])
+            .unwrap_or_default(),
         key: vec!["user".into()],
         limit: 10,
         window_us: Some(60_000_000),
@@ -141,7 +149,10 @@ fn one_policy_per_tenant_among_global_ones() {
             .applicable(&a, None)
             .map(|(i, p)| format!("{i}:{}", p.name()))
             .collect();
-        assert_eq!(names, ["0:first", &format!("{}:tenant-{n}", n + 1), "1001:last"]);
+        assert_eq!(
+            names,
+            ["0:first", &format!("{}:tenant-{n}", n + 1), "1001:last"]
+        );
         check_against_reference(&set, &a, None);
     }
 }

@@ -191,7 +191,11 @@ mod tests {
         let policies: Vec<_> = (0..1_000)
             .map(|n| {
                 let tenant = format!("t{n}");
-                policy(format!("p{n}"), &[("endpoint", "ai"), ("tenant", &tenant)], None)
+                policy(
+                    format!("p{n}"),
+                    &[("endpoint", "ai"), ("tenant", &tenant)],
+                    None,
+                )
             })
             .collect();
         let index = PolicyIndex::new(&policies);
