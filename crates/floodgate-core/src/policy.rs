@@ -10,6 +10,7 @@ use crate::algorithm::{
 use crate::attributes::Attributes;
 use crate::key::counter_key_of;
 
+mod index;
 mod key_entry;
 pub use key_entry::KeyEntry;
 
@@ -517,6 +518,8 @@ pub struct PolicySet {
     policies: Vec<Arc<Policy>>,
     /// Name → index into `policies`.
     by_name: HashMap<Arc<str>, usize>,
+    /// Which policies a check could match, built with the set.
+    index: index::PolicyIndex,
 }
 
 impl PolicySet {
@@ -535,8 +538,10 @@ impl PolicySet {
         if !duplicates.is_empty() {
             return Err(duplicates);
         }
+        let policies: Vec<Arc<Policy>> = policies.into_iter().map(Arc::new).collect();
         Ok(PolicySet {
-            policies: policies.into_iter().map(Arc::new).collect(),
+            index: index::PolicyIndex::new(&policies),
+            policies,
             by_name,
         })
     }
@@ -562,15 +567,19 @@ impl PolicySet {
     }
 
     /// The policies that apply to a check, in configuration order, each
-    /// with its index in the set (`0..len()`).
+    /// with its index in the set (`0..len()`). The same as trying
+    /// [`Policy::applies`] on every policy in turn, but only the policies
+    /// an index built with the set says could apply are tried: the cost
+    /// hardly grows with the number of policies when they match on
+    /// different values (one policy per tenant, say).
     pub fn applicable<'a>(
         &'a self,
         attributes: &'a Attributes,
         domain: Option<&'a str>,
     ) -> impl Iterator<Item = (usize, &'a Arc<Policy>)> + 'a {
-        self.policies
-            .iter()
-            .enumerate()
+        self.index
+            .candidates(attributes, domain)
+            .map(move |i| (i, &self.policies[i]))
             .filter(move |(_, p)| p.applies(attributes, domain))
     }
 }

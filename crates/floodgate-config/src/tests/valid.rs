@@ -286,3 +286,32 @@ fn key_alternatives_are_read_and_summarised() {
     assert!(summary.contains("key [user|ip, endpoint]"), "{summary}");
     assert!(summary.contains("ipv6_prefix /56"), "{summary}");
 }
+
+/// 10 000 policies, one per tenant: all loaded, in file order, each found
+/// by the check of its own tenant.
+#[test]
+fn ten_thousand_tenant_policies_load() {
+    let src: String = (0..10_000)
+        .map(|n| {
+            format!(
+                "[[policy]]\nname = \"tenant-{n}\"\nmatch = {{ tenant = \"t{n}\" }}\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\n\n"
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let config = parse(&src);
+    eprintln!("10 000 policies loaded in {:?}", started.elapsed());
+    assert_eq!(config.policies.len(), 10_000);
+    for n in [0, 1, 4_321, 9_999] {
+        let attributes = [("tenant", format!("t{n}")), ("user", "u".to_string())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        let applicable: Vec<(usize, &str)> = config
+            .policies
+            .applicable(&attributes, None)
+            .map(|(i, p)| (i, p.name()))
+            .collect();
+        assert_eq!(applicable, [(n, format!("tenant-{n}").as_str())]);
+    }
+}
