@@ -154,6 +154,12 @@ fn tenants_spread_a_tenant_attribute_over_the_keys() {
     assert_eq!(c.template.tenant(7).as_deref(), Some("t1"));
     assert_eq!(config(&[]).unwrap().template.tenant(7), None);
     rejected(&["--tenants", "0"], "from 1 to");
-    rejected(&["--tenants", "2", "--protocol", "http"], "needs --protocol grpc");
-    rejected(&["--tenants", "2", "--attr", "tenant=a"], "not allowed with --tenants");
+    rejected(
+        &["--tenants", "2", "--protocol", "http"],
+        "needs --protocol grpc",
+    );
+    rejected(
+        &["--tenants", "2", "--attr", "tenant=a"],
+        "not allowed with --tenants",
+    );
 }
