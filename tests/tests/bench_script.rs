@@ -10,7 +10,7 @@ use floodgate_e2e::{binary, repo_root};
 use serde_json::Value;
 
 /// Every measured row, as (scenario, figure).
-const MEASURED: [(&str, &str); 12] = [
+const MEASURED: [(&str, &str); 16] = [
     ("in-memory, floodgate.v1 gRPC", "server CPU per check"),
     ("in-memory, floodgate.v1 gRPC", "throughput"),
     ("in-memory, Envoy RLS", "server CPU per check"),
@@ -26,7 +26,13 @@ const MEASURED: [(&str, &str); 12] = [
         "hot key far over its limit (Redis store)",
         "server CPU per check",
     ),
+    (POLICIES, "server CPU per check"),
+    (POLICIES, "config load (spawn to listening)"),
+    (KEYS, "server CPU per check"),
+    (KEYS, "keys live (local store, last sweep)"),
 ];
+const POLICIES: &str = "10 000 policies (one per tenant), in-memory, floodgate.v1 gRPC";
+const KEYS: &str = "in-memory, floodgate.v1 gRPC, many live keys (1 million; --quick 100 000)";
 
 #[test]
 fn quick_mode_writes_every_row() {

@@ -64,6 +64,10 @@ pub struct Args {
     /// Extra attribute sent with every check, name=value (repeatable).
     #[arg(long = "attr", value_name = "NAME=VALUE", value_parser = parse_attr)]
     pub attrs: Vec<(String, String)>,
+    /// floodgate.v1 gRPC only: each check also carries `tenant=t<i mod N>`,
+    /// i the check's key index (N from 1 to 10000000).
+    #[arg(long, value_name = "N")]
+    pub tenants: Option<u64>,
     /// Cost of each check (Envoy: 1 to 2^32-1).
     #[arg(long, default_value_t = 1)]
     pub hits: u64,
@@ -134,8 +138,20 @@ impl Args {
                     .into(),
             );
         }
+        match self.tenants {
+            Some(n) if !(1..=crate::keys::MAX_KEYS).contains(&n) => {
+                return usage(format!("--tenants {n} must be from 1 to 10000000"));
+            }
+            Some(_) if self.protocol != Protocol::Grpc => {
+                return usage("--tenants needs --protocol grpc".into());
+            }
+            _ => {}
+        }
         let mut attributes = BTreeMap::new();
         for (name, value) in self.attrs {
+            if name == "tenant" && self.tenants.is_some() {
+                return usage("--attr tenant=… is not allowed with --tenants".into());
+            }
             if name == "user" {
                 return usage("--attr user=… is not allowed: --keys sets `user`".into());
             }
@@ -167,6 +183,7 @@ impl Args {
                 attributes,
                 hits: self.hits,
                 domain: self.domain,
+                tenants: self.tenants,
             },
             accuracy_limit: if self.accuracy { self.limit } else { None },
             seed: self.seed.unwrap_or_else(rand::random),

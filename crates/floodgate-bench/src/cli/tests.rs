@@ -145,3 +145,21 @@ fn durations() {
         assert!(parse_duration(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn tenants_spread_a_tenant_attribute_over_the_keys() {
+    let c = config(&["--tenants", "3", "--keys", "uniform:10"]).unwrap();
+    assert_eq!(c.template.tenants, Some(3));
+    assert_eq!(c.template.tenant(0).as_deref(), Some("t0"));
+    assert_eq!(c.template.tenant(7).as_deref(), Some("t1"));
+    assert_eq!(config(&[]).unwrap().template.tenant(7), None);
+    rejected(&["--tenants", "0"], "from 1 to");
+    rejected(
+        &["--tenants", "2", "--protocol", "http"],
+        "needs --protocol grpc",
+    );
+    rejected(
+        &["--tenants", "2", "--attr", "tenant=a"],
+        "not allowed with --tenants",
+    );
+}

@@ -47,6 +47,9 @@ impl GrpcClient {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         attributes.insert("user".to_string(), self.template.user(index));
+        if let Some(tenant) = self.template.tenant(index) {
+            attributes.insert("tenant".to_string(), tenant);
+        }
         let request = CheckRequest {
             attributes,
             hits: Some(self.template.hits),

@@ -175,6 +175,7 @@ mod tests {
         let template = RequestTemplate {
             key_prefix: "we\"ird-".to_string(),
             attributes: [("endpoint".to_string(), "a\\i".to_string())].into(),
+            tenants: None,
             hits: 3,
             domain: String::new(),
         };

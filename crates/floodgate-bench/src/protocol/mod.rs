@@ -68,12 +68,19 @@ pub struct RequestTemplate {
     pub hits: u64,
     /// The Envoy RLS `domain` (Envoy protocol only).
     pub domain: String,
+    /// With N, each check also carries `tenant=t<index mod N>` (gRPC only).
+    pub tenants: Option<u64>,
 }
 
 impl RequestTemplate {
     /// The `user` value for key `index`.
     pub fn user(&self, index: u64) -> String {
         format!("{}{index}", self.key_prefix)
+    }
+
+    /// The `tenant` value for key `index`, when `tenants` is set.
+    pub fn tenant(&self, index: u64) -> Option<String> {
+        self.tenants.map(|n| format!("t{}", index % n))
     }
 }
 
