@@ -2,7 +2,8 @@
 //! misbehaving client does byte by byte, and a listener config to do it to.
 
 use std::io::{ErrorKind, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
 use std::time::Duration;
 
 /// Long enough that nothing closes by accident while a test watches; a
@@ -76,4 +77,17 @@ pub fn read_request_head(stream: &mut TcpStream) -> String {
         head.push(byte[0]);
     }
     String::from_utf8_lossy(&head).into_owned()
+}
+
+/// A scripted upstream on a free loopback port: each connection it accepts
+/// is handed to `serve` on a thread of its own.
+pub fn upstream(serve: impl Fn(TcpStream) + Copy + Send + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            thread::spawn(move || serve(stream));
+        }
+    });
+    addr
 }

@@ -28,32 +28,22 @@ fn silent_upstream() -> SocketAddr {
 
 /// An upstream whose `/big` is 32 MiB and anything else `ok`.
 fn big_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let head = read_request_head(&mut stream);
-                if head.starts_with("GET /big") {
-                    let chunk = vec![b'x'; 1024 * 1024];
-                    let _ = stream.write_all(
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").as_bytes(),
-                    );
-                    for _ in 0..BIG / chunk.len() {
-                        if stream.write_all(&chunk).is_err() {
-                            return;
-                        }
-                    }
-                } else {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    );
+    upstream(|mut stream| {
+        let head = read_request_head(&mut stream);
+        if head.starts_with("GET /big") {
+            let chunk = vec![b'x'; 1024 * 1024];
+            let _ = stream
+                .write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\n\r\n").as_bytes());
+            for _ in 0..BIG / chunk.len() {
+                if stream.write_all(&chunk).is_err() {
+                    return;
                 }
-            });
+            }
+        } else {
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
-    });
-    addr
+    })
 }
 
 /// The size of [`big_upstream`]'s `/big`.
@@ -121,33 +111,25 @@ async fn an_http2_client_that_opens_no_window_is_cut_after_the_send_timeout() {
 /// An upstream that reads a request and its `Content-Length` body, then
 /// answers with the number of body bytes it got.
 fn counting_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let head = read_request_head(&mut stream).to_ascii_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map_or(0, |v| v.trim().parse().unwrap());
-                let mut body = vec![0u8; length];
-                if stream.read_exact(&mut body).is_err() {
-                    return;
-                }
-                let answer = length.to_string();
-                let _ = stream.write_all(
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
-                        answer.len()
-                    )
-                    .as_bytes(),
-                );
-            });
+    upstream(|mut stream| {
+        let head = read_request_head(&mut stream).to_ascii_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap());
+        let mut body = vec![0u8; length];
+        if stream.read_exact(&mut body).is_err() {
+            return;
         }
-    });
-    addr
+        let answer = length.to_string();
+        let _ = stream.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                answer.len()
+            )
+            .as_bytes(),
+        );
+    })
 }
 
 #[test]

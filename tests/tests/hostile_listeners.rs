@@ -326,44 +326,36 @@ async fn grpc_connections_past_the_cap_wait_while_existing_ones_work() {
 /// bytes, and any other request with 200 and the `Upgrade` header it saw
 /// (or "none") as the body.
 fn upgrade_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if stream.read(&mut byte).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                let upgrade = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("upgrade:"))
-                    .map_or("none".to_string(), |v| v.trim().to_string());
-                if upgrade == "websocket" {
-                    let _ = stream.write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
-                    );
-                    let mut reader = stream.try_clone().unwrap();
-                    let _ = std::io::copy(&mut reader, &mut stream);
-                } else {
-                    let _ = stream.write_all(
-                        format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{upgrade}",
-                            upgrade.len()
-                        )
-                        .as_bytes(),
-                    );
-                }
-            });
+    upstream(|mut stream| {
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if stream.read(&mut byte).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
         }
-    });
-    addr
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        let upgrade = head
+            .lines()
+            .find_map(|l| l.strip_prefix("upgrade:"))
+            .map_or("none".to_string(), |v| v.trim().to_string());
+        if upgrade == "websocket" {
+            let _ = stream.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            );
+            let mut reader = stream.try_clone().unwrap();
+            let _ = std::io::copy(&mut reader, &mut stream);
+        } else {
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{upgrade}",
+                    upgrade.len()
+                )
+                .as_bytes(),
+            );
+        }
+    })
 }
 
 #[test]
@@ -446,21 +438,12 @@ fn a_trickled_request_body_is_cut_at_the_request_timeout() {
 /// An upstream that sends its response head and 10 of 100 body bytes, then
 /// nothing, keeping the connection open.
 fn stalling_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                let _ =
-                    stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
-                thread::sleep(Duration::from_secs(60));
-            });
-        }
-    });
-    addr
+    upstream(|mut stream| {
+        let mut buf = [0u8; 4096];
+        let _ = stream.read(&mut buf);
+        let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+        thread::sleep(Duration::from_secs(60));
+    })
 }
 
 #[test]
