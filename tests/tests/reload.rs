@@ -192,12 +192,7 @@ fn listener_changes_are_reported_as_needing_a_restart() {
     let fg = Floodgate::start(&config(3));
     let moved = config(4).replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:1\"");
     replace(&fg.config_path(), &moved);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !fg.log.lock().unwrap().contains("config reloaded") {
-        assert!(Instant::now() < deadline, "{}", fg.log.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let log = fg.log.lock().unwrap().clone();
+    let log = log_after_reload(&fg);
     assert!(log.contains("need a restart"), "{log}");
     assert!(log.contains("[server] listeners"), "{log}");
     // Still on the old listener, with the new policies.
@@ -213,13 +208,18 @@ fn listener_limit_changes_are_reported_as_needing_a_restart() {
     );
     assert_ne!(changed, config(4), "the config names its gRPC listener");
     replace(&fg.config_path(), &changed);
+    let log = log_after_reload(&fg);
+    assert!(log.contains("need a restart"), "{log}");
+    assert!(log.contains("timeouts and limits"), "{log}");
+    exhaust(&fg, "u1", 4);
+}
+
+/// The log once it says "config reloaded" (within 2 s).
+fn log_after_reload(fg: &Floodgate) -> String {
     let deadline = Instant::now() + Duration::from_secs(2);
     while !fg.log.lock().unwrap().contains("config reloaded") {
         assert!(Instant::now() < deadline, "{}", fg.log.lock().unwrap());
         std::thread::sleep(Duration::from_millis(20));
     }
-    let log = fg.log.lock().unwrap().clone();
-    assert!(log.contains("need a restart"), "{log}");
-    assert!(log.contains("timeouts and limits"), "{log}");
-    exhaust(&fg, "u1", 4);
+    fg.log.lock().unwrap().clone()
 }
