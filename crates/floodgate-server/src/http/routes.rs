@@ -1,5 +1,6 @@
 //! HTTP routes: `/v1/check`, `/v1/release`, `/v1/auth` (nginx
-//! `auth_request`), `/v1/policies`, `/healthz`, `/readyz`, `/metrics`.
+//! `auth_request`), `/v1/policies`, `/healthz`, `/readyz`, `/metrics`, and
+//! the status page (`/`, `/ui`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ use hyper::Request;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::body;
+use super::{body, status_page};
 use crate::app::App;
 use crate::errors::ApiError;
 use crate::identity::{header_target, HttpRequestInfo};
@@ -43,14 +44,22 @@ pub async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(ready(&app)),
         (&Method::GET, "/metrics") => Ok(metrics(&app)),
+        (&Method::GET | &Method::HEAD, page) if status_page::PATHS.contains(&page) => {
+            status_page::asset(page).ok_or_else(|| not_found(page))
+        }
         (_, "/v1/check" | "/v1/release") => Ok(not_allowed("POST")),
         (_, "/v1/policies" | "/healthz" | "/readyz" | "/metrics") => Ok(not_allowed("GET")),
-        _ => Err(ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("no route for {path}"),
-        }),
+        (_, page) if status_page::PATHS.contains(&page) => Ok(not_allowed("GET")),
+        _ => Err(not_found(path)),
     };
     Ok(result.unwrap_or_else(error_response))
+}
+
+fn not_found(path: &str) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no route for {path}"),
+    }
 }
 
 fn not_allowed(allow: &'static str) -> HttpResponse {
