@@ -136,3 +136,23 @@ fn the_status_page_is_served_with_a_strict_policy_and_only_by_get() {
         404
     );
 }
+
+#[test]
+fn the_status_page_shows_the_fallback_while_redis_is_unreachable() {
+    if Command::new("chromium").arg("--version").output().is_err() {
+        eprintln!("chromium is not installed: skipping the status page test");
+        return;
+    }
+    // Nothing listens on this port: floodgate starts on its fallback.
+    let port = floodgate_e2e::free_port();
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"redis://127.0.0.1:{port}\"\ntimeout = \"100ms\"\n\n[fallback]\ninstances = 3\n{CONFIG}"
+    ));
+    let dom = rendered_dom(&format!("http://{}/ui", fg.http), 3_000).expect("chromium ran");
+    assert_eq!(text_after(&dom, r#"id="store""#), "fallback");
+    assert_eq!(
+        text_after(&dom, r#"id="fallback""#),
+        "on: Redis unreachable, the fallback answers"
+    );
+    assert_eq!(text_after(&dom, r#"id="sidecars""#), "3");
+}
