@@ -20,7 +20,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Decode errors become INVALID_ARGUMENT (src/codec.rs).
         .codec_path("crate::codec::InvalidArgumentCodec")
         .file_descriptor_set_path(out.join("descriptor.bin"))
-        .compile_protos(&files, &[root.clone(), well_known])?;
+        .compile_protos(&files, &[root.clone(), well_known.clone()])?;
+    // OTLP traces: floodgate is their client; the server side serves the
+    // tests' collector. Kept out of the descriptor set, so reflection does
+    // not list a service floodgate does not serve.
+    tonic_prost_build::configure().compile_protos(
+        &[root.join("opentelemetry/proto/collector/trace/v1/trace_service.proto")],
+        &[root.clone(), well_known],
+    )?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -59,6 +59,11 @@ impl Floodgate {
     /// Writes `config` to a temporary file and starts `floodgate serve` on
     /// it, with `extra` arguments. Panics if it does not come up within 20 s.
     pub fn start_with(config: &str, extra: &[&str]) -> Floodgate {
+        Self::start_env(config, extra, &[])
+    }
+
+    /// [`Floodgate::start_with`] with extra environment variables.
+    pub fn start_env(config: &str, extra: &[&str], env: &[(&str, &str)]) -> Floodgate {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("floodgate.toml");
         std::fs::write(&path, config).expect("write config");
@@ -68,6 +73,7 @@ impl Floodgate {
             .arg(&path)
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -15,6 +15,7 @@ mod section;
 pub mod server;
 pub mod store;
 mod summary;
+pub mod traces;
 
 use std::path::Path;
 
@@ -25,6 +26,7 @@ use toml::Spanned;
 pub use error::{ConfigError, ConfigErrors};
 pub use fallback::{FallbackConfig, Instances};
 pub use identity::IdentityConfig;
+pub use traces::TracesConfig;
 
 use crate::error::Diagnostics;
 use crate::raw::RawRoot;
@@ -42,6 +44,9 @@ pub struct Config {
     pub fallback: FallbackConfig,
     /// `[identity]`: where `user` and `ip` come from in HTTP integrations.
     pub identity: IdentityConfig,
+    /// `[traces]`: OpenTelemetry span export; `None` when the file has no
+    /// such section (the `OTEL_*` environment variables decide).
+    pub traces: Option<TracesConfig>,
     /// `[[endpoint]]`: path → endpoint class, first match wins.
     pub endpoints: EndpointTable,
     /// `[[policy]]`: the policies, in file order, names unique.
@@ -100,6 +105,7 @@ impl Config {
             store: store::Config::read(top.child("store"), diag),
             fallback: FallbackConfig::read(top.child("fallback"), diag),
             identity: IdentityConfig::read(top.child("identity"), diag),
+            traces: TracesConfig::read(top.child("traces"), diag),
             endpoints: endpoint::read_endpoints(top.child("endpoint"), diag),
             policies: policy::read_policies(top.child("policy"), diag),
         }

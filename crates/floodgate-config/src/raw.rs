@@ -22,6 +22,7 @@ pub(crate) struct RawRoot {
     pub store: Option<SubTable>,
     pub fallback: Option<SubTable>,
     pub identity: Option<SubTable>,
+    pub traces: Option<SubTable>,
     pub endpoint: Option<TableArray>,
     pub policy: Option<TableArray>,
 }
@@ -124,6 +125,17 @@ pub(crate) struct RawIdentity {
     pub user_header: Option<String>,
     pub trusted_proxies: Option<u32>,
     pub ipv6_prefix: Option<u32>,
+}
+
+/// `[traces]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTraces {
+    pub endpoint: Option<String>,
+    pub protocol: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub attributes: Option<Vec<String>>,
+    pub service_name: Option<String>,
 }
 
 /// One `[[endpoint]]`.

@@ -89,6 +89,17 @@ impl Config {
             "identity: user_header {}, trusted_proxies {}, ipv6_prefix /{}",
             self.identity.user_header, self.identity.trusted_proxies, self.identity.ipv6_prefix
         );
+        if let Some(t) = &self.traces {
+            let _ = writeln!(
+                out,
+                "traces: {} {} (sample_ratio {}, attributes [{}], service_name {})",
+                t.protocol.as_str(),
+                t.endpoint,
+                t.sample_ratio,
+                t.attributes.join(", "),
+                t.service_name
+            );
+        }
         let endpoints: Vec<_> = self.endpoints.iter().collect();
         let _ = writeln!(out, "endpoints: {}", endpoints.len());
         for e in endpoints {

@@ -1,6 +1,6 @@
 //! floodgate-proto owns the generated protobuf and gRPC code: floodgate.v1
 //! and the minimal wire-compatible subsets of Envoy's data-plane API (rate
-//! limit service v3, ext_authz v3). Only the server translates between these
+//! limit service v3, ext_authz v3), and of OpenTelemetry's OTLP traces. Only the server translates between these
 //! types and the domain; no library crate may depend on this one.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -12,6 +12,45 @@ pub mod floodgate {
     /// Version 1.
     pub mod v1 {
         tonic::include_proto!("floodgate.v1");
+    }
+}
+
+/// A subset of OpenTelemetry's OTLP trace protocol (opentelemetry-proto),
+/// same packages and field numbers as upstream.
+pub mod opentelemetry {
+    /// `opentelemetry.proto.*`
+    pub mod proto {
+        /// `opentelemetry.proto.common.v1`
+        pub mod common {
+            /// Version 1.
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.common.v1");
+            }
+        }
+        /// `opentelemetry.proto.resource.v1`
+        pub mod resource {
+            /// Version 1.
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.resource.v1");
+            }
+        }
+        /// `opentelemetry.proto.trace.v1`
+        pub mod trace {
+            /// Version 1.
+            pub mod v1 {
+                tonic::include_proto!("opentelemetry.proto.trace.v1");
+            }
+        }
+        /// `opentelemetry.proto.collector.trace.v1`: the OTLP trace service.
+        pub mod collector {
+            /// `opentelemetry.proto.collector.trace`
+            pub mod trace {
+                /// Version 1.
+                pub mod v1 {
+                    tonic::include_proto!("opentelemetry.proto.collector.trace.v1");
+                }
+            }
+        }
     }
 }
 

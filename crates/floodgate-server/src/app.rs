@@ -72,6 +72,8 @@ pub struct App {
     pub settings: Arc<ArcSwap<Settings>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Builds and exports spans of checks; `None` when tracing is off.
+    pub traces: Option<Arc<crate::traces::Tracer>>,
 }
 
 impl App {
@@ -91,12 +93,36 @@ impl App {
             limiter: Arc::new(limiter),
             settings,
             metrics,
+            traces: None,
         }
+    }
+
+    /// Starts timing (and, when traced, a span of) one check on
+    /// `transport`; `traceparent` is the request's W3C header, if any.
+    pub fn check_timer(
+        &self,
+        transport: &'static str,
+        traceparent: Option<&[u8]>,
+    ) -> crate::traces::CheckTimer {
+        crate::traces::CheckTimer::start(self.traces.as_ref(), transport, traceparent)
     }
 
     /// Puts `settings` in force: one swap of everything a reload changes.
     pub fn reload(&self, settings: Settings) {
         self.settings.store(Arc::new(settings));
+    }
+
+    /// Puts the allowed attribute values of `info` on `timer`'s span (only
+    /// when the check is traced: the attributes are derived again).
+    pub fn trace_http_attributes(
+        &self,
+        timer: &mut crate::traces::CheckTimer,
+        settings: &Settings,
+        info: &HttpRequestInfo<'_>,
+    ) {
+        if timer.is_traced() {
+            timer.attributes(&attributes(info, &settings.identity, &settings.endpoints));
+        }
     }
 
     /// Checks one HTTP request as the HTTP-level integrations see it (nginx

@@ -19,3 +19,4 @@ pub mod render;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod traces;

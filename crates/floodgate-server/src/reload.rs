@@ -65,9 +65,9 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 /// The parts of the startup configuration that only a restart can change:
-/// listeners, proxy, connection cap, drain grace, log filter, store and
-/// fallback.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// listeners, proxy, connection cap, drain grace, log filter, store,
+/// fallback and traces.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fixed {
     /// `[server] http`.
     http: std::net::SocketAddr,
@@ -89,6 +89,8 @@ pub struct Fixed {
     store: floodgate_config::store::Config,
     /// `[fallback]` (built into the failover store at startup).
     fallback: floodgate_config::FallbackConfig,
+    /// `[traces]` (the exporter is started once).
+    traces: Option<floodgate_config::TracesConfig>,
 }
 
 impl Fixed {
@@ -107,6 +109,7 @@ impl Fixed {
             ),
             store: config.store.clone(),
             fallback: config.fallback,
+            traces: config.traces.clone(),
         }
     }
 
@@ -127,6 +130,9 @@ impl Fixed {
         }
         if self.fallback != other.fallback {
             changed.push("[fallback]");
+        }
+        if self.traces != other.traces {
+            changed.push("[traces]");
         }
         changed
     }

@@ -74,7 +74,9 @@ pub async fn run(
             (store, Some(fallback))
         }
     };
-    let app = Arc::new(App::new(&config, shadow, store, metrics.clone()));
+    let mut app = App::new(&config, shadow, store, metrics.clone());
+    app.traces = start_traces(&config, &shutdown, &tracker)?;
+    let app = Arc::new(app);
     crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.
     tracker.spawn(crate::reload::run(
@@ -159,6 +161,23 @@ pub async fn run(
     }
     tracker.spawn(sweep(local, metrics, shutdown.clone()));
     Ok(())
+}
+
+/// Starts the span exporter when `[traces]` or the `OTEL_*` environment
+/// variables name a collector.
+fn start_traces(
+    config: &Config,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Option<Arc<crate::traces::Tracer>>> {
+    use crate::traces::{export::Exporter, TraceSettings, Tracer};
+    let settings = TraceSettings::resolve(config.traces.as_ref(), &|name| std::env::var(name).ok())
+        .map_err(|e| anyhow::anyhow!("tracing: {e}"))?;
+    Ok(settings.map(|settings| {
+        tracing::info!(endpoint = %settings.endpoint, protocol = settings.protocol.as_str(), sample_ratio = settings.sample_ratio, "exporting spans of checks over OTLP");
+        let exporter = Exporter::start(&settings, shutdown.clone(), tracker);
+        Arc::new(Tracer::new(&settings, exporter))
+    }))
 }
 
 /// Sweeps expired local counters and runs metrics upkeep until shutdown.

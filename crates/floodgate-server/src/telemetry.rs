@@ -98,6 +98,10 @@ fn describe_the_others() {
         "Denials answered from the deny cache without asking Redis"
     );
     metrics::describe_counter!(
+        crate::traces::export::DROPPED_METRIC,
+        "Spans of checks not exported: the queue was full or the collector did not take them"
+    );
+    metrics::describe_counter!(
         "floodgate_reconciled_total",
         "Counters whose fallback charges were added to Redis after an outage"
     );

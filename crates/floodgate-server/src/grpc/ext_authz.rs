@@ -17,9 +17,9 @@ use floodgate_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 use floodgate_proto::google::rpc;
 use floodgate_store::LimitError;
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::traceparent;
 use crate::app::App;
 use crate::errors::to_status;
 use crate::identity::HttpRequestInfo;
@@ -131,7 +131,7 @@ impl authz::authorization_server::Authorization for AuthzService {
         &self,
         request: Request<authz::CheckRequest>,
     ) -> Result<Response<authz::CheckResponse>, Status> {
-        let started = Instant::now();
+        let mut timer = self.app.check_timer("envoy_authz", traceparent(&request));
         let context = request.into_inner().attributes.unwrap_or_default();
         let Some(http) = context.request.as_ref().and_then(|r| r.http.as_ref()) else {
             tracing::warn!("ext_authz request without HTTP attributes: allowed unchecked");
@@ -140,6 +140,14 @@ impl authz::authorization_server::Authorization for AuthzService {
         };
         let settings = self.app.settings.load();
         let info = request_info(&context, http, &settings.identity.user_header);
+        if !timer.is_traced() {
+            // Without a traceparent in the gRPC metadata (Envoy's own span),
+            // the client's, as Envoy forwards the request's headers.
+            let client = http.headers.get("traceparent").map(String::as_bytes);
+            timer = self.app.check_timer("envoy_authz", client);
+        }
+        self.app.trace_http_attributes(&mut timer, &settings, &info);
+        timer.deciding();
         // No "request finished" callback: concurrency policies are skipped.
         let verdict = match self
             .app
@@ -158,6 +166,7 @@ impl authz::authorization_server::Authorization for AuthzService {
             }
             Err(error) => return Err(to_status(error)),
         };
+        timer.decided(&verdict);
         let headers = rate_limit_headers(&verdict, settings.headers)
             .into_iter()
             .map(|(k, v)| header(k, v))
@@ -173,8 +182,7 @@ impl authz::authorization_server::Authorization for AuthzService {
                 body,
             )
         };
-        metrics::histogram!("floodgate_check_duration_seconds", "transport" => "envoy_authz")
-            .record(started.elapsed().as_secs_f64());
+        timer.finish();
         Ok(Response::new(response))
     }
 }

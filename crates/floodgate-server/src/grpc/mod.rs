@@ -135,3 +135,11 @@ mod tests {
         }
     }
 }
+
+/// The call's W3C `traceparent` metadata, if any.
+pub fn traceparent<T>(request: &tonic::Request<T>) -> Option<&[u8]> {
+    request
+        .metadata()
+        .get("traceparent")
+        .map(tonic::metadata::MetadataValue::as_bytes)
+}

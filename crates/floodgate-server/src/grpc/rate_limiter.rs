@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use floodgate_proto::floodgate::v1 as pb;
 use floodgate_store::{Check, Source, Verdict};
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::traceparent;
 use crate::app::App;
 use crate::errors::to_status;
 use crate::http::routes::MAX_RELEASE_PARTS;
@@ -71,8 +71,10 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
         &self,
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
-        let started = Instant::now();
+        let mut timer = self.app.check_timer("grpc", traceparent(&request));
         let request = request.into_inner();
+        timer.attributes(&request.attributes);
+        timer.deciding();
         let verdict = self
             .app
             .limiter
@@ -83,9 +85,10 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
             })
             .await
             .map_err(to_status)?;
-        metrics::histogram!("floodgate_check_duration_seconds", "transport" => "grpc")
-            .record(started.elapsed().as_secs_f64());
-        Ok(Response::new(to_response(verdict)))
+        timer.decided(&verdict);
+        let response = Response::new(to_response(verdict));
+        timer.finish();
+        Ok(response)
     }
 
     async fn release(

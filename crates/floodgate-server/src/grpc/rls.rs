@@ -14,9 +14,9 @@ use floodgate_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescript
 use floodgate_proto::envoy::service::ratelimit::v3 as rls;
 use floodgate_store::{Check, LeaseMode, Verdict};
 use rls::rate_limit_response::{rate_limit::Unit, Code, DescriptorStatus, RateLimit};
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
+use super::traceparent;
 use crate::app::App;
 use crate::errors::to_status;
 use crate::identity::ip_attribute;
@@ -128,7 +128,7 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
         &self,
         request: Request<rls::RateLimitRequest>,
     ) -> Result<Response<rls::RateLimitResponse>, Status> {
-        let started = Instant::now();
+        let mut timer = self.app.check_timer("envoy_rls", traceparent(&request));
         let request = request.into_inner();
         if request.domain.is_empty() {
             return Err(Status::invalid_argument("domain is empty"));
@@ -162,6 +162,10 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
                 domain: Some(&request.domain),
             })
             .collect();
+        for attributes in &attributes {
+            timer.attributes(attributes);
+        }
+        timer.deciding();
         // No "request finished" callback, so concurrency policies are
         // skipped.
         let verdicts = self
@@ -171,6 +175,7 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
             .await
             .map_err(to_status)?;
         let overall = Verdict::combine(&verdicts);
+        timer.decided(&overall);
         let mode = settings.headers;
         let response = rls::RateLimitResponse {
             overall_code: if overall.allowed {
@@ -190,8 +195,7 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
             request_headers_to_add: Vec::new(),
             raw_body: Vec::new(),
         };
-        metrics::histogram!("floodgate_check_duration_seconds", "transport" => "envoy_rls")
-            .record(started.elapsed().as_secs_f64());
+        timer.finish();
         Ok(Response::new(response))
     }
 }

@@ -16,7 +16,6 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::Request;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
 use super::{body, status_page};
 use crate::app::App;
@@ -109,7 +108,7 @@ pub fn parse<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, ApiError> {
 }
 
 async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
+    let mut timer = app.check_timer("http", traceparent(req.headers()));
     let bytes = body::read(req).await?;
     let request: CheckRequest = parse(&bytes)?;
     // One snapshot of the settings decides the check and renders its
@@ -120,6 +119,8 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
         hits: request.hits,
         domain: None,
     };
+    timer.attributes(&request.attributes);
+    timer.deciding();
     let verdict = app
         .limiter
         .check_all_in(
@@ -130,6 +131,7 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
         .await?
         .pop()
         .unwrap_or_default();
+    timer.decided(&verdict);
     let status = if verdict.allowed {
         StatusCode::OK
     } else {
@@ -137,8 +139,7 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     };
     let mut response = json(status, &CheckBody::new(&verdict));
     add_headers(&mut response, &verdict, settings.headers);
-    metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
-        .record(started.elapsed().as_secs_f64());
+    timer.finish();
     Ok(response)
 }
 
@@ -152,8 +153,8 @@ async fn auth(
     req: &Request<Incoming>,
     peer: SocketAddr,
 ) -> Result<HttpResponse, ApiError> {
-    let started = Instant::now();
     let headers = req.headers();
+    let mut timer = app.check_timer("nginx", traceparent(headers));
     let settings = app.settings.load();
     if settings.identity.trusted_proxies == 0 && headers.contains_key("x-real-ip") {
         warn_untrusted_real_ip();
@@ -170,18 +171,25 @@ async fn auth(
         &settings.identity.user_header,
         true,
     );
+    app.trace_http_attributes(&mut timer, &settings, &info);
+    timer.deciding();
     let verdict = app
         .check_http_unreleasable(&settings, &info, "nginx")
         .await?;
+    timer.decided(&verdict);
     let mut response = empty(if verdict.allowed {
         StatusCode::NO_CONTENT
     } else {
         StatusCode::FORBIDDEN
     });
     add_headers(&mut response, &verdict, settings.headers);
-    metrics::histogram!("floodgate_check_duration_seconds", "transport" => "nginx")
-        .record(started.elapsed().as_secs_f64());
+    timer.finish();
     Ok(response)
+}
+
+/// The request's W3C `traceparent` header, if any.
+pub fn traceparent(headers: &http::HeaderMap) -> Option<&[u8]> {
+    headers.get("traceparent").map(HeaderValue::as_bytes)
 }
 
 /// Logs, once per process, that `/v1/auth` ignores `X-Real-IP` because

@@ -18,7 +18,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
-use tokio::time::Instant;
 
 use super::headers::{add_forwarded, strip_hop_by_hop, upgrade_of};
 use super::idle_body::{BoxError, IdleBody};
@@ -89,7 +88,9 @@ impl Forwarder {
         mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let started = Instant::now();
+        let mut timer = self
+            .app
+            .check_timer("proxy", crate::http::routes::traceparent(req.headers()));
         let settings = self.app.settings.load();
         let verdict = {
             let target = req
@@ -104,10 +105,14 @@ impl Forwarder {
                 &settings.identity.user_header,
                 false,
             );
+            self.app.trace_http_attributes(&mut timer, &settings, &info);
+            timer.deciding();
             self.app.check_http(&settings, &info).await
         };
-        metrics::histogram!("floodgate_check_duration_seconds", "transport" => "proxy")
-            .record(started.elapsed().as_secs_f64());
+        if let Ok(verdict) = &verdict {
+            timer.decided(verdict);
+        }
+        timer.finish();
         let verdict = match verdict {
             Ok(verdict) => verdict,
             Err(error) => {
