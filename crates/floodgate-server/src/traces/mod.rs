@@ -72,6 +72,7 @@ impl CheckTimer {
     /// Starts timing a check on `transport` (`http`, `nginx`, `grpc`,
     /// `envoy_rls`, `envoy_authz`, `proxy`); `traceparent` is the request's
     /// header or metadata value, if any.
+    #[inline]
     pub fn start(
         tracer: Option<&Arc<Tracer>>,
         transport: &'static str,
@@ -107,11 +108,13 @@ impl CheckTimer {
     }
 
     /// Whether this check is traced (its spans will be exported).
+    #[inline]
     pub fn is_traced(&self) -> bool {
         self.trace.is_some()
     }
 
     /// The limiter is about to decide: the `floodgate.decide` span starts.
+    #[inline]
     pub fn deciding(&mut self) {
         if let Some(trace) = &mut self.trace {
             trace.deciding = Some((Instant::now(), unix_ns()));
@@ -120,6 +123,7 @@ impl CheckTimer {
 
     /// Puts the values of the attributes `[traces] attributes` allows on
     /// the check's span.
+    #[inline]
     pub fn attributes(&mut self, attributes: &Attributes) {
         if let Some(trace) = &mut self.trace {
             for name in &trace.tracer.attributes {
@@ -132,6 +136,7 @@ impl CheckTimer {
     }
 
     /// The limiter answered `verdict`: the decision goes on the spans.
+    #[inline]
     pub fn decided(&mut self, verdict: &Verdict) {
         let Some(trace) = &mut self.trace else {
             return;
@@ -160,6 +165,7 @@ impl CheckTimer {
     }
 
     /// The answer is ready: records the check's duration and sends its spans.
+    #[inline]
     pub fn finish(mut self) {
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => self.transport)
             .record(self.started.elapsed().as_secs_f64());
@@ -170,6 +176,7 @@ impl CheckTimer {
 }
 
 impl Drop for CheckTimer {
+    #[inline]
     fn drop(&mut self) {
         if let Some(trace) = self.trace.take() {
             trace.send(self.started);
