@@ -22,7 +22,8 @@ pub use key::{counter_key, counter_key_of, escape_value, Segment};
 pub use lease::{LeaseError, LeasePart};
 pub use outcome::{Outcome, Receipt};
 pub use policy::{
-    AlgorithmKind, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet, PolicySpec,
+    AlgorithmKind, Applicable, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet,
+    PolicySetError, PolicySpec,
 };
 pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SystemClock};

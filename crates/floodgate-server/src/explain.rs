@@ -129,30 +129,55 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
         _ => None,
     };
     let _ = writeln!(out, "store: {}", config.store.kind.as_str());
+    let set = &config.policies;
+    let in_force: Vec<_> = set.applicable(attributes, domain).collect();
     let mut applying = 0;
-    for policy in config.policies.iter() {
+    for (i, policy) in set.iter().enumerate() {
         let why = reasons(policy, attributes, domain);
-        if why.is_empty() {
-            applying += 1;
-            let key = policy.counter_key(attributes);
-            let key = match prefix {
-                Some(p) => floodgate_redis::redis_key(p, policy, &key),
-                None => key,
-            };
-            let _ = write!(
-                out,
-                "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
-                policy.name(),
-                policy.limit(),
-                duration(policy.window_us()),
-                policy.kind().as_str(),
-                stand_ins(policy, attributes),
-            );
-        } else {
+        if !why.is_empty() {
             let _ = writeln!(out, "\n{}: does not apply", policy.name());
             for reason in why {
                 let _ = writeln!(out, "  - {reason}");
             }
+            continue;
+        }
+        if !in_force.iter().any(|&(f, _)| f == i) {
+            let by: Vec<&str> = (in_force.iter())
+                .filter(|(_, r)| {
+                    (set.replaced_by(r, attributes, domain)).any(|p| p.name() == policy.name())
+                })
+                .map(|(_, r)| r.name())
+                .collect();
+            let _ = writeln!(
+                out,
+                "\n{}: replaced (it matches, but {} applies and replaces it)\n  replaced_by: {}",
+                policy.name(),
+                by.join(", "),
+                by.join(", "),
+            );
+            continue;
+        }
+        applying += 1;
+        let key = policy.counter_key(attributes);
+        let key = match prefix {
+            Some(p) => floodgate_redis::redis_key(p, policy, &key),
+            None => key,
+        };
+        let _ = write!(
+            out,
+            "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
+            policy.name(),
+            policy.limit(),
+            duration(policy.window_us()),
+            policy.kind().as_str(),
+            stand_ins(policy, attributes),
+        );
+        let replaced: Vec<&str> = set
+            .replaced_by(policy, attributes, domain)
+            .map(|p| p.name())
+            .collect();
+        if !replaced.is_empty() {
+            let _ = writeln!(out, "  replaced: {}", replaced.join(", "));
         }
     }
     let _ = writeln!(
