@@ -301,6 +301,22 @@ domain = "edge"
     }
 
     #[test]
+    fn shows_what_replaced_what() {
+        let src = "[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"1m\"\n\n[[policy]]\nname = \"pro\"\nmatch = { plan = \"pro\" }\nkey = [\"user\"]\nlimit = 50\nwindow = \"1m\"\nreplaces = [\"base\"]\n";
+        let config = floodgate_config::from_str(src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["user=u1", "plan=pro"]), None);
+        assert!(
+            out.contains("base: replaced (it matches, but pro applies and replaces it)\n  replaced_by: pro\n"),
+            "{out}"
+        );
+        assert!(out.contains("  counter key: pro:u1\n  replaced: base\n"), "{out}");
+        assert!(out.contains("1 of 2 policies apply"), "{out}");
+        let out = explain(&config, &attrs(&["user=u1", "plan=free"]), None);
+        assert!(out.contains("base: applies"), "{out}");
+        assert!(!out.contains("replaced"), "{out}");
+    }
+
+    #[test]
     fn bad_arguments_are_named() {
         let parse = |a: &[&str]| {
             parse_attributes(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap_err()

@@ -315,3 +315,13 @@ fn ten_thousand_tenant_policies_load() {
         assert_eq!(applicable, [(n, format!("tenant-{n}").as_str())]);
     }
 }
+
+#[test]
+fn a_tier_replaces_a_policy() {
+    let config = parse(
+        "[[policy]]\nname = \"pro\"\nmatch = { plan = \"pro\" }\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nreplaces = [\"base\"]\n\n[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1m\"\n",
+    );
+    assert_eq!(config.policies.get("pro").unwrap().replaces(), ["base"]);
+    assert!(config.policies.get("base").unwrap().replaces().is_empty());
+    assert!(config.policies.has_replacements());
+}
