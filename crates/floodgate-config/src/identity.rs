@@ -23,7 +23,12 @@ pub const RESERVED_ATTRIBUTES: [&str; 5] = ["ip", "user", "endpoint", "method", 
 
 /// Headers that carry credentials: never copied into an attribute (they
 /// would end up in counter keys, in Redis and in logs).
-const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "proxy-authorization", "cookie", "set-cookie"];
+const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
 
 /// Most header attributes.
 pub const MAX_HEADER_ATTRIBUTES: usize = 16;
@@ -126,7 +131,10 @@ fn read_header_attributes(
     if map.len() > MAX_HEADER_ATTRIBUTES {
         diag.push(
             section.at("attributes"),
-            format!("attributes lists {} headers; at most {MAX_HEADER_ATTRIBUTES}", map.len()),
+            format!(
+                "attributes lists {} headers; at most {MAX_HEADER_ATTRIBUTES}",
+                map.len()
+            ),
         );
         return Vec::new();
     }
@@ -140,7 +148,9 @@ fn read_header_attributes(
         } else if let Some(problem) = jwt::attribute_problem(attribute) {
             Some(problem)
         } else if !is_header_name(header) {
-            Some(format!("attribute {attribute:?}: invalid header name {header:?}"))
+            Some(format!(
+                "attribute {attribute:?}: invalid header name {header:?}"
+            ))
         } else if CREDENTIAL_HEADERS.contains(&header_lc.as_str())
             || jwt.is_some_and(|j| j.header == header_lc)
         {

@@ -309,7 +309,10 @@ domain = "edge"
             out.contains("base: replaced (it matches, but pro applies and replaces it)\n  replaced_by: pro\n"),
             "{out}"
         );
-        assert!(out.contains("  counter key: pro:u1\n  replaced: base\n"), "{out}");
+        assert!(
+            out.contains("  counter key: pro:u1\n  replaced: base\n"),
+            "{out}"
+        );
         assert!(out.contains("1 of 2 policies apply"), "{out}");
         let out = explain(&config, &attrs(&["user=u1", "plan=free"]), None);
         assert!(out.contains("base: applies"), "{out}");

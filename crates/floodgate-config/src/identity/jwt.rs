@@ -46,31 +46,60 @@ pub(crate) fn read(node: &Node<'_>, diag: &mut Diagnostics<'_>) -> Option<JwtCon
     let header = match &raw.header {
         Some(h) if is_header_name(h) => h.to_ascii_lowercase(),
         Some(h) => {
-            diag.push(section.at("header"), format!("invalid header {h:?}: expected an HTTP header name like \"authorization\""));
+            diag.push(
+                section.at("header"),
+                format!(
+                    "invalid header {h:?}: expected an HTTP header name like \"authorization\""
+                ),
+            );
             String::new()
         }
         None => "authorization".to_string(),
     };
-    let algorithm = section.choice("algorithm", raw.algorithm.as_deref(), &JwtAlgorithm::ALL, diag);
+    let algorithm = section.choice(
+        "algorithm",
+        raw.algorithm.as_deref(),
+        &JwtAlgorithm::ALL,
+        diag,
+    );
     if raw.algorithm.is_none() && !section.has_failed("algorithm") {
-        diag.push(section.header(), "[identity.jwt] needs an algorithm: \"HS256\", \"RS256\" or \"ES256\"");
+        diag.push(
+            section.header(),
+            "[identity.jwt] needs an algorithm: \"HS256\", \"RS256\" or \"ES256\"",
+        );
     }
     let keys = algorithm.and_then(|a| read_keys(&section, a, diag));
     let leeway = raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0);
     if leeway > MAX_LEEWAY || leeway.subsec_nanos() != 0 {
-        diag.push(section.at("leeway"), "leeway must be a whole number of seconds from 0s to 5m (default 30s)");
+        diag.push(
+            section.at("leeway"),
+            "leeway must be a whole number of seconds from 0s to 5m (default 30s)",
+        );
     }
     let user_claim = raw.user_claim.clone().unwrap_or_else(|| "sub".into());
     if user_claim.is_empty() {
-        diag.push(section.at("user_claim"), "user_claim must name a claim, like \"sub\" (the default)");
+        diag.push(
+            section.at("user_claim"),
+            "user_claim must name a claim, like \"sub\" (the default)",
+        );
     }
     let claims = read_claims(&section, raw.claims.as_ref(), diag);
-    let audience = raw.audience.as_ref().map(|a| a.0.clone()).unwrap_or_default();
+    let audience = raw
+        .audience
+        .as_ref()
+        .map(|a| a.0.clone())
+        .unwrap_or_default();
     if raw.audience.is_some() && (audience.is_empty() || audience.iter().any(String::is_empty)) {
-        diag.push(section.at("audience"), "audience must be a non-empty string or a list of them");
+        diag.push(
+            section.at("audience"),
+            "audience must be a non-empty string or a list of them",
+        );
     }
     if raw.issuer.as_deref() == Some("") {
-        diag.push(section.at("issuer"), "issuer must not be empty; remove it to accept any issuer");
+        diag.push(
+            section.at("issuer"),
+            "issuer must not be empty; remove it to accept any issuer",
+        );
     }
     let (Some(algorithm), Some(keys)) = (algorithm, keys) else {
         return None;
@@ -90,7 +119,14 @@ pub(crate) fn read(node: &Node<'_>, diag: &mut Diagnostics<'_>) -> Option<JwtCon
         validation.set_issuer(&[issuer]);
         validation.required_spec_claims.insert("iss".into());
     }
-    Some(JwtConfig { header, algorithm, keys, validation, user_claim, claims })
+    Some(JwtConfig {
+        header,
+        algorithm,
+        keys,
+        validation,
+        user_claim,
+        claims,
+    })
 }
 
 /// The keys named by `secret_file`, `secret_env`, `public_key_file` or
@@ -114,19 +150,34 @@ fn read_keys(
         JwtAlgorithm::Hs256 => &["secret_file", "secret_env"],
         _ => &["public_key_file", "jwks_file"],
     };
-    let (at, alg) = (section.at("algorithm"), raw.algorithm.as_deref().unwrap_or(""));
+    let (at, alg) = (
+        section.at("algorithm"),
+        raw.algorithm.as_deref().unwrap_or(""),
+    );
     match given.as_slice() {
         [] => {
-            diag.push(at, format!("{alg} needs its key: one of {}", fits.join(" or ")));
+            diag.push(
+                at,
+                format!("{alg} needs its key: one of {}", fits.join(" or ")),
+            );
             return None;
         }
         [one] if fits.contains(one) => {}
         [one] => {
-            diag.push(section.at(one), format!("{one} does not fit algorithm {alg}: use {}", fits.join(" or ")));
+            diag.push(
+                section.at(one),
+                format!(
+                    "{one} does not fit algorithm {alg}: use {}",
+                    fits.join(" or ")
+                ),
+            );
             return None;
         }
         [_, second, ..] => {
-            diag.push(section.at(second), format!("give only one of {}", given.join(", ")));
+            diag.push(
+                section.at(second),
+                format!("give only one of {}", given.join(", ")),
+            );
             return None;
         }
     }
@@ -155,7 +206,9 @@ fn read_keys(
 fn read_env(var: &str) -> Result<Vec<u8>, String> {
     match std::env::var_os(var) {
         Some(v) if !v.is_empty() => Ok(v.into_encoded_bytes()),
-        _ => Err(format!("environment variable {var:?} (secret_env) is not set or empty")),
+        _ => Err(format!(
+            "environment variable {var:?} (secret_env) is not set or empty"
+        )),
     }
 }
 
@@ -172,9 +225,15 @@ fn read_claims(
         if let Some(problem) = attribute_problem(attribute) {
             diag.push(at, format!("claims: {problem}"));
         } else if attribute == "user" {
-            diag.push(at, "claims: the user comes from user_claim (default \"sub\"), not from claims");
+            diag.push(
+                at,
+                "claims: the user comes from user_claim (default \"sub\"), not from claims",
+            );
         } else if claim.is_empty() {
-            diag.push(at, format!("claims: attribute {attribute:?} names an empty claim"));
+            diag.push(
+                at,
+                format!("claims: attribute {attribute:?} names an empty claim"),
+            );
         } else {
             out.push((attribute.clone(), claim.clone()));
         }
@@ -185,7 +244,9 @@ fn read_claims(
 /// Why `name` cannot be an attribute taken from a request, if it cannot.
 pub(super) fn attribute_problem(name: &str) -> Option<String> {
     if !floodgate_core::policy::is_valid_name(name) {
-        return Some(format!("attribute name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'"));
+        return Some(format!(
+            "attribute name {name:?} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '-', '.'"
+        ));
     }
     (RESERVED_ATTRIBUTES.contains(&name) && name != "user").then(|| {
         format!("attribute {name:?} is set by floodgate itself (ip, user, endpoint, method and path are); a request cannot choose it")

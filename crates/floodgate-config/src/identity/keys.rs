@@ -122,12 +122,10 @@ pub fn pem(text: &[u8], algorithm: JwtAlgorithm) -> Result<JwtKeys, String> {
     let key = match (label.as_str(), algorithm) {
         ("PUBLIC KEY", _) => spki(&der, algorithm)?,
         ("RSA PUBLIC KEY", JwtAlgorithm::Rs256) => rsa_pkcs1(&der)?,
-        (label, _) => {
-            return Err(format!(
-                "the PEM block is a {label:?}; expected a \"PUBLIC KEY\" for {} (never a private key)",
-                name(algorithm)
-            ))
-        }
+        (label, _) => return Err(format!(
+            "the PEM block is a {label:?}; expected a \"PUBLIC KEY\" for {} (never a private key)",
+            name(algorithm)
+        )),
     };
     Ok(JwtKeys {
         keys: vec![JwtKey { kid: None, key }],
@@ -150,7 +148,10 @@ pub fn jwks(text: &[u8], algorithm: JwtAlgorithm) -> Result<JwtKeys, String> {
     let set: Set = serde_json::from_slice(text)
         .map_err(|e| format!("the file is not a JWKS (a JSON object with \"keys\"): {e}"))?;
     if set.keys.len() > MAX_JWKS_KEYS {
-        return Err(format!("the JWKS holds {} keys; at most {MAX_JWKS_KEYS}", set.keys.len()));
+        return Err(format!(
+            "the JWKS holds {} keys; at most {MAX_JWKS_KEYS}",
+            set.keys.len()
+        ));
     }
     let mut keys = Vec::new();
     for (i, value) in set.keys.into_iter().enumerate() {
@@ -163,8 +164,15 @@ pub fn jwks(text: &[u8], algorithm: JwtAlgorithm) -> Result<JwtKeys, String> {
         }
         let jwk: Jwk = serde_json::from_value(value)
             .map_err(|e| format!("key {i} of the JWKS does not parse: {e}"))?;
-        if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature)
-            || jwk.common.key_algorithm.is_some_and(|a| a.to_string() != name(algorithm))
+        if jwk
+            .common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+            || jwk
+                .common
+                .key_algorithm
+                .is_some_and(|a| a.to_string() != name(algorithm))
         {
             continue;
         }
@@ -175,7 +183,10 @@ pub fn jwks(text: &[u8], algorithm: JwtAlgorithm) -> Result<JwtKeys, String> {
         });
     }
     if keys.is_empty() {
-        return Err(format!("the JWKS holds no key usable with {}", name(algorithm)));
+        return Err(format!(
+            "the JWKS holds no key usable with {}",
+            name(algorithm)
+        ));
     }
     Ok(JwtKeys {
         keys,
@@ -203,12 +214,18 @@ fn jwk_key(jwk: &Jwk, algorithm: JwtAlgorithm) -> Result<DecodingKey, String> {
             Ok(DecodingKey::from_rsa_raw_components(&n, &e))
         }
         AlgorithmParameters::EllipticCurve(ec) if ec.curve == EllipticCurve::P256 => {
-            let x = URL_SAFE_NO_PAD.decode(&ec.x).map_err(|_| "its \"x\" is not base64url")?;
-            let y = URL_SAFE_NO_PAD.decode(&ec.y).map_err(|_| "its \"y\" is not base64url")?;
+            let x = URL_SAFE_NO_PAD
+                .decode(&ec.x)
+                .map_err(|_| "its \"x\" is not base64url")?;
+            let y = URL_SAFE_NO_PAD
+                .decode(&ec.y)
+                .map_err(|_| "its \"y\" is not base64url")?;
             if x.len() != 32 || y.len() != 32 {
                 return Err("a P-256 key has 32-byte \"x\" and \"y\"".into());
             }
-            Ok(DecodingKey::from_ec_der(&[&[0x04], &x[..], &y[..]].concat()))
+            Ok(DecodingKey::from_ec_der(
+                &[&[0x04], &x[..], &y[..]].concat(),
+            ))
         }
         _ => Err(format!("not a key for {}", name(algorithm))),
     }
@@ -276,12 +293,17 @@ fn rsa_pkcs1(der: &[u8]) -> Result<DecodingKey, String> {
 /// Refuses moduli outside 2048..=8192 bits (what RS256 verification
 /// accepts: any other key would fail every token).
 fn rsa_size(modulus: &[u8]) -> Result<(), String> {
-    let n = modulus.iter().position(|&b| b != 0).map_or(&[][..], |i| &modulus[i..]);
+    let n = modulus
+        .iter()
+        .position(|&b| b != 0)
+        .map_or(&[][..], |i| &modulus[i..]);
     let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
     if (2048..=8192).contains(&bits) {
         Ok(())
     } else {
-        Err(format!("the RSA key has {bits} bits; RS256 keys must have 2048 to 8192"))
+        Err(format!(
+            "the RSA key has {bits} bits; RS256 keys must have 2048 to 8192"
+        ))
     }
 }
 
@@ -296,7 +318,10 @@ fn tlv(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
     let (len, rest) = match first {
         0..=0x7F => (usize::from(first), rest),
         0x81 => (usize::from(*rest.first()?), &rest[1..]),
-        0x82 => (usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])), rest.get(2..)?),
+        0x82 => (
+            usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?])),
+            rest.get(2..)?,
+        ),
         _ => return None,
     };
     (rest.len() >= len).then(|| rest.split_at(len))

@@ -49,7 +49,11 @@ fn replaced_by(set: &PolicySet, by: &str, pairs: &[(&str, &str)]) -> Vec<String>
 fn a_tier_takes_the_place_of_the_policy_it_replaces() {
     // The replacing policy first: the order in the file does not matter.
     let set = set(vec![
-        spec("ai-pro", &[("endpoint", "ai"), ("plan", "pro")], &["ai-per-user"]),
+        spec(
+            "ai-pro",
+            &[("endpoint", "ai"), ("plan", "pro")],
+            &["ai-per-user"],
+        ),
         spec("ai-per-user", &[("endpoint", "ai")], &[]),
         spec("global", &[], &[]),
     ]);
@@ -112,7 +116,11 @@ fn many_tenant_tiers_each_replace_only_for_their_tenant() {
     let mut specs = vec![spec("base", &[("endpoint", "ai")], &[])];
     for n in 0..1_000 {
         let tenant = format!("t{n}");
-        specs.push(spec(&format!("tier-{n}"), &[("tenant", &tenant)], &["base"]));
+        specs.push(spec(
+            &format!("tier-{n}"),
+            &[("tenant", &tenant)],
+            &["base"],
+        ));
     }
     let set = set(specs);
     let a = [("endpoint", "ai"), ("tenant", "t7"), ("user", "u")];
@@ -143,12 +151,21 @@ fn unknown_names_cycles_and_mixed_kinds_are_refused() {
     };
     assert_eq!((*policy, *index), (2, 0));
     assert_eq!(path, &["a", "b", "c", "a"]);
-    assert!(found[1].to_string().contains("a replaces b replaces c replaces a"));
+    assert!(found[1]
+        .to_string()
+        .contains("a replaces b replaces c replaces a"));
     let mut lease = spec("lease", &[], &[]);
     lease.algorithm = crate::policy::AlgorithmKind::Concurrency;
     lease.window_us = None;
     let found = errors(vec![spec("rate", &[], &["lease"]), lease]);
-    assert!(matches!(&found[..], [PolicySetError::Kinds { policy: 0, index: 0, .. }]));
+    assert!(matches!(
+        &found[..],
+        [PolicySetError::Kinds {
+            policy: 0,
+            index: 0,
+            ..
+        }]
+    ));
     // Two short cycles, each reported once.
     let found = errors(vec![
         spec("x", &[], &["y"]),
