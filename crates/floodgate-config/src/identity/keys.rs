@@ -122,10 +122,12 @@ pub fn pem(text: &[u8], algorithm: JwtAlgorithm) -> Result<JwtKeys, String> {
     let key = match (label.as_str(), algorithm) {
         ("PUBLIC KEY", _) => spki(&der, algorithm)?,
         ("RSA PUBLIC KEY", JwtAlgorithm::Rs256) => rsa_pkcs1(&der)?,
-        (label, _) => return Err(format!(
+        (label, _) => {
+            return Err(format!(
             "the PEM block is a {label:?}; expected a \"PUBLIC KEY\" for {} (never a private key)",
             name(algorithm)
-        )),
+        ))
+        }
     };
     Ok(JwtKeys {
         keys: vec![JwtKey { kid: None, key }],

@@ -325,3 +325,16 @@ fn a_tier_replaces_a_policy() {
     assert!(config.policies.get("base").unwrap().replaces().is_empty());
     assert!(config.policies.has_replacements());
 }
+
+#[test]
+fn the_summary_shows_tiers_and_identity_sources() {
+    let src = format!(
+        "[identity]\nattributes = {{ plan = \"x-plan\" }}\n\n[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1m\"\n\n[[policy]]\nname = \"pro\"\nmatch = {{ plan = \"pro\" }}\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nreplaces = [\"base\"]\n"
+    );
+    let summary = parse(&src).summary();
+    assert!(
+        summary.contains("identity attributes: plan ← header x-plan"),
+        "{summary}"
+    );
+    assert!(summary.contains("enforce, replaces base"), "{summary}");
+}
