@@ -30,6 +30,11 @@ impl JwtAlgorithm {
         ("ES256", JwtAlgorithm::Es256),
     ];
 
+    /// The configuration (and JOSE) name: `"HS256"`, ….
+    pub fn as_str(self) -> &'static str {
+        name(self)
+    }
+
     /// The `jsonwebtoken` algorithm.
     pub fn jose(self) -> jsonwebtoken::Algorithm {
         match self {
