@@ -162,10 +162,10 @@ pub fn jwks(text: &[u8], algorithm: JwtAlgorithm) -> Result<JwtKeys, String> {
     }
     let mut keys = Vec::new();
     for (i, value) in set.keys.into_iter().enumerate() {
-        let wanted = match (algorithm, value.get("kty").and_then(|k| k.as_str())) {
-            (JwtAlgorithm::Rs256, Some("RSA")) | (JwtAlgorithm::Es256, Some("EC")) => true,
-            _ => false,
-        };
+        let wanted = matches!(
+            (algorithm, value.get("kty").and_then(|k| k.as_str())),
+            (JwtAlgorithm::Rs256, Some("RSA")) | (JwtAlgorithm::Es256, Some("EC"))
+        );
         if !wanted {
             continue;
         }

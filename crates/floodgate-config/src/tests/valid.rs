@@ -328,10 +328,8 @@ fn a_tier_replaces_a_policy() {
 
 #[test]
 fn the_summary_shows_tiers_and_identity_sources() {
-    let src = format!(
-        "[identity]\nattributes = {{ plan = \"x-plan\" }}\n\n[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1m\"\n\n[[policy]]\nname = \"pro\"\nmatch = {{ plan = \"pro\" }}\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nreplaces = [\"base\"]\n"
-    );
-    let summary = parse(&src).summary();
+    let src = "[identity]\nattributes = { plan = \"x-plan\" }\n\n[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1m\"\n\n[[policy]]\nname = \"pro\"\nmatch = { plan = \"pro\" }\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nreplaces = [\"base\"]\n";
+    let summary = parse(src).summary();
     assert!(
         summary.contains("identity attributes: plan ← header x-plan"),
         "{summary}"
