@@ -178,26 +178,6 @@ pub fn is_valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
-/// The `replaces` list of `spec`, checked for what one policy can tell: it
-/// must not name itself nor any policy twice (other problems need the set).
-fn replaces_of(spec: &PolicySpec, errors: &mut Vec<PolicyError>) -> Vec<String> {
-    for (i, name) in spec.replaces.iter().enumerate() {
-        let message = if *name == spec.name {
-            format!("policy {name:?} cannot replace itself")
-        } else if spec.replaces[..i].contains(name) {
-            format!("replaces lists {name:?} twice")
-        } else {
-            continue;
-        };
-        errors.push(PolicyError {
-            field: "replaces",
-            message,
-            index: Some(i),
-        });
-    }
-    spec.replaces.clone()
-}
-
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -377,7 +357,7 @@ impl Policy {
                 errors.push(error("domain", "domain must be a non-empty string"));
             }
         }
-        let replaces = replaces_of(&spec, &mut errors);
+        let replaces = replace::replaces_of(&spec, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }

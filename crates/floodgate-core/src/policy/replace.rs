@@ -27,7 +27,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{AlgorithmKind, Policy};
+use super::{AlgorithmKind, Policy, PolicyError, PolicySpec};
 
 /// Why the `replaces` lists (or names) of a policy set were refused. Each
 /// names the policy (`policy`, its index in the list given to
@@ -146,6 +146,26 @@ impl Replacements {
     pub(super) fn of(&self, policy: usize) -> &[u32] {
         self.closure.get(policy).map_or(&[], |c| c)
     }
+}
+
+/// The `replaces` list of `spec`, checked for what one policy can tell: it
+/// must not name itself nor any policy twice (other problems need the set).
+pub(super) fn replaces_of(spec: &PolicySpec, errors: &mut Vec<PolicyError>) -> Vec<String> {
+    for (i, name) in spec.replaces.iter().enumerate() {
+        let message = if *name == spec.name {
+            format!("policy {name:?} cannot replace itself")
+        } else if spec.replaces[..i].contains(name) {
+            format!("replaces lists {name:?} twice")
+        } else {
+            continue;
+        };
+        errors.push(PolicyError {
+            field: "replaces",
+            message,
+            index: Some(i),
+        });
+    }
+    spec.replaces.clone()
 }
 
 fn index_u32(i: usize) -> u32 {
