@@ -7,6 +7,7 @@
 pub mod algorithm;
 pub mod attributes;
 pub mod endpoint;
+pub mod heavy_hitters;
 pub mod key;
 pub mod lease;
 pub mod outcome;
