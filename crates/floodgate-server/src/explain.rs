@@ -110,6 +110,31 @@ fn duration(us: u64) -> String {
     format!("{us}µs")
 }
 
+/// The lines for `policy`, which applies but is set aside by the
+/// policies in force (`in_force`) that replace it.
+fn write_replaced(
+    out: &mut String,
+    policy: &Policy,
+    in_force: &[(usize, &std::sync::Arc<Policy>)],
+    config: &Config,
+    attributes: &Attributes,
+    domain: Option<&str>,
+) {
+    let set = &config.policies;
+    let by: Vec<&str> = (in_force.iter())
+        .filter(|(_, r)| {
+            (set.replaced_by(r, attributes, domain)).any(|p| p.name() == policy.name())
+        })
+        .map(|(_, r)| r.name())
+        .collect();
+    let by = by.join(", ");
+    let _ = writeln!(
+        out,
+        "\n{}: replaced (it matches, but {by} applies and replaces it)\n  replaced_by: {by}",
+        policy.name(),
+    );
+}
+
 /// The report for a check with `attributes` in `domain` under `config`.
 pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -> String {
     let mut out = String::new();
@@ -142,19 +167,7 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
             continue;
         }
         if !in_force.iter().any(|&(f, _)| f == i) {
-            let by: Vec<&str> = (in_force.iter())
-                .filter(|(_, r)| {
-                    (set.replaced_by(r, attributes, domain)).any(|p| p.name() == policy.name())
-                })
-                .map(|(_, r)| r.name())
-                .collect();
-            let _ = writeln!(
-                out,
-                "\n{}: replaced (it matches, but {} applies and replaces it)\n  replaced_by: {}",
-                policy.name(),
-                by.join(", "),
-                by.join(", "),
-            );
+            write_replaced(&mut out, policy, &in_force, config, attributes, domain);
             continue;
         }
         applying += 1;

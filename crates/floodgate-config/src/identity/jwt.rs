@@ -43,19 +43,7 @@ pub(crate) fn read(node: &Node<'_>, diag: &mut Diagnostics<'_>) -> Option<JwtCon
     let section = Section::<RawJwt>::read(node, "[identity.jwt]", diag)?;
     let errors_before = diag.len();
     let raw = &section.raw;
-    let header = match &raw.header {
-        Some(h) if is_header_name(h) => h.to_ascii_lowercase(),
-        Some(h) => {
-            diag.push(
-                section.at("header"),
-                format!(
-                    "invalid header {h:?}: expected an HTTP header name like \"authorization\""
-                ),
-            );
-            String::new()
-        }
-        None => "authorization".to_string(),
-    };
+    let header = read_header(&section, diag);
     let algorithm = section.choice(
         "algorithm",
         raw.algorithm.as_deref(),
@@ -69,6 +57,50 @@ pub(crate) fn read(node: &Node<'_>, diag: &mut Diagnostics<'_>) -> Option<JwtCon
         );
     }
     let keys = algorithm.and_then(|a| read_keys(&section, a, diag));
+    let (leeway, audience) = read_checks(&section, diag);
+    let user_claim = raw.user_claim.clone().unwrap_or_else(|| "sub".into());
+    let claims = read_claims(&section, raw.claims.as_ref(), diag);
+    let (Some(algorithm), Some(keys)) = (algorithm, keys) else {
+        return None;
+    };
+    if diag.len() > errors_before {
+        return None;
+    }
+    let validation = validation(algorithm, leeway, &audience, raw.issuer.as_deref());
+    Some(JwtConfig {
+        header,
+        algorithm,
+        keys,
+        validation,
+        user_claim,
+        claims,
+    })
+}
+
+/// `header`, lower-cased (default `authorization`).
+fn read_header(section: &Section<'_, RawJwt>, diag: &mut Diagnostics<'_>) -> String {
+    match &section.raw.header {
+        Some(h) if is_header_name(h) => h.to_ascii_lowercase(),
+        Some(h) => {
+            diag.push(
+                section.at("header"),
+                format!(
+                    "invalid header {h:?}: expected an HTTP header name like \"authorization\""
+                ),
+            );
+            String::new()
+        }
+        None => "authorization".to_string(),
+    }
+}
+
+/// Checks `leeway`, `user_claim`, `audience` and `issuer`; the leeway and
+/// the audience.
+fn read_checks(
+    section: &Section<'_, RawJwt>,
+    diag: &mut Diagnostics<'_>,
+) -> (std::time::Duration, Vec<String>) {
+    let raw = &section.raw;
     let leeway = raw.leeway.map_or(DEFAULT_LEEWAY, |d| d.0);
     if leeway > MAX_LEEWAY || leeway.subsec_nanos() != 0 {
         diag.push(
@@ -83,7 +115,6 @@ pub(crate) fn read(node: &Node<'_>, diag: &mut Diagnostics<'_>) -> Option<JwtCon
             "user_claim must name a claim, like \"sub\" (the default)",
         );
     }
-    let claims = read_claims(&section, raw.claims.as_ref(), diag);
     let audience = raw
         .audience
         .as_ref()
@@ -101,32 +132,29 @@ pub(crate) fn read(node: &Node<'_>, diag: &mut Diagnostics<'_>) -> Option<JwtCon
             "issuer must not be empty; remove it to accept any issuer",
         );
     }
-    let (Some(algorithm), Some(keys)) = (algorithm, keys) else {
-        return None;
-    };
-    if diag.len() > errors_before {
-        return None;
-    }
+    (leeway, audience)
+}
+
+/// What a token must satisfy besides its signature.
+fn validation(
+    algorithm: JwtAlgorithm,
+    leeway: std::time::Duration,
+    audience: &[String],
+    issuer: Option<&str>,
+) -> Validation {
     let mut validation = Validation::new(algorithm.jose());
     validation.leeway = leeway.as_secs();
     validation.validate_nbf = true;
     validation.validate_aud = !audience.is_empty();
     if !audience.is_empty() {
-        validation.set_audience(&audience);
+        validation.set_audience(audience);
         validation.required_spec_claims.insert("aud".into());
     }
-    if let Some(issuer) = &raw.issuer {
+    if let Some(issuer) = issuer {
         validation.set_issuer(&[issuer]);
         validation.required_spec_claims.insert("iss".into());
     }
-    Some(JwtConfig {
-        header,
-        algorithm,
-        keys,
-        validation,
-        user_claim,
-        claims,
-    })
+    validation
 }
 
 /// The keys named by `secret_file`, `secret_env`, `public_key_file` or
@@ -181,10 +209,15 @@ fn read_keys(
             return None;
         }
     }
-    let loaded = if let Some(var) = &raw.secret_env {
+    let loaded = load_keys(raw, given[0], algorithm);
+    loaded.map_err(|e| diag.push(section.at(given[0]), e)).ok()
+}
+
+/// Reads the key that setting `key` of `raw` names.
+fn load_keys(raw: &RawJwt, key: &str, algorithm: JwtAlgorithm) -> Result<JwtKeys, String> {
+    if let Some(var) = &raw.secret_env {
         read_env(var).and_then(|s| keys::secret(&s))
     } else {
-        let key = given[0];
         let path = [&raw.secret_file, &raw.public_key_file, &raw.jwks_file]
             .into_iter()
             .flatten()
@@ -198,8 +231,7 @@ fn read_keys(
                 _ => keys::jwks(&bytes, algorithm),
             })
             .map_err(|e| format!("{key} {path:?}: {e}"))
-    };
-    loaded.map_err(|e| diag.push(section.at(given[0]), e)).ok()
+    }
 }
 
 /// The value of environment variable `var`, which must be set and not empty.
