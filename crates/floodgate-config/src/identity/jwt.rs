@@ -9,7 +9,7 @@ use std::time::Duration;
 use jsonwebtoken::Validation;
 
 use super::keys::{self, JwtAlgorithm, JwtKeys};
-use super::{is_header_name, table_key_span, RESERVED_ATTRIBUTES};
+use super::{is_header_name, table_key_span, MAX_HEADER_ATTRIBUTES, RESERVED_ATTRIBUTES};
 use crate::error::Diagnostics;
 use crate::raw::RawJwt;
 use crate::section::{Node, Section};
@@ -251,6 +251,13 @@ fn read_claims(
     diag: &mut Diagnostics<'_>,
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
+    if claims.is_some_and(|c| c.len() > MAX_HEADER_ATTRIBUTES) {
+        diag.push(
+            section.at("claims"),
+            format!("claims lists more than {MAX_HEADER_ATTRIBUTES} attributes"),
+        );
+        return out;
+    }
     for (attribute, claim) in claims.into_iter().flatten() {
         let at: Range<usize> = table_key_span(section.child("claims"), attribute)
             .unwrap_or_else(|| section.at("claims"));

@@ -232,6 +232,20 @@ fn jwt_settings_are_checked_where_written() {
         16,
         &["carries credentials"],
     );
+    let many: Vec<String> = (0..17).map(|i| format!("a{i} = \"c{i}\"")).collect();
+    single_error(
+        &jwt(&format!("{ok}\nclaims = {{ {} }}", many.join(", "))),
+        4,
+        10,
+        &["more than 16"],
+    );
+    let many: Vec<String> = (0..17).map(|i| format!("a{i} = \"x-h{i}\"")).collect();
+    single_error(
+        &format!("[identity]\nattributes = {{ {} }}\n", many.join(", ")),
+        2,
+        14,
+        &["at most 16"],
+    );
     // Several problems: all reported.
     assert_eq!(
         errors(&jwt(
