@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use floodgate_e2e::upstream::ScriptedUpstream;
-use floodgate_e2e::{http_request, Floodgate, HttpResponse};
+use floodgate_e2e::{http_request, Floodgate, HttpResponse, RedisServer};
 use floodgate_proto::envoy::config::core::v3::{address, Address, SocketAddress};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
@@ -45,8 +45,14 @@ replaces = ["ai-free"]
 /// floodgate with a proxy in front of `upstream`, `identity` lines and the
 /// tiers above.
 fn start(upstream: &ScriptedUpstream, identity: &str) -> Floodgate {
+    start_on(upstream, "", identity)
+}
+
+/// The same with `store` lines (a `[store]` section, or nothing for the
+/// local store).
+fn start_on(upstream: &ScriptedUpstream, store: &str, identity: &str) -> Floodgate {
     Floodgate::start(&format!(
-        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\nproxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{}\" }}\n\n[identity]\n{identity}\n{TIERS}",
+        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\nproxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{}\" }}\n\n{store}\n[identity]\n{identity}\n{TIERS}",
         upstream.addr
     ))
 }
@@ -109,6 +115,29 @@ fn a_pro_user_gets_the_pro_limit_through_the_proxy_with_a_header() {
         ("x-plan", "pro"),
     ];
     assert_eq!(passing(&fg, &two), 2);
+}
+
+#[test]
+fn tiers_work_the_same_on_the_redis_store() {
+    let redis = RedisServer::start();
+    let upstream = ScriptedUpstream::start();
+    let store = format!(
+        "[store]\nkind = \"redis\"\n[store.redis]\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let fg = start_on(&upstream, &store, "attributes = { plan = \"x-plan\" }");
+    assert_eq!(
+        passing(&fg, &[("x-user-id", "pro-user"), ("x-plan", "pro")]),
+        5
+    );
+    assert_eq!(passing(&fg, &[("x-user-id", "free-user")]), 2);
+    let denied = proxied(&fg, &[("x-user-id", "pro-user"), ("x-plan", "pro")]).json();
+    assert_eq!(denied["statuses"][0]["source"], "redis");
+    assert_eq!(denied["statuses"][0]["replaced"], json!(["ai-free"]));
+    // The pro user's requests never touched the free policy's counter.
+    let keys = redis.cli(&["--scan", "--pattern", "*ai-free*"]);
+    assert!(!keys.contains("pro-user"), "{keys}");
+    assert!(keys.contains("free-user"), "{keys}");
 }
 
 #[test]
