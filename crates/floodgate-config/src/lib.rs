@@ -25,7 +25,10 @@ use toml::Spanned;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use fallback::{FallbackConfig, Instances};
-pub use identity::IdentityConfig;
+pub use identity::{
+    IdentityConfig, JwtAlgorithm, JwtConfig, JwtKey, JwtKeys, DEFAULT_LEEWAY,
+    MAX_HEADER_ATTRIBUTES, MAX_JWKS_KEYS, MAX_LEEWAY, MIN_SECRET_BYTES, RESERVED_ATTRIBUTES,
+};
 pub use traces::TracesConfig;
 
 use crate::error::Diagnostics;

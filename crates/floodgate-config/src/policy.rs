@@ -3,8 +3,9 @@
 //! field's value (or at the `[[policy]]` header when it is absent).
 
 use std::collections::HashMap;
+use std::ops::Range;
 
-use floodgate_core::{AlgorithmKind, Mode, Policy, PolicySet, PolicySpec};
+use floodgate_core::{AlgorithmKind, Mode, Policy, PolicySet, PolicySetError, PolicySpec};
 
 use crate::duration::micros;
 use crate::error::Diagnostics;
@@ -23,6 +24,8 @@ pub(crate) fn read_policies(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>)
         return PolicySet::default();
     };
     let mut policies = Vec::new();
+    // By built policy: where its `replaces` entries (or its header) are.
+    let mut places: Vec<Places> = Vec::new();
     let mut first_use: HashMap<String, usize> = HashMap::new();
     let mut all_valid = true;
     for element in array.iter() {
@@ -46,27 +49,61 @@ pub(crate) fn read_policies(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>)
             }
         }
         match build(&section, diag) {
-            Some(policy) => policies.push(policy),
+            Some(policy) => {
+                let entries = policy.replaces().len();
+                places.push(Places {
+                    header: section.header(),
+                    replaces: (0..entries)
+                        .map(|i| section.element_at("replaces", i))
+                        .collect(),
+                });
+                policies.push(policy);
+            }
             None => all_valid = false,
         }
     }
     if !all_valid {
         return PolicySet::default();
     }
+    let names: Vec<String> = policies.iter().map(|p| p.name().to_string()).collect();
     match PolicySet::new(policies) {
         Ok(set) => set,
-        Err(duplicates) => {
-            // Unreachable: duplicates were reported above. Kept so a change
-            // in the core's rules can never let a bad set through silently.
-            for name in duplicates {
-                diag.push(
-                    node.map_or(0..0, Node::span),
-                    format!("duplicate policy name {name:?}"),
-                );
+        Err(errors) => {
+            for error in errors {
+                report(&error, &names, &places, diag);
             }
             PolicySet::default()
         }
     }
+}
+
+/// Where one built policy stands in the file.
+struct Places {
+    /// Its `[[policy]]` header.
+    header: Range<usize>,
+    /// Each entry of its `replaces`.
+    replaces: Vec<Range<usize>>,
+}
+
+/// Reports a set-level error at the policy (and `replaces` entry) at fault.
+fn report(error: &PolicySetError, names: &[String], places: &[Places], diag: &mut Diagnostics<'_>) {
+    let (policy, index) = match error {
+        // Duplicates were reported above, with both places; kept so a
+        // change in the core's rules never lets a bad set through silently.
+        PolicySetError::Duplicate { policy, .. } => (*policy, None),
+        PolicySetError::Unknown { policy, index, .. }
+        | PolicySetError::Cycle { policy, index, .. }
+        | PolicySetError::Kinds { policy, index, .. } => (*policy, Some(*index)),
+    };
+    let Some(place) = places.get(policy) else {
+        diag.push(0..0, error.to_string());
+        return;
+    };
+    let at = index
+        .and_then(|i| place.replaces.get(i).cloned())
+        .unwrap_or_else(|| place.header.clone());
+    let name = names.get(policy).map_or("", String::as_str);
+    diag.push(at, format!("policy {name:?} {error}"));
 }
 
 /// One `[[policy]]` → a validated [`Policy`], or `None` with the reasons
@@ -117,6 +154,7 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         mode: mode.unwrap_or_default(),
         fallback,
         domain: raw.domain.clone(),
+        replaces: raw.replaces.clone().unwrap_or_default(),
     };
     // Errors that only follow from a setting already reported (or
     // missing) would be noise: a bad `algorithm` makes `burst` look wrong.

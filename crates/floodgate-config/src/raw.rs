@@ -125,6 +125,26 @@ pub(crate) struct RawIdentity {
     pub user_header: Option<String>,
     pub trusted_proxies: Option<u32>,
     pub ipv6_prefix: Option<u32>,
+    pub attributes: Option<BTreeMap<String, String>>,
+    #[allow(dead_code)] // read as a section of its own
+    pub jwt: Option<SubTable>,
+}
+
+/// `[identity.jwt]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawJwt {
+    pub header: Option<String>,
+    pub algorithm: Option<String>,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+    pub public_key_file: Option<String>,
+    pub jwks_file: Option<String>,
+    pub audience: Option<OneOrMany>,
+    pub issuer: Option<String>,
+    pub leeway: Option<RawDuration>,
+    pub user_claim: Option<String>,
+    pub claims: Option<BTreeMap<String, String>>,
 }
 
 /// `[traces]`.
@@ -164,6 +184,7 @@ pub(crate) struct RawPolicy {
     pub mode: Option<String>,
     pub fallback: Option<String>,
     pub domain: Option<String>,
+    pub replaces: Option<Vec<String>>,
 }
 
 /// `instances = 4` or `instances = "auto"`; 0 is refused.

@@ -84,11 +84,29 @@ impl Config {
             duration(f.probe_interval),
             f.failure_threshold,
         );
+        let id = &self.identity;
+        let user = match &id.jwt {
+            Some(jwt) => format!(
+                "jwt claim {} ({:?}, header {})",
+                jwt.user_claim, jwt.algorithm, jwt.header
+            ),
+            None => format!("user_header {}", id.user_header),
+        };
         let _ = writeln!(
             out,
-            "identity: user_header {}, trusted_proxies {}, ipv6_prefix /{}",
-            self.identity.user_header, self.identity.trusted_proxies, self.identity.ipv6_prefix
+            "identity: {user}, trusted_proxies {}, ipv6_prefix /{}",
+            id.trusted_proxies, id.ipv6_prefix
         );
+        let from_headers = id
+            .header_attributes
+            .iter()
+            .map(|(a, h)| format!("{a} ← header {h}"));
+        let from_claims =
+            (id.jwt.iter().flat_map(|j| &j.claims)).map(|(a, c)| format!("{a} ← claim {c}"));
+        let extra: Vec<String> = from_headers.chain(from_claims).collect();
+        if !extra.is_empty() {
+            let _ = writeln!(out, "identity attributes: {}", extra.join(", "));
+        }
         if let Some(t) = &self.traces {
             let _ = writeln!(
                 out,
@@ -159,6 +177,9 @@ fn policy_line(p: &Policy) -> String {
     }
     if let Some(domain) = p.domain() {
         let _ = write!(line, ", domain {domain}");
+    }
+    if !p.replaces().is_empty() {
+        let _ = write!(line, ", replaces {}", p.replaces().join(", "));
     }
     line
 }

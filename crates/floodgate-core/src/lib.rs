@@ -7,6 +7,7 @@
 pub mod algorithm;
 pub mod attributes;
 pub mod endpoint;
+pub mod heavy_hitters;
 pub mod key;
 pub mod lease;
 pub mod outcome;
@@ -22,7 +23,8 @@ pub use key::{counter_key, counter_key_of, escape_value, Segment};
 pub use lease::{LeaseError, LeasePart};
 pub use outcome::{Outcome, Receipt};
 pub use policy::{
-    AlgorithmKind, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet, PolicySpec,
+    AlgorithmKind, Applicable, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet,
+    PolicySetError, PolicySpec,
 };
 pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SystemClock};

@@ -10,9 +10,13 @@ use crate::algorithm::{
 use crate::attributes::Attributes;
 use crate::key::counter_key_of;
 
+mod applicable;
 mod index;
 mod key_entry;
+mod replace;
+pub use applicable::Applicable;
 pub use key_entry::KeyEntry;
+pub use replace::PolicySetError;
 
 /// Longest policy name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -139,6 +143,9 @@ pub struct PolicySpec {
     pub fallback: Option<FallbackMode>,
     /// Envoy RLS domain; `None` = every domain.
     pub domain: Option<String>,
+    /// Names of the policies this one takes the place of when it applies
+    /// (see [`PolicySet::applicable`]).
+    pub replaces: Vec<String>,
 }
 
 /// Why a policy spec was refused; `field` names the offending setting so a
@@ -198,6 +205,8 @@ pub struct Policy {
     fallback: Option<FallbackMode>,
     /// Envoy RLS domain.
     domain: Option<String>,
+    /// The policies it replaces, as written (no repeats, not itself).
+    replaces: Vec<String>,
 }
 
 impl Policy {
@@ -348,6 +357,7 @@ impl Policy {
                 errors.push(error("domain", "domain must be a non-empty string"));
             }
         }
+        let replaces = replace::replaces_of(&spec, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -385,6 +395,7 @@ impl Policy {
             mode: spec.mode,
             fallback: spec.fallback,
             domain: spec.domain,
+            replaces,
         })
     }
 
@@ -451,6 +462,12 @@ impl Policy {
     /// Envoy RLS domain, if restricted to one.
     pub fn domain(&self) -> Option<&str> {
         self.domain.as_deref()
+    }
+
+    /// The names of the policies it replaces, as written (see
+    /// [`PolicySet::applicable`]).
+    pub fn replaces(&self) -> &[String] {
+        &self.replaces
     }
 
     /// Whether the policy applies: every `match` condition holds, every key
@@ -520,19 +537,25 @@ pub struct PolicySet {
     by_name: HashMap<Arc<str>, usize>,
     /// Which policies a check could match, built with the set.
     index: index::PolicyIndex,
+    /// What each policy sets aside when it applies.
+    replacements: replace::Replacements,
 }
 
 impl PolicySet {
     /// Builds a set.
     ///
     /// # Errors
-    /// The names used more than once.
-    pub fn new(policies: Vec<Policy>) -> Result<PolicySet, Vec<String>> {
+    /// The names used more than once; `replaces` entries that name no
+    /// policy, form a cycle or mix `concurrency` and rate policies.
+    pub fn new(policies: Vec<Policy>) -> Result<PolicySet, Vec<PolicySetError>> {
         let mut by_name = HashMap::new();
         let mut duplicates = Vec::new();
         for (i, p) in policies.iter().enumerate() {
             if by_name.insert(p.name.clone(), i).is_some() {
-                duplicates.push(p.name().to_string());
+                duplicates.push(PolicySetError::Duplicate {
+                    policy: i,
+                    name: p.name().to_string(),
+                });
             }
         }
         if !duplicates.is_empty() {
@@ -541,6 +564,7 @@ impl PolicySet {
         let policies: Vec<Arc<Policy>> = policies.into_iter().map(Arc::new).collect();
         Ok(PolicySet {
             index: index::PolicyIndex::new(&policies),
+            replacements: replace::Replacements::new(&policies, &by_name)?,
             policies,
             by_name,
         })
@@ -566,21 +590,50 @@ impl PolicySet {
         self.by_name.get(name).map(|&i| &self.policies[i])
     }
 
-    /// The policies that apply to a check, in configuration order, each
-    /// with its index in the set (`0..len()`). The same as trying
-    /// [`Policy::applies`] on every policy in turn, but only the policies
-    /// an index built with the set says could apply are tried: the cost
-    /// hardly grows with the number of policies when they match on
-    /// different values (one policy per tenant, say).
+    /// The policies in force for a check, in configuration order, each
+    /// with its index in the set (`0..len()`): those that apply
+    /// ([`Policy::applies`]) less those set aside by an enforced policy
+    /// that applies and replaces them (the rules are in the `replace`
+    /// module's documentation). Only the policies an index built with the
+    /// set says could apply are tried: the cost hardly grows with the
+    /// number of policies when they match on different values (one policy
+    /// per tenant, say).
     pub fn applicable<'a>(
         &'a self,
         attributes: &'a Attributes,
         domain: Option<&'a str>,
-    ) -> impl Iterator<Item = (usize, &'a Arc<Policy>)> + 'a {
-        self.index
-            .candidates(attributes, domain)
-            .map(move |i| (i, &self.policies[i]))
-            .filter(move |(_, p)| p.applies(attributes, domain))
+    ) -> Applicable<'a> {
+        Applicable::new(
+            self,
+            self.index.candidates(attributes, domain),
+            attributes,
+            domain,
+        )
+    }
+
+    /// Whether any policy of the set replaces another.
+    pub fn has_replacements(&self) -> bool {
+        self.replacements.any()
+    }
+
+    /// The policies `policy` (of this set, in force for the check) sets
+    /// aside for a check with `attributes` in `domain`: those of its
+    /// replacements, direct or through others, that apply. None when it is
+    /// in `mode = "shadow"` or replaces nothing.
+    pub fn replaced_by<'a>(
+        &'a self,
+        policy: &Policy,
+        attributes: &'a Attributes,
+        domain: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Policy>> + 'a {
+        let aside = match self.by_name.get(policy.name()) {
+            Some(&i) if policy.mode() == Mode::Enforce => self.replacements.of(i),
+            _ => &[],
+        };
+        aside
+            .iter()
+            .map(|&i| &self.policies[i as usize])
+            .filter(move |p| p.applies(attributes, domain))
     }
 }
 

@@ -110,6 +110,31 @@ fn duration(us: u64) -> String {
     format!("{us}µs")
 }
 
+/// The lines for `policy`, which applies but is set aside by the
+/// policies in force (`in_force`) that replace it.
+fn write_replaced(
+    out: &mut String,
+    policy: &Policy,
+    in_force: &[(usize, &std::sync::Arc<Policy>)],
+    config: &Config,
+    attributes: &Attributes,
+    domain: Option<&str>,
+) {
+    let set = &config.policies;
+    let by: Vec<&str> = (in_force.iter())
+        .filter(|(_, r)| {
+            (set.replaced_by(r, attributes, domain)).any(|p| p.name() == policy.name())
+        })
+        .map(|(_, r)| r.name())
+        .collect();
+    let by = by.join(", ");
+    let _ = writeln!(
+        out,
+        "\n{}: replaced (it matches, but {by} applies and replaces it)\n  replaced_by: {by}",
+        policy.name(),
+    );
+}
+
 /// The report for a check with `attributes` in `domain` under `config`.
 pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -> String {
     let mut out = String::new();
@@ -129,30 +154,43 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
         _ => None,
     };
     let _ = writeln!(out, "store: {}", config.store.kind.as_str());
+    let set = &config.policies;
+    let in_force: Vec<_> = set.applicable(attributes, domain).collect();
     let mut applying = 0;
-    for policy in config.policies.iter() {
+    for (i, policy) in set.iter().enumerate() {
         let why = reasons(policy, attributes, domain);
-        if why.is_empty() {
-            applying += 1;
-            let key = policy.counter_key(attributes);
-            let key = match prefix {
-                Some(p) => floodgate_redis::redis_key(p, policy, &key),
-                None => key,
-            };
-            let _ = write!(
-                out,
-                "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
-                policy.name(),
-                policy.limit(),
-                duration(policy.window_us()),
-                policy.kind().as_str(),
-                stand_ins(policy, attributes),
-            );
-        } else {
+        if !why.is_empty() {
             let _ = writeln!(out, "\n{}: does not apply", policy.name());
             for reason in why {
                 let _ = writeln!(out, "  - {reason}");
             }
+            continue;
+        }
+        if !in_force.iter().any(|&(f, _)| f == i) {
+            write_replaced(&mut out, policy, &in_force, config, attributes, domain);
+            continue;
+        }
+        applying += 1;
+        let key = policy.counter_key(attributes);
+        let key = match prefix {
+            Some(p) => floodgate_redis::redis_key(p, policy, &key),
+            None => key,
+        };
+        let _ = write!(
+            out,
+            "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
+            policy.name(),
+            policy.limit(),
+            duration(policy.window_us()),
+            policy.kind().as_str(),
+            stand_ins(policy, attributes),
+        );
+        let replaced: Vec<&str> = set
+            .replaced_by(policy, attributes, domain)
+            .map(|p| p.name())
+            .collect();
+        if !replaced.is_empty() {
+            let _ = writeln!(out, "  replaced: {}", replaced.join(", "));
         }
     }
     let _ = writeln!(
@@ -273,6 +311,25 @@ domain = "edge"
             out.contains("counter key: app:{ai:ip=%3A%3A%2F56}:sw:60000\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn shows_what_replaced_what() {
+        let src = "[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"1m\"\n\n[[policy]]\nname = \"pro\"\nmatch = { plan = \"pro\" }\nkey = [\"user\"]\nlimit = 50\nwindow = \"1m\"\nreplaces = [\"base\"]\n";
+        let config = floodgate_config::from_str(src, "t.toml").unwrap();
+        let out = explain(&config, &attrs(&["user=u1", "plan=pro"]), None);
+        assert!(
+            out.contains("base: replaced (it matches, but pro applies and replaces it)\n  replaced_by: pro\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  counter key: pro:u1\n  replaced: base\n"),
+            "{out}"
+        );
+        assert!(out.contains("1 of 2 policies apply"), "{out}");
+        let out = explain(&config, &attrs(&["user=u1", "plan=free"]), None);
+        assert!(out.contains("base: applies"), "{out}");
+        assert!(!out.contains("replaced"), "{out}");
     }
 
     #[test]

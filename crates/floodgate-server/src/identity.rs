@@ -1,6 +1,8 @@
 //! Attributes of an HTTP request, for the integrations that see requests
 //! rather than attributes (Envoy ext_authz, nginx `auth_request`, the
-//! reverse proxy): `ip`, `user`, `endpoint`, `method`, `path`.
+//! reverse proxy): `ip`, `user`, `endpoint`, `method`, `path`, those
+//! `[identity] attributes` takes from headers (`headers.rs`) and, with
+//! `[identity.jwt]`, the user and claims of a verified token (`jwt.rs`).
 //!
 //! The path is normalised ([`floodgate_core::path::normalize`]) before it
 //! is classified and before it becomes the `path` attribute, so every
@@ -13,6 +15,8 @@
 //! [`header_target`]).
 
 mod address;
+pub mod headers;
+pub mod jwt;
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -22,6 +26,7 @@ use floodgate_core::{path, Attributes, EndpointTable};
 use http::HeaderMap;
 
 pub use address::{client_ip, forwarded_for, ip_attribute};
+pub use headers::RequestHeaders;
 
 /// Longest `path` attribute kept, in bytes; longer paths are cut (at a
 /// character boundary) so a long URL never makes a request invalid.
@@ -43,6 +48,8 @@ pub struct HttpRequestInfo<'a> {
     pub real_ip: Option<&'a str>,
     /// The value of the configured user header, if any.
     pub user: Option<&'a str>,
+    /// Every header, for `[identity] attributes` and `[identity.jwt]`.
+    pub headers: RequestHeaders<'a>,
 }
 
 impl<'a> HttpRequestInfo<'a> {
@@ -73,6 +80,7 @@ impl<'a> HttpRequestInfo<'a> {
             forwarded_for: forwarded_for(headers),
             real_ip: if real_ip { header("x-real-ip") } else { None },
             user: header(user_header),
+            headers: RequestHeaders::Http(headers),
         }
     }
 }
@@ -107,19 +115,31 @@ fn cut(path: &str) -> &str {
     &path[..end]
 }
 
-/// The attributes of a request.
+/// The attributes of a request. Those from headers and claims come first,
+/// so the ones floodgate derives itself (`ip`, `user`, `endpoint`,
+/// `method`, `path`; the configuration refuses them as header or claim
+/// attributes anyway) always win. With `[identity.jwt]` the user is the
+/// verified token's, never the user header's.
 pub fn attributes(
     info: &HttpRequestInfo<'_>,
     identity: &IdentityConfig,
     endpoints: &EndpointTable,
 ) -> Attributes {
-    let mut attributes = Attributes::with_capacity(5);
+    let mut attributes = Attributes::with_capacity(5 + identity.header_attributes.len());
+    headers::add_header_attributes(&mut attributes, info.headers, identity);
+    let user = match &identity.jwt {
+        Some(config) => jwt::identity(config, info.headers).and_then(|verified| {
+            attributes.extend(verified.attributes);
+            verified.user
+        }),
+        None => info.user.filter(|u| !u.is_empty()).map(str::to_string),
+    };
     let path = request_path(info.target);
     if let Some(ip) = client_ip(info, identity.trusted_proxies) {
         attributes.insert("ip".into(), ip_attribute(ip, identity.ipv6_prefix));
     }
-    if let Some(user) = info.user.filter(|u| !u.is_empty()) {
-        attributes.insert("user".into(), user.to_string());
+    if let Some(user) = user {
+        attributes.insert("user".into(), user);
     }
     if let Some(endpoint) = endpoints.classify(info.method, &path) {
         attributes.insert("endpoint".into(), endpoint.to_string());
@@ -142,6 +162,7 @@ mod tests {
             forwarded_for: xff.map(Cow::Borrowed),
             real_ip,
             user: Some("u1"),
+            headers: RequestHeaders::None,
         }
     }
 

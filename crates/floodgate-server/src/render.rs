@@ -107,6 +107,9 @@ pub struct StatusBody<'a> {
     pub shadow: bool,
     /// `"redis" | "local" | "fallback"`.
     pub source: &'static str,
+    /// The policies this one replaced for the check; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replaced: Vec<&'a str>,
 }
 
 impl<'a> CheckBody<'a> {
@@ -141,6 +144,7 @@ impl<'a> StatusBody<'a> {
             retry_after_ms: ms(s.retry_after_us),
             shadow: s.shadow,
             source: s.source.as_str(),
+            replaced: s.replaced.iter().map(|r| &**r).collect(),
         }
     }
 }
@@ -164,6 +168,7 @@ mod tests {
                 window_us: 60_000_000,
                 shadow: false,
                 source: Source::Local,
+                replaced: Vec::new(),
             }],
             lease: None,
         }

@@ -63,6 +63,10 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         "1 while checks are answered by the local fallback instead of Redis"
     );
     metrics::describe_counter!(
+        "floodgate_jwt_rejected_total",
+        "Bearer tokens that did not verify (the request counted as anonymous), by reason"
+    );
+    metrics::describe_counter!(
         "floodgate_config_reloads_total",
         "Configuration reloads, by result"
     );

@@ -65,6 +65,9 @@ pub struct PolicyStatus {
     pub shadow: bool,
     /// Who decided.
     pub source: Source,
+    /// The policies this one set aside for the check (it `replaces` them
+    /// and applies); usually empty.
+    pub replaced: Vec<Arc<str>>,
 }
 
 /// The answer to a check.
@@ -267,6 +270,7 @@ impl Limiter {
                 window_us: policy.window_us(),
                 shadow: !op.enforced,
                 source: o.source,
+                replaced: replaced_by(set, policy, checks[*i]),
             });
         }
         for verdict in &mut verdicts {
@@ -375,6 +379,16 @@ fn takes_part(policy: &Policy, leases: LeaseMode) -> bool {
         }
         _ => true,
     }
+}
+
+/// The names of the policies `policy` set aside for `check`.
+fn replaced_by(set: &PolicySet, policy: &Policy, check: Check<'_>) -> Vec<Arc<str>> {
+    if policy.replaces().is_empty() {
+        return Vec::new();
+    }
+    set.replaced_by(policy, check.attributes, check.domain)
+        .map(|p| p.name_arc().clone())
+        .collect()
 }
 
 fn decider(statuses: &[PolicyStatus], allowed: bool) -> Option<usize> {

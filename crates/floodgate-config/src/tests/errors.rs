@@ -506,3 +506,50 @@ fn load_reports_an_unreadable_file_at_line_zero() {
         .to_string()
         .starts_with("/nonexistent/floodgate.toml:0:0: cannot read"));
 }
+
+/// `replaces` problems point at the entry at fault.
+#[test]
+fn replaces_errors_are_positioned() {
+    let base = "[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1m\"\n";
+    let tier = |replaces: &str| {
+        format!("{base}[[policy]]\nname = \"pro\"\nmatch = {{ plan = \"pro\" }}\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nreplaces = {replaces}\n")
+    };
+    single_error(
+        &tier("[\"base\", \"bsae\"]"),
+        12,
+        21,
+        &["policy \"pro\" replaces \"bsae\", which is not the name of any policy"],
+    );
+    single_error(&tier("[\"pro\"]"), 12, 13, &["cannot replace itself"]);
+    single_error(
+        &tier("[\"base\", \"base\"]"),
+        12,
+        21,
+        &["lists \"base\" twice"],
+    );
+    single_error(&tier("\"base\""), 12, 12, &["replaces", "array"]);
+    // base replaces pro replaces base: reported once, where it closes.
+    let cycle = tier("[\"base\"]").replacen(
+        "window = \"1m\"\n",
+        "window = \"1m\"\nreplaces = [\"pro\"]\n",
+        1,
+    );
+    let found = errors(&cycle);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let (line, _, message) = &found[0];
+    assert!([6, 13].contains(line), "{found:#?}");
+    assert!(message.contains("cycle"), "{message}");
+    assert!(
+        message.contains("base replaces pro replaces base")
+            || message.contains("pro replaces base replaces pro"),
+        "{message}"
+    );
+    let lease =
+        "[[policy]]\nname = \"lease\"\nkey = [\"user\"]\nlimit = 2\nalgorithm = \"concurrency\"\n";
+    single_error(
+        &format!("{lease}{POLICY}replaces = [\"lease\"]\n"),
+        11,
+        13,
+        &["concurrency policy can only replace concurrency policies"],
+    );
+}

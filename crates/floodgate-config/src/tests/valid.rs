@@ -315,3 +315,24 @@ fn ten_thousand_tenant_policies_load() {
         assert_eq!(applicable, [(n, format!("tenant-{n}").as_str())]);
     }
 }
+
+#[test]
+fn a_tier_replaces_a_policy() {
+    let config = parse(
+        "[[policy]]\nname = \"pro\"\nmatch = { plan = \"pro\" }\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nreplaces = [\"base\"]\n\n[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1m\"\n",
+    );
+    assert_eq!(config.policies.get("pro").unwrap().replaces(), ["base"]);
+    assert!(config.policies.get("base").unwrap().replaces().is_empty());
+    assert!(config.policies.has_replacements());
+}
+
+#[test]
+fn the_summary_shows_tiers_and_identity_sources() {
+    let src = "[identity]\nattributes = { plan = \"x-plan\" }\n\n[[policy]]\nname = \"base\"\nkey = [\"user\"]\nlimit = 10\nwindow = \"1m\"\n\n[[policy]]\nname = \"pro\"\nmatch = { plan = \"pro\" }\nkey = [\"user\"]\nlimit = 100\nwindow = \"1m\"\nreplaces = [\"base\"]\n";
+    let summary = parse(src).summary();
+    assert!(
+        summary.contains("identity attributes: plan ← header x-plan"),
+        "{summary}"
+    );
+    assert!(summary.contains("enforce, replaces base"), "{summary}");
+}

@@ -171,7 +171,13 @@ fn set_rejects_duplicate_names_and_keeps_order() {
         Policy::new(spec("a")).unwrap(),
         Policy::new(spec("a")).unwrap(),
     ]);
-    assert_eq!(dup.unwrap_err(), ["a"]);
+    assert_eq!(
+        dup.unwrap_err(),
+        [PolicySetError::Duplicate {
+            policy: 1,
+            name: "a".into()
+        }]
+    );
     let set = PolicySet::new(vec![
         Policy::new(spec("b")).unwrap(),
         Policy::new(spec("a")).unwrap(),

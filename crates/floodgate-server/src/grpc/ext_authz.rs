@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status};
 use super::traceparent;
 use crate::app::App;
 use crate::errors::to_status;
-use crate::identity::HttpRequestInfo;
+use crate::identity::{HttpRequestInfo, RequestHeaders};
 use crate::render::{rate_limit_headers, CheckBody};
 
 /// gRPC status codes used in `CheckResponse.status`.
@@ -104,8 +104,9 @@ pub fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> 
 }
 
 /// What an ext_authz request says about the HTTP request it authorises:
-/// the source peer's address, `X-Forwarded-For` and the `user_header`
-/// (never `X-Real-IP`: a client could set it).
+/// the source peer's address, `X-Forwarded-For`, the `user_header` and
+/// every header (for `[identity] attributes` and `[identity.jwt]`; never
+/// `X-Real-IP`: a client could set it).
 pub fn request_info<'a>(
     context: &'a authz::AttributeContext,
     http: &'a authz::attribute_context::HttpRequest,
@@ -122,6 +123,7 @@ pub fn request_info<'a>(
             .map(|v| Cow::Borrowed(v.as_str())),
         real_ip: None,
         user: http.headers.get(user_header).map(String::as_str),
+        headers: RequestHeaders::Envoy(&http.headers),
     }
 }
 

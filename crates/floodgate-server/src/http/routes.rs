@@ -275,6 +275,9 @@ struct PolicyBody<'a> {
     fallback: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     domain: Option<&'a str>,
+    /// The policies it replaces when it applies, as written.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    replaces: &'a [String],
 }
 
 impl<'a> PolicyBody<'a> {
@@ -310,6 +313,7 @@ impl<'a> PolicyBody<'a> {
             lease_timeout_ms: (p.kind() == Concurrency).then_some(p.window_us() / 1_000),
             fallback: p.fallback().map(|f| f.as_str()),
             domain: p.domain(),
+            replaces: p.replaces(),
         }
     }
 }
