@@ -4,48 +4,78 @@
 //! the absence of requests tells an idle connection from a busy one.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::stall::Stall;
 
 /// The count of requests in flight on one connection: from the request's
 /// arrival until its response body is sent (or dropped).
+///
+/// A request costs two atomic updates and a clock read: the idle watch is
+/// lazy. It sleeps for the whole timeout, then looks at the count and at
+/// when the last request ended, and sleeps again for what is left — it is
+/// never woken by a request, and sets no timer per request.
 #[derive(Debug, Clone)]
-pub struct InFlight(Arc<watch::Sender<usize>>);
+pub struct InFlight(Arc<Shared>);
 
 /// One request in flight; dropping it ends it.
 #[derive(Debug)]
-pub struct InFlightGuard(Arc<watch::Sender<usize>>);
+pub struct InFlightGuard(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    /// Requests in flight.
+    count: AtomicUsize,
+    /// When the last request ended, in ns since `base`.
+    last_end_ns: AtomicU64,
+    /// The connection's start.
+    base: Instant,
+}
+
+impl Shared {
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+}
 
 impl InFlight {
     /// No request in flight yet.
     pub fn new() -> Self {
-        InFlight(Arc::new(watch::channel(0).0))
+        InFlight(Arc::new(Shared {
+            count: AtomicUsize::new(0),
+            last_end_ns: AtomicU64::new(0),
+            base: Instant::now(),
+        }))
     }
 
     /// A request begins.
     pub fn start(&self) -> InFlightGuard {
-        self.0.send_modify(|n| *n += 1);
+        self.0.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self.0.clone())
     }
 
-    /// Resolves once no request has been in flight for `timeout` in a row.
+    /// Resolves once no request has been in flight for `timeout` in a row,
+    /// counting from this call at the earliest.
     pub async fn idle_for(&self, timeout: Duration) {
-        let mut count = self.0.subscribe();
+        let called_ns = self.0.now_ns();
+        let mut wait = timeout;
         loop {
-            let busy = *count.borrow_and_update() > 0;
-            if busy {
-                let _ = count.changed().await;
+            tokio::time::sleep(wait).await;
+            if self.0.count.load(Ordering::Acquire) > 0 {
+                wait = timeout;
                 continue;
             }
-            tokio::select! {
-                () = tokio::time::sleep(timeout) => return,
-                _ = count.changed() => {}
+            let idle_since = self.0.last_end_ns.load(Ordering::Acquire).max(called_ns);
+            let idle = Duration::from_nanos(self.0.now_ns().saturating_sub(idle_since));
+            match timeout.checked_sub(idle) {
+                Some(left) if !left.is_zero() => wait = left,
+                _ => return,
             }
         }
     }
@@ -53,7 +83,9 @@ impl InFlight {
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
+        let now = self.0.now_ns();
+        self.0.last_end_ns.fetch_max(now, Ordering::AcqRel);
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -111,7 +143,6 @@ impl<B: Body> Body for Tracked<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::time::Instant;
 
     #[tokio::test(start_paused = true)]
     async fn idle_means_no_request_for_the_whole_timeout() {
@@ -129,6 +160,26 @@ mod tests {
         in_flight.idle_for(Duration::from_secs(5)).await;
         assert_eq!(started.elapsed(), Duration::from_secs(13));
         request.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_that_keep_coming_keep_the_connection_open() {
+        let in_flight = InFlight::new();
+        let busy = in_flight.clone();
+        // One short request every 4 s for 20 s: never 5 s idle until the end.
+        let requests = tokio::spawn(async move {
+            for _ in 0..5 {
+                let guard = busy.start();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(guard);
+                tokio::time::sleep(Duration::from_millis(3_990)).await;
+            }
+        });
+        let started = Instant::now();
+        in_flight.idle_for(Duration::from_secs(5)).await;
+        // The last request ended at 16.01 s: idle from then for 5 s.
+        assert_eq!(started.elapsed(), Duration::from_millis(21_010));
+        requests.await.unwrap();
     }
 
     #[tokio::test(start_paused = true)]

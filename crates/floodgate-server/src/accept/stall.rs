@@ -16,12 +16,21 @@ use tokio::time::Instant;
 /// The bodies of one connection that wait for hyper, and since when.
 #[derive(Debug, Default)]
 struct Shared {
-    /// Waiting bodies by id.
-    waiting: Mutex<HashMap<u64, Instant>>,
+    /// Waiting bodies by id, and whether the watch is parked for the first.
+    waiting: Mutex<Waiting>,
     /// Ids of new bodies.
     next: AtomicU64,
-    /// Woken when a body starts waiting with none waiting before.
+    /// Woken when a body starts waiting while the watch is parked.
     first: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Waiting {
+    bodies: HashMap<u64, Instant>,
+    /// The watch found no body waiting and waits for the first: only then
+    /// does a body that starts waiting wake it (a wake-up per request would
+    /// cost more than the request's own work).
+    parked: bool,
 }
 
 /// The waiting bodies of one connection.
@@ -53,7 +62,12 @@ impl Stalls {
             let first = self.0.first.notified();
             tokio::pin!(first);
             first.as_mut().enable();
-            let oldest = self.0.lock().values().min().copied();
+            let oldest = {
+                let mut waiting = self.0.lock();
+                let oldest = waiting.bodies.values().min().copied();
+                waiting.parked = oldest.is_none();
+                oldest
+            };
             match oldest {
                 None => first.await,
                 Some(since) if since.elapsed() >= timeout => return,
@@ -64,7 +78,7 @@ impl Stalls {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
         self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -73,15 +87,16 @@ impl Stall {
     /// The body handed a frame over: it waits to be polled again.
     pub fn waiting(&self) {
         let mut waiting = self.shared.lock();
-        waiting.insert(self.id, Instant::now());
-        if waiting.len() == 1 {
+        waiting.bodies.insert(self.id, Instant::now());
+        if std::mem::take(&mut waiting.parked) {
+            drop(waiting);
             self.shared.first.notify_waiters();
         }
     }
 
     /// The body is being polled.
     pub fn polled(&self) {
-        self.shared.lock().remove(&self.id);
+        self.shared.lock().bodies.remove(&self.id);
     }
 }
 
@@ -124,6 +139,6 @@ mod tests {
             started.elapsed()
         );
         drop(poller.await.unwrap());
-        assert!(stalls.0.lock().is_empty());
+        assert!(stalls.0.lock().bodies.is_empty());
     }
 }
