@@ -152,6 +152,7 @@ pub(crate) struct RawPolicy {
     pub mode: Option<String>,
     pub fallback: Option<String>,
     pub domain: Option<String>,
+    pub settle: Option<bool>,
 }
 
 /// `instances = 4` or `instances = "auto"`; 0 is refused.

@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod path;
 pub mod policy;
 pub mod redact;
+pub mod settlement;
 pub mod time;
 
 pub use algorithm::{Algorithm, State};
@@ -25,4 +26,7 @@ pub use policy::{
     AlgorithmKind, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet, PolicySpec,
 };
 pub use redact::redact_url;
+pub use settlement::{
+    Reservation, SettlementError, SettlementPart, MAX_SETTLEMENT_LEN, MAX_SETTLEMENT_PARTS,
+};
 pub use time::{Clock, ManualClock, SystemClock};

@@ -2,6 +2,7 @@
 //! every error with its line and column (`errors`).
 
 mod errors;
+mod settle;
 mod valid;
 
 use super::{from_str, Config, ConfigErrors};
