@@ -140,6 +140,7 @@ impl App {
             attributes: &attributes,
             hits: 1,
             domain: None,
+            reserve: false,
         };
         let mut verdicts = self
             .limiter

@@ -80,6 +80,7 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
                 attributes: &request.attributes,
                 hits: request.hits.unwrap_or(1),
                 domain: None,
+                reserve: false,
             })
             .await
             .map_err(to_status)?;

@@ -110,6 +110,7 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
         attributes: &request.attributes,
         hits: request.hits,
         domain: None,
+        reserve: false,
     };
     let verdict = app
         .limiter
