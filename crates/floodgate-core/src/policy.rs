@@ -348,12 +348,7 @@ impl Policy {
                 "a policy with no `key` and no `match` is one global counter for every request; add a `match` or a `key`",
             ));
         }
-        if spec.settle
-            && matches!(
-                kind,
-                AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency
-            )
-        {
+        if spec.settle && matches!(kind, AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency) {
             errors.push(error(
                 "settle",
                 format!(

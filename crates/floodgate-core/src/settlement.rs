@@ -57,7 +57,9 @@ pub enum SettlementError {
     Empty,
     /// An id longer than [`MAX_SETTLEMENT_LEN`] or with more than
     /// [`MAX_SETTLEMENT_PARTS`] parts.
-    #[error("settlement id is longer than {MAX_SETTLEMENT_LEN} bytes or {MAX_SETTLEMENT_PARTS} parts")]
+    #[error(
+        "settlement id is longer than {MAX_SETTLEMENT_LEN} bytes or {MAX_SETTLEMENT_PARTS} parts"
+    )]
     TooLong,
     /// An actual cost above [`crate::MAX_HITS`].
     #[error("actual cost {0} is too large (at most {max})", max = crate::MAX_HITS)]
@@ -147,7 +149,8 @@ impl SettlementPart {
                     || matches!(b, b'_' | b'-' | b'.' | b'~' | b'@' | b'%' | b':' | b'=')
             });
         let nonce_ok = nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit());
-        let issued_ok = !issued.is_empty() && issued.len() <= 16 && issued.bytes().all(|b| b.is_ascii_digit());
+        let issued_ok =
+            !issued.is_empty() && issued.len() <= 16 && issued.bytes().all(|b| b.is_ascii_digit());
         if !key_ok || !nonce_ok || !issued_ok {
             return Err(malformed());
         }

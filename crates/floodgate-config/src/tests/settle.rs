@@ -10,7 +10,10 @@ fn settle_is_off_by_default_and_on_where_asked() {
     for algorithm in ["sliding_window", "fixed_window", "token_bucket"] {
         let src = format!("{POLICY}algorithm = \"{algorithm}\"\nsettle = true\n");
         let config = parse(&src);
-        assert!(config.policies.iter().next().unwrap().settle(), "{algorithm}");
+        assert!(
+            config.policies.iter().next().unwrap().settle(),
+            "{algorithm}"
+        );
     }
 }
 

@@ -78,7 +78,9 @@ impl LocalStore {
         } else {
             Settled::Unknown
         };
-        let hash = self.reservations.hash(&record_name(settle.key, settle.nonce));
+        let hash = self
+            .reservations
+            .hash(&record_name(settle.key, settle.nonce));
         let reservation = {
             let mut shard = self.reservations.lock(&hash);
             match shard.get_mut(&hash) {
@@ -108,9 +110,9 @@ impl LocalStore {
                 let mut state = State::default();
                 algorithm.settle(&mut state, &reservation, settle.actual, now);
                 let expires_us = algorithm.expires_at(&state);
-                let evicted = self
-                    .counters
-                    .insert(&mut shard, hash, Entry { expires_us, state }, now);
+                let evicted =
+                    self.counters
+                        .insert(&mut shard, hash, Entry { expires_us, state }, now);
                 drop(shard);
                 if evicted {
                     self.note_full(now);

@@ -49,16 +49,27 @@ fn remaining(v: &Verdict) -> u64 {
 
 #[tokio::test]
 async fn a_reservation_settles_once_with_the_actual_cost() {
-    let l = limiter(vec![spec("tokens", 1_000, AlgorithmKind::SlidingWindow, true)]);
+    let l = limiter(vec![spec(
+        "tokens",
+        1_000,
+        AlgorithmKind::SlidingWindow,
+        true,
+    )]);
     let a = user("alice");
     let v = check(&l, &a, 600, true).await;
     let id = v.settlement.expect("a settlement id");
     assert!(id.starts_with("tokens:alice/"), "{id}");
     let done = l.settle(&id, 150).await.unwrap();
-    assert_eq!((done.estimate, done.actual, done.charged()), (600, 150, -450));
+    assert_eq!(
+        (done.estimate, done.actual, done.charged()),
+        (600, 150, -450)
+    );
     assert_eq!(remaining(&check(&l, &a, 0, false).await), 850);
     let again = l.settle(&id, 0).await.unwrap_err();
-    assert!(matches!(again, LimitError::Settlement(SettlementError::Spent)));
+    assert!(matches!(
+        again,
+        LimitError::Settlement(SettlementError::Spent)
+    ));
     assert!(again.is_conflict() && !again.is_invalid_input());
     assert_eq!(remaining(&check(&l, &a, 0, false).await), 850);
 }
@@ -81,18 +92,31 @@ async fn no_settlement_without_reserve_or_a_settleable_policy_or_when_denied() {
 
 #[tokio::test]
 async fn an_overrun_denies_the_next_checks() {
-    let l = limiter(vec![spec("tokens", 1_000, AlgorithmKind::TokenBucket, true)]);
+    let l = limiter(vec![spec(
+        "tokens",
+        1_000,
+        AlgorithmKind::TokenBucket,
+        true,
+    )]);
     let a = user("carol");
     let id = check(&l, &a, 100, true).await.settlement.unwrap();
     assert_eq!(l.settle(&id, 2_500).await.unwrap().charged(), 2_400);
     let v = check(&l, &a, 1, true).await;
     assert!(!v.allowed);
-    assert!(v.deciding().unwrap().retry_after_us > 60 * S, "1 500 tokens in debt");
+    assert!(
+        v.deciding().unwrap().retry_after_us > 60 * S,
+        "1 500 tokens in debt"
+    );
 }
 
 #[tokio::test]
 async fn forged_malformed_and_huge_settles_change_nothing() {
-    let l = limiter(vec![spec("tokens", 1_000, AlgorithmKind::FixedWindow, true)]);
+    let l = limiter(vec![spec(
+        "tokens",
+        1_000,
+        AlgorithmKind::FixedWindow,
+        true,
+    )]);
     let a = user("dave");
     let id = check(&l, &a, 500, true).await.settlement.unwrap();
     let mut part = SettlementPart::decode(&id).unwrap().remove(0);
@@ -101,17 +125,26 @@ async fn forged_malformed_and_huge_settles_change_nothing() {
         ..part.clone()
     }]);
     let e = l.settle(&forged_nonce, 0).await.unwrap_err();
-    assert!(matches!(e, LimitError::Settlement(SettlementError::Unknown)));
+    assert!(matches!(
+        e,
+        LimitError::Settlement(SettlementError::Unknown)
+    ));
     assert!(e.is_invalid_input());
     // Someone else's counter with this nonce: nothing there either.
     part.counter_key = "tokens:mallory".into();
     let other = SettlementPart::encode(&[part]);
     assert!(l.settle(&other, 0).await.unwrap_err().is_invalid_input());
     for bad in ["", "garbage", "tokens:dave/xyz/1", &format!("{id},")] {
-        assert!(l.settle(bad, 0).await.unwrap_err().is_invalid_input(), "{bad}");
+        assert!(
+            l.settle(bad, 0).await.unwrap_err().is_invalid_input(),
+            "{bad}"
+        );
     }
     let huge = l.settle(&id, u64::MAX).await.unwrap_err();
-    assert!(matches!(huge, LimitError::Settlement(SettlementError::ActualTooLarge(_))));
+    assert!(matches!(
+        huge,
+        LimitError::Settlement(SettlementError::ActualTooLarge(_))
+    ));
     assert_eq!(remaining(&check(&l, &a, 0, false).await), 500);
     // The genuine id still settles after all that.
     assert_eq!(l.settle(&id, 500).await.unwrap().charged(), 0);
@@ -119,7 +152,12 @@ async fn forged_malformed_and_huge_settles_change_nothing() {
 
 #[tokio::test]
 async fn a_removed_policy_makes_its_reservation_lapse() {
-    let l = limiter(vec![spec("tokens", 1_000, AlgorithmKind::FixedWindow, true)]);
+    let l = limiter(vec![spec(
+        "tokens",
+        1_000,
+        AlgorithmKind::FixedWindow,
+        true,
+    )]);
     let id = check(&l, &user("erin"), 5, true).await.settlement.unwrap();
     l.replace_policies(PolicySet::default());
     let e = l.settle(&id, 1).await.unwrap_err();

@@ -70,14 +70,20 @@ async fn overrun_refund_and_single_use_on_every_algorithm() {
         assert!(reserve(&store, &p, 500, 2).await);
         assert_eq!(remaining(&store, &p), 0, "{kind:?}");
         // One call used 200 tokens: 300 come back.
-        assert_eq!(settle(&store, &p, 1, 200).await, Settled::Applied { estimate: 500 });
+        assert_eq!(
+            settle(&store, &p, 1, 200).await,
+            Settled::Applied { estimate: 500 }
+        );
         assert_eq!(remaining(&store, &p), 300, "{kind:?}");
         // Settled twice: nothing more comes back.
         assert_eq!(settle(&store, &p, 1, 0).await, Settled::Spent);
         assert_eq!(remaining(&store, &p), 300, "{kind:?}");
         // The other used 1 500: 1 000 more, past the limit, and the
         // checks that follow are denied.
-        assert_eq!(settle(&store, &p, 2, 1_500).await, Settled::Applied { estimate: 500 });
+        assert_eq!(
+            settle(&store, &p, 2, 1_500).await,
+            Settled::Applied { estimate: 500 }
+        );
         assert_eq!(remaining(&store, &p), 0, "{kind:?}");
         assert!(!reserve(&store, &p, 1, 3).await, "{kind:?}");
     }
@@ -96,10 +102,16 @@ async fn forged_nonces_and_other_counters_change_nothing() {
         issued_us: T0,
         actual: 0,
     };
-    assert_eq!(store.settle(&[other]).await.unwrap(), vec![Settled::Unknown]);
+    assert_eq!(
+        store.settle(&[other]).await.unwrap(),
+        vec![Settled::Unknown]
+    );
     assert_eq!(remaining(&store, &p), 20);
     // The real one still settles.
-    assert_eq!(settle(&store, &p, 7, 10).await, Settled::Applied { estimate: 80 });
+    assert_eq!(
+        settle(&store, &p, 7, 10).await,
+        Settled::Applied { estimate: 80 }
+    );
     assert_eq!(remaining(&store, &p), 90);
 }
 
@@ -112,7 +124,10 @@ async fn an_unsettled_reservation_keeps_its_estimate_and_lapses() {
     clock.advance(119 * S);
     // Still settleable just before two windows have passed.
     assert!(reserve(&store, &p, 1, 2).await);
-    assert_eq!(settle(&store, &p, 2, 1).await, Settled::Applied { estimate: 1 });
+    assert_eq!(
+        settle(&store, &p, 2, 1).await,
+        Settled::Applied { estimate: 1 }
+    );
     clock.advance(S);
     assert_eq!(settle(&store, &p, 1, 0).await, Settled::Lapsed);
     store.sweep();
