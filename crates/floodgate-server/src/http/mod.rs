@@ -3,6 +3,7 @@
 
 mod body;
 pub mod routes;
+mod settle;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! HTTP routes: `/v1/check`, `/v1/release`, `/v1/auth` (nginx
+//! HTTP routes: `/v1/check`, `/v1/release`, `/v1/settle`, `/v1/auth` (nginx
 //! `auth_request`), `/v1/policies`, `/healthz`, `/readyz`, `/metrics`.
 
 use std::convert::Infallible;
@@ -37,13 +37,14 @@ pub async fn handle(
         (_, "/v1/auth") => auth(&app, &req, peer).await,
         (&Method::POST, "/v1/check") => check(&app, req).await,
         (&Method::POST, "/v1/release") => release(&app, req).await,
+        (&Method::POST, "/v1/settle") => super::settle::settle(&app, req).await,
         (&Method::GET, "/v1/policies") => Ok(policies(&app)),
         (&Method::GET | &Method::HEAD, "/healthz") => {
             Ok(json(StatusCode::OK, &Health { ok: true }))
         }
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(ready(&app)),
         (&Method::GET, "/metrics") => Ok(metrics(&app)),
-        (_, "/v1/check" | "/v1/release") => Ok(not_allowed("POST")),
+        (_, "/v1/check" | "/v1/release" | "/v1/settle") => Ok(not_allowed("POST")),
         (_, "/v1/policies" | "/healthz" | "/readyz" | "/metrics") => Ok(not_allowed("GET")),
         _ => Err(ApiError {
             status: StatusCode::NOT_FOUND,
@@ -73,6 +74,9 @@ pub struct CheckRequest {
     /// Cost; absent = 1, 0 = peek.
     #[serde(default = "one")]
     pub hits: u64,
+    /// Whether `hits` is an estimate to settle later (`POST /v1/settle`).
+    #[serde(default)]
+    pub reserve: bool,
 }
 
 fn one() -> u64 {
@@ -110,7 +114,7 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
         attributes: &request.attributes,
         hits: request.hits,
         domain: None,
-        reserve: false,
+        reserve: request.reserve,
     };
     let verdict = app
         .limiter
@@ -259,6 +263,8 @@ struct PolicyBody<'a> {
     fallback: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    settle: bool,
 }
 
 impl<'a> PolicyBody<'a> {
@@ -294,6 +300,7 @@ impl<'a> PolicyBody<'a> {
             lease_timeout_ms: (p.kind() == Concurrency).then_some(p.window_us() / 1_000),
             fallback: p.fallback().map(|f| f.as_str()),
             domain: p.domain(),
+            settle: p.settle(),
         }
     }
 }
@@ -321,7 +328,8 @@ fn metrics(app: &App) -> HttpResponse {
     response
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+/// A JSON response of `value` with `status`.
+pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     // Serializing these plain structs cannot fail.
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
