@@ -272,3 +272,107 @@ async fn the_record_shares_the_counter_slot_and_expires() {
         .unwrap();
     assert!(counter.ends_with(":40"), "{counter}");
 }
+
+/// `INFO commandstats` as (command, calls, usec_per_call).
+fn commandstats(inspector: &mut redis::Connection) -> Vec<(String, u64, f64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(inspector)
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |f: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(&format!("{f}=")))
+                    .and_then(|v| v.parse::<f64>().ok())
+            };
+            Some((
+                name.to_string(),
+                field("calls")? as u64,
+                field("usec_per_call")?,
+            ))
+        })
+        .collect()
+}
+
+/// For the record (run with `--nocapture`): what a settle costs Redis —
+/// one `EVALSHA` per settle (asserted), the commands it runs inside, the
+/// server time per call, and the client's time per settle in a sequential
+/// loop (a debug build: compare with the check loop beside it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_settle_costs_redis() {
+    const N: usize = 2_000;
+    let server = RedisServer::start();
+    let store = connect(server.url()).await;
+    let mut inspector = server.inspector();
+    let policy = settling(
+        "tokens",
+        AlgorithmKind::SlidingWindow,
+        1_000_000_000,
+        60 * S,
+        None,
+    );
+    let key = policy.counter_key(&[("user".to_string(), "bench".to_string())].into());
+    let mut reserved = Vec::with_capacity(N);
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut inspector)
+        .unwrap();
+    let started = std::time::Instant::now();
+    for n in 0..N {
+        let nonce = n as u128 + 1;
+        let op = StoreOp {
+            reserve: Some(nonce),
+            ..StoreOp::new(&policy, &key, 500)
+        };
+        let outcome = store.check(&[op]).await.unwrap()[0].outcome;
+        reserved.push((nonce, outcome.receipt.unwrap().at_us));
+    }
+    let check_us = started.elapsed().as_micros() as f64 / N as f64;
+    let check_stats = commandstats(&mut inspector);
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut inspector)
+        .unwrap();
+    let started = std::time::Instant::now();
+    for (n, (nonce, issued_us)) in reserved.iter().enumerate() {
+        let s = Settle {
+            policy: &policy,
+            key: &key,
+            nonce: *nonce,
+            issued_us: *issued_us,
+            actual: (n as u64 * 37) % 1_000,
+        };
+        assert!(matches!(
+            store.settle(&[s]).await.unwrap()[0],
+            Settled::Applied { .. }
+        ));
+    }
+    let settle_us = started.elapsed().as_micros() as f64 / N as f64;
+    let stats = commandstats(&mut inspector);
+    let calls = |name: &str| stats.iter().find(|s| s.0 == name).map_or(0, |s| s.1);
+    assert_eq!(
+        calls("evalsha"),
+        N as u64,
+        "one script call per settle: {stats:?}"
+    );
+    let inside: u64 = stats
+        .iter()
+        .filter(|s| {
+            !matches!(
+                s.0.as_str(),
+                "evalsha" | "info" | "config|resetstat" | "config"
+            )
+        })
+        .map(|s| s.1)
+        .sum();
+    let server_us = stats.iter().find(|s| s.0 == "evalsha").map_or(0.0, |s| s.2);
+    eprintln!(
+        "settle: 1 EVALSHA + {:.2} commands inside per settle ({stats:?}); \
+         Redis {server_us:.1} µs per EVALSHA; client {settle_us:.0} µs per settle \
+         vs {check_us:.0} µs per reserving check (sequential loop, this build); \
+         the reserving checks: {check_stats:?}",
+        inside as f64 / N as f64
+    );
+}
