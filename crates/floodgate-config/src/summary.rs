@@ -149,6 +149,9 @@ fn policy_line(p: &Policy) -> String {
     if let Some(domain) = p.domain() {
         let _ = write!(line, ", domain {domain}");
     }
+    if p.settle() {
+        line.push_str(", settle (reserve, then settle the actual cost)");
+    }
     line
 }
 
