@@ -157,6 +157,9 @@ fn hostile_settles_change_nothing() {
     );
     assert_eq!(reserved.status, 400);
     assert_eq!(fg.http("GET", "/v1/settle", None).status, 405);
+    let policies = fg.http("GET", "/v1/policies", None).json();
+    assert_eq!(policies["policies"][0]["settle"], true);
+    assert!(policies["policies"][1].get("settle").is_none());
     assert_eq!(tokens_left(&fg, "bob"), 9_000, "nothing changed");
     assert_eq!(tokens_left(&fg, "mallory"), 10_000);
     // The genuine id still settles.

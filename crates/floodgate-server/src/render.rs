@@ -170,6 +170,7 @@ mod tests {
                 source: Source::Local,
             }],
             lease: None,
+            settlement: None,
         }
     }
 
