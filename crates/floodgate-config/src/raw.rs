@@ -134,6 +134,8 @@ pub(crate) struct RawEndpoint {
     pub path: Option<String>,
     pub methods: Option<Vec<String>>,
     pub case_sensitive: Option<bool>,
+    /// Read by `cost.rs` from the table itself.
+    pub cost: Option<serde::de::IgnoredAny>,
 }
 
 /// One `[[policy]]`.
