@@ -32,6 +32,10 @@ fn the_shipped_token_budget_example_is_valid() {
         assert!(out.contains(policy), "{out}");
     }
     assert_eq!(out.matches(", settle (").count(), 2, "{out}");
+    assert!(
+        out.contains("cost usage total_tokens (estimate max_tokens, else 1000)"),
+        "{out}"
+    );
 }
 
 #[test]

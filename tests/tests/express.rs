@@ -89,7 +89,11 @@ fn express_middleware_reserves_and_settles() {
             addr,
             "POST",
             "/api/llm/complete",
-            &[("x-user-id", "u1"), ("x-estimate", estimate), ("x-actual", actual)],
+            &[
+                ("x-user-id", "u1"),
+                ("x-estimate", estimate),
+                ("x-actual", actual),
+            ],
             Some(b""),
         )
     };
