@@ -376,3 +376,56 @@ async fn what_a_settle_costs_redis() {
         inside as f64 / N as f64
     );
 }
+
+/// The same id settled at once by many callers (sidecars): one applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_settles_on_redis_apply_once() {
+    let server = RedisServer::start();
+    let store = std::sync::Arc::new(connect(server.url()).await);
+    let policy = std::sync::Arc::new(settling(
+        "tokens",
+        AlgorithmKind::SlidingWindow,
+        1_000,
+        60 * S,
+        None,
+    ));
+    let key = policy.counter_key(&[("user".to_string(), "race".to_string())].into());
+    let op = StoreOp {
+        reserve: Some(7),
+        ..StoreOp::new(&policy, &key, 600)
+    };
+    let issued_us = store.check(&[op]).await.unwrap()[0]
+        .outcome
+        .receipt
+        .unwrap()
+        .at_us;
+    let tasks: Vec<_> = (0..24)
+        .map(|_| {
+            let (store, policy, key) = (store.clone(), policy.clone(), key.clone());
+            tokio::spawn(async move {
+                let s = Settle {
+                    policy: &policy,
+                    key: &key,
+                    nonce: 7,
+                    issued_us,
+                    actual: 0,
+                };
+                store.settle(&[s]).await.unwrap()[0]
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Settled::Applied { .. } => applied += 1,
+            other => assert_eq!(other, Settled::Spent),
+        }
+    }
+    assert_eq!(applied, 1);
+    let peek = store
+        .check(&[StoreOp::new(&policy, &key, 0)])
+        .await
+        .unwrap()[0]
+        .outcome;
+    assert_eq!(peek.remaining, 1_000, "refunded once");
+}

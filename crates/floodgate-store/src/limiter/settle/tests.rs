@@ -177,3 +177,35 @@ async fn a_lease_and_a_settlement_come_from_one_check() {
     l.release(&lease).await.unwrap();
     assert_eq!(l.settle(&id, 100).await.unwrap().parts, 1);
 }
+
+/// While the fallback answers (no primary here), checks do not reserve:
+/// the estimate stands and no id is issued; a settle cannot be applied
+/// (a store error: 503, not the caller's fault).
+#[tokio::test]
+async fn the_fallback_issues_no_settlement_and_settles_nothing() {
+    use crate::{FailoverConfig, FailoverStore};
+    use floodgate_core::FallbackMode;
+    let clock = Arc::new(ManualClock::new(1_700_000_000 * S));
+    let local = LocalStore::new(LocalConfig::default(), clock, Source::Fallback);
+    let store = FailoverStore::new(
+        None,
+        Arc::new(local),
+        FailoverConfig {
+            mode: FallbackMode::Local,
+            instances: 1,
+            probe_interval: std::time::Duration::from_millis(200),
+            failure_threshold: 3,
+            trip: Default::default(),
+        },
+    );
+    let policies =
+        vec![Policy::new(spec("tokens", 1_000, AlgorithmKind::FixedWindow, true)).unwrap()];
+    let l = Limiter::new(PolicySet::new(policies).unwrap(), Arc::new(store));
+    let v = check(&l, &user("gina"), 100, true).await;
+    assert!(v.allowed);
+    assert_eq!(v.settlement, None);
+    let id = "tokens:gina/0000000000000000000000000000000a/1700000000000000";
+    let e = l.settle(id, 0).await.unwrap_err();
+    assert!(matches!(e, LimitError::Store(_)), "{e:?}");
+    assert!(!e.is_invalid_input() && !e.is_conflict());
+}

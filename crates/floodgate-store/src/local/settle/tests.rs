@@ -156,3 +156,26 @@ async fn a_denied_or_plain_check_keeps_no_record() {
     assert!(reserve(&store, &plain, 1, 2).await);
     assert_eq!(store.reservations(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_settles_of_one_reservation_apply_once() {
+    let (store, _) = store();
+    let store = Arc::new(store);
+    let p = Arc::new(policy(AlgorithmKind::FixedWindow, 1_000));
+    assert!(reserve(&store, &p, 500, 9).await);
+    let tasks: Vec<_> = (0..32)
+        .map(|_| {
+            let (store, p) = (store.clone(), p.clone());
+            tokio::spawn(async move { settle(&store, &p, 9, 0).await })
+        })
+        .collect();
+    let mut applied = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Settled::Applied { .. } => applied += 1,
+            other => assert_eq!(other, Settled::Spent),
+        }
+    }
+    assert_eq!(applied, 1);
+    assert_eq!(remaining(&store, &p), 1_000, "refunded once, not 32 times");
+}
