@@ -111,10 +111,16 @@ fn int(n: u64) -> Value {
 }
 
 /// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
-/// <b> <c>"`, c the lease id (`sliding_log`, `concurrency`), a
-/// reservation's `<nonce>/<record ttl µs>` (flags +8), or 0.
-fn op_spec(kind: AlgorithmKind, flags: u8, hits: u64, a: u64, b: u64, c: &str) -> String {
-    let mut spec = String::with_capacity(64 + c.len());
+/// <b> <c>"`, c a reservation's `<nonce>/<record ttl µs>` (flags +8) when
+/// `reservation` is given, else the lease id (`sliding_log`,
+/// `concurrency`) or 0.
+fn op_spec(
+    kind: AlgorithmKind,
+    flags: u8,
+    [hits, a, b, nonce]: [u64; 4],
+    reservation: Option<&str>,
+) -> String {
+    let mut spec = String::with_capacity(64 + reservation.map_or(0, str::len));
     let mut number = itoa::Buffer::new();
     spec.push_str(suffix(kind));
     spec.push(' ');
@@ -124,7 +130,10 @@ fn op_spec(kind: AlgorithmKind, flags: u8, hits: u64, a: u64, b: u64, c: &str) -
         spec.push_str(number.format(n));
     }
     spec.push(' ');
-    spec.push_str(c);
+    match reservation {
+        Some(c) => spec.push_str(c),
+        None => spec.push_str(number.format(nonce)),
+    }
     spec
 }
 
@@ -137,16 +146,13 @@ fn op_flags(op: &StoreOp<'_>) -> u8 {
         + 8 * u8::from(op.reserve.is_some() && op.policy.settle() && op.charge)
 }
 
-/// An op's c word: the nonce for `sliding_log` and `concurrency`, a
-/// reservation's record name and lifetime, or 0.
-fn op_word(op: &StoreOp<'_>, nonce: u64) -> String {
-    match op.reserve {
-        Some(reserve) if op.policy.settle() => format!(
-            "{reserve:032x}/{}",
-            floodgate_store::reservation_ttl_us(op.policy)
-        ),
-        _ => nonce.to_string(),
-    }
+/// A reservation's c word: its record's nonce and lifetime.
+fn reservation_word(op: &StoreOp<'_>) -> Option<String> {
+    let nonce = op.reserve.filter(|_| op.policy.settle() && op.charge)?;
+    Some(format!(
+        "{nonce:032x}/{}",
+        floodgate_store::reservation_ttl_us(op.policy)
+    ))
 }
 
 /// What is needed to read one op's reply in a check call.
@@ -206,7 +212,13 @@ impl CheckCall {
             AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
             _ => (policy.limit(), policy.window_us()),
         };
-        let spec = op_spec(kind, op_flags(op), op.hits, a, b, &op_word(op, nonce));
+        let reservation = reservation_word(op);
+        let spec = op_spec(
+            kind,
+            op_flags(op),
+            [op.hits, a, b, nonce],
+            reservation.as_deref(),
+        );
         self.call.args.push(Value::from(spec));
         self.call.keys.push(key);
         self.call.args[1] = Value::Integer(self.call.keys.len() as i64);

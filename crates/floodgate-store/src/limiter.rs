@@ -295,10 +295,16 @@ impl Limiter {
             .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r, o.source)));
         if all_allowed {
             let mut lease_parts: Vec<Vec<LeasePart>> = vec![Vec::new(); checks.len()];
-            let mut settle_parts: Vec<Vec<SettlementPart>> = vec![Vec::new(); checks.len()];
+            // Only reserving checks have settlement parts (no allocation
+            // for the others).
+            let reserving = checks.iter().any(|c| c.reserve);
+            let mut settle_parts: Vec<Vec<SettlementPart>> =
+                vec![Vec::new(); if reserving { checks.len() } else { 0 }];
             for (i, op, receipt, source) in charged {
                 settle::note_charge(op);
-                settle_parts[i].extend(settle::part(op, receipt, source));
+                if reserving {
+                    settle_parts[i].extend(settle::part(op, receipt, source));
+                }
                 if op.policy.kind() == AlgorithmKind::Concurrency {
                     lease_parts[i].push(LeasePart {
                         counter_key: op.key.to_string(),
