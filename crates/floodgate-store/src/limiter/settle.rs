@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use floodgate_core::{AlgorithmKind, Policy, Receipt, SettlementError, SettlementPart, MAX_HITS};
+use floodgate_core::{Policy, Receipt, SettlementError, SettlementPart, MAX_HITS};
 
 use super::{Check, Limiter};
 use crate::store::{Settle, Settled, Source, StoreOp};
@@ -35,11 +35,13 @@ impl Settlement {
     }
 }
 
-/// The cost `check` charges `policy`: its `hits`, except that a reserving
-/// check (whose `hits` is an estimated cost, tokens say) takes one slot of
-/// a `concurrency` policy — one call in flight.
+/// The cost `check` charges `policy`: its `hits`, except in a reserving
+/// check, whose `hits` is an estimated cost (tokens, say) that only
+/// settleable policies count: every other policy counts the call itself,
+/// one hit (requests per minute beside tokens per minute) or one slot of a
+/// `concurrency` policy (one call in flight). A peek stays a peek.
 pub(super) fn hits(check: &Check<'_>, policy: &Policy) -> u64 {
-    if check.reserve && policy.kind() == AlgorithmKind::Concurrency {
+    if check.reserve && !policy.settle() {
         check.hits.min(1)
     } else {
         check.hits

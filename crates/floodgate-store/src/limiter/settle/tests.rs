@@ -85,6 +85,10 @@ async fn no_settlement_without_reserve_or_a_settleable_policy_or_when_denied() {
     let v = check(&l, &a, 10, true).await;
     let id = v.settlement.unwrap();
     assert_eq!(SettlementPart::decode(&id).unwrap().len(), 1, "only tokens");
+    // The policy that does not settle counts the call, not its tokens:
+    // 10 from the plain check, 1 from the reserving one.
+    let plain = v.statuses.iter().find(|s| &*s.policy == "plain").unwrap();
+    assert_eq!(plain.remaining, 1_000 - 11);
     let denied = check(&l, &a, 500, true).await;
     assert!(!denied.allowed);
     assert_eq!(denied.settlement, None);
