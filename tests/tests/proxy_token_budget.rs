@@ -155,6 +155,14 @@ fn a_json_answer_is_charged_its_usage_and_passes_unchanged() {
     let r = chat(proxy, "u3", &big);
     assert_eq!(r.status, 200);
     settles_to(&fg, "u3", 100_000 - 1_000);
+    // An absurd max_tokens is capped, denied by the budget, and never
+    // reaches the upstream; nothing is charged.
+    let r = chat(proxy, "u4", r#"{"max_tokens":99999999999999999999}"#);
+    assert_eq!(r.status, 200, "not an integer u64: the configured estimate");
+    let r = chat(proxy, "u5", r#"{"max_tokens":999999999999}"#);
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    settles_to(&fg, "u5", 100_000);
 }
 
 #[test]
