@@ -10,6 +10,13 @@
 // Retry-After and a small JSON body. A concurrency lease is released when
 // the response ends. If floodgate cannot be reached within `timeoutMs`, the
 // request goes on (`failOpen: true`, the default) or gets 503.
+//
+// Token budgets: with `estimate: (req) => number`, a request whose estimate
+// is a number reserves it (`"reserve": true`) on the policies with
+// `settle = true`; once the call's real cost is known, the handler calls
+// `await req.floodgate.settle(actualCost)` (POST /v1/settle, once; it
+// resolves to floodgate's answer, or null when there is nothing to settle
+// or floodgate cannot be reached).
 
 'use strict';
 
@@ -41,6 +48,9 @@ function defaultAttributes(req) {
  * @param {(req) => object} [options.attributes] request → attributes
  * @param {(req) => string|undefined} [options.endpoint] request → endpoint class
  * @param {(req) => number} [options.hits] request → cost (default 1)
+ * @param {(req) => number|undefined} [options.estimate] request → estimated
+ *   cost to reserve and settle later (`req.floodgate.settle`); undefined:
+ *   an ordinary check
  * @param {number} [options.timeoutMs] per check
  * @param {boolean} [options.failOpen] allow when floodgate is unreachable
  */
@@ -56,14 +66,17 @@ function floodgate(options = {}) {
       const endpoint = options.endpoint(req);
       if (endpoint) attributes.endpoint = endpoint;
     }
-    const hits = options.hits ? options.hits(req) : 1;
+    const estimate = options.estimate ? options.estimate(req) : undefined;
+    const reserve = typeof estimate === 'number';
+    const hits = reserve ? estimate : options.hits ? options.hits(req) : 1;
+    req.floodgate = { settlement: undefined, settle: async () => null };
     let response;
     let body;
     try {
       response = await fetch(`${url}/v1/check`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ attributes, hits }),
+        body: JSON.stringify(reserve ? { attributes, hits, reserve } : { attributes, hits }),
         signal: AbortSignal.timeout(timeoutMs),
       });
       body = await response.json();
@@ -98,7 +111,28 @@ function floodgate(options = {}) {
         }).catch(() => {});
       });
     }
+    if (body.settlement) req.floodgate = settler(url, body.settlement, timeoutMs);
     return next();
+  };
+}
+
+/** `req.floodgate` of a reservation: `settle(actualCost)`, once. */
+function settler(url, settlement, timeoutMs) {
+  let settled = null;
+  return {
+    settlement,
+    settle(actual) {
+      if (settled) return settled;
+      settled = fetch(`${url}/v1/settle`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ settlement, actual: Math.max(0, Math.round(Number(actual) || 0)) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      })
+        .then((r) => r.json())
+        .catch(() => null);
+      return settled;
+    },
   };
 }
 

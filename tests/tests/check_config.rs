@@ -24,6 +24,36 @@ fn shipped_configs_are_valid() {
 }
 
 #[test]
+fn the_shipped_token_budget_example_is_valid() {
+    let path = repo_root().join("config/ai-budget.toml");
+    let (code, out, err) = run_cli(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    for policy in ["tokens-per-user", "tokens-per-org", "llm-inflight"] {
+        assert!(out.contains(policy), "{out}");
+    }
+    assert_eq!(out.matches(", settle (").count(), 2, "{out}");
+    assert!(
+        out.contains("cost usage total_tokens (estimate max_tokens, else 1000)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn settle_on_a_concurrency_policy_is_a_positioned_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[[policy]]\nname = \"c\"\nkey = [\"user\"]\nlimit = 2\nalgorithm = \"concurrency\"\nsettle = true\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("bad.toml:6:10"), "{err}");
+    assert!(err.contains("settle applies only to"), "{err}");
+}
+
+#[test]
 fn every_error_is_reported_with_its_position() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");

@@ -51,3 +51,71 @@ fn express_middleware_limits_and_copies_headers() {
     assert!(denied.header("ratelimit").unwrap().contains("r=0"));
     assert_eq!(denied.json()["policy"], "ai-per-user");
 }
+
+/// Starts `examples/express/demo.js` against `fg`; returns the node process
+/// and the app's address.
+fn start_demo(fg: &Floodgate) -> (std::process::Child, std::net::SocketAddr) {
+    let mut node = Command::new("node")
+        .arg(repo_root().join("examples/express/demo.js"))
+        .env("FLOODGATE_URL", format!("http://{}", fg.http))
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start node");
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .parse()
+        .unwrap();
+    (node, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
+#[test]
+fn express_middleware_reserves_and_settles() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("node is not installed: skipping the Express example");
+        return;
+    }
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[policy]]\nname = \"tokens\"\nmatch = {{ endpoint = \"llm\" }}\nkey = [\"user\"]\nlimit = 1000\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\nsettle = true\n"
+    ));
+    let (mut node, addr) = start_demo(&fg);
+    let call = |estimate: &str, actual: &str| {
+        http_request(
+            addr,
+            "POST",
+            "/api/llm/complete",
+            &[
+                ("x-user-id", "u1"),
+                ("x-estimate", estimate),
+                ("x-actual", actual),
+            ],
+            Some(b""),
+        )
+    };
+    let left = || {
+        fg.check(r#"{"attributes": {"user": "u1", "endpoint": "llm"}, "hits": 0}"#)
+            .json()["remaining"]
+            .as_u64()
+            .unwrap()
+    };
+    let first = call("100", "700");
+    let second = call("200", "50");
+    let third = call("200", "900");
+    let fourth = call("1", "1");
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["settled"], true);
+    assert_eq!(first.json()["charged"], 600);
+    assert_eq!(second.json()["charged"], -150);
+    // 700 + 50 + 900 = 1650 of 1000: the overrun is recorded, and the next
+    // call is refused.
+    assert_eq!(third.json()["charged"], 700);
+    assert_eq!(left(), 0);
+    assert_eq!(fourth.status, 429);
+}

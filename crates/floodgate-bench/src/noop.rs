@@ -83,6 +83,19 @@ impl RateLimiter for Noop {
     ) -> Result<tonic::Response<ReleaseResponse>, tonic::Status> {
         Ok(tonic::Response::new(ReleaseResponse {}))
     }
+
+    async fn settle(
+        &self,
+        _: tonic::Request<floodgate_proto::floodgate::v1::SettleRequest>,
+    ) -> Result<tonic::Response<floodgate_proto::floodgate::v1::SettleResponse>, tonic::Status>
+    {
+        Ok(tonic::Response::new(
+            floodgate_proto::floodgate::v1::SettleResponse {
+                settled: true,
+                ..Default::default()
+            },
+        ))
+    }
 }
 
 #[tonic::async_trait]

@@ -1,32 +1,51 @@
 //! `[[endpoint]]`: path (and method) → endpoint class, validated by the
 //! core's [`Endpoint::new`], whose errors are reported at the field's value.
 
+use std::collections::HashMap;
+
 use floodgate_core::{Endpoint, EndpointTable};
 
+use crate::cost::{read_cost, Cost};
 use crate::error::Diagnostics;
 use crate::raw::RawEndpoint;
 use crate::section::{Node, Section};
 
-/// Reads every `[[endpoint]]`, in order (first match wins). Returns an
+/// Reads every `[[endpoint]]`, in order (first match wins), and the `cost`
+/// of each class that has one (the first given for a name). Returns an
 /// empty table when any is invalid (the errors are in `diag`).
-pub(crate) fn read_endpoints(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>) -> EndpointTable {
+pub(crate) fn read_endpoints(
+    node: Option<&Node<'_>>,
+    diag: &mut Diagnostics<'_>,
+) -> (EndpointTable, HashMap<String, Cost>) {
     let Some(array) = node.and_then(|n| n.get_ref().as_array()) else {
-        return EndpointTable::default();
+        return (EndpointTable::default(), HashMap::new());
     };
     let mut endpoints = Vec::new();
+    let mut costs = HashMap::new();
     let mut all_valid = true;
     for element in array.iter() {
-        match Section::<RawEndpoint>::read(element, "[[endpoint]]", diag)
-            .and_then(|section| build(&section, diag))
-        {
-            Some(endpoint) => endpoints.push(endpoint),
-            None => all_valid = false,
+        let Some(section) = Section::<RawEndpoint>::read(element, "[[endpoint]]", diag) else {
+            all_valid = false;
+            continue;
+        };
+        let Some(endpoint) = build(&section, diag) else {
+            all_valid = false;
+            continue;
+        };
+        if let Some(node) = section.raw.cost.and(section.child("cost")) {
+            match read_cost(node, endpoint.name(), diag) {
+                Some(cost) => {
+                    costs.entry(endpoint.name().to_string()).or_insert(cost);
+                }
+                None => all_valid = false,
+            }
         }
+        endpoints.push(endpoint);
     }
     if all_valid {
-        EndpointTable::new(endpoints)
+        (EndpointTable::new(endpoints), costs)
     } else {
-        EndpointTable::default()
+        (EndpointTable::default(), HashMap::new())
     }
 }
 

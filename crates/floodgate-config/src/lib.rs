@@ -4,6 +4,7 @@
 //! column. It must never depend on tokio, a store or a transport.
 #![forbid(unsafe_code)]
 
+pub mod cost;
 mod duration;
 mod endpoint;
 mod error;
@@ -52,6 +53,9 @@ pub struct Config {
     pub traces: Option<TracesConfig>,
     /// `[[endpoint]]`: path → endpoint class, first match wins.
     pub endpoints: EndpointTable,
+    /// The `cost` of endpoint classes, by class name: what the reverse
+    /// proxy reserves and settles for them.
+    pub costs: std::collections::HashMap<String, cost::Cost>,
     /// `[[policy]]`: the policies, in file order, names unique.
     pub policies: PolicySet,
 }
@@ -103,13 +107,20 @@ impl Config {
         let Some(top) = Section::<RawRoot>::read(root, "the top level", diag) else {
             return Config::default();
         };
+        let server = server::Config::read(top.child("server"), diag);
+        let store = store::Config::read(top.child("store"), diag);
+        let fallback = FallbackConfig::read(top.child("fallback"), diag);
+        let identity = IdentityConfig::read(top.child("identity"), diag);
+        let traces = TracesConfig::read(top.child("traces"), diag);
+        let (endpoints, costs) = endpoint::read_endpoints(top.child("endpoint"), diag);
         Config {
-            server: server::Config::read(top.child("server"), diag),
-            store: store::Config::read(top.child("store"), diag),
-            fallback: FallbackConfig::read(top.child("fallback"), diag),
-            identity: IdentityConfig::read(top.child("identity"), diag),
-            traces: TracesConfig::read(top.child("traces"), diag),
-            endpoints: endpoint::read_endpoints(top.child("endpoint"), diag),
+            server,
+            store,
+            fallback,
+            identity,
+            traces,
+            endpoints,
+            costs,
             policies: policy::read_policies(top.child("policy"), diag),
         }
     }

@@ -155,6 +155,7 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         fallback,
         domain: raw.domain.clone(),
         replaces: raw.replaces.clone().unwrap_or_default(),
+        settle: raw.settle.unwrap_or(false),
     };
     // Errors that only follow from a setting already reported (or
     // missing) would be noise: a bad `algorithm` makes `burst` look wrong.
@@ -164,7 +165,10 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
             || (field == "limit" && raw.limit.is_none())
             || (field == "key" && section.has_failed("match"))
             || (algorithm_unknown
-                && matches!(field, "limit" | "window" | "burst" | "lease_timeout"))
+                && matches!(
+                    field,
+                    "limit" | "window" | "burst" | "lease_timeout" | "settle"
+                ))
     };
     match Policy::new(spec) {
         Ok(policy) => (diag.len() == errors_before).then_some(policy),

@@ -166,6 +166,8 @@ pub(crate) struct RawEndpoint {
     pub path: Option<String>,
     pub methods: Option<Vec<String>>,
     pub case_sensitive: Option<bool>,
+    /// Read by `cost.rs` from the table itself.
+    pub cost: Option<serde::de::IgnoredAny>,
 }
 
 /// One `[[policy]]`.
@@ -185,6 +187,7 @@ pub(crate) struct RawPolicy {
     pub fallback: Option<String>,
     pub domain: Option<String>,
     pub replaces: Option<Vec<String>>,
+    pub settle: Option<bool>,
 }
 
 /// `instances = 4` or `instances = "auto"`; 0 is refused.

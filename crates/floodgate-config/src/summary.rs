@@ -131,7 +131,8 @@ impl Config {
             } else {
                 ""
             };
-            let _ = writeln!(out, "  {}: {methods} {}{case}", e.name(), e.path());
+            let cost = self.costs.get(e.name()).map_or_else(String::new, cost_text);
+            let _ = writeln!(out, "  {}: {methods} {}{case}{cost}", e.name(), e.path());
         }
         let _ = writeln!(out, "policies: {}", self.policies.len());
         for p in self.policies.iter() {
@@ -181,7 +182,22 @@ fn policy_line(p: &Policy) -> String {
     if !p.replaces().is_empty() {
         let _ = write!(line, ", replaces {}", p.replaces().join(", "));
     }
+    if p.settle() {
+        line.push_str(", settle (reserve, then settle the actual cost)");
+    }
     line
+}
+
+/// `, cost usage total_tokens (estimate max_tokens, else 1000)`.
+fn cost_text(cost: &crate::cost::Cost) -> String {
+    let source = match &cost.source {
+        crate::cost::CostSource::Usage(field) => format!("usage {}", field.as_str()),
+        crate::cost::CostSource::Header(name) => format!("header {name}"),
+    };
+    match &cost.estimate_from {
+        Some(field) => format!(", cost {source} (estimate {field}, else {})", cost.estimate),
+        None => format!(", cost {source} (estimate {})", cost.estimate),
+    }
 }
 
 fn list(items: impl Iterator<Item = String>) -> String {

@@ -14,6 +14,7 @@ pub mod outcome;
 pub mod path;
 pub mod policy;
 pub mod redact;
+pub mod settlement;
 pub mod time;
 
 pub use algorithm::{Algorithm, State};
@@ -27,4 +28,7 @@ pub use policy::{
     PolicySetError, PolicySpec,
 };
 pub use redact::redact_url;
+pub use settlement::{
+    Reservation, SettlementError, SettlementPart, MAX_SETTLEMENT_LEN, MAX_SETTLEMENT_PARTS,
+};
 pub use time::{Clock, ManualClock, SystemClock};

@@ -146,6 +146,9 @@ pub struct PolicySpec {
     /// Names of the policies this one takes the place of when it applies
     /// (see [`PolicySet::applicable`]).
     pub replaces: Vec<String>,
+    /// Whether checks may reserve an estimated cost and settle it later
+    /// (`sliding_window`, `fixed_window`, `token_bucket` only).
+    pub settle: bool,
 }
 
 /// Why a policy spec was refused; `field` names the offending setting so a
@@ -207,6 +210,8 @@ pub struct Policy {
     domain: Option<String>,
     /// The policies it replaces, as written (no repeats, not itself).
     replaces: Vec<String>,
+    /// Whether reservations on it can be settled.
+    settle: bool,
 }
 
 impl Policy {
@@ -352,6 +357,15 @@ impl Policy {
                 "a policy with no `key` and no `match` is one global counter for every request; add a `match` or a `key`",
             ));
         }
+        if spec.settle && matches!(kind, AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency) {
+            errors.push(error(
+                "settle",
+                format!(
+                    "settle applies only to sliding_window, fixed_window and token_bucket policies, not {}",
+                    kind.as_str()
+                ),
+            ));
+        }
         if let Some(domain) = &spec.domain {
             if domain.is_empty() || domain.chars().any(char::is_control) {
                 errors.push(error("domain", "domain must be a non-empty string"));
@@ -372,7 +386,7 @@ impl Policy {
                 Algorithm::FixedWindow(FixedWindow::new(spec.limit, window_us))
             }
             AlgorithmKind::TokenBucket => {
-                Algorithm::TokenBucket(TokenBucket::new(spec.limit, window_us, burst))
+                Algorithm::TokenBucket(bucket(spec.limit, window_us, burst, spec.settle))
             }
             AlgorithmKind::Concurrency => {
                 Algorithm::Concurrency(Concurrency::new(spec.limit, lease_timeout_us))
@@ -396,6 +410,7 @@ impl Policy {
             fallback: spec.fallback,
             domain: spec.domain,
             replaces,
+            settle: spec.settle,
         })
     }
 
@@ -459,6 +474,12 @@ impl Policy {
         self.fallback
     }
 
+    /// Whether checks may reserve an estimated cost on it and settle it
+    /// later (`settle = true`).
+    pub fn settle(&self) -> bool {
+        self.settle
+    }
+
     /// Envoy RLS domain, if restricted to one.
     pub fn domain(&self) -> Option<&str> {
         self.domain.as_deref()
@@ -518,13 +539,23 @@ impl Policy {
                 Algorithm::FixedWindow(FixedWindow::new(limit, self.window_us))
             }
             AlgorithmKind::TokenBucket => {
-                Algorithm::TokenBucket(TokenBucket::new(limit, self.window_us, burst))
+                Algorithm::TokenBucket(bucket(limit, self.window_us, burst, self.settle))
             }
             AlgorithmKind::Concurrency => {
                 Algorithm::Concurrency(Concurrency::new(limit, self.window_us))
             }
         };
         copy
+    }
+}
+
+/// A token bucket; one that settles keeps the debt of overruns.
+fn bucket(limit: u64, window_us: u64, burst: u64, settle: bool) -> TokenBucket {
+    let bucket = TokenBucket::new(limit, window_us, burst);
+    if settle {
+        bucket.settled()
+    } else {
+        bucket
     }
 }
 

@@ -15,9 +15,11 @@
 --          spec: "<algorithm> <flags> <hits> <a> <b> <c>", space-separated:
 --          the algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
 --          enforced: its denial denies the check, else shadow, reported
---          only; +2 decide only: never charged), hits, then the algorithm's
---          a, b (integers) and c (a word, may be empty; see each algorithm
---          above)
+--          only; +2 decide only: never charged; +4 the policy settles:
+--          "tb" keeps debt beyond a full bucket; +8 a reservation: its
+--          record, named by c, is kept with the charge, see reserve.lua),
+--          hits, then the algorithm's a, b (integers) and c (a word, may be
+--          empty; see each algorithm above)
 -- Returns  one array: per check, in order, 2 + 5n values: charged 0|1,
 --          now_us, then five integers per op: allowed 0|1, remaining,
 --          reset_after_us, retry_after_us, receipt id (as each algorithm
@@ -94,9 +96,17 @@ local function check(at, key, n, o)
     local v = o + 5 * i - 3
     reply[v], reply[v + 1], reply[v + 2], reply[v + 3], reply[v + 4] =
       allowed and 1 or 0, remaining, reset_after, retry, id
-    if commit ~= nil and flags < 2 then
+    if commit ~= nil and flags % 4 < 2 then
       count = count + 1
       commits[count] = commit
+      -- A reservation (+8): its record is kept with the charge.
+      if flags >= 8 then
+        local record = reservation(KEYS[key + i - 1], op[6], op[3], now, test, id)
+        if record ~= nil then
+          count = count + 1
+          commits[count] = record
+        end
+      end
     end
   end
   if denied then

@@ -6,7 +6,8 @@
 -- Args     hits (0 peeks: allowed iff one hit fits, nothing charged),
 --          a = burst (the bucket size, reported as the limit),
 --          b = emission interval in µs: ceil(window / limit), c unused;
---          flags: the op's flags (+2 decide only: nothing is written)
+--          flags: the op's flags (+2 decide only: nothing is written; +4
+--          the policy settles: debt beyond a full bucket is kept)
 -- Returns  allowed, remaining, reset_after_us, retry_after_us, the TAT
 --          after the charge (the receipt id; 0 if not charged) as if
 --          charged, and the commit (nil: nothing to write)
@@ -19,10 +20,16 @@ local function token_bucket(key, now, test, hits, burst, interval, _, flags)
   -- debt is an empty bucket. The burst and the interval are part of the
   -- key, so only a clock behind the one that wrote the TAT gets here (the
   -- local store: a reload). Kept at once (not "decide only"), denied or
-  -- not, as the local store keeps it: such a check is always denied.
-  if tat > now + capacity then
-    tat = now + capacity
-    if flags < 2 then
+  -- not, as the local store keeps it: such a check is always denied. A
+  -- policy that settles (flags +4) keeps the debt of settled overruns, up
+  -- to MAX_DEBT_US (reserve.lua).
+  local ceiling = capacity
+  if flags % 8 >= 4 then
+    ceiling = math.max(capacity, MAX_DEBT_US)
+  end
+  if tat > now + ceiling then
+    tat = now + ceiling
+    if flags % 4 < 2 then
       redis.call('SET', key, int(tat), 'PX', int(ttl_ms(tat, now, test)))
     end
   end

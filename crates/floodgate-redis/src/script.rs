@@ -8,8 +8,8 @@
 
 use std::sync::LazyLock;
 
-use floodgate_core::{AlgorithmKind, Outcome, Receipt};
-use floodgate_store::{Refund, StoreError, StoreOp};
+use floodgate_core::{AlgorithmKind, Outcome, Policy, Receipt};
+use floodgate_store::{Refund, Settle, Settled, StoreError, StoreOp};
 use fred::types::Value;
 use fred::util::sha1_hash;
 
@@ -43,6 +43,8 @@ pub(crate) struct Scripts {
     pub(crate) check: Script,
     /// `refund.lua`.
     refund: Script,
+    /// `reserve.lua` and `settle.lua`.
+    pub(crate) settle: Script,
     /// `heartbeat.lua`.
     pub(crate) heartbeat: Script,
 }
@@ -50,6 +52,7 @@ pub(crate) struct Scripts {
 /// Every script, built on first use.
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     check: Script::new(&[
+        include_str!("../lua/reserve.lua"),
         include_str!("../lua/sliding_window.lua"),
         include_str!("../lua/fixed_window.lua"),
         include_str!("../lua/sliding_log.lua"),
@@ -58,13 +61,17 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
         include_str!("../lua/check.lua"),
     ]),
     refund: Script::new(&[include_str!("../lua/refund.lua")]),
+    settle: Script::new(&[
+        include_str!("../lua/reserve.lua"),
+        include_str!("../lua/settle.lua"),
+    ]),
     heartbeat: Script::new(&[include_str!("../lua/heartbeat.lua")]),
 });
 
 impl Scripts {
     /// All scripts, to load them at connect time.
-    pub(crate) fn all(&self) -> [&Script; 3] {
-        [&self.check, &self.refund, &self.heartbeat]
+    pub(crate) fn all(&self) -> [&Script; 4] {
+        [&self.check, &self.refund, &self.heartbeat, &self.settle]
     }
 }
 
@@ -104,18 +111,48 @@ fn int(n: u64) -> Value {
 }
 
 /// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
-/// <b> <c>"`, c the lease id (`sliding_log`, `concurrency`) or 0.
-fn op_spec(kind: AlgorithmKind, flags: char, hits: u64, a: u64, b: u64, nonce: u64) -> String {
-    let mut spec = String::with_capacity(64);
+/// <b> <c>"`, c a reservation's `<nonce>/<record ttl µs>` (flags +8) when
+/// `reservation` is given, else the lease id (`sliding_log`,
+/// `concurrency`) or 0.
+fn op_spec(
+    kind: AlgorithmKind,
+    flags: u8,
+    [hits, a, b, nonce]: [u64; 4],
+    reservation: Option<&str>,
+) -> String {
+    let mut spec = String::with_capacity(64 + reservation.map_or(0, str::len));
     let mut number = itoa::Buffer::new();
     spec.push_str(suffix(kind));
     spec.push(' ');
-    spec.push(flags);
-    for n in [hits, a, b, nonce] {
+    spec.push_str(number.format(flags));
+    for n in [hits, a, b] {
         spec.push(' ');
         spec.push_str(number.format(n));
     }
+    spec.push(' ');
+    match reservation {
+        Some(c) => spec.push_str(c),
+        None => spec.push_str(number.format(nonce)),
+    }
     spec
+}
+
+/// An op's flags in `check.lua`: +1 enforced, +2 decide only, +4 the
+/// policy settles, +8 a reservation.
+fn op_flags(op: &StoreOp<'_>) -> u8 {
+    u8::from(op.enforced)
+        + 2 * u8::from(!op.charge)
+        + 4 * u8::from(op.policy.settle())
+        + 8 * u8::from(op.reserve.is_some() && op.policy.settle() && op.charge)
+}
+
+/// A reservation's c word: its record's nonce and lifetime.
+fn reservation_word(op: &StoreOp<'_>) -> Option<String> {
+    let nonce = op.reserve.filter(|_| op.policy.settle() && op.charge)?;
+    Some(format!(
+        "{nonce:032x}/{}",
+        floodgate_store::reservation_ttl_us(op.policy)
+    ))
 }
 
 /// What is needed to read one op's reply in a check call.
@@ -175,15 +212,14 @@ impl CheckCall {
             AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
             _ => (policy.limit(), policy.window_us()),
         };
-        let flags = match (op.enforced, op.charge) {
-            (true, true) => '1',
-            (false, true) => '0',
-            (true, false) => '3',
-            (false, false) => '2',
-        };
-        self.call
-            .args
-            .push(Value::from(op_spec(kind, flags, op.hits, a, b, nonce)));
+        let reservation = reservation_word(op);
+        let spec = op_spec(
+            kind,
+            op_flags(op),
+            [op.hits, a, b, nonce],
+            reservation.as_deref(),
+        );
+        self.call.args.push(Value::from(spec));
         self.call.keys.push(key);
         self.call.args[1] = Value::Integer(self.call.keys.len() as i64);
         self.ops.push(OpReading {
@@ -303,6 +339,57 @@ pub(crate) fn check_calls(
     calls.into_iter().map(|(_, c)| c).collect()
 }
 
+/// The Redis key of a reservation's record: its counter's key, then
+/// `:r:<nonce as 32 hex digits>` (same hash tag, same Cluster slot).
+pub(crate) fn record_key(prefix: &str, counter_key: &str, policy: &Policy, nonce: u128) -> String {
+    format!("{}:r:{nonce:032x}", redis_key(prefix, counter_key, policy))
+}
+
+/// The call settling `settle`, with script time `now` ("" = Redis `TIME`).
+pub(crate) fn settle_call(prefix: &str, settle: &Settle<'_>, now: &str) -> Call {
+    let policy = settle.policy;
+    let kind = policy.kind();
+    let span = match kind {
+        AlgorithmKind::TokenBucket => interval_us(policy),
+        _ => policy.window_us(),
+    };
+    Call {
+        script: &SCRIPTS.settle,
+        keys: vec![
+            redis_key(prefix, settle.key, policy),
+            record_key(prefix, settle.key, policy, settle.nonce),
+        ],
+        args: vec![
+            Value::from(now),
+            Value::from_static_str(suffix(kind)),
+            int(settle.actual),
+            int(span),
+            int(settle.issued_us),
+            int(floodgate_store::reservation_ttl_us(policy)),
+        ],
+    }
+}
+
+/// What one settle call's reply says.
+///
+/// # Errors
+/// [`StoreError::Protocol`] for a reply of another shape.
+pub(crate) fn read_settled(reply: &Value) -> Result<Settled, StoreError> {
+    let bad = || StoreError::Protocol(format!("unexpected settle reply {reply:?}"));
+    let Value::Array(items) = reply else {
+        return Err(bad());
+    };
+    match items.as_slice() {
+        [Value::Integer(1), Value::Integer(estimate)] => Ok(Settled::Applied {
+            estimate: u64::try_from(*estimate).map_err(|_| bad())?,
+        }),
+        [Value::Integer(2), _] => Ok(Settled::Spent),
+        [Value::Integer(3), _] => Ok(Settled::Lapsed),
+        [Value::Integer(4), _] => Ok(Settled::Unknown),
+        _ => Err(bad()),
+    }
+}
+
 /// The call undoing `refund`, with script time `now` ("" = Redis `TIME`).
 pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call {
     let policy = refund.policy;
@@ -339,8 +426,10 @@ mod tests {
             include_str!("../lua/check.lua"),
             include_str!("../lua/refund.lua"),
             include_str!("../lua/heartbeat.lua"),
+            include_str!("../lua/settle.lua"),
         ];
         let algorithms = [
+            include_str!("../lua/reserve.lua"),
             include_str!("../lua/sliding_window.lua"),
             include_str!("../lua/fixed_window.lua"),
             include_str!("../lua/sliding_log.lua"),
@@ -359,7 +448,7 @@ mod tests {
         }
         let shas: std::collections::HashSet<_> =
             SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
-        assert_eq!(shas.len(), 3);
+        assert_eq!(shas.len(), 4);
     }
 
     #[test]

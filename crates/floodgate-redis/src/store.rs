@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Policy};
-use floodgate_store::{Reconcile, Refund, Source, Store, StoreError, StoreOp, StoreOutcome};
+use floodgate_store::{
+    Reconcile, Refund, Settle, Settled, Source, Store, StoreError, StoreOp, StoreOutcome,
+};
 use fred::clients::{Pipeline, Pool};
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, ClusterInterface, LuaInterface};
@@ -31,7 +33,7 @@ use crate::key::redis_key;
 use crate::liveness::{keepalive, unresponsive_after, MAX_QUEUED_COMMANDS};
 use crate::reconcile::reconcile_calls;
 use crate::release;
-use crate::script::{check_calls, refund_call, Call, SCRIPTS};
+use crate::script::{check_calls, read_settled, refund_call, settle_call, Call, SCRIPTS};
 use crate::{Config, Error};
 
 /// Shortest time allowed for opening a connection (TCP, TLS, AUTH), whatever
@@ -490,6 +492,21 @@ impl Store for RedisStore {
         };
         let (scripts, leases) = tokio::join!(scripts, self.link.zrem(&zrems));
         scripts.and(leases)
+    }
+
+    /// One `settle.lua` call per reservation, all in one pipeline (one
+    /// round trip); each call is atomic on its counter's slot.
+    async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
+        if settles.is_empty() {
+            return Ok(Vec::new());
+        }
+        let now = self.now_arg();
+        let calls: Vec<Call> = settles
+            .iter()
+            .map(|s| settle_call(&self.prefix, s, &now))
+            .collect();
+        let replies = Box::pin(self.link.run(&calls.iter().collect::<Vec<_>>())).await?;
+        replies.iter().map(read_settled).collect()
     }
 
     async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {

@@ -1,8 +1,10 @@
 //! What every request handler shares.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use floodgate_config::cost::Cost;
 use floodgate_config::server::HeaderMode;
 use floodgate_config::{Config, IdentityConfig};
 use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
@@ -24,6 +26,8 @@ pub struct Settings {
     pub identity: IdentityConfig,
     /// Path → endpoint class.
     pub endpoints: EndpointTable,
+    /// The `cost` of endpoint classes the proxy reserves and settles.
+    pub costs: Arc<HashMap<String, Cost>>,
     /// The policies and global shadow mode the limiter decides with.
     pub policies: Arc<PolicySnapshot>,
 }
@@ -36,6 +40,7 @@ impl Settings {
             headers: config.server.headers,
             identity: config.identity.clone(),
             endpoints: config.endpoints.clone(),
+            costs: Arc::new(config.costs.clone()),
             policies: Arc::new(PolicySnapshot::new(
                 config.policies.clone(),
                 cli_shadow || config.server.shadow,
@@ -137,7 +142,24 @@ impl App {
         settings: &Settings,
         info: &HttpRequestInfo<'_>,
     ) -> Result<Verdict, LimitError> {
-        self.check_http_as(settings, info, LeaseMode::Held).await
+        self.check_http_as(settings, info, LeaseMode::Held, 1, false)
+            .await
+    }
+
+    /// [`App::check_http`] reserving `estimate` (a request of a metered
+    /// endpoint class in the proxy): the verdict's settlement id is then
+    /// settled with the response's actual cost.
+    ///
+    /// # Errors
+    /// As [`App::check_http`].
+    pub async fn check_http_reserving(
+        &self,
+        settings: &Settings,
+        info: &HttpRequestInfo<'_>,
+        estimate: u64,
+    ) -> Result<Verdict, LimitError> {
+        self.check_http_as(settings, info, LeaseMode::Held, estimate, true)
+            .await
     }
 
     /// [`App::check_http`] for a transport that cannot release leases
@@ -151,7 +173,7 @@ impl App {
         info: &HttpRequestInfo<'_>,
         transport: &'static str,
     ) -> Result<Verdict, LimitError> {
-        self.check_http_as(settings, info, LeaseMode::Skipped(transport))
+        self.check_http_as(settings, info, LeaseMode::Skipped(transport), 1, false)
             .await
     }
 
@@ -160,12 +182,15 @@ impl App {
         settings: &Settings,
         info: &HttpRequestInfo<'_>,
         leases: LeaseMode,
+        hits: u64,
+        reserve: bool,
     ) -> Result<Verdict, LimitError> {
         let attributes = attributes(info, &settings.identity, &settings.endpoints);
         let check = Check {
             attributes: &attributes,
-            hits: 1,
+            hits,
             domain: None,
+            reserve,
         };
         let mut verdicts = self
             .limiter

@@ -26,6 +26,8 @@ impl From<LimitError> for ApiError {
     fn from(error: LimitError) -> Self {
         let status = if error.is_invalid_input() {
             StatusCode::BAD_REQUEST
+        } else if error.is_conflict() {
+            StatusCode::CONFLICT
         } else {
             tracing::warn!(%error, "check failed");
             StatusCode::SERVICE_UNAVAILABLE
@@ -41,6 +43,8 @@ impl From<LimitError> for ApiError {
 pub fn to_status(error: LimitError) -> tonic::Status {
     if error.is_invalid_input() {
         tonic::Status::invalid_argument(error.to_string())
+    } else if error.is_conflict() {
+        tonic::Status::failed_precondition(error.to_string())
     } else {
         tracing::warn!(%error, "check failed");
         tonic::Status::unavailable(error.to_string())

@@ -84,6 +84,9 @@ pub struct CheckBody<'a> {
     /// Lease to release (concurrency policies only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<&'a str>,
+    /// Settlement id (a reserving check on settleable policies only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<&'a str>,
     /// One entry per applicable policy.
     pub statuses: Vec<StatusBody<'a>>,
 }
@@ -128,6 +131,7 @@ impl<'a> CheckBody<'a> {
                 deciding.map_or(0, |s| ms(s.retry_after_us))
             },
             lease: verdict.lease.as_deref(),
+            settlement: verdict.settlement.as_deref(),
             statuses: verdict.statuses.iter().map(StatusBody::new).collect(),
         }
     }
@@ -171,6 +175,7 @@ mod tests {
                 replaced: Vec::new(),
             }],
             lease: None,
+            settlement: None,
         }
     }
 

@@ -125,4 +125,21 @@ fn describe_the_others() {
         "floodgate_concurrency_skipped_total",
         "Concurrency policies not applied on a transport that cannot release a lease, by transport and policy"
     );
+    describe_costs();
+}
+
+/// HELP lines of the token-budget metrics (policies with `settle = true`).
+fn describe_costs() {
+    metrics::describe_counter!(
+        "floodgate_cost_charged_total",
+        "Cost charged to settleable policies: hits of allowed checks plus overruns found at settle, by policy"
+    );
+    metrics::describe_counter!(
+        "floodgate_cost_refunded_total",
+        "Cost given back by settles below the reserved estimate, by policy"
+    );
+    metrics::describe_counter!(
+        "floodgate_cost_settled_total",
+        "Actual cost reported by settles, by policy"
+    );
 }

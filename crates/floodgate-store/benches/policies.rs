@@ -62,6 +62,7 @@ fn limiter_check(c: &mut Criterion) {
                         attributes: &checks[i],
                         hits: 1,
                         domain: None,
+                        reserve: false,
                     }))
                     .expect("check");
                 assert_eq!(verdict.statuses.len(), 1);

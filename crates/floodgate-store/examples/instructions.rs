@@ -61,6 +61,7 @@ fn main() {
                 attributes: &users[i % users.len()],
                 hits: 1,
                 domain: None,
+                reserve: false,
             }))
             .expect("check");
         allowed += usize::from(verdict.allowed);

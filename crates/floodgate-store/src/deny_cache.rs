@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Clock, Outcome, Policy};
 
 use crate::shards::{Expiring, ShardedMap};
-use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::StoreError;
 
 /// Most denials remembered at once.
@@ -262,6 +262,19 @@ impl Store for DenyCache {
 
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
         self.inner.refund(refunds).await
+    }
+
+    /// Settles in the inner store; a refund forgets the counter's cached
+    /// denial (it may pass sooner now).
+    async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
+        let results = self.inner.settle(settles).await?;
+        for (settle, result) in settles.iter().zip(&results) {
+            if matches!(result, Settled::Applied { estimate } if *estimate > settle.actual) {
+                let hash = self.denials.hash(settle.key);
+                self.denials.lock(&hash).remove(&hash);
+            }
+        }
+        Ok(results)
     }
 
     fn mode(&self) -> Source {

@@ -1,7 +1,7 @@
 //! The errors of this crate. A denial is a `Verdict`, never an error: an
 //! error means "could not decide".
 
-use floodgate_core::{AttributeError, LeaseError};
+use floodgate_core::{AttributeError, LeaseError, SettlementError};
 
 /// A store could not answer.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -81,6 +81,10 @@ pub enum LimitError {
     /// A lease token is malformed; nothing was released.
     #[error(transparent)]
     InvalidLease(#[from] LeaseError),
+    /// A settlement id is malformed, forged, spent or lapsed; nothing was
+    /// changed.
+    #[error(transparent)]
+    Settlement(#[from] SettlementError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -90,9 +94,17 @@ impl LimitError {
     /// Whether the caller is at fault (400 / INVALID_ARGUMENT) rather than
     /// the service (503 / UNAVAILABLE).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self,
-            LimitError::InvalidAttributes(_) | LimitError::InvalidLease(_)
-        )
+        match self {
+            LimitError::InvalidAttributes(_) | LimitError::InvalidLease(_) => true,
+            LimitError::Settlement(error) => !error.is_conflict(),
+            LimitError::Store(_) => false,
+        }
+    }
+
+    /// Whether the request was well formed but conflicts with the state
+    /// (a settlement id already settled or lapsed): 409 /
+    /// FAILED_PRECONDITION.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, LimitError::Settlement(error) if error.is_conflict())
     }
 }

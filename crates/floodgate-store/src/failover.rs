@@ -41,7 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use floodgate_core::{FallbackMode, Outcome};
 
-use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
 
 mod breaker;
@@ -408,6 +408,23 @@ impl Store for FailoverStore {
             }
         }
         Ok(())
+    }
+
+    /// Settles on the primary: reservations are only issued by it (a charge
+    /// the fallback counted keeps its estimate). While the breaker is open
+    /// a settle cannot be applied: [`StoreError::Unavailable`].
+    async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
+        let Some(primary) = self.primary.get().filter(|_| !self.is_open()) else {
+            return Err(StoreError::Unavailable(
+                "the shared store is unreachable; settle again later".into(),
+            ));
+        };
+        let result = primary.settle(settles).await;
+        match &result {
+            Ok(_) => self.breaker.success(),
+            Err(error) => self.failed(error),
+        }
+        result
     }
 
     fn mode(&self) -> Source {

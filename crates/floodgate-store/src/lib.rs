@@ -17,6 +17,8 @@ mod store;
 pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};
 pub use error::{LimitError, StoreError};
 pub use failover::{FailoverConfig, FailoverStore, RateTrip, RECONCILE_PER_PASS};
-pub use limiter::{Check, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, Verdict};
-pub use local::{LocalConfig, LocalStore};
-pub use store::{Reconcile, Refund, Source, Store, StoreOp, StoreOutcome};
+pub use limiter::{
+    Check, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, Settlement, Verdict,
+};
+pub use local::{reservation_ttl_us, LocalConfig, LocalStore};
+pub use store::{Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};

@@ -3,6 +3,7 @@
 //! every applicable policy allows" and refunds what a denied check had
 //! counted (SPEC §1).
 
+mod settle;
 mod snapshot;
 
 use std::sync::Arc;
@@ -10,9 +11,10 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use floodgate_core::{
     validate_attributes, validate_hits, AlgorithmKind, Attributes, LeasePart, Mode, Policy,
-    PolicySet, Receipt,
+    PolicySet, Receipt, SettlementPart,
 };
 
+pub use settle::Settlement;
 pub use snapshot::{PolicySnapshot, PolicySource};
 
 use crate::store::{Refund, Source, Store, StoreOp};
@@ -41,6 +43,10 @@ pub struct Check<'a> {
     pub hits: u64,
     /// Envoy RLS domain; `None` for every other transport.
     pub domain: Option<&'a str>,
+    /// Whether `hits` is an estimate to settle later: allowed charges on
+    /// settleable policies are kept as reservations, named by the
+    /// verdict's `settlement` id.
+    pub reserve: bool,
 }
 
 /// One applicable policy's view of a check.
@@ -83,6 +89,9 @@ pub struct Verdict {
     pub statuses: Vec<PolicyStatus>,
     /// Lease token to release, when allowed concurrency policies charged.
     pub lease: Option<String>,
+    /// Settlement id, when the check reserved and allowed settleable
+    /// policies charged.
+    pub settlement: Option<String>,
 }
 
 impl Verdict {
@@ -101,11 +110,16 @@ impl Verdict {
             .flat_map(|v| v.statuses.iter().cloned())
             .collect();
         let leases: Vec<&str> = verdicts.iter().filter_map(|v| v.lease.as_deref()).collect();
+        let settlements: Vec<&str> = verdicts
+            .iter()
+            .filter_map(|v| v.settlement.as_deref())
+            .collect();
         Verdict {
             allowed,
             decider: decider(&statuses, allowed),
             statuses,
             lease: (!leases.is_empty()).then(|| leases.join(",")),
+            settlement: (!settlements.is_empty()).then(|| settlements.join(",")),
         }
     }
 }
@@ -250,9 +264,10 @@ impl Limiter {
             .map(|((i, policy), key)| StoreOp {
                 policy,
                 key,
-                hits: checks[*i].hits,
+                hits: settle::hits(&checks[*i], policy),
                 enforced: !global_shadow && policy.mode() != Mode::Shadow,
                 charge: true,
+                reserve: settle::nonce(&checks[*i], policy),
             })
             .collect();
         let outcomes = self.store.check(&ops).await?;
@@ -284,7 +299,16 @@ impl Limiter {
             .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r, o.source)));
         if all_allowed {
             let mut lease_parts: Vec<Vec<LeasePart>> = vec![Vec::new(); checks.len()];
-            for (i, op, receipt, _) in charged {
+            // Only reserving checks have settlement parts (no allocation
+            // for the others).
+            let reserving = checks.iter().any(|c| c.reserve);
+            let mut settle_parts: Vec<Vec<SettlementPart>> =
+                vec![Vec::new(); if reserving { checks.len() } else { 0 }];
+            for (i, op, receipt, source) in charged {
+                settle::note_charge(op);
+                if reserving {
+                    settle_parts[i].extend(settle::part(op, receipt, source));
+                }
                 if op.policy.kind() == AlgorithmKind::Concurrency {
                     lease_parts[i].push(LeasePart {
                         counter_key: op.key.to_string(),
@@ -296,6 +320,11 @@ impl Limiter {
             for (verdict, parts) in verdicts.iter_mut().zip(lease_parts) {
                 if !parts.is_empty() {
                     verdict.lease = Some(LeasePart::encode(&parts));
+                }
+            }
+            for (verdict, parts) in verdicts.iter_mut().zip(settle_parts) {
+                if !parts.is_empty() {
+                    verdict.settlement = Some(SettlementPart::encode(&parts));
                 }
             }
         } else {

@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Clock, Outcome, Policy, State};
 
 use crate::shards::{Expiring, ShardedMap};
-use crate::store::{Refund, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::StoreError;
 
 /// Sizing of a [`LocalStore`].
@@ -67,6 +67,8 @@ impl Expiring for Entry {
 pub struct LocalStore {
     /// The counters.
     counters: ShardedMap<Entry>,
+    /// Records of reservations not yet settled (see `local/settle.rs`).
+    reservations: ShardedMap<settle::Record>,
     /// Time source (monotonic, epoch aligned).
     clock: Arc<dyn Clock>,
     /// What this store reports as the source of its decisions.
@@ -85,6 +87,7 @@ impl LocalStore {
     pub fn new(config: LocalConfig, clock: Arc<dyn Clock>, source: Source) -> Self {
         LocalStore {
             counters: ShardedMap::new(config.max_keys, config.shards),
+            reservations: ShardedMap::new(config.max_keys, config.shards),
             clock,
             source,
             evictions: AtomicU64::new(0),
@@ -182,7 +185,9 @@ impl LocalStore {
     /// Drops every expired counter and returns how many remain. Call it
     /// periodically; each shard is locked only for its own pass.
     pub fn sweep(&self) -> usize {
-        let remaining = self.counters.sweep(self.clock.now_us());
+        let now = self.clock.now_us();
+        self.reservations.sweep(now);
+        let remaining = self.counters.sweep(now);
         metrics::gauge!("floodgate_local_keys").set(remaining as f64);
         remaining
     }
@@ -216,11 +221,19 @@ impl Store for LocalStore {
     async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
         Ok(ops
             .iter()
-            .map(|op| StoreOutcome {
-                outcome: self.decide(op.policy, op.key, op.hits, op.charge),
-                source: self.source,
+            .map(|op| {
+                let outcome = self.decide(op.policy, op.key, op.hits, op.charge);
+                self.keep_reservation(op, &outcome);
+                StoreOutcome {
+                    outcome,
+                    source: self.source,
+                }
             })
             .collect())
+    }
+
+    async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
+        Ok(settles.iter().map(|s| self.settle_one(s)).collect())
     }
 
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
@@ -234,6 +247,9 @@ impl Store for LocalStore {
         self.source
     }
 }
+
+mod settle;
+pub use settle::reservation_ttl_us;
 
 #[cfg(test)]
 mod tests;

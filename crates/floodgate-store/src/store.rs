@@ -45,6 +45,10 @@ pub struct StoreOp<'a> {
     /// the deny cache asks so for the other policies of a check it already
     /// knows is denied.
     pub charge: bool,
+    /// A reservation: when the op is allowed and charged, the store also
+    /// keeps a record of it under this nonce (see [`Store::settle`]).
+    /// `None` for an ordinary check.
+    pub reserve: Option<u128>,
 }
 
 impl<'a> StoreOp<'a> {
@@ -56,8 +60,44 @@ impl<'a> StoreOp<'a> {
             hits,
             enforced: true,
             charge: true,
+            reserve: None,
         }
     }
+}
+
+/// The settle of one reservation: its record and the actual cost.
+#[derive(Debug, Clone, Copy)]
+pub struct Settle<'a> {
+    /// The policy that charged the reservation (a settleable one).
+    pub policy: &'a Policy,
+    /// The counter key charged.
+    pub key: &'a str,
+    /// The nonce the reservation's record is kept under.
+    pub nonce: u128,
+    /// When the settlement id says the reservation was charged (epoch µs,
+    /// the store's clock): tells a forged id from a lapsed one.
+    pub issued_us: u64,
+    /// The actual cost.
+    pub actual: u64,
+}
+
+/// What a store did with one [`Settle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The reservation of this estimate was settled: the difference was
+    /// applied.
+    Applied {
+        /// The estimate the check had charged.
+        estimate: u64,
+    },
+    /// It had been settled already: nothing changed.
+    Spent,
+    /// No record, and the id's issue time says it would have lapsed:
+    /// nothing changed, the estimate stays charged.
+    Lapsed,
+    /// No record although the id's issue time says it would still be
+    /// kept: a forged id (or one this store never saw). Nothing changed.
+    Unknown,
 }
 
 /// What a store decided for one [`StoreOp`].
@@ -141,6 +181,20 @@ pub trait Store: Send + Sync {
     async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {
         let _ = charges;
         Ok(())
+    }
+
+    /// Settles reservations: for each, marks its record settled and applies
+    /// `actual − estimate` to its counter (an overrun past any limit, or a
+    /// refund), in one atomic step per reservation, so a record settles at
+    /// most once. Returns what happened to each, in order. Stores that
+    /// keep no records answer an error (the default).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be reached (some settles
+    /// may have been applied).
+    async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
+        let _ = settles;
+        Err(StoreError::Protocol("this store cannot settle".into()))
     }
 
     /// What answers checks right now: `"local"`, `"redis"` or `"fallback"`

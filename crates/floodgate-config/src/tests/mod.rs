@@ -3,6 +3,7 @@
 
 mod errors;
 mod identity;
+mod settle;
 mod valid;
 
 use super::{from_str, Config, ConfigErrors};

@@ -22,6 +22,11 @@ impl FixedWindow {
         }
     }
 
+    /// The window in µs.
+    pub(crate) fn window_us(&self) -> u64 {
+        self.window_us
+    }
+
     pub(crate) fn check(&self, state: &mut WindowState, now_us: u64, hits: u64) -> Outcome {
         let index = now_us / self.window_us;
         // Any other stored index is a window that is over: a later one, or

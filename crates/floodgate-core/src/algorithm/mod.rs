@@ -9,12 +9,14 @@
 
 mod concurrency;
 mod fixed_window;
+mod settle;
 mod sliding_log;
 mod sliding_window;
 mod token_bucket;
 
 pub use concurrency::{Concurrency, Lease};
 pub use fixed_window::FixedWindow;
+pub use settle::{window_cap, MAX_DEBT_US};
 pub use sliding_log::{SlidingLog, MAX_LOG_LIMIT};
 pub use sliding_window::SlidingWindow;
 pub use token_bucket::TokenBucket;

@@ -29,6 +29,11 @@ impl SlidingWindow {
         }
     }
 
+    /// The window in µs.
+    pub(crate) fn window_us(&self) -> u64 {
+        self.window_us
+    }
+
     fn window_ms(&self) -> u64 {
         self.window_us / 1_000
     }

@@ -14,6 +14,10 @@ pub struct TokenBucket {
     burst: u64,
     /// Microseconds one token takes to come back; ≥ 1.
     interval_us: u64,
+    /// Whether the policy settles reservations: its debt may then run past
+    /// a full bucket (an overrun settled after the call), up to
+    /// [`super::settle::MAX_DEBT_US`].
+    settle: bool,
 }
 
 impl TokenBucket {
@@ -22,6 +26,27 @@ impl TokenBucket {
         TokenBucket {
             burst: burst.max(1),
             interval_us: window_us.div_ceil(limit.max(1)).max(1),
+            settle: false,
+        }
+    }
+
+    /// The same bucket, keeping the debt of settled overruns beyond a full
+    /// bucket (see [`super::settle`]).
+    pub(crate) fn settled(self) -> Self {
+        TokenBucket {
+            settle: true,
+            ..self
+        }
+    }
+
+    /// Most debt the TAT may hold beyond now: a full bucket; for a
+    /// settleable bucket, [`super::settle::MAX_DEBT_US`] (settled overruns).
+    pub(crate) fn ceiling_us(&self) -> u64 {
+        let capacity_us = self.burst * self.interval_us;
+        if self.settle {
+            capacity_us.max(super::settle::MAX_DEBT_US)
+        } else {
+            capacity_us
         }
     }
 
@@ -34,8 +59,9 @@ impl TokenBucket {
         let capacity_us = self.burst * self.interval_us;
         // A bucket never owes more than it holds: a TAT beyond a full
         // bucket's debt (a reload lowered the burst or lengthened the
-        // interval) counts as an empty bucket, never as a longer wait.
-        *tat = (*tat).min(now_us.saturating_add(capacity_us));
+        // interval) counts as an empty bucket, never as a longer wait. A
+        // settleable bucket keeps the debt of settled overruns instead.
+        *tat = (*tat).min(now_us.saturating_add(self.ceiling_us()));
         let start = (*tat).max(now_us);
         let need = needed(hits);
         let wanted = start.saturating_add(need.saturating_mul(self.interval_us));

@@ -8,6 +8,7 @@ mod reconcile;
 mod reload;
 mod security;
 mod sentinel;
+mod settle;
 mod standalone;
 
 use std::time::Duration;

@@ -65,6 +65,7 @@ async fn a_check_decides_with_the_policies_of_the_settings_it_loaded() {
         attributes: &attributes,
         hits: 1,
         domain: None,
+        reserve: false,
     };
     let verdicts = app
         .limiter

@@ -48,6 +48,7 @@ pub fn to_response(verdict: Verdict) -> pb::CheckResponse {
             deciding.map_or(0, |s| ms(s.retry_after_us))
         },
         lease: verdict.lease.clone().unwrap_or_default(),
+        settlement: verdict.settlement.clone().unwrap_or_default(),
         statuses: verdict
             .statuses
             .iter()
@@ -82,6 +83,7 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
                 attributes: &request.attributes,
                 hits: request.hits.unwrap_or(1),
                 domain: None,
+                reserve: request.reserve,
             })
             .await
             .map_err(to_status)?;
@@ -105,5 +107,23 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
         }
         self.app.limiter.release(&lease).await.map_err(to_status)?;
         Ok(Response::new(pb::ReleaseResponse {}))
+    }
+
+    async fn settle(
+        &self,
+        request: Request<pb::SettleRequest>,
+    ) -> Result<Response<pb::SettleResponse>, Status> {
+        let request = request.into_inner();
+        let done = self
+            .app
+            .limiter
+            .settle(&request.settlement, request.actual)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SettleResponse {
+            settled: true,
+            estimate: done.estimate,
+            charged: done.charged(),
+        }))
     }
 }

@@ -160,6 +160,7 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
                 attributes,
                 hits: d.hits_addend.unwrap_or(request_hits),
                 domain: Some(&request.domain),
+                reserve: false,
             })
             .collect();
         for attributes in &attributes {

@@ -3,6 +3,7 @@
 
 mod body;
 pub mod routes;
+mod settle;
 mod status_page;
 
 use std::convert::Infallible;

@@ -1,4 +1,4 @@
-//! HTTP routes: `/v1/check`, `/v1/release`, `/v1/auth` (nginx
+//! HTTP routes: `/v1/check`, `/v1/release`, `/v1/settle`, `/v1/auth` (nginx
 //! `auth_request`), `/v1/policies`, `/healthz`, `/readyz`, `/metrics`, and
 //! the status page (`/`, `/ui`).
 
@@ -37,6 +37,7 @@ pub async fn handle(
         (_, "/v1/auth") => auth(&app, &req, peer).await,
         (&Method::POST, "/v1/check") => check(&app, req).await,
         (&Method::POST, "/v1/release") => release(&app, req).await,
+        (&Method::POST, "/v1/settle") => super::settle::settle(&app, req).await,
         (&Method::GET, "/v1/policies") => Ok(policies(&app)),
         (&Method::GET | &Method::HEAD, "/healthz") => {
             Ok(json(StatusCode::OK, &Health { ok: true }))
@@ -46,7 +47,7 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, page) if status_page::PATHS.contains(&page) => {
             status_page::asset(page).ok_or_else(|| not_found(page))
         }
-        (_, "/v1/check" | "/v1/release") => Ok(not_allowed("POST")),
+        (_, "/v1/check" | "/v1/release" | "/v1/settle") => Ok(not_allowed("POST")),
         (_, "/v1/policies" | "/healthz" | "/readyz" | "/metrics") => Ok(not_allowed("GET")),
         (_, page) if status_page::PATHS.contains(&page) => Ok(not_allowed("GET")),
         _ => Err(not_found(path)),
@@ -81,6 +82,9 @@ pub struct CheckRequest {
     /// Cost; absent = 1, 0 = peek.
     #[serde(default = "one")]
     pub hits: u64,
+    /// Whether `hits` is an estimate to settle later (`POST /v1/settle`).
+    #[serde(default)]
+    pub reserve: bool,
 }
 
 fn one() -> u64 {
@@ -118,6 +122,7 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
         attributes: &request.attributes,
         hits: request.hits,
         domain: None,
+        reserve: request.reserve,
     };
     timer.attributes(&request.attributes);
     timer.deciding();
@@ -278,6 +283,8 @@ struct PolicyBody<'a> {
     /// The policies it replaces when it applies, as written.
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
     replaces: &'a [String],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    settle: bool,
 }
 
 impl<'a> PolicyBody<'a> {
@@ -314,6 +321,7 @@ impl<'a> PolicyBody<'a> {
             fallback: p.fallback().map(|f| f.as_str()),
             domain: p.domain(),
             replaces: p.replaces(),
+            settle: p.settle(),
         }
     }
 }
@@ -341,7 +349,8 @@ fn metrics(app: &App) -> HttpResponse {
     response
 }
 
-fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+/// A JSON response of `value` with `status`.
+pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     // Serializing these plain structs cannot fail.
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));

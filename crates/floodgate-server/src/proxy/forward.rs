@@ -19,16 +19,19 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::oneshot;
 
+use super::cost::{estimate, PrefixedBody};
 use super::headers::{add_forwarded, strip_hop_by_hop, upgrade_of};
 use super::idle_body::{BoxError, IdleBody};
 use super::leases::{LeaseBody, LeaseGuard, Leases};
 use super::sent_body::SentBody;
 use super::tunnel::{allowed_upgrade, tunnel, Held};
+use super::usage::{settle_from_header, Meter, UsageBody, UsageScanner};
 use crate::accept::ConnectionSlot;
 use crate::app::App;
 use crate::errors::ApiError;
-use crate::identity::HttpRequestInfo;
+use crate::identity::{classify, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
+use floodgate_config::cost::{Cost, CostSource};
 
 /// Every body the proxy sends, either way.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -85,13 +88,23 @@ impl Forwarder {
     /// Answers one client request. Never fails: problems become 4xx/5xx.
     pub async fn handle(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
         let mut timer = self
             .app
             .check_timer("proxy", crate::http::routes::traceparent(req.headers()));
         let settings = self.app.settings.load();
+        // A metered endpoint class reserves its estimate (reading the
+        // request body for it if so configured).
+        let cost = metered(&settings, &req);
+        let (estimated, mut req) = match &cost {
+            Some(cost) => {
+                let (hits, req) = estimate(cost, req, self.limits.body_idle_timeout).await;
+                (Some(hits), req)
+            }
+            None => (None, req.map(PrefixedBody::whole)),
+        };
         let verdict = {
             let target = req
                 .uri()
@@ -107,7 +120,10 @@ impl Forwarder {
             );
             self.app.trace_http_attributes(&mut timer, &settings, &info);
             timer.deciding();
-            self.app.check_http(&settings, &info).await
+            match estimated {
+                Some(hits) => self.app.check_http_reserving(&settings, &info, hits).await,
+                None => self.app.check_http(&settings, &info).await,
+            }
         };
         if let Ok(verdict) = &verdict {
             timer.decided(verdict);
@@ -157,6 +173,8 @@ impl Forwarder {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {
                 tracing::debug!(%error, "upstream unreachable");
+                // Nothing was served: the reservation costs nothing.
+                self.meter(cost.as_ref(), &verdict, Some("0"));
                 return Ok(json_error(
                     StatusCode::BAD_GATEWAY,
                     &format!("the upstream {} cannot be reached", self.scheme_authority),
@@ -182,8 +200,18 @@ impl Forwarder {
                 return Ok(response);
             }
         }
+        let header = match cost.as_ref().map(|c| &c.source) {
+            Some(CostSource::Header(name)) => response.headers().get(name.as_str()),
+            _ => None,
+        };
+        let meter = self.meter(
+            cost.as_ref(),
+            &verdict,
+            header.and_then(|v| v.to_str().ok()),
+        );
         let (parts, body) = response.into_parts();
-        let body = IdleBody::new(LeaseBody::new(body, guard), self.limits.body_idle_timeout);
+        let body = UsageBody::new(LeaseBody::new(body, guard), meter);
+        let body = IdleBody::new(body, self.limits.body_idle_timeout);
         let mut response = Response::from_parts(parts, body.boxed());
         strip_hop_by_hop(response.headers_mut(), None);
         add(&mut response, &rate_headers);
@@ -195,7 +223,7 @@ impl Forwarder {
     /// what resolves once its body has been sent.
     fn upstream_request(
         &self,
-        req: Request<Incoming>,
+        req: Request<PrefixedBody>,
         peer: SocketAddr,
         upgrade: Option<&(HeaderValue, hyper::upgrade::OnUpgrade)>,
     ) -> Result<(Request<ProxyBody>, oneshot::Receiver<()>), String> {
@@ -221,6 +249,40 @@ impl Forwarder {
         let body = IdleBody::new(body, self.limits.body_idle_timeout);
         Ok((Request::from_parts(parts, body.boxed()), uploaded))
     }
+}
+
+impl Forwarder {
+    /// How the reservation of `verdict` (if any) is settled: from the
+    /// response header value `header` at once (the `header` source, or "0"
+    /// for a request that was never served), or by a [`Meter`] reading the
+    /// body's `usage` (the `usage` source).
+    fn meter(&self, cost: Option<&Cost>, verdict: &Verdict, header: Option<&str>) -> Option<Meter> {
+        let settlement = verdict.settlement.clone()?;
+        match (&cost?.source, header) {
+            (CostSource::Usage(field), None) => Some(Meter {
+                app: self.app.clone(),
+                settlement,
+                scanner: UsageScanner::new(field.as_str()),
+            }),
+            (_, header) => {
+                settle_from_header(&self.app, settlement, header);
+                None
+            }
+        }
+    }
+}
+
+/// The `cost` of the request's endpoint class, if it is metered.
+fn metered(settings: &crate::app::Settings, req: &Request<Incoming>) -> Option<Cost> {
+    if settings.costs.is_empty() {
+        return None;
+    }
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or(req.uri().path(), |pq| pq.as_str());
+    let class = classify(&settings.endpoints, req.method().as_str(), target)?;
+    settings.costs.get(class).cloned()
 }
 
 /// The lease of an allowed concurrency check, held by the proxy.

@@ -5,14 +5,18 @@
 //! with the rate-limit headers and the check's JSON body. Concurrency leases
 //! are released when the response ends, when the client goes away, or at
 //! shutdown. Upstream connects, response heads, stalled bodies and idle
-//! tunnels all time out (`[server] proxy` settings).
+//! tunnels all time out (`[server] proxy` settings). Endpoint classes with
+//! a `cost` reserve an estimate and settle the cost the response reports
+//! (`cost.rs`, `usage.rs`), read as the response streams past.
 
+mod cost;
 mod forward;
 mod headers;
 mod idle_body;
 mod leases;
 mod sent_body;
 mod tunnel;
+mod usage;
 
 use std::sync::Arc;
 

@@ -40,6 +40,9 @@ impl Store for Counted {
     async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
         self.store.refund(refunds).await
     }
+    async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
+        self.store.settle(settles).await
+    }
     fn mode(&self) -> Source {
         Source::Redis
     }
@@ -307,4 +310,52 @@ async fn a_flood_of_denied_keys_stays_under_the_cap() {
         one(&cache, &p, &key, 1).await;
     }
     assert!(cache.len() <= 1_024, "{} denials", cache.len());
+}
+
+/// A settle that gives tokens back makes a cached denial of that counter
+/// stale: the next check asks the store again and passes.
+#[tokio::test]
+async fn a_refund_by_settle_forgets_the_cached_denial() {
+    let (cache, inner, _) = setup();
+    let p = Policy::new(PolicySpec {
+        settle: true,
+        ..PolicySpec {
+            name: "tokens".into(),
+            key: vec!["user".into()],
+            limit: 10,
+            window_us: Some(10 * S),
+            algorithm: AlgorithmKind::FixedWindow,
+            ..PolicySpec::default()
+        }
+    })
+    .unwrap();
+    let op = StoreOp {
+        reserve: Some(5),
+        ..StoreOp::new(&p, "tokens:u", 10)
+    };
+    let at = cache.check(&[op]).await.unwrap()[0]
+        .outcome
+        .receipt
+        .unwrap()
+        .at_us;
+    assert!(!one(&cache, &p, "tokens:u", 1).await.allowed);
+    assert!(!one(&cache, &p, "tokens:u", 1).await.allowed);
+    let calls = inner.calls.load(Ordering::SeqCst);
+    let s = Settle {
+        policy: &p,
+        key: "tokens:u",
+        nonce: 5,
+        issued_us: at,
+        actual: 2,
+    };
+    assert_eq!(
+        cache.settle(&[s]).await.unwrap(),
+        vec![Settled::Applied { estimate: 10 }]
+    );
+    assert!(one(&cache, &p, "tokens:u", 1).await.allowed);
+    assert_eq!(
+        inner.calls.load(Ordering::SeqCst),
+        calls + 1,
+        "asked the store again"
+    );
 }

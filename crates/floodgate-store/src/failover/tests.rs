@@ -381,6 +381,7 @@ async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
             attributes: &attributes,
             hits: 1,
             domain: None,
+            reserve: false,
         })
     };
     // One failed primary call (the breaker stays closed): the fallback

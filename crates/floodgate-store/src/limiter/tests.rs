@@ -34,6 +34,7 @@ async fn check(l: &Limiter, a: &Attributes, hits: u64) -> Verdict {
         attributes: a,
         hits,
         domain: None,
+        reserve: false,
     })
     .await
     .unwrap()
@@ -155,6 +156,7 @@ async fn bad_input_counts_nothing() {
             attributes: &long,
             hits: 1,
             domain: None,
+            reserve: false,
         })
         .await
         .unwrap_err();
@@ -165,6 +167,7 @@ async fn bad_input_counts_nothing() {
             attributes: &a,
             hits: u64::MAX,
             domain: None,
+            reserve: false,
         })
         .await
         .unwrap_err();
@@ -202,11 +205,13 @@ async fn checks_that_stand_together_are_refunded_together() {
             attributes: &by_ip,
             hits: 1,
             domain: None,
+            reserve: false,
         },
         Check {
             attributes: &by_user,
             hits: 1,
             domain: None,
+            reserve: false,
         },
     ];
     let first = l.check_all(&checks).await.unwrap();
@@ -236,6 +241,7 @@ async fn where_nobody_can_release_concurrency_policies_are_skipped() {
         attributes: &a,
         hits: 1,
         domain: None,
+        reserve: false,
     };
     let skipped = LeaseMode::Skipped("test");
     // Finished requests that could never release a lease: never capped by

@@ -1,0 +1,136 @@
+//! Reservations in the local store: a check that reserves leaves a record
+//! (the estimate and the receipt of its charge) in a bounded map of its
+//! own, named by the counter key and the reservation's nonce; a settle
+//! marks the record settled under its shard's lock — so only one settle
+//! ever applies it — then applies the difference to the counter. The
+//! settled record stays until it lapses, so a second settle is told apart
+//! from a forged id.
+//!
+//! A record lapses two windows after its check (see [`reservation_ttl_us`]); the
+//! map is bounded like the counters' (a full shard evicts the record that
+//! lapses first: that reservation keeps its estimate, as an unsettled one
+//! does).
+
+use floodgate_core::{Outcome, Policy, Reservation, State};
+
+use super::{Entry, LocalStore};
+use crate::shards::Expiring;
+use crate::store::{Settle, Settled, StoreOp};
+
+/// One reservation, until it lapses.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Record {
+    /// What the check charged.
+    reservation: Reservation,
+    /// Whether it has been settled (a marker from then on).
+    settled: bool,
+}
+
+impl Expiring for Record {
+    fn expires_us(&self) -> u64 {
+        self.reservation.expires_us
+    }
+}
+
+/// How long a reservation can be settled after its check: two windows of
+/// its policy (a call that starts late in a window and ends in the next
+/// one still settles; for `sliding_window`, as long as its charge weighs).
+pub fn reservation_ttl_us(policy: &Policy) -> u64 {
+    policy.window_us().saturating_mul(2)
+}
+
+/// The map key of a reservation's record.
+fn record_name(key: &str, nonce: u128) -> String {
+    format!("{key}/{nonce:032x}")
+}
+
+impl LocalStore {
+    /// Keeps the record of `op` when it reserved and `outcome` charged it.
+    pub(super) fn keep_reservation(&self, op: &StoreOp<'_>, outcome: &Outcome) {
+        let (Some(nonce), Some(receipt)) = (op.reserve, outcome.receipt) else {
+            return;
+        };
+        if !op.policy.settle() {
+            return;
+        }
+        let record = Record {
+            reservation: Reservation {
+                estimate: op.hits,
+                receipt,
+                expires_us: receipt.at_us.saturating_add(reservation_ttl_us(op.policy)),
+            },
+            settled: false,
+        };
+        let hash = self.reservations.hash(&record_name(op.key, nonce));
+        let mut shard = self.reservations.lock(&hash);
+        self.reservations
+            .insert(&mut shard, hash, record, receipt.at_us);
+    }
+
+    /// Settles one reservation synchronously.
+    pub fn settle_one(&self, settle: &Settle<'_>) -> Settled {
+        let now = self.clock.now_us();
+        let lapses_us = settle
+            .issued_us
+            .saturating_add(reservation_ttl_us(settle.policy));
+        let absent = if lapses_us <= now {
+            Settled::Lapsed
+        } else {
+            Settled::Unknown
+        };
+        let hash = self
+            .reservations
+            .hash(&record_name(settle.key, settle.nonce));
+        let reservation = {
+            let mut shard = self.reservations.lock(&hash);
+            match shard.get_mut(&hash) {
+                Some(record) if record.reservation.expires_us <= now => {
+                    shard.remove(&hash);
+                    return Settled::Lapsed;
+                }
+                Some(record) if record.settled => return Settled::Spent,
+                Some(record) => {
+                    record.settled = true;
+                    record.reservation
+                }
+                None => return absent,
+            }
+        };
+        let algorithm = settle.policy.algorithm();
+        let hash = self.counters.hash(settle.key);
+        let mut shard = self.counters.lock(&hash);
+        match shard.get_mut(&hash) {
+            Some(entry) => {
+                algorithm.settle(&mut entry.state, &reservation, settle.actual, now);
+                entry.expires_us = algorithm.expires_at(&entry.state);
+            }
+            // The counter lapsed or was evicted: a refund has nothing to
+            // give back; an overrun starts it again.
+            None if settle.actual > reservation.estimate => {
+                let mut state = State::default();
+                algorithm.settle(&mut state, &reservation, settle.actual, now);
+                let expires_us = algorithm.expires_at(&state);
+                let evicted =
+                    self.counters
+                        .insert(&mut shard, hash, Entry { expires_us, state }, now);
+                drop(shard);
+                if evicted {
+                    self.note_full(now);
+                }
+            }
+            None => {}
+        }
+        Settled::Applied {
+            estimate: reservation.estimate,
+        }
+    }
+
+    /// Reservation records kept right now (lapsed ones not yet swept
+    /// included).
+    pub fn reservations(&self) -> usize {
+        self.reservations.len()
+    }
+}
+
+#[cfg(test)]
+mod tests;
