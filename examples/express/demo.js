@@ -1,14 +1,15 @@
-// A small app using the middleware. With Express installed it would be
-// `app.use(floodgate(...))`; this demo uses Node's http module so it runs
-// with no dependencies:
+// A small app using the floodgate middleware of @floodgate/client
+// (clients/node). With Express it is `app.use(floodgateExpress(...))`; this
+// demo uses Node's http module so it runs with nothing installed:
 //
 //   FLOODGATE_URL=http://127.0.0.1:9720 PORT=3000 node examples/express/demo.js
 'use strict';
 
 const http = require('node:http');
-const { floodgate } = require('./floodgate');
+// In an app: `npm install @floodgate/client`, then require('@floodgate/client').
+const { floodgateExpress } = require('../../clients/node');
 
-const limit = floodgate({
+const limit = floodgateExpress({
   url: process.env.FLOODGATE_URL || 'http://127.0.0.1:9720',
   // Endpoint classes, as in config/floodgate.toml.
   endpoint: (req) => {
@@ -21,7 +22,12 @@ const limit = floodgate({
 });
 
 const server = http.createServer((req, res) => {
-  limit(req, res, () => {
+  limit(req, res, (err) => {
+    if (err) {
+      res.statusCode = 500;
+      res.end('internal error\n');
+      return;
+    }
     res.setHeader('content-type', 'text/plain');
     res.end('hello from the app\n');
   });
