@@ -10,17 +10,21 @@ const { createCore, holdLease, requestDecision, denialBody } = require('./middle
  * @returns {import('../index').ExpressMiddleware}
  */
 function floodgateExpress(options = {}) {
-  const { client, decide } = createCore(options);
+  const { client, decide, skipped } = createCore(options);
 
   function floodgateMiddleware(req, res, next) {
-    const lease = holdLease(client, res);
     let checking;
     try {
+      if (skipped(req)) {
+        next();
+        return;
+      }
       checking = decide(req);
     } catch (err) {
       next(err);
       return;
     }
+    const lease = holdLease(client, res);
     checking.then((decision) => {
       lease.hold(decision.lease);
       req.floodgate = requestDecision(client, decision);

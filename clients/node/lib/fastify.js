@@ -2,7 +2,9 @@
 
 // Fastify plugin: `fastify.register(floodgateFastify, { attributes: ... })`.
 // It applies to every route of the instance it is registered on (and its
-// children), like a plugin wrapped in fastify-plugin.
+// children), like a plugin wrapped in fastify-plugin. It checks in the
+// `onRequest` hook (before the body is read), or in `preHandler` with
+// `hook: 'preHandler'` when attributes or hits come from the parsed body.
 
 const { createCore, holdLease, requestDecision, denialBody } = require('./middleware');
 
@@ -19,18 +21,27 @@ function floodgateFastify(fastify, options, done) {
     done(err);
     return;
   }
-  const { client, decide } = core;
+  const { client, decide, skipped } = core;
+  const hook = (options && options.hook) || 'onRequest';
+  if (hook !== 'onRequest' && hook !== 'preHandler') {
+    done(new TypeError('floodgate: hook must be "onRequest" or "preHandler"'));
+    return;
+  }
   if (!fastify.hasRequestDecorator('floodgate')) fastify.decorateRequest('floodgate', null);
   if (!fastify.hasDecorator('floodgateClient')) fastify.decorate('floodgateClient', client);
-  fastify.addHook('onRequest', (request, reply, next) => {
-    const lease = holdLease(client, reply.raw);
+  fastify.addHook(hook, (request, reply, next) => {
     let checking;
     try {
+      if (skipped(request)) {
+        next();
+        return;
+      }
       checking = decide(request);
     } catch (err) {
       next(err);
       return;
     }
+    const lease = holdLease(client, reply.raw);
     checking.then((decision) => {
       lease.hold(decision.lease);
       request.floodgate = requestDecision(client, decision);

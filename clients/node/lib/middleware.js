@@ -39,7 +39,7 @@ function safeValue(value) {
 /** The per-request parts of the middleware options, resolved once. */
 function createCore(options = {}) {
   if (options === null || typeof options !== 'object') throw new TypeError('floodgate: options must be an object');
-  for (const name of ['attributes', 'endpoint']) {
+  for (const name of ['attributes', 'endpoint', 'skip']) {
     if (options[name] !== undefined && typeof options[name] !== 'function') {
       throw new TypeError(`floodgate: ${name} must be a function of the request`);
     }
@@ -72,7 +72,10 @@ function createCore(options = {}) {
     });
   }
 
-  return { client, decide };
+  /** Whether the app's `skip(req)` exempts this request from checks. */
+  const skipped = (req) => Boolean(options.skip && options.skip(req));
+
+  return { client, decide, skipped };
 }
 
 /**
@@ -89,6 +92,8 @@ function holdLease(client, res) {
     if (lease) client.release(lease);
     lease = null;
   };
+  // A client that left before the middleware ran: its close has happened.
+  if (res.destroyed) ended = true;
   res.once('finish', end);
   res.once('close', end);
   return {

@@ -14,7 +14,7 @@ function holder() {
   const waiting = [];
   return {
     hold: () => new Promise((resolve) => waiting.push(resolve)),
-    entered: (n = 1) => eventually(() => waiting.length >= n, 5000, `${n} request(s) in the handler`),
+    entered: (n = 1, timeoutMs = 5000) => eventually(() => waiting.length >= n, timeoutMs, `${n} request(s) in the handler`),
     releaseAll: () => waiting.splice(0).forEach((resolve) => resolve()),
   };
 }
@@ -69,7 +69,7 @@ export function appSuite(name, makeApp) {
     const first = await request(`${app.url}/ai`, { headers: user });
     assert.equal(first.status, 200);
     assert.equal(first.text, 'ok');
-    assert.equal(first.headers['ratelimit-policy'], '"ai-per-user";q=2;w=60');
+    assert.equal(first.headers['ratelimit-policy'], '"ai-per-user";q=2;w=3600');
     assert.match(first.headers.ratelimit, /^"ai-per-user";r=1;t=\d+$/);
     assert.equal(first.headers['retry-after'], undefined);
     assert.equal((await request(`${app.url}/ai`, { headers: user })).status, 200);
@@ -78,7 +78,7 @@ export function appSuite(name, makeApp) {
     assert.match(denied.headers['content-type'], /^application\/json/);
     assert.ok(Number(denied.headers['retry-after']) >= 1);
     assert.match(denied.headers.ratelimit, /r=0/);
-    assert.equal(denied.headers['ratelimit-policy'], '"ai-per-user";q=2;w=60');
+    assert.equal(denied.headers['ratelimit-policy'], '"ai-per-user";q=2;w=3600');
     const body = denied.json();
     assert.equal(body.allowed, false);
     assert.equal(body.policy, 'ai-per-user');
@@ -162,6 +162,33 @@ export function appSuite(name, makeApp) {
       assert.equal(leased.client.stats.releases, 2);
     });
     await stub.close();
+  });
+
+  test(`${name}: a client that leaves while floodgate is asked: its lease is released, the handler does not run`, async () => {
+    const stub = await stubSidecar((path) =>
+      path === '/v1/check'
+        ? { status: 200, delayMs: 300, body: { allowed: true, policy: 'c', limit: 1, remaining: 0, lease: 'c:k/2/1', statuses: [] } }
+        : { status: 204, body: '' });
+    await withApp({ url: stub.url, timeoutMs: 2000 }, async (leased) => {
+      const gone = openRequest(`${leased.url}/slow`);
+      await eventually(() => stub.requests.length === 1, 5000, 'the check was sent');
+      gone.abort();
+      await eventually(() => stub.requests.length === 2, 5000, 'the release');
+      assert.deepEqual(stub.requests[1], { path: '/v1/release', body: { lease: 'c:k/2/1' } });
+      await new Promise((r) => setTimeout(r, 100));
+      await assert.rejects(held.entered(1, 200), 'the handler never ran');
+    });
+    await stub.close();
+  });
+
+  test(`${name}: skip(req) exempts requests from checks`, async () => {
+    await withApp({ url: floodgate.url, skip: (req) => (req.originalUrl || req.url) === '/free' }, async (skipping) => {
+      const headers = { 'x-user-id': `${name}-skip` };
+      assert.equal((await request(`${skipping.url}/free`, { headers })).status, 200);
+      assert.equal(skipping.client.stats.checks, 0);
+      assert.equal((await request(`${skipping.url}/ai`, { headers })).status, 200);
+      assert.equal(skipping.client.stats.checks, 1);
+    });
   });
 
   test(`${name}: sidecar down, fail open: the app answers`, async () => {

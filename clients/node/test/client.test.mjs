@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { FloodgateClient, FloodgateError } from '@floodgate/client';
 import {
   startFloodgate, stubSidecar, silentSidecar, deadUrl, recordingLogger, listen, close,
@@ -29,7 +30,7 @@ test('check allows, then denies with the deciding policy, its headers and body',
   assert.equal(first.policy, 'ai-per-user');
   assert.equal(first.limit, 2);
   assert.equal(first.remaining, 1);
-  assert.equal(first.headers['ratelimit-policy'], '"ai-per-user";q=2;w=60');
+  assert.equal(first.headers['ratelimit-policy'], '"ai-per-user";q=2;w=3600');
   assert.match(first.headers.ratelimit, /^"ai-per-user";r=1;t=\d+$/);
   assert.equal(first.headers['retry-after'], undefined);
   await client.check(attributes);
@@ -99,6 +100,35 @@ test('checks reuse one kept-alive connection', async () => {
   const client = new FloodgateClient({ url, ...quiet });
   for (let i = 0; i < 5; i += 1) assert.equal((await client.check({ user: 'u' })).allowed, true);
   assert.equal(connections, 1);
+  client.close();
+  await close(server);
+});
+
+test('a kept-alive connection closed by the sidecar while idle: the check goes again on a new one', async () => {
+  // Connection 1 answers once, then closes when the next request arrives
+  // (the race of an idle timeout); connection 2 answers.
+  const answer = '{"allowed":true,"policy":"","limit":0,"remaining":0,"reset_after_ms":0,"retry_after_ms":0,"statuses":[]}';
+  let connections = 0;
+  const server = net.createServer((socket) => {
+    connections += 1;
+    let requests = 0;
+    socket.on('error', () => {});
+    socket.on('data', () => {
+      requests += 1;
+      if (connections === 1 && requests === 2) {
+        socket.destroy();
+        return;
+      }
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${answer.length}\r\n\r\n${answer}`);
+    });
+  });
+  const url = await listen(server);
+  const client = new FloodgateClient({ url, ...quiet });
+  assert.equal((await client.check({ user: 'u' })).failed, false);
+  const second = await client.check({ user: 'u' });
+  assert.equal(second.failed, false, `${second.error}`);
+  assert.equal(connections, 2);
+  assert.equal(client.stats.failures, 0);
   client.close();
   await close(server);
 });

@@ -16,14 +16,18 @@ export const FLOODGATE_BIN = process.env.FLOODGATE_BIN
   ? resolve(process.env.FLOODGATE_BIN)
   : resolve(here, '../../../target/debug/floodgate');
 
-/** Policies most tests use (they match on the `endpoint` attribute). */
+/**
+ * Policies most tests use (they match on the `endpoint` attribute). The
+ * window is an hour so that a few requests in a row never straddle a
+ * window boundary.
+ */
 export const POLICIES = `
 [[policy]]
 name = "ai-per-user"
 match = { endpoint = "ai" }
 key = ["user"]
 limit = 2
-window = "1m"
+window = "1h"
 
 [[policy]]
 name = "one-at-a-time"
@@ -93,7 +97,7 @@ export function close(server) {
   });
 }
 
-/** A stub floodgate: `answer(path, body)` → {status, headers, body}. Records requests. */
+/** A stub floodgate: `answer(path, body)` → {status, headers, body, delayMs}. Records requests. */
 export async function stubSidecar(answer) {
   const requests = [];
   const server = http.createServer((req, res) => {
@@ -104,8 +108,10 @@ export async function stubSidecar(answer) {
       const body = text ? JSON.parse(text) : null;
       requests.push({ path: req.url, body });
       const reply = answer(req.url, body);
-      res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.headers || {}) });
-      res.end(typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body));
+      setTimeout(() => {
+        res.writeHead(reply.status, { 'content-type': 'application/json', ...(reply.headers || {}) });
+        res.end(typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body));
+      }, reply.delayMs || 0);
     });
   });
   const url = await listen(server);

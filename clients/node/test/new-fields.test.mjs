@@ -40,7 +40,7 @@ name = "tokens"
 match = { endpoint = "tokens" }
 key = ["user"]
 limit = 1000
-window = "1m"
+window = "1h"
 settle = true
 `,
     (app, limited) => {
@@ -91,7 +91,7 @@ match = { endpoint = "gpu" }
 key = ["user"]
 algorithm = "fixed_window"
 limit = 1
-window = "1m"
+window = "1h"
 deny_status = 503
 `,
     (app, limited) => {
