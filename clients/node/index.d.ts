@@ -191,6 +191,10 @@ export interface MiddlewareOptions<Req = any> extends ClientOptions {
   reserve?: boolean | ((req: Req) => boolean);
   /** How long a request may wait for its turn. */
   maxWaitMs?: number | ((req: Req) => number | undefined);
+  /** True: the request is not checked. */
+  skip?: (req: Req) => boolean;
+  /** Fastify only: the hook that checks (`preHandler` sees the parsed body). Default `onRequest`. */
+  hook?: 'onRequest' | 'preHandler';
 }
 
 /** A `(req, res, next)` middleware (Express, Connect, node:http). */

@@ -11,6 +11,8 @@ const { FloodgateError } = require('./errors');
 
 /** Answers larger than this are not floodgate's. */
 const MAX_ANSWER_BYTES = 1024 * 1024;
+/** The longest delay setTimeout takes (a larger one would fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 class Transport {
   /**
@@ -39,7 +41,8 @@ class Transport {
    * @returns {Promise<{status: number, headers: object, text: string}>}
    *   rejected with a FloodgateError (`timeout` or `unreachable`)
    */
-  post(path, payload, timeoutMs, op) {
+  post(path, payload, requestedMs, op) {
+    const timeoutMs = Math.min(requestedMs, MAX_TIMER_MS);
     const data = Buffer.from(JSON.stringify(payload));
     const deadline = Date.now() + timeoutMs;
     return new Promise((resolve, reject) => {

@@ -35,7 +35,9 @@ function routes(held) {
 /** The path's first segment is the endpoint class (`/ai` → ai). */
 const endpoint = (req) => (req.originalUrl || req.url).split('?')[0].split('/')[1];
 
-const quiet = { logger: false };
+// Nothing logged, and room for a loaded test machine (the timeout tests set
+// their own).
+const quiet = { logger: false, timeoutMs: 5000 };
 
 export function appSuite(name, makeApp) {
   // A test that hangs fails instead of blocking the run.

@@ -18,7 +18,9 @@ after(async () => {
   await floodgate.stop();
 });
 
-const quiet = { logger: false };
+// Nothing logged, and room for a loaded test machine (the timeout tests set
+// their own, after these).
+const quiet = { logger: false, timeoutMs: 5000 };
 
 test('check allows, then denies with the deciding policy, its headers and body', async () => {
   const client = new FloodgateClient({ url: floodgate.url, ...quiet });
@@ -164,7 +166,7 @@ test('a sidecar that refuses connections: fail closed denies with 503', async ()
 
 test('a sidecar that accepts and never answers: the check ends at the timeout', async () => {
   const silent = await silentSidecar();
-  const client = new FloodgateClient({ url: silent.url, timeoutMs: 300, failOpen: false, ...quiet });
+  const client = new FloodgateClient({ url: silent.url, ...quiet, timeoutMs: 300, failOpen: false });
   const started = Date.now();
   const decision = await client.check({ user: 'u' });
   const elapsed = Date.now() - started;
@@ -179,7 +181,7 @@ test('a sidecar that accepts and never answers: the check ends at the timeout', 
 
 test('maxWaitMs extends the timeout by the wait', async () => {
   const silent = await silentSidecar();
-  const client = new FloodgateClient({ url: silent.url, timeoutMs: 100, ...quiet });
+  const client = new FloodgateClient({ url: silent.url, ...quiet, timeoutMs: 100 });
   const started = Date.now();
   const decision = await client.check({ user: 'u' }, { maxWaitMs: 400 });
   const elapsed = Date.now() - started;
@@ -187,6 +189,16 @@ test('maxWaitMs extends the timeout by the wait', async () => {
   assert.ok(elapsed >= 490, `waited ${elapsed} ms: timeoutMs + maxWaitMs`);
   client.close();
   await silent.close();
+});
+
+test('a huge maxWaitMs does not overflow the timer into an instant timeout', async () => {
+  const stub = await stubSidecar(() => ({ status: 200, delayMs: 50, body: { allowed: true, statuses: [] } }));
+  const client = new FloodgateClient({ url: stub.url, ...quiet });
+  const decision = await client.check({ user: 'u' }, { maxWaitMs: 2 ** 40 });
+  assert.equal(decision.failed, false, `${decision.error}`);
+  assert.equal(stub.requests[0].body.max_wait_ms, 2 ** 40);
+  client.close();
+  await stub.close();
 });
 
 test('5xx, non-JSON and 400 answers are failures with their code', async () => {
@@ -232,6 +244,16 @@ test('failures are logged at most once per interval; onError sees each; a throwi
   await chatty.check({ user: 'u' });
   await chatty.check({ user: 'u' });
   assert.equal(everyTime.lines.length, 2);
+});
+
+test('by default failures go to console.warn, at most once per 10 s', async (t) => {
+  const warned = [];
+  t.mock.method(console, 'warn', (line) => warned.push(line));
+  const client = new FloodgateClient({ url: await deadUrl() });
+  assert.equal(client.logIntervalMs, 10_000);
+  for (let i = 0; i < 3; i += 1) await client.check({ user: 'u' });
+  assert.equal(warned.length, 1);
+  assert.match(warned[0], /^floodgate: .*failing open$/);
 });
 
 test('the new answer fields: deny_status, settlement, waited_ms', async () => {

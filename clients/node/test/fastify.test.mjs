@@ -37,6 +37,7 @@ test("fastify: hook 'preHandler' checks after the body is parsed (hits from the 
     url: floodgate.url,
     hook: 'preHandler',
     logger: false,
+    timeoutMs: 5000,
     attributes: (request) => ({ endpoint: 'ai', user: request.body.user }),
     hits: (request) => request.body.max_tokens,
   });

@@ -18,7 +18,7 @@ function withServers(policy, mount) {
   const env = {};
   before(async () => {
     env.floodgate = await startFloodgate(policy);
-    env.client = new FloodgateClient({ url: env.floodgate.url, logger: false });
+    env.client = new FloodgateClient({ url: env.floodgate.url, logger: false, timeoutMs: 5000 });
     const app = express();
     const endpoint = (req) => req.path.split('/')[1];
     mount(app, (options) => floodgateExpress({ client: env.client, endpoint, ...options }));

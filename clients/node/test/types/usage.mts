@@ -50,4 +50,6 @@ app.get('/chat', async (req, res) => {
 });
 
 const fastify = Fastify();
-await fastify.register(floodgateFastify, { url: 'http://127.0.0.1:9720', failOpen: true, maxWaitMs: 100 });
+await fastify.register(floodgateFastify, { url: 'http://127.0.0.1:9720', failOpen: true, maxWaitMs: 100, hook: 'preHandler', skip: () => false });
+// @ts-expect-error no such hook
+floodgateFastify(fastify, { hook: 'onSend' }, () => {});
