@@ -25,6 +25,7 @@ fn npm_run(script: &str) {
         .args(["run", script])
         .current_dir(&package)
         .env("FLOODGATE_BIN", binary())
+        .env("npm_config_update_notifier", "false")
         .output()
         .expect("run npm (installed with node)");
     let stdout = String::from_utf8_lossy(&output.stdout);
