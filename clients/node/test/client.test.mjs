@@ -179,6 +179,50 @@ test('a sidecar that accepts and never answers: the check ends at the timeout', 
   await silent.close();
 });
 
+/** A TCP sidecar that answers every request with `raw` bytes, then `after` ('stall' or 'close'). */
+async function rawSidecar(raw, after) {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      socket.write(raw);
+      if (after === 'close') socket.end();
+    });
+  });
+  server.sockets = new Set();
+  server.on('connection', (socket) => server.sockets.add(socket));
+  return { url: await listen(server), close: () => close(server) };
+}
+
+test('an answer that stops halfway: the check ends at the timeout; one cut short fails at once', async () => {
+  const head = 'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"allowed":';
+  const stalled = await rawSidecar(head, 'stall');
+  const client = new FloodgateClient({ url: stalled.url, ...quiet, timeoutMs: 300, failOpen: false });
+  const started = Date.now();
+  const decision = await client.check({ user: 'u' });
+  assert.equal(decision.error.code, 'timeout');
+  assert.ok(Date.now() - started >= 290);
+  client.close();
+  await stalled.close();
+
+  const cut = await rawSidecar(head, 'close');
+  const other = new FloodgateClient({ url: cut.url, ...quiet });
+  const cutShort = await other.check({ user: 'u' });
+  assert.equal(cutShort.failed, true);
+  assert.equal(cutShort.error.code, 'unreachable');
+  other.close();
+  await cut.close();
+});
+
+test('an answer over 1 MiB is not floodgate\'s: bad_response', async () => {
+  const stub = await stubSidecar(() => ({ status: 200, body: { allowed: true, statuses: [], padding: 'x'.repeat(2 * 1024 * 1024) } }));
+  const client = new FloodgateClient({ url: stub.url, ...quiet });
+  const decision = await client.check({ user: 'u' });
+  assert.equal(decision.failed, true);
+  assert.equal(decision.error.code, 'bad_response');
+  client.close();
+  await stub.close();
+});
+
 test('maxWaitMs extends the timeout by the wait', async () => {
   const silent = await silentSidecar();
   const client = new FloodgateClient({ url: silent.url, ...quiet, timeoutMs: 100 });
