@@ -54,7 +54,7 @@ export async function startFloodgate(policies = POLICIES, server = '') {
   });
   let log = '';
   const exited = new Promise((resolveExit) => child.once('exit', resolveExit));
-  const address = await new Promise((resolveAddress, reject) => {
+  const started = new Promise((resolveAddress, reject) => {
     const timer = setTimeout(() => reject(new Error(`floodgate did not start; its log:\n${log}`)), 20_000);
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (chunk) => {
@@ -70,6 +70,14 @@ export async function startFloodgate(policies = POLICIES, server = '') {
       reject(new Error(`floodgate exited with ${code}; its log:\n${log}`));
     });
   });
+  let address;
+  try {
+    address = await started;
+  } catch (err) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     url: `http://${address}`,
     log: () => log,
