@@ -283,6 +283,12 @@ test('failures are logged at most once per interval; onError sees each; a throwi
   assert.equal(logger.lines.length, 1);
   assert.equal(client.stats.failures, 5);
 
+  const asFunction = [];
+  const withFunction = new FloodgateClient({ url: await deadUrl(), logger: (line) => asFunction.push(line) });
+  await withFunction.check({ user: 'u' });
+  await withFunction.check({ user: 'u' });
+  assert.equal(asFunction.length, 1);
+
   const everyTime = recordingLogger();
   const chatty = new FloodgateClient({ url: await deadUrl(), logger: everyTime, logIntervalMs: 0 });
   await chatty.check({ user: 'u' });
@@ -362,6 +368,17 @@ test('release and settle against a dead sidecar resolve false, counted', async (
   assert.equal((await client.settle('s', 1)).settled, false);
   assert.equal(client.stats.failures, 2);
   assert.equal(client.stats.failedOpen, 0, 'only checks fail open or closed');
+});
+
+test('release and settle to a sidecar that never answers end at releaseTimeoutMs', async () => {
+  const silent = await silentSidecar();
+  const errors = [];
+  const client = new FloodgateClient({ url: silent.url, ...quiet, releaseTimeoutMs: 150, onError: (err) => errors.push(err) });
+  assert.equal(await client.release('p:k/1/1'), false);
+  assert.equal((await client.settle('s', 1)).settled, false);
+  assert.deepEqual(errors.map((err) => [err.op, err.code]), [['release', 'timeout'], ['settle', 'timeout']]);
+  client.close();
+  await silent.close();
 });
 
 test('invalid arguments are rejected before anything is sent', async () => {
