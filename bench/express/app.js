@@ -3,7 +3,8 @@
 //
 //   LIMITER=none       no limiter (also the app behind floodgate's proxy)
 //   LIMITER=erl        express-rate-limit with rate-limit-redis (REDIS_URL)
-//   LIMITER=floodgate  examples/express/floodgate.js asking FLOODGATE_URL
+//   LIMITER=floodgate  examples/express/floodgate.js (or the module at
+//                      FLOODGATE_JS) asking FLOODGATE_URL
 //
 // One limit per user (the x-user-id header): LIMIT per minute, and
 // BURST_LIMIT per minute on the path /burst (the accuracy check). The
