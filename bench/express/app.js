@@ -3,7 +3,7 @@
 //
 //   LIMITER=none       no limiter (also the app behind floodgate's proxy)
 //   LIMITER=erl        express-rate-limit with rate-limit-redis (REDIS_URL)
-//   LIMITER=floodgate  examples/express/floodgate.js (or the module at
+//   LIMITER=floodgate  the @floodgate/client package (clients/node; or the module at
 //                      FLOODGATE_JS) asking FLOODGATE_URL
 //
 // One limit per user (the x-user-id header): LIMIT per minute, and
@@ -21,7 +21,7 @@ const LIMITER = process.env.LIMITER || 'none';
 const LIMIT = Number(process.env.LIMIT || 1000000);
 const BURST_LIMIT = Number(process.env.BURST_LIMIT || 100);
 const MIDDLEWARE = process.env.FLOODGATE_JS
-  || path.join(__dirname, '..', '..', 'examples', 'express', 'floodgate.js');
+  || path.join(__dirname, '..', '..', 'clients', 'node');
 
 function primary() {
   const pids = [];
