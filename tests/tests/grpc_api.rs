@@ -32,6 +32,7 @@ fn request(pairs: &[(&str, &str)], hits: Option<u64>) -> CheckRequest {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
         hits,
+        ..CheckRequest::default()
     }
 }
 

@@ -117,6 +117,9 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         mode: mode.unwrap_or_default(),
         fallback,
         domain: raw.domain.clone(),
+        deny_status: raw.deny_status,
+        max_wait_us: raw.max_wait.map(|d| micros(d.0)),
+        max_waiting: raw.max_waiting,
     };
     // Errors that only follow from a setting already reported (or
     // missing) would be noise: a bad `algorithm` makes `burst` look wrong.

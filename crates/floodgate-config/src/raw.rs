@@ -152,6 +152,9 @@ pub(crate) struct RawPolicy {
     pub mode: Option<String>,
     pub fallback: Option<String>,
     pub domain: Option<String>,
+    pub deny_status: Option<u64>,
+    pub max_wait: Option<RawDuration>,
+    pub max_waiting: Option<u64>,
 }
 
 /// `instances = 4` or `instances = "auto"`; 0 is refused.

@@ -24,5 +24,6 @@ pub use outcome::{Outcome, Receipt};
 pub use policy::{
     AlgorithmKind, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet, PolicySpec,
 };
+pub use policy::{Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US};
 pub use redact::redact_url;
 pub use time::{Clock, ManualClock, SystemClock};

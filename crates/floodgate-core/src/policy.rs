@@ -12,7 +12,9 @@ use crate::key::counter_key_of;
 
 mod index;
 mod key_entry;
+mod waiting;
 pub use key_entry::KeyEntry;
+pub use waiting::{Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US};
 
 /// Longest policy name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -139,6 +141,13 @@ pub struct PolicySpec {
     pub fallback: Option<FallbackMode>,
     /// Envoy RLS domain; `None` = every domain.
     pub domain: Option<String>,
+    /// HTTP status of a denial (400–599; default 429).
+    pub deny_status: Option<u64>,
+    /// How long a denied check may wait for its turn, in µs (default 0).
+    pub max_wait_us: Option<u64>,
+    /// Checks that may wait on one counter at once (default 100 with a
+    /// `max_wait`).
+    pub max_waiting: Option<u64>,
 }
 
 /// Why a policy spec was refused; `field` names the offending setting so a
@@ -198,6 +207,8 @@ pub struct Policy {
     fallback: Option<FallbackMode>,
     /// Envoy RLS domain.
     domain: Option<String>,
+    /// Denial status and waiting bounds.
+    waiting: Waiting,
 }
 
 impl Policy {
@@ -325,6 +336,12 @@ impl Policy {
             }
             (_, None) => 0,
         };
+        let waiting = waiting::validate(
+            spec.deny_status,
+            spec.max_wait_us,
+            spec.max_waiting,
+            &mut errors,
+        );
         let entries = key_entry::parse_all(&spec.key, &mut errors);
         for (name, values) in &spec.matches {
             if !is_valid_name(name) {
@@ -385,6 +402,7 @@ impl Policy {
             mode: spec.mode,
             fallback: spec.fallback,
             domain: spec.domain,
+            waiting,
         })
     }
 
@@ -451,6 +469,16 @@ impl Policy {
     /// Envoy RLS domain, if restricted to one.
     pub fn domain(&self) -> Option<&str> {
         self.domain.as_deref()
+    }
+
+    /// The denial status and waiting bounds.
+    pub fn waiting(&self) -> Waiting {
+        self.waiting
+    }
+
+    /// The HTTP status a denial by this policy is answered with.
+    pub fn deny_status(&self) -> u16 {
+        self.waiting.deny_status
     }
 
     /// Whether the policy applies: every `match` condition holds, every key

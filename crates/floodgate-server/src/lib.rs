@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod app;
 pub mod cli_output;
+pub mod deny;
 pub mod errors;
 pub mod explain;
 pub mod grpc;

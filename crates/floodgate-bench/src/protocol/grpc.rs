@@ -53,6 +53,7 @@ impl GrpcClient {
         let request = CheckRequest {
             attributes,
             hits: Some(self.template.hits),
+            ..CheckRequest::default()
         };
         let answer: Result<CheckResponse, Outcome> = self.channel.unary(&request).await;
         match answer {

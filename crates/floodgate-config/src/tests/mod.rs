@@ -3,6 +3,7 @@
 
 mod errors;
 mod valid;
+mod waiting;
 
 use super::{from_str, Config, ConfigErrors};
 

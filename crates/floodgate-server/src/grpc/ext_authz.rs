@@ -1,6 +1,7 @@
 //! `envoy.service.auth.v3.Authorization`: Envoy's ext_authz. Attributes
-//! come from the HTTP request Envoy describes; a denial is an HTTP 429 that
-//! Envoy sends to the client, with `Retry-After` and the RateLimit headers.
+//! come from the HTTP request Envoy describes; a denial is an HTTP response
+//! (the deciding policy's `deny_status`, 429 by default) that Envoy sends to
+//! the client, with `Retry-After` and the RateLimit headers.
 //!
 //! A request without HTTP attributes is allowed (with a warning, logged and
 //! counted in `floodgate_ext_authz_incomplete_total`): a misconfigured filter
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
+use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
@@ -95,6 +97,12 @@ fn deny(
     }
 }
 
+/// `status` as Envoy's `StatusCode`; 429 for a status Envoy's enum does
+/// not name (Envoy accepts only those).
+fn envoy_status(status: u16) -> StatusCode {
+    StatusCode::try_from(i32::from(status)).unwrap_or(StatusCode::TooManyRequests)
+}
+
 /// The socket address of a peer, when it is an IP address.
 pub fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> {
     match peer?.address.as_ref()?.address.as_ref()? {
@@ -165,13 +173,10 @@ impl authz::authorization_server::Authorization for AuthzService {
         let response = if verdict.allowed {
             allow(headers)
         } else {
-            let body = serde_json::to_string(&CheckBody::new(&verdict)).unwrap_or_default();
-            deny(
-                RESOURCE_EXHAUSTED,
-                StatusCode::TooManyRequests,
-                headers,
-                body,
-            )
+            let status = deny_status(&verdict, &settings.policies.policies());
+            let body = CheckBody::new(&verdict).with_deny_status(status);
+            let body = serde_json::to_string(&body).unwrap_or_default();
+            deny(RESOURCE_EXHAUSTED, envoy_status(status), headers, body)
         };
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "envoy_authz")
             .record(started.elapsed().as_secs_f64());
@@ -183,6 +188,14 @@ impl authz::authorization_server::Authorization for AuthzService {
 mod tests {
     use super::*;
     use floodgate_proto::envoy::config::core::v3::{Address, SocketAddress};
+
+    #[test]
+    fn envoy_status_keeps_the_codes_envoy_names() {
+        assert_eq!(envoy_status(503), StatusCode::ServiceUnavailable);
+        assert_eq!(envoy_status(429), StatusCode::TooManyRequests);
+        // Envoy's enum has no 499.
+        assert_eq!(envoy_status(499), StatusCode::TooManyRequests);
+    }
 
     #[test]
     fn request_info_reads_the_source_forwarded_for_and_user_but_never_x_real_ip() {

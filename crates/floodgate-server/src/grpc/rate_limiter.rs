@@ -3,11 +3,12 @@
 use std::sync::Arc;
 
 use floodgate_proto::floodgate::v1 as pb;
-use floodgate_store::{Check, Source, Verdict};
+use floodgate_store::{Check, LeaseMode, Source, Verdict};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 use crate::app::App;
+use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::http::routes::MAX_RELEASE_PARTS;
 use crate::render::ms;
@@ -62,6 +63,7 @@ pub fn to_response(verdict: Verdict) -> pb::CheckResponse {
                 source: source(s.source) as i32,
             })
             .collect(),
+        ..pb::CheckResponse::default()
     }
 }
 
@@ -73,19 +75,26 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let started = Instant::now();
         let request = request.into_inner();
+        let snapshot = self.app.limiter.snapshot();
+        let check = Check {
+            attributes: &request.attributes,
+            hits: request.hits.unwrap_or(1),
+            domain: None,
+        };
         let verdict = self
             .app
             .limiter
-            .check(Check {
-                attributes: &request.attributes,
-                hits: request.hits.unwrap_or(1),
-                domain: None,
-            })
+            .check_all_in(&snapshot, &[check], LeaseMode::Held)
             .await
-            .map_err(to_status)?;
+            .map_err(to_status)?
+            .pop()
+            .unwrap_or_default();
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "grpc")
             .record(started.elapsed().as_secs_f64());
-        Ok(Response::new(to_response(verdict)))
+        let deny_status = deny_status(&verdict, snapshot.policies());
+        let mut response = to_response(verdict);
+        response.deny_status = u32::from(deny_status);
+        Ok(Response::new(response))
     }
 
     async fn release(

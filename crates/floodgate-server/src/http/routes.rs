@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use super::body;
 use crate::app::App;
+use crate::deny::deny_status;
 use crate::errors::ApiError;
 use crate::identity::{header_target, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
@@ -126,7 +127,9 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
-    let mut response = json(status, &CheckBody::new(&verdict));
+    let deny_status = deny_status(&verdict, &settings.policies.policies());
+    let body = CheckBody::new(&verdict).with_deny_status(deny_status);
+    let mut response = json(status, &body);
     add_headers(&mut response, &verdict, settings.headers);
     metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
         .record(started.elapsed().as_secs_f64());
@@ -135,7 +138,9 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
 
 /// `/v1/auth`, for nginx `auth_request`: 204 allow, 403 deny (nginx
 /// accepts only 2xx, 401 and 403 from an auth subrequest), with the
-/// rate-limit headers for nginx to copy. Attributes come from
+/// rate-limit headers for nginx to copy and, on a denial,
+/// `X-Floodgate-Deny-Status` (the deciding policy's `deny_status`, which
+/// nginx answers the client with). Attributes come from
 /// `X-Original-URI`, `X-Original-Method`, `X-Real-IP` / `X-Forwarded-For`
 /// and the user header; without `X-Original-*`, from the request itself.
 async fn auth(
@@ -170,10 +175,19 @@ async fn auth(
         StatusCode::FORBIDDEN
     });
     add_headers(&mut response, &verdict, settings.headers);
+    if !verdict.allowed {
+        let status = deny_status(&verdict, &settings.policies.policies());
+        response
+            .headers_mut()
+            .insert(DENY_STATUS_HEADER, HeaderValue::from(status));
+    }
     metrics::histogram!("floodgate_check_duration_seconds", "transport" => "nginx")
         .record(started.elapsed().as_secs_f64());
     Ok(response)
 }
+
+/// The header of a `/v1/auth` denial naming the status to answer with.
+pub const DENY_STATUS_HEADER: &str = "x-floodgate-deny-status";
 
 /// Logs, once per process, that `/v1/auth` ignores `X-Real-IP` because
 /// `[identity] trusted_proxies` is 0: every client then counts as nginx's

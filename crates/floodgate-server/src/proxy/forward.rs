@@ -1,4 +1,5 @@
-//! One proxied request: ask the limiter, then answer 429 or forward to the
+//! One proxied request: ask the limiter, then answer the deciding policy's
+//! `deny_status` (429 by default) or forward to the
 //! upstream with bodies streamed both ways (the configured upgrades, by
 //! default only WebSocket, tunnelled).
 
@@ -27,6 +28,7 @@ use super::sent_body::SentBody;
 use super::tunnel::{allowed_upgrade, tunnel, Held};
 use crate::accept::ConnectionSlot;
 use crate::app::App;
+use crate::deny::{deny_http_status, deny_status};
 use crate::errors::ApiError;
 use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
@@ -117,8 +119,11 @@ impl Forwarder {
         };
         let rate_headers = rate_limit_headers(&verdict, settings.headers);
         if !verdict.allowed {
-            let body = serde_json::to_vec(&CheckBody::new(&verdict)).unwrap_or_default();
-            let mut response = full(StatusCode::TOO_MANY_REQUESTS, body);
+            let status = deny_status(&verdict, &settings.policies.policies());
+            let body = CheckBody::new(&verdict).with_deny_status(status);
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let status = deny_http_status(&verdict, &settings.policies.policies());
+            let mut response = full(status, body);
             add(&mut response, &rate_headers);
             if req.version() < Version::HTTP_2 {
                 // A client past its limit gives its connection back.
