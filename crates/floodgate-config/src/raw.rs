@@ -53,6 +53,8 @@ pub(crate) struct RawServer {
     pub idle_timeout: Option<RawDuration>,
     pub send_timeout: Option<RawDuration>,
     pub max_connections_per_ip: Option<usize>,
+    pub max_waiting: Option<usize>,
+    pub envoy_max_wait: Option<RawDuration>,
 }
 
 /// `[server] proxy = { … }`.

@@ -6,8 +6,11 @@ use arc_swap::ArcSwap;
 use floodgate_config::server::HeaderMode;
 use floodgate_config::{Config, IdentityConfig};
 use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
+use floodgate_config::server::Limits;
+use floodgate_config::store::StoreKind;
 use floodgate_store::{
-    Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store, Verdict,
+    check_waiting, Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store,
+    Verdict, WaitRoom, Waited, WakeOnRelease,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -72,6 +75,21 @@ pub struct App {
     pub settings: Arc<ArcSwap<Settings>>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Where checks wait for their turn (`max_wait`); closed on shutdown.
+    pub waits: Arc<WaitRoom>,
+    /// The listeners' timeouts, which bound how long a check may wait.
+    pub limits: Limits,
+}
+
+/// How often the first waiter on a `concurrency` counter re-checks with no
+/// release seen: the local store (whose releases all pass here) and a
+/// shared store (whose releases on other sidecars arrive by message, which
+/// may be lost).
+fn wait_poll(kind: StoreKind) -> std::time::Duration {
+    match kind {
+        StoreKind::Local => std::time::Duration::from_secs(1),
+        StoreKind::Redis => std::time::Duration::from_millis(250),
+    }
 }
 
 impl App {
@@ -86,11 +104,18 @@ impl App {
         let settings = Arc::new(ArcSwap::from_pointee(Settings::from_config(
             config, cli_shadow,
         )));
+        let waits = Arc::new(WaitRoom::new(
+            config.server.limits.max_waiting,
+            wait_poll(config.store.kind),
+        ));
+        let store = Arc::new(WakeOnRelease::new(store, waits.clone()));
         let limiter = Limiter::with_source(Arc::new(SettingsSource(settings.clone())), store);
         App {
             limiter: Arc::new(limiter),
             settings,
             metrics,
+            waits,
+            limits: config.server.limits,
         }
     }
 
@@ -135,17 +160,52 @@ impl App {
         info: &HttpRequestInfo<'_>,
         leases: LeaseMode,
     ) -> Result<Verdict, LimitError> {
-        let attributes = attributes(info, &settings.identity, &settings.endpoints);
-        let check = Check {
-            attributes: &attributes,
-            hits: 1,
-            domain: None,
-        };
-        let mut verdicts = self
-            .limiter
-            .check_all_in(&settings.policies, &[check], leases)
+        let waited = self
+            .check_http_waiting(settings, info, leases, std::time::Duration::ZERO)
             .await?;
-        Ok(verdicts.pop().unwrap_or_default())
+        Ok(waited.verdicts.into_iter().next().unwrap_or_default())
+    }
+
+    /// [`App::check_http`] (or, with [`LeaseMode::Skipped`], the
+    /// unreleasable check) that waits up to `budget` for its turn when
+    /// denied by policies with a `max_wait`.
+    ///
+    /// # Errors
+    /// As [`App::check_http`].
+    pub async fn check_http_waiting(
+        &self,
+        settings: &Settings,
+        info: &HttpRequestInfo<'_>,
+        leases: LeaseMode,
+        budget: std::time::Duration,
+    ) -> Result<Waited, LimitError> {
+        let attributes = attributes(info, &settings.identity, &settings.endpoints);
+        self.check_waiting(
+            &settings.policies,
+            &[Check {
+                attributes: &attributes,
+                hits: 1,
+                domain: None,
+            }],
+            leases,
+            budget,
+        )
+        .await
+    }
+
+    /// Decides `checks` against `snapshot`, waiting up to `budget` (see
+    /// [`check_waiting`]).
+    ///
+    /// # Errors
+    /// As [`Limiter::check_all_in`].
+    pub async fn check_waiting(
+        &self,
+        snapshot: &PolicySnapshot,
+        checks: &[Check<'_>],
+        leases: LeaseMode,
+        budget: std::time::Duration,
+    ) -> Result<Waited, LimitError> {
+        check_waiting(&self.limiter, &self.waits, snapshot, checks, leases, budget).await
     }
 }
 

@@ -20,3 +20,4 @@ pub mod render;
 pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
+pub mod waiting;

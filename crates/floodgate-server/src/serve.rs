@@ -75,6 +75,12 @@ pub async fn run(
         }
     };
     let app = Arc::new(App::new(&config, shadow, store, metrics.clone()));
+    // Shutdown answers every waiting check at once (denied as usual).
+    let (waits, stop) = (app.waits.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        stop.cancelled().await;
+        waits.close();
+    });
     crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.
     tracker.spawn(crate::reload::run(

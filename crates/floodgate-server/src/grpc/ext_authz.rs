@@ -17,7 +17,7 @@ use floodgate_proto::envoy::config::core::v3::{
 use floodgate_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 use floodgate_proto::google::rpc;
-use floodgate_store::LimitError;
+use floodgate_store::{LeaseMode, LimitError};
 use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
@@ -26,6 +26,7 @@ use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
+use crate::waiting;
 
 /// gRPC status codes used in `CheckResponse.status`.
 const OK: i32 = 0;
@@ -140,6 +141,14 @@ impl authz::authorization_server::Authorization for AuthzService {
         request: Request<authz::CheckRequest>,
     ) -> Result<Response<authz::CheckResponse>, Status> {
         let started = Instant::now();
+        let budget = waiting::envoy_budget(
+            request
+                .metadata()
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok()),
+            self.app.limits.grpc_timeout,
+            self.app.limits.envoy_max_wait,
+        );
         let context = request.into_inner().attributes.unwrap_or_default();
         let Some(http) = context.request.as_ref().and_then(|r| r.http.as_ref()) else {
             tracing::warn!("ext_authz request without HTTP attributes: allowed unchecked");
@@ -151,10 +160,10 @@ impl authz::authorization_server::Authorization for AuthzService {
         // No "request finished" callback: concurrency policies are skipped.
         let verdict = match self
             .app
-            .check_http_unreleasable(&settings, &info, "envoy_authz")
+            .check_http_waiting(&settings, &info, LeaseMode::Skipped("envoy_authz"), budget)
             .await
         {
-            Ok(verdict) => verdict,
+            Ok(waited) => waited.verdicts.into_iter().next().unwrap_or_default(),
             Err(LimitError::InvalidAttributes(error)) => {
                 let body = serde_json::json!({ "error": error.to_string() }).to_string();
                 return Ok(Response::new(deny(

@@ -12,6 +12,7 @@ use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::http::routes::MAX_RELEASE_PARTS;
 use crate::render::ms;
+use crate::waiting;
 
 /// The `floodgate.v1.RateLimiter` service.
 pub struct RateLimiterService {
@@ -74,26 +75,35 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let started = Instant::now();
+        let header = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let request = request.into_inner();
+        let budget = waiting::grpc_budget(
+            request.max_wait_ms,
+            header.as_deref(),
+            self.app.limits.grpc_timeout,
+        );
         let snapshot = self.app.limiter.snapshot();
         let check = Check {
             attributes: &request.attributes,
             hits: request.hits.unwrap_or(1),
             domain: None,
         };
-        let verdict = self
+        let waited = self
             .app
-            .limiter
-            .check_all_in(&snapshot, &[check], LeaseMode::Held)
+            .check_waiting(&snapshot, &[check], LeaseMode::Held, budget)
             .await
-            .map_err(to_status)?
-            .pop()
-            .unwrap_or_default();
+            .map_err(to_status)?;
+        let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "grpc")
             .record(started.elapsed().as_secs_f64());
         let deny_status = deny_status(&verdict, snapshot.policies());
         let mut response = to_response(verdict);
         response.deny_status = u32::from(deny_status);
+        response.waited_ms = ms(waited.waited_us);
         Ok(Response::new(response))
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use floodgate_config::server::HeaderMode;
 use floodgate_core::{Attributes, Policy};
-use floodgate_store::{Check, Verdict};
+use floodgate_store::{Check, LeaseMode, Verdict};
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -22,7 +22,8 @@ use crate::app::App;
 use crate::deny::deny_status;
 use crate::errors::ApiError;
 use crate::identity::{header_target, HttpRequestInfo};
-use crate::render::{rate_limit_headers, CheckBody};
+use crate::render::{ms, rate_limit_headers, CheckBody};
+use crate::waiting::{self, MAX_WAIT_HEADER};
 
 /// Every response this listener sends.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -74,6 +75,10 @@ pub struct CheckRequest {
     /// Cost; absent = 1, 0 = peek.
     #[serde(default = "one")]
     pub hits: u64,
+    /// How long the caller is willing to wait for its turn, in ms (capped
+    /// by the policies' `max_wait`); absent = 0 = never wait.
+    #[serde(default)]
+    pub max_wait_ms: Option<u64>,
 }
 
 fn one() -> u64 {
@@ -112,23 +117,25 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
         hits: request.hits,
         domain: None,
     };
-    let verdict = app
-        .limiter
-        .check_all_in(
+    let budget = waiting::asked(request.max_wait_ms, app.limits.request_timeout);
+    let waited = app
+        .check_waiting(
             &settings.policies,
             &[check],
             floodgate_store::LeaseMode::Held,
+            budget,
         )
-        .await?
-        .pop()
-        .unwrap_or_default();
+        .await?;
+    let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
     let status = if verdict.allowed {
         StatusCode::OK
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
     let deny_status = deny_status(&verdict, &settings.policies.policies());
-    let body = CheckBody::new(&verdict).with_deny_status(deny_status);
+    let body = CheckBody::new(&verdict)
+        .with_deny_status(deny_status)
+        .with_waited_ms(ms(waited.waited_us));
     let mut response = json(status, &body);
     add_headers(&mut response, &verdict, settings.headers);
     metrics::histogram!("floodgate_check_duration_seconds", "transport" => "http")
@@ -166,9 +173,16 @@ async fn auth(
         &settings.identity.user_header,
         true,
     );
-    let verdict = app
-        .check_http_unreleasable(&settings, &info, "nginx")
+    // nginx says how long it waits for the subrequest (absent: no wait).
+    let max_wait_ms = headers
+        .get(MAX_WAIT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let budget = waiting::asked(max_wait_ms, app.limits.request_timeout);
+    let waited = app
+        .check_http_waiting(&settings, &info, LeaseMode::Skipped("nginx"), budget)
         .await?;
+    let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
     let mut response = empty(if verdict.allowed {
         StatusCode::NO_CONTENT
     } else {

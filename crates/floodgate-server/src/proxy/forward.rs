@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use floodgate_config::server::ProxyLimits;
-use floodgate_store::Verdict;
+use floodgate_store::{LeaseMode, Verdict};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
@@ -32,6 +32,7 @@ use crate::deny::{deny_http_status, deny_status};
 use crate::errors::ApiError;
 use crate::identity::HttpRequestInfo;
 use crate::render::{rate_limit_headers, CheckBody};
+use crate::waiting::MAX_WAIT;
 
 /// Every body the proxy sends, either way.
 pub type ProxyBody = BoxBody<Bytes, BoxError>;
@@ -106,7 +107,11 @@ impl Forwarder {
                 &settings.identity.user_header,
                 false,
             );
-            self.app.check_http(&settings, &info).await
+            // Waits for the client, as long as the policies' max_wait.
+            self.app
+                .check_http_waiting(&settings, &info, LeaseMode::Held, MAX_WAIT)
+                .await
+                .map(|w| w.verdicts.into_iter().next().unwrap_or_default())
         };
         metrics::histogram!("floodgate_check_duration_seconds", "transport" => "proxy")
             .record(started.elapsed().as_secs_f64());
