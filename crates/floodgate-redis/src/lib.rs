@@ -89,10 +89,12 @@ mod release;
 mod script;
 mod store;
 mod tls;
+mod waiters;
 
 pub use config::Config;
 pub use error::Error;
 pub use store::RedisStore;
+pub use waiters::{connect_wake_channel, wake_channel, WakePublisher};
 
 /// The Redis key of the counter `counter_key` of `policy` under `prefix`
 /// (the store's `key_prefix`), as the store reads and writes it:

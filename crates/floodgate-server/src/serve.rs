@@ -19,6 +19,7 @@ use crate::accept::ListenerSettings;
 use crate::app::App;
 
 mod failover;
+mod wake;
 
 /// How often expired local counters are swept and metrics upkept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -81,6 +82,9 @@ pub async fn run(
         stop.cancelled().await;
         waits.close();
     });
+    if let (StoreKind::Redis, Some(redis)) = (config.store.kind, &config.store.redis) {
+        wake::start(redis, app.waits.clone(), &shutdown, &tracker);
+    }
     crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.
     tracker.spawn(crate::reload::run(

@@ -38,7 +38,9 @@ impl Store for WakeOnRelease {
         let result = self.inner.refund(refunds).await;
         let mut keys: Vec<String> = Vec::new();
         for refund in refunds {
+            // Only policies with a max_wait can have waiters.
             if refund.policy.kind() == AlgorithmKind::Concurrency
+                && refund.policy.waiting().max_wait_us > 0
                 && !keys.iter().any(|k| k == refund.key)
             {
                 keys.push(refund.key.to_string());
