@@ -88,12 +88,14 @@ mod reconcile;
 mod release;
 mod script;
 mod store;
+mod ticket_queue;
 mod tls;
 mod waiters;
 
 pub use config::Config;
 pub use error::Error;
 pub use store::RedisStore;
+pub use ticket_queue::RedisQueue;
 pub use waiters::{connect_wake_channel, wake_channel, WakePublisher};
 
 /// The Redis key of the counter `counter_key` of `policy` under `prefix`

@@ -3,8 +3,10 @@
 //! A release through any sidecar is announced with one `PUBLISH` on the
 //! channel `<key_prefix>:wake`, the message being the counter key
 //! (`<policy>:<values>`). Every sidecar subscribes to that channel on a
-//! connection of its own and wakes the first waiter it holds on that
-//! counter, which re-checks at once. Pub/sub is fire and forget: a message
+//! connection of its own and wakes the waiters it holds on that
+//! counter, which re-checks at once (with the shared ticket queue of
+//! `ticket_queue.rs`: every waiter there re-reads its rank, and the first
+//! re-checks). Pub/sub is fire and forget: a message
 //! lost (a subscriber reconnecting, Redis restarting) only delays a waiter
 //! to its next poll (`WaitRoom::poll`), and a lease that lapses by its
 //! timeout is found the same way. Only releases of policies with a
@@ -20,6 +22,7 @@ use fred::types::config::ReconnectPolicy;
 use fred::types::Builder;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::ticket_queue::RedisQueue;
 use crate::{Config, Error};
 
 /// Announced releases waiting to be published, at most; past it a release
@@ -97,6 +100,12 @@ pub async fn connect_wake_channel(
         .map_err(|e| Error::connecting(target.clone(), &e))?;
     let (queue, mut keys) = mpsc::channel::<String>(QUEUED);
     room.set_bus(Arc::new(WakePublisher { queue }));
+    room.set_shared(Arc::new(RedisQueue::new(
+        publisher.clone(),
+        &config.key_prefix,
+        channel.clone(),
+        config.timeout,
+    )));
     let sender = publisher.clone();
     let publishing = tokio::spawn(async move {
         while let Some(key) = keys.recv().await {
@@ -111,7 +120,7 @@ pub async fn connect_wake_channel(
                 match messages.recv().await {
                     Ok(message) => {
                         if let Some(key) = message.value.as_str() {
-                            room.wake(&[key.as_ref()]);
+                            room.wake_all(&key);
                         }
                     }
                     // Missed messages: the waiters poll.

@@ -23,6 +23,6 @@ pub use limiter::{Check, LeaseMode, Limiter, PolicySnapshot, PolicySource, Polic
 pub use local::{LocalConfig, LocalStore};
 pub use store::{Reconcile, Refund, Source, Store, StoreOp, StoreOutcome};
 pub use wait::{
-    check_waiting, Place, Refused, WaitRoom, Waited, WakeBus, WakeOnRelease, Woken,
-    DEFAULT_MAX_WAITING_TOTAL,
+    check_waiting, Joined, Place, Refused, SharedQueue, Ticket, WaitRoom, Waited, WakeBus,
+    WakeOnRelease, Woken, DEFAULT_MAX_WAITING_TOTAL,
 };

@@ -20,15 +20,17 @@
 //! removes.
 
 mod room;
+mod shared;
 mod wake;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use floodgate_core::{AlgorithmKind, MAX_WAIT_US};
+use floodgate_core::{AlgorithmKind, Policy, MAX_WAIT_US};
 use tokio::time::Instant;
 
 pub use room::{Place, Refused, WaitRoom, WakeBus, Woken, DEFAULT_MAX_WAITING_TOTAL};
+pub use shared::{Joined, SharedQueue, Ticket};
 pub use wake::WakeOnRelease;
 
 use crate::limiter::{Check, LeaseMode, Limiter, PolicySnapshot, Verdict};
@@ -46,16 +48,89 @@ pub struct Waited {
 /// Which queue a denied check waits in, and for how long.
 #[derive(Debug)]
 struct Plan {
-    /// The deciding policy's counter key.
+    /// The deciding policy.
+    policy: Arc<Policy>,
+    /// Its counter key.
     key: String,
     /// The shortest `max_wait` of the denying policies, µs.
     max_wait_us: u64,
-    /// The deciding policy's `max_waiting`.
-    max_waiting: u32,
     /// When the denial could pass, µs from now.
     retry_after_us: u64,
+}
+
+impl Plan {
     /// Whether the deciding policy is `concurrency` (woken by releases).
-    concurrency: bool,
+    fn concurrency(&self) -> bool {
+        self.policy.kind() == AlgorithmKind::Concurrency
+    }
+}
+
+/// A waiting check's places: in this process's queue (its wake-ups and
+/// caps) and, for `concurrency` with a shared store, in the shared queue
+/// (its order across sidecars).
+#[derive(Debug, Default)]
+struct Queued {
+    /// The local place.
+    place: Option<Place>,
+    /// The shared ticket, if any.
+    ticket: Option<Ticket>,
+}
+
+impl Queued {
+    /// Joins the queues of `plan`'s counter unless already in them.
+    ///
+    /// # Errors
+    /// [`Refused`] when a queue is full or the room closed.
+    async fn join(&mut self, room: &Arc<WaitRoom>, plan: &Plan, ttl: Duration) -> Result<(), Refused> {
+        if self.place.as_ref().map(Place::key) != Some(plan.key.as_str()) {
+            // Leave the old queues first (their next waiters are woken).
+            *self = Queued::default();
+            self.place = Some(room.enter(&plan.key, plan.policy.waiting().max_waiting)?);
+            if let (true, Some(shared)) = (plan.concurrency(), room.shared()) {
+                match shared::join(shared, &plan.policy, &plan.key, ttl).await {
+                    Joined::Ticket(ticket) => self.ticket = Some(ticket),
+                    Joined::Full => return Err(Refused::KeyFull),
+                    Joined::Unreachable => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this check may re-check now: first in the shared queue, or
+    /// at the head of the local one.
+    async fn is_first(&self) -> bool {
+        match (&self.ticket, &self.place) {
+            (Some(ticket), _) => ticket.is_first().await,
+            (None, Some(place)) => place.is_head(),
+            (None, None) => true,
+        }
+    }
+
+    /// Waits until this check may re-check: when first, at `recheck_at`
+    /// or when woken; otherwise until it becomes first. `Timeout` when
+    /// `deadline` passed first.
+    async fn wait(&self, recheck_at: Instant, deadline: Instant) -> Woken {
+        let Some(place) = &self.place else {
+            return Woken::Timeout;
+        };
+        loop {
+            let first = self.is_first().await;
+            // Behind others in a shared queue, a poll re-reads the order.
+            let until = match (first, &self.ticket) {
+                (true, _) => recheck_at,
+                (false, Some(_)) => deadline.min(Instant::now() + place.room.poll()),
+                (false, None) => deadline,
+            };
+            match place.wait(until.min(deadline)).await {
+                Woken::Closed => return Woken::Closed,
+                _ if Instant::now() >= deadline => return Woken::Timeout,
+                Woken::Timeout if first => return Woken::Timeout,
+                Woken::Notified if first => return Woken::Notified,
+                Woken::Notified | Woken::Timeout => {}
+            }
+        }
+    }
 }
 
 /// Decides `checks` as [`Limiter::check_all_in`] does, waiting up to
@@ -76,7 +151,7 @@ pub async fn check_waiting(
     let budget_us = u64::try_from(budget.as_micros()).map_or(MAX_WAIT_US, |b| b.min(MAX_WAIT_US));
     let done = |verdicts: Vec<Verdict>, outcome: &'static str| {
         let waited = started.elapsed();
-        if !waited.is_zero() {
+        if !waited.is_zero() || outcome == "refused" {
             metrics::counter!("floodgate_waits_total", "outcome" => outcome).increment(1);
             metrics::histogram!("floodgate_wait_seconds").record(waited.as_secs_f64());
         }
@@ -85,16 +160,16 @@ pub async fn check_waiting(
             waited_us: u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
         })
     };
-    let mut place = None;
-    if budget_us > 0 && room.waiting() > 0 {
+    let mut queued = Queued::default();
+    if budget_us > 0 {
         // Others wait on one of our counters: behind them, unchecked.
-        if let Some((key, max_wait_us, max_waiting)) = queued(room, snapshot, checks, leases) {
-            let deadline = started + us(budget_us.min(max_wait_us));
-            if let Ok(p) = room.enter(&key, max_waiting) {
-                wait_turn(&p, deadline).await;
-                place = Some(p);
+        if let Some(plan) = queued_plan(room, snapshot, checks, leases).await {
+            let wait_us = budget_us.min(plan.max_wait_us);
+            let deadline = started + us(wait_us);
+            if queued.join(room, &plan, us(wait_us)).await.is_ok() {
+                queued.wait(started, deadline).await;
             } else {
-                metrics::counter!("floodgate_waits_total", "outcome" => "refused").increment(1);
+                queued = Queued::default();
             }
         }
     }
@@ -112,31 +187,20 @@ pub async fn check_waiting(
         let deadline = started + us(budget_us.min(plan.max_wait_us));
         let now = Instant::now();
         let retry_at = now + us(plan.retry_after_us);
-        if now >= deadline || (!plan.concurrency && retry_at > deadline) {
+        if now >= deadline || (!plan.concurrency() && retry_at > deadline) {
             return done(verdicts, "timeout");
         }
-        if place.as_ref().map(Place::key) != Some(plan.key.as_str()) {
-            // Leave the old queue first (its next waiter is woken).
-            drop(place.take());
-            match room.enter(&plan.key, plan.max_waiting) {
-                Ok(p) => place = Some(p),
-                Err(refused) => {
-                    metrics::counter!("floodgate_waits_total", "outcome" => "refused")
-                        .increment(1);
-                    tracing::debug!(reason = refused.as_str(), "wait refused");
-                    return done(verdicts, "denied");
-                }
-            }
+        let ttl = deadline.saturating_duration_since(now);
+        if let Err(refused) = queued.join(room, &plan, ttl).await {
+            tracing::debug!(reason = refused.as_str(), "wait refused");
+            return done(verdicts, "refused");
         }
-        let Some(p) = place.as_ref() else {
-            return done(verdicts, "denied");
-        };
-        let recheck_at = if plan.concurrency {
+        let recheck_at = if plan.concurrency() {
             retry_at.min(now + room.poll())
         } else {
             retry_at
         };
-        match wait_recheck(p, recheck_at.min(deadline), deadline).await {
+        match queued.wait(recheck_at.min(deadline), deadline).await {
             Woken::Closed => return done(verdicts, "shutdown"),
             Woken::Timeout if Instant::now() >= deadline => return done(verdicts, "timeout"),
             Woken::Notified | Woken::Timeout => {}
@@ -147,32 +211,6 @@ pub async fn check_waiting(
 /// µs as a `Duration`.
 fn us(us: u64) -> Duration {
     Duration::from_micros(us)
-}
-
-/// Waits, not at the head, until `place` becomes head (or the deadline, or
-/// shutdown).
-async fn wait_turn(place: &Place, deadline: Instant) {
-    while !place.is_head() {
-        if place.wait(deadline).await != Woken::Notified {
-            return;
-        }
-    }
-}
-
-/// Waits until `place` may re-check: as head, at `recheck_at` or when
-/// woken; behind others, until it becomes head. `Timeout` when `deadline`
-/// passed first.
-async fn wait_recheck(place: &Place, recheck_at: Instant, deadline: Instant) -> Woken {
-    loop {
-        let head = place.is_head();
-        let until = if head { recheck_at } else { deadline };
-        match place.wait(until).await {
-            Woken::Closed => return Woken::Closed,
-            Woken::Timeout if head || Instant::now() >= deadline => return Woken::Timeout,
-            Woken::Notified if place.is_head() => return Woken::Notified,
-            Woken::Notified | Woken::Timeout => {}
-        }
-    }
 }
 
 /// The queue of a denied check: the deciding denial's counter, waiting as
@@ -195,11 +233,10 @@ fn plan(snapshot: &PolicySnapshot, checks: &[Check<'_>], verdicts: &[Verdict]) -
                 .is_none_or(|p| status.retry_after_us > p.retry_after_us)
             {
                 plan = Some(Plan {
+                    policy: policy.clone(),
                     key: policy.counter_key(check.attributes),
                     max_wait_us: 0,
-                    max_waiting: waiting.max_waiting,
                     retry_after_us: status.retry_after_us,
-                    concurrency: policy.kind() == AlgorithmKind::Concurrency,
                 });
             }
         }
@@ -207,30 +244,40 @@ fn plan(snapshot: &PolicySnapshot, checks: &[Check<'_>], verdicts: &[Verdict]) -
     plan.map(|p| Plan { max_wait_us, ..p })
 }
 
-/// A counter of `checks` with checks waiting on it, if any: the key, its
-/// policy's `max_wait` and `max_waiting`.
-fn queued(
+/// A counter of `checks` with checks waiting on it (here, or in the
+/// shared queue for `concurrency`), if any: the queue to join at once.
+async fn queued_plan(
     room: &WaitRoom,
     snapshot: &PolicySnapshot,
     checks: &[Check<'_>],
     leases: LeaseMode,
-) -> Option<(String, u64, u32)> {
+) -> Option<Plan> {
     let set = snapshot.policies();
-    checks.iter().find_map(|check| {
-        set.applicable(check.attributes, check.domain)
+    for check in checks {
+        let waitable = set
+            .applicable(check.attributes, check.domain)
             .map(|(_, p)| p)
             .filter(|p| p.waiting().max_wait_us > 0)
-            .filter(|p| {
-                leases == LeaseMode::Held || p.kind() != AlgorithmKind::Concurrency
-            })
-            .find_map(|p| {
-                let key = p.counter_key(check.attributes);
-                room.has_waiters(&key).then(|| {
-                    let w = p.waiting();
-                    (key, w.max_wait_us, w.max_waiting)
-                })
-            })
-    })
+            .filter(|p| leases == LeaseMode::Held || p.kind() != AlgorithmKind::Concurrency);
+        for policy in waitable {
+            let key = policy.counter_key(check.attributes);
+            let waiting = match (policy.kind(), room.shared()) {
+                (AlgorithmKind::Concurrency, Some(shared)) => {
+                    shared.len(policy, &key).await.unwrap_or(0) > 0
+                }
+                _ => room.has_waiters(&key),
+            };
+            if waiting {
+                return Some(Plan {
+                    policy: policy.clone(),
+                    key,
+                    max_wait_us: policy.waiting().max_wait_us,
+                    retry_after_us: 0,
+                });
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]

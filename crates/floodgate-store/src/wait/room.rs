@@ -18,6 +18,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::shared::SharedQueue;
+
 /// Waiting checks in total when no cap is configured.
 pub const DEFAULT_MAX_WAITING_TOTAL: usize = 10_000;
 
@@ -80,6 +82,8 @@ pub struct WaitRoom {
     poll: Duration,
     /// Where releases are announced to other sidecars, if anywhere.
     bus: OnceLock<Arc<dyn WakeBus>>,
+    /// The queue of `concurrency` waiters shared by every sidecar, if any.
+    shared: OnceLock<Arc<dyn SharedQueue>>,
 }
 
 impl std::fmt::Debug for WaitRoom {
@@ -103,6 +107,30 @@ impl WaitRoom {
             closed: CancellationToken::new(),
             poll,
             bus: OnceLock::new(),
+            shared: OnceLock::new(),
+        }
+    }
+
+    /// Orders `concurrency` waiters by `queue` across sidecars (once;
+    /// later calls are ignored).
+    pub fn set_shared(&self, queue: Arc<dyn SharedQueue>) {
+        let _ = self.shared.set(queue);
+    }
+
+    /// The shared queue, if set.
+    pub fn shared(&self) -> Option<&Arc<dyn SharedQueue>> {
+        self.shared.get()
+    }
+
+    /// Wakes every waiter on `key` (each then asks whether it is first).
+    pub fn wake_all(&self, key: &str) {
+        if self.waiting() == 0 {
+            return;
+        }
+        if let Some(queue) = self.queues.lock().get(key) {
+            for (_, notify) in queue {
+                notify.notify_one();
+            }
         }
     }
 
@@ -229,7 +257,7 @@ impl WaitRoom {
 #[derive(Debug)]
 pub struct Place {
     /// The room it waits in.
-    room: Arc<WaitRoom>,
+    pub(super) room: Arc<WaitRoom>,
     /// The counter key it waits on.
     key: String,
     /// Its arrival number.
