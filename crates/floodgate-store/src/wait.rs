@@ -149,17 +149,8 @@ pub async fn check_waiting(
 ) -> Result<Waited, LimitError> {
     let started = Instant::now();
     let budget_us = u64::try_from(budget.as_micros()).map_or(MAX_WAIT_US, |b| b.min(MAX_WAIT_US));
-    let done = |verdicts: Vec<Verdict>, outcome: &'static str| {
-        let waited = started.elapsed();
-        if !waited.is_zero() || outcome == "refused" {
-            metrics::counter!("floodgate_waits_total", "outcome" => outcome).increment(1);
-            metrics::histogram!("floodgate_wait_seconds").record(waited.as_secs_f64());
-        }
-        Ok(Waited {
-            verdicts,
-            waited_us: u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
-        })
-    };
+    // Set when the check first waits: the checks themselves are not waits.
+    let mut since: Option<Instant> = None;
     let mut queued = Queued::default();
     if budget_us > 0 {
         // Others wait on one of our counters: behind them, unchecked.
@@ -167,6 +158,7 @@ pub async fn check_waiting(
             let wait_us = budget_us.min(plan.max_wait_us);
             let deadline = started + us(wait_us);
             if queued.join(room, &plan, us(wait_us)).await.is_ok() {
+                since.get_or_insert_with(Instant::now);
                 queued.wait(started, deadline).await;
             } else {
                 queued = Queued::default();
@@ -176,36 +168,54 @@ pub async fn check_waiting(
     loop {
         let verdicts = limiter.check_all_in(snapshot, checks, leases).await?;
         if verdicts.iter().all(|v| v.allowed) {
-            return done(verdicts, "allowed");
+            return finish(verdicts, since, "allowed");
         }
         if budget_us == 0 || room.is_closed() {
-            return done(verdicts, "denied");
+            return finish(verdicts, since, "denied");
         }
         let Some(plan) = plan(snapshot, checks, &verdicts) else {
-            return done(verdicts, "denied");
+            return finish(verdicts, since, "denied");
         };
         let deadline = started + us(budget_us.min(plan.max_wait_us));
         let now = Instant::now();
         let retry_at = now + us(plan.retry_after_us);
         if now >= deadline || (!plan.concurrency() && retry_at > deadline) {
-            return done(verdicts, "timeout");
+            return finish(verdicts, since, "timeout");
         }
         let ttl = deadline.saturating_duration_since(now);
         if let Err(refused) = queued.join(room, &plan, ttl).await {
             tracing::debug!(reason = refused.as_str(), "wait refused");
-            return done(verdicts, "refused");
+            return finish(verdicts, since, "refused");
         }
         let recheck_at = if plan.concurrency() {
             retry_at.min(now + room.poll())
         } else {
             retry_at
         };
+        since.get_or_insert_with(Instant::now);
         match queued.wait(recheck_at.min(deadline), deadline).await {
-            Woken::Closed => return done(verdicts, "shutdown"),
-            Woken::Timeout if Instant::now() >= deadline => return done(verdicts, "timeout"),
+            Woken::Closed => return finish(verdicts, since, "shutdown"),
+            Woken::Timeout if Instant::now() >= deadline => return finish(verdicts, since, "timeout"),
             Woken::Notified | Woken::Timeout => {}
         }
     }
+}
+
+/// The answer, counting the wait (from `since`) in the metrics.
+fn finish(
+    verdicts: Vec<Verdict>,
+    since: Option<Instant>,
+    outcome: &'static str,
+) -> Result<Waited, LimitError> {
+    let waited = since.map_or(Duration::ZERO, |t| t.elapsed());
+    if since.is_some() || outcome == "refused" {
+        metrics::counter!("floodgate_waits_total", "outcome" => outcome).increment(1);
+        metrics::histogram!("floodgate_wait_seconds").record(waited.as_secs_f64());
+    }
+    Ok(Waited {
+        verdicts,
+        waited_us: u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+    })
 }
 
 /// µs as a `Duration`.
