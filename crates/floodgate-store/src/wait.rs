@@ -291,4 +291,6 @@ async fn queued_plan(
 }
 
 #[cfg(test)]
+mod shared_tests;
+#[cfg(test)]
 mod tests;
