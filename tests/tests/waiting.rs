@@ -247,3 +247,80 @@ fn measure_release_to_wake_up_across_sidecars() {
         ms(samples[samples.len() - 1])
     );
 }
+
+/// One token a second for each user, waiting up to 5 s.
+fn bucket_policy() -> String {
+    format!(
+        "{FREE_PORTS}\n[identity]\nuser_header = \"x-user-id\"\n\n[[policy]]\nname = \"bucket\"\nkey = [\"user\"]\nlimit = 1\nwindow = \"1s\"\nalgorithm = \"token_bucket\"\nmax_wait = \"5s\"\n"
+    )
+}
+
+/// ext_authz never waits past Envoy's own timeout (its `grpc-timeout`),
+/// and without one, not at all (`envoy_max_wait` defaults to 0).
+#[tokio::test]
+async fn ext_authz_waits_only_within_envoys_timeout() {
+    use floodgate_proto::envoy::service::auth::v3 as authz;
+    let fg = Floodgate::start(&bucket_policy());
+    let mut client = authz::authorization_client::AuthorizationClient::connect(fg.grpc_uri())
+        .await
+        .unwrap();
+    let request = |timeout: Option<Duration>| {
+        let http = authz::attribute_context::HttpRequest {
+            method: "GET".into(),
+            path: "/x".into(),
+            headers: [("x-user-id".to_string(), "u".to_string())].into_iter().collect(),
+            ..Default::default()
+        };
+        let mut request = tonic::Request::new(authz::CheckRequest {
+            attributes: Some(authz::AttributeContext {
+                request: Some(authz::attribute_context::Request {
+                    http: Some(http),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        });
+        if let Some(timeout) = timeout {
+            request.set_timeout(timeout);
+        }
+        request
+    };
+    let code = |r: authz::CheckResponse| r.status.unwrap().code;
+    assert_eq!(code(client.check(request(None)).await.unwrap().into_inner()), 0);
+    // The next token is ~1 s away: beyond a 300 ms timeout, and no
+    // timeout at all means no wait.
+    for timeout in [Some(Duration::from_millis(300)), None] {
+        let started = Instant::now();
+        let r = client.check(request(timeout)).await.unwrap().into_inner();
+        assert_eq!(code(r), 8, "{timeout:?}");
+        assert!(started.elapsed() < Duration::from_millis(300));
+    }
+    // Within a 3 s timeout it waits for the token.
+    let r = client
+        .check(request(Some(Duration::from_secs(3))))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(code(r), 0);
+}
+
+/// `/v1/auth` waits when nginx says how long (`X-Floodgate-Max-Wait-Ms`),
+/// and not otherwise.
+#[test]
+fn nginx_auth_waits_when_asked() {
+    let fg = Floodgate::start(&bucket_policy());
+    let auth = |wait: Option<&str>| {
+        let mut headers = vec![("x-user-id", "u"), ("x-original-uri", "/x")];
+        headers.extend(wait.map(|w| ("x-floodgate-max-wait-ms", w)));
+        http_request(fg.http, "GET", "/v1/auth", &headers, None)
+    };
+    assert_eq!(auth(None).status, 204);
+    let denied = auth(None);
+    assert_eq!(denied.status, 403);
+    assert_eq!(denied.header("x-floodgate-deny-status"), Some("429"));
+    let started = Instant::now();
+    assert_eq!(auth(Some("3000")).status, 204);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Garbage is no wait.
+    assert_eq!(auth(Some("soon")).status, 403);
+}
