@@ -20,7 +20,11 @@ fn check_json_carries_the_deciding_policys_deny_status() {
     let body = r#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#;
     let first = fg.check(body);
     assert_eq!(first.status, 200);
-    assert!(first.json().get("deny_status").is_none(), "{}", first.text());
+    assert!(
+        first.json().get("deny_status").is_none(),
+        "{}",
+        first.text()
+    );
     assert_eq!(first.json()["waited_ms"], 0);
     let denied = fg.check(body);
     // /v1/check itself stays 429; the body says what to answer with.
@@ -68,7 +72,14 @@ fn the_proxy_answers_a_denial_with_the_policys_status_and_retry_after() {
     assert_eq!(get("/ai/chat").status, 200);
     let denied = get("/ai/chat");
     assert_eq!(denied.status, 503, "{}", denied.text());
-    assert!(denied.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    assert!(
+        denied
+            .header("retry-after")
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
     assert_eq!(denied.json()["deny_status"], 503);
     assert_eq!(get("/api/x").status, 200);
     let plain = get("/api/x");

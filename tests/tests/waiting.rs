@@ -36,7 +36,11 @@ fn check_body(user: &str, max_wait_ms: u64) -> String {
 }
 
 fn release(fg: &Floodgate, lease: &str) {
-    let r = fg.http("POST", "/v1/release", Some(&format!(r#"{{"lease": "{lease}"}}"#)));
+    let r = fg.http(
+        "POST",
+        "/v1/release",
+        Some(&format!(r#"{{"lease": "{lease}"}}"#)),
+    );
     assert_eq!(r.status, 204, "{}", r.text());
 }
 
@@ -62,7 +66,10 @@ fn ten_callers_share_two_slots_across_three_sidecars_in_arrival_order() {
                 std::thread::sleep(Duration::from_millis(150));
                 in_flight.fetch_sub(1, Ordering::SeqCst);
                 // Released through another sidecar than the one that admitted it.
-                release(&sidecars[(caller + 1) % 3], r.json()["lease"].as_str().unwrap());
+                release(
+                    &sidecars[(caller + 1) % 3],
+                    r.json()["lease"].as_str().unwrap(),
+                );
             });
         }
     });
@@ -71,7 +78,10 @@ fn ten_callers_share_two_slots_across_three_sidecars_in_arrival_order() {
     // Nothing left behind: no lease, no ticket.
     let r = sidecars[0].check(&check_body("hot", 0));
     assert_eq!(r.json()["remaining"], 1, "{}", r.text());
-    assert_eq!(redis.cli(&["EXISTS", "wait:{inflight:hot}:cc:q"]).trim(), "0");
+    assert_eq!(
+        redis.cli(&["EXISTS", "wait:{inflight:hot}:cc:q"]).trim(),
+        "0"
+    );
 }
 
 /// A waiting request whose client goes away: its connection is closed
@@ -147,7 +157,13 @@ fn shutdown_answers_a_waiting_check_at_once() {
     let addr = fg.http;
     let waiter = std::thread::spawn(move || {
         let started = Instant::now();
-        let r = http_request(addr, "POST", "/v1/check", &[], Some(check_body("u", 8_000).as_bytes()));
+        let r = http_request(
+            addr,
+            "POST",
+            "/v1/check",
+            &[],
+            Some(check_body("u", 8_000).as_bytes()),
+        );
         (r, started.elapsed())
     });
     std::thread::sleep(Duration::from_millis(500));
@@ -155,7 +171,10 @@ fn shutdown_answers_a_waiting_check_at_once() {
     let (r, took) = waiter.join().unwrap();
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.json()["waited_ms"].as_u64().unwrap() < 8_000);
-    assert!(took < Duration::from_secs(8), "answered before its wait ended");
+    assert!(
+        took < Duration::from_secs(8),
+        "answered before its wait ended"
+    );
     assert_eq!(fg.wait_exit(Duration::from_secs(10)), Some(0));
 }
 
@@ -164,7 +183,9 @@ async fn grpc_check_waits_for_a_release_and_says_how_long() {
     let fg = Floodgate::start(&format!("{FREE_PORTS}\n{}", policy(1, "8s", "")));
     let mut client = RateLimiterClient::connect(fg.grpc_uri()).await.unwrap();
     let request = |max_wait_ms| CheckRequest {
-        attributes: [("user".to_string(), "u".to_string())].into_iter().collect(),
+        attributes: [("user".to_string(), "u".to_string())]
+            .into_iter()
+            .collect(),
         max_wait_ms,
         ..CheckRequest::default()
     };
@@ -268,7 +289,9 @@ async fn ext_authz_waits_only_within_envoys_timeout() {
         let http = authz::attribute_context::HttpRequest {
             method: "GET".into(),
             path: "/x".into(),
-            headers: [("x-user-id".to_string(), "u".to_string())].into_iter().collect(),
+            headers: [("x-user-id".to_string(), "u".to_string())]
+                .into_iter()
+                .collect(),
             ..Default::default()
         };
         let mut request = tonic::Request::new(authz::CheckRequest {
@@ -286,7 +309,10 @@ async fn ext_authz_waits_only_within_envoys_timeout() {
         request
     };
     let code = |r: authz::CheckResponse| r.status.unwrap().code;
-    assert_eq!(code(client.check(request(None)).await.unwrap().into_inner()), 0);
+    assert_eq!(
+        code(client.check(request(None)).await.unwrap().into_inner()),
+        0
+    );
     // The next token is ~1 s away: beyond a 300 ms timeout, and no
     // timeout at all means no wait.
     for timeout in [Some(Duration::from_millis(300)), None] {

@@ -14,7 +14,9 @@ mod index;
 mod key_entry;
 mod waiting;
 pub use key_entry::KeyEntry;
-pub use waiting::{Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US};
+pub use waiting::{
+    Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US,
+};
 
 /// Longest policy name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;

@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use floodgate_config::server::HeaderMode;
-use floodgate_config::{Config, IdentityConfig};
-use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
 use floodgate_config::server::Limits;
 use floodgate_config::store::StoreKind;
+use floodgate_config::{Config, IdentityConfig};
+use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
 use floodgate_store::{
     check_waiting, Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store,
     Verdict, WaitRoom, Waited, WakeOnRelease,

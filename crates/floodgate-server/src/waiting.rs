@@ -51,7 +51,11 @@ pub fn envoy_budget(
 
 /// How long a floodgate.v1 Check may wait: its `max_wait_ms`, within its
 /// `grpc-timeout` and `grpc_timeout`.
-pub fn grpc_budget(max_wait_ms: Option<u64>, header: Option<&str>, grpc_timeout: Duration) -> Duration {
+pub fn grpc_budget(
+    max_wait_ms: Option<u64>,
+    header: Option<&str>,
+    grpc_timeout: Duration,
+) -> Duration {
     let deadline = grpc_deadline(header).map_or(grpc_timeout, |d| d.min(grpc_timeout));
     asked(max_wait_ms, deadline)
 }
@@ -78,9 +82,15 @@ mod tests {
         assert_eq!(envoy_budget(None, thirty, Duration::ZERO), Duration::ZERO);
         assert_eq!(envoy_budget(None, thirty, 150 * MS), 150 * MS);
         // A forged or broken header counts as absent.
-        assert_eq!(envoy_budget(Some("9999999999S"), thirty, Duration::ZERO), Duration::ZERO);
+        assert_eq!(
+            envoy_budget(Some("9999999999S"), thirty, Duration::ZERO),
+            Duration::ZERO
+        );
         // The server's own call timeout bounds a longer deadline.
-        assert_eq!(envoy_budget(Some("1H"), Duration::from_secs(1), Duration::ZERO), 800 * MS);
+        assert_eq!(
+            envoy_budget(Some("1H"), Duration::from_secs(1), Duration::ZERO),
+            800 * MS
+        );
     }
 
     #[test]
@@ -89,7 +99,10 @@ mod tests {
         assert_eq!(grpc_budget(None, None, thirty), Duration::ZERO);
         assert_eq!(grpc_budget(Some(2_000), None, thirty), 2_000 * MS);
         assert_eq!(grpc_budget(Some(2_000), Some("1S"), thirty), 800 * MS);
-        assert_eq!(grpc_budget(Some(u64::MAX), None, Duration::from_secs(3_600)), MAX_WAIT);
+        assert_eq!(
+            grpc_budget(Some(u64::MAX), None, Duration::from_secs(3_600)),
+            MAX_WAIT
+        );
         assert_eq!(asked(Some(u64::MAX), thirty), Duration::from_secs(24));
     }
 }

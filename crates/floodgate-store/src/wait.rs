@@ -81,7 +81,12 @@ impl Queued {
     ///
     /// # Errors
     /// [`Refused`] when a queue is full or the room closed.
-    async fn join(&mut self, room: &Arc<WaitRoom>, plan: &Plan, ttl: Duration) -> Result<(), Refused> {
+    async fn join(
+        &mut self,
+        room: &Arc<WaitRoom>,
+        plan: &Plan,
+        ttl: Duration,
+    ) -> Result<(), Refused> {
         if self.place.as_ref().map(Place::key) != Some(plan.key.as_str()) {
             // Leave the old queues first (their next waiters are woken).
             *self = Queued::default();
@@ -195,7 +200,9 @@ pub async fn check_waiting(
         since.get_or_insert_with(Instant::now);
         match queued.wait(recheck_at.min(deadline), deadline).await {
             Woken::Closed => return finish(verdicts, since, "shutdown"),
-            Woken::Timeout if Instant::now() >= deadline => return finish(verdicts, since, "timeout"),
+            Woken::Timeout if Instant::now() >= deadline => {
+                return finish(verdicts, since, "timeout")
+            }
             Woken::Notified | Woken::Timeout => {}
         }
     }

@@ -22,7 +22,10 @@ fn deny_status_and_waits_are_read() {
     assert_eq!(policy.waiting().max_wait_us, 2_000_000);
     assert_eq!(policy.waiting().max_waiting, 20);
     let config = parse(&format!("{POLICY}max_wait = \"500ms\"\n"));
-    assert_eq!(config.policies.iter().next().unwrap().waiting().max_waiting, 100);
+    assert_eq!(
+        config.policies.iter().next().unwrap().waiting().max_waiting,
+        100
+    );
 }
 
 #[test]
@@ -32,10 +35,18 @@ fn a_deny_status_that_is_not_an_error_status_is_refused_at_its_value() {
             &format!("{POLICY}deny_status = {bad}\n"),
             6,
             15,
-            &["deny_status must be an HTTP error status from 400 to 599", bad],
+            &[
+                "deny_status must be an HTTP error status from 400 to 599",
+                bad,
+            ],
         );
     }
-    single_error(&format!("{POLICY}deny_status = -1\n"), 6, 15, &["deny_status"]);
+    single_error(
+        &format!("{POLICY}deny_status = -1\n"),
+        6,
+        15,
+        &["deny_status"],
+    );
 }
 
 #[test]

@@ -175,7 +175,12 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
         // skipped.
         let verdicts = self
             .app
-            .check_waiting(&settings.policies, &checks, LeaseMode::Skipped("envoy_rls"), budget)
+            .check_waiting(
+                &settings.policies,
+                &checks,
+                LeaseMode::Skipped("envoy_rls"),
+                budget,
+            )
             .await
             .map_err(to_status)?
             .verdicts;

@@ -45,8 +45,12 @@ pub trait SharedQueue: Send + Sync {
     ///
     /// # Errors
     /// [`StoreError`] when the shared store cannot be reached.
-    async fn rank(&self, policy: &Policy, key: &str, ticket: &str)
-        -> Result<Option<u64>, StoreError>;
+    async fn rank(
+        &self,
+        policy: &Policy,
+        key: &str,
+        ticket: &str,
+    ) -> Result<Option<u64>, StoreError>;
 
     /// Leaves the queue and wakes every sidecar's waiters on `key`. Must
     /// not block (it is called from `Drop`): sent in the background.

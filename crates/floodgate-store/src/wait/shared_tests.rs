@@ -59,11 +59,16 @@ impl SharedQueue for FakeShared {
     async fn rank(&self, _: &Policy, key: &str, ticket: &str) -> Result<Option<u64>, StoreError> {
         let tickets = self.tickets.lock();
         let mine = tickets.iter().filter(|(k, _)| k == key);
-        Ok(mine.clone().position(|(_, t)| t == ticket).map(|p| p as u64))
+        Ok(mine
+            .clone()
+            .position(|(_, t)| t == ticket)
+            .map(|p| p as u64))
     }
 
     fn leave(&self, _: &Policy, key: &str, ticket: String) {
-        self.tickets.lock().retain(|(k, t)| !(k == key && *t == ticket));
+        self.tickets
+            .lock()
+            .retain(|(k, t)| !(k == key && *t == ticket));
         self.wake_all(key);
     }
 }
@@ -125,16 +130,25 @@ fn sidecars(n: usize) -> Vec<Arc<Sidecar>> {
 }
 
 async fn check(s: &Sidecar, budget: Duration) -> Waited {
-    let attributes: Attributes = [("user".to_string(), "u".to_string())].into_iter().collect();
+    let attributes: Attributes = [("user".to_string(), "u".to_string())]
+        .into_iter()
+        .collect();
     let check = Check {
         attributes: &attributes,
         hits: 1,
         domain: None,
     };
     let snapshot = s.limiter.snapshot();
-    check_waiting(&s.limiter, &s.room, &snapshot, &[check], LeaseMode::Held, budget)
-        .await
-        .unwrap()
+    check_waiting(
+        &s.limiter,
+        &s.room,
+        &snapshot,
+        &[check],
+        LeaseMode::Held,
+        budget,
+    )
+    .await
+    .unwrap()
 }
 
 #[tokio::test(start_paused = true)]

@@ -126,7 +126,11 @@ async fn released_slots_go_to_waiters_in_arrival_order() {
         s.limiter.release(&held).await.unwrap();
         let w = task.await.unwrap();
         held = lease(&w);
-        assert_eq!(w.waited_us, (i as u64 + 1) * 100_000, "woken at the release");
+        assert_eq!(
+            w.waited_us,
+            (i as u64 + 1) * 100_000,
+            "woken at the release"
+        );
         assert_eq!(order.lock().len(), i + 1, "one slot, one waiter served");
     }
     assert_eq!(*order.lock(), [0, 1, 2, 3]);
