@@ -254,7 +254,7 @@ fn measure_release_to_wake_up_across_sidecars() {
             let r = waiter.join().unwrap();
             assert_eq!(r.status, 200);
             samples.push(woken.lock().unwrap().unwrap() - sent);
-            release(&b, r.json()["lease"].as_str().unwrap());
+            release(b, r.json()["lease"].as_str().unwrap());
         });
     }
     samples.sort();

@@ -182,7 +182,7 @@ impl authz::authorization_server::Authorization for AuthzService {
         let response = if verdict.allowed {
             allow(headers)
         } else {
-            let status = deny_status(&verdict, &settings.policies.policies());
+            let status = deny_status(&verdict, settings.policies.policies());
             let body = CheckBody::new(&verdict).with_deny_status(status);
             let body = serde_json::to_string(&body).unwrap_or_default();
             deny(RESOURCE_EXHAUSTED, envoy_status(status), headers, body)

@@ -132,7 +132,7 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
-    let deny_status = deny_status(&verdict, &settings.policies.policies());
+    let deny_status = deny_status(&verdict, settings.policies.policies());
     let body = CheckBody::new(&verdict)
         .with_deny_status(deny_status)
         .with_waited_ms(ms(waited.waited_us));
@@ -190,7 +190,7 @@ async fn auth(
     });
     add_headers(&mut response, &verdict, settings.headers);
     if !verdict.allowed {
-        let status = deny_status(&verdict, &settings.policies.policies());
+        let status = deny_status(&verdict, settings.policies.policies());
         response
             .headers_mut()
             .insert(DENY_STATUS_HEADER, HeaderValue::from(status));

@@ -124,10 +124,10 @@ impl Forwarder {
         };
         let rate_headers = rate_limit_headers(&verdict, settings.headers);
         if !verdict.allowed {
-            let status = deny_status(&verdict, &settings.policies.policies());
+            let status = deny_status(&verdict, settings.policies.policies());
             let body = CheckBody::new(&verdict).with_deny_status(status);
             let body = serde_json::to_vec(&body).unwrap_or_default();
-            let status = deny_http_status(&verdict, &settings.policies.policies());
+            let status = deny_http_status(&verdict, settings.policies.policies());
             let mut response = full(status, body);
             add(&mut response, &rate_headers);
             if req.version() < Version::HTTP_2 {

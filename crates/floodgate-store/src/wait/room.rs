@@ -64,10 +64,13 @@ pub enum Woken {
     Closed,
 }
 
+/// One counter's waiters: (ticket, wake-up), in arrival order.
+type Queue = VecDeque<(u64, Arc<Notify>)>;
+
 /// The queues of one process.
 pub struct WaitRoom {
     /// Counter key → tickets in arrival order, with their wake-up.
-    queues: Mutex<HashMap<String, VecDeque<(u64, Arc<Notify>)>>>,
+    queues: Mutex<HashMap<String, Queue>>,
     /// Waiters in all queues.
     total: AtomicUsize,
     /// Most waiters in all queues together.
