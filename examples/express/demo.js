@@ -10,6 +10,8 @@ const { floodgate } = require('./floodgate');
 
 const limit = floodgate({
   url: process.env.FLOODGATE_URL || 'http://127.0.0.1:9720',
+  // How long a request may wait for its turn (policies with max_wait).
+  maxWaitMs: Number(process.env.FLOODGATE_MAX_WAIT_MS || 0),
   // Endpoint classes, as in config/floodgate.toml.
   endpoint: (req) => {
     const path = req.url.split('?')[0];

@@ -6,8 +6,11 @@
 //   app.use(floodgate({ url: 'http://127.0.0.1:9720' }));
 //
 // Every request becomes one POST /v1/check. Allowed: the RateLimit headers
-// are copied onto the response and the request goes on. Denied: 429 with
-// Retry-After and a small JSON body. A concurrency lease is released when
+// are copied onto the response and the request goes on. Denied: the
+// deciding policy's deny_status (429 unless the policy sets another, such
+// as 503) with Retry-After and a small JSON body. With `maxWaitMs`, a
+// request floodgate would deny waits up to that long for its turn (within
+// the policies' max_wait). A concurrency lease is released when
 // the response ends. If floodgate cannot be reached within `timeoutMs`, the
 // request goes on (`failOpen: true`, the default) or gets 503.
 
@@ -41,13 +44,16 @@ function defaultAttributes(req) {
  * @param {(req) => object} [options.attributes] request → attributes
  * @param {(req) => string|undefined} [options.endpoint] request → endpoint class
  * @param {(req) => number} [options.hits] request → cost (default 1)
- * @param {number} [options.timeoutMs] per check
+ * @param {number} [options.timeoutMs] per check (a wait comes on top)
+ * @param {number} [options.maxWaitMs] how long a request may wait for its
+ *   turn (default 0: denied at once)
  * @param {boolean} [options.failOpen] allow when floodgate is unreachable
  */
 function floodgate(options = {}) {
   const url = (options.url || 'http://127.0.0.1:9720').replace(/\/$/, '');
   const toAttributes = options.attributes || defaultAttributes;
   const timeoutMs = options.timeoutMs || 250;
+  const maxWaitMs = options.maxWaitMs || 0;
   const failOpen = options.failOpen !== false;
 
   return async function floodgateMiddleware(req, res, next) {
@@ -63,8 +69,8 @@ function floodgate(options = {}) {
       response = await fetch(`${url}/v1/check`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ attributes, hits }),
-        signal: AbortSignal.timeout(timeoutMs),
+        body: JSON.stringify({ attributes, hits, max_wait_ms: maxWaitMs }),
+        signal: AbortSignal.timeout(timeoutMs + maxWaitMs),
       });
       body = await response.json();
     } catch (err) {
@@ -78,7 +84,7 @@ function floodgate(options = {}) {
       if (value) res.setHeader(name, value);
     }
     if (response.status === 429) {
-      res.statusCode = 429;
+      res.statusCode = body.deny_status || 429;
       res.setHeader('content-type', 'application/json');
       return res.end(
         JSON.stringify({ error: 'rate limited', policy: body.policy, retry_after_ms: body.retry_after_ms }),

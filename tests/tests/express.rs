@@ -6,6 +6,19 @@ use std::process::{Command, Stdio};
 
 use floodgate_e2e::{http_request, repo_root, Floodgate, FREE_PORTS};
 
+/// The demo app with the middleware, asking `fg`, waiting up to
+/// `max_wait_ms`.
+fn start_demo(fg: &Floodgate, max_wait_ms: u64) -> std::process::Child {
+    Command::new("node")
+        .arg(repo_root().join("examples/express/demo.js"))
+        .env("FLOODGATE_URL", format!("http://{}", fg.http))
+        .env("FLOODGATE_MAX_WAIT_MS", max_wait_ms.to_string())
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start node")
+}
+
 #[test]
 fn express_middleware_limits_and_copies_headers() {
     if Command::new("node").arg("--version").output().is_err() {
@@ -15,13 +28,7 @@ fn express_middleware_limits_and_copies_headers() {
     let fg = Floodgate::start(&format!(
         "{FREE_PORTS}\n[[policy]]\nname = \"ai-per-user\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 2\nwindow = \"1m\"\n"
     ));
-    let mut node = Command::new("node")
-        .arg(repo_root().join("examples/express/demo.js"))
-        .env("FLOODGATE_URL", format!("http://{}", fg.http))
-        .env("PORT", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start node");
+    let mut node = start_demo(&fg, 0);
     let mut line = String::new();
     BufReader::new(node.stdout.take().unwrap())
         .read_line(&mut line)
@@ -50,4 +57,38 @@ fn express_middleware_limits_and_copies_headers() {
     assert!(denied.header("retry-after").is_some());
     assert!(denied.header("ratelimit").unwrap().contains("r=0"));
     assert_eq!(denied.json()["policy"], "ai-per-user");
+}
+
+/// The middleware answers with the policy's `deny_status` and waits for
+/// its turn when the demo is told to (`FLOODGATE_MAX_WAIT_MS`).
+#[test]
+fn express_middleware_answers_deny_status_and_waits() {
+    if Command::new("node").arg("--version").output().is_err() {
+        eprintln!("node is not installed: skipping the Express example");
+        return;
+    }
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[policy]]\nname = \"ai-capacity\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\ndeny_status = 503\n\n[[policy]]\nname = \"api-paced\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1s\"\nalgorithm = \"token_bucket\"\nmax_wait = \"3s\"\n"
+    ));
+    let mut node = start_demo(&fg, 3_000);
+    let mut line = String::new();
+    BufReader::new(node.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port: u16 = line
+        .trim()
+        .trim_start_matches("listening on ")
+        .parse()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let call = |method: &str, path: &str| {
+        http_request(addr, method, path, &[("x-user-id", "u1")], Some(b""))
+    };
+    let chat: Vec<u16> = (0..2).map(|_| call("POST", "/api/chat/x").status).collect();
+    // The token comes back within the wait: served, not refused.
+    let api: Vec<u16> = (0..2).map(|_| call("GET", "/api/items").status).collect();
+    let _ = node.kill();
+    let _ = node.wait();
+    assert_eq!(chat, [200, 503]);
+    assert_eq!(api, [200, 200]);
 }
