@@ -350,3 +350,30 @@ fn nginx_auth_waits_when_asked() {
     // Garbage is no wait.
     assert_eq!(auth(Some("soon")).status, 403);
 }
+
+/// Hostile `max_wait_ms`: a huge value is capped by the policy's
+/// `max_wait`, a wrong type is a 400 that changes nothing.
+#[test]
+fn hostile_max_wait_values_are_capped_or_refused() {
+    let fg = Floodgate::start(&format!("{FREE_PORTS}\n{}", policy(1, "300ms", "")));
+    let held = fg.check(&check_body("u", 0));
+    assert_eq!(held.status, 200);
+    let started = Instant::now();
+    let r = fg.check(&check_body("u", u64::MAX));
+    assert_eq!(r.status, 429, "{}", r.text());
+    let waited = r.json()["waited_ms"].as_u64().unwrap();
+    assert!((300..8_000).contains(&waited), "{waited}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+    for bad in [r#""soon""#, "-1", "1.5", "18446744073709551616"] {
+        let body = format!(r#"{{"attributes": {{"user": "u"}}, "max_wait_ms": {bad}}}"#);
+        let r = fg.check(&body);
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(r.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid JSON body"));
+    }
+    // Nothing changed: the one slot is still the held one.
+    release(&fg, held.json()["lease"].as_str().unwrap());
+    assert_eq!(fg.check(&check_body("u", 0)).status, 200);
+}
