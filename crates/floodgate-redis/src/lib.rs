@@ -22,7 +22,7 @@
 //! | `sliding_log` | `…:log:<window ms>` | sorted set, one member `<nonce>:<n>` per admitted hit, scored by its time | newest entry + window |
 //! | `token_bucket` | `…:tb:<burst>:<interval µs>` | string: the GCRA theoretical arrival time (µs) | until the bucket is full |
 //! | `concurrency` | `…:cc` | sorted set, one member `<lease id>:<slots>` per lease, scored by its expiry | latest lease expiry |
-//! | waiters on `concurrency` | `…:cc:q` | sorted set, one member `<expiry ms>:<id>` per waiting check, scored by its arrival (`ticket_queue.rs`) | longest wait + 1 s |
+//! | waiting checks | the counter's key + `:q` | sorted set, one member `<expiry ms>:<id>` per waiting check, scored by its arrival (`ticket_queue.rs`) | longest wait + 1 s |
 //!
 //! Waiting checks are woken across sidecars through the pub/sub channel
 //! `<key_prefix>:wake` (`waiters.rs`).

@@ -1,4 +1,4 @@
-//! The shared queue of `concurrency` waiters in Redis: one sorted set per
+//! The shared queue of waiting checks in Redis: one sorted set per
 //! counter, `<counter's Redis key>:q` (same hash tag, so the same Cluster
 //! slot), member `<expiry ms>:<random id>`, scored by its arrival (Redis
 //! `TIME`, µs). Arrival order is the order of the `join`s as Redis ran
@@ -71,7 +71,7 @@ end
 return 1
 ";
 
-/// The Redis queue of `concurrency` waiters.
+/// The Redis queue of waiting checks.
 pub struct RedisQueue {
     /// A connection of its own (the wake channel's publisher).
     client: Client,

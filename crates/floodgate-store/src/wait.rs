@@ -4,10 +4,11 @@
 //! decided again; past that it is denied as before.
 //!
 //! Order: waiters queue per counter key (the deciding policy's counter) in
-//! arrival order, and only the head of a queue re-checks, so within one
-//! process they are served first come, first served; a check that arrives
-//! while others wait on one of its counters joins the back of the queue
-//! without checking. A check that does not wait (no `max_wait_ms`) is never
+//! arrival order, and only the head of a queue re-checks, so they are
+//! served first come, first served — across sidecars when the room has a
+//! [`SharedQueue`] (the Redis store), within the process otherwise; a
+//! check that arrives while others wait on one of its counters joins the
+//! back of the queue without checking. A check that does not wait (no `max_wait_ms`) is never
 //! queued. When the head re-checks: `concurrency`, on a release of that
 //! counter (see [`WakeOnRelease`]), when the oldest lease lapses, or every
 //! [`WaitRoom::poll`]; the window algorithms and `token_bucket`, at the
@@ -66,8 +67,8 @@ impl Plan {
 }
 
 /// A waiting check's places: in this process's queue (its wake-ups and
-/// caps) and, for `concurrency` with a shared store, in the shared queue
-/// (its order across sidecars).
+/// caps) and, with a shared store, in the shared queue (its order across
+/// sidecars).
 #[derive(Debug, Default)]
 struct Queued {
     /// The local place.
@@ -91,7 +92,7 @@ impl Queued {
             // Leave the old queues first (their next waiters are woken).
             *self = Queued::default();
             self.place = Some(room.enter(&plan.key, plan.policy.waiting().max_waiting)?);
-            if let (true, Some(shared)) = (plan.concurrency(), room.shared()) {
+            if let Some(shared) = room.shared() {
                 match shared::join(shared, &plan.policy, &plan.key, ttl).await {
                     Joined::Ticket(ticket) => self.ticket = Some(ticket),
                     Joined::Full => return Err(Refused::KeyFull),
@@ -278,11 +279,13 @@ async fn queued_plan(
             .filter(|p| leases == LeaseMode::Held || p.kind() != AlgorithmKind::Concurrency);
         for policy in waitable {
             let key = policy.counter_key(check.attributes);
-            let waiting = match (policy.kind(), room.shared()) {
-                (AlgorithmKind::Concurrency, Some(shared)) => {
-                    shared.len(policy, &key).await.unwrap_or(0) > 0
-                }
-                _ => room.has_waiters(&key),
+            let waiting = match room.shared() {
+                Some(shared) => match shared.len(policy, &key).await {
+                    Ok(n) => n > 0,
+                    // Unreachable: the order of this sidecar.
+                    Err(_) => room.has_waiters(&key),
+                },
+                None => room.has_waiters(&key),
             };
             if waiting {
                 return Some(Plan {

@@ -85,7 +85,7 @@ pub struct WaitRoom {
     poll: Duration,
     /// Where releases are announced to other sidecars, if anywhere.
     bus: OnceLock<Arc<dyn WakeBus>>,
-    /// The queue of `concurrency` waiters shared by every sidecar, if any.
+    /// The queue of waiters shared by every sidecar, if any.
     shared: OnceLock<Arc<dyn SharedQueue>>,
 }
 
@@ -114,8 +114,8 @@ impl WaitRoom {
         }
     }
 
-    /// Orders `concurrency` waiters by `queue` across sidecars (once;
-    /// later calls are ignored).
+    /// Orders waiters by `queue` across sidecars (once; later calls are
+    /// ignored).
     pub fn set_shared(&self, queue: Arc<dyn SharedQueue>) {
         let _ = self.shared.set(queue);
     }

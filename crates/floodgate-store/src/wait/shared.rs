@@ -1,5 +1,5 @@
-//! Arrival order across sidecars for `concurrency` waiters: a queue of
-//! tickets kept next to the counter in the shared store (Redis). Only the
+//! Arrival order across sidecars for waiting checks: a queue of tickets
+//! kept next to the counter in the shared store (Redis). Only the
 //! ticket first in that queue re-checks; it leaves the queue when served,
 //! when its wait ends, or when its client goes away (the drop of the
 //! waiting future), and each leave wakes every sidecar's waiters on that

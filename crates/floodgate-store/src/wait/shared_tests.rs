@@ -98,13 +98,22 @@ struct Sidecar {
 }
 
 fn sidecars(n: usize) -> Vec<Arc<Sidecar>> {
+    sidecars_with(
+        n,
+        PolicySpec {
+            limit: 1,
+            algorithm: AlgorithmKind::Concurrency,
+            ..PolicySpec::default()
+        },
+    )
+}
+
+fn sidecars_with(n: usize, spec: PolicySpec) -> Vec<Arc<Sidecar>> {
     let policy = Policy::new(PolicySpec {
         name: "p".into(),
         key: vec!["user".into()],
-        limit: 1,
-        algorithm: AlgorithmKind::Concurrency,
         max_wait_us: Some(60_000_000),
-        ..PolicySpec::default()
+        ..spec
     })
     .unwrap();
     let set = PolicySet::new(vec![policy]).unwrap();
@@ -212,4 +221,45 @@ async fn a_newcomer_on_another_sidecar_queues_behind_the_shared_queue() {
         .await
         .unwrap();
     assert!(newcomer.await.verdicts[0].allowed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn token_bucket_waiters_on_different_sidecars_take_the_next_tokens_in_order() {
+    // One token a second, a bucket of one.
+    let cars = sidecars_with(
+        2,
+        PolicySpec {
+            limit: 1,
+            window_us: Some(1_000_000),
+            algorithm: AlgorithmKind::TokenBucket,
+            ..PolicySpec::default()
+        },
+    );
+    assert!(check(&cars[0], Duration::ZERO).await.verdicts[0].allowed);
+    let started = Instant::now();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for i in 0..4usize {
+        let (car, order) = (cars[(i + 1) % 2].clone(), order.clone());
+        tasks.push(tokio::spawn(async move {
+            let w = check(&car, Duration::from_secs(60)).await;
+            order.lock().push((i, started.elapsed().as_millis()));
+            w
+        }));
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().verdicts[0].allowed);
+    }
+    let order = order.lock().clone();
+    assert_eq!(
+        order.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+    // Each takes the next token: one a second.
+    for (n, (_, at)) in order.iter().enumerate() {
+        assert!(*at >= 1_000 * (n as u128 + 1), "{order:?}");
+    }
 }
