@@ -236,6 +236,7 @@ fn measure_release_to_wake_up_across_sidecars() {
     let config = redis_config(&redis, &policy(1, "8s", ""));
     let (a, b) = (Floodgate::start(&config), Floodgate::start(&config));
     let mut samples = Vec::new();
+    let mut releases = Vec::new();
     for round in 0..30 {
         let user = format!("m{round}");
         let held = a.check(&check_body(&user, 0));
@@ -254,11 +255,19 @@ fn measure_release_to_wake_up_across_sidecars() {
             let r = waiter.join().unwrap();
             assert_eq!(r.status, 200);
             samples.push(woken.lock().unwrap().unwrap() - sent);
+            // A release with nobody waiting, for comparison.
+            let alone = Instant::now();
             release(b, r.json()["lease"].as_str().unwrap());
+            releases.push(alone.elapsed());
         });
     }
     samples.sort();
+    releases.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1_000.0;
+    println!(
+        "a release call alone (HTTP round trip, ZREM): median {:.2} ms",
+        ms(releases[releases.len() / 2])
+    );
     println!(
         "release → wake-up across sidecars over {} rounds: min {:.2} ms, median {:.2} ms, p90 {:.2} ms, max {:.2} ms",
         samples.len(),
