@@ -386,3 +386,26 @@ fn hostile_max_wait_values_are_capped_or_refused() {
     release(&fg, held.json()["lease"].as_str().unwrap());
     assert_eq!(fg.check(&check_body("u", 0)).status, 200);
 }
+
+/// Redis dies while a check waits: the waiter is answered within its wait
+/// by the fallback (fresh local counters), never with an error.
+#[test]
+fn a_waiter_is_answered_by_the_fallback_when_redis_dies() {
+    let mut redis = RedisServer::start();
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\nkey_prefix = \"wait\"\ntimeout = \"100ms\"\n\n[fallback]\ninstances = 1\nprobe_interval = \"200ms\"\nfailure_threshold = 2\n\n{}",
+        redis.url(),
+        policy(1, "8s", "fallback = \"local\"\n")
+    ));
+    let held = fg.check(&check_body("u", 0));
+    assert_eq!(held.json()["statuses"][0]["source"], "redis");
+    std::thread::scope(|scope| {
+        let waiter = scope.spawn(|| fg.check(&check_body("u", 8_000)));
+        std::thread::sleep(Duration::from_millis(300));
+        redis.kill();
+        let r = waiter.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["statuses"][0]["source"], "fallback");
+        assert!(r.json()["waited_ms"].as_u64().unwrap() > 0);
+    });
+}
