@@ -35,6 +35,10 @@ fn check_json_carries_the_deciding_policys_deny_status() {
     let plain = r#"{"attributes": {"user": "u1", "endpoint": "api"}}"#;
     assert_eq!(fg.check(plain).status, 200);
     assert_eq!(fg.check(plain).json()["deny_status"], 429);
+    let policies = fg.http("GET", "/v1/policies", None).json();
+    assert_eq!(policies["policies"][0]["deny_status"], 503);
+    assert_eq!(policies["policies"][1]["deny_status"], 429);
+    assert!(policies["policies"][0].get("max_wait_ms").is_none());
 }
 
 #[tokio::test]

@@ -49,39 +49,53 @@ fn ten_callers_share_two_slots_across_three_sidecars_in_arrival_order() {
     let redis = RedisServer::start();
     let config = redis_config(&redis, &policy(2, "8s", "max_waiting = 20\n"));
     let sidecars: Vec<Floodgate> = (0..3).map(|_| Floodgate::start(&config)).collect();
+    let queued = || -> usize {
+        let n = redis.cli(&["ZCARD", "wait:{inflight:hot}:cc:q"]);
+        n.trim().parse().unwrap()
+    };
     let in_flight = AtomicUsize::new(0);
     let most = AtomicUsize::new(0);
     let served = Mutex::new(Vec::new());
+    // Each caller holds its slot 150 ms, then releases it through another
+    // sidecar than the one that admitted it.
+    let serve = |caller: usize, r: floodgate_e2e::HttpResponse| {
+        assert_eq!(r.status, 200, "caller {caller} denied: {}", r.text());
+        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        most.fetch_max(now, Ordering::SeqCst);
+        served.lock().unwrap().push(caller);
+        r.json()["lease"].as_str().unwrap().to_string()
+    };
+    let done = |caller: usize, lease: &str| {
+        in_flight.fetch_sub(1, Ordering::SeqCst);
+        release(&sidecars[(caller + 1) % 3], lease);
+    };
+    let first = serve(0, sidecars[0].check(&check_body("hot", 8_000)));
+    let second = serve(1, sidecars[1].check(&check_body("hot", 8_000)));
     std::thread::scope(|scope| {
-        for caller in 0..10usize {
-            let (sidecars, in_flight, most, served) = (&sidecars, &in_flight, &most, &served);
+        for caller in 2..10usize {
+            let (sidecars, serve, done) = (&sidecars, &serve, &done);
             scope.spawn(move || {
-                // Arrivals 60 ms apart, each at another sidecar.
-                std::thread::sleep(Duration::from_millis(60 * caller as u64));
-                let r = sidecars[caller % 3].check(&check_body("hot", 8_000));
-                assert_eq!(r.status, 200, "caller {caller} denied: {}", r.text());
-                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                served.lock().unwrap().push(caller);
-                std::thread::sleep(Duration::from_millis(150));
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-                // Released through another sidecar than the one that admitted it.
-                release(
-                    &sidecars[(caller + 1) % 3],
-                    r.json()["lease"].as_str().unwrap(),
+                let lease = serve(
+                    caller,
+                    sidecars[caller % 3].check(&check_body("hot", 8_000)),
                 );
+                std::thread::sleep(Duration::from_millis(150));
+                done(caller, &lease);
             });
+            // The next caller arrives once this one waits in the queue.
+            floodgate_e2e::wait_until("the caller to queue", || queued() == caller - 1);
         }
+        // Both slots free up, 75 ms apart: serves never coincide.
+        done(0, &first);
+        std::thread::sleep(Duration::from_millis(75));
+        done(1, &second);
     });
     assert!(most.load(Ordering::SeqCst) <= 2);
     assert_eq!(*served.lock().unwrap(), (0..10).collect::<Vec<_>>());
     // Nothing left behind: no lease, no ticket.
     let r = sidecars[0].check(&check_body("hot", 0));
     assert_eq!(r.json()["remaining"], 1, "{}", r.text());
-    assert_eq!(
-        redis.cli(&["EXISTS", "wait:{inflight:hot}:cc:q"]).trim(),
-        "0"
-    );
+    assert_eq!(queued(), 0);
 }
 
 /// A waiting request whose client goes away: its connection is closed
@@ -127,6 +141,9 @@ fn past_the_caps_a_check_is_denied_at_once() {
         "{FREE_PORTS}max_waiting = 2\n\n{}",
         policy(1, "8s", "max_waiting = 1\n")
     ));
+    let listed = fg.http("GET", "/v1/policies", None).json();
+    assert_eq!(listed["policies"][0]["max_wait_ms"], 8_000);
+    assert_eq!(listed["policies"][0]["max_waiting"], 1);
     let _u = fg.check(&check_body("u", 0));
     let _v = fg.check(&check_body("v", 0));
     let _w = fg.check(&check_body("w", 0));
@@ -408,4 +425,18 @@ fn a_waiter_is_answered_by_the_fallback_when_redis_dies() {
         assert_eq!(r.json()["statuses"][0]["source"], "fallback");
         assert!(r.json()["waited_ms"].as_u64().unwrap() > 0);
     });
+}
+
+/// The shipped capacity example loads, and its policies say what the docs
+/// say.
+#[test]
+fn the_shipped_capacity_example_is_valid() {
+    let path = floodgate_e2e::repo_root().join("config/ai-capacity.toml");
+    let (code, out, err) = floodgate_e2e::run_cli(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("ai-inflight: 50 in flight")
+            && out.contains("max_wait 2s (max_waiting 200), deny_status 503"),
+        "{out}"
+    );
 }

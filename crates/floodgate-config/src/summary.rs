@@ -149,6 +149,18 @@ fn policy_line(p: &Policy) -> String {
     if let Some(domain) = p.domain() {
         let _ = write!(line, ", domain {domain}");
     }
+    let waiting = p.waiting();
+    if waiting.max_wait_us > 0 {
+        let wait = duration(Duration::from_micros(waiting.max_wait_us));
+        let _ = write!(
+            line,
+            ", max_wait {wait} (max_waiting {})",
+            waiting.max_waiting
+        );
+    }
+    if waiting.deny_status != floodgate_core::DEFAULT_DENY_STATUS {
+        let _ = write!(line, ", deny_status {}", waiting.deny_status);
+    }
     line
 }
 

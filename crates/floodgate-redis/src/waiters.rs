@@ -83,21 +83,31 @@ pub async fn connect_wake_channel(
     let publisher: Client = builder(config)?
         .build()
         .map_err(|e| Error::connecting(target.clone(), &e))?;
-    subscriber
-        .init()
-        .await
-        .map_err(|e| Error::connecting(target.clone(), &e))?;
-    publisher
-        .init()
-        .await
-        .map_err(|e| Error::connecting(target.clone(), &e))?;
+    // Bounded, as the store's own connect: unreachable is retried by the
+    // caller, and nothing keeps reconnecting behind its back.
+    let wait = config.timeout.max(Duration::from_secs(1)) * 2;
+    let mut messages = subscriber.message_rx();
+    let subscribed = tokio::time::timeout(wait, async {
+        subscriber.init().await?;
+        publisher.init().await?;
+        subscriber.subscribe(channel.clone()).await
+    })
+    .await;
+    let failed = match subscribed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(Error::connecting(target.clone(), &e)),
+        Err(_) => Some(Error::Unreachable {
+            target: target.clone(),
+            reason: format!("no connection within {wait:?}"),
+        }),
+    };
+    if let Some(error) = failed {
+        let _ = subscriber.quit().await;
+        let _ = publisher.quit().await;
+        return Err(error);
+    }
     // Subscribes again after every reconnection.
     let _resubscribe = subscriber.manage_subscriptions();
-    let mut messages = subscriber.message_rx();
-    subscriber
-        .subscribe(channel.clone())
-        .await
-        .map_err(|e| Error::connecting(target.clone(), &e))?;
     let (queue, mut keys) = mpsc::channel::<String>(QUEUED);
     room.set_bus(Arc::new(WakePublisher { queue }));
     room.set_shared(Arc::new(RedisQueue::new(

@@ -83,7 +83,8 @@ pub async fn run(
         waits.close();
     });
     if let (StoreKind::Redis, Some(redis)) = (config.store.kind, &config.store.redis) {
-        wake::start(redis, app.waits.clone(), &shutdown, &tracker);
+        let redis_up = app.limiter.store_mode() == Source::Redis;
+        wake::start(redis, app.waits.clone(), redis_up, &shutdown, &tracker).await;
     }
     crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.

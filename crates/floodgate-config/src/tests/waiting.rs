@@ -21,6 +21,13 @@ fn deny_status_and_waits_are_read() {
     assert_eq!(policy.deny_status(), 503);
     assert_eq!(policy.waiting().max_wait_us, 2_000_000);
     assert_eq!(policy.waiting().max_waiting, 20);
+    assert!(
+        config
+            .summary()
+            .contains("max_wait 2s (max_waiting 20), deny_status 503"),
+        "{}",
+        config.summary()
+    );
     let config = parse(&format!("{POLICY}max_wait = \"500ms\"\n"));
     assert_eq!(
         config.policies.iter().next().unwrap().waiting().max_waiting,

@@ -286,6 +286,11 @@ struct PolicyBody<'a> {
     fallback: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     domain: Option<&'a str>,
+    deny_status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_wait_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_waiting: Option<u32>,
 }
 
 impl<'a> PolicyBody<'a> {
@@ -321,6 +326,9 @@ impl<'a> PolicyBody<'a> {
             lease_timeout_ms: (p.kind() == Concurrency).then_some(p.window_us() / 1_000),
             fallback: p.fallback().map(|f| f.as_str()),
             domain: p.domain(),
+            deny_status: p.deny_status(),
+            max_wait_ms: (p.waiting().max_wait_us > 0).then_some(p.waiting().max_wait_us / 1_000),
+            max_waiting: (p.waiting().max_wait_us > 0).then_some(p.waiting().max_waiting),
         }
     }
 }

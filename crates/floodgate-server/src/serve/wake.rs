@@ -14,17 +14,28 @@ use tokio_util::task::TaskTracker;
 /// How long to wait between attempts to connect the channel.
 const RETRY: Duration = Duration::from_secs(1);
 
-/// Connects the wake-up channel of `room` over `[store.redis]` in the
-/// background, until connected or `shutdown` fires. Until it is, waiters
-/// here learn of releases elsewhere by polling.
-pub(super) fn start(
+/// How long start-up waits for the first attempt before the listeners
+/// open: checks that wait from the first request on then keep their order
+/// across sidecars.
+const FIRST_ATTEMPT: Duration = Duration::from_secs(3);
+
+/// Connects the wake-up channel of `room` over `[store.redis]`: when
+/// `redis_up` (the store reached Redis at start-up) waits for the first
+/// attempt (at most [`FIRST_ATTEMPT`]), then keeps trying in the
+/// background until connected or `shutdown` fires. Until it is, waiters
+/// here keep their order within this sidecar only and learn of releases
+/// elsewhere by polling.
+pub(super) async fn start(
     redis: &RedisConfig,
     room: Arc<WaitRoom>,
+    redis_up: bool,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
     let config = super::failover::redis_config(redis);
     let shutdown = shutdown.clone();
+    let (tried, first) = tokio::sync::oneshot::channel::<()>();
+    let mut tried = Some(tried);
     tracker.spawn(async move {
         loop {
             let stop = shutdown.clone();
@@ -33,10 +44,18 @@ pub(super) fn start(
             let error = tokio::select! {
                 () = shutdown.cancelled() => return,
                 result = connected => match result {
-                    Ok(()) => return,
+                    Ok(()) => {
+                        if let Some(tried) = tried.take() {
+                            let _ = tried.send(());
+                        }
+                        return;
+                    }
                     Err(error) => error,
                 },
             };
+            if let Some(tried) = tried.take() {
+                let _ = tried.send(());
+            }
             tracing::warn!(%error, "wake-up channel not connected: waiters poll; retrying");
             tokio::select! {
                 () = shutdown.cancelled() => return,
@@ -44,4 +63,7 @@ pub(super) fn start(
             }
         }
     });
+    if redis_up {
+        let _ = tokio::time::timeout(FIRST_ATTEMPT, first).await;
+    }
 }
