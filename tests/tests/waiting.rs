@@ -440,3 +440,52 @@ fn the_shipped_capacity_example_is_valid() {
         "{out}"
     );
 }
+
+/// On a Redis Cluster too: a release through one sidecar wakes a check
+/// waiting on another (the wake-up is published from whichever node holds
+/// the counter, and reaches every subscriber), and the ticket queue lives
+/// in the counter's slot.
+#[test]
+fn a_release_wakes_a_waiter_on_another_sidecar_on_a_cluster() {
+    let cluster = floodgate_e2e::Cluster::start();
+    let seeds: Vec<String> = cluster.urls().iter().map(|u| format!("\"{u}\"")).collect();
+    let config = format!(
+        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\ncluster = [{}]\nkey_prefix = \"wait\"\ntimeout = \"500ms\"\n\n{}",
+        seeds.join(", "),
+        policy(1, "8s", "")
+    );
+    let (a, b) = (Floodgate::start(&config), Floodgate::start(&config));
+    // Both sidecars are subscribed to the wake channel (on some node).
+    let subscribed: u64 = cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let out = node.cli(&["PUBSUB", "NUMSUB", "wait:wake"]);
+            out.lines()
+                .nth(1)
+                .unwrap_or("0")
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(subscribed, 2);
+    for user in ["u1", "u2", "u3"] {
+        let held = a.check(&check_body(user, 0));
+        assert_eq!(held.status, 200, "{}", held.text());
+        std::thread::scope(|scope| {
+            let waiter = scope.spawn(|| b.check(&check_body(user, 8_000)));
+            std::thread::sleep(Duration::from_millis(300));
+            release(&a, held.json()["lease"].as_str().unwrap());
+            let r = waiter.join().unwrap();
+            assert_eq!(r.status, 200, "{}", r.text());
+            // Woken by the release, not by the end of its wait.
+            assert!(r.json()["waited_ms"].as_u64().unwrap() < 8_000);
+            release(&b, r.json()["lease"].as_str().unwrap());
+        });
+    }
+    for fg in [&a, &b] {
+        let log = fg.log.lock().unwrap();
+        assert!(!log.contains("wake-up channel not connected"), "{log}");
+    }
+}
