@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -49,53 +48,47 @@ fn ten_callers_share_two_slots_across_three_sidecars_in_arrival_order() {
     let redis = RedisServer::start();
     let config = redis_config(&redis, &policy(2, "8s", "max_waiting = 20\n"));
     let sidecars: Vec<Floodgate> = (0..3).map(|_| Floodgate::start(&config)).collect();
-    let queued = || -> usize {
-        let n = redis.cli(&["ZCARD", "wait:{inflight:hot}:cc:q"]);
-        n.trim().parse().unwrap()
-    };
-    let in_flight = AtomicUsize::new(0);
-    let most = AtomicUsize::new(0);
-    let served = Mutex::new(Vec::new());
-    // Each caller holds its slot 150 ms, then releases it through another
-    // sidecar than the one that admitted it.
-    let serve = |caller: usize, r: floodgate_e2e::HttpResponse| {
+    let count = |key: &str| -> usize { redis.cli(&["ZCARD", key]).trim().parse().unwrap() };
+    let queued = || count("wait:{inflight:hot}:cc:q");
+    let leases = || count("wait:{inflight:hot}:cc");
+    // (caller, lease) in the order they were admitted.
+    let served: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+    let admit = |caller: usize| {
+        let r = sidecars[caller % 3].check(&check_body("hot", 8_000));
         assert_eq!(r.status, 200, "caller {caller} denied: {}", r.text());
-        let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        most.fetch_max(now, Ordering::SeqCst);
-        served.lock().unwrap().push(caller);
-        r.json()["lease"].as_str().unwrap().to_string()
+        let lease = r.json()["lease"].as_str().unwrap().to_string();
+        served.lock().unwrap().push((caller, lease));
     };
-    let done = |caller: usize, lease: &str| {
-        in_flight.fetch_sub(1, Ordering::SeqCst);
-        release(&sidecars[(caller + 1) % 3], lease);
-    };
-    let first = serve(0, sidecars[0].check(&check_body("hot", 8_000)));
-    let second = serve(1, sidecars[1].check(&check_body("hot", 8_000)));
+    let served_count = || served.lock().unwrap().len();
+    admit(0);
+    admit(1);
     std::thread::scope(|scope| {
         for caller in 2..10usize {
-            let (sidecars, serve, done) = (&sidecars, &serve, &done);
-            scope.spawn(move || {
-                let lease = serve(
-                    caller,
-                    sidecars[caller % 3].check(&check_body("hot", 8_000)),
-                );
-                std::thread::sleep(Duration::from_millis(150));
-                done(caller, &lease);
-            });
+            let admit = &admit;
+            scope.spawn(move || admit(caller));
             // The next caller arrives once this one waits in the queue.
             floodgate_e2e::wait_until("the caller to queue", || queued() == caller - 1);
         }
-        // Both slots free up, 75 ms apart: serves never coincide.
-        done(0, &first);
-        std::thread::sleep(Duration::from_millis(75));
-        done(1, &second);
+        // Free one slot at a time, the oldest first, each through another
+        // sidecar than the one that admitted it: exactly one waiter, the
+        // first in line, takes it.
+        for freed in 0..8usize {
+            let lease = served.lock().unwrap()[freed].1.clone();
+            release(&sidecars[(freed + 1) % 3], &lease);
+            floodgate_e2e::wait_until("the next waiter to be served", || {
+                served_count() == freed + 3
+            });
+            assert!(leases() <= 2, "more than 2 slots held");
+        }
     });
-    assert!(most.load(Ordering::SeqCst) <= 2);
-    assert_eq!(*served.lock().unwrap(), (0..10).collect::<Vec<_>>());
+    let order: Vec<usize> = served.lock().unwrap().iter().map(|(c, _)| *c).collect();
+    assert_eq!(order, (0..10).collect::<Vec<_>>());
+    assert_eq!(leases(), 2);
+    for (caller, lease) in served.lock().unwrap().iter().skip(8) {
+        release(&sidecars[*caller % 3], lease);
+    }
     // Nothing left behind: no lease, no ticket.
-    let r = sidecars[0].check(&check_body("hot", 0));
-    assert_eq!(r.json()["remaining"], 1, "{}", r.text());
-    assert_eq!(queued(), 0);
+    assert_eq!((leases(), queued()), (0, 0));
 }
 
 /// A waiting request whose client goes away: its connection is closed
@@ -135,6 +128,15 @@ fn a_client_that_leaves_while_waiting_takes_no_slot_and_blocks_nobody() {
     assert_eq!(a.check(&check_body("u", 0)).status, 200);
 }
 
+/// Checks waiting in `fg` now (the `floodgate_waiting` gauge).
+fn waiting(fg: &Floodgate) -> f64 {
+    let text = fg.http("GET", "/metrics", None).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("floodgate_waiting "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 #[test]
 fn past_the_caps_a_check_is_denied_at_once() {
     let fg = Floodgate::start(&format!(
@@ -152,9 +154,9 @@ fn past_the_caps_a_check_is_denied_at_once() {
         let fg = &fg;
         let waiters: Vec<_> = ["u", "v"]
             .into_iter()
-            .map(|user| scope.spawn(move || wait_then_leave(fg, user, Duration::from_secs(1))))
+            .map(|user| scope.spawn(move || wait_then_leave(fg, user, Duration::from_secs(3))))
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        floodgate_e2e::wait_until("two checks waiting", || waiting(fg) == 2.0);
         for user in ["u", "w"] {
             let r = fg.check(&check_body(user, 5_000));
             assert_eq!(r.status, 429, "{}", r.text());
@@ -165,6 +167,11 @@ fn past_the_caps_a_check_is_denied_at_once() {
             w.join().unwrap();
         }
     });
+    let metrics = fg.http("GET", "/metrics", None).text();
+    assert!(
+        metrics.contains(r#"floodgate_waits_total{outcome="refused"} 2"#),
+        "{metrics}"
+    );
 }
 
 #[test]
