@@ -496,3 +496,60 @@ fn a_release_wakes_a_waiter_on_another_sidecar_on_a_cluster() {
         assert!(!log.contains("wake-up channel not connected"), "{log}");
     }
 }
+
+/// Sends `GET /sse` to the proxy on a connection of its own.
+fn send_sse(proxy: std::net::SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(proxy).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(b"GET /sse HTTP/1.1\r\nHost: app\r\n\r\n")
+        .unwrap();
+    stream
+}
+
+/// The status line of the response on `stream`.
+fn status_line(stream: TcpStream) -> String {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::BufReader::new(stream)
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
+/// In proxy mode a request held for a slot whose client leaves is never
+/// forwarded and takes nothing; the next one gets the slot.
+#[test]
+fn a_proxied_request_whose_client_leaves_while_held_is_never_forwarded() {
+    use floodgate_e2e::upstream::SSE_CHUNKS;
+    let upstream = ScriptedUpstream::start();
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}proxy = {{ listen = \"127.0.0.1:0\", upstream = \"http://{}\" }}\n\n[[endpoint]]\nname = \"stream\"\npath = \"/sse*\"\n\n[[policy]]\nname = \"one-stream\"\nmatch = {{ endpoint = \"stream\" }}\nkey = []\nlimit = 1\nalgorithm = \"concurrency\"\nmax_wait = \"8s\"\n",
+        upstream.addr
+    ));
+    let proxy = fg.proxy.unwrap();
+    let first = send_sse(proxy);
+    let first_reader = first.try_clone().unwrap();
+    assert!(status_line(first_reader).starts_with("HTTP/1.1 200"));
+    // Held for the slot, then gone.
+    let leaver = send_sse(proxy);
+    floodgate_e2e::wait_until("the request to be held", || waiting(&fg) == 1.0);
+    drop(leaver);
+    floodgate_e2e::wait_until("the held request to go", || waiting(&fg) == 0.0);
+    let next = std::thread::spawn(move || status_line(send_sse(proxy)));
+    floodgate_e2e::wait_until("the next request to be held", || waiting(&fg) == 1.0);
+    // The first stream ends: its slot goes to the next request.
+    for _ in 1..SSE_CHUNKS {
+        upstream.release_chunk();
+    }
+    let line = next.join().unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    assert_eq!(
+        upstream.hits(),
+        2,
+        "the request whose client left never reached the app"
+    );
+    drop(first);
+}
