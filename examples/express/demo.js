@@ -15,6 +15,8 @@ const limit = floodgateExpress({
   url: process.env.FLOODGATE_URL || 'http://127.0.0.1:9720',
   // Generous for a demo on a busy machine; the package's default is 200 ms.
   timeoutMs: Number(process.env.FLOODGATE_TIMEOUT_MS) || 1000,
+  // How long a request may wait for its turn (policies with max_wait).
+  maxWaitMs: Number(process.env.FLOODGATE_MAX_WAIT_MS || 0),
   // Endpoint classes, as in config/floodgate.toml.
   endpoint: (req) => {
     const path = req.url.split('?')[0];

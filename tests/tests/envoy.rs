@@ -527,3 +527,29 @@ lease_timeout = "60s"
         );
     }
 }
+
+/// ext_authz answers a denial with the deciding policy's `deny_status`
+/// (503 here), with `Retry-After`.
+#[tokio::test]
+async fn ext_authz_denies_with_the_policys_deny_status() {
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[identity]\nuser_header = \"x-user-id\"\n\n[[policy]]\nname = \"capacity\"\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\ndeny_status = 503\n"
+    ));
+    let path = "/envoy.service.auth.v3.Authorization/Check";
+    let fixture = authz_fixture("alice", "/api/chat/completions", None);
+    let first = authz::CheckResponse::decode(raw_call(&fg, path, &fixture).await.as_slice());
+    assert_eq!(first.unwrap().status.unwrap().code, 0);
+    let raw = raw_call(&fg, path, &fixture).await;
+    let response = authz::CheckResponse::decode(raw.as_slice()).unwrap();
+    let Some(authz::check_response::HttpResponse::DeniedResponse(denied)) = response.http_response
+    else {
+        panic!("expected denied_response");
+    };
+    assert_eq!(denied.status.unwrap().code, 503);
+    assert!(denied
+        .headers
+        .iter()
+        .any(|h| h.header.as_ref().unwrap().key == "retry-after"));
+    let body: serde_json::Value = serde_json::from_str(&denied.body).unwrap();
+    assert_eq!(body["deny_status"], 503);
+}

@@ -260,3 +260,25 @@ fn the_shipped_nginx_pair_counts_each_client_by_the_address_nginx_sees() {
     let log = fg.log.lock().unwrap().clone();
     assert!(!log.contains("trusted_proxies = 1 behind nginx"), "{log}");
 }
+
+/// The example turns floodgate's 403 into the deciding policy's
+/// `deny_status`: 503 for a policy that says so, 429 otherwise, both with
+/// `Retry-After`.
+#[test]
+fn nginx_example_answers_with_the_policys_deny_status() {
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[endpoint]]\nname = \"ai\"\npath = \"/ai/*\"\n\n[[endpoint]]\nname = \"api\"\npath = \"/api/*\"\n\n[[policy]]\nname = \"capacity\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\ndeny_status = 503\n\n[[policy]]\nname = \"plain\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\n"
+    ));
+    let front = nginx_in_front(&fg);
+    let get = |path: &str| http_request(front.addr, "GET", path, &[("x-user-id", "u1")], None);
+    assert_eq!(get("/ai/x").status, 200);
+    let denied = get("/ai/x");
+    assert_eq!(denied.status, 503, "{}", denied.text());
+    assert!(denied.header("retry-after").is_some());
+    assert!(denied.header("ratelimit").unwrap().contains("r=0"));
+    assert_eq!(get("/api/x").status, 200);
+    let plain = get("/api/x");
+    assert_eq!(plain.status, 429, "{}", plain.text());
+    assert!(plain.header("retry-after").is_some());
+    assert_eq!(front.upstream.hits(), 2);
+}

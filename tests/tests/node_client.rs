@@ -42,7 +42,6 @@ fn node_client_package_tests_pass() {
 }
 
 #[test]
-#[ignore = "needs reserve/settle, max_wait and deny_status in the server"]
 fn node_client_new_fields_tests_pass() {
     npm_run("test:new-fields");
 }

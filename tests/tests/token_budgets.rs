@@ -214,6 +214,7 @@ async fn reserve_then_settle_over_grpc() {
             .collect(),
         hits: Some(700),
         reserve: true,
+        ..CheckRequest::default()
     };
     let checked = client.check(request.clone()).await.unwrap().into_inner();
     assert!(checked.allowed);

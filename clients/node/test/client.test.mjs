@@ -39,7 +39,7 @@ test('check allows, then denies with the deciding policy, its headers and body',
   const denied = await client.check(attributes);
   assert.equal(denied.allowed, false);
   assert.equal(denied.status, 429);
-  assert.equal(denied.denyStatus, null);
+  assert.equal(denied.denyStatus, 429); // the default deny_status of a denial
   assert.equal(denied.body.policy, 'ai-per-user');
   assert.equal(denied.body.allowed, false);
   assert.ok(denied.retryAfterMs > 0);

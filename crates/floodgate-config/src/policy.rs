@@ -156,6 +156,9 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         domain: raw.domain.clone(),
         replaces: raw.replaces.clone().unwrap_or_default(),
         settle: raw.settle.unwrap_or(false),
+        deny_status: raw.deny_status,
+        max_wait_us: raw.max_wait.map(|d| micros(d.0)),
+        max_waiting: raw.max_waiting,
     };
     // Errors that only follow from a setting already reported (or
     // missing) would be noise: a bad `algorithm` makes `burst` look wrong.

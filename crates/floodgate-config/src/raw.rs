@@ -54,6 +54,8 @@ pub(crate) struct RawServer {
     pub idle_timeout: Option<RawDuration>,
     pub send_timeout: Option<RawDuration>,
     pub max_connections_per_ip: Option<usize>,
+    pub max_waiting: Option<usize>,
+    pub envoy_max_wait: Option<RawDuration>,
 }
 
 /// `[server] proxy = { … }`.
@@ -188,6 +190,9 @@ pub(crate) struct RawPolicy {
     pub domain: Option<String>,
     pub replaces: Option<Vec<String>>,
     pub settle: Option<bool>,
+    pub deny_status: Option<u64>,
+    pub max_wait: Option<RawDuration>,
+    pub max_waiting: Option<u64>,
 }
 
 /// `instances = 4` or `instances = "auto"`; 0 is refused.

@@ -185,6 +185,18 @@ fn policy_line(p: &Policy) -> String {
     if p.settle() {
         line.push_str(", settle (reserve, then settle the actual cost)");
     }
+    let waiting = p.waiting();
+    if waiting.max_wait_us > 0 {
+        let wait = duration(Duration::from_micros(waiting.max_wait_us));
+        let _ = write!(
+            line,
+            ", max_wait {wait} (max_waiting {})",
+            waiting.max_waiting
+        );
+    }
+    if waiting.deny_status != floodgate_core::DEFAULT_DENY_STATUS {
+        let _ = write!(line, ", deny_status {}", waiting.deny_status);
+    }
     line
 }
 

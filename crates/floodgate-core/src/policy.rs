@@ -14,9 +14,13 @@ mod applicable;
 mod index;
 mod key_entry;
 mod replace;
+mod waiting;
 pub use applicable::Applicable;
 pub use key_entry::KeyEntry;
 pub use replace::PolicySetError;
+pub use waiting::{
+    Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US,
+};
 
 /// Longest policy name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
@@ -149,6 +153,13 @@ pub struct PolicySpec {
     /// Whether checks may reserve an estimated cost and settle it later
     /// (`sliding_window`, `fixed_window`, `token_bucket` only).
     pub settle: bool,
+    /// HTTP status of a denial (400–599; default 429).
+    pub deny_status: Option<u64>,
+    /// How long a denied check may wait for its turn, in µs (default 0).
+    pub max_wait_us: Option<u64>,
+    /// Checks that may wait on one counter at once (default 100 with a
+    /// `max_wait`).
+    pub max_waiting: Option<u64>,
 }
 
 /// Why a policy spec was refused; `field` names the offending setting so a
@@ -212,6 +223,8 @@ pub struct Policy {
     replaces: Vec<String>,
     /// Whether reservations on it can be settled.
     settle: bool,
+    /// Denial status and waiting bounds.
+    waiting: Waiting,
 }
 
 impl Policy {
@@ -339,6 +352,12 @@ impl Policy {
             }
             (_, None) => 0,
         };
+        let waiting = waiting::validate(
+            spec.deny_status,
+            spec.max_wait_us,
+            spec.max_waiting,
+            &mut errors,
+        );
         let entries = key_entry::parse_all(&spec.key, &mut errors);
         for (name, values) in &spec.matches {
             if !is_valid_name(name) {
@@ -411,6 +430,7 @@ impl Policy {
             domain: spec.domain,
             replaces,
             settle: spec.settle,
+            waiting,
         })
     }
 
@@ -489,6 +509,16 @@ impl Policy {
     /// [`PolicySet::applicable`]).
     pub fn replaces(&self) -> &[String] {
         &self.replaces
+    }
+
+    /// The denial status and waiting bounds.
+    pub fn waiting(&self) -> Waiting {
+        self.waiting
+    }
+
+    /// The HTTP status a denial by this policy is answered with.
+    pub fn deny_status(&self) -> u16 {
+        self.waiting.deny_status
     }
 
     /// Whether the policy applies: every `match` condition holds, every key

@@ -22,6 +22,10 @@
 //! | `sliding_log` | `…:log:<window ms>` | sorted set, one member `<nonce>:<n>` per admitted hit, scored by its time | newest entry + window |
 //! | `token_bucket` | `…:tb:<burst>:<interval µs>` | string: the GCRA theoretical arrival time (µs) | until the bucket is full |
 //! | `concurrency` | `…:cc` | sorted set, one member `<lease id>:<slots>` per lease, scored by its expiry | latest lease expiry |
+//! | waiting checks | the counter's key + `:q` | sorted set, one member `<expiry ms>:<id>` per waiting check, scored by its arrival (`ticket_queue.rs`) | longest wait + 1 s |
+//!
+//! Waiting checks are woken across sidecars through the pub/sub channel
+//! `<key_prefix>:wake` (`waiters.rs`).
 //!
 //! A lease holding several slots is one member whose name carries its slot
 //! count, so a release (`ZREM`) needs only the lease id and the slots, both
@@ -88,11 +92,15 @@ mod reconcile;
 mod release;
 mod script;
 mod store;
+mod ticket_queue;
 mod tls;
+mod waiters;
 
 pub use config::Config;
 pub use error::Error;
 pub use store::RedisStore;
+pub use ticket_queue::RedisQueue;
+pub use waiters::{connect_wake_channel, wake_channel, WakePublisher};
 
 /// The Redis key of the counter `counter_key` of `policy` under `prefix`
 /// (the store's `key_prefix`), as the store reads and writes it:

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use floodgate_config::cost::Cost;
 use floodgate_config::server::HeaderMode;
+use floodgate_config::server::Limits;
+use floodgate_config::store::StoreKind;
 use floodgate_config::{Config, IdentityConfig};
 use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
 use floodgate_store::{
-    Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store, Verdict,
+    check_waiting, Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store,
+    Verdict, WaitRoom, Waited, WakeOnRelease,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -79,6 +82,21 @@ pub struct App {
     pub metrics: PrometheusHandle,
     /// Builds and exports spans of checks; `None` when tracing is off.
     pub traces: Option<Arc<crate::traces::Tracer>>,
+    /// Where checks wait for their turn (`max_wait`); closed on shutdown.
+    pub waits: Arc<WaitRoom>,
+    /// The listeners' timeouts, which bound how long a check may wait.
+    pub limits: Limits,
+}
+
+/// How often the first waiter on a `concurrency` counter re-checks with no
+/// release seen: the local store (whose releases all pass here) and a
+/// shared store (whose releases on other sidecars arrive by message, which
+/// may be lost).
+fn wait_poll(kind: StoreKind) -> std::time::Duration {
+    match kind {
+        StoreKind::Local => std::time::Duration::from_secs(1),
+        StoreKind::Redis => std::time::Duration::from_millis(250),
+    }
 }
 
 impl App {
@@ -93,12 +111,19 @@ impl App {
         let settings = Arc::new(ArcSwap::from_pointee(Settings::from_config(
             config, cli_shadow,
         )));
+        let waits = Arc::new(WaitRoom::new(
+            config.server.limits.max_waiting,
+            wait_poll(config.store.kind),
+        ));
+        let store = Arc::new(WakeOnRelease::new(store, waits.clone()));
         let limiter = Limiter::with_source(Arc::new(SettingsSource(settings.clone())), store);
         App {
             limiter: Arc::new(limiter),
             settings,
             metrics,
             traces: None,
+            waits,
+            limits: config.server.limits,
         }
     }
 
@@ -146,22 +171,6 @@ impl App {
             .await
     }
 
-    /// [`App::check_http`] reserving `estimate` (a request of a metered
-    /// endpoint class in the proxy): the verdict's settlement id is then
-    /// settled with the response's actual cost.
-    ///
-    /// # Errors
-    /// As [`App::check_http`].
-    pub async fn check_http_reserving(
-        &self,
-        settings: &Settings,
-        info: &HttpRequestInfo<'_>,
-        estimate: u64,
-    ) -> Result<Verdict, LimitError> {
-        self.check_http_as(settings, info, LeaseMode::Held, estimate, true)
-            .await
-    }
-
     /// [`App::check_http`] for a transport that cannot release leases
     /// (`/v1/auth`, ext_authz): `concurrency` policies are skipped.
     ///
@@ -185,18 +194,61 @@ impl App {
         hits: u64,
         reserve: bool,
     ) -> Result<Verdict, LimitError> {
-        let attributes = attributes(info, &settings.identity, &settings.endpoints);
-        let check = Check {
-            attributes: &attributes,
-            hits,
-            domain: None,
-            reserve,
-        };
-        let mut verdicts = self
-            .limiter
-            .check_all_in(&settings.policies, &[check], leases)
+        let waited = self
+            .check_http_waiting(
+                settings,
+                info,
+                leases,
+                std::time::Duration::ZERO,
+                (hits, reserve),
+            )
             .await?;
-        Ok(verdicts.pop().unwrap_or_default())
+        Ok(waited.verdicts.into_iter().next().unwrap_or_default())
+    }
+
+    /// [`App::check_http`] (or, with [`LeaseMode::Skipped`], the
+    /// unreleasable check) that waits up to `budget` for its turn when
+    /// denied by policies with a `max_wait`; `(hits, reserve)` as in
+    /// [`Check`].
+    ///
+    /// # Errors
+    /// As [`App::check_http`].
+    pub async fn check_http_waiting(
+        &self,
+        settings: &Settings,
+        info: &HttpRequestInfo<'_>,
+        leases: LeaseMode,
+        budget: std::time::Duration,
+        (hits, reserve): (u64, bool),
+    ) -> Result<Waited, LimitError> {
+        let attributes = attributes(info, &settings.identity, &settings.endpoints);
+        self.check_waiting(
+            &settings.policies,
+            &[Check {
+                attributes: &attributes,
+                hits,
+                domain: None,
+                reserve,
+            }],
+            leases,
+            budget,
+        )
+        .await
+    }
+
+    /// Decides `checks` against `snapshot`, waiting up to `budget` (see
+    /// [`check_waiting`]).
+    ///
+    /// # Errors
+    /// As [`Limiter::check_all_in`].
+    pub async fn check_waiting(
+        &self,
+        snapshot: &PolicySnapshot,
+        checks: &[Check<'_>],
+        leases: LeaseMode,
+        budget: std::time::Duration,
+    ) -> Result<Waited, LimitError> {
+        check_waiting(&self.limiter, &self.waits, snapshot, checks, leases, budget).await
     }
 }
 

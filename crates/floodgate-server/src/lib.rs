@@ -8,6 +8,7 @@
 pub mod accept;
 pub mod app;
 pub mod cli_output;
+pub mod deny;
 pub mod errors;
 pub mod explain;
 pub mod grpc;
@@ -20,3 +21,4 @@ pub mod serve;
 pub mod shutdown;
 pub mod telemetry;
 pub mod traces;
+pub mod waiting;

@@ -89,6 +89,12 @@ pub struct CheckBody<'a> {
     pub settlement: Option<&'a str>,
     /// One entry per applicable policy.
     pub statuses: Vec<StatusBody<'a>>,
+    /// The deciding policy's `deny_status`; present on denials only (set
+    /// with [`CheckBody::with_deny_status`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deny_status: Option<u16>,
+    /// Milliseconds the check waited for its turn (0 when it did not).
+    pub waited_ms: u64,
 }
 
 /// One entry of `statuses`.
@@ -133,7 +139,21 @@ impl<'a> CheckBody<'a> {
             lease: verdict.lease.as_deref(),
             settlement: verdict.settlement.as_deref(),
             statuses: verdict.statuses.iter().map(StatusBody::new).collect(),
+            deny_status: None,
+            waited_ms: 0,
         }
+    }
+
+    /// The body with `deny_status` (kept only when the check was denied).
+    pub fn with_deny_status(mut self, status: u16) -> Self {
+        self.deny_status = (!self.allowed).then_some(status);
+        self
+    }
+
+    /// The body with `waited_ms`.
+    pub fn with_waited_ms(mut self, waited_ms: u64) -> Self {
+        self.waited_ms = waited_ms;
+        self
     }
 }
 
@@ -219,6 +239,13 @@ mod tests {
         assert_eq!(body["reset_after_ms"], 11200);
         assert_eq!(body["statuses"][0]["source"], "local");
         assert!(body.get("lease").is_none());
+        assert!(body.get("deny_status").is_none());
+        assert_eq!(body["waited_ms"], 0);
+        let body = serde_json::to_value(CheckBody::new(&v).with_deny_status(503)).unwrap();
+        assert_eq!(body["deny_status"], 503);
+        let allowed = verdict(true);
+        let body = serde_json::to_value(CheckBody::new(&allowed).with_deny_status(503)).unwrap();
+        assert!(body.get("deny_status").is_none());
         assert_eq!(ms(1), 1);
         assert_eq!(secs(1_000_001), 2);
     }

@@ -19,6 +19,7 @@ use crate::accept::ListenerSettings;
 use crate::app::App;
 
 mod failover;
+mod wake;
 
 /// How often expired local counters are swept and metrics upkept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -77,6 +78,16 @@ pub async fn run(
     let mut app = App::new(&config, shadow, store, metrics.clone());
     app.traces = start_traces(&config, &shutdown, &tracker)?;
     let app = Arc::new(app);
+    // Shutdown answers every waiting check at once (denied as usual).
+    let (waits, stop) = (app.waits.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        stop.cancelled().await;
+        waits.close();
+    });
+    if let (StoreKind::Redis, Some(redis)) = (config.store.kind, &config.store.redis) {
+        let redis_up = app.limiter.store_mode() == Source::Redis;
+        wake::start(redis, app.waits.clone(), redis_up, &shutdown, &tracker).await;
+    }
     crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.
     tracker.spawn(crate::reload::run(

@@ -32,6 +32,11 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// Buckets of `floodgate_wait_seconds`: 1 ms to 10 min.
+const WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 600.0,
+];
+
 /// Installs the Prometheus recorder and describes floodgate's metrics.
 ///
 /// # Errors
@@ -43,6 +48,8 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
             LATENCY_BUCKETS,
         )
         .context("latency buckets")?
+        .set_buckets_for_metric(Matcher::Full("floodgate_wait_seconds".into()), WAIT_BUCKETS)
+        .context("wait buckets")?
         .install_recorder()
         .context("installing the Prometheus recorder")?;
     metrics::describe_counter!(
@@ -120,6 +127,19 @@ fn describe_the_others() {
     metrics::describe_counter!(
         "floodgate_ext_authz_incomplete_total",
         "ext_authz requests without HTTP attributes, allowed unchecked"
+    );
+    metrics::describe_counter!(
+        "floodgate_waits_total",
+        "Checks that waited for their turn or were refused a wait, by outcome (allowed, denied, timeout, refused, shutdown)"
+    );
+    metrics::describe_histogram!(
+        "floodgate_wait_seconds",
+        metrics::Unit::Seconds,
+        "How long checks waited for their turn"
+    );
+    metrics::describe_gauge!(
+        "floodgate_waiting",
+        "Checks waiting for their turn right now"
     );
     metrics::describe_counter!(
         "floodgate_concurrency_skipped_total",

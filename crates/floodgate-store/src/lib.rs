@@ -1,7 +1,8 @@
 //! floodgate-store owns where counters live and how one check becomes one
 //! decision: the async [`Store`] trait, the bounded in-memory [`LocalStore`],
 //! the [`FailoverStore`] and [`DenyCache`] that wrap a shared store, and the
-//! [`Limiter`] facade that applies the multi-policy rule of SPEC §1.
+//! [`Limiter`] facade that applies the multi-policy rule of SPEC §1, and
+//! the [`WaitRoom`] where checks wait for their turn ([`check_waiting`]).
 //! It must never depend on a transport (HTTP, gRPC, protobuf) or on config
 //! parsing; the Redis store lives in its own crate behind the same trait.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@ mod limiter;
 mod local;
 mod shards;
 mod store;
+mod wait;
 
 pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};
 pub use error::{LimitError, StoreError};
@@ -22,3 +24,7 @@ pub use limiter::{
 };
 pub use local::{reservation_ttl_us, LocalConfig, LocalStore};
 pub use store::{Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+pub use wait::{
+    check_waiting, Joined, Place, Refused, SharedQueue, Ticket, WaitRoom, Waited, WakeBus,
+    WakeOnRelease, Woken, DEFAULT_MAX_WAITING_TOTAL,
+};

@@ -52,6 +52,12 @@ pub struct Limits {
     /// Open connections at most from one client address (IPv6: one /64),
     /// per listener.
     pub max_connections_per_ip: usize,
+    /// Checks waiting for their turn at most, over every policy and key
+    /// (`max_wait`); past it a check that would wait is denied at once.
+    pub max_waiting: usize,
+    /// How long an Envoy check (RLS, ext_authz) may wait when the request
+    /// carries no `grpc-timeout` (Envoy sends one for its own timeout).
+    pub envoy_max_wait: Duration,
 }
 
 impl Default for Limits {
@@ -72,6 +78,8 @@ impl Default for Limits {
             // No cap of its own: behind a load balancer one address carries
             // every client, and on a sidecar the app is one address too.
             max_connections_per_ip: MAX_CONNECTIONS_LIMIT,
+            max_waiting: 10_000,
+            envoy_max_wait: Duration::ZERO,
         }
     }
 }
@@ -155,6 +163,8 @@ impl Limits {
             idle_timeout: time!(idle_timeout, SHORTEST, 24 * HOUR),
             send_timeout: time!(send_timeout, SHORTEST, HOUR),
             max_connections_per_ip: count!(max_connections_per_ip, 1, MAX_CONNECTIONS_LIMIT),
+            max_waiting: count!(max_waiting, 1, 1_000_000),
+            envoy_max_wait: time!(envoy_max_wait, Duration::ZERO, 10 * 60 * SECOND),
         };
         if raw.http2_keepalive_timeout.is_none() {
             // Unwritten, the ping timeout follows a shorter interval down.
@@ -333,6 +343,8 @@ grpc_max_message_bytes = 1024
 idle_timeout = "7s"
 send_timeout = "6s"
 max_connections_per_ip = 9
+max_waiting = 50
+envoy_max_wait = "150ms"
 proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket", "h2c"], tunnel_idle_timeout = "1m", connect_timeout = "1s", response_timeout = "10s", body_idle_timeout = "2s", pool_idle_timeout = "3s" }
 "#,
             "t.toml",
@@ -358,6 +370,8 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
         assert_eq!(l.idle_timeout, Duration::from_secs(7));
         assert_eq!(l.send_timeout, Duration::from_secs(6));
         assert_eq!(l.max_connections_per_ip, 9);
+        assert_eq!(l.max_waiting, 50);
+        assert_eq!(l.envoy_max_wait, Duration::from_millis(150));
         let p = &s.proxy.as_ref().unwrap().limits;
         assert_eq!(p.upgrades, ["websocket", "h2c"]);
         assert_eq!(p.tunnel_idle_timeout, Duration::from_secs(60));
@@ -402,6 +416,16 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
                 "max_concurrent_streams = 0",
                 26,
                 "must be between 1 and 65536",
+            ),
+            (
+                "max_waiting = 0",
+                15,
+                "max_waiting in [server] must be between 1 and 1000000, not 0",
+            ),
+            (
+                "envoy_max_wait = \"11m\"",
+                18,
+                "envoy_max_wait in [server] must be between",
             ),
             (
                 "grpc_max_message_bytes = 1000000000",

@@ -5,6 +5,7 @@ mod errors;
 mod identity;
 mod settle;
 mod valid;
+mod waiting;
 
 use super::{from_str, Config, ConfigErrors};
 

@@ -1,6 +1,7 @@
 //! `envoy.service.auth.v3.Authorization`: Envoy's ext_authz. Attributes
-//! come from the HTTP request Envoy describes; a denial is an HTTP 429 that
-//! Envoy sends to the client, with `Retry-After` and the RateLimit headers.
+//! come from the HTTP request Envoy describes; a denial is an HTTP response
+//! (the deciding policy's `deny_status`, 429 by default) that Envoy sends to
+//! the client, with `Retry-After` and the RateLimit headers.
 //!
 //! A request without HTTP attributes is allowed (with a warning, logged and
 //! counted in `floodgate_ext_authz_incomplete_total`): a misconfigured filter
@@ -16,14 +17,16 @@ use floodgate_proto::envoy::config::core::v3::{
 use floodgate_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 use floodgate_proto::google::rpc;
-use floodgate_store::LimitError;
+use floodgate_store::{LeaseMode, LimitError};
 use tonic::{Request, Response, Status};
 
 use super::traceparent;
 use crate::app::App;
+use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::identity::{HttpRequestInfo, RequestHeaders};
 use crate::render::{rate_limit_headers, CheckBody};
+use crate::waiting;
 
 /// gRPC status codes used in `CheckResponse.status`.
 const OK: i32 = 0;
@@ -95,6 +98,12 @@ fn deny(
     }
 }
 
+/// `status` as Envoy's `StatusCode`; 429 for a status Envoy's enum does
+/// not name (Envoy accepts only those).
+fn envoy_status(status: u16) -> StatusCode {
+    StatusCode::try_from(i32::from(status)).unwrap_or(StatusCode::TooManyRequests)
+}
+
 /// The socket address of a peer, when it is an IP address.
 pub fn peer_ip(peer: Option<&authz::attribute_context::Peer>) -> Option<IpAddr> {
     match peer?.address.as_ref()?.address.as_ref()? {
@@ -134,6 +143,14 @@ impl authz::authorization_server::Authorization for AuthzService {
         request: Request<authz::CheckRequest>,
     ) -> Result<Response<authz::CheckResponse>, Status> {
         let mut timer = self.app.check_timer("envoy_authz", traceparent(&request));
+        let budget = waiting::envoy_budget(
+            request
+                .metadata()
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok()),
+            self.app.limits.grpc_timeout,
+            self.app.limits.envoy_max_wait,
+        );
         let context = request.into_inner().attributes.unwrap_or_default();
         let Some(http) = context.request.as_ref().and_then(|r| r.http.as_ref()) else {
             tracing::warn!("ext_authz request without HTTP attributes: allowed unchecked");
@@ -153,10 +170,16 @@ impl authz::authorization_server::Authorization for AuthzService {
         // No "request finished" callback: concurrency policies are skipped.
         let verdict = match self
             .app
-            .check_http_unreleasable(&settings, &info, "envoy_authz")
+            .check_http_waiting(
+                &settings,
+                &info,
+                LeaseMode::Skipped("envoy_authz"),
+                budget,
+                (1, false),
+            )
             .await
         {
-            Ok(verdict) => verdict,
+            Ok(waited) => waited.verdicts.into_iter().next().unwrap_or_default(),
             Err(LimitError::InvalidAttributes(error)) => {
                 let body = serde_json::json!({ "error": error.to_string() }).to_string();
                 return Ok(Response::new(deny(
@@ -176,13 +199,10 @@ impl authz::authorization_server::Authorization for AuthzService {
         let response = if verdict.allowed {
             allow(headers)
         } else {
-            let body = serde_json::to_string(&CheckBody::new(&verdict)).unwrap_or_default();
-            deny(
-                RESOURCE_EXHAUSTED,
-                StatusCode::TooManyRequests,
-                headers,
-                body,
-            )
+            let status = deny_status(&verdict, settings.policies.policies());
+            let body = CheckBody::new(&verdict).with_deny_status(status);
+            let body = serde_json::to_string(&body).unwrap_or_default();
+            deny(RESOURCE_EXHAUSTED, envoy_status(status), headers, body)
         };
         timer.finish();
         Ok(Response::new(response))
@@ -193,6 +213,14 @@ impl authz::authorization_server::Authorization for AuthzService {
 mod tests {
     use super::*;
     use floodgate_proto::envoy::config::core::v3::{Address, SocketAddress};
+
+    #[test]
+    fn envoy_status_keeps_the_codes_envoy_names() {
+        assert_eq!(envoy_status(503), StatusCode::ServiceUnavailable);
+        assert_eq!(envoy_status(429), StatusCode::TooManyRequests);
+        // Envoy's enum has no 499.
+        assert_eq!(envoy_status(499), StatusCode::TooManyRequests);
+    }
 
     #[test]
     fn request_info_reads_the_source_forwarded_for_and_user_but_never_x_real_ip() {

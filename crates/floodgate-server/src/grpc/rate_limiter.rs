@@ -3,14 +3,16 @@
 use std::sync::Arc;
 
 use floodgate_proto::floodgate::v1 as pb;
-use floodgate_store::{Check, Source, Verdict};
+use floodgate_store::{Check, LeaseMode, Source, Verdict};
 use tonic::{Request, Response, Status};
 
 use super::traceparent;
 use crate::app::App;
+use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::http::routes::MAX_RELEASE_PARTS;
 use crate::render::ms;
+use crate::waiting;
 
 /// The `floodgate.v1.RateLimiter` service.
 pub struct RateLimiterService {
@@ -63,6 +65,7 @@ pub fn to_response(verdict: Verdict) -> pb::CheckResponse {
                 source: source(s.source) as i32,
             })
             .collect(),
+        ..pb::CheckResponse::default()
     }
 }
 
@@ -73,24 +76,39 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let mut timer = self.app.check_timer("grpc", traceparent(&request));
+        let header = request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let request = request.into_inner();
+        let budget = waiting::grpc_budget(
+            request.max_wait_ms,
+            header.as_deref(),
+            self.app.limits.grpc_timeout,
+        );
+        let snapshot = self.app.limiter.snapshot();
+        let check = Check {
+            attributes: &request.attributes,
+            hits: request.hits.unwrap_or(1),
+            domain: None,
+            reserve: request.reserve,
+        };
         timer.attributes(&request.attributes);
         timer.deciding();
-        let verdict = self
+        let waited = self
             .app
-            .limiter
-            .check(Check {
-                attributes: &request.attributes,
-                hits: request.hits.unwrap_or(1),
-                domain: None,
-                reserve: request.reserve,
-            })
+            .check_waiting(&snapshot, &[check], LeaseMode::Held, budget)
             .await
             .map_err(to_status)?;
+        let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
         timer.decided(&verdict);
-        let response = Response::new(to_response(verdict));
+        let deny_status = deny_status(&verdict, snapshot.policies());
+        let mut response = to_response(verdict);
+        response.deny_status = u32::from(deny_status);
+        response.waited_ms = ms(waited.waited_us);
         timer.finish();
-        Ok(response)
+        Ok(Response::new(response))
     }
 
     async fn release(

@@ -129,6 +129,15 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
         request: Request<rls::RateLimitRequest>,
     ) -> Result<Response<rls::RateLimitResponse>, Status> {
         let mut timer = self.app.check_timer("envoy_rls", traceparent(&request));
+        // Never wait past Envoy's own timeout (its grpc-timeout).
+        let budget = crate::waiting::envoy_budget(
+            request
+                .metadata()
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok()),
+            self.app.limits.grpc_timeout,
+            self.app.limits.envoy_max_wait,
+        );
         let request = request.into_inner();
         if request.domain.is_empty() {
             return Err(Status::invalid_argument("domain is empty"));
@@ -171,10 +180,15 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
         // skipped.
         let verdicts = self
             .app
-            .limiter
-            .check_all_in(&settings.policies, &checks, LeaseMode::Skipped("envoy_rls"))
+            .check_waiting(
+                &settings.policies,
+                &checks,
+                LeaseMode::Skipped("envoy_rls"),
+                budget,
+            )
             .await
-            .map_err(to_status)?;
+            .map_err(to_status)?
+            .verdicts;
         let overall = Verdict::combine(&verdicts);
         timer.decided(&overall);
         let mode = settings.headers;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use floodgate_config::server::HeaderMode;
 use floodgate_core::{Attributes, Policy};
-use floodgate_store::{Check, Verdict};
+use floodgate_store::{Check, LeaseMode, Verdict};
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -19,9 +19,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{body, status_page};
 use crate::app::App;
+use crate::deny::deny_status;
 use crate::errors::ApiError;
 use crate::identity::{header_target, HttpRequestInfo};
-use crate::render::{rate_limit_headers, CheckBody};
+use crate::render::{ms, rate_limit_headers, CheckBody};
+use crate::waiting::{self, MAX_WAIT_HEADER};
 
 /// Every response this listener sends.
 pub type HttpResponse = Response<Full<Bytes>>;
@@ -85,6 +87,10 @@ pub struct CheckRequest {
     /// Whether `hits` is an estimate to settle later (`POST /v1/settle`).
     #[serde(default)]
     pub reserve: bool,
+    /// How long the caller is willing to wait for its turn, in ms (capped
+    /// by the policies' `max_wait`); absent = 0 = never wait.
+    #[serde(default)]
+    pub max_wait_ms: Option<u64>,
 }
 
 fn one() -> u64 {
@@ -126,23 +132,27 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     };
     timer.attributes(&request.attributes);
     timer.deciding();
-    let verdict = app
-        .limiter
-        .check_all_in(
+    let budget = waiting::asked(request.max_wait_ms, app.limits.request_timeout);
+    let waited = app
+        .check_waiting(
             &settings.policies,
             &[check],
             floodgate_store::LeaseMode::Held,
+            budget,
         )
-        .await?
-        .pop()
-        .unwrap_or_default();
+        .await?;
+    let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
     timer.decided(&verdict);
     let status = if verdict.allowed {
         StatusCode::OK
     } else {
         StatusCode::TOO_MANY_REQUESTS
     };
-    let mut response = json(status, &CheckBody::new(&verdict));
+    let deny_status = deny_status(&verdict, settings.policies.policies());
+    let body = CheckBody::new(&verdict)
+        .with_deny_status(deny_status)
+        .with_waited_ms(ms(waited.waited_us));
+    let mut response = json(status, &body);
     add_headers(&mut response, &verdict, settings.headers);
     timer.finish();
     Ok(response)
@@ -150,7 +160,9 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
 
 /// `/v1/auth`, for nginx `auth_request`: 204 allow, 403 deny (nginx
 /// accepts only 2xx, 401 and 403 from an auth subrequest), with the
-/// rate-limit headers for nginx to copy. Attributes come from
+/// rate-limit headers for nginx to copy and, on a denial,
+/// `X-Floodgate-Deny-Status` (the deciding policy's `deny_status`, which
+/// nginx answers the client with). Attributes come from
 /// `X-Original-URI`, `X-Original-Method`, `X-Real-IP` / `X-Forwarded-For`
 /// and the user header; without `X-Original-*`, from the request itself.
 async fn auth(
@@ -178,9 +190,22 @@ async fn auth(
     );
     app.trace_http_attributes(&mut timer, &settings, &info);
     timer.deciding();
-    let verdict = app
-        .check_http_unreleasable(&settings, &info, "nginx")
+    // nginx says how long it waits for the subrequest (absent: no wait).
+    let max_wait_ms = headers
+        .get(MAX_WAIT_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let budget = waiting::asked(max_wait_ms, app.limits.request_timeout);
+    let waited = app
+        .check_http_waiting(
+            &settings,
+            &info,
+            LeaseMode::Skipped("nginx"),
+            budget,
+            (1, false),
+        )
         .await?;
+    let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
     timer.decided(&verdict);
     let mut response = empty(if verdict.allowed {
         StatusCode::NO_CONTENT
@@ -188,9 +213,18 @@ async fn auth(
         StatusCode::FORBIDDEN
     });
     add_headers(&mut response, &verdict, settings.headers);
+    if !verdict.allowed {
+        let status = deny_status(&verdict, settings.policies.policies());
+        response
+            .headers_mut()
+            .insert(DENY_STATUS_HEADER, HeaderValue::from(status));
+    }
     timer.finish();
     Ok(response)
 }
+
+/// The header of a `/v1/auth` denial naming the status to answer with.
+pub const DENY_STATUS_HEADER: &str = "x-floodgate-deny-status";
 
 /// The request's W3C `traceparent` header, if any.
 pub fn traceparent(headers: &http::HeaderMap) -> Option<&[u8]> {
@@ -285,6 +319,11 @@ struct PolicyBody<'a> {
     replaces: &'a [String],
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     settle: bool,
+    deny_status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_wait_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_waiting: Option<u32>,
 }
 
 impl<'a> PolicyBody<'a> {
@@ -322,6 +361,9 @@ impl<'a> PolicyBody<'a> {
             domain: p.domain(),
             replaces: p.replaces(),
             settle: p.settle(),
+            deny_status: p.deny_status(),
+            max_wait_ms: (p.waiting().max_wait_us > 0).then_some(p.waiting().max_wait_us / 1_000),
+            max_waiting: (p.waiting().max_wait_us > 0).then_some(p.waiting().max_waiting),
         }
     }
 }

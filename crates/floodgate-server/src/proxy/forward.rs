@@ -1,4 +1,5 @@
-//! One proxied request: ask the limiter, then answer 429 or forward to the
+//! One proxied request: ask the limiter, then answer the deciding policy's
+//! `deny_status` (429 by default) or forward to the
 //! upstream with bodies streamed both ways (the configured upgrades, by
 //! default only WebSocket, tunnelled).
 
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use floodgate_config::server::ProxyLimits;
-use floodgate_store::Verdict;
+use floodgate_store::{LeaseMode, Verdict};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
@@ -28,9 +29,11 @@ use super::tunnel::{allowed_upgrade, tunnel, Held};
 use super::usage::{settle_from_header, Meter, UsageBody, UsageScanner};
 use crate::accept::ConnectionSlot;
 use crate::app::App;
+use crate::deny::{deny_http_status, deny_status};
 use crate::errors::ApiError;
 use crate::identity::{classify, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
+use crate::waiting::MAX_WAIT;
 use floodgate_config::cost::{Cost, CostSource};
 
 /// Every body the proxy sends, either way.
@@ -120,10 +123,12 @@ impl Forwarder {
             );
             self.app.trace_http_attributes(&mut timer, &settings, &info);
             timer.deciding();
-            match estimated {
-                Some(hits) => self.app.check_http_reserving(&settings, &info, hits).await,
-                None => self.app.check_http(&settings, &info).await,
-            }
+            let cost = estimated.map_or((1, false), |hits| (hits, true));
+            // Waits for the client, as long as the policies' max_wait.
+            self.app
+                .check_http_waiting(&settings, &info, LeaseMode::Held, MAX_WAIT, cost)
+                .await
+                .map(|w| w.verdicts.into_iter().next().unwrap_or_default())
         };
         if let Ok(verdict) = &verdict {
             timer.decided(verdict);
@@ -138,8 +143,11 @@ impl Forwarder {
         };
         let rate_headers = rate_limit_headers(&verdict, settings.headers);
         if !verdict.allowed {
-            let body = serde_json::to_vec(&CheckBody::new(&verdict)).unwrap_or_default();
-            let mut response = full(StatusCode::TOO_MANY_REQUESTS, body);
+            let status = deny_status(&verdict, settings.policies.policies());
+            let body = CheckBody::new(&verdict).with_deny_status(status);
+            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let status = deny_http_status(&verdict, settings.policies.policies());
+            let mut response = full(status, body);
             add(&mut response, &rate_headers);
             if req.version() < Version::HTTP_2 {
                 // A client past its limit gives its connection back.

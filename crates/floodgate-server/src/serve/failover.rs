@@ -105,7 +105,7 @@ fn primary(redis: RedisStore, connected: &OnceLock<Arc<RedisStore>>) -> Arc<dyn 
 }
 
 /// The `floodgate-redis` settings for `[store.redis]`.
-fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
+pub(super) fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
     let mut redis = floodgate_redis::Config {
         key_prefix: config.key_prefix.clone(),
         timeout: config.timeout,

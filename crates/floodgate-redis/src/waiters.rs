@@ -1,0 +1,151 @@
+//! Wake-ups across sidecars for checks waiting on a `concurrency` counter.
+//!
+//! A release through any sidecar is announced with one `PUBLISH` on the
+//! channel `<key_prefix>:wake`, the message being the counter key
+//! (`<policy>:<values>`). Every sidecar subscribes to that channel on a
+//! connection of its own and wakes the waiters it holds on that
+//! counter, which re-checks at once (with the shared ticket queue of
+//! `ticket_queue.rs`: every waiter there re-reads its rank, and the first
+//! re-checks). Pub/sub is fire and forget: a message
+//! lost (a subscriber reconnecting, Redis restarting) only delays a waiter
+//! to its next poll (`WaitRoom::poll`), and a lease that lapses by its
+//! timeout is found the same way. Only releases of policies with a
+//! `max_wait` are announced (the others have nobody waiting).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use floodgate_store::{WaitRoom, WakeBus};
+use fred::clients::{Client, SubscriberClient};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::config::ReconnectPolicy;
+use fred::types::Builder;
+use tokio::sync::{broadcast, mpsc};
+
+use crate::ticket_queue::RedisQueue;
+use crate::{Config, Error};
+
+/// Announced releases waiting to be published, at most; past it a release
+/// is not announced (its waiters poll).
+const QUEUED: usize = 4_096;
+
+/// The wake-up channel's name for `prefix`.
+pub fn wake_channel(prefix: &str) -> String {
+    format!("{prefix}:wake")
+}
+
+/// Publishes releases on the wake channel, from a task of its own so a
+/// release never waits for it.
+pub struct WakePublisher {
+    /// Counter keys to announce.
+    queue: mpsc::Sender<String>,
+}
+
+impl WakeBus for WakePublisher {
+    fn publish(&self, keys: Vec<String>) {
+        for key in keys {
+            if self.queue.try_send(key).is_err() {
+                tracing::debug!("wake-up queue full: a waiter will find the slot by polling");
+            }
+        }
+    }
+}
+
+fn builder(config: &Config) -> Result<Builder, Error> {
+    let mut builder = Builder::from_config(config.to_fred()?);
+    builder
+        .with_connection_config(|c| {
+            c.connection_timeout = config.timeout.max(Duration::from_secs(1));
+            c.tcp.nodelay = Some(true);
+        })
+        .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
+    Ok(builder)
+}
+
+/// Connects the wake channel for `room`: a subscriber that wakes the
+/// room's waiters on every announced release, and the publisher the room
+/// announces its own releases through (installed with
+/// [`WaitRoom::set_bus`]). Both reconnect by themselves; they run until
+/// `stop` resolves.
+///
+/// # Errors
+/// [`Error`] when the connections cannot be built or made.
+pub async fn connect_wake_channel(
+    config: &Config,
+    room: Arc<WaitRoom>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let target = config.target();
+    let channel = wake_channel(&config.key_prefix);
+    let subscriber: SubscriberClient = builder(config)?
+        .build_subscriber_client()
+        .map_err(|e| Error::connecting(target.clone(), &e))?;
+    let publisher: Client = builder(config)?
+        .build()
+        .map_err(|e| Error::connecting(target.clone(), &e))?;
+    // Bounded, as the store's own connect: unreachable is retried by the
+    // caller, and nothing keeps reconnecting behind its back.
+    let wait = config.timeout.max(Duration::from_secs(1)) * 2;
+    let mut messages = subscriber.message_rx();
+    let subscribed = tokio::time::timeout(wait, async {
+        subscriber.init().await?;
+        publisher.init().await?;
+        subscriber.subscribe(channel.clone()).await
+    })
+    .await;
+    let failed = match subscribed {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(Error::connecting(target.clone(), &e)),
+        Err(_) => Some(Error::Unreachable {
+            target: target.clone(),
+            reason: format!("no connection within {wait:?}"),
+        }),
+    };
+    if let Some(error) = failed {
+        let _ = subscriber.quit().await;
+        let _ = publisher.quit().await;
+        return Err(error);
+    }
+    // Subscribes again after every reconnection.
+    let _resubscribe = subscriber.manage_subscriptions();
+    let (queue, mut keys) = mpsc::channel::<String>(QUEUED);
+    room.set_bus(Arc::new(WakePublisher { queue }));
+    room.set_shared(Arc::new(RedisQueue::new(
+        publisher.clone(),
+        &config.key_prefix,
+        channel.clone(),
+        config.timeout,
+    )));
+    let sender = publisher.clone();
+    let publishing = tokio::spawn(async move {
+        while let Some(key) = keys.recv().await {
+            if let Err(error) = sender.publish::<(), _, _>(channel.as_str(), key).await {
+                tracing::debug!(%error, "wake-up not published");
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let receiving = async {
+            loop {
+                match messages.recv().await {
+                    Ok(message) => {
+                        if let Some(key) = message.value.as_str() {
+                            room.wake_all(&key);
+                        }
+                    }
+                    // Missed messages: the waiters poll.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        };
+        tokio::select! {
+            () = stop => {}
+            () = receiving => {}
+        }
+        publishing.abort();
+        let _ = subscriber.quit().await;
+        let _ = publisher.quit().await;
+    });
+    Ok(())
+}
