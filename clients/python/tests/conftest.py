@@ -207,8 +207,12 @@ def waitress_server(app: Any) -> Iterator[str]:
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
-        server.close()
+        # The loop runs while its socket map holds a channel: close them all.
+        server.task_dispatcher.shutdown(timeout=1)
+        for channel in list(server._map.values()):
+            channel.close()
         thread.join(10)
+        assert not thread.is_alive(), "waitress did not stop"
 
 
 def raw_get(url: str, path: str, headers: Optional[dict] = None) -> socket.socket:
