@@ -60,6 +60,10 @@ def make_app(**options: Any) -> Flask:
 
         return Response(chunks(), mimetype="text/plain")
 
+    @app.get("/single/chunks")
+    def few_chunks() -> Response:
+        return Response((b"chunk\n" for _ in range(3)), mimetype="text/plain")
+
     @app.get("/single/boom")
     def boom() -> str:
         raise RuntimeError("the app failed")
@@ -125,9 +129,12 @@ def test_hits_and_skipping(floodgate: Floodgate, user: str, http: httpx.Client) 
 def test_lease_released_when_response_finishes(floodgate: Floodgate, user: str, http: httpx.Client) -> None:
     client = CountingClient(floodgate.url, timeout=5)
     with waitress_server(make_app(client=client)) as url:
-        statuses = [http.get(f"{url}/single", headers={"x-user-id": user}).status_code for _ in range(5)]
-    assert statuses == [200] * 5, "a concurrency limit of 1 admits each next request"
-    assert len(client.released) == 5 and len(set(client.released)) == 5
+        statuses = [
+            http.get(f"{url}/{path}", headers={"x-user-id": user}).status_code
+            for path in ["single", "single/chunks"] * 10
+        ]
+    assert statuses == [200] * 20, "a concurrency limit of 1 admits each next request"
+    assert len(client.released) == 20 and len(set(client.released)) == 20
 
 
 def test_lease_released_when_client_disconnects(floodgate: Floodgate, user: str, http: httpx.Client) -> None:
@@ -148,7 +155,7 @@ def test_lease_released_when_client_disconnects(floodgate: Floodgate, user: str,
 def test_lease_released_when_the_app_raises(floodgate: Floodgate, user: str, http: httpx.Client) -> None:
     client = CountingClient(floodgate.url, timeout=5)
     with waitress_server(make_app(client=client)) as url:
-        failed = http.get(f"{url}/single/boom", headers={"x-user-id": user})
+        failed = http.get(f"{url}/single/boom", headers={"x-user-id": user, "connection": "close"})
         after = http.get(f"{url}/single", headers={"x-user-id": user})
     assert failed.status_code == 500 and after.status_code == 200
     assert len(client.released) == 2 and len(set(client.released)) == 2

@@ -7,8 +7,8 @@ Every HTTP request becomes one check. Denied: the app is not called; the
 client gets the deciding policy's ``deny_status`` (else 429), the
 rate-limit headers and floodgate's JSON body. Allowed: the headers are added
 to the app's response, the decision is in ``request.state.floodgate`` and a
-``concurrency`` lease is released exactly once, after the last body message,
-when the client disconnects, or when the app raises or returns.
+``concurrency`` lease is released exactly once: as the last body message is
+sent, when the client disconnects, or when the app raises or returns.
 """
 
 from __future__ import annotations
@@ -152,11 +152,11 @@ class FloodgateMiddleware:
             if message["type"] == "http.response.start" and decision.headers:
                 message = dict(message)
                 message["headers"] = _with_headers(message.get("headers", []), decision.headers)
-            try:
-                await send(message)
-            finally:
-                if message["type"] == "http.response.body" and not message.get("more_body"):
-                    await release()
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                # Before the last bytes go out: a client that sends its next
+                # request as soon as this one ends finds the slot free.
+                await release()
+            await send(message)
 
         try:
             await self.app(scope, watched_receive, headed_send)

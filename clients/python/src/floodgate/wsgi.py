@@ -7,9 +7,9 @@ Every request becomes one check. Denied: the app is not called; the client
 gets the deciding policy's ``deny_status`` (else 429), the rate-limit
 headers and floodgate's JSON body. Allowed: the headers are added to the
 app's response, the decision is in ``environ["floodgate"]`` and a
-``concurrency`` lease is released exactly once, when the server closes the
-response iterable (after the last byte, or when the client went away), or
-when the app raises.
+``concurrency`` lease is released exactly once: as the last byte of the
+response is handed to the server, when the server closes the response
+iterable (the client went away), or when the app raises.
 """
 
 from __future__ import annotations
@@ -111,14 +111,25 @@ class _Release:
 
 
 class _Closing:
-    """The app's response iterable, releasing the lease when closed."""
+    """The app's response iterable, releasing the lease as the last byte
+    is handed to the server (the one that completes ``Content-Length``, or
+    the end of the iterable), and at the latest when closed."""
 
-    def __init__(self, result: Iterable[bytes], release: _Release) -> None:
+    def __init__(self, result: Iterable[bytes], release: _Release, length: List[int]) -> None:
         self._result = result
         self._release = release
+        self._length = length
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self._result)
+        sent = 0
+        for chunk in self._result:
+            sent += len(chunk)
+            if self._length and sent >= self._length[0]:
+                # Before the server writes it: a client that sends its next
+                # request as soon as this one ends finds the slot free.
+                self._release()
+            yield chunk
+        self._release()
 
     def close(self) -> None:
         try:
@@ -179,9 +190,12 @@ class FloodgateWSGIMiddleware:
     def _serve(
         self, environ: WSGIEnvironment, start_response: StartResponse, decision: Decision
     ) -> Iterable[bytes]:
+        length: List[int] = []
+
         def headed_start(
             status: str, headers: List[Tuple[str, str]], exc_info: Optional[ExcInfo] = None
         ) -> Callable[[bytes], object]:
+            length[:] = _content_length(headers)
             return start_response(status, _with_headers(headers, decision.headers), exc_info)
 
         if decision.lease is None:
@@ -192,7 +206,14 @@ class FloodgateWSGIMiddleware:
         except BaseException:
             release()
             raise
-        return _Closing(result, release)
+        return _Closing(result, release, length)
+
+
+def _content_length(headers: List[Tuple[str, str]]) -> List[int]:
+    for name, value in headers:
+        if name.lower() == "content-length" and value.strip().isdigit():
+            return [int(value)]
+    return []
 
 
 def _with_headers(headers: List[Tuple[str, str]], extra: Mapping[str, str]) -> List[Tuple[str, str]]:
