@@ -14,7 +14,7 @@ import uuid
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -83,9 +83,10 @@ class Floodgate:
                     addr = line.split("http=", 1)[1].split()[0]
                     self.url = f"http://{addr}"
                     started.set()
+            started.set()  # it exited: fail at once, with its log
 
         threading.Thread(target=drain, daemon=True).start()
-        if not started.wait(20):
+        if not started.wait(20) or not self.url:
             self.stop()
             pytest.fail("floodgate did not start:\n" + "".join(self.log))
 
@@ -233,3 +234,49 @@ def eventually(predicate: Any, seconds: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+class ScriptedSidecar:
+    """A fake floodgate: answers each path from a queue of (status, JSON
+    body) and records the request bodies it got."""
+
+    def __init__(self) -> None:
+        import json
+
+        self.answers: Dict[str, List[Tuple[int, Any]]] = {}
+        self.requests: List[Tuple[str, Any]] = []
+        sidecar = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802
+                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                sidecar.requests.append((self.path, json.loads(raw)))
+                status, body = sidecar.answers[self.path].pop(0)
+                data = json.dumps(body).encode() if body is not None else b""
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                if status == 429:
+                    self.send_header("retry-after", "2")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, path: str, status: int, body: Any) -> None:
+        self.answers.setdefault(path, []).append((status, body))
+
+
+@pytest.fixture
+def scripted() -> Iterator[ScriptedSidecar]:
+    sidecar = ScriptedSidecar()
+    yield sidecar
+    sidecar.server.shutdown()
+    sidecar.server.server_close()

@@ -28,6 +28,7 @@ match = { endpoint = "ai" }
 key = ["user"]
 limit = 100
 window = "1h"
+settle = true
 
 [[policy]]
 name = "capacity"
@@ -120,7 +121,11 @@ def asgi_app(server: Floodgate) -> FastAPI:
         return {"user": request.headers["x-user-id"], "endpoint": request.url.path.strip("/")}
 
     app.add_middleware(
-        FloodgateMiddleware, url=server.url, attributes=attributes, hits=lambda r: 50, reserve=True
+        FloodgateMiddleware,
+        url=server.url,
+        attributes=attributes,
+        hits=lambda r: 50 if r.url.path == "/ai" else 1,
+        reserve=True,
     )
     return app
 
@@ -137,7 +142,11 @@ def wsgi_app(server: Floodgate) -> Flask:
         return {"user": environ["HTTP_X_USER_ID"], "endpoint": environ["PATH_INFO"].strip("/")}
 
     app.wsgi_app = FloodgateWSGIMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, url=server.url, attributes=attributes, hits=lambda e: 50, reserve=True
+        app.wsgi_app,
+        url=server.url,
+        attributes=attributes,
+        hits=lambda e: 50 if e["PATH_INFO"] == "/ai" else 1,
+        reserve=True,
     )
     return app
 
