@@ -74,6 +74,10 @@ def test_refused_attributes_raise_and_charge_nothing(client: Client, user: str) 
     assert err.value.status == 400 and "256" in err.value.error
     with pytest.raises(FloodgateRequestError):
         client.check({**attrs, "note": "a\nb"})
+    with pytest.raises(FloodgateRequestError):
+        client.check(attrs, hits=10**12)
+    with pytest.raises(FloodgateRequestError):
+        client.check({f"a{i}": "v" for i in range(65)})
     assert client.check(attrs).remaining == 1
     assert client.stats.failures == 0
 

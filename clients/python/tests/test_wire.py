@@ -118,3 +118,14 @@ def test_wsgi_middleware_answers_deny_status_and_settles(scripted: ScriptedSidec
     sent = [body for _, body in scripted.requests]
     assert sent[0]["reserve"] is True and sent[0]["max_wait_ms"] == 250
     assert sent[2] == {"settlement": "s-1", "actual": 7}
+
+
+def test_a_malformed_answer_is_a_failure(scripted: ScriptedSidecar) -> None:
+    scripted.answer("/v1/check", 200, {"nope": 1})
+    scripted.answer("/v1/check", 200, {**ALLOWED, "remaining": "many"})
+    scripted.answer("/v1/check", 404, {"error": "no such path"})
+    with Client(scripted.url, timeout=5, fail_open=False) as client:
+        decisions = [client.check({"user": "u1"}) for _ in range(3)]
+        assert client.stats.failed_closed == 3
+    assert all(not d.allowed and d.status == 503 for d in decisions)
+    assert "malformed" in (decisions[0].failure or "") and "404" in (decisions[2].failure or "")
