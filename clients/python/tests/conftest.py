@@ -203,12 +203,22 @@ def waitress_server(app: Any) -> Iterator[str]:
     import waitress
 
     server: Any = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
-    thread = threading.Thread(target=server.run, daemon=True)
+    stopping = threading.Event()
+
+    def run() -> None:
+        try:
+            server.run()
+        except Exception:
+            if not stopping.is_set():  # sockets closed under select() at the end
+                raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.effective_port}"
     finally:
         # The loop runs while its socket map holds a channel: close them all.
+        stopping.set()
         server.task_dispatcher.shutdown(timeout=1)
         for channel in list(server._map.values()):
             channel.close()
