@@ -1,5 +1,6 @@
 //! A fixed number of checks through the `Limiter` over the local store with
-//! one `sliding_window` policy (1 000 users, limit never reached): the
+//! one `sliding_window` policy (1 000 users, limit never reached, a fixed
+//! clock so the count is the same on every run): the
 //! program `scripts/bench` runs under `valgrind --tool=callgrind` to count
 //! the instructions of one in-process check.
 //!
@@ -10,7 +11,7 @@
 
 use std::sync::Arc;
 
-use floodgate_core::{Attributes, Policy, PolicySet, PolicySpec, SystemClock};
+use floodgate_core::{Attributes, ManualClock, Policy, PolicySet, PolicySpec};
 use floodgate_store::{Check, Limiter, LocalConfig, LocalStore, Source};
 
 #[global_allocator]
@@ -36,7 +37,10 @@ fn main() {
     .expect("valid policy");
     let store = LocalStore::new(
         LocalConfig::default(),
-        Arc::new(SystemClock::new()),
+        // A fixed clock: the system clock's calibration takes a time-bound
+        // number of instructions, which would make the count move between
+        // runs.
+        Arc::new(ManualClock::new(1_700_000_000_000_000)),
         Source::Local,
     );
     let limiter = Limiter::new(
