@@ -111,6 +111,14 @@ pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// The call's W3C `traceparent` metadata, if any.
+pub fn traceparent<T>(request: &tonic::Request<T>) -> Option<&[u8]> {
+    request
+        .metadata()
+        .get("traceparent")
+        .map(tonic::metadata::MetadataValue::as_bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,12 +142,4 @@ mod tests {
             assert_eq!(call_timeout(&headers, longest), expected, "{value}");
         }
     }
-}
-
-/// The call's W3C `traceparent` metadata, if any.
-pub fn traceparent<T>(request: &tonic::Request<T>) -> Option<&[u8]> {
-    request
-        .metadata()
-        .get("traceparent")
-        .map(tonic::metadata::MetadataValue::as_bytes)
 }

@@ -178,13 +178,13 @@ impl Drop for CheckTimer {
     #[inline]
     fn drop(&mut self) {
         if let Some(trace) = self.trace.take() {
-            trace.send(self.started);
+            (*trace).send(self.started);
         }
     }
 }
 
 impl Traced {
-    fn send(self: Box<Self>, started: Instant) {
+    fn send(self, started: Instant) {
         let end = self.start_unix_ns + nanos(started.elapsed());
         let error = !self.finished;
         let status = |ok: bool| {
