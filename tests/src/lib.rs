@@ -421,3 +421,25 @@ impl TextUpstream {
         self.hits.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// Runs `command` (its output captured) to its end, killing it and failing
+/// the test when it takes longer than `limit`: a stuck script fails the
+/// suite instead of hanging it.
+pub fn run_bounded(command: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the command");
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.wait_with_output().expect("output")
+}

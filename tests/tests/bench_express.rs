@@ -8,9 +8,9 @@
 //! message) where node or npm is not installed.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use floodgate_e2e::{binary, repo_root};
+use floodgate_e2e::{binary, repo_root, run_bounded};
 use serde_json::Value;
 
 /// Every setup, as (letter, name printed in the table).
@@ -39,30 +39,17 @@ fn quick_mode_measures_every_setup() {
     let bin_dir = binary().parent().expect("bin dir").to_path_buf();
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("bench-express.json");
-    let mut child = Command::new(repo_root().join("scripts/bench-express"))
-        .arg("--quick")
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .arg("--json")
-        .arg(&json)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run scripts/bench-express");
     // Bounded: quick mode takes about a minute; past five it is stuck.
-    const LIMIT: Duration = Duration::from_secs(300);
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("scripts/bench-express --quick did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = run_bounded(
+        Command::new(repo_root().join("scripts/bench-express"))
+            .arg("--quick")
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .arg("--json")
+            .arg(&json)
+            .current_dir(repo_root()),
+        Duration::from_secs(300),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -4,9 +4,9 @@
 //! asserted: targets are met in benchmarks, never in tests.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use floodgate_e2e::{binary, repo_root};
+use floodgate_e2e::{binary, repo_root, run_bounded};
 use serde_json::Value;
 
 /// Every measured row, as (scenario, figure).
@@ -47,30 +47,17 @@ fn quick_mode_writes_every_row() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("bench.json");
-    let mut child = Command::new(repo_root().join("scripts/bench"))
-        .arg("--quick")
-        .arg("--bin-dir")
-        .arg(&bin_dir)
-        .arg("--json")
-        .arg(&json)
-        .current_dir(repo_root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run scripts/bench");
     // Bounded: quick mode takes under a minute; past five it is stuck.
-    const LIMIT: Duration = Duration::from_secs(300);
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("scripts/bench --quick did not finish within {LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("output");
+    let out = run_bounded(
+        Command::new(repo_root().join("scripts/bench"))
+            .arg("--quick")
+            .arg("--bin-dir")
+            .arg(&bin_dir)
+            .arg("--json")
+            .arg(&json)
+            .current_dir(repo_root()),
+        Duration::from_secs(300),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

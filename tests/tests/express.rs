@@ -15,23 +15,7 @@ fn express_middleware_limits_and_copies_headers() {
     let fg = Floodgate::start(&format!(
         "{FREE_PORTS}\n[[policy]]\nname = \"ai-per-user\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 2\nwindow = \"1m\"\n"
     ));
-    let mut node = Command::new("node")
-        .arg(repo_root().join("examples/express/demo.js"))
-        .env("FLOODGATE_URL", format!("http://{}", fg.http))
-        .env("PORT", "0")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start node");
-    let mut line = String::new();
-    BufReader::new(node.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port: u16 = line
-        .trim()
-        .trim_start_matches("listening on ")
-        .parse()
-        .unwrap();
-    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (mut node, addr) = start_demo(&fg, 0);
     let chat = |user: &str| {
         http_request(
             addr,
