@@ -197,6 +197,21 @@ fn policy_line(p: &Policy) -> String {
     if waiting.deny_status != floodgate_core::DEFAULT_DENY_STATUS {
         let _ = write!(line, ", deny_status {}", waiting.deny_status);
     }
+    let block = p.block();
+    if block.is_on() {
+        let _ = write!(
+            line,
+            ", block_for {}",
+            duration(Duration::from_micros(block.for_us))
+        );
+        if block.escalates() {
+            let _ = write!(
+                line,
+                " (doubling up to {})",
+                duration(Duration::from_micros(block.max_us))
+            );
+        }
+    }
     line
 }
 

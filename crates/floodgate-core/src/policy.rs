@@ -11,11 +11,13 @@ use crate::attributes::Attributes;
 use crate::key::counter_key_of;
 
 mod applicable;
+mod block;
 mod index;
 mod key_entry;
 mod replace;
 mod waiting;
 pub use applicable::Applicable;
+pub use block::{Block, BlockRecord, DEFAULT_BLOCK_MAX_US};
 pub use key_entry::KeyEntry;
 pub use replace::PolicySetError;
 pub use waiting::{
@@ -160,6 +162,13 @@ pub struct PolicySpec {
     /// Checks that may wait on one counter at once (default 100 with a
     /// `max_wait`).
     pub max_waiting: Option<u64>,
+    /// Lockout: how long a key denied by the policy is then refused, in µs
+    /// (`None`: no lockout).
+    pub block_for_us: Option<u64>,
+    /// Whether each repeat offence doubles the block.
+    pub block_escalation: bool,
+    /// With escalation: the longest block, in µs (default 1 day).
+    pub block_max_us: Option<u64>,
 }
 
 /// Why a policy spec was refused; `field` names the offending setting so a
@@ -225,6 +234,8 @@ pub struct Policy {
     settle: bool,
     /// Denial status and waiting bounds.
     waiting: Waiting,
+    /// Lockout settings.
+    block: Block,
 }
 
 impl Policy {
@@ -358,6 +369,14 @@ impl Policy {
             spec.max_waiting,
             &mut errors,
         );
+        let block = block::validate(
+            kind,
+            spec.block_for_us,
+            spec.block_escalation,
+            spec.block_max_us,
+            spec.max_wait_us,
+            &mut errors,
+        );
         let entries = key_entry::parse_all(&spec.key, &mut errors);
         for (name, values) in &spec.matches {
             if !is_valid_name(name) {
@@ -431,6 +450,7 @@ impl Policy {
             replaces,
             settle: spec.settle,
             waiting,
+            block,
         })
     }
 
@@ -514,6 +534,11 @@ impl Policy {
     /// The denial status and waiting bounds.
     pub fn waiting(&self) -> Waiting {
         self.waiting
+    }
+
+    /// The lockout settings (`block_for`; off when `for_us` is 0).
+    pub fn block(&self) -> Block {
+        self.block
     }
 
     /// The HTTP status a denial by this policy is answered with.
