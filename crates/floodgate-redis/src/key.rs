@@ -65,6 +65,14 @@ pub(crate) fn window_key(
     build(prefix, counter_key, suffix(kind), &[window_us / 1_000])
 }
 
+/// The Redis key of the lockout record (`block_for`) of `counter_key`
+/// (`<policy>:<escaped values>`): `<prefix>:{<counter key>}:block`, in the
+/// counter's slot. `lua/block.lua` derives the same key from the counter's
+/// Redis key; deleting it lifts the block and forgets the offence level.
+pub fn block_key(prefix: &str, counter_key: &str) -> String {
+    build(prefix, counter_key, "block", &[])
+}
+
 /// The Redis key holding the state of `counter_key` under `policy`.
 pub(crate) fn redis_key(prefix: &str, counter_key: &str, policy: &Policy) -> String {
     match policy.kind() {

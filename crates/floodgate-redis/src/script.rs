@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use floodgate_core::{AlgorithmKind, Outcome, Policy, Receipt};
+use floodgate_core::{AlgorithmKind, Block, Outcome, Policy, Receipt};
 use floodgate_store::{Refund, Settle, Settled, StoreError, StoreOp};
 use fred::types::Value;
 use fred::util::sha1_hash;
@@ -53,6 +53,7 @@ pub(crate) struct Scripts {
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     check: Script::new(&[
         include_str!("../lua/reserve.lua"),
+        include_str!("../lua/block.lua"),
         include_str!("../lua/sliding_window.lua"),
         include_str!("../lua/fixed_window.lua"),
         include_str!("../lua/sliding_log.lua"),
@@ -113,12 +114,14 @@ fn int(n: u64) -> Value {
 /// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
 /// <b> <c>"`, c a reservation's `<nonce>/<record ttl µs>` (flags +8) when
 /// `reservation` is given, else the lease id (`sliding_log`,
-/// `concurrency`) or 0.
+/// `concurrency`) or 0; then `" <block_for µs> <block_max µs>"` for a
+/// policy with a lockout.
 fn op_spec(
     kind: AlgorithmKind,
     flags: u8,
     [hits, a, b, nonce]: [u64; 4],
     reservation: Option<&str>,
+    block: Block,
 ) -> String {
     let mut spec = String::with_capacity(64 + reservation.map_or(0, str::len));
     let mut number = itoa::Buffer::new();
@@ -133,6 +136,12 @@ fn op_spec(
     match reservation {
         Some(c) => spec.push_str(c),
         None => spec.push_str(number.format(nonce)),
+    }
+    if block.is_on() {
+        for n in [block.for_us, block.max_us] {
+            spec.push(' ');
+            spec.push_str(number.format(n));
+        }
     }
     spec
 }
@@ -218,6 +227,7 @@ impl CheckCall {
             op_flags(op),
             [op.hits, a, b, nonce],
             reservation.as_deref(),
+            policy.block(),
         );
         self.call.args.push(Value::from(spec));
         self.call.keys.push(key);

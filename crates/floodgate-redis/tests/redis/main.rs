@@ -3,6 +3,7 @@
 
 mod cluster;
 mod conformance;
+mod lockout;
 mod measure;
 mod reconcile;
 mod reload;
