@@ -27,8 +27,8 @@ pub use policy::{
     AlgorithmKind, Applicable, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet,
     PolicySetError, PolicySpec,
 };
-pub use policy::{Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US};
 pub use policy::{Block, BlockRecord, DEFAULT_BLOCK_MAX_US};
+pub use policy::{Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US};
 pub use redact::redact_url;
 pub use settlement::{
     Reservation, SettlementError, SettlementPart, MAX_SETTLEMENT_LEN, MAX_SETTLEMENT_PARTS,

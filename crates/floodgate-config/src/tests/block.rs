@@ -15,18 +15,26 @@ fn lockouts_are_read_and_summarised() {
     let config = parse(&format!("{POLICY}block_for = \"15m\"\n"));
     let block = config.policies.iter().next().unwrap().block();
     assert_eq!((block.for_us, block.max_us), (900_000_000, 900_000_000));
-    assert!(config.summary().contains(", block_for 15m"), "{}", config.summary());
+    assert!(
+        config.summary().contains(", block_for 15m"),
+        "{}",
+        config.summary()
+    );
     let config = parse(&format!(
         "{POLICY}block_for = \"1m\"\nblock_escalation = true\nblock_max = \"1h\"\n"
     ));
     let block = config.policies.iter().next().unwrap().block();
     assert_eq!((block.for_us, block.max_us), (60_000_000, 3_600_000_000));
     assert!(
-        config.summary().contains(", block_for 1m (doubling up to 1h)"),
+        config
+            .summary()
+            .contains(", block_for 1m (doubling up to 1h)"),
         "{}",
         config.summary()
     );
-    let config = parse(&format!("{POLICY}block_for = \"1m\"\nblock_escalation = true\n"));
+    let config = parse(&format!(
+        "{POLICY}block_for = \"1m\"\nblock_escalation = true\n"
+    ));
     assert_eq!(
         config.policies.iter().next().unwrap().block().max_us,
         86_400_000_000

@@ -18,7 +18,7 @@
 //!   as the previous one (capped at `block_max`); past it, the level starts
 //!   again at 1.
 
-use super::{error, PolicyError, AlgorithmKind, MIN_WINDOW_US, MAX_WINDOW_US};
+use super::{error, AlgorithmKind, PolicyError, MAX_WINDOW_US, MIN_WINDOW_US};
 
 /// `block_max` when escalation is on and none is given: 1 day (or
 /// `block_for`, if longer).
@@ -152,7 +152,10 @@ pub(super) fn validate(
     if errors.len() > before {
         return Block::default();
     }
-    Block { for_us, max_us: max }
+    Block {
+        for_us,
+        max_us: max,
+    }
 }
 
 #[cfg(test)]
@@ -163,9 +166,19 @@ mod tests {
 
     #[test]
     fn without_escalation_every_block_has_the_same_length_and_no_memory() {
-        let b = Block { for_us: 60 * S, max_us: 60 * S };
+        let b = Block {
+            for_us: 60 * S,
+            max_us: 60 * S,
+        };
         let first = b.start(None, 1_000 * S);
-        assert_eq!(first, BlockRecord { until_us: 1_060 * S, level: 1, expires_us: 1_060 * S });
+        assert_eq!(
+            first,
+            BlockRecord {
+                until_us: 1_060 * S,
+                level: 1,
+                expires_us: 1_060 * S
+            }
+        );
         let again = b.start(Some(first), 1_070 * S);
         assert_eq!(again.until_us, 1_130 * S);
         assert_eq!(again.level, 1);
@@ -173,7 +186,10 @@ mod tests {
 
     #[test]
     fn escalation_doubles_within_the_memory_and_is_capped() {
-        let b = Block { for_us: 60 * S, max_us: 300 * S };
+        let b = Block {
+            for_us: 60 * S,
+            max_us: 300 * S,
+        };
         assert!(b.escalates());
         let lengths: Vec<u64> = (1..=6).map(|l| b.length_us(l) / S).collect();
         assert_eq!(lengths, [60, 120, 240, 300, 300, 300]);
@@ -183,7 +199,10 @@ mod tests {
         assert_eq!((second.level, second.until_us), (2, 220 * S));
         // Past the memory (block end + block_max), the level starts again.
         let later = b.start(Some(second), second.expires_us);
-        assert_eq!((later.level, later.until_us - second.expires_us), (1, 60 * S));
+        assert_eq!(
+            (later.level, later.until_us - second.expires_us),
+            (1, 60 * S)
+        );
         assert_eq!(b.length_us(u32::MAX), 300 * S);
     }
 
@@ -209,20 +228,47 @@ mod tests {
         assert_eq!(check(fw, None, false, None, None), Ok(Block::default()));
         assert_eq!(
             check(fw, Some(S), true, None, None),
-            Ok(Block { for_us: S, max_us: DEFAULT_BLOCK_MAX_US })
+            Ok(Block {
+                for_us: S,
+                max_us: DEFAULT_BLOCK_MAX_US
+            })
         );
         assert_eq!(
             check(fw, Some(S), false, None, Some(0)),
-            Ok(Block { for_us: S, max_us: S })
+            Ok(Block {
+                for_us: S,
+                max_us: S
+            })
         );
         let c = AlgorithmKind::Concurrency;
         assert_eq!(check(c, Some(S), false, None, None), Err(vec!["block_for"]));
-        assert_eq!(check(fw, Some(0), false, None, None), Err(vec!["block_for"]));
-        assert_eq!(check(fw, Some(1_500), false, None, None), Err(vec!["block_for"]));
-        assert_eq!(check(fw, Some(S), false, None, Some(S)), Err(vec!["block_for"]));
-        assert_eq!(check(fw, None, true, None, None), Err(vec!["block_escalation"]));
-        assert_eq!(check(fw, None, false, Some(S), None), Err(vec!["block_max"]));
-        assert_eq!(check(fw, Some(S), false, Some(2 * S), None), Err(vec!["block_max"]));
-        assert_eq!(check(fw, Some(2 * S), true, Some(S), None), Err(vec!["block_max"]));
+        assert_eq!(
+            check(fw, Some(0), false, None, None),
+            Err(vec!["block_for"])
+        );
+        assert_eq!(
+            check(fw, Some(1_500), false, None, None),
+            Err(vec!["block_for"])
+        );
+        assert_eq!(
+            check(fw, Some(S), false, None, Some(S)),
+            Err(vec!["block_for"])
+        );
+        assert_eq!(
+            check(fw, None, true, None, None),
+            Err(vec!["block_escalation"])
+        );
+        assert_eq!(
+            check(fw, None, false, Some(S), None),
+            Err(vec!["block_max"])
+        );
+        assert_eq!(
+            check(fw, Some(S), false, Some(2 * S), None),
+            Err(vec!["block_max"])
+        );
+        assert_eq!(
+            check(fw, Some(2 * S), true, Some(S), None),
+            Err(vec!["block_max"])
+        );
     }
 }

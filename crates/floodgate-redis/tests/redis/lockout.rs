@@ -85,8 +85,15 @@ async fn lockouts_conform_with_the_local_store() {
         let mut log = Vec::new();
         for step in 0..150 {
             if next() % 3 == 0 {
-                let by = [1, 999, MS, policy.window_us() / 2, block / 3, block, block + 1]
-                    [(next() % 7) as usize];
+                let by = [
+                    1,
+                    999,
+                    MS,
+                    policy.window_us() / 2,
+                    block / 3,
+                    block,
+                    block + 1,
+                ][(next() % 7) as usize];
                 clock.advance(by);
                 log.push(format!("advance {by}"));
                 continue;
@@ -107,7 +114,10 @@ async fn lockouts_conform_with_the_local_store() {
             }
         }
     }
-    assert!(compared > 400 && blocked > 50, "{compared} compared, {blocked} blocked");
+    assert!(
+        compared > 400 && blocked > 50,
+        "{compared} compared, {blocked} blocked"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,9 +166,27 @@ async fn what_a_lockout_check_costs_redis() {
     let server = RedisServer::start();
     let store = Arc::new(connect(server.url()).await);
     let mut inspector = server.inspector();
-    let plain = conformance::policy("plain", AlgorithmKind::FixedWindow, 1_000_000_000, 60 * S, None);
-    let login = blocking("login", AlgorithmKind::FixedWindow, 1, 60 * S, (600 * S, None));
-    let guarded = blocking("guarded", AlgorithmKind::FixedWindow, 1_000_000_000, 60 * S, (600 * S, None));
+    let plain = conformance::policy(
+        "plain",
+        AlgorithmKind::FixedWindow,
+        1_000_000_000,
+        60 * S,
+        None,
+    );
+    let login = blocking(
+        "login",
+        AlgorithmKind::FixedWindow,
+        1,
+        60 * S,
+        (600 * S, None),
+    );
+    let guarded = blocking(
+        "guarded",
+        AlgorithmKind::FixedWindow,
+        1_000_000_000,
+        60 * S,
+        (600 * S, None),
+    );
     let mut rows = Vec::new();
     for (label, policy, first) in [
         ("allowed, no lockout", &plain, 0),
@@ -170,7 +198,10 @@ async fn what_a_lockout_check_costs_redis() {
         for _ in 0..first {
             let _ = store.check(&op).await.unwrap();
         }
-        let () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut inspector).unwrap();
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query(&mut inspector)
+            .unwrap();
         let started = std::time::Instant::now();
         for _ in 0..N {
             let o = store.check(&op).await.unwrap()[0].outcome;
@@ -179,7 +210,11 @@ async fn what_a_lockout_check_costs_redis() {
         let client_us = started.elapsed().as_micros() as f64 / N as f64;
         let stats = commandstats(&mut inspector);
         let calls = |name: &str| stats.iter().find(|s| s.0 == name).map_or(0, |s| s.1);
-        assert_eq!(calls("evalsha"), N as u64, "one script call per check: {stats:?}");
+        assert_eq!(
+            calls("evalsha"),
+            N as u64,
+            "one script call per check: {stats:?}"
+        );
         let server_us = stats.iter().find(|s| s.0 == "evalsha").map_or(0.0, |s| s.2);
         rows.push(format!(
             "{label}: Redis {server_us:.1} µs per EVALSHA, client {client_us:.0} µs per check; {stats:?}"
@@ -194,7 +229,10 @@ async fn what_a_lockout_check_costs_redis() {
     let op = [StoreOp::new(&login, &key, 1)];
     let _ = cache.check(&op).await.unwrap();
     assert!(!cache.check(&op).await.unwrap()[0].outcome.allowed);
-    let () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut inspector).unwrap();
+    let () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut inspector)
+        .unwrap();
     let started = std::time::Instant::now();
     for _ in 0..N {
         assert!(!cache.check(&op).await.unwrap()[0].outcome.allowed);

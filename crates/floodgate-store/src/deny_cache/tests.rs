@@ -387,7 +387,14 @@ async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
         assert!(!cached.allowed);
         assert_eq!(cached.retry_after_us, 30 * S);
     }
-    assert_eq!(inner.calls.load(Ordering::SeqCst), calls, "no call while blocked");
+    assert_eq!(
+        inner.calls.load(Ordering::SeqCst),
+        calls,
+        "no call while blocked"
+    );
     clock.advance(30 * S);
-    assert!(one(&cache, &p, "login:u", 1).await.allowed, "the block has ended");
+    assert!(
+        one(&cache, &p, "login:u", 1).await.allowed,
+        "the block has ended"
+    );
 }

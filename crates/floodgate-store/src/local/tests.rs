@@ -201,17 +201,26 @@ fn a_denial_blocks_the_key_past_its_window_until_the_block_ends() {
     assert!(store.check_one(&p, "login:u1", 1).allowed);
     let denied = store.check_one(&p, "login:u1", 1);
     assert!(!denied.allowed);
-    assert_eq!((denied.retry_after_us, denied.reset_after_us), (60 * S, 60 * S));
+    assert_eq!(
+        (denied.retry_after_us, denied.reset_after_us),
+        (60 * S, 60 * S)
+    );
     // The window has rolled over, the counter would allow: still blocked.
     clock.advance(30 * S);
     let held = store.check_one(&p, "login:u1", 1);
     assert!(!held.allowed);
     assert_eq!((held.remaining, held.retry_after_us), (0, 30 * S));
-    assert!(!store.decide_one(&p, "login:u1", 0).allowed, "peeks are refused too");
+    assert!(
+        !store.decide_one(&p, "login:u1", 0).allowed,
+        "peeks are refused too"
+    );
     // Another key of the policy is not blocked.
     assert!(store.check_one(&p, "login:u2", 1).allowed);
     clock.advance(30 * S);
-    assert!(store.check_one(&p, "login:u1", 1).allowed, "the block has ended");
+    assert!(
+        store.check_one(&p, "login:u1", 1).allowed,
+        "the block has ended"
+    );
 }
 
 #[test]
