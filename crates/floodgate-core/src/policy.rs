@@ -12,12 +12,14 @@ use crate::key::counter_key_of;
 
 mod applicable;
 mod block;
+mod calendar;
 mod index;
 mod key_entry;
 mod replace;
 mod waiting;
 pub use applicable::Applicable;
 pub use block::{Block, BlockRecord, DEFAULT_BLOCK_MAX_US};
+pub use calendar::{Calendar, Period, DEFAULT_TIMEZONE};
 pub use key_entry::KeyEntry;
 pub use replace::PolicySetError;
 pub use waiting::{
@@ -169,6 +171,11 @@ pub struct PolicySpec {
     pub block_escalation: bool,
     /// With escalation: the longest block, in µs (default 1 day).
     pub block_max_us: Option<u64>,
+    /// `fixed_window` only: windows are calendar periods (`"day"`,
+    /// `"week"`, `"month"`) instead of a `window`.
+    pub calendar: Option<String>,
+    /// With `calendar`: the IANA time zone (default `"UTC"`).
+    pub timezone: Option<String>,
 }
 
 /// Why a policy spec was refused; `field` names the offending setting so a
@@ -236,6 +243,8 @@ pub struct Policy {
     waiting: Waiting,
     /// Lockout settings.
     block: Block,
+    /// Calendar periods of a `fixed_window`, if any.
+    calendar: Option<Calendar>,
 }
 
 impl Policy {
@@ -255,6 +264,14 @@ impl Policy {
             ));
         }
         let kind = spec.algorithm;
+        let calendar = calendar::validate(
+            kind,
+            spec.calendar.as_deref(),
+            spec.timezone.as_deref(),
+            spec.window_us.is_some(),
+            spec.settle,
+            &mut errors,
+        );
         if spec.limit == 0 {
             errors.push(error("limit", "limit must be at least 1"));
         } else if spec.limit > MAX_LIMIT {
@@ -269,6 +286,8 @@ impl Policy {
             ));
         }
         let window_us = match (kind, spec.window_us) {
+            // Errors of a calendar policy are reported above.
+            _ if spec.calendar.is_some() => calendar.as_ref().map_or(0, |c| c.period().nominal_us()),
             (AlgorithmKind::Concurrency, Some(_)) => {
                 errors.push(error(
                     "window",
@@ -421,7 +440,7 @@ impl Policy {
                 Algorithm::SlidingLog(SlidingLog::new(spec.limit, window_us))
             }
             AlgorithmKind::FixedWindow => {
-                Algorithm::FixedWindow(FixedWindow::new(spec.limit, window_us))
+                Algorithm::FixedWindow(fixed(spec.limit, window_us, calendar.as_ref()))
             }
             AlgorithmKind::TokenBucket => {
                 Algorithm::TokenBucket(bucket(spec.limit, window_us, burst, spec.settle))
@@ -451,6 +470,7 @@ impl Policy {
             settle: spec.settle,
             waiting,
             block,
+            calendar,
         })
     }
 
@@ -541,6 +561,11 @@ impl Policy {
         self.block
     }
 
+    /// The calendar periods of a `fixed_window` policy with a `calendar`.
+    pub fn calendar(&self) -> Option<&Calendar> {
+        self.calendar.as_ref()
+    }
+
     /// The HTTP status a denial by this policy is answered with.
     pub fn deny_status(&self) -> u16 {
         self.waiting.deny_status
@@ -591,7 +616,7 @@ impl Policy {
                 Algorithm::SlidingLog(SlidingLog::new(limit, self.window_us))
             }
             AlgorithmKind::FixedWindow => {
-                Algorithm::FixedWindow(FixedWindow::new(limit, self.window_us))
+                Algorithm::FixedWindow(fixed(limit, self.window_us, self.calendar.as_ref()))
             }
             AlgorithmKind::TokenBucket => {
                 Algorithm::TokenBucket(bucket(limit, self.window_us, burst, self.settle))
@@ -601,6 +626,14 @@ impl Policy {
             }
         };
         copy
+    }
+}
+
+/// A fixed window: of `window_us`, or the periods of `calendar`.
+fn fixed(limit: u64, window_us: u64, calendar: Option<&Calendar>) -> FixedWindow {
+    match calendar {
+        Some(c) => FixedWindow::calendar(limit, c.clone()),
+        None => FixedWindow::new(limit, window_us),
     }
 }
 

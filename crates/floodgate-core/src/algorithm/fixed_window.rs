@@ -1,16 +1,23 @@
 //! `fixed_window`: one counter, reset at multiples of `window` since the
-//! Unix epoch.
+//! Unix epoch, or at the start of each calendar period (`calendar`).
+
+use std::sync::Arc;
 
 use super::{needed, WindowState};
 use crate::outcome::{Outcome, Receipt};
+use crate::policy::Calendar;
 
-/// At most `limit` hits in each window `[k·window, (k+1)·window)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// At most `limit` hits in each window `[k·window, (k+1)·window)`, or in
+/// each period of a calendar (then the window index is the period's start
+/// in epoch µs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixedWindow {
     /// Hits allowed per window; at least 1.
     limit: u64,
-    /// Window length in µs; at least 1.
+    /// Window length in µs; at least 1 (nominal with a calendar).
     window_us: u64,
+    /// Calendar periods instead of multiples of `window_us`.
+    calendar: Option<Arc<Calendar>>,
 }
 
 impl FixedWindow {
@@ -19,6 +26,16 @@ impl FixedWindow {
         FixedWindow {
             limit: limit.max(1),
             window_us: window_us.max(1),
+            calendar: None,
+        }
+    }
+
+    /// Windows that are the periods of `calendar`.
+    pub(crate) fn calendar(limit: u64, calendar: Calendar) -> Self {
+        FixedWindow {
+            limit: limit.max(1),
+            window_us: calendar.period().nominal_us(),
+            calendar: Some(Arc::new(calendar)),
         }
     }
 
@@ -27,8 +44,19 @@ impl FixedWindow {
         self.window_us
     }
 
+    /// The index of the window holding `t_us` and when that window ends.
+    fn window_at(&self, t_us: u64) -> (u64, u64) {
+        match &self.calendar {
+            Some(c) => c.period_at(t_us),
+            None => {
+                let index = t_us / self.window_us;
+                (index, (index + 1) * self.window_us)
+            }
+        }
+    }
+
     pub(crate) fn check(&self, state: &mut WindowState, now_us: u64, hits: u64) -> Outcome {
-        let index = now_us / self.window_us;
+        let (index, ends_us) = self.window_at(now_us);
         // Any other stored index is a window that is over: a later one, or
         // one counted under another window length (a reload changed it).
         if index != state.index {
@@ -38,7 +66,7 @@ impl FixedWindow {
                 current: 0,
             };
         }
-        let reset_after_us = (index + 1) * self.window_us - now_us;
+        let reset_after_us = ends_us - now_us;
         let allowed = state.current.saturating_add(needed(hits)) <= self.limit;
         let mut receipt = None;
         if allowed && hits > 0 {
@@ -59,13 +87,16 @@ impl FixedWindow {
     }
 
     pub(crate) fn refund(&self, state: &mut WindowState, receipt: Receipt, hits: u64) {
-        if receipt.at_us / self.window_us == state.index {
+        if self.window_at(receipt.at_us).0 == state.index {
             state.current = state.current.saturating_sub(hits);
         }
     }
 
     pub(crate) fn expires_at(&self, state: &WindowState) -> u64 {
-        (state.index + 1) * self.window_us
+        match &self.calendar {
+            Some(c) => c.period_at(state.index).1,
+            None => (state.index + 1) * self.window_us,
+        }
     }
 }
 
