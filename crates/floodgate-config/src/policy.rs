@@ -162,6 +162,8 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         block_for_us: raw.block_for.map(|d| micros(d.0)),
         block_escalation: raw.block_escalation.unwrap_or(false),
         block_max_us: raw.block_max.map(|d| micros(d.0)),
+        calendar: raw.calendar.clone(),
+        timezone: raw.timezone.clone(),
     };
     // Errors that only follow from a setting already reported (or
     // missing) would be noise: a bad `algorithm` makes `burst` look wrong.
@@ -173,7 +175,7 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
             || (algorithm_unknown
                 && matches!(
                     field,
-                    "limit" | "window" | "burst" | "lease_timeout" | "settle" | "block_for"
+                    "limit" | "window" | "burst" | "lease_timeout" | "settle" | "block_for" | "calendar"
                 ))
     };
     match Policy::new(spec) {

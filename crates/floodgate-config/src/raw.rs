@@ -196,6 +196,8 @@ pub(crate) struct RawPolicy {
     pub block_for: Option<RawDuration>,
     pub block_escalation: Option<bool>,
     pub block_max: Option<RawDuration>,
+    pub calendar: Option<String>,
+    pub timezone: Option<String>,
 }
 
 /// `instances = 4` or `instances = "auto"`; 0 is refused.

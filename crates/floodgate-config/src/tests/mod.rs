@@ -2,6 +2,7 @@
 //! every error with its line and column (`errors`).
 
 mod block;
+mod calendar;
 mod errors;
 mod identity;
 mod settle;
