@@ -164,6 +164,24 @@ fn reservation_word(op: &StoreOp<'_>) -> Option<String> {
     ))
 }
 
+/// A calendar window's c word: the starts of the previous, current and
+/// next two periods around `around_us` (the sidecar's clock), epoch µs,
+/// comma-separated; `fixed_window.lua` picks the one holding Redis's now.
+fn periods_word(calendar: &floodgate_core::Calendar, around_us: u64) -> String {
+    let [a, b, c, d] = calendar.boundaries(around_us);
+    format!("{a},{b},{c},{d}")
+}
+
+/// The sidecar's clock (epoch µs) for the calendar periods sent with a
+/// check: the test clock's time when one is set (`now`), else the system's.
+fn around_us(now: &str) -> u64 {
+    now.parse().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    })
+}
+
 /// What is needed to read one op's reply in a check call.
 #[derive(Debug)]
 struct OpReading {
@@ -189,6 +207,9 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
+    /// The sidecar's clock when the call was built (epoch µs): calendar
+    /// windows send the periods around it.
+    around_us: u64,
 }
 
 impl CheckCall {
@@ -206,6 +227,7 @@ impl CheckCall {
                 args,
             },
             ops: Vec::with_capacity(ops),
+            around_us: around_us(now),
         }
     }
 
@@ -219,9 +241,14 @@ impl CheckCall {
         };
         let (a, b) = match kind {
             AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
+            // A calendar window: b = 0, c the period starts around now.
+            AlgorithmKind::FixedWindow if policy.calendar().is_some() => (policy.limit(), 0),
             _ => (policy.limit(), policy.window_us()),
         };
-        let reservation = reservation_word(op);
+        let reservation = match policy.calendar() {
+            Some(calendar) => Some(periods_word(calendar, self.around_us)),
+            None => reservation_word(op),
+        };
         let spec = op_spec(
             kind,
             op_flags(op),
@@ -407,7 +434,14 @@ pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call 
     let span = match kind {
         AlgorithmKind::TokenBucket => interval_us(policy),
         AlgorithmKind::Concurrency => 0,
+        // A calendar window's index is its start: sent as the charge's time
+        // with a span of 1.
+        _ if policy.calendar().is_some() => 1,
         _ => policy.window_us(),
+    };
+    let at_us = match policy.calendar() {
+        Some(c) => c.period_at(refund.receipt.at_us).0,
+        None => refund.receipt.at_us,
     };
     Call {
         script: &SCRIPTS.refund,
@@ -416,7 +450,7 @@ pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call 
             Value::from(now),
             Value::from_static_str(suffix(kind)),
             int(refund.hits),
-            int(refund.receipt.at_us),
+            int(at_us),
             // A lease id is any u64: decimal text, as the check sent it.
             Value::from(refund.receipt.id.to_string()),
             int(span),
