@@ -42,7 +42,10 @@ fn assert_resets_at_midnight(r: &HttpResponse) {
     );
     let header = r.header("ratelimit").unwrap();
     let t: i64 = header.rsplit("t=").next().unwrap().parse().unwrap();
-    assert!((t - (expected + 999) / 1_000).abs() <= 2, "{header} vs {expected} ms");
+    assert!(
+        (t - (expected + 999) / 1_000).abs() <= 2,
+        "{header} vs {expected} ms"
+    );
 }
 
 fn quota_resets_at_local_midnight(sidecar: &Floodgate) {

@@ -175,7 +175,13 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
             || (algorithm_unknown
                 && matches!(
                     field,
-                    "limit" | "window" | "burst" | "lease_timeout" | "settle" | "block_for" | "calendar"
+                    "limit"
+                        | "window"
+                        | "burst"
+                        | "lease_timeout"
+                        | "settle"
+                        | "block_for"
+                        | "calendar"
                 ))
     };
     match Policy::new(spec) {

@@ -287,7 +287,9 @@ impl Policy {
         }
         let window_us = match (kind, spec.window_us) {
             // Errors of a calendar policy are reported above.
-            _ if spec.calendar.is_some() => calendar.as_ref().map_or(0, |c| c.period().nominal_us()),
+            _ if spec.calendar.is_some() => {
+                calendar.as_ref().map_or(0, |c| c.period().nominal_us())
+            }
             (AlgorithmKind::Concurrency, Some(_)) => {
                 errors.push(error(
                     "window",

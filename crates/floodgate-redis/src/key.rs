@@ -78,7 +78,9 @@ pub fn block_key(prefix: &str, counter_key: &str) -> String {
 pub(crate) fn redis_key(prefix: &str, counter_key: &str, policy: &Policy) -> String {
     match policy.kind() {
         AlgorithmKind::FixedWindow if policy.calendar().is_some() => {
-            let calendar = policy.calendar().map_or(("", ""), |c| (c.period().as_str(), c.zone()));
+            let calendar = policy
+                .calendar()
+                .map_or(("", ""), |c| (c.period().as_str(), c.zone()));
             let mut key = build(prefix, counter_key, "fw", &[]);
             for part in [calendar.0, calendar.1] {
                 key.push(':');

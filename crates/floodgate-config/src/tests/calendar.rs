@@ -7,10 +7,15 @@ const DAILY: &str = "[[policy]]\nname = \"messages\"\nkey = [\"user\"]\nlimit = 
 
 #[test]
 fn calendars_are_read_and_summarised() {
-    let config = parse(&format!("{DAILY}calendar = \"day\"\ntimezone = \"Europe/Paris\"\n"));
+    let config = parse(&format!(
+        "{DAILY}calendar = \"day\"\ntimezone = \"Europe/Paris\"\n"
+    ));
     let policy = config.policies.iter().next().unwrap();
     let calendar = policy.calendar().unwrap();
-    assert_eq!((calendar.period().as_str(), calendar.zone()), ("day", "Europe/Paris"));
+    assert_eq!(
+        (calendar.period().as_str(), calendar.zone()),
+        ("day", "Europe/Paris")
+    );
     assert!(
         config
             .summary()
@@ -19,7 +24,17 @@ fn calendars_are_read_and_summarised() {
         config.summary()
     );
     let config = parse(&format!("{DAILY}calendar = \"month\"\n"));
-    assert_eq!(config.policies.iter().next().unwrap().calendar().unwrap().zone(), "UTC");
+    assert_eq!(
+        config
+            .policies
+            .iter()
+            .next()
+            .unwrap()
+            .calendar()
+            .unwrap()
+            .zone(),
+        "UTC"
+    );
 }
 
 #[test]

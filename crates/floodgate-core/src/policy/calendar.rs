@@ -76,7 +76,12 @@ pub struct Calendar {
 
 impl fmt::Debug for Calendar {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Calendar({} in {})", self.period.as_str(), self.zone_name)
+        write!(
+            f,
+            "Calendar({} in {})",
+            self.period.as_str(),
+            self.zone_name
+        )
     }
 }
 
@@ -175,7 +180,10 @@ pub(super) fn validate(
         return None;
     };
     let before = errors.len();
-    let period = Period::ALL.iter().find(|(n, _)| *n == name).map(|(_, p)| *p);
+    let period = Period::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p);
     if period.is_none() {
         errors.push(error(
             "calendar",

@@ -50,7 +50,11 @@ fn new_york_days_across_the_clock_changes() {
 #[test]
 fn months_have_their_lengths_and_leap_years_their_29th() {
     let c = cal(Period::Month, "Europe/Paris");
-    let (jan, feb, mar) = (1_735_686_000_000_000, 1_738_364_400_000_000, 1_740_783_600_000_000);
+    let (jan, feb, mar) = (
+        1_735_686_000_000_000,
+        1_738_364_400_000_000,
+        1_740_783_600_000_000,
+    );
     assert_period(&c, jan, feb); // January 31 → February
     assert_eq!(feb - jan, 31 * 24 * H);
     assert_period(&c, feb, mar);
@@ -98,18 +102,40 @@ fn settings_are_validated_each_at_its_field() {
     let check = |kind, calendar, zone, window, settle| {
         let mut errors = Vec::new();
         let c = validate(kind, calendar, zone, window, settle, &mut errors);
-        (c.map(|c| c.zone().to_string()), errors.iter().map(|e| e.field).collect::<Vec<_>>())
+        (
+            c.map(|c| c.zone().to_string()),
+            errors.iter().map(|e| e.field).collect::<Vec<_>>(),
+        )
     };
     let fw = AlgorithmKind::FixedWindow;
     assert_eq!(check(fw, None, None, true, false), (None, vec![]));
-    assert_eq!(check(fw, Some("day"), None, false, false), (Some("UTC".into()), vec![]));
+    assert_eq!(
+        check(fw, Some("day"), None, false, false),
+        (Some("UTC".into()), vec![])
+    );
     assert_eq!(
         check(fw, Some("month"), Some("Asia/Tokyo"), false, false),
         (Some("Asia/Tokyo".into()), vec![])
     );
-    assert_eq!(check(fw, Some("day"), Some("Europe/Pariss"), false, false).1, ["timezone"]);
-    assert_eq!(check(fw, Some("fortnight"), None, false, false).1, ["calendar"]);
-    assert_eq!(check(AlgorithmKind::SlidingWindow, Some("day"), None, false, false).1, ["calendar"]);
+    assert_eq!(
+        check(fw, Some("day"), Some("Europe/Pariss"), false, false).1,
+        ["timezone"]
+    );
+    assert_eq!(
+        check(fw, Some("fortnight"), None, false, false).1,
+        ["calendar"]
+    );
+    assert_eq!(
+        check(
+            AlgorithmKind::SlidingWindow,
+            Some("day"),
+            None,
+            false,
+            false
+        )
+        .1,
+        ["calendar"]
+    );
     assert_eq!(check(fw, Some("day"), None, true, false).1, ["window"]);
     assert_eq!(check(fw, Some("day"), None, false, true).1, ["settle"]);
     assert_eq!(check(fw, None, Some("UTC"), true, false).1, ["timezone"]);

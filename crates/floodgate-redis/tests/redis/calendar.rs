@@ -118,7 +118,9 @@ async fn a_daily_counter_lives_until_local_midnight_under_its_own_key() {
     let server = RedisServer::start();
     // 2025-03-30 12:00 Paris (10:00 UTC), the short day: 12 h to midnight.
     let clock = Arc::new(ManualClock::new(1_743_328_800_000_000));
-    let redis = connect(server.url()).await.with_test_clock(clock.clone() as Arc<dyn Clock>);
+    let redis = connect(server.url())
+        .await
+        .with_test_clock(clock.clone() as Arc<dyn Clock>);
     let policy = calendar("messages", 2, "day", "Europe/Paris");
     let key = policy.counter_key(&user("u1"));
     let ops = [StoreOp::new(&policy, &key, 1)];
@@ -134,7 +136,13 @@ async fn a_daily_counter_lives_until_local_midnight_under_its_own_key() {
     let pttl: i64 = inspector.pttl(&redis_key).unwrap();
     let expected = (12 * H / 1_000) as i64;
     // (Under a test clock the scripts add a fixed slack of 600 s to TTLs.)
-    assert!((expected..expected + 605_000).contains(&pttl), "pttl {pttl}");
+    assert!(
+        (expected..expected + 605_000).contains(&pttl),
+        "pttl {pttl}"
+    );
     clock.advance(12 * H);
-    assert!(redis.check(&ops).await.unwrap()[0].outcome.allowed, "a new day");
+    assert!(
+        redis.check(&ops).await.unwrap()[0].outcome.allowed,
+        "a new day"
+    );
 }
