@@ -208,4 +208,31 @@ mod tests {
         assert_eq!(denied.retry_after_us, 9 * S);
         assert!(after.check(&mut st, t0 + 10 * S, 1).allowed);
     }
+
+    #[test]
+    fn a_calendar_day_counts_until_local_midnight_and_refunds_in_its_day() {
+        use crate::policy::{Calendar, Period};
+        const H: u64 = 3_600 * S;
+        // 2025-10-26 in Paris (25 hours): 00:00 +02:00 to 00:00 +01:00.
+        let (start, end) = (1_761_429_600 * S, 1_761_519_600 * S);
+        let fw = FixedWindow::calendar(2, Calendar::new(Period::Day, "Europe/Paris").unwrap());
+        let mut st = WindowState::default();
+        let first = fw.check(&mut st, start + H, 1);
+        assert_eq!(first.reset_after_us, 24 * H);
+        assert_eq!(st.index, start);
+        assert_eq!(fw.expires_at(&st), end);
+        assert!(fw.check(&mut st, end - 1, 1).allowed);
+        let denied = fw.check(&mut st, end - 1, 1);
+        assert_eq!((denied.allowed, denied.retry_after_us), (false, 1));
+        // A refund of a charge of this day gives it back.
+        fw.refund(&mut st, first.receipt.unwrap(), 1);
+        assert!(fw.check(&mut st, end - 1, 1).allowed);
+        // The next day starts at local midnight, afresh.
+        let next = fw.check(&mut st, end, 2);
+        assert!(next.allowed);
+        assert_eq!(next.reset_after_us, 24 * H);
+        // A refund of yesterday's charge changes nothing today.
+        fw.refund(&mut st, first.receipt.unwrap(), 1);
+        assert_eq!(st.current, 2);
+    }
 }
