@@ -248,3 +248,54 @@ async fn what_a_lockout_check_costs_redis() {
         rows.join("\n  ")
     );
 }
+
+/// On a Cluster, a lockout record and a calendar window sit in their
+/// counter's slot: keys of users spread over every node work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockouts_and_calendar_windows_work_on_a_cluster() {
+    let cluster = floodgate_e2e::Cluster::start();
+    let clock = conformance::clock();
+    let a = crate::connect_cluster(cluster.urls())
+        .await
+        .with_test_clock(clock.clone());
+    let b = crate::connect_cluster(cluster.urls())
+        .await
+        .with_test_clock(clock.clone());
+    let login = blocking(
+        "login",
+        AlgorithmKind::SlidingWindow,
+        1,
+        10 * S,
+        (60 * S, None),
+    );
+    let daily = Policy::new(PolicySpec {
+        name: "daily".into(),
+        key: vec!["user".into()],
+        limit: 5,
+        algorithm: AlgorithmKind::FixedWindow,
+        calendar: Some("day".into()),
+        timezone: Some("Europe/Paris".into()),
+        ..PolicySpec::default()
+    })
+    .unwrap();
+    let (end, now) = (
+        daily.calendar().unwrap().period_at(clock.now_us()).1,
+        clock.now_us(),
+    );
+    for i in 0..12 {
+        let name = format!("cluster-user-{i}");
+        let (lk, dk) = (
+            login.counter_key(&user(&name)),
+            daily.counter_key(&user(&name)),
+        );
+        let ops = [StoreOp::new(&login, &lk, 1), StoreOp::new(&daily, &dk, 1)];
+        let first = a.check(&ops).await.unwrap();
+        assert!(first.iter().all(|o| o.outcome.allowed), "{name}: {first:?}");
+        assert_eq!(first[1].outcome.reset_after_us, end - now);
+        let denied = a.check(&ops).await.unwrap();
+        assert!(!denied[0].outcome.allowed);
+        assert_eq!(denied[0].outcome.retry_after_us, 60 * S);
+        let other = b.check(&ops[..1]).await.unwrap()[0].outcome;
+        assert_eq!((other.allowed, other.retry_after_us), (false, 60 * S));
+    }
+}
