@@ -128,6 +128,15 @@ impl DenyCache {
         }
     }
 
+    /// Forgets the cached denial of counter key `key` (`<policy>:<values>`),
+    /// if any, so the next check on it asks the inner store: what an admin
+    /// reset of that counter (or of its lockout) needs. Returns whether one
+    /// was cached.
+    pub fn forget(&self, key: &str) -> bool {
+        let hash = self.denials.hash(key);
+        self.denials.lock(&hash).remove(&hash).is_some()
+    }
+
     /// Denials remembered now (lapsed ones not yet met included).
     pub fn len(&self) -> usize {
         self.denials.len()

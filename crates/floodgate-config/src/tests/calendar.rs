@@ -45,6 +45,20 @@ fn bad_calendars_are_refused_at_their_value() {
         12,
         &["unknown time zone \"Europe/Pariss\""],
     );
+    let long = "A/".repeat(5_000);
+    for zone in [
+        "../../../etc/passwd",
+        "/usr/share/zoneinfo/UTC",
+        "",
+        long.as_str(),
+    ] {
+        single_error(
+            &format!("{DAILY}calendar = \"day\"\ntimezone = \"{zone}\"\n"),
+            7,
+            12,
+            &["unknown time zone"],
+        );
+    }
     single_error(
         &format!("{DAILY}calendar = \"fortnight\"\n"),
         6,

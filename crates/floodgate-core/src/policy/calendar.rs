@@ -213,9 +213,13 @@ pub(super) fn validate(
     let zone = timezone.unwrap_or(DEFAULT_TIMEZONE);
     let calendar = Calendar::new(period.unwrap_or(Period::Day), zone);
     if calendar.is_none() {
+        let mut shown: String = zone.chars().take(64).collect();
+        if shown.len() < zone.len() {
+            shown.push('…');
+        }
         errors.push(error(
             "timezone",
-            format!("unknown time zone {zone:?}: use an IANA name like \"Europe/Paris\", \"America/New_York\" or \"UTC\""),
+            format!("unknown time zone {shown:?}: use an IANA name like \"Europe/Paris\", \"America/New_York\" or \"UTC\""),
         ));
     }
     if errors.len() > before {

@@ -392,6 +392,11 @@ async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
         calls,
         "no call while blocked"
     );
+    // Forgetting it (an admin reset) asks the store again.
+    assert!(cache.forget("login:u"));
+    assert!(!cache.forget("login:u"));
+    assert!(!one(&cache, &p, "login:u", 1).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 1);
     clock.advance(30 * S);
     assert!(
         one(&cache, &p, "login:u", 1).await.allowed,
