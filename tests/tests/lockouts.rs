@@ -127,3 +127,28 @@ fn a_lockout_on_a_concurrency_policy_is_refused_at_start() {
         "{err}"
     );
 }
+
+#[test]
+fn repeat_offences_double_the_block_on_redis() {
+    let redis = RedisServer::start();
+    let config = redis_config(&redis).replace(
+        "block_for = \"3s\"\n",
+        "block_for = \"1s\"\nblock_escalation = true\nblock_max = \"4s\"\n",
+    );
+    let sidecar = Floodgate::start(&config);
+    let listed = sidecar.http("GET", "/v1/policies", None).json();
+    assert_eq!(listed["policies"][0]["block_for_ms"], 1_000);
+    assert_eq!(listed["policies"][0]["block_max_ms"], 4_000);
+    let mut blocks = Vec::new();
+    for _ in 0..2 {
+        let (denied, _) = hammer(&sidecar);
+        let ms = retry_ms(&denied);
+        blocks.push(ms);
+        std::thread::sleep(Duration::from_millis(ms + 50));
+    }
+    assert!((800..=1_000).contains(&blocks[0]), "{blocks:?}");
+    assert!(
+        (1_800..=2_000).contains(&blocks[1]),
+        "the second block doubles: {blocks:?}"
+    );
+}
