@@ -159,6 +159,11 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         deny_status: raw.deny_status,
         max_wait_us: raw.max_wait.map(|d| micros(d.0)),
         max_waiting: raw.max_waiting,
+        block_for_us: raw.block_for.map(|d| micros(d.0)),
+        block_escalation: raw.block_escalation.unwrap_or(false),
+        block_max_us: raw.block_max.map(|d| micros(d.0)),
+        calendar: raw.calendar.clone(),
+        timezone: raw.timezone.clone(),
     };
     // Errors that only follow from a setting already reported (or
     // missing) would be noise: a bad `algorithm` makes `burst` look wrong.
@@ -170,7 +175,13 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
             || (algorithm_unknown
                 && matches!(
                     field,
-                    "limit" | "window" | "burst" | "lease_timeout" | "settle"
+                    "limit"
+                        | "window"
+                        | "burst"
+                        | "lease_timeout"
+                        | "settle"
+                        | "block_for"
+                        | "calendar"
                 ))
     };
     match Policy::new(spec) {

@@ -193,6 +193,11 @@ pub(crate) struct RawPolicy {
     pub deny_status: Option<u64>,
     pub max_wait: Option<RawDuration>,
     pub max_waiting: Option<u64>,
+    pub block_for: Option<RawDuration>,
+    pub block_escalation: Option<bool>,
+    pub block_max: Option<RawDuration>,
+    pub calendar: Option<String>,
+    pub timezone: Option<String>,
 }
 
 /// `instances = 4` or `instances = "auto"`; 0 is refused.

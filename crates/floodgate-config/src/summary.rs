@@ -144,7 +144,10 @@ impl Config {
 
 /// `ai-per-user: 500/1m sliding_window, key [user], match endpoint=ai, enforce`.
 fn policy_line(p: &Policy) -> String {
-    let window = duration(Duration::from_micros(p.window_us()));
+    let window = match p.calendar() {
+        Some(c) => c.period().as_str().to_string(),
+        None => duration(Duration::from_micros(p.window_us())),
+    };
     let quota = match p.kind() {
         AlgorithmKind::Concurrency => format!("{} in flight (lease_timeout {window})", p.limit()),
         AlgorithmKind::TokenBucket => format!("{}/{window} (burst {})", p.limit(), p.burst()),
@@ -196,6 +199,29 @@ fn policy_line(p: &Policy) -> String {
     }
     if waiting.deny_status != floodgate_core::DEFAULT_DENY_STATUS {
         let _ = write!(line, ", deny_status {}", waiting.deny_status);
+    }
+    if let Some(calendar) = p.calendar() {
+        let _ = write!(
+            line,
+            ", calendar {} in {} (resets at its local midnight)",
+            calendar.period().as_str(),
+            calendar.zone()
+        );
+    }
+    let block = p.block();
+    if block.is_on() {
+        let _ = write!(
+            line,
+            ", block_for {}",
+            duration(Duration::from_micros(block.for_us))
+        );
+        if block.escalates() {
+            let _ = write!(
+                line,
+                " (doubling up to {})",
+                duration(Duration::from_micros(block.max_us))
+            );
+        }
     }
     line
 }

@@ -27,6 +27,7 @@ pub use policy::{
     AlgorithmKind, Applicable, FallbackMode, KeyEntry, Mode, Policy, PolicyError, PolicySet,
     PolicySetError, PolicySpec,
 };
+pub use policy::{Block, BlockRecord, Calendar, Period, DEFAULT_BLOCK_MAX_US, DEFAULT_TIMEZONE};
 pub use policy::{Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US};
 pub use redact::redact_url;
 pub use settlement::{

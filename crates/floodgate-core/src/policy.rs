@@ -11,11 +11,15 @@ use crate::attributes::Attributes;
 use crate::key::counter_key_of;
 
 mod applicable;
+mod block;
+mod calendar;
 mod index;
 mod key_entry;
 mod replace;
 mod waiting;
 pub use applicable::Applicable;
+pub use block::{Block, BlockRecord, DEFAULT_BLOCK_MAX_US};
+pub use calendar::{Calendar, Period, DEFAULT_TIMEZONE};
 pub use key_entry::KeyEntry;
 pub use replace::PolicySetError;
 pub use waiting::{
@@ -160,6 +164,18 @@ pub struct PolicySpec {
     /// Checks that may wait on one counter at once (default 100 with a
     /// `max_wait`).
     pub max_waiting: Option<u64>,
+    /// Lockout: how long a key denied by the policy is then refused, in µs
+    /// (`None`: no lockout).
+    pub block_for_us: Option<u64>,
+    /// Whether each repeat offence doubles the block.
+    pub block_escalation: bool,
+    /// With escalation: the longest block, in µs (default 1 day).
+    pub block_max_us: Option<u64>,
+    /// `fixed_window` only: windows are calendar periods (`"day"`,
+    /// `"week"`, `"month"`) instead of a `window`.
+    pub calendar: Option<String>,
+    /// With `calendar`: the IANA time zone (default `"UTC"`).
+    pub timezone: Option<String>,
 }
 
 /// Why a policy spec was refused; `field` names the offending setting so a
@@ -225,6 +241,10 @@ pub struct Policy {
     settle: bool,
     /// Denial status and waiting bounds.
     waiting: Waiting,
+    /// Lockout settings.
+    block: Block,
+    /// Calendar periods of a `fixed_window`, if any.
+    calendar: Option<Calendar>,
 }
 
 impl Policy {
@@ -244,6 +264,14 @@ impl Policy {
             ));
         }
         let kind = spec.algorithm;
+        let calendar = calendar::validate(
+            kind,
+            spec.calendar.as_deref(),
+            spec.timezone.as_deref(),
+            spec.window_us.is_some(),
+            spec.settle,
+            &mut errors,
+        );
         if spec.limit == 0 {
             errors.push(error("limit", "limit must be at least 1"));
         } else if spec.limit > MAX_LIMIT {
@@ -258,6 +286,10 @@ impl Policy {
             ));
         }
         let window_us = match (kind, spec.window_us) {
+            // Errors of a calendar policy are reported above.
+            _ if spec.calendar.is_some() => {
+                calendar.as_ref().map_or(0, |c| c.period().nominal_us())
+            }
             (AlgorithmKind::Concurrency, Some(_)) => {
                 errors.push(error(
                     "window",
@@ -358,6 +390,14 @@ impl Policy {
             spec.max_waiting,
             &mut errors,
         );
+        let block = block::validate(
+            kind,
+            spec.block_for_us,
+            spec.block_escalation,
+            spec.block_max_us,
+            spec.max_wait_us,
+            &mut errors,
+        );
         let entries = key_entry::parse_all(&spec.key, &mut errors);
         for (name, values) in &spec.matches {
             if !is_valid_name(name) {
@@ -402,7 +442,7 @@ impl Policy {
                 Algorithm::SlidingLog(SlidingLog::new(spec.limit, window_us))
             }
             AlgorithmKind::FixedWindow => {
-                Algorithm::FixedWindow(FixedWindow::new(spec.limit, window_us))
+                Algorithm::FixedWindow(fixed(spec.limit, window_us, calendar.as_ref()))
             }
             AlgorithmKind::TokenBucket => {
                 Algorithm::TokenBucket(bucket(spec.limit, window_us, burst, spec.settle))
@@ -431,6 +471,8 @@ impl Policy {
             replaces,
             settle: spec.settle,
             waiting,
+            block,
+            calendar,
         })
     }
 
@@ -516,6 +558,16 @@ impl Policy {
         self.waiting
     }
 
+    /// The lockout settings (`block_for`; off when `for_us` is 0).
+    pub fn block(&self) -> Block {
+        self.block
+    }
+
+    /// The calendar periods of a `fixed_window` policy with a `calendar`.
+    pub fn calendar(&self) -> Option<&Calendar> {
+        self.calendar.as_ref()
+    }
+
     /// The HTTP status a denial by this policy is answered with.
     pub fn deny_status(&self) -> u16 {
         self.waiting.deny_status
@@ -566,7 +618,7 @@ impl Policy {
                 Algorithm::SlidingLog(SlidingLog::new(limit, self.window_us))
             }
             AlgorithmKind::FixedWindow => {
-                Algorithm::FixedWindow(FixedWindow::new(limit, self.window_us))
+                Algorithm::FixedWindow(fixed(limit, self.window_us, self.calendar.as_ref()))
             }
             AlgorithmKind::TokenBucket => {
                 Algorithm::TokenBucket(bucket(limit, self.window_us, burst, self.settle))
@@ -576,6 +628,14 @@ impl Policy {
             }
         };
         copy
+    }
+}
+
+/// A fixed window: of `window_us`, or the periods of `calendar`.
+fn fixed(limit: u64, window_us: u64, calendar: Option<&Calendar>) -> FixedWindow {
+    match calendar {
+        Some(c) => FixedWindow::calendar(limit, c.clone()),
+        None => FixedWindow::new(limit, window_us),
     }
 }
 

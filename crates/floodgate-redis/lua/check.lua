@@ -19,7 +19,8 @@
 --          "tb" keeps debt beyond a full bucket; +8 a reservation: its
 --          record, named by c, is kept with the charge, see reserve.lua),
 --          hits, then the algorithm's a, b (integers) and c (a word, may be
---          empty; see each algorithm above)
+--          empty; see each algorithm above); for a policy with a lockout,
+--          two more integers: block_for and block_max in µs (block.lua)
 -- Returns  one array: per check, in order, 2 + 5n values: charged 0|1,
 --          now_us, then five integers per op: allowed 0|1, remaining,
 --          reset_after_us, retry_after_us, receipt id (as each algorithm
@@ -49,20 +50,43 @@ local function spec(s)
   if op ~= nil then
     return op
   end
-  local name, flags, hits, a, b, c =
-    string.match(s, '^(%a+) (%d+) (%d+) (%d+) (%d+) (%S*)$')
+  local name, flags, hits, a, b, c, block_for, block_max =
+    string.match(s, '^(%a+) (%d+) (%d+) (%d+) (%d+) (%S*) ?(%d*) ?(%d*)$')
   local algorithm = ALGORITHMS[name]
-  if algorithm == nil then
+  if algorithm == nil or (block_for ~= '' and block_max == '') then
     return nil
   end
   -- Digits only: arithmetic converts them (tonumber converts twice).
-  op = { algorithm, flags + 0, hits + 0, a + 0, b + 0, c }
+  op = { algorithm, flags + 0, hits + 0, a + 0, b + 0, c, 0, 0 }
+  if block_for ~= '' then
+    op[7], op[8] = block_for + 0, block_max + 0
+  end
   specs[s] = op
   return op
 end
 
 -- Redis TIME, read once per call however many checks use it.
 local server_now = nil
+
+-- Decides one op on `k` at `now`: its algorithm, behind its lockout when
+-- the policy has one (block.lua): a blocked key is denied until the block's
+-- end; a denial with a cost starts a block, reported as the wait.
+local function decide(op, k, now, test)
+  if op[7] == 0 then
+    return op[1](k, now, test, op[3], op[4], op[5], op[6], op[2])
+  end
+  local until_us, level, expires = block_read(k)
+  if until_us ~= nil and until_us > now then
+    return false, 0, until_us - now, until_us - now, 0, nil
+  end
+  local allowed, remaining, reset_after, retry, id, commit =
+    op[1](k, now, test, op[3], op[4], op[5], op[6], op[2])
+  if not allowed and op[3] > 0 then
+    retry = block_start(k, level, expires, now, test, op[7], op[8]) - now
+    reset_after = math.max(reset_after, retry)
+  end
+  return allowed, remaining, reset_after, retry, id, commit
+end
 
 -- The reply (see Returns above), filled check by check.
 local reply = {}
@@ -89,7 +113,7 @@ local function check(at, key, n, o)
     local op = specs[ARGV[at + 1 + i]]
     local flags = op[2]
     local allowed, remaining, reset_after, retry, id, commit =
-      op[1](KEYS[key + i - 1], now, test, op[3], op[4], op[5], op[6], flags)
+      decide(op, KEYS[key + i - 1], now, test)
     if not allowed and flags % 2 == 1 then
       denied = true
     end

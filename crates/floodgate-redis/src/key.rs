@@ -8,7 +8,8 @@
 //!
 //! After the tag come the algorithm and the parameters that give its state
 //! meaning (its shape): the window in ms (`sw`, `fw`, `log`), the burst and
-//! the emission interval in µs (`tb`); `cc` has none. Each configuration of
+//! the emission interval in µs (`tb`); `cc` has none; a calendar
+//! `fixed_window` has its period and time zone (`fw:day:Europe/Paris`). Each configuration of
 //! a policy therefore counts in a counter of its own: sidecars that run two
 //! configurations of one policy at once (a reload rolling across a fleet, or
 //! a fleet left mixed) never reset or clamp each other's state, and a reload
@@ -65,9 +66,28 @@ pub(crate) fn window_key(
     build(prefix, counter_key, suffix(kind), &[window_us / 1_000])
 }
 
+/// The Redis key of the lockout record (`block_for`) of `counter_key`
+/// (`<policy>:<escaped values>`): `<prefix>:{<counter key>}:block`, in the
+/// counter's slot. `lua/block.lua` derives the same key from the counter's
+/// Redis key; deleting it lifts the block and forgets the offence level.
+pub fn block_key(prefix: &str, counter_key: &str) -> String {
+    build(prefix, counter_key, "block", &[])
+}
+
 /// The Redis key holding the state of `counter_key` under `policy`.
 pub(crate) fn redis_key(prefix: &str, counter_key: &str, policy: &Policy) -> String {
     match policy.kind() {
+        AlgorithmKind::FixedWindow if policy.calendar().is_some() => {
+            let calendar = policy
+                .calendar()
+                .map_or(("", ""), |c| (c.period().as_str(), c.zone()));
+            let mut key = build(prefix, counter_key, "fw", &[]);
+            for part in [calendar.0, calendar.1] {
+                key.push(':');
+                key.push_str(part);
+            }
+            key
+        }
         kind @ (AlgorithmKind::SlidingWindow
         | AlgorithmKind::FixedWindow
         | AlgorithmKind::SlidingLog) => window_key(prefix, counter_key, kind, policy.window_us()),

@@ -98,6 +98,7 @@ mod waiters;
 
 pub use config::Config;
 pub use error::Error;
+pub use key::block_key;
 pub use store::RedisStore;
 pub use ticket_queue::RedisQueue;
 pub use waiters::{connect_wake_channel, wake_channel, WakePublisher};

@@ -8,7 +8,7 @@
 
 use std::sync::LazyLock;
 
-use floodgate_core::{AlgorithmKind, Outcome, Policy, Receipt};
+use floodgate_core::{AlgorithmKind, Block, Outcome, Policy, Receipt};
 use floodgate_store::{Refund, Settle, Settled, StoreError, StoreOp};
 use fred::types::Value;
 use fred::util::sha1_hash;
@@ -53,6 +53,7 @@ pub(crate) struct Scripts {
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     check: Script::new(&[
         include_str!("../lua/reserve.lua"),
+        include_str!("../lua/block.lua"),
         include_str!("../lua/sliding_window.lua"),
         include_str!("../lua/fixed_window.lua"),
         include_str!("../lua/sliding_log.lua"),
@@ -113,12 +114,14 @@ fn int(n: u64) -> Value {
 /// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
 /// <b> <c>"`, c a reservation's `<nonce>/<record ttl µs>` (flags +8) when
 /// `reservation` is given, else the lease id (`sliding_log`,
-/// `concurrency`) or 0.
+/// `concurrency`) or 0; then `" <block_for µs> <block_max µs>"` for a
+/// policy with a lockout.
 fn op_spec(
     kind: AlgorithmKind,
     flags: u8,
     [hits, a, b, nonce]: [u64; 4],
     reservation: Option<&str>,
+    block: Block,
 ) -> String {
     let mut spec = String::with_capacity(64 + reservation.map_or(0, str::len));
     let mut number = itoa::Buffer::new();
@@ -133,6 +136,12 @@ fn op_spec(
     match reservation {
         Some(c) => spec.push_str(c),
         None => spec.push_str(number.format(nonce)),
+    }
+    if block.is_on() {
+        for n in [block.for_us, block.max_us] {
+            spec.push(' ');
+            spec.push_str(number.format(n));
+        }
     }
     spec
 }
@@ -153,6 +162,24 @@ fn reservation_word(op: &StoreOp<'_>) -> Option<String> {
         "{nonce:032x}/{}",
         floodgate_store::reservation_ttl_us(op.policy)
     ))
+}
+
+/// A calendar window's c word: the starts of the previous, current and
+/// next two periods around `around_us` (the sidecar's clock), epoch µs,
+/// comma-separated; `fixed_window.lua` picks the one holding Redis's now.
+fn periods_word(calendar: &floodgate_core::Calendar, around_us: u64) -> String {
+    let [a, b, c, d] = calendar.boundaries(around_us);
+    format!("{a},{b},{c},{d}")
+}
+
+/// The sidecar's clock (epoch µs) for the calendar periods sent with a
+/// check: the test clock's time when one is set (`now`), else the system's.
+fn around_us(now: &str) -> u64 {
+    now.parse().unwrap_or_else(|_| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64)
+    })
 }
 
 /// What is needed to read one op's reply in a check call.
@@ -180,6 +207,9 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
+    /// The sidecar's clock when the call was built (epoch µs): calendar
+    /// windows send the periods around it.
+    around_us: u64,
 }
 
 impl CheckCall {
@@ -197,6 +227,7 @@ impl CheckCall {
                 args,
             },
             ops: Vec::with_capacity(ops),
+            around_us: around_us(now),
         }
     }
 
@@ -210,14 +241,20 @@ impl CheckCall {
         };
         let (a, b) = match kind {
             AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
+            // A calendar window: b = 0, c the period starts around now.
+            AlgorithmKind::FixedWindow if policy.calendar().is_some() => (policy.limit(), 0),
             _ => (policy.limit(), policy.window_us()),
         };
-        let reservation = reservation_word(op);
+        let reservation = match policy.calendar() {
+            Some(calendar) => Some(periods_word(calendar, self.around_us)),
+            None => reservation_word(op),
+        };
         let spec = op_spec(
             kind,
             op_flags(op),
             [op.hits, a, b, nonce],
             reservation.as_deref(),
+            policy.block(),
         );
         self.call.args.push(Value::from(spec));
         self.call.keys.push(key);
@@ -397,7 +434,14 @@ pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call 
     let span = match kind {
         AlgorithmKind::TokenBucket => interval_us(policy),
         AlgorithmKind::Concurrency => 0,
+        // A calendar window's index is its start: sent as the charge's time
+        // with a span of 1.
+        _ if policy.calendar().is_some() => 1,
         _ => policy.window_us(),
+    };
+    let at_us = match policy.calendar() {
+        Some(c) => c.period_at(refund.receipt.at_us).0,
+        None => refund.receipt.at_us,
     };
     Call {
         script: &SCRIPTS.refund,
@@ -406,7 +450,7 @@ pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call 
             Value::from(now),
             Value::from_static_str(suffix(kind)),
             int(refund.hits),
-            int(refund.receipt.at_us),
+            int(at_us),
             // A lease id is any u64: decimal text, as the check sent it.
             Value::from(refund.receipt.id.to_string()),
             int(span),

@@ -181,7 +181,10 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
             "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
             policy.name(),
             policy.limit(),
-            duration(policy.window_us()),
+            match policy.calendar() {
+                Some(c) => format!("{} in {}", c.period().as_str(), c.zone()),
+                None => duration(policy.window_us()),
+            },
             policy.kind().as_str(),
             stand_ins(policy, attributes),
         );

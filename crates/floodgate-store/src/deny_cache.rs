@@ -24,6 +24,11 @@
 //! `retry_after`; for an op costing more than the one denied, that wait is
 //! a lower bound.
 //!
+//! A policy with a lockout (`block_for`) blocks a key it denies: the
+//! denial's `retry_after` is the block's end, and the cache answers every
+//! op on that key (whatever its cost) from the cache until then, so a
+//! locked-out client costs no Redis call while its block lasts.
+//!
 //! When an enforced op of a check is denied from the cache, the check is
 //! denied whatever the others say, so they are decided with their real cost
 //! but not charged ([`StoreOp::charge`] false): their statuses stay true and
@@ -123,6 +128,15 @@ impl DenyCache {
         }
     }
 
+    /// Forgets the cached denial of counter key `key` (`<policy>:<values>`),
+    /// if any, so the next check on it asks the inner store: what an admin
+    /// reset of that counter (or of its lockout) needs. Returns whether one
+    /// was cached.
+    pub fn forget(&self, key: &str) -> bool {
+        let hash = self.denials.hash(key);
+        self.denials.lock(&hash).remove(&hash).is_some()
+    }
+
     /// Denials remembered now (lapsed ones not yet met included).
     pub fn len(&self) -> usize {
         self.denials.len()
@@ -184,9 +198,16 @@ impl DenyCache {
         if outcome.retry_after_us == 0 || answer.source != Source::Redis || refunded {
             return;
         }
+        // A lockout policy's denial of an op with a cost blocks the key
+        // (or found it blocked): every op is denied until the block's end.
+        // Its peeks start no block, so they are not learned.
+        let block = op.policy.block().is_on();
+        if block && op.hits == 0 {
+            return;
+        }
         let denial = Denial {
             until_us: asked_us.saturating_add(outcome.retry_after_us),
-            hits: op.hits.max(1),
+            hits: if block { 1 } else { op.hits.max(1) },
             quota: Quota::of(op.policy),
             limit: outcome.limit,
             remaining: outcome.remaining,

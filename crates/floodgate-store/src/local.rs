@@ -69,6 +69,8 @@ pub struct LocalStore {
     counters: ShardedMap<Entry>,
     /// Records of reservations not yet settled (see `local/settle.rs`).
     reservations: ShardedMap<settle::Record>,
+    /// Lockout records by counter key (see `local/block.rs`).
+    blocks: ShardedMap<block::Held>,
     /// Time source (monotonic, epoch aligned).
     clock: Arc<dyn Clock>,
     /// What this store reports as the source of its decisions.
@@ -88,6 +90,7 @@ impl LocalStore {
         LocalStore {
             counters: ShardedMap::new(config.max_keys, config.shards),
             reservations: ShardedMap::new(config.max_keys, config.shards),
+            blocks: ShardedMap::new(config.max_keys, config.shards),
             clock,
             source,
             evictions: AtomicU64::new(0),
@@ -109,6 +112,17 @@ impl LocalStore {
 
     fn decide(&self, policy: &Policy, key: &str, hits: u64, charge: bool) -> Outcome {
         let now = self.clock.now_us();
+        if policy.block().is_on() {
+            if let Some(denied) = self.blocked_now(policy, key, now) {
+                return denied;
+            }
+            let outcome = self.decide_at(policy, key, hits, charge, now);
+            return self.maybe_block(policy, key, hits, outcome, now);
+        }
+        self.decide_at(policy, key, hits, charge, now)
+    }
+
+    fn decide_at(&self, policy: &Policy, key: &str, hits: u64, charge: bool, now: u64) -> Outcome {
         let nonce = if policy.kind() == AlgorithmKind::Concurrency {
             rand::random()
         } else {
@@ -187,6 +201,7 @@ impl LocalStore {
     pub fn sweep(&self) -> usize {
         let now = self.clock.now_us();
         self.reservations.sweep(now);
+        self.blocks.sweep(now);
         let remaining = self.counters.sweep(now);
         metrics::gauge!("floodgate_local_keys").set(remaining as f64);
         remaining
@@ -248,6 +263,7 @@ impl Store for LocalStore {
     }
 }
 
+mod block;
 mod settle;
 pub use settle::reservation_ttl_us;
 

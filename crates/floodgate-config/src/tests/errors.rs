@@ -46,7 +46,7 @@ fn unknown_key_in_a_policy() {
         &src,
         6,
         1,
-        &["unknown key \"limt\" in [[policy]]", "expected one of: name, match, key, limit, window, algorithm, burst, lease_timeout, mode, fallback, domain, replaces, settle, deny_status, max_wait, max_waiting", "did you mean \"limit\"?"],
+        &["unknown key \"limt\" in [[policy]]", "expected one of: name, match, key, limit, window, algorithm, burst, lease_timeout, mode, fallback, domain, replaces, settle, deny_status, max_wait, max_waiting, block_for, block_escalation, block_max, calendar, timezone", "did you mean \"limit\"?"],
     );
 }
 

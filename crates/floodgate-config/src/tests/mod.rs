@@ -1,6 +1,8 @@
 //! Parsing from strings: the SPEC example and defaults (`valid`), and
 //! every error with its line and column (`errors`).
 
+mod block;
+mod calendar;
 mod errors;
 mod identity;
 mod settle;

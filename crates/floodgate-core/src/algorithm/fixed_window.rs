@@ -1,16 +1,23 @@
 //! `fixed_window`: one counter, reset at multiples of `window` since the
-//! Unix epoch.
+//! Unix epoch, or at the start of each calendar period (`calendar`).
+
+use std::sync::Arc;
 
 use super::{needed, WindowState};
 use crate::outcome::{Outcome, Receipt};
+use crate::policy::Calendar;
 
-/// At most `limit` hits in each window `[k·window, (k+1)·window)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// At most `limit` hits in each window `[k·window, (k+1)·window)`, or in
+/// each period of a calendar (then the window index is the period's start
+/// in epoch µs).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FixedWindow {
     /// Hits allowed per window; at least 1.
     limit: u64,
-    /// Window length in µs; at least 1.
+    /// Window length in µs; at least 1 (nominal with a calendar).
     window_us: u64,
+    /// Calendar periods instead of multiples of `window_us`.
+    calendar: Option<Arc<Calendar>>,
 }
 
 impl FixedWindow {
@@ -19,6 +26,16 @@ impl FixedWindow {
         FixedWindow {
             limit: limit.max(1),
             window_us: window_us.max(1),
+            calendar: None,
+        }
+    }
+
+    /// Windows that are the periods of `calendar`.
+    pub(crate) fn calendar(limit: u64, calendar: Calendar) -> Self {
+        FixedWindow {
+            limit: limit.max(1),
+            window_us: calendar.period().nominal_us(),
+            calendar: Some(Arc::new(calendar)),
         }
     }
 
@@ -27,8 +44,19 @@ impl FixedWindow {
         self.window_us
     }
 
+    /// The index of the window holding `t_us` and when that window ends.
+    fn window_at(&self, t_us: u64) -> (u64, u64) {
+        match &self.calendar {
+            Some(c) => c.period_at(t_us),
+            None => {
+                let index = t_us / self.window_us;
+                (index, (index + 1) * self.window_us)
+            }
+        }
+    }
+
     pub(crate) fn check(&self, state: &mut WindowState, now_us: u64, hits: u64) -> Outcome {
-        let index = now_us / self.window_us;
+        let (index, ends_us) = self.window_at(now_us);
         // Any other stored index is a window that is over: a later one, or
         // one counted under another window length (a reload changed it).
         if index != state.index {
@@ -38,7 +66,7 @@ impl FixedWindow {
                 current: 0,
             };
         }
-        let reset_after_us = (index + 1) * self.window_us - now_us;
+        let reset_after_us = ends_us - now_us;
         let allowed = state.current.saturating_add(needed(hits)) <= self.limit;
         let mut receipt = None;
         if allowed && hits > 0 {
@@ -59,13 +87,16 @@ impl FixedWindow {
     }
 
     pub(crate) fn refund(&self, state: &mut WindowState, receipt: Receipt, hits: u64) {
-        if receipt.at_us / self.window_us == state.index {
+        if self.window_at(receipt.at_us).0 == state.index {
             state.current = state.current.saturating_sub(hits);
         }
     }
 
     pub(crate) fn expires_at(&self, state: &WindowState) -> u64 {
-        (state.index + 1) * self.window_us
+        match &self.calendar {
+            Some(c) => c.period_at(state.index).1,
+            None => (state.index + 1) * self.window_us,
+        }
     }
 }
 
@@ -176,5 +207,32 @@ mod tests {
         assert_eq!(denied.remaining, 0);
         assert_eq!(denied.retry_after_us, 9 * S);
         assert!(after.check(&mut st, t0 + 10 * S, 1).allowed);
+    }
+
+    #[test]
+    fn a_calendar_day_counts_until_local_midnight_and_refunds_in_its_day() {
+        use crate::policy::{Calendar, Period};
+        const H: u64 = 3_600 * S;
+        // 2025-10-26 in Paris (25 hours): 00:00 +02:00 to 00:00 +01:00.
+        let (start, end) = (1_761_429_600 * S, 1_761_519_600 * S);
+        let fw = FixedWindow::calendar(2, Calendar::new(Period::Day, "Europe/Paris").unwrap());
+        let mut st = WindowState::default();
+        let first = fw.check(&mut st, start + H, 1);
+        assert_eq!(first.reset_after_us, 24 * H);
+        assert_eq!(st.index, start);
+        assert_eq!(fw.expires_at(&st), end);
+        assert!(fw.check(&mut st, end - 1, 1).allowed);
+        let denied = fw.check(&mut st, end - 1, 1);
+        assert_eq!((denied.allowed, denied.retry_after_us), (false, 1));
+        // A refund of a charge of this day gives it back.
+        fw.refund(&mut st, first.receipt.unwrap(), 1);
+        assert!(fw.check(&mut st, end - 1, 1).allowed);
+        // The next day starts at local midnight, afresh.
+        let next = fw.check(&mut st, end, 2);
+        assert!(next.allowed);
+        assert_eq!(next.reset_after_us, 24 * H);
+        // A refund of yesterday's charge changes nothing today.
+        fw.refund(&mut st, first.receipt.unwrap(), 1);
+        assert_eq!(st.current, 2);
     }
 }

@@ -1,8 +1,10 @@
 //! Tests of the Redis store against real `redis-server` processes (see
 //! `floodgate_e2e::redis_servers`), all in one test binary to keep build and link time low.
 
+mod calendar;
 mod cluster;
 mod conformance;
+mod lockout;
 mod measure;
 mod reconcile;
 mod reload;

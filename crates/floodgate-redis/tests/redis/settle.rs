@@ -274,7 +274,7 @@ async fn the_record_shares_the_counter_slot_and_expires() {
 }
 
 /// `INFO commandstats` as (command, calls, usec_per_call).
-fn commandstats(inspector: &mut redis::Connection) -> Vec<(String, u64, f64)> {
+pub(crate) fn commandstats(inspector: &mut redis::Connection) -> Vec<(String, u64, f64)> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
         .query(inspector)

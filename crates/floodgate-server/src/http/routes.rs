@@ -324,6 +324,16 @@ struct PolicyBody<'a> {
     max_wait_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     max_waiting: Option<u32>,
+    /// `"day" | "week" | "month"` of a calendar `fixed_window`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calendar: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timezone: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    block_for_ms: Option<u64>,
+    /// With `block_escalation`: the longest block.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    block_max_ms: Option<u64>,
 }
 
 impl<'a> PolicyBody<'a> {
@@ -364,6 +374,10 @@ impl<'a> PolicyBody<'a> {
             deny_status: p.deny_status(),
             max_wait_ms: (p.waiting().max_wait_us > 0).then_some(p.waiting().max_wait_us / 1_000),
             max_waiting: (p.waiting().max_wait_us > 0).then_some(p.waiting().max_waiting),
+            calendar: p.calendar().map(|c| c.period().as_str()),
+            timezone: p.calendar().map(|c| c.zone()),
+            block_for_ms: p.block().is_on().then_some(p.block().for_us / 1_000),
+            block_max_ms: p.block().escalates().then_some(p.block().max_us / 1_000),
         }
     }
 }

@@ -359,3 +359,47 @@ async fn a_refund_by_settle_forgets_the_cached_denial() {
         "asked the store again"
     );
 }
+
+#[tokio::test]
+async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
+    let (cache, inner, clock) = setup();
+    let p = Policy::new(PolicySpec {
+        name: "login".into(),
+        key: vec!["user".into()],
+        limit: 1,
+        window_us: Some(S),
+        algorithm: AlgorithmKind::FixedWindow,
+        block_for_us: Some(60 * S),
+        ..PolicySpec::default()
+    })
+    .unwrap();
+    assert!(one(&cache, &p, "login:u", 1).await.allowed);
+    // A peek starts no block and is not learned.
+    assert!(!one(&cache, &p, "login:u", 0).await.allowed);
+    assert!(cache.is_empty());
+    let denied = one(&cache, &p, "login:u", 1).await;
+    assert_eq!(denied.retry_after_us, 60 * S);
+    let calls = inner.calls.load(Ordering::SeqCst);
+    // Long past the policy's window, and with a smaller cost: still cached.
+    clock.advance(30 * S);
+    for hits in [0, 1, 5] {
+        let cached = one(&cache, &p, "login:u", hits).await;
+        assert!(!cached.allowed);
+        assert_eq!(cached.retry_after_us, 30 * S);
+    }
+    assert_eq!(
+        inner.calls.load(Ordering::SeqCst),
+        calls,
+        "no call while blocked"
+    );
+    // Forgetting it (an admin reset) asks the store again.
+    assert!(cache.forget("login:u"));
+    assert!(!cache.forget("login:u"));
+    assert!(!one(&cache, &p, "login:u", 1).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 1);
+    clock.advance(30 * S);
+    assert!(
+        one(&cache, &p, "login:u", 1).await.allowed,
+        "the block has ended"
+    );
+}

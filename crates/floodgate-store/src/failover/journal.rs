@@ -31,10 +31,11 @@ pub(crate) struct Journal {
 fn slot(policy: &Policy, key: &str, at_us: u64) -> Option<Slot> {
     let kind = policy.kind();
     let window = policy.window_us();
+    // Calendar windows are not multiples of a window: not reconciled.
     let journaled = matches!(
         kind,
         AlgorithmKind::FixedWindow | AlgorithmKind::SlidingWindow
-    );
+    ) && policy.calendar().is_none();
     let sliding = kind == AlgorithmKind::SlidingWindow;
     (journaled && window > 0).then(|| (key.to_string(), sliding, window, at_us / window))
 }

@@ -176,3 +176,80 @@ fn sliding_log_entries_count_towards_max_keys() {
     let remaining = store.sweep();
     assert_eq!(remaining, 15, "15 × 63 = 945 units fit, 16 × 63 do not");
 }
+
+fn blocking(limit: u64, block_for: u64, escalation: bool) -> Policy {
+    Policy::new(PolicySpec {
+        name: "login".into(),
+        key: vec!["user".into()],
+        limit,
+        window_us: Some(10 * S),
+        algorithm: AlgorithmKind::FixedWindow,
+        block_for_us: Some(block_for),
+        block_escalation: escalation,
+        block_max_us: escalation.then_some(8 * block_for),
+        ..PolicySpec::default()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_denial_blocks_the_key_past_its_window_until_the_block_ends() {
+    let (store, clock) = store(1000, 4);
+    let p = blocking(2, 60 * S, false);
+    clock.set(T0 - T0 % (10 * S));
+    assert!(store.check_one(&p, "login:u1", 1).allowed);
+    assert!(store.check_one(&p, "login:u1", 1).allowed);
+    let denied = store.check_one(&p, "login:u1", 1);
+    assert!(!denied.allowed);
+    assert_eq!(
+        (denied.retry_after_us, denied.reset_after_us),
+        (60 * S, 60 * S)
+    );
+    // The window has rolled over, the counter would allow: still blocked.
+    clock.advance(30 * S);
+    let held = store.check_one(&p, "login:u1", 1);
+    assert!(!held.allowed);
+    assert_eq!((held.remaining, held.retry_after_us), (0, 30 * S));
+    assert!(
+        !store.decide_one(&p, "login:u1", 0).allowed,
+        "peeks are refused too"
+    );
+    // Another key of the policy is not blocked.
+    assert!(store.check_one(&p, "login:u2", 1).allowed);
+    clock.advance(30 * S);
+    assert!(
+        store.check_one(&p, "login:u1", 1).allowed,
+        "the block has ended"
+    );
+}
+
+#[test]
+fn peeks_never_start_a_block_and_a_cleared_block_lifts_at_once() {
+    let (store, clock) = store(1000, 4);
+    let p = blocking(1, 60 * S, false);
+    assert!(store.check_one(&p, "login:u1", 1).allowed);
+    assert!(!store.check_one(&p, "login:u1", 1).allowed);
+    assert!(store.clear_block("login:u1"));
+    assert!(!store.clear_block("login:u1"));
+    clock.advance(10 * S);
+    assert!(store.check_one(&p, "login:u1", 1).allowed, "block cleared");
+    let peek = store.decide_one(&p, "login:u1", 0);
+    assert!(!peek.allowed);
+    assert!(peek.retry_after_us <= 10 * S, "a peek starts no block");
+}
+
+#[test]
+fn repeat_offences_double_the_block_up_to_its_cap() {
+    let (store, clock) = store(1000, 4);
+    let p = blocking(1, 10 * S, true);
+    let mut lengths = Vec::new();
+    for _ in 0..5 {
+        clock.advance(10 * S); // a fresh window (window = 10 s)
+        let _ = store.check_one(&p, "login:u1", 1);
+        let denied = store.check_one(&p, "login:u1", 1);
+        assert!(!denied.allowed);
+        lengths.push(denied.retry_after_us / S);
+        clock.advance(denied.retry_after_us);
+    }
+    assert_eq!(lengths, [10, 20, 40, 80, 80]);
+}
