@@ -39,7 +39,7 @@ use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Clock, Outcome, Policy};
 
 use crate::shards::{Expiring, ShardedMap};
-use crate::store::{Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::StoreError;
 
 /// Most denials remembered at once.
@@ -275,6 +275,24 @@ impl Store for DenyCache {
             }
         }
         Ok(results)
+    }
+
+    /// Forgets the counters' cached denials first (a check racing the
+    /// reset then asks the inner store), then clears them there.
+    async fn clear(&self, clears: &[Clear<'_>]) -> Result<(), StoreError> {
+        let keys: Vec<&str> = clears.iter().map(|c| c.key).collect();
+        self.forget(&keys);
+        let result = self.inner.clear(clears).await;
+        self.forget(&keys);
+        result
+    }
+
+    fn forget(&self, keys: &[&str]) {
+        for key in keys {
+            let hash = self.denials.hash(key);
+            self.denials.lock(&hash).remove(&hash);
+        }
+        self.inner.forget(keys);
     }
 
     fn mode(&self) -> Source {

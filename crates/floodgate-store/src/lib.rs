@@ -12,6 +12,7 @@ mod error;
 mod failover;
 mod limiter;
 mod local;
+mod resets;
 mod shards;
 mod store;
 mod wait;
@@ -23,7 +24,8 @@ pub use limiter::{
     Check, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, Settlement, Verdict,
 };
 pub use local::{reservation_ttl_us, LocalConfig, LocalStore};
-pub use store::{Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+pub use resets::{ResetBus, Resets};
+pub use store::{Clear, Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 pub use wait::{
     check_waiting, Joined, Place, Refused, SharedQueue, Ticket, WaitRoom, Waited, WakeBus,
     WakeOnRelease, Woken, DEFAULT_MAX_WAITING_TOTAL,
