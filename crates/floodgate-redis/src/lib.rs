@@ -100,7 +100,7 @@ pub use config::Config;
 pub use error::Error;
 pub use store::RedisStore;
 pub use ticket_queue::RedisQueue;
-pub use waiters::{connect_wake_channel, wake_channel, WakePublisher};
+pub use waiters::{connect_wake_channel, reset_channel, wake_channel, WakePublisher};
 
 /// The Redis key of the counter `counter_key` of `policy` under `prefix`
 /// (the store's `key_prefix`), as the store reads and writes it:

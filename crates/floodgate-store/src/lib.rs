@@ -21,7 +21,8 @@ pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};
 pub use error::{LimitError, StoreError};
 pub use failover::{FailoverConfig, FailoverStore, RateTrip, RECONCILE_PER_PASS};
 pub use limiter::{
-    Check, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, Settlement, Verdict,
+    Check, DenialTop, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, ResetCounter,
+    Settlement, Verdict, TOP_MAX_POLICIES,
 };
 pub use local::{reservation_ttl_us, LocalConfig, LocalStore};
 pub use resets::{ResetBus, Resets};

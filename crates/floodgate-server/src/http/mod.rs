@@ -2,6 +2,8 @@
 //! optional health listener (`server.health`): health and metrics only.
 
 mod body;
+
+pub use body::read as read_body;
 pub mod routes;
 mod settle;
 mod status_page;
