@@ -126,7 +126,7 @@ pub async fn run(
     };
     let admin_addr = match (&admin, &config.admin) {
         (Some(listener), _) => listener.local_addr()?.to_string(),
-        (None, Some(_)) => "on the HTTP listener".to_string(),
+        (None, Some(_)) => "http-listener".to_string(),
         (None, None) => "off".to_string(),
     };
     let health_addr = match &health {
