@@ -6,6 +6,7 @@ mod conformance;
 mod measure;
 mod reconcile;
 mod reload;
+mod reset;
 mod security;
 mod sentinel;
 mod settle;
