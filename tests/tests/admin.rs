@@ -313,3 +313,61 @@ fn the_cli_against_a_real_server() {
     assert_eq!(code, 1);
     assert!(err.contains("cannot reach"), "{err}");
 }
+
+/// The status page's own functions (`topRequest`, `topRows`, `topStatus`
+/// of `ui/app.js`), run by node against the real server: the request the
+/// page makes with a pasted token names the hammering user; a wrong token
+/// is told apart. Then the page itself, in headless Chromium, offers the
+/// token field under its strict policy.
+#[test]
+fn the_status_page_shows_the_most_denied_keys_with_the_token() {
+    let f = start("");
+    for _ in 0..10 {
+        check(&f, "hammer", "ai");
+    }
+    let app_js = floodgate_e2e::repo_root().join("crates/floodgate-server/src/http/ui/app.js");
+    let script = r#"
+const ui = require(process.argv[1]);
+const [base, token] = [process.argv[2], process.argv[3]];
+(async () => {
+  const [path, options] = ui.topRequest(token, 5);
+  const response = await fetch(base + path, options);
+  if (!response.ok) { console.log(JSON.stringify({ status: ui.topStatus(response.status) })); return; }
+  console.log(JSON.stringify({ rows: ui.topRows(await response.json()) }));
+})();
+"#;
+    let base = format!("http://{}", f.http);
+    let run = |token: &str| -> serde_json::Value {
+        let out = std::process::Command::new("node")
+            .args(["-e", script, app_js.to_str().unwrap(), &base, token])
+            .output()
+            .expect("node runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("JSON from node")
+    };
+    let shown = run(TOKEN);
+    assert_eq!(shown["rows"][0][0], "per-user", "{shown}");
+    assert_eq!(shown["rows"][0][1], "per-user:hammer", "{shown}");
+    assert_eq!(shown["rows"][0][2], "7", "{shown}");
+    let refused = run("wrong-token-0123456789");
+    assert!(refused["status"].as_str().unwrap().contains("refused"), "{refused}");
+
+    if std::process::Command::new("chromium").arg("--version").output().is_err() {
+        eprintln!("chromium is not installed: skipping the page check");
+        return;
+    }
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions"])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--virtual-time-budget=3000")
+        .arg("--dump-dom")
+        .arg(format!("{base}/"))
+        .output()
+        .expect("chromium runs");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(dom.contains(r#"id="admin-token""#), "{dom}");
+    assert!(dom.contains(">no token given<"), "{dom}");
+    assert!(dom.contains(r#"id="error" hidden"#), "the page ran without error: {dom}");
+    assert!(dom.contains(r#"<tr data-policy="per-user">"#), "{dom}");
+}
