@@ -371,3 +371,38 @@ const [base, token] = [process.argv[2], process.argv[3]];
     assert!(dom.contains(r#"id="error" hidden"#), "the page ran without error: {dom}");
     assert!(dom.contains(r#"<tr data-policy="per-user">"#), "{dom}");
 }
+
+/// The token is read again at every reload: a rotated token applies at
+/// once; a token file that became too short is a rejected reload, and the
+/// old token keeps working.
+#[test]
+fn a_reload_rotates_the_token_and_a_bad_one_keeps_the_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let config = format!(
+        "{FREE_PORTS}\n[admin]\ntoken_file = {:?}\n{POLICIES}",
+        token_file.display().to_string()
+    );
+    let f = Floodgate::start(&config);
+    let path = "/v1/admin/state?user=u1";
+    assert_eq!(admin(&f, "GET", path, Some(TOKEN), None).status, 200);
+    let wait_for = |count: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while f.log.lock().unwrap().matches(what).count() < count {
+            assert!(Instant::now() < deadline, "no {what:?} in {}", f.log.lock().unwrap());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    std::fs::write(&token_file, "short").unwrap();
+    f.signal("HUP");
+    wait_for(1, "config reload rejected");
+    assert!(f.log.lock().unwrap().contains("too short"));
+    assert_eq!(admin(&f, "GET", path, Some(TOKEN), None).status, 200);
+    let rotated = "rotated-admin-token-9876543210";
+    std::fs::write(&token_file, rotated).unwrap();
+    f.signal("HUP");
+    wait_for(1, "config reloaded");
+    assert_eq!(admin(&f, "GET", path, Some(rotated), None).status, 200);
+    assert_eq!(admin(&f, "GET", path, Some(TOKEN), None).status, 401);
+}
