@@ -34,7 +34,13 @@ fn start(extra: &str) -> Floodgate {
     Floodgate::start_env(&config, &[], &[("FG_E2E_ADMIN_TOKEN", TOKEN)])
 }
 
-fn admin(f: &Floodgate, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> HttpResponse {
+fn admin(
+    f: &Floodgate,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> HttpResponse {
     let bearer = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = bearer
         .as_deref()
@@ -81,12 +87,24 @@ fn without_the_token_every_route_is_refused_and_nothing_changes() {
     }
     // A scheme other than Bearer carrying the right token is refused too.
     let basic = format!("Basic {TOKEN}");
-    let r = http_request(f.http, "POST", "/v1/admin/reset", &[("Authorization", &basic)], Some(reset.as_bytes()));
+    let r = http_request(
+        f.http,
+        "POST",
+        "/v1/admin/reset",
+        &[("Authorization", &basic)],
+        Some(reset.as_bytes()),
+    );
     assert_eq!(r.status, 401);
     assert_eq!(check(&f, "u1", "ai"), 429, "the user is still denied");
     let metrics = f.http("GET", "/metrics", None).text();
-    assert!(metrics.contains(r#"floodgate_admin_requests_total{action="reset",result="unauthorized"}"#), "{metrics}");
-    assert!(!metrics.contains("u1"), "attribute values never become labels");
+    assert!(
+        metrics.contains(r#"floodgate_admin_requests_total{action="reset",result="unauthorized"}"#),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("u1"),
+        "attribute values never become labels"
+    );
     assert!(f.log.lock().unwrap().contains("admin request refused"));
 }
 
@@ -103,7 +121,13 @@ fn state_peeks_without_charging() {
     assert_eq!(check(&f, "u1", "ai"), 200);
     assert_eq!(check(&f, "u1", "ai"), 200);
     for _ in 0..2 {
-        let r = admin(&f, "GET", "/v1/admin/state?user=u1&endpoint=ai", Some(TOKEN), None);
+        let r = admin(
+            &f,
+            "GET",
+            "/v1/admin/state?user=u1&endpoint=ai",
+            Some(TOKEN),
+            None,
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         let state = r.json();
         assert_eq!(used(&state, "per-user"), 2, "{state}");
@@ -116,11 +140,23 @@ fn state_peeks_without_charging() {
     }
     // Input limits as /v1/check: a value too long is a 400.
     let long = "x".repeat(300);
-    let r = admin(&f, "GET", &format!("/v1/admin/state?user={long}"), Some(TOKEN), None);
+    let r = admin(
+        &f,
+        "GET",
+        &format!("/v1/admin/state?user={long}"),
+        Some(TOKEN),
+        None,
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     let r = admin(&f, "GET", "/v1/admin/state", Some(TOKEN), None);
     assert_eq!(r.status, 400, "{}", r.text());
-    let r = admin(&f, "POST", "/v1/admin/state?user=u1", Some(TOKEN), Some("{}"));
+    let r = admin(
+        &f,
+        "POST",
+        "/v1/admin/state?user=u1",
+        Some(TOKEN),
+        Some("{}"),
+    );
     assert_eq!(r.status, 405);
 }
 
@@ -136,14 +172,26 @@ fn a_named_reset_clears_that_policy_only() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["reset"][0]["policy"], "ai-per-user");
     assert_eq!(r.json()["reset"].as_array().unwrap().len(), 1);
-    let state = admin(&f, "GET", "/v1/admin/state?user=u1&endpoint=ai", Some(TOKEN), None).json();
+    let state = admin(
+        &f,
+        "GET",
+        "/v1/admin/state?user=u1&endpoint=ai",
+        Some(TOKEN),
+        None,
+    )
+    .json();
     assert_eq!(used(&state, "ai-per-user"), 0, "{state}");
     assert_eq!(used(&state, "per-user"), 3, "{state}");
     assert_eq!(check(&f, "u1", "ai"), 429, "per-user still denies");
     // Every applicable policy.
     let body = r#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#;
     let r = admin(&f, "POST", "/v1/admin/reset", Some(TOKEN), Some(body));
-    assert_eq!(r.json()["reset"].as_array().unwrap().len(), 2, "{}", r.text());
+    assert_eq!(
+        r.json()["reset"].as_array().unwrap().len(),
+        2,
+        "{}",
+        r.text()
+    );
     assert_eq!(check(&f, "u1", "ai"), 200);
     // An unknown policy: 404, nothing reset.
     let body = r#"{"attributes": {"user": "u1"}, "policy": "nope"}"#;
@@ -151,7 +199,11 @@ fn a_named_reset_clears_that_policy_only() {
     assert_eq!(r.status, 404, "{}", r.text());
     assert!(r.json()["error"].as_str().unwrap().contains("nope"));
     // Malformed bodies: 400.
-    for bad in ["[]", "{\"attributes\": 3}", "{\"attributes\": {}, \"x\": 1}"] {
+    for bad in [
+        "[]",
+        "{\"attributes\": 3}",
+        "{\"attributes\": {}, \"x\": 1}",
+    ] {
         let r = admin(&f, "POST", "/v1/admin/reset", Some(TOKEN), Some(bad));
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
@@ -164,7 +216,10 @@ fn a_reset_no_policy_applies_to_says_so() {
     let r = admin(&f, "POST", "/v1/admin/reset", Some(TOKEN), Some(body));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["reset"], serde_json::json!([]));
-    assert!(r.json()["message"].as_str().unwrap().contains("nothing was reset"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("nothing was reset"));
     // A named policy that does not apply to them: the same.
     let body = r#"{"attributes": {"user": "u1"}, "policy": "ai-per-user"}"#;
     let r = admin(&f, "POST", "/v1/admin/reset", Some(TOKEN), Some(body));
@@ -180,7 +235,13 @@ fn top_names_the_hammering_user() {
     for _ in 0..5 {
         check(&f, "calm", "ai");
     }
-    let r = admin(&f, "GET", "/v1/admin/top?policy=per-user&n=5", Some(TOKEN), None);
+    let r = admin(
+        &f,
+        "GET",
+        "/v1/admin/top?policy=per-user&n=5",
+        Some(TOKEN),
+        None,
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     let top = r.json();
     let first = &top["policies"][0]["top"][0];
@@ -191,8 +252,14 @@ fn top_names_the_hammering_user() {
     assert_eq!(top["per_sidecar"], true);
     assert!(top["policies"][0]["error_bound"].is_u64());
     // Unknown policy, bad n.
-    assert_eq!(admin(&f, "GET", "/v1/admin/top?policy=nope", Some(TOKEN), None).status, 404);
-    assert_eq!(admin(&f, "GET", "/v1/admin/top?n=0", Some(TOKEN), None).status, 400);
+    assert_eq!(
+        admin(&f, "GET", "/v1/admin/top?policy=nope", Some(TOKEN), None).status,
+        404
+    );
+    assert_eq!(
+        admin(&f, "GET", "/v1/admin/top?n=0", Some(TOKEN), None).status,
+        400
+    );
     // Every policy when none is named.
     let all = admin(&f, "GET", "/v1/admin/top", Some(TOKEN), None).json();
     assert_eq!(all["policies"].as_array().unwrap().len(), 2);
@@ -222,7 +289,10 @@ fn a_reset_frees_a_denied_user_on_every_sidecar_at_once() {
     assert_eq!(check(&b, "u1", "ai"), 429);
     assert_eq!(check(&b, "u1", "ai"), 429);
     let metrics = b.http("GET", "/metrics", None).text();
-    assert!(metrics.contains("floodgate_deny_cache_hits_total"), "b answers from its cache");
+    assert!(
+        metrics.contains("floodgate_deny_cache_hits_total"),
+        "b answers from its cache"
+    );
     let body = r#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#;
     let r = admin(&a, "POST", "/v1/admin/reset", Some(TOKEN), Some(body));
     assert_eq!(r.status, 200, "{}", r.text());
@@ -237,11 +307,21 @@ fn a_reset_frees_a_denied_user_on_every_sidecar_at_once() {
         if status == 200 {
             break;
         }
-        assert!(Instant::now() < deadline, "b still denies u1 after the reset");
+        assert!(
+            Instant::now() < deadline,
+            "b still denies u1 after the reset"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(check(&a, "u1", "ai"), 200);
-    let state = admin(&b, "GET", "/v1/admin/state?user=u1&endpoint=ai", Some(TOKEN), None).json();
+    let state = admin(
+        &b,
+        "GET",
+        "/v1/admin/state?user=u1&endpoint=ai",
+        Some(TOKEN),
+        None,
+    )
+    .json();
     assert_eq!(used(&state, "per-user"), 2, "{state}");
     assert_eq!(state["policies"][0]["source"], "redis");
 }
@@ -259,8 +339,14 @@ fn the_admin_api_on_its_own_listener() {
     let r = http_request(addr, "GET", "/v1/admin/state?user=u1", &auth, None);
     assert_eq!(r.status, 200, "{}", r.text());
     // Not on the HTTP listener, and nothing else on the admin one.
-    assert_eq!(http_request(f.http, "GET", "/v1/admin/state?user=u1", &auth, None).status, 404);
-    assert_eq!(http_request(addr, "GET", "/metrics", &auth, None).status, 404);
+    assert_eq!(
+        http_request(f.http, "GET", "/v1/admin/state?user=u1", &auth, None).status,
+        404
+    );
+    assert_eq!(
+        http_request(addr, "GET", "/metrics", &auth, None).status,
+        404
+    );
 }
 
 #[test]
@@ -274,14 +360,45 @@ fn the_cli_against_a_real_server() {
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
     let tf = token_file.to_str().unwrap();
-    let (code, out, err) = run_cli(&["admin", "state", "--url", &url, "--token-file", tf, "user=u1", "endpoint=ai"]);
+    let (code, out, err) = run_cli(&[
+        "admin",
+        "state",
+        "--url",
+        &url,
+        "--token-file",
+        tf,
+        "user=u1",
+        "endpoint=ai",
+    ]);
     assert_eq!(code, 0, "{err}");
     let state: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(used(&state, "per-user"), 3);
-    let (code, out, err) = run_cli(&["admin", "top", "--url", &url, "--token-file", tf, "--policy", "per-user", "-n", "3"]);
+    let (code, out, err) = run_cli(&[
+        "admin",
+        "top",
+        "--url",
+        &url,
+        "--token-file",
+        tf,
+        "--policy",
+        "per-user",
+        "-n",
+        "3",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("per-user:u1"), "{out}");
-    let (code, out, err) = run_cli(&["admin", "reset", "--url", &url, "--token-file", tf, "--policy", "per-user", "user=u1", "endpoint=ai"]);
+    let (code, out, err) = run_cli(&[
+        "admin",
+        "reset",
+        "--url",
+        &url,
+        "--token-file",
+        tf,
+        "--policy",
+        "per-user",
+        "user=u1",
+        "endpoint=ai",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("\"per-user\""), "{out}");
     assert_eq!(check(&f, "u1", "ai"), 200);
@@ -291,11 +408,23 @@ fn the_cli_against_a_real_server() {
         .env("FLOODGATE_ADMIN_TOKEN", TOKEN)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Failures: a clear line and a non-zero exit.
     let wrong = dir.path().join("wrong");
     std::fs::write(&wrong, "wrong-token-0123456789").unwrap();
-    let (code, _, err) = run_cli(&["admin", "state", "--url", &url, "--token-file", wrong.to_str().unwrap(), "user=u1"]);
+    let (code, _, err) = run_cli(&[
+        "admin",
+        "state",
+        "--url",
+        &url,
+        "--token-file",
+        wrong.to_str().unwrap(),
+        "user=u1",
+    ]);
     assert_eq!(code, 1);
     assert!(err.contains("401"), "{err}");
     let out = std::process::Command::new(floodgate_e2e::binary())
@@ -342,7 +471,11 @@ const [base, token] = [process.argv[2], process.argv[3]];
             .args(["-e", script, app_js.to_str().unwrap(), &base, token])
             .output()
             .expect("node runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).expect("JSON from node")
     };
     let shown = run(TOKEN);
@@ -350,15 +483,32 @@ const [base, token] = [process.argv[2], process.argv[3]];
     assert_eq!(shown["rows"][0][1], "per-user:hammer", "{shown}");
     assert_eq!(shown["rows"][0][2], "7", "{shown}");
     let refused = run("wrong-token-0123456789");
-    assert!(refused["status"].as_str().unwrap().contains("refused"), "{refused}");
+    assert!(
+        refused["status"].as_str().unwrap().contains("refused"),
+        "{refused}"
+    );
 
-    if std::process::Command::new("chromium").arg("--version").output().is_err() {
+    if std::process::Command::new("chromium")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("chromium is not installed: skipping the page check");
         return;
     }
     let profile = tempfile::tempdir().unwrap();
     let out = std::process::Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--disable-extensions"])
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-extensions",
+        ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg("--virtual-time-budget=3000")
         .arg("--dump-dom")
@@ -368,7 +518,10 @@ const [base, token] = [process.argv[2], process.argv[3]];
     let dom = String::from_utf8_lossy(&out.stdout);
     assert!(dom.contains(r#"id="admin-token""#), "{dom}");
     assert!(dom.contains(">no token given<"), "{dom}");
-    assert!(dom.contains(r#"id="error" hidden"#), "the page ran without error: {dom}");
+    assert!(
+        dom.contains(r#"id="error" hidden"#),
+        "the page ran without error: {dom}"
+    );
     assert!(dom.contains(r#"<tr data-policy="per-user">"#), "{dom}");
 }
 
@@ -390,7 +543,11 @@ fn a_reload_rotates_the_token_and_a_bad_one_keeps_the_old() {
     let wait_for = |count: usize, what: &str| {
         let deadline = Instant::now() + Duration::from_secs(5);
         while f.log.lock().unwrap().matches(what).count() < count {
-            assert!(Instant::now() < deadline, "no {what:?} in {}", f.log.lock().unwrap());
+            assert!(
+                Instant::now() < deadline,
+                "no {what:?} in {}",
+                f.log.lock().unwrap()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     };

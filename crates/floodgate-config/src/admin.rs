@@ -42,10 +42,7 @@ pub struct AdminConfig {
 
 impl AdminConfig {
     /// Reads `[admin]` when present, reporting every problem into `diag`.
-    pub(crate) fn read(
-        node: Option<&Node<'_>>,
-        diag: &mut Diagnostics<'_>,
-    ) -> Option<AdminConfig> {
+    pub(crate) fn read(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>) -> Option<AdminConfig> {
         let section = Section::<RawAdmin>::read(node?, "[admin]", diag)?;
         let raw = &section.raw;
         if raw.token.is_some() {
@@ -127,7 +124,9 @@ fn token(bytes: &[u8]) -> Result<AdminToken, String> {
         ));
     }
     if !trimmed.iter().all(|b| b.is_ascii_graphic()) {
-        return Err("the token must be visible ASCII characters (no spaces or control characters)".into());
+        return Err(
+            "the token must be visible ASCII characters (no spaces or control characters)".into(),
+        );
     }
     Ok(AdminToken(trimmed.to_vec()))
 }

@@ -33,7 +33,9 @@ use crate::key::redis_key;
 use crate::liveness::{keepalive, unresponsive_after, MAX_QUEUED_COMMANDS};
 use crate::reconcile::reconcile_calls;
 use crate::release;
-use crate::script::{check_calls, read_settled, refund_call, reset_call, settle_call, Call, SCRIPTS};
+use crate::script::{
+    check_calls, read_settled, refund_call, reset_call, settle_call, Call, SCRIPTS,
+};
 use crate::{Config, Error};
 
 /// Shortest time allowed for opening a connection (TCP, TLS, AUTH), whatever

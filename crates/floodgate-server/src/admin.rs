@@ -188,9 +188,18 @@ mod tests {
 
     #[test]
     fn actions_and_their_methods() {
-        assert_eq!(Action::of("/v1/admin/state"), Some((Action::State, Method::GET)));
-        assert_eq!(Action::of("/v1/admin/reset"), Some((Action::Reset, Method::POST)));
-        assert_eq!(Action::of("/v1/admin/top"), Some((Action::Top, Method::GET)));
+        assert_eq!(
+            Action::of("/v1/admin/state"),
+            Some((Action::State, Method::GET))
+        );
+        assert_eq!(
+            Action::of("/v1/admin/reset"),
+            Some((Action::Reset, Method::POST))
+        );
+        assert_eq!(
+            Action::of("/v1/admin/top"),
+            Some((Action::Top, Method::GET))
+        );
         assert_eq!(Action::of("/v1/admin/other"), None);
         assert_eq!(Action::of("/v1/check"), None);
     }

@@ -11,8 +11,8 @@ use floodgate_config::store::StoreKind;
 use floodgate_config::{Config, IdentityConfig};
 use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
 use floodgate_store::{
-    check_waiting, Check, Resets, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store,
-    Verdict, WaitRoom, Waited, WakeOnRelease,
+    check_waiting, Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Resets,
+    Store, Verdict, WaitRoom, Waited, WakeOnRelease,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 

@@ -80,7 +80,11 @@ mod tests {
     #[test]
     fn an_announcement_forgets_here_and_is_published() {
         let clock = Arc::new(ManualClock::new(1_000_000));
-        let local = Arc::new(LocalStore::new(LocalConfig::default(), clock, Source::Local));
+        let local = Arc::new(LocalStore::new(
+            LocalConfig::default(),
+            clock,
+            Source::Local,
+        ));
         let policy = Policy::new(PolicySpec {
             name: "p".into(),
             key: vec!["user".into()],

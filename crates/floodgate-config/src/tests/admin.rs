@@ -31,7 +31,10 @@ fn a_token_file_is_read_and_trimmed() {
 
 #[test]
 fn a_token_env_is_read() {
-    std::env::set_var("FLOODGATE_TEST_ADMIN_TOKEN_OK", "abcdefghijklmnopqrstuvwxyz");
+    std::env::set_var(
+        "FLOODGATE_TEST_ADMIN_TOKEN_OK",
+        "abcdefghijklmnopqrstuvwxyz",
+    );
     let admin = parse("[admin]\ntoken_env = \"FLOODGATE_TEST_ADMIN_TOKEN_OK\"\n")
         .admin
         .unwrap();
@@ -51,7 +54,12 @@ fn a_token_in_the_file_is_refused_with_the_reason() {
 
 #[test]
 fn no_token_source_is_an_error() {
-    single_error("[admin]\nlisten = \"127.0.0.1:9723\"\n", 1, 1, &["token_file"]);
+    single_error(
+        "[admin]\nlisten = \"127.0.0.1:9723\"\n",
+        1,
+        1,
+        &["token_file"],
+    );
 }
 
 #[test]
@@ -73,13 +81,22 @@ fn unreadable_empty_and_short_files_are_errors() {
         &["cannot read", "/nonexistent/floodgate-token"],
     );
     let empty = token_file("  \n");
-    let src = format!("[admin]\ntoken_file = {:?}\n", empty.path().display().to_string());
+    let src = format!(
+        "[admin]\ntoken_file = {:?}\n",
+        empty.path().display().to_string()
+    );
     single_error(&src, 2, 14, &["empty"]);
     let short = token_file("short-token");
-    let src = format!("[admin]\ntoken_file = {:?}\n", short.path().display().to_string());
+    let src = format!(
+        "[admin]\ntoken_file = {:?}\n",
+        short.path().display().to_string()
+    );
     single_error(&src, 2, 14, &["too short", "16"]);
     let spaced = token_file("0123456789 abcdef0123");
-    let src = format!("[admin]\ntoken_file = {:?}\n", spaced.path().display().to_string());
+    let src = format!(
+        "[admin]\ntoken_file = {:?}\n",
+        spaced.path().display().to_string()
+    );
     single_error(&src, 2, 14, &["visible ASCII"]);
 }
 

@@ -37,24 +37,31 @@ async fn remaining(store: &RedisStore, policy: &Policy) -> u64 {
 
 async fn clear(store: &RedisStore, policy: &Policy) {
     let key = key(policy);
-    let clear = Clear {
-        policy,
-        key: &key,
-    };
+    let clear = Clear { policy, key: &key };
     store.clear(&[clear]).await.unwrap();
 }
 
 /// Fills then resets a counter of every algorithm; each is full again.
 async fn every_algorithm_starts_afresh(store: &RedisStore) {
     use AlgorithmKind::*;
-    for kind in [SlidingWindow, FixedWindow, SlidingLog, TokenBucket, Concurrency] {
+    for kind in [
+        SlidingWindow,
+        FixedWindow,
+        SlidingLog,
+        TokenBucket,
+        Concurrency,
+    ] {
         let p = policy(&format!("p-{kind:?}"), kind, false);
         let key = key(&p);
         let op = StoreOp::new(&p, &key, 1_000);
         assert!(store.check(&[op]).await.unwrap()[0].outcome.allowed);
         assert_eq!(remaining(store, &p).await, 0, "{kind:?}");
         clear(store, &p).await;
-        assert_eq!(remaining(store, &p).await, 1_000, "{kind:?} after the reset");
+        assert_eq!(
+            remaining(store, &p).await,
+            1_000,
+            "{kind:?} after the reset"
+        );
     }
 }
 
@@ -106,7 +113,10 @@ async fn a_reset_clears_every_key_of_the_counter() {
         .query(&mut inspector)
         .unwrap();
     clear(&store, &p).await;
-    let exists: i64 = redis::cmd("EXISTS").arg(&block).query(&mut inspector).unwrap();
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(&block)
+        .query(&mut inspector)
+        .unwrap();
     assert_eq!(exists, 0);
 }
 

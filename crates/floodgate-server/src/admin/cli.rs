@@ -68,7 +68,9 @@ pub fn parse_attributes(args: &[String]) -> Result<Vec<(String, String)>, String
     let mut out: Vec<(String, String)> = Vec::new();
     for arg in args {
         let Some((name, value)) = arg.split_once('=').filter(|(n, _)| !n.is_empty()) else {
-            return Err(format!("invalid attribute {arg:?}: expected name=value, like user=u1"));
+            return Err(format!(
+                "invalid attribute {arg:?}: expected name=value, like user=u1"
+            ));
         };
         if out.iter().any(|(n, _)| n == name) {
             return Err(format!("attribute {name:?} is given more than once"));
@@ -99,7 +101,11 @@ fn build(call: &Call) -> Result<(Method, String, Option<String>), String> {
             for (name, value) in &call.attributes {
                 query.append_pair(name, value);
             }
-            Ok((Method::GET, format!("{base}/v1/admin/state?{}", query.finish()), None))
+            Ok((
+                Method::GET,
+                format!("{base}/v1/admin/state?{}", query.finish()),
+                None,
+            ))
         }
         AdminAction::Reset => {
             let attributes: serde_json::Map<String, serde_json::Value> = (call.attributes.iter())
@@ -109,7 +115,11 @@ fn build(call: &Call) -> Result<(Method, String, Option<String>), String> {
             if let Some(policy) = &call.policy {
                 body["policy"] = serde_json::Value::String(policy.clone());
             }
-            Ok((Method::POST, format!("{base}/v1/admin/reset"), Some(body.to_string())))
+            Ok((
+                Method::POST,
+                format!("{base}/v1/admin/reset"),
+                Some(body.to_string()),
+            ))
         }
         AdminAction::Top => {
             if let Some(policy) = &call.policy {
@@ -118,7 +128,11 @@ fn build(call: &Call) -> Result<(Method, String, Option<String>), String> {
             if let Some(n) = call.n {
                 query.append_pair("n", &n.to_string());
             }
-            Ok((Method::GET, format!("{base}/v1/admin/top?{}", query.finish()), None))
+            Ok((
+                Method::GET,
+                format!("{base}/v1/admin/top?{}", query.finish()),
+                None,
+            ))
         }
     }
 }
@@ -153,7 +167,10 @@ pub async fn run(call: &Call, token: &str) -> Result<String, String> {
         .as_ref()
         .and_then(|j| j.get("error"))
         .and_then(|e| e.as_str())
-        .map_or_else(|| String::from_utf8_lossy(&bytes).into_owned(), str::to_string);
+        .map_or_else(
+            || String::from_utf8_lossy(&bytes).into_owned(),
+            str::to_string,
+        );
     match status {
         s if s.is_success() => Ok(json.map_or_else(
             || String::from_utf8_lossy(&bytes).into_owned(),
@@ -199,17 +216,27 @@ mod tests {
 
     #[test]
     fn requests_are_built_from_the_arguments() {
-        let (m, uri, body) = build(&call(AdminAction::State, &["user=u 1", "endpoint=ai"])).unwrap();
+        let (m, uri, body) =
+            build(&call(AdminAction::State, &["user=u 1", "endpoint=ai"])).unwrap();
         assert_eq!(m, Method::GET);
-        assert_eq!(uri, "http://127.0.0.1:9720/v1/admin/state?user=u+1&endpoint=ai");
+        assert_eq!(
+            uri,
+            "http://127.0.0.1:9720/v1/admin/state?user=u+1&endpoint=ai"
+        );
         assert!(body.is_none());
         let (m, uri, body) = build(&call(AdminAction::Reset, &["user=u1"])).unwrap();
-        assert_eq!((m, uri.as_str()), (Method::POST, "http://127.0.0.1:9720/v1/admin/reset"));
+        assert_eq!(
+            (m, uri.as_str()),
+            (Method::POST, "http://127.0.0.1:9720/v1/admin/reset")
+        );
         let body: serde_json::Value = serde_json::from_str(&body.unwrap()).unwrap();
         assert_eq!(body["attributes"]["user"], "u1");
         assert_eq!(body["policy"], "ai per user");
         let (_, uri, _) = build(&call(AdminAction::Top, &[])).unwrap();
-        assert_eq!(uri, "http://127.0.0.1:9720/v1/admin/top?policy=ai+per+user&n=3");
+        assert_eq!(
+            uri,
+            "http://127.0.0.1:9720/v1/admin/top?policy=ai+per+user&n=3"
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ impl PolicyState {
 }
 
 fn names(statuses: impl Iterator<Item = Arc<str>>) -> String {
-    statuses.map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+    statuses
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `GET /v1/admin/state?<attributes>`: every applicable policy's counter,
@@ -146,7 +149,9 @@ pub(super) async fn reset(
         message: String,
     }
     let message = match (targets.len(), only) {
-        (0, Some(name)) => format!("policy {name:?} does not apply to these attributes: nothing was reset"),
+        (0, Some(name)) => {
+            format!("policy {name:?} does not apply to these attributes: nothing was reset")
+        }
         (0, None) => "no policy applies to these attributes: nothing was reset".to_string(),
         (n, _) => format!("reset {n} counter(s)"),
     };

@@ -40,9 +40,10 @@ pub(super) async fn start(
     tracker.spawn(async move {
         loop {
             let stop = shutdown.clone();
-            let connected = connect_wake_channel(&config, room.clone(), resets.clone(), async move {
-                stop.cancelled().await
-            });
+            let connected =
+                connect_wake_channel(&config, room.clone(), resets.clone(), async move {
+                    stop.cancelled().await
+                });
             let error = tokio::select! {
                 () = shutdown.cancelled() => return,
                 result = connected => match result {

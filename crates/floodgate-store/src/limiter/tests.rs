@@ -359,7 +359,11 @@ async fn a_reset_clears_every_applicable_counter_or_the_named_one() {
     let v = check(&l, &u2, 0).await;
     assert_eq!(v.statuses[0].remaining, 0);
     // Attributes no policy applies to: nothing.
-    assert!(l.reset(&attrs(&[("ip", "1")]), None).await.unwrap().is_empty());
+    assert!(l
+        .reset(&attrs(&[("ip", "1")]), None)
+        .await
+        .unwrap()
+        .is_empty());
     // Malformed attributes: an error, nothing cleared.
     let bad = attrs(&[("user", &"x".repeat(300))]);
     assert!(l.reset(&bad, None).await.is_err());

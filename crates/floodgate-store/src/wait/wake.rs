@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use floodgate_core::AlgorithmKind;
 
 use super::WaitRoom;
-use crate::store::{Clear, Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{
+    Clear, Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome,
+};
 use crate::StoreError;
 
 /// Wraps a store: every refund of a `concurrency` charge (a lease
