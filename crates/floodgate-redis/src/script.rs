@@ -485,7 +485,7 @@ mod tests {
         }
         let shas: std::collections::HashSet<_> =
             SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
-        assert_eq!(shas.len(), 4);
+        assert_eq!(shas.len(), 5);
     }
 
     #[test]

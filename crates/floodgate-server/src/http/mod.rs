@@ -43,7 +43,7 @@ pub async fn serve(
 
 /// `answer`, or 408 (and the connection closed) when it takes longer than
 /// `timeout` — a client trickling its body holds nothing for long.
-async fn within(
+pub(crate) async fn within(
     timeout: Duration,
     answer: impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
