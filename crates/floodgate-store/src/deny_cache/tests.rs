@@ -43,6 +43,9 @@ impl Store for Counted {
     async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
         self.store.settle(settles).await
     }
+    async fn clear(&self, clears: &[crate::Clear<'_>]) -> Result<(), StoreError> {
+        self.store.clear(clears).await
+    }
     fn mode(&self) -> Source {
         Source::Redis
     }
@@ -358,4 +361,26 @@ async fn a_refund_by_settle_forgets_the_cached_denial() {
         calls + 1,
         "asked the store again"
     );
+}
+
+#[tokio::test]
+async fn a_reset_or_an_announcement_forgets_the_cached_denial() {
+    let (cache, inner, _) = setup();
+    let p = policy("fw", AlgorithmKind::FixedWindow, 1);
+    assert!(one(&cache, &p, "fw:u", 1).await.allowed);
+    assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
+    assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 2, "answered from the cache");
+    // An announcement from another sidecar: forgotten, the store is asked.
+    cache.forget(&["fw:u"]);
+    assert!(cache.is_empty());
+    assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+    // A reset here: the store's counter is cleared too.
+    let clear = crate::Clear {
+        policy: &p,
+        key: "fw:u",
+    };
+    cache.clear(&[clear]).await.unwrap();
+    assert!(one(&cache, &p, "fw:u", 1).await.allowed);
 }
