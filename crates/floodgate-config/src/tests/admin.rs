@@ -28,7 +28,10 @@ fn a_token_file_is_read_and_trimmed() {
     assert_eq!(admin.listen, Some("127.0.0.1:9723".parse().unwrap()));
     assert!(!format!("{admin:?}").contains("0123456789abcdef"));
     let summary = parse(&src).summary();
-    assert!(summary.contains("admin API: on, on 127.0.0.1:9723"), "{summary}");
+    assert!(
+        summary.contains("admin API: on, on 127.0.0.1:9723"),
+        "{summary}"
+    );
     assert!(!summary.contains("0123456789abcdef"), "{summary}");
 }
 

@@ -370,7 +370,11 @@ async fn a_reset_or_an_announcement_forgets_the_cached_denial() {
     assert!(one(&cache, &p, "fw:u", 1).await.allowed);
     assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
     assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
-    assert_eq!(inner.calls.load(Ordering::SeqCst), 2, "answered from the cache");
+    assert_eq!(
+        inner.calls.load(Ordering::SeqCst),
+        2,
+        "answered from the cache"
+    );
     // An announcement from another sidecar: forgotten, the store is asked.
     cache.forget(&["fw:u"]);
     assert!(cache.is_empty());
