@@ -9,6 +9,7 @@ mod handlers;
 mod query;
 
 pub mod cli;
+pub mod command;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
