@@ -169,6 +169,10 @@ pub async fn connect_wake_channel(
                         };
                         if &*message.channel == resetting.as_str() {
                             resets.received(&text);
+                            // Freed slots: waiters on those counters re-check.
+                            for key in text.lines() {
+                                room.wake_all(key);
+                            }
                         } else {
                             room.wake_all(&text);
                         }

@@ -138,6 +138,10 @@ pub(super) async fn reset(
     if !targets.is_empty() {
         app.resets
             .announce(targets.iter().map(|t| t.key.clone()).collect());
+        // Checks waiting here on those counters re-check at once.
+        for target in &targets {
+            app.waits.wake_all(&target.key);
+        }
     }
     let cleared = names(targets.iter().map(|t| t.policy.clone()));
     tracing::info!(%peer, action = "reset", policies = %cleared, ok = result.is_ok(), "admin request");
