@@ -4,6 +4,7 @@
 //! column. It must never depend on tokio, a store or a transport.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cost;
 mod duration;
 mod endpoint;
@@ -24,6 +25,7 @@ use floodgate_core::{EndpointTable, PolicySet};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+pub use admin::{AdminConfig, AdminToken};
 pub use error::{ConfigError, ConfigErrors};
 pub use fallback::{FallbackConfig, Instances};
 pub use identity::{
@@ -51,6 +53,9 @@ pub struct Config {
     /// `[traces]`: OpenTelemetry span export; `None` when the file has no
     /// such section (the `OTEL_*` environment variables decide).
     pub traces: Option<TracesConfig>,
+    /// `[admin]`: the admin API; `None` (off) when the file has no such
+    /// section.
+    pub admin: Option<AdminConfig>,
     /// `[[endpoint]]`: path → endpoint class, first match wins.
     pub endpoints: EndpointTable,
     /// The `cost` of endpoint classes, by class name: what the reverse
@@ -112,6 +117,7 @@ impl Config {
         let fallback = FallbackConfig::read(top.child("fallback"), diag);
         let identity = IdentityConfig::read(top.child("identity"), diag);
         let traces = TracesConfig::read(top.child("traces"), diag);
+        let admin = AdminConfig::read(top.child("admin"), diag);
         let (endpoints, costs) = endpoint::read_endpoints(top.child("endpoint"), diag);
         Config {
             server,
@@ -119,6 +125,7 @@ impl Config {
             fallback,
             identity,
             traces,
+            admin,
             endpoints,
             costs,
             policies: policy::read_policies(top.child("policy"), diag),

@@ -23,6 +23,7 @@ pub(crate) struct RawRoot {
     pub fallback: Option<SubTable>,
     pub identity: Option<SubTable>,
     pub traces: Option<SubTable>,
+    pub admin: Option<SubTable>,
     pub endpoint: Option<TableArray>,
     pub policy: Option<TableArray>,
 }
@@ -158,6 +159,17 @@ pub(crate) struct RawTraces {
     pub sample_ratio: Option<f64>,
     pub attributes: Option<Vec<String>>,
     pub service_name: Option<String>,
+}
+
+/// `[admin]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    /// Refused with a message of its own: never a token in the file.
+    pub token: Option<serde::de::IgnoredAny>,
+    pub token_file: Option<String>,
+    pub token_env: Option<String>,
+    pub listen: Option<String>,
 }
 
 /// One `[[endpoint]]`.

@@ -118,6 +118,12 @@ impl Config {
                 t.service_name
             );
         }
+        if let Some(admin) = &self.admin {
+            let at = admin
+                .listen
+                .map_or_else(|| "the HTTP listener".to_string(), |a| a.to_string());
+            let _ = writeln!(out, "admin API: on, on {at} (bearer token loaded)");
+        }
         let endpoints: Vec<_> = self.endpoints.iter().collect();
         let _ = writeln!(out, "endpoints: {}", endpoints.len());
         for e in endpoints {

@@ -87,6 +87,12 @@ local function overrun(extra)
 end
 
 local function refund(give)
+  -- Charged before an admin reset of this counter (reset.lua): the charge
+  -- was wiped with the counter, so there is nothing to give back.
+  local cleared = tonumber(redis.call('GET', counter .. ':cleared') or '')
+  if cleared ~= nil and at < cleared then
+    return
+  end
   if kind == 'tb' then
     -- The debt drains first-in first-out: only receipt id - now is owed.
     local owed = math.min(give * span, math.max(id - now, 0))

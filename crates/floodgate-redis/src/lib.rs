@@ -101,7 +101,7 @@ pub use error::Error;
 pub use key::block_key;
 pub use store::RedisStore;
 pub use ticket_queue::RedisQueue;
-pub use waiters::{connect_wake_channel, wake_channel, WakePublisher};
+pub use waiters::{connect_wake_channel, reset_channel, wake_channel, WakePublisher};
 
 /// The Redis key of the counter `counter_key` of `policy` under `prefix`
 /// (the store's `key_prefix`), as the store reads and writes it:

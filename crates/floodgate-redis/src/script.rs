@@ -47,6 +47,8 @@ pub(crate) struct Scripts {
     pub(crate) settle: Script,
     /// `heartbeat.lua`.
     pub(crate) heartbeat: Script,
+    /// `reset.lua`.
+    pub(crate) reset: Script,
 }
 
 /// Every script, built on first use.
@@ -67,12 +69,19 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
         include_str!("../lua/settle.lua"),
     ]),
     heartbeat: Script::new(&[include_str!("../lua/heartbeat.lua")]),
+    reset: Script::new(&[include_str!("../lua/reset.lua")]),
 });
 
 impl Scripts {
     /// All scripts, to load them at connect time.
-    pub(crate) fn all(&self) -> [&Script; 4] {
-        [&self.check, &self.refund, &self.heartbeat, &self.settle]
+    pub(crate) fn all(&self) -> [&Script; 5] {
+        [
+            &self.check,
+            &self.refund,
+            &self.heartbeat,
+            &self.settle,
+            &self.reset,
+        ]
     }
 }
 
@@ -382,6 +391,33 @@ pub(crate) fn record_key(prefix: &str, counter_key: &str, policy: &Policy, nonce
     format!("{}:r:{nonce:032x}", redis_key(prefix, counter_key, policy))
 }
 
+/// The Redis keys an admin reset of `counter_key` under `policy` deletes:
+/// the counter, its lockout (`<counter>:block`, and the same under the
+/// bare tag) — all of one hash tag, so of one Cluster slot — then the
+/// marker it leaves (`<counter>:cleared`).
+pub(crate) fn reset_keys(prefix: &str, counter_key: &str, policy: &Policy) -> Vec<String> {
+    let counter = redis_key(prefix, counter_key, policy);
+    let block = format!("{counter}:block");
+    let bare = format!("{prefix}:{{{counter_key}}}:block");
+    let cleared = format!("{counter}:cleared");
+    vec![counter, block, bare, cleared]
+}
+
+/// The call resetting `counter_key` under `policy` (see `reset.lua`), with
+/// script time `now` ("" = Redis `TIME`).
+pub(crate) fn reset_call(prefix: &str, counter_key: &str, policy: &Policy, now: &str) -> Call {
+    let keep = if policy.settle() {
+        floodgate_store::reservation_ttl_us(policy)
+    } else {
+        0
+    };
+    Call {
+        script: &SCRIPTS.reset,
+        keys: reset_keys(prefix, counter_key, policy),
+        args: vec![Value::from(now), int(keep)],
+    }
+}
+
 /// The call settling `settle`, with script time `now` ("" = Redis `TIME`).
 pub(crate) fn settle_call(prefix: &str, settle: &Settle<'_>, now: &str) -> Call {
     let policy = settle.policy;
@@ -471,6 +507,7 @@ mod tests {
             include_str!("../lua/refund.lua"),
             include_str!("../lua/heartbeat.lua"),
             include_str!("../lua/settle.lua"),
+            include_str!("../lua/reset.lua"),
         ];
         let algorithms = [
             include_str!("../lua/reserve.lua"),
@@ -492,7 +529,7 @@ mod tests {
         }
         let shas: std::collections::HashSet<_> =
             SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
-        assert_eq!(shas.len(), 4);
+        assert_eq!(shas.len(), 5);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Policy};
 use floodgate_store::{
-    Reconcile, Refund, Settle, Settled, Source, Store, StoreError, StoreOp, StoreOutcome,
+    Clear, Reconcile, Refund, Settle, Settled, Source, Store, StoreError, StoreOp, StoreOutcome,
 };
 use fred::clients::{Pipeline, Pool};
 use fred::error::Error as FredError;
@@ -33,7 +33,9 @@ use crate::key::redis_key;
 use crate::liveness::{keepalive, unresponsive_after, MAX_QUEUED_COMMANDS};
 use crate::reconcile::reconcile_calls;
 use crate::release;
-use crate::script::{check_calls, read_settled, refund_call, settle_call, Call, SCRIPTS};
+use crate::script::{
+    check_calls, read_settled, refund_call, reset_call, settle_call, Call, SCRIPTS,
+};
 use crate::{Config, Error};
 
 /// Shortest time allowed for opening a connection (TCP, TLS, AUTH), whatever
@@ -507,6 +509,26 @@ impl Store for RedisStore {
             .collect();
         let replies = Box::pin(self.link.run(&calls.iter().collect::<Vec<_>>())).await?;
         replies.iter().map(read_settled).collect()
+    }
+
+    /// One `reset.lua` call per counter: its keys share its hash tag, so
+    /// each call stays in one Cluster slot.
+    async fn clear(&self, clears: &[Clear<'_>]) -> Result<(), StoreError> {
+        if clears.is_empty() {
+            return Ok(());
+        }
+        let now = self.now_arg();
+        let calls: Vec<Call> = clears
+            .iter()
+            .map(|c| reset_call(&self.prefix, c.key, c.policy, &now))
+            .collect();
+        let replies = Box::pin(self.link.run(&calls.iter().collect::<Vec<_>>())).await?;
+        match replies.iter().find(|r| !matches!(r, Value::Integer(_))) {
+            Some(reply) => Err(StoreError::Protocol(format!(
+                "unexpected reset reply {reply:?}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {

@@ -11,11 +11,15 @@
 //! to its next poll (`WaitRoom::poll`), and a lease that lapses by its
 //! timeout is found the same way. Only releases of policies with a
 //! `max_wait` are announced (the others have nobody waiting).
+//!
+//! The same connections carry admin resets on `<key_prefix>:reset`: the
+//! message is the reset counter keys, one a line, and every sidecar
+//! forgets them in its deny cache and fallback ([`Resets::received`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use floodgate_store::{WaitRoom, WakeBus};
+use floodgate_store::{ResetBus, Resets, WaitRoom, WakeBus};
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::ReconnectPolicy;
@@ -34,19 +38,40 @@ pub fn wake_channel(prefix: &str) -> String {
     format!("{prefix}:wake")
 }
 
-/// Publishes releases on the wake channel, from a task of its own so a
-/// release never waits for it.
+/// The reset channel's name for `prefix`.
+pub fn reset_channel(prefix: &str) -> String {
+    format!("{prefix}:reset")
+}
+
+/// Publishes releases on the wake channel and resets on the reset channel,
+/// from a task of its own so a release never waits for it.
 pub struct WakePublisher {
-    /// Counter keys to announce.
-    queue: mpsc::Sender<String>,
+    /// (channel, message) to publish.
+    queue: mpsc::Sender<(Arc<str>, String)>,
+    /// The wake channel.
+    wake: Arc<str>,
+    /// The reset channel.
+    reset: Arc<str>,
 }
 
 impl WakeBus for WakePublisher {
     fn publish(&self, keys: Vec<String>) {
         for key in keys {
-            if self.queue.try_send(key).is_err() {
+            if self.queue.try_send((self.wake.clone(), key)).is_err() {
                 tracing::debug!("wake-up queue full: a waiter will find the slot by polling");
             }
+        }
+    }
+}
+
+impl ResetBus for WakePublisher {
+    fn publish(&self, keys: Vec<String>) {
+        if self
+            .queue
+            .try_send((self.reset.clone(), keys.join("\n")))
+            .is_err()
+        {
+            tracing::warn!("reset announcement queue full: other sidecars keep their cached denials of the reset keys until they lapse");
         }
     }
 }
@@ -65,18 +90,20 @@ fn builder(config: &Config) -> Result<Builder, Error> {
 /// Connects the wake channel for `room`: a subscriber that wakes the
 /// room's waiters on every announced release, and the publisher the room
 /// announces its own releases through (installed with
-/// [`WaitRoom::set_bus`]). Both reconnect by themselves; they run until
-/// `stop` resolves.
+/// [`WaitRoom::set_bus`]), carrying admin resets for `resets` too. Both
+/// reconnect by themselves; they run until `stop` resolves.
 ///
 /// # Errors
 /// [`Error`] when the connections cannot be built or made.
 pub async fn connect_wake_channel(
     config: &Config,
     room: Arc<WaitRoom>,
+    resets: Arc<Resets>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let target = config.target();
     let channel = wake_channel(&config.key_prefix);
+    let resetting = reset_channel(&config.key_prefix);
     let subscriber: SubscriberClient = builder(config)?
         .build_subscriber_client()
         .map_err(|e| Error::connecting(target.clone(), &e))?;
@@ -90,7 +117,9 @@ pub async fn connect_wake_channel(
     let subscribed = tokio::time::timeout(wait, async {
         subscriber.init().await?;
         publisher.init().await?;
-        subscriber.subscribe(channel.clone()).await
+        subscriber
+            .subscribe(vec![channel.clone(), resetting.clone()])
+            .await
     })
     .await;
     let failed = match subscribed {
@@ -108,8 +137,14 @@ pub async fn connect_wake_channel(
     }
     // Subscribes again after every reconnection.
     let _resubscribe = subscriber.manage_subscriptions();
-    let (queue, mut keys) = mpsc::channel::<String>(QUEUED);
-    room.set_bus(Arc::new(WakePublisher { queue }));
+    let (queue, mut keys) = mpsc::channel::<(Arc<str>, String)>(QUEUED);
+    let bus = Arc::new(WakePublisher {
+        queue,
+        wake: channel.as_str().into(),
+        reset: resetting.as_str().into(),
+    });
+    room.set_bus(bus.clone());
+    resets.set_bus(bus);
     room.set_shared(Arc::new(RedisQueue::new(
         publisher.clone(),
         &config.key_prefix,
@@ -118,9 +153,9 @@ pub async fn connect_wake_channel(
     )));
     let sender = publisher.clone();
     let publishing = tokio::spawn(async move {
-        while let Some(key) = keys.recv().await {
-            if let Err(error) = sender.publish::<(), _, _>(channel.as_str(), key).await {
-                tracing::debug!(%error, "wake-up not published");
+        while let Some((to, message)) = keys.recv().await {
+            if let Err(error) = sender.publish::<(), _, _>(&*to, message).await {
+                tracing::debug!(%error, channel = &*to, "message not published");
             }
         }
     });
@@ -129,8 +164,17 @@ pub async fn connect_wake_channel(
             loop {
                 match messages.recv().await {
                     Ok(message) => {
-                        if let Some(key) = message.value.as_str() {
-                            room.wake_all(&key);
+                        let Some(text) = message.value.as_str() else {
+                            continue;
+                        };
+                        if &*message.channel == resetting.as_str() {
+                            resets.received(&text);
+                            // Freed slots: waiters on those counters re-check.
+                            for key in text.lines() {
+                                room.wake_all(key);
+                            }
+                        } else {
+                            room.wake_all(&text);
                         }
                     }
                     // Missed messages: the waiters poll.

@@ -11,8 +11,8 @@ use floodgate_config::store::StoreKind;
 use floodgate_config::{Config, IdentityConfig};
 use floodgate_core::{AlgorithmKind, EndpointTable, PolicySet};
 use floodgate_store::{
-    check_waiting, Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Store,
-    Verdict, WaitRoom, Waited, WakeOnRelease,
+    check_waiting, Check, LeaseMode, LimitError, Limiter, PolicySnapshot, PolicySource, Resets,
+    Store, Verdict, WaitRoom, Waited, WakeOnRelease,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -33,6 +33,8 @@ pub struct Settings {
     pub costs: Arc<HashMap<String, Cost>>,
     /// The policies and global shadow mode the limiter decides with.
     pub policies: Arc<PolicySnapshot>,
+    /// `[admin]`: the admin API's token and listener; `None`: off.
+    pub admin: Option<floodgate_config::AdminConfig>,
 }
 
 impl Settings {
@@ -44,6 +46,7 @@ impl Settings {
             identity: config.identity.clone(),
             endpoints: config.endpoints.clone(),
             costs: Arc::new(config.costs.clone()),
+            admin: config.admin.clone(),
             policies: Arc::new(PolicySnapshot::new(
                 config.policies.clone(),
                 cli_shadow || config.server.shadow,
@@ -86,6 +89,9 @@ pub struct App {
     pub waits: Arc<WaitRoom>,
     /// The listeners' timeouts, which bound how long a check may wait.
     pub limits: Limits,
+    /// Admin resets: forgets reset keys here and announces them to every
+    /// sidecar.
+    pub resets: Arc<Resets>,
 }
 
 /// How often the first waiter on a `concurrency` counter re-checks with no
@@ -116,6 +122,7 @@ impl App {
             wait_poll(config.store.kind),
         ));
         let store = Arc::new(WakeOnRelease::new(store, waits.clone()));
+        let resets = Arc::new(Resets::new(store.clone()));
         let limiter = Limiter::with_source(Arc::new(SettingsSource(settings.clone())), store);
         App {
             limiter: Arc::new(limiter),
@@ -124,6 +131,7 @@ impl App {
             traces: None,
             waits,
             limits: config.server.limits,
+            resets,
         }
     }
 

@@ -50,6 +50,14 @@ enum Command {
         /// Attributes of the check, as name=value (user=u1 endpoint=ai).
         attributes: Vec<String>,
     },
+    /// Ask a running floodgate's admin API (`[admin]`): the state of a key,
+    /// its reset, or the keys denied most. The token comes from
+    /// FLOODGATE_ADMIN_TOKEN or --token-file.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        action: floodgate_server::admin::command::AdminCommand,
+    },
     /// Print a completion script for a shell.
     Completions {
         /// The shell: bash, zsh or fish.
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Admin { action } => floodgate_server::admin::command::run(action),
         Command::Completions { shell } => {
             cli_output::print(&cli_output::completions(shell, &mut Cli::command()))
         }

@@ -91,6 +91,8 @@ pub struct Fixed {
     fallback: floodgate_config::FallbackConfig,
     /// `[traces]` (the exporter is started once).
     traces: Option<floodgate_config::TracesConfig>,
+    /// `[admin] listen` (bound once).
+    admin_listen: Option<std::net::SocketAddr>,
 }
 
 impl Fixed {
@@ -110,6 +112,7 @@ impl Fixed {
             store: config.store.clone(),
             fallback: config.fallback,
             traces: config.traces.clone(),
+            admin_listen: config.admin.as_ref().and_then(|a| a.listen),
         }
     }
 
@@ -133,6 +136,9 @@ impl Fixed {
         }
         if self.traces != other.traces {
             changed.push("[traces]");
+        }
+        if self.admin_listen != other.admin_listen {
+            changed.push("[admin] listen");
         }
         changed
     }
@@ -254,7 +260,16 @@ fn apply(app: &App, config: Config, current: &Fixed, cli_shadow: bool, trigger: 
     crate::app::warn_unreleasable(&config.policies);
     // One swap: a check sees the old endpoints, identity settings and
     // policies or the new ones, never half of each.
-    app.reload(Settings::from_config(&config, cli_shadow));
+    let mut settings = Settings::from_config(&config, cli_shadow);
+    if let Some(admin) = &mut settings.admin {
+        // The admin listener is bound once: the routes stay where they are
+        // served (a new token applies at once).
+        admin.listen = current.admin_listen;
+    }
+    app.reload(settings);
+    app.limiter
+        .denials()
+        .retain(|name| config.policies.get(name).is_some());
     metrics::counter!("floodgate_config_reloads_total", "result" => "success").increment(1);
     tracing::info!(
         trigger,

@@ -86,7 +86,15 @@ pub async fn run(
     });
     if let (StoreKind::Redis, Some(redis)) = (config.store.kind, &config.store.redis) {
         let redis_up = app.limiter.store_mode() == Source::Redis;
-        wake::start(redis, app.waits.clone(), redis_up, &shutdown, &tracker).await;
+        wake::start(
+            redis,
+            app.waits.clone(),
+            app.resets.clone(),
+            redis_up,
+            &shutdown,
+            &tracker,
+        )
+        .await;
     }
     crate::app::warn_unreleasable(&config.policies);
     // Before the listening line: SIGHUP and file changes from then on reload.
@@ -112,6 +120,15 @@ pub async fn run(
         Some((listener, _)) => listener.local_addr()?.to_string(),
         None => "off".to_string(),
     };
+    let admin = match config.admin.as_ref().and_then(|a| a.listen) {
+        Some(addr) => Some(bind(addr, "the admin API").await?),
+        None => None,
+    };
+    let admin_addr = match (&admin, &config.admin) {
+        (Some(listener), _) => listener.local_addr()?.to_string(),
+        (None, Some(_)) => "http-listener".to_string(),
+        (None, None) => "off".to_string(),
+    };
     let health_addr = match &health {
         Some(listener) => listener.local_addr()?.to_string(),
         None => "off".to_string(),
@@ -121,6 +138,7 @@ pub async fn run(
         grpc = %grpc.local_addr()?,
         proxy = %proxy_addr,
         health = %health_addr,
+        admin = %admin_addr,
         store = app.limiter.store_mode().as_str(),
         policies = config.policies.len(),
         shadow = app.limiter.shadow(),
@@ -139,6 +157,14 @@ pub async fn run(
         settings("http"),
         shutdown.clone(),
     ));
+    if let Some(admin) = admin {
+        tracker.spawn(crate::admin::serve(
+            admin,
+            app.clone(),
+            settings("admin"),
+            shutdown.clone(),
+        ));
+    }
     if let Some(health) = health {
         tracker.spawn(crate::http::serve_health(
             health,

@@ -129,6 +129,10 @@ fn describe_the_others() {
         "ext_authz requests without HTTP attributes, allowed unchecked"
     );
     metrics::describe_counter!(
+        "floodgate_admin_requests_total",
+        "Admin API requests, by action (state, reset, top) and result (ok, invalid, unauthorized, error)"
+    );
+    metrics::describe_counter!(
         "floodgate_waits_total",
         "Checks that waited for their turn or were refused a wait, by outcome (allowed, denied, timeout, refused, shutdown)"
     );

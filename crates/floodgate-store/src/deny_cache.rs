@@ -44,7 +44,7 @@ use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Clock, Outcome, Policy};
 
 use crate::shards::{Expiring, ShardedMap};
-use crate::store::{Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::StoreError;
 
 /// Most denials remembered at once.
@@ -126,15 +126,6 @@ impl DenyCache {
             denials: ShardedMap::new(max_entries, 64),
             clock,
         }
-    }
-
-    /// Forgets the cached denial of counter key `key` (`<policy>:<values>`),
-    /// if any, so the next check on it asks the inner store: what an admin
-    /// reset of that counter (or of its lockout) needs. Returns whether one
-    /// was cached.
-    pub fn forget(&self, key: &str) -> bool {
-        let hash = self.denials.hash(key);
-        self.denials.lock(&hash).remove(&hash).is_some()
     }
 
     /// Denials remembered now (lapsed ones not yet met included).
@@ -296,6 +287,24 @@ impl Store for DenyCache {
             }
         }
         Ok(results)
+    }
+
+    /// Forgets the counters' cached denials first (a check racing the
+    /// reset then asks the inner store), then clears them there.
+    async fn clear(&self, clears: &[Clear<'_>]) -> Result<(), StoreError> {
+        let keys: Vec<&str> = clears.iter().map(|c| c.key).collect();
+        self.forget(&keys);
+        let result = self.inner.clear(clears).await;
+        self.forget(&keys);
+        result
+    }
+
+    fn forget(&self, keys: &[&str]) {
+        for key in keys {
+            let hash = self.denials.hash(key);
+            self.denials.lock(&hash).remove(&hash);
+        }
+        self.inner.forget(keys);
     }
 
     fn mode(&self) -> Source {

@@ -41,7 +41,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use floodgate_core::{FallbackMode, Outcome};
 
-use crate::store::{Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
 
 mod breaker;
@@ -425,6 +425,29 @@ impl Store for FailoverStore {
             Err(error) => self.failed(error),
         }
         result
+    }
+
+    /// Clears the fallback's counters, then the primary's: while the
+    /// breaker is open the primary cannot be cleared
+    /// ([`StoreError::Unavailable`], the fallback is cleared all the same).
+    async fn clear(&self, clears: &[Clear<'_>]) -> Result<(), StoreError> {
+        let keys: Vec<&str> = clears.iter().map(|c| c.key).collect();
+        self.fallback.forget(&keys);
+        let Some(primary) = self.primary.get().filter(|_| !self.is_open()) else {
+            return Err(StoreError::Unavailable(
+                "the shared store is unreachable: only this sidecar's fallback counters were cleared; reset again later".into(),
+            ));
+        };
+        let result = primary.clear(clears).await;
+        match &result {
+            Ok(()) => self.breaker.success(),
+            Err(error) => self.failed(error),
+        }
+        result
+    }
+
+    fn forget(&self, keys: &[&str]) {
+        self.fallback.forget(keys);
     }
 
     fn mode(&self) -> Source {

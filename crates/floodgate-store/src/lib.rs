@@ -12,6 +12,7 @@ mod error;
 mod failover;
 mod limiter;
 mod local;
+mod resets;
 mod shards;
 mod store;
 mod wait;
@@ -20,10 +21,12 @@ pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};
 pub use error::{LimitError, StoreError};
 pub use failover::{FailoverConfig, FailoverStore, RateTrip, RECONCILE_PER_PASS};
 pub use limiter::{
-    Check, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, Settlement, Verdict,
+    Check, DenialTop, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, ResetCounter,
+    Settlement, Verdict, TOP_MAX_POLICIES,
 };
 pub use local::{reservation_ttl_us, LocalConfig, LocalStore};
-pub use store::{Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+pub use resets::{ResetBus, Resets};
+pub use store::{Clear, Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 pub use wait::{
     check_waiting, Joined, Place, Refused, SharedQueue, Ticket, WaitRoom, Waited, WakeBus,
     WakeOnRelease, Woken, DEFAULT_MAX_WAITING_TOTAL,

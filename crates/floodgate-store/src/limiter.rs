@@ -3,6 +3,7 @@
 //! every applicable policy allows" and refunds what a denied check had
 //! counted (SPEC §1).
 
+mod admin;
 mod settle;
 mod snapshot;
 
@@ -14,6 +15,7 @@ use floodgate_core::{
     PolicySet, Receipt, SettlementPart,
 };
 
+pub use admin::{DenialTop, ResetCounter, TOP_MAX_POLICIES};
 pub use settle::Settlement;
 pub use snapshot::{PolicySnapshot, PolicySource};
 
@@ -132,6 +134,8 @@ pub struct Limiter {
     source: Arc<dyn PolicySource>,
     /// Where counters live.
     store: Arc<dyn Store>,
+    /// The keys each policy denied most.
+    top: DenialTop,
 }
 
 impl Limiter {
@@ -144,7 +148,11 @@ impl Limiter {
 
     /// A limiter reading its policies from `source` (see [`PolicySource`]).
     pub fn with_source(source: Arc<dyn PolicySource>, store: Arc<dyn Store>) -> Self {
-        Limiter { source, store }
+        Limiter {
+            source,
+            store,
+            top: DenialTop::new(Arc::new(floodgate_core::SystemClock::new())),
+        }
     }
 
     /// The snapshot in force: load it once and pass it to
@@ -344,6 +352,13 @@ impl Limiter {
                     // until its window passes.
                     tracing::warn!(%error, "refund of a denied check failed");
                 }
+            }
+        }
+        // Who is being limited: every denial of a charging check (shadow
+        // ones too: who would be), by counter key.
+        for (((i, policy), key), o) in applicable.iter().zip(&keys).zip(&outcomes) {
+            if !o.outcome.allowed && checks[*i].hits > 0 {
+                self.top.observe(policy.name_arc(), key);
             }
         }
         for verdict in &mut verdicts {

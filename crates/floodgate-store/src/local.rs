@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Clock, Outcome, Policy, State};
 
 use crate::shards::{Expiring, ShardedMap};
-use crate::store::{Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::StoreError;
 
 /// Sizing of a [`LocalStore`].
@@ -71,6 +71,9 @@ pub struct LocalStore {
     reservations: ShardedMap<settle::Record>,
     /// Lockout records by counter key (see `local/block.rs`).
     blocks: ShardedMap<block::Held>,
+    /// When settleable counters were last cleared by an admin reset, while
+    /// a reservation charged before may still be settled.
+    cleared: ShardedMap<settle::Cleared>,
     /// Time source (monotonic, epoch aligned).
     clock: Arc<dyn Clock>,
     /// What this store reports as the source of its decisions.
@@ -91,6 +94,7 @@ impl LocalStore {
             counters: ShardedMap::new(config.max_keys, config.shards),
             reservations: ShardedMap::new(config.max_keys, config.shards),
             blocks: ShardedMap::new(config.max_keys, config.shards),
+            cleared: ShardedMap::new(config.max_keys, config.shards),
             clock,
             source,
             evictions: AtomicU64::new(0),
@@ -196,12 +200,30 @@ impl LocalStore {
         }
     }
 
+    /// Drops the counter `key` (leases included) and its lockout;
+    /// harmless when absent.
+    fn remove(&self, key: &str) {
+        let hash = self.counters.hash(key);
+        self.counters.lock(&hash).remove(&hash);
+        self.clear_block(key);
+    }
+
+    /// Clears one counter (an admin reset): drops it, and remembers when
+    /// for as long as a reservation charged before may be settled.
+    pub fn clear_one(&self, clear: &Clear<'_>) {
+        self.remove(clear.key);
+        if clear.policy.settle() {
+            self.note_cleared(clear.policy, clear.key);
+        }
+    }
+
     /// Drops every expired counter and returns how many remain. Call it
     /// periodically; each shard is locked only for its own pass.
     pub fn sweep(&self) -> usize {
         let now = self.clock.now_us();
         self.reservations.sweep(now);
         self.blocks.sweep(now);
+        self.cleared.sweep(now);
         let remaining = self.counters.sweep(now);
         metrics::gauge!("floodgate_local_keys").set(remaining as f64);
         remaining
@@ -256,6 +278,19 @@ impl Store for LocalStore {
             self.refund_one(refund);
         }
         Ok(())
+    }
+
+    async fn clear(&self, clears: &[Clear<'_>]) -> Result<(), StoreError> {
+        for clear in clears {
+            self.clear_one(clear);
+        }
+        Ok(())
+    }
+
+    fn forget(&self, keys: &[&str]) {
+        for key in keys {
+            self.remove(key);
+        }
     }
 
     fn mode(&self) -> Source {

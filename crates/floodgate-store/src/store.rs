@@ -100,6 +100,15 @@ pub enum Settled {
     Unknown,
 }
 
+/// One counter an admin reset clears.
+#[derive(Debug, Clone, Copy)]
+pub struct Clear<'a> {
+    /// The policy counting in it.
+    pub policy: &'a Policy,
+    /// Its counter key (`<policy>:<escaped values>`).
+    pub key: &'a str,
+}
+
 /// What a store decided for one [`StoreOp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOutcome {
@@ -195,6 +204,28 @@ pub trait Store: Send + Sync {
     async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
         let _ = settles;
         Err(StoreError::Protocol("this store cannot settle".into()))
+    }
+
+    /// Clears counters (an admin reset): their state, their lockout and
+    /// leases, wherever this store keeps them, so the next check starts a
+    /// fresh counter. A reservation charged before gives nothing back when
+    /// settled later. Clearing a counter that does not exist is harmless.
+    /// Stores that keep nothing do nothing (the default).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the store could not be reached (some counters
+    /// may have been cleared).
+    async fn clear(&self, clears: &[Clear<'_>]) -> Result<(), StoreError> {
+        let _ = clears;
+        Ok(())
+    }
+
+    /// Forgets what this sidecar alone keeps of these counter keys (cached
+    /// denials, fallback counters), never the shared store's state: every
+    /// sidecar applies it when any of them resets a key. Stores that keep
+    /// nothing of their own do nothing (the default).
+    fn forget(&self, keys: &[&str]) {
+        let _ = keys;
     }
 
     /// What answers checks right now: `"local"`, `"redis"` or `"fallback"`

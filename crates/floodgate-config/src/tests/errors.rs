@@ -20,7 +20,7 @@ fn unknown_key_at_the_top_level() {
         2,
         &[
             "unknown key \"polcy\" at the top level",
-            "expected one of: server, store, fallback, identity, traces, endpoint, policy",
+            "expected one of: server, store, fallback, identity, traces, admin, endpoint, policy",
             "did you mean \"policy\"?",
         ],
     );

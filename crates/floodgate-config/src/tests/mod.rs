@@ -1,6 +1,7 @@
 //! Parsing from strings: the SPEC example and defaults (`valid`), and
 //! every error with its line and column (`errors`).
 
+mod admin;
 mod block;
 mod calendar;
 mod errors;

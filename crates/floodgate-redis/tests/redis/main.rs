@@ -8,6 +8,7 @@ mod lockout;
 mod measure;
 mod reconcile;
 mod reload;
+mod reset;
 mod security;
 mod sentinel;
 mod settle;

@@ -2,6 +2,8 @@
 //! optional health listener (`server.health`): health and metrics only.
 
 mod body;
+
+pub use body::read as read_body;
 pub mod routes;
 mod settle;
 mod status_page;
@@ -41,7 +43,7 @@ pub async fn serve(
 
 /// `answer`, or 408 (and the connection closed) when it takes longer than
 /// `timeout` — a client trickling its body holds nothing for long.
-async fn within(
+pub(crate) async fn within(
     timeout: Duration,
     answer: impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {

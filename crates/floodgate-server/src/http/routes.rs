@@ -46,6 +46,12 @@ pub async fn handle(
         }
         (&Method::GET | &Method::HEAD, "/readyz") => Ok(ready(&app)),
         (&Method::GET, "/metrics") => Ok(metrics(&app)),
+        (_, admin) if admin.starts_with(crate::admin::PREFIX) => {
+            // Here only when [admin] has no listener of its own.
+            let settings = app.settings.load();
+            let here = settings.admin.as_ref().filter(|a| a.listen.is_none());
+            Ok(crate::admin::handle(&app, here, req, peer).await)
+        }
         (&Method::GET | &Method::HEAD, page) if status_page::PATHS.contains(&page) => {
             status_page::asset(page).ok_or_else(|| not_found(page))
         }
@@ -406,7 +412,7 @@ fn metrics(app: &App) -> HttpResponse {
 }
 
 /// A JSON response of `value` with `status`.
-pub(super) fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
+pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     // Serializing these plain structs cannot fail.
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
@@ -424,7 +430,8 @@ fn empty(status: StatusCode) -> HttpResponse {
     response
 }
 
-fn error_response(error: ApiError) -> HttpResponse {
+/// `error` as a JSON `{"error": ...}` response.
+pub(crate) fn error_response(error: ApiError) -> HttpResponse {
     #[derive(Serialize)]
     struct Body<'a> {
         error: &'a str,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use floodgate_config::store::RedisConfig;
 use floodgate_redis::connect_wake_channel;
-use floodgate_store::WaitRoom;
+use floodgate_store::{Resets, WaitRoom};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -28,6 +28,7 @@ const FIRST_ATTEMPT: Duration = Duration::from_secs(3);
 pub(super) async fn start(
     redis: &RedisConfig,
     room: Arc<WaitRoom>,
+    resets: Arc<Resets>,
     redis_up: bool,
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
@@ -40,7 +41,9 @@ pub(super) async fn start(
         loop {
             let stop = shutdown.clone();
             let connected =
-                connect_wake_channel(&config, room.clone(), async move { stop.cancelled().await });
+                connect_wake_channel(&config, room.clone(), resets.clone(), async move {
+                    stop.cancelled().await
+                });
             let error = tokio::select! {
                 () = shutdown.cancelled() => return,
                 result = connected => match result {

@@ -43,6 +43,9 @@ impl Store for Counted {
     async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
         self.store.settle(settles).await
     }
+    async fn clear(&self, clears: &[crate::Clear<'_>]) -> Result<(), StoreError> {
+        self.store.clear(clears).await
+    }
     fn mode(&self) -> Source {
         Source::Redis
     }
@@ -393,8 +396,8 @@ async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
         "no call while blocked"
     );
     // Forgetting it (an admin reset) asks the store again.
-    assert!(cache.forget("login:u"));
-    assert!(!cache.forget("login:u"));
+    cache.forget(&["login:u"]);
+    assert!(cache.is_empty());
     assert!(!one(&cache, &p, "login:u", 1).await.allowed);
     assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 1);
     clock.advance(30 * S);
@@ -402,4 +405,30 @@ async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
         one(&cache, &p, "login:u", 1).await.allowed,
         "the block has ended"
     );
+}
+
+#[tokio::test]
+async fn a_reset_or_an_announcement_forgets_the_cached_denial() {
+    let (cache, inner, _) = setup();
+    let p = policy("fw", AlgorithmKind::FixedWindow, 1);
+    assert!(one(&cache, &p, "fw:u", 1).await.allowed);
+    assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
+    assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
+    assert_eq!(
+        inner.calls.load(Ordering::SeqCst),
+        2,
+        "answered from the cache"
+    );
+    // An announcement from another sidecar: forgotten, the store is asked.
+    cache.forget(&["fw:u"]);
+    assert!(cache.is_empty());
+    assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
+    assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+    // A reset here: the store's counter is cleared too.
+    let clear = crate::Clear {
+        policy: &p,
+        key: "fw:u",
+    };
+    cache.clear(&[clear]).await.unwrap();
+    assert!(one(&cache, &p, "fw:u", 1).await.allowed);
 }

@@ -528,3 +528,29 @@ async fn only_a_transient_reconcile_failure_keeps_the_fallback() {
     assert!(store.probe_once().await, "never held off Redis for good");
     assert_eq!(store.pending_reconcile(), 0);
 }
+
+#[tokio::test]
+async fn a_reset_while_open_clears_the_fallback_and_says_the_primary_was_not() {
+    let store = failover(None, 1);
+    let p = policy(2, None);
+    for _ in 0..2 {
+        assert!(check(&store, &p, "p:a").await.outcome.allowed);
+    }
+    assert!(!check(&store, &p, "p:a").await.outcome.allowed);
+    let clear = crate::Clear {
+        policy: &p,
+        key: "p:a",
+    };
+    let error = store.clear(&[clear]).await.unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(check(&store, &p, "p:a").await.outcome.allowed);
+    assert!(check(&store, &p, "p:a").await.outcome.allowed);
+    // An announcement from another sidecar forgets the fallback's too.
+    assert!(!check(&store, &p, "p:a").await.outcome.allowed);
+    store.forget(&["p:a"]);
+    assert!(check(&store, &p, "p:a").await.outcome.allowed);
+    // With the primary in use, it is cleared there.
+    let fake = Arc::new(Fake::default());
+    assert!(store.install_primary(fake));
+    store.clear(&[clear]).await.unwrap();
+}

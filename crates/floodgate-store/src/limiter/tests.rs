@@ -336,3 +336,55 @@ fn shadow_and_policy_changes_never_undo_a_concurrent_reload() {
     assert!(l.policies().get("replaced").is_some());
     assert!(l.shadow(), "the reload's shadow mode was undone");
 }
+
+#[tokio::test]
+async fn a_reset_clears_every_applicable_counter_or_the_named_one() {
+    let l = limiter(vec![spec("a", 2), spec("b", 3)]);
+    let u1 = attrs(&[("user", "u1")]);
+    let u2 = attrs(&[("user", "u2")]);
+    for _ in 0..2 {
+        check(&l, &u1, 1).await;
+        check(&l, &u2, 1).await;
+    }
+    assert!(!check(&l, &u1, 1).await.allowed);
+    let cleared = l.reset(&u1, Some("a")).await.unwrap();
+    assert_eq!(cleared.len(), 1);
+    assert_eq!(cleared[0].key, "a:u1");
+    let v = check(&l, &u1, 0).await;
+    assert_eq!((v.statuses[0].remaining, v.statuses[1].remaining), (2, 1));
+    assert_eq!(l.reset(&u1, None).await.unwrap().len(), 2);
+    let v = check(&l, &u1, 0).await;
+    assert_eq!((v.statuses[0].remaining, v.statuses[1].remaining), (2, 3));
+    // Another key is untouched.
+    let v = check(&l, &u2, 0).await;
+    assert_eq!(v.statuses[0].remaining, 0);
+    // Attributes no policy applies to: nothing.
+    assert!(l
+        .reset(&attrs(&[("ip", "1")]), None)
+        .await
+        .unwrap()
+        .is_empty());
+    // Malformed attributes: an error, nothing cleared.
+    let bad = attrs(&[("user", &"x".repeat(300))]);
+    assert!(l.reset(&bad, None).await.is_err());
+}
+
+#[tokio::test]
+async fn denials_are_counted_per_policy_and_key_peeks_are_not() {
+    let l = limiter(vec![spec("a", 1)]);
+    let hammer = attrs(&[("user", "hammer")]);
+    let calm = attrs(&[("user", "calm")]);
+    for _ in 0..6 {
+        check(&l, &hammer, 1).await;
+    }
+    for _ in 0..2 {
+        check(&l, &calm, 1).await;
+        check(&l, &hammer, 0).await;
+    }
+    let report = l.denials().top("a", 10);
+    assert_eq!(report.total, 6);
+    assert_eq!(report.entries[0].key, "a:hammer");
+    assert_eq!(report.entries[0].count, 5);
+    assert_eq!(report.entries[1].key, "a:calm");
+    assert!(l.denials().top("other", 10).entries.is_empty());
+}

@@ -32,6 +32,21 @@ impl Expiring for Record {
     }
 }
 
+/// When a counter was cleared by an admin reset.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cleared {
+    /// When (epoch µs).
+    at_us: u64,
+    /// Until when a reservation charged before may still be settled.
+    expires_us: u64,
+}
+
+impl Expiring for Cleared {
+    fn expires_us(&self) -> u64 {
+        self.expires_us
+    }
+}
+
 /// How long a reservation can be settled after its check: two windows of
 /// its policy (a call that starts late in a window and ends in the next
 /// one still settles; for `sliding_window`, as long as its charge weighs).
@@ -67,6 +82,27 @@ impl LocalStore {
             .insert(&mut shard, hash, record, receipt.at_us);
     }
 
+    /// Remembers that `key` of `policy` was cleared now.
+    pub(super) fn note_cleared(&self, policy: &Policy, key: &str) {
+        let now = self.clock.now_us();
+        let cleared = Cleared {
+            at_us: now,
+            expires_us: now.saturating_add(reservation_ttl_us(policy)),
+        };
+        let hash = self.cleared.hash(key);
+        let mut shard = self.cleared.lock(&hash);
+        self.cleared.insert(&mut shard, hash, cleared, now);
+    }
+
+    /// Whether a charge made at `at_us` on `key` was wiped by a reset.
+    fn cleared_since(&self, key: &str, at_us: u64, now: u64) -> bool {
+        let hash = self.cleared.hash(key);
+        let shard = self.cleared.lock(&hash);
+        shard
+            .get(&hash)
+            .is_some_and(|c| c.expires_us > now && at_us < c.at_us)
+    }
+
     /// Settles one reservation synchronously.
     pub fn settle_one(&self, settle: &Settle<'_>) -> Settled {
         let now = self.clock.now_us();
@@ -96,6 +132,14 @@ impl LocalStore {
                 None => return absent,
             }
         };
+        if settle.actual < reservation.estimate
+            && self.cleared_since(settle.key, reservation.receipt.at_us, now)
+        {
+            // The charge was wiped by a reset: nothing to give back.
+            return Settled::Applied {
+                estimate: reservation.estimate,
+            };
+        }
         let algorithm = settle.policy.algorithm();
         let hash = self.counters.hash(settle.key);
         let mut shard = self.counters.lock(&hash);

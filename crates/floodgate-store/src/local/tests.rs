@@ -253,3 +253,30 @@ fn repeat_offences_double_the_block_up_to_its_cap() {
     }
     assert_eq!(lengths, [10, 20, 40, 80, 80]);
 }
+
+#[test]
+fn an_admin_reset_and_a_reset_announcement_lift_a_lockout() {
+    let (store, _clock) = store(1000, 4);
+    let p = blocking(1, 60 * S, false);
+    for forget in [false, true] {
+        assert!(store.check_one(&p, "login:u1", 1).allowed);
+        assert!(!store.check_one(&p, "login:u1", 1).allowed, "blocked");
+        if forget {
+            // Another sidecar's reset, announced: the fallback forgets.
+            crate::Store::forget(&store, &["login:u1"]);
+        } else {
+            store.clear_one(&crate::Clear {
+                policy: &p,
+                key: "login:u1",
+            });
+        }
+        assert!(
+            store.check_one(&p, "login:u1", 1).allowed,
+            "reset lifted the lockout (forget: {forget})"
+        );
+        store.clear_one(&crate::Clear {
+            policy: &p,
+            key: "login:u1",
+        });
+    }
+}

@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use floodgate_core::AlgorithmKind;
 
 use super::WaitRoom;
-use crate::store::{Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
+use crate::store::{
+    Clear, Reconcile, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome,
+};
 use crate::StoreError;
 
 /// Wraps a store: every refund of a `concurrency` charge (a lease
@@ -55,6 +57,14 @@ impl Store for WakeOnRelease {
 
     async fn reconcile(&self, charges: &[Reconcile]) -> Result<(), StoreError> {
         self.inner.reconcile(charges).await
+    }
+
+    async fn clear(&self, clears: &[Clear<'_>]) -> Result<(), StoreError> {
+        self.inner.clear(clears).await
+    }
+
+    fn forget(&self, keys: &[&str]) {
+        self.inner.forget(keys);
     }
 
     async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {

@@ -65,8 +65,35 @@ function points(values, max, width, height) {
     .join(' ');
 }
 
+// The request for the most-denied keys: path and fetch options.
+function topRequest(token, n) {
+  return [
+    `/v1/admin/top?n=${n}`,
+    { cache: 'no-store', headers: { Authorization: `Bearer ${token}` } },
+  ];
+}
+
+// Rows of the most-denied table from a /v1/admin/top answer:
+// [policy, key, count, "lower – upper"], policies with no denial left out.
+function topRows(answer) {
+  const rows = [];
+  for (const p of answer.policies || []) {
+    for (const e of p.top || []) {
+      rows.push([p.policy, e.key, String(e.count), `${e.lower} – ${e.upper}`]);
+    }
+  }
+  return rows;
+}
+
+// What to say about a /v1/admin/top answer's HTTP status.
+function topStatus(status) {
+  if (status === 401) return 'the token was refused (401): give the token of [admin]';
+  if (status === 404) return 'the admin API is off on this listener ([admin] is not configured, or has a listener of its own)';
+  return `the admin API answered HTTP ${status}`;
+}
+
 if (typeof module !== 'undefined') {
-  module.exports = { parseMetrics, gauge, totalsByPolicy, rates, points };
+  module.exports = { parseMetrics, gauge, totalsByPolicy, rates, points, topRequest, topRows, topStatus };
 }
 
 if (typeof document !== 'undefined') {
@@ -142,6 +169,51 @@ if (typeof document !== 'undefined') {
     }
   };
 
+  // The admin token: in this closure only, never stored.
+  let adminToken = null;
+
+  const showTop = async () => {
+    if (adminToken === null) return;
+    const status = document.getElementById('admin-status');
+    const table = document.getElementById('top');
+    const [path, options] = topRequest(adminToken, 5);
+    const response = await fetch(path, options);
+    if (!response.ok) {
+      if (response.status === 401) adminToken = null;
+      status.textContent = topStatus(response.status);
+      table.hidden = true;
+      return;
+    }
+    const rows = topRows(await response.json());
+    const body = table.querySelector('tbody');
+    body.replaceChildren();
+    for (const values of rows) {
+      const row = body.insertRow();
+      values.forEach((v, i) => cell(row, v, i >= 2 ? 'num' : ''));
+    }
+    table.hidden = rows.length === 0;
+    status.textContent = rows.length === 0 ? 'no denials in the last minutes' : `updated ${new Date().toLocaleTimeString()}`;
+  };
+
+  const setUpAdmin = () => {
+    const form = document.getElementById('admin-form');
+    const input = document.getElementById('admin-token');
+    const forget = document.getElementById('admin-forget');
+    form.addEventListener('submit', (event) => {
+      event.preventDefault();
+      adminToken = input.value.trim() || null;
+      input.value = '';
+      forget.hidden = adminToken === null;
+      showTop().catch((e) => { document.getElementById('admin-status').textContent = e.message; });
+    });
+    forget.addEventListener('click', () => {
+      adminToken = null;
+      forget.hidden = true;
+      document.getElementById('top').hidden = true;
+      document.getElementById('admin-status').textContent = 'no token given';
+    });
+  };
+
   const poll = async () => {
     const error = document.getElementById('error');
     try {
@@ -151,6 +223,7 @@ if (typeof document !== 'undefined') {
         fetch('/metrics', { cache: 'no-store' }).then((r) => r.text()),
       ]);
       render(ready, listed.policies, parseMetrics(metrics), Date.now());
+      await showTop();
       error.hidden = true;
     } catch (e) {
       error.textContent = `floodgate did not answer: ${e.message}`;
@@ -159,5 +232,8 @@ if (typeof document !== 'undefined') {
     setTimeout(poll, POLL_MS);
   };
 
-  document.addEventListener('DOMContentLoaded', poll);
+  document.addEventListener('DOMContentLoaded', () => {
+    setUpAdmin();
+    poll();
+  });
 }

@@ -179,3 +179,36 @@ async fn racing_settles_of_one_reservation_apply_once() {
     assert_eq!(applied, 1);
     assert_eq!(remaining(&store, &p), 1_000, "refunded once, not 32 times");
 }
+
+#[tokio::test]
+async fn a_settle_after_a_reset_gives_nothing_back_to_the_fresh_counter() {
+    for kind in [
+        AlgorithmKind::SlidingWindow,
+        AlgorithmKind::FixedWindow,
+        AlgorithmKind::TokenBucket,
+    ] {
+        let (store, clock) = store();
+        let p = policy(kind, 1_000);
+        assert!(reserve(&store, &p, 500, 1).await);
+        clock.advance(S);
+        store
+            .clear(&[crate::Clear {
+                policy: &p,
+                key: "p:a",
+            }])
+            .await
+            .unwrap();
+        assert_eq!(remaining(&store, &p), 1_000, "{kind:?}");
+        assert!(reserve(&store, &p, 400, 2).await);
+        // The reservation charged before the reset used nothing: its 500
+        // were wiped with the counter, none comes back on top.
+        assert_eq!(
+            settle(&store, &p, 1, 0).await,
+            Settled::Applied { estimate: 500 }
+        );
+        assert!(remaining(&store, &p) <= 600, "{kind:?}");
+        // One charged after the reset is refunded as usual.
+        settle(&store, &p, 2, 100).await;
+        assert!(remaining(&store, &p) >= 850, "{kind:?}");
+    }
+}
