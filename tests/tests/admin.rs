@@ -568,7 +568,7 @@ fn a_reload_rotates_the_token_and_a_bad_one_keeps_the_old() {
 fn a_reset_lifts_a_lockout_on_every_sidecar_at_once() {
     let redis = RedisServer::start();
     let config = format!(
-        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\nkey_prefix = \"lock\"\ntimeout = \"500ms\"\ndeny_cache = true\n\n{}[[policy]]\nname = \"login\"\nkey = [\"user\"]\nlimit = 2\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\nblock_for = \"1h\"\n",
+        "{FREE_PORTS}\n[store]\nkind = \"redis\"\n\n[store.redis]\nurl = \"{}\"\nkey_prefix = \"lock\"\ntimeout = \"500ms\"\ndeny_cache = true\n\n{}[[policy]]\nname = \"login\"\nkey = [\"user\"]\nlimit = 2\nwindow = \"1h\"\nalgorithm = \"fixed_window\"\nblock_for = \"1h\"\n",
         redis.url(),
         admin_section()
     );

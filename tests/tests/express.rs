@@ -13,7 +13,7 @@ fn express_middleware_limits_and_copies_headers() {
         return;
     }
     let fg = Floodgate::start(&format!(
-        "{FREE_PORTS}\n[[policy]]\nname = \"ai-per-user\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 2\nwindow = \"1m\"\n"
+        "{FREE_PORTS}\n[[policy]]\nname = \"ai-per-user\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 2\nwindow = \"1h\"\n"
     ));
     let (mut node, addr) = start_demo(&fg, 0);
     let chat = |user: &str| {
@@ -66,7 +66,7 @@ fn express_middleware_reserves_and_settles() {
         return;
     }
     let fg = Floodgate::start(&format!(
-        "{FREE_PORTS}\n[[policy]]\nname = \"tokens\"\nmatch = {{ endpoint = \"llm\" }}\nkey = [\"user\"]\nlimit = 1000\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\nsettle = true\n"
+        "{FREE_PORTS}\n[[policy]]\nname = \"tokens\"\nmatch = {{ endpoint = \"llm\" }}\nkey = [\"user\"]\nlimit = 1000\nwindow = \"1h\"\nalgorithm = \"fixed_window\"\nsettle = true\n"
     ));
     let (mut node, addr) = start_demo(&fg, 0);
     let call = |estimate: &str, actual: &str| {
@@ -114,7 +114,7 @@ fn express_middleware_answers_deny_status_and_waits() {
         return;
     }
     let fg = Floodgate::start(&format!(
-        "{FREE_PORTS}\n[[policy]]\nname = \"ai-capacity\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\ndeny_status = 503\n\n[[policy]]\nname = \"api-paced\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1s\"\nalgorithm = \"token_bucket\"\nmax_wait = \"3s\"\n"
+        "{FREE_PORTS}\n[[policy]]\nname = \"ai-capacity\"\nmatch = {{ endpoint = \"ai\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1h\"\ndeny_status = 503\n\n[[policy]]\nname = \"api-paced\"\nmatch = {{ endpoint = \"api\" }}\nkey = [\"user\"]\nlimit = 1\nwindow = \"1s\"\nalgorithm = \"token_bucket\"\nmax_wait = \"3s\"\n"
     ));
     let (mut node, addr) = start_demo(&fg, 3_000);
     let call = |method: &str, path: &str| {

@@ -13,13 +13,13 @@ name = "chat"
 match = { endpoint = "ai" }
 key = ["user"]
 limit = 3
-window = "1m"
+window = "1h"
 
 [[policy]]
 name = "everyone"
 key = ["user"]
 limit = 1000
-window = "1m"
+window = "1h"
 mode = "shadow"
 "#;
 
@@ -93,7 +93,7 @@ fn the_status_page_shows_policies_store_and_decisions() {
     assert_eq!(text_after(chat, r#"class="num allowed""#), "3");
     assert_eq!(text_after(chat, r#"class="num denied""#), "2");
     assert_eq!(text_after(chat, "<td"), "chat");
-    assert!(chat.contains("3 / 60s"), "limit and window shown: {chat}");
+    assert!(chat.contains("3 / 3600s"), "limit and window shown: {chat}");
     // Polls at 0, 2 and 4 s of virtual time: at least two rate samples drawn.
     let samples: u32 = chat[chat.find("data-samples=\"").expect("chart") + 14..]
         .split('"')

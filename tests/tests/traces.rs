@@ -23,7 +23,7 @@ use floodgate_proto::opentelemetry::proto::common::v1::{any_value, KeyValue};
 use floodgate_proto::opentelemetry::proto::trace::v1::Span;
 use prost::Message;
 
-const POLICY: &str = "[[policy]]\nname = \"ai-per-user\"\nmatch = { endpoint = \"ai\" }\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\n";
+const POLICY: &str = "[[policy]]\nname = \"ai-per-user\"\nmatch = { endpoint = \"ai\" }\nkey = [\"user\"]\nlimit = 1\nwindow = \"1h\"\n";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_ID: &str = "00f067aa0ba902b7";
 /// Batches go out every 50 ms instead of every 5 s.
