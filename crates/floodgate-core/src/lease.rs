@@ -74,19 +74,10 @@ impl LeasePart {
 
     fn decode_part(part: &str) -> Result<LeasePart, LeaseError> {
         let malformed = || LeaseError::Malformed(part.chars().take(80).collect());
-        let mut fields = part.split('/');
-        let (Some(key), Some(id), Some(hits), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
+        let Some((key, id, hits)) = key_and_two_fields(part) else {
             return Err(malformed());
         };
-        let key_ok = !key.is_empty()
-            && !key.starts_with(':')
-            && key.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'-' | b'.' | b'~' | b'@' | b'%' | b':' | b'=')
-            });
-        if !key_ok || id.len() != 16 {
+        if id.len() != 16 {
             return Err(malformed());
         }
         let id = u64::from_str_radix(id, 16).map_err(|_| malformed())?;
@@ -100,6 +91,25 @@ impl LeasePart {
             hits,
         })
     }
+}
+
+/// The three `/`-separated fields of one part of a lease or settlement
+/// token, the first a counter key (`<policy>:<values>`, in the characters
+/// keys are escaped to); `None` when the part is not that.
+pub(crate) fn key_and_two_fields(part: &str) -> Option<(&str, &str, &str)> {
+    let mut fields = part.split('/');
+    let (Some(key), Some(first), Some(second), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return None;
+    };
+    let key_ok = !key.is_empty()
+        && !key.starts_with(':')
+        && key.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'_' | b'-' | b'.' | b'~' | b'@' | b'%' | b':' | b'=')
+        });
+    key_ok.then_some((key, first, second))
 }
 
 #[cfg(test)]

@@ -136,22 +136,13 @@ impl SettlementPart {
 
     fn decode_part(part: &str) -> Result<SettlementPart, SettlementError> {
         let malformed = || SettlementError::Malformed(part.chars().take(80).collect());
-        let mut fields = part.split('/');
-        let (Some(key), Some(nonce), Some(issued), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
+        let Some((key, nonce, issued)) = crate::lease::key_and_two_fields(part) else {
             return Err(malformed());
         };
-        let key_ok = !key.is_empty()
-            && !key.starts_with(':')
-            && key.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'-' | b'.' | b'~' | b'@' | b'%' | b':' | b'=')
-            });
         let nonce_ok = nonce.len() == 32 && nonce.bytes().all(|b| b.is_ascii_hexdigit());
         let issued_ok =
             !issued.is_empty() && issued.len() <= 16 && issued.bytes().all(|b| b.is_ascii_digit());
-        if !key_ok || !nonce_ok || !issued_ok {
+        if !nonce_ok || !issued_ok {
             return Err(malformed());
         }
         let nonce = u128::from_str_radix(nonce, 16).map_err(|_| malformed())?;
