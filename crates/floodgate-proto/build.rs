@@ -19,6 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Decode errors become INVALID_ARGUMENT (src/codec.rs).
         .codec_path("crate::codec::InvalidArgumentCodec")
+        // The same map type as floodgate_core::Attributes.
+        .btree_map(".floodgate.v1.CheckRequest.attributes")
         .file_descriptor_set_path(out.join("descriptor.bin"))
         .compile_protos(&files, &[root.clone(), well_known.clone()])?;
     // OTLP traces: floodgate is their client; the server side serves the

@@ -1,9 +1,11 @@
 //! Request attributes: the flat string map a check carries.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
-/// The attributes of one check (`user`, `ip`, `endpoint`, …).
-pub type Attributes = HashMap<String, String>;
+/// The attributes of one check (`user`, `ip`, `endpoint`, …). A sorted map:
+/// a check carries a handful, and a look-up compares a few short names
+/// instead of hashing one (the protobuf and JSON decoders build this type).
+pub type Attributes = BTreeMap<String, String>;
 
 /// Longest attribute value accepted, in bytes (SPEC §5).
 pub const MAX_VALUE_LEN: usize = 256;

@@ -125,7 +125,7 @@ pub fn attributes(
     identity: &IdentityConfig,
     endpoints: &EndpointTable,
 ) -> Attributes {
-    let mut attributes = Attributes::with_capacity(5 + identity.header_attributes.len());
+    let mut attributes = Attributes::new();
     headers::add_header_attributes(&mut attributes, info.headers, identity);
     let user = match &identity.jwt {
         Some(config) => jwt::identity(config, info.headers).and_then(|verified| {

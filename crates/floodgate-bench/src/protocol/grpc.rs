@@ -2,7 +2,7 @@
 //! connection slot, shared by the slot's in-flight workers (HTTP/2
 //! multiplexes them).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ impl GrpcClient {
 
     /// One `Check` for key `index`.
     pub async fn check(&mut self, index: u64) -> Outcome {
-        let mut attributes: HashMap<String, String> = self
+        let mut attributes: BTreeMap<String, String> = self
             .template
             .attributes
             .iter()

@@ -53,7 +53,7 @@ pub fn descriptor_attributes(
             "descriptor {index} has no entries"
         )));
     }
-    let mut attributes = Attributes::with_capacity(d.entries.len());
+    let mut attributes = Attributes::new();
     for entry in &d.entries {
         if entry.key.is_empty() {
             return Err(Status::invalid_argument(format!(
