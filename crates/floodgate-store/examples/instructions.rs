@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use floodgate_core::{Attributes, ManualClock, Policy, PolicySet, PolicySpec};
-use floodgate_store::{Check, Limiter, LocalConfig, LocalStore, Source};
+use floodgate_store::{Check, Limiter, LocalConfig, LocalStore, PolicySnapshot, Source};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -35,17 +35,16 @@ fn main() {
         ..PolicySpec::default()
     })
     .expect("valid policy");
-    let store = LocalStore::new(
-        LocalConfig::default(),
-        // A fixed clock: the system clock's calibration takes a time-bound
-        // number of instructions, which would make the count move between
-        // runs.
-        Arc::new(ManualClock::new(1_700_000_000_000_000)),
-        Source::Local,
-    );
-    let limiter = Limiter::new(
-        PolicySet::new(vec![policy]).expect("one policy"),
+    // A fixed clock everywhere: the system clock's calibration takes a
+    // time-bound number of instructions, which would make the count move
+    // between runs.
+    let clock = Arc::new(ManualClock::new(1_700_000_000_000_000));
+    let store = LocalStore::new(LocalConfig::default(), clock.clone(), Source::Local);
+    let policies = PolicySnapshot::new(PolicySet::new(vec![policy]).expect("one policy"), false);
+    let limiter = Limiter::with_source_and_clock(
+        Arc::new(arc_swap::ArcSwap::from_pointee(policies)),
         Arc::new(store),
+        clock,
     );
     let users: Vec<Attributes> = (0..1_000)
         .map(|i| {

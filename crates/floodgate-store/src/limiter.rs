@@ -148,10 +148,21 @@ impl Limiter {
 
     /// A limiter reading its policies from `source` (see [`PolicySource`]).
     pub fn with_source(source: Arc<dyn PolicySource>, store: Arc<dyn Store>) -> Self {
+        let clock = Arc::new(floodgate_core::SystemClock::new());
+        Self::with_source_and_clock(source, store, clock)
+    }
+
+    /// [`Limiter::with_source`] timing its denial counts (the top denied
+    /// keys) with `clock`.
+    pub fn with_source_and_clock(
+        source: Arc<dyn PolicySource>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn floodgate_core::Clock>,
+    ) -> Self {
         Limiter {
             source,
             store,
-            top: DenialTop::new(Arc::new(floodgate_core::SystemClock::new())),
+            top: DenialTop::new(clock),
         }
     }
 
