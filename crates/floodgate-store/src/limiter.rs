@@ -6,22 +6,23 @@
 mod admin;
 mod settle;
 mod snapshot;
+mod steps;
 
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use floodgate_core::{
-    validate_attributes, validate_hits, AlgorithmKind, Attributes, LeasePart, Mode, Policy,
-    PolicySet, Receipt, SettlementPart,
+    validate_attributes, validate_hits, AlgorithmKind, Attributes, LeasePart, Policy, PolicySet,
+    Receipt,
 };
 
 pub use admin::{DenialTop, ResetCounter, TOP_MAX_POLICIES};
 pub use settle::Settlement;
 pub use snapshot::{PolicySnapshot, PolicySource};
 
-use crate::store::{Refund, Source, Store, StoreOp};
+use crate::store::{Refund, Source, Store};
 use crate::LimitError;
-use snapshot::CheckCounters;
+use steps::Plan;
 
 /// Whether the caller of a check can give its leases back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,18 +251,7 @@ impl Limiter {
             validate_attributes(check.attributes)?;
             validate_hits(check.hits)?;
         }
-        let (set, all_counters) = (&*snapshot.set, &snapshot.counters);
-        // (check index, policy) for every applicable policy of every check,
-        // and each policy's metrics.
-        let (applicable, counters): (Vec<(usize, &Arc<Policy>)>, Vec<&CheckCounters>) = checks
-            .iter()
-            .enumerate()
-            .flat_map(|(i, c)| {
-                (set.applicable(c.attributes, c.domain))
-                    .filter(move |(_, policy)| takes_part(policy, leases))
-                    .map(move |(p, policy)| ((i, policy), &all_counters[p]))
-            })
-            .unzip();
+        let plan = Plan::new(snapshot, checks, leases);
         let mut verdicts = vec![
             Verdict {
                 allowed: true,
@@ -269,94 +259,20 @@ impl Limiter {
             };
             checks.len()
         ];
-        if applicable.is_empty() {
+        if plan.applicable.is_empty() {
             return Ok(verdicts);
         }
-        let keys: Vec<String> = applicable
-            .iter()
-            .map(|(i, p)| p.counter_key(checks[*i].attributes))
-            .collect();
-        let global_shadow = snapshot.shadow;
-        let ops: Vec<StoreOp<'_>> = applicable
-            .iter()
-            .zip(&keys)
-            .map(|((i, policy), key)| StoreOp {
-                policy,
-                key,
-                hits: settle::hits(&checks[*i], policy),
-                enforced: !global_shadow && policy.mode() != Mode::Shadow,
-                charge: true,
-                reserve: settle::nonce(&checks[*i], policy),
-            })
-            .collect();
+        let ops = plan.ops(checks, snapshot.shadow);
         let outcomes = self.store.check(&ops).await?;
-        for ((((i, policy), op), o), counters) in
-            applicable.iter().zip(&ops).zip(&outcomes).zip(counters)
-        {
-            counters.increment(policy.name_arc(), o.outcome.allowed, !op.enforced, o.source);
-            verdicts[*i].statuses.push(PolicyStatus {
-                policy: policy.name_arc().clone(),
-                allowed: o.outcome.allowed,
-                limit: o.outcome.limit,
-                remaining: o.outcome.remaining,
-                reset_after_us: o.outcome.reset_after_us,
-                retry_after_us: o.outcome.retry_after_us,
-                window_us: policy.window_us(),
-                shadow: !op.enforced,
-                source: o.source,
-                replaced: replaced_by(set, policy, checks[*i]),
-            });
-        }
-        for verdict in &mut verdicts {
-            verdict.allowed = verdict.statuses.iter().all(|s| s.allowed || s.shadow);
-        }
-        let all_allowed = verdicts.iter().all(|v| v.allowed);
-        let charged = applicable
-            .iter()
-            .zip(&ops)
-            .zip(&outcomes)
-            .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r, o.source)));
-        if all_allowed {
-            let mut lease_parts: Vec<Vec<LeasePart>> = vec![Vec::new(); checks.len()];
-            // Only reserving checks have settlement parts (no allocation
-            // for the others).
-            let reserving = checks.iter().any(|c| c.reserve);
-            let mut settle_parts: Vec<Vec<SettlementPart>> =
-                vec![Vec::new(); if reserving { checks.len() } else { 0 }];
-            for (i, op, receipt, source) in charged {
-                settle::note_charge(op);
-                if reserving {
-                    settle_parts[i].extend(settle::part(op, receipt, source));
-                }
-                if op.policy.kind() == AlgorithmKind::Concurrency {
-                    lease_parts[i].push(LeasePart {
-                        counter_key: op.key.to_string(),
-                        id: receipt.id,
-                        hits: op.hits,
-                    });
-                }
-            }
-            for (verdict, parts) in verdicts.iter_mut().zip(lease_parts) {
-                if !parts.is_empty() {
-                    verdict.lease = Some(LeasePart::encode(&parts));
-                }
-            }
-            for (verdict, parts) in verdicts.iter_mut().zip(settle_parts) {
-                if !parts.is_empty() {
-                    verdict.settlement = Some(SettlementPart::encode(&parts));
-                }
-            }
+        plan.decide(&snapshot.set, checks, &ops, &outcomes, &mut verdicts);
+        if verdicts.iter().all(|v| v.allowed) {
+            steps::hand_out(
+                &mut verdicts,
+                checks,
+                steps::charged(&plan, &ops, &outcomes),
+            );
         } else {
-            let refunds: Vec<Refund<'_>> = charged
-                .map(|(_, op, receipt, source)| Refund {
-                    policy: op.policy,
-                    key: op.key,
-                    hits: op.hits,
-                    receipt,
-                    // Back to the store that counted it, never another.
-                    source: Some(source),
-                })
-                .collect();
+            let refunds = steps::refunds(steps::charged(&plan, &ops, &outcomes));
             if !refunds.is_empty() {
                 if let Err(error) = self.store.refund(&refunds).await {
                     // The check is still denied; the charge stays counted
@@ -367,7 +283,7 @@ impl Limiter {
         }
         // Who is being limited: every denial of a charging check (shadow
         // ones too: who would be), by counter key.
-        for (((i, policy), key), o) in applicable.iter().zip(&keys).zip(&outcomes) {
+        for (((i, policy), key), o) in plan.applicable.iter().zip(&plan.keys).zip(&outcomes) {
             if !o.outcome.allowed && checks[*i].hits > 0 {
                 self.top.observe(policy.name_arc(), key);
             }

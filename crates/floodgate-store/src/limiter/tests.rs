@@ -1,6 +1,6 @@
 use super::*;
 use crate::{LocalConfig, LocalStore};
-use floodgate_core::{AttributeError, FallbackMode, ManualClock, PolicySpec};
+use floodgate_core::{AttributeError, FallbackMode, ManualClock, Mode, PolicySpec};
 
 const S: u64 = 1_000_000;
 
