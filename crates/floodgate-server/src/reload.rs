@@ -325,6 +325,89 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A config file in a fresh directory with one policy named `name`.
+    fn write_policy(path: &Path, name: &str) {
+        let src = format!(
+            "[[policy]]\nname = \"{name}\"\nkey = [\"user\"]\nlimit = 1\nwindow = \"1m\"\n"
+        );
+        std::fs::write(path, src).unwrap();
+    }
+
+    fn test_app(config: &Config) -> Arc<App> {
+        let clock: Arc<dyn floodgate_core::Clock> =
+            Arc::new(floodgate_core::ManualClock::new(1_700_000_000_000_000));
+        let store = floodgate_store::LocalStore::new(
+            floodgate_store::LocalConfig::default(),
+            clock,
+            floodgate_store::Source::Local,
+        );
+        let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .build_recorder()
+            .handle();
+        Arc::new(App::new(config, false, Arc::new(store), metrics))
+    }
+
+    fn policy_names(app: &App) -> Vec<String> {
+        app.limiter
+            .policies()
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect()
+    }
+
+    /// Lets the loop run until `virtual_time` has passed (the clock is
+    /// paused; the config read runs on a blocking thread, so yield a few
+    /// real moments too).
+    async fn run_for(virtual_time: Duration) {
+        let end = tokio::time::Instant::now() + virtual_time;
+        while tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watch_loop_reloads_a_changed_file_and_keeps_the_old_policies_on_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("floodgate.toml");
+        write_policy(&path, "first");
+        let config = floodgate_config::load(&path).unwrap();
+        let app = test_app(&config);
+        let shutdown = CancellationToken::new();
+        let current = Fixed::of(&config);
+        let task = tokio::spawn(watch(
+            path.clone(),
+            app.clone(),
+            current,
+            false,
+            shutdown.clone(),
+            None,
+            stamp(&path),
+        ));
+        run_for(POLL_EVERY * 2).await;
+        assert_eq!(policy_names(&app), ["first"], "nothing changed yet");
+
+        // A change is read once the file has held still: one poll, then
+        // SETTLE, all in virtual time.
+        write_policy(&path, "second-policy");
+        run_for(POLL_EVERY + SETTLE * 3).await;
+        assert_eq!(policy_names(&app), ["second-policy"]);
+
+        // A file that does not parse, and an empty one, change nothing.
+        std::fs::write(&path, "[[policy]]\nname = \"broken\"\nlimit = \"many\"\n").unwrap();
+        run_for(POLL_EVERY + SETTLE * 3).await;
+        assert_eq!(policy_names(&app), ["second-policy"]);
+        std::fs::write(&path, "").unwrap();
+        run_for(POLL_EVERY + SETTLE * 3).await;
+        assert_eq!(policy_names(&app), ["second-policy"]);
+
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("the loop ends at shutdown")
+            .unwrap();
+    }
+
     fn tempfile_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("floodgate-reload-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
