@@ -225,3 +225,106 @@ async fn heartbeat(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use floodgate_core::{FallbackMode, ManualClock, Policy, PolicySpec};
+    use floodgate_store::{
+        FailoverConfig, LocalConfig, LocalStore, RateTrip, Refund, Source, StoreError, StoreOp,
+        StoreOutcome,
+    };
+    use tonic::async_trait;
+
+    use super::*;
+
+    /// A primary that is down until `up` is set; counts its pings.
+    #[derive(Default)]
+    struct Flaky {
+        up: AtomicBool,
+        pings: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Store for Flaky {
+        async fn check(&self, _: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
+            Err(StoreError::Unavailable("down".into()))
+        }
+        async fn refund(&self, _: &[Refund<'_>]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        fn mode(&self) -> Source {
+            Source::Redis
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            self.pings.fetch_add(1, Ordering::SeqCst);
+            if self.up.load(Ordering::SeqCst) {
+                Ok(())
+            } else {
+                Err(StoreError::Unavailable("down".into()))
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_probe_loop_pings_every_interval_while_open_and_closes_once_the_primary_answers() {
+        let flaky = Arc::new(Flaky::default());
+        let fallback = Arc::new(LocalStore::new(
+            LocalConfig::default(),
+            Arc::new(ManualClock::new(1_700_000_000_000_000)),
+            Source::Fallback,
+        ));
+        let store = Arc::new(FailoverStore::new(
+            Some(flaky.clone()),
+            fallback,
+            FailoverConfig {
+                mode: FallbackMode::Local,
+                instances: 1,
+                probe_interval: Duration::from_secs(1),
+                failure_threshold: 1,
+                trip: RateTrip::default(),
+            },
+        ));
+        // One failed check opens the breaker (threshold 1).
+        let policy = Policy::new(PolicySpec {
+            name: "p".into(),
+            key: vec!["user".into()],
+            limit: 10,
+            window_us: Some(60_000_000),
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        let op = StoreOp {
+            policy: &policy,
+            key: "p:u",
+            hits: 1,
+            enforced: true,
+            charge: true,
+            reserve: None,
+        };
+        let answered = store.check(&[op]).await.unwrap();
+        assert_eq!(answered[0].source, Source::Fallback);
+        assert!(store.is_open());
+
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(probe(store.clone(), shutdown.clone()));
+        // Ticks at 0, 1, 2 and 3 s of virtual time: four pings, still open.
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        assert_eq!(flaky.pings.load(Ordering::SeqCst), 4);
+        assert!(store.is_open());
+        // Redis is back: the next probe closes the breaker, and probing stops.
+        flaky.up.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!store.is_open());
+        let pings = flaky.pings.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            flaky.pings.load(Ordering::SeqCst),
+            pings,
+            "no probe while closed"
+        );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+}
