@@ -146,3 +146,52 @@ fn sse(writer: &mut TcpStream, gate: &Mutex<Receiver<()>>) -> bool {
     }
     writer.write_all(b"0\r\n\r\n").is_ok()
 }
+
+/// A tiny HTTP/1.1 upstream that answers every request with 200 and a fixed
+/// text body, counting requests. Runs until the process ends.
+pub struct TextUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Requests served.
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TextUpstream {
+    /// Starts it on a free loopback port.
+    pub fn start(body: &'static str) -> TextUpstream {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let addr = listener.local_addr().expect("addr");
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut line = String::new();
+                    // Read the head; bodies are not expected.
+                    while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                        if line == "\r\n" {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let response = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            if stream.write_all(response.as_bytes()).is_err() {
+                                return;
+                            }
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+        TextUpstream { addr, hits }
+    }
+
+    /// Requests served so far.
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
