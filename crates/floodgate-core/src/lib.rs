@@ -10,6 +10,7 @@ pub mod endpoint;
 pub mod heavy_hitters;
 pub mod key;
 pub mod lease;
+pub mod metric;
 pub mod outcome;
 pub mod path;
 pub mod policy;

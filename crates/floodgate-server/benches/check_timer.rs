@@ -15,7 +15,7 @@ fn timer(c: &mut Criterion) {
         b.iter(|| {
             let started = std::time::Instant::now();
             std::hint::black_box(&verdict);
-            metrics::histogram!("floodgate_check_duration_seconds", "transport" => "grpc")
+            metrics::histogram!(floodgate_core::metric::CHECK_DURATION_SECONDS, "transport" => "grpc")
                 .record(started.elapsed().as_secs_f64());
         })
     });

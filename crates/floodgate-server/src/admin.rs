@@ -85,7 +85,7 @@ fn authorized(req: &Request<Incoming>, admin: &AdminConfig) -> bool {
 
 fn count(action: Action, result: &'static str) {
     metrics::counter!(
-        "floodgate_admin_requests_total",
+        floodgate_core::metric::ADMIN_REQUESTS_TOTAL,
         "action" => action.as_str(),
         "result" => result
     )

@@ -203,7 +203,8 @@ async fn watch(
             // An empty file parses as "no policies": far more likely a
             // writer caught between truncate and write than a wish.
             tracing::warn!(trigger, path = %path.display(), "config reload: the file is empty; keeping the old policies");
-            metrics::counter!("floodgate_config_reloads_total", "result" => "failure").increment(1);
+            metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "failure")
+                .increment(1);
             continue;
         }
         // Read off the async workers: it is a blocking file read.
@@ -220,12 +221,12 @@ async fn watch(
                     errors = errors.0.len(),
                     "config reload rejected; keeping the old policies"
                 );
-                metrics::counter!("floodgate_config_reloads_total", "result" => "failure")
+                metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "failure")
                     .increment(1);
             }
             Err(error) => {
                 tracing::warn!(%error, "config reload failed; keeping the old policies");
-                metrics::counter!("floodgate_config_reloads_total", "result" => "failure")
+                metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "failure")
                     .increment(1);
             }
         }
@@ -270,7 +271,8 @@ fn apply(app: &App, config: Config, current: &Fixed, cli_shadow: bool, trigger: 
     app.limiter
         .denials()
         .retain(|name| config.policies.get(name).is_some());
-    metrics::counter!("floodgate_config_reloads_total", "result" => "success").increment(1);
+    metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "success")
+        .increment(1);
     tracing::info!(
         trigger,
         policies,

@@ -44,54 +44,61 @@ const WAIT_BUCKETS: &[f64] = &[
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(
-            Matcher::Full("floodgate_check_duration_seconds".into()),
+            Matcher::Full(floodgate_core::metric::CHECK_DURATION_SECONDS.into()),
             LATENCY_BUCKETS,
         )
         .context("latency buckets")?
-        .set_buckets_for_metric(Matcher::Full("floodgate_wait_seconds".into()), WAIT_BUCKETS)
+        .set_buckets_for_metric(
+            Matcher::Full(floodgate_core::metric::WAIT_SECONDS.into()),
+            WAIT_BUCKETS,
+        )
         .context("wait buckets")?
         .install_recorder()
         .context("installing the Prometheus recorder")?;
     metrics::describe_counter!(
-        "floodgate_checks_total",
+        floodgate_core::metric::CHECKS_TOTAL,
         "Policy decisions, by policy, decision (allowed, denied, shadow_denied) and source"
     );
     metrics::describe_histogram!(
-        "floodgate_check_duration_seconds",
+        floodgate_core::metric::CHECK_DURATION_SECONDS,
         metrics::Unit::Seconds,
         "Time to answer one check, by transport"
     );
     metrics::describe_counter!(
-        "floodgate_store_errors_total",
+        floodgate_core::metric::STORE_ERRORS_TOTAL,
         "Store calls that failed, by kind"
     );
     metrics::describe_gauge!(
-        "floodgate_store_fallback",
+        floodgate_core::metric::STORE_FALLBACK,
         "1 while checks are answered by the local fallback instead of Redis"
     );
     metrics::describe_counter!(
-        "floodgate_jwt_rejected_total",
+        floodgate_core::metric::JWT_REJECTED_TOTAL,
         "Bearer tokens that did not verify (the request counted as anonymous), by reason"
     );
     metrics::describe_counter!(
-        "floodgate_config_reloads_total",
+        floodgate_core::metric::CONFIG_RELOADS_TOTAL,
         "Configuration reloads, by result"
     );
-    metrics::describe_gauge!("floodgate_local_keys", "Counters held by the local store");
+    metrics::describe_gauge!(
+        floodgate_core::metric::LOCAL_KEYS,
+        "Counters held by the local store"
+    );
     metrics::describe_counter!(
-        "floodgate_local_evictions_total",
+        floodgate_core::metric::LOCAL_EVICTIONS_TOTAL,
         "Counters evicted because the local store was full"
     );
     describe_the_others();
     // Present from the start, so dashboards and alerts see a value.
-    metrics::gauge!("floodgate_store_fallback").set(0.0);
-    metrics::gauge!("floodgate_local_keys").set(0.0);
-    metrics::counter!("floodgate_local_evictions_total").increment(0);
+    metrics::gauge!(floodgate_core::metric::STORE_FALLBACK).set(0.0);
+    metrics::gauge!(floodgate_core::metric::LOCAL_KEYS).set(0.0);
+    metrics::counter!(floodgate_core::metric::LOCAL_EVICTIONS_TOTAL).increment(0);
     for result in ["success", "failure"] {
-        metrics::counter!("floodgate_config_reloads_total", "result" => result).increment(0);
+        metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => result)
+            .increment(0);
     }
     for kind in ["timeout", "unavailable", "protocol"] {
-        metrics::counter!("floodgate_store_errors_total", "kind" => kind).increment(0);
+        metrics::counter!(floodgate_core::metric::STORE_ERRORS_TOTAL, "kind" => kind).increment(0);
     }
     Ok(handle)
 }
@@ -101,11 +108,11 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
 /// metrics` reports "no help text".
 fn describe_the_others() {
     metrics::describe_gauge!(
-        "floodgate_instances",
+        floodgate_core::metric::INSTANCES,
         "Sidecars sharing each limit: the fallback enforces limit / instances (Redis store only)"
     );
     metrics::describe_counter!(
-        "floodgate_deny_cache_hits_total",
+        floodgate_core::metric::DENY_CACHE_HITS_TOTAL,
         "Denials answered from the deny cache without asking Redis"
     );
     metrics::describe_counter!(
@@ -113,40 +120,40 @@ fn describe_the_others() {
         "Spans of checks not exported: the queue was full or the collector did not take them"
     );
     metrics::describe_counter!(
-        "floodgate_reconciled_total",
+        floodgate_core::metric::RECONCILED_TOTAL,
         "Counters whose fallback charges were added to Redis after an outage"
     );
     metrics::describe_counter!(
-        "floodgate_reconcile_dropped_total",
+        floodgate_core::metric::RECONCILE_DROPPED_TOTAL,
         "Fallback charges not added to Redis after an outage (journal full or refused)"
     );
     metrics::describe_counter!(
-        "floodgate_store_refunds_dropped_total",
+        floodgate_core::metric::STORE_REFUNDS_DROPPED_TOTAL,
         "Refunds of Redis charges dropped because they came while the breaker was open"
     );
     metrics::describe_counter!(
-        "floodgate_ext_authz_incomplete_total",
+        floodgate_core::metric::EXT_AUTHZ_INCOMPLETE_TOTAL,
         "ext_authz requests without HTTP attributes, allowed unchecked"
     );
     metrics::describe_counter!(
-        "floodgate_admin_requests_total",
+        floodgate_core::metric::ADMIN_REQUESTS_TOTAL,
         "Admin API requests, by action (state, reset, top) and result (ok, invalid, unauthorized, error)"
     );
     metrics::describe_counter!(
-        "floodgate_waits_total",
+        floodgate_core::metric::WAITS_TOTAL,
         "Checks that waited for their turn or were refused a wait, by outcome (allowed, denied, timeout, refused, shutdown)"
     );
     metrics::describe_histogram!(
-        "floodgate_wait_seconds",
+        floodgate_core::metric::WAIT_SECONDS,
         metrics::Unit::Seconds,
         "How long checks waited for their turn"
     );
     metrics::describe_gauge!(
-        "floodgate_waiting",
+        floodgate_core::metric::WAITING,
         "Checks waiting for their turn right now"
     );
     metrics::describe_counter!(
-        "floodgate_concurrency_skipped_total",
+        floodgate_core::metric::CONCURRENCY_SKIPPED_TOTAL,
         "Concurrency policies not applied on a transport that cannot release a lease, by transport and policy"
     );
     describe_costs();
@@ -155,15 +162,15 @@ fn describe_the_others() {
 /// HELP lines of the token-budget metrics (policies with `settle = true`).
 fn describe_costs() {
     metrics::describe_counter!(
-        "floodgate_cost_charged_total",
+        floodgate_core::metric::COST_CHARGED_TOTAL,
         "Cost charged to settleable policies: hits of allowed checks plus overruns found at settle, by policy"
     );
     metrics::describe_counter!(
-        "floodgate_cost_refunded_total",
+        floodgate_core::metric::COST_REFUNDED_TOTAL,
         "Cost given back by settles below the reserved estimate, by policy"
     );
     metrics::describe_counter!(
-        "floodgate_cost_settled_total",
+        floodgate_core::metric::COST_SETTLED_TOTAL,
         "Actual cost reported by settles, by policy"
     );
 }

@@ -223,7 +223,7 @@ impl Store for DenyCache {
             }
         }
         if cached > 0 {
-            metrics::counter!("floodgate_deny_cache_hits_total").increment(cached);
+            metrics::counter!(floodgate_core::metric::DENY_CACHE_HITS_TOTAL).increment(cached);
         }
         // The ops the cache cannot answer, decided but not charged when the
         // check is denied anyway, and whether a lapsed denial was met.

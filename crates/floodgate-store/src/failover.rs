@@ -107,7 +107,7 @@ impl FailoverStore {
         if let Some(primary) = primary {
             let _ = cell.set(primary);
         }
-        metrics::gauge!("floodgate_store_fallback").set(if open { 1.0 } else { 0.0 });
+        metrics::gauge!(floodgate_core::metric::STORE_FALLBACK).set(if open { 1.0 } else { 0.0 });
         FailoverStore {
             primary: cell,
             fallback,
@@ -232,7 +232,8 @@ impl FailoverStore {
         }
         match primary.reconcile(&charges).await {
             Ok(()) => {
-                metrics::counter!("floodgate_reconciled_total").increment(charges.len() as u64);
+                metrics::counter!(floodgate_core::metric::RECONCILED_TOTAL)
+                    .increment(charges.len() as u64);
                 Ok(())
             }
             Err(error) => {
@@ -244,7 +245,7 @@ impl FailoverStore {
                         counters = charges.len(),
                         "the store refused the fallback's charges: they are dropped"
                     );
-                    metrics::counter!("floodgate_reconcile_dropped_total")
+                    metrics::counter!(floodgate_core::metric::RECONCILE_DROPPED_TOTAL)
                         .increment(charges.iter().map(|c| c.hits).sum());
                 }
                 Err(error)
@@ -254,7 +255,7 @@ impl FailoverStore {
 
     fn trip(&self, error: &StoreError) {
         if !self.open.swap(true, Ordering::AcqRel) {
-            metrics::gauge!("floodgate_store_fallback").set(1.0);
+            metrics::gauge!(floodgate_core::metric::STORE_FALLBACK).set(1.0);
             tracing::warn!(
                 %error,
                 failures = self.config.failure_threshold,
@@ -267,7 +268,7 @@ impl FailoverStore {
     fn close(&self) {
         self.breaker.reset();
         if self.open.swap(false, Ordering::AcqRel) {
-            metrics::gauge!("floodgate_store_fallback").set(0.0);
+            metrics::gauge!(floodgate_core::metric::STORE_FALLBACK).set(0.0);
             tracing::info!("store reachable again: leaving fallback");
         }
     }
@@ -334,7 +335,8 @@ impl FailoverStore {
 }
 
 fn count_error(error: &StoreError) {
-    metrics::counter!("floodgate_store_errors_total", "kind" => error.kind()).increment(1);
+    metrics::counter!(floodgate_core::metric::STORE_ERRORS_TOTAL, "kind" => error.kind())
+        .increment(1);
 }
 
 #[async_trait]
@@ -388,7 +390,8 @@ impl Store for FailoverStore {
                     if closed.is_some() {
                         to_primary.push(*refund);
                     } else {
-                        metrics::counter!("floodgate_store_refunds_dropped_total").increment(1);
+                        metrics::counter!(floodgate_core::metric::STORE_REFUNDS_DROPPED_TOTAL)
+                            .increment(1);
                     }
                 }
                 // A lease released by its token: whichever store issued it

@@ -341,7 +341,7 @@ fn takes_part(policy: &Policy, leases: LeaseMode) -> bool {
     match leases {
         LeaseMode::Skipped(transport) if policy.kind() == AlgorithmKind::Concurrency => {
             metrics::counter!(
-                "floodgate_concurrency_skipped_total",
+                floodgate_core::metric::CONCURRENCY_SKIPPED_TOTAL,
                 "transport" => transport,
                 "policy" => policy.name_arc().clone()
             )

@@ -164,7 +164,7 @@ impl LocalStore {
 
     fn note_full(&self, now: u64) {
         self.evictions.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("floodgate_local_evictions_total").increment(1);
+        metrics::counter!(floodgate_core::metric::LOCAL_EVICTIONS_TOTAL).increment(1);
         let last = self.last_full_warning_us.load(Ordering::Relaxed);
         if now.saturating_sub(last) >= 60_000_000
             && self
@@ -225,7 +225,7 @@ impl LocalStore {
         self.blocks.sweep(now);
         self.cleared.sweep(now);
         let remaining = self.counters.sweep(now);
-        metrics::gauge!("floodgate_local_keys").set(remaining as f64);
+        metrics::gauge!(floodgate_core::metric::LOCAL_KEYS).set(remaining as f64);
         remaining
     }
 

@@ -159,7 +159,7 @@ impl<V: Expiring> ShardedMap<V> {
             weight -= w;
             evicted += 1;
         }
-        metrics::counter!("floodgate_local_evictions_total").increment(evicted as u64);
+        metrics::counter!(floodgate_core::metric::LOCAL_EVICTIONS_TOTAL).increment(evicted as u64);
         evicted
     }
 

@@ -217,8 +217,8 @@ fn finish(
 ) -> Result<Waited, LimitError> {
     let waited = since.map_or(Duration::ZERO, |t| t.elapsed());
     if since.is_some() || outcome == "refused" {
-        metrics::counter!("floodgate_waits_total", "outcome" => outcome).increment(1);
-        metrics::histogram!("floodgate_wait_seconds").record(waited.as_secs_f64());
+        metrics::counter!(floodgate_core::metric::WAITS_TOTAL, "outcome" => outcome).increment(1);
+        metrics::histogram!(floodgate_core::metric::WAIT_SECONDS).record(waited.as_secs_f64());
     }
     Ok(Waited {
         verdicts,

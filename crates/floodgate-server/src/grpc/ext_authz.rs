@@ -154,7 +154,7 @@ impl authz::authorization_server::Authorization for AuthzService {
         let context = request.into_inner().attributes.unwrap_or_default();
         let Some(http) = context.request.as_ref().and_then(|r| r.http.as_ref()) else {
             tracing::warn!("ext_authz request without HTTP attributes: allowed unchecked");
-            metrics::counter!("floodgate_ext_authz_incomplete_total").increment(1);
+            metrics::counter!(floodgate_core::metric::EXT_AUTHZ_INCOMPLETE_TOTAL).increment(1);
             return Ok(Response::new(allow(Vec::new())));
         };
         let settings = self.app.settings.load();

@@ -31,7 +31,8 @@ pub fn identity(jwt: &JwtConfig, headers: RequestHeaders<'_>) -> Option<Verified
     let claims = match verify(jwt, value) {
         Ok(claims) => claims,
         Err(reason) => {
-            metrics::counter!("floodgate_jwt_rejected_total", "reason" => reason).increment(1);
+            metrics::counter!(floodgate_core::metric::JWT_REJECTED_TOTAL, "reason" => reason)
+                .increment(1);
             tracing::debug!(reason, "JWT rejected: the request is anonymous");
             return None;
         }

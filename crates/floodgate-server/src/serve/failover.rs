@@ -89,7 +89,7 @@ pub(super) async fn start(
         Err(error) => return Err(anyhow::Error::new(error)).context("cannot use Redis"),
     };
     tracker.spawn(probe(store.clone(), shutdown.clone()));
-    metrics::gauge!("floodgate_instances").set(store.instances() as f64);
+    metrics::gauge!(floodgate_core::metric::INSTANCES).set(store.instances() as f64);
     if config.fallback.instances == Instances::Auto {
         let min = config.fallback.min_instances;
         tracker.spawn(heartbeat(connected, store.clone(), min, shutdown.clone()));
@@ -218,7 +218,7 @@ async fn heartbeat(
             Ok(live) => {
                 let live = live.max(min_instances);
                 if store.set_instances(live) {
-                    metrics::gauge!("floodgate_instances").set(live as f64);
+                    metrics::gauge!(floodgate_core::metric::INSTANCES).set(live as f64);
                 }
             }
             Err(error) => tracing::debug!(%error, "heartbeat failed"),

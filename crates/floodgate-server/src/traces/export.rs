@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use super::settings::TraceSettings;
 
 /// Spans that could not be queued or sent.
-pub const DROPPED_METRIC: &str = "floodgate_trace_spans_dropped_total";
+pub const DROPPED_METRIC: &str = floodgate_core::metric::TRACE_SPANS_DROPPED_TOTAL;
 
 /// A string attribute.
 pub fn attribute(key: impl Into<String>, value: impl Into<String>) -> KeyValue {

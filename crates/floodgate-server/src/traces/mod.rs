@@ -243,12 +243,12 @@ fn record_duration(transport: &'static str, seconds: f64) {
     let handles = HANDLES.get_or_init(|| {
         TRANSPORTS
             .iter()
-            .map(|t| metrics::histogram!("floodgate_check_duration_seconds", "transport" => *t))
+            .map(|t| metrics::histogram!(floodgate_core::metric::CHECK_DURATION_SECONDS, "transport" => *t))
             .collect()
     });
     match TRANSPORTS.iter().position(|t| *t == transport) {
         Some(i) => handles[i].record(seconds),
-        None => metrics::histogram!("floodgate_check_duration_seconds", "transport" => transport)
+        None => metrics::histogram!(floodgate_core::metric::CHECK_DURATION_SECONDS, "transport" => transport)
             .record(seconds),
     }
 }

@@ -62,7 +62,7 @@ impl Journal {
                 *at = (*at).max(at_us);
             }
             None if full => {
-                metrics::counter!("floodgate_reconcile_dropped_total").increment(hits);
+                metrics::counter!(floodgate_core::metric::RECONCILE_DROPPED_TOTAL).increment(hits);
             }
             None => {
                 entries.insert(slot, (hits, at_us));

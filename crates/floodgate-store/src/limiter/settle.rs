@@ -69,7 +69,7 @@ pub(super) fn part(op: &StoreOp<'_>, receipt: Receipt, source: Source) -> Option
 /// Counts the cost an allowed check charged to a settleable policy.
 pub(super) fn note_charge(op: &StoreOp<'_>) {
     if op.policy.settle() && op.hits > 0 {
-        metrics::counter!("floodgate_cost_charged_total", "policy" => op.policy.name_arc().clone())
+        metrics::counter!(floodgate_core::metric::COST_CHARGED_TOTAL, "policy" => op.policy.name_arc().clone())
             .increment(op.hits);
     }
 }
@@ -143,12 +143,13 @@ fn refusal(results: &[Settled]) -> SettlementError {
 
 fn note_settle(policy: &Policy, estimate: u64, actual: u64) {
     let name = policy.name_arc().clone();
-    metrics::counter!("floodgate_cost_settled_total", "policy" => name.clone()).increment(actual);
+    metrics::counter!(floodgate_core::metric::COST_SETTLED_TOTAL, "policy" => name.clone())
+        .increment(actual);
     if actual > estimate {
-        metrics::counter!("floodgate_cost_charged_total", "policy" => name)
+        metrics::counter!(floodgate_core::metric::COST_CHARGED_TOTAL, "policy" => name)
             .increment(actual - estimate);
     } else if estimate > actual {
-        metrics::counter!("floodgate_cost_refunded_total", "policy" => name)
+        metrics::counter!(floodgate_core::metric::COST_REFUNDED_TOTAL, "policy" => name)
             .increment(estimate - actual);
     }
 }

@@ -110,7 +110,7 @@ impl CheckCounters {
         self.0[d][s]
             .get_or_init(|| {
                 metrics::counter!(
-                    "floodgate_checks_total",
+                    floodgate_core::metric::CHECKS_TOTAL,
                     "policy" => policy.clone(),
                     "decision" => decision,
                     "source" => source.as_str()

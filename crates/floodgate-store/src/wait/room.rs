@@ -216,7 +216,7 @@ impl WaitRoom {
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let notify = Arc::new(Notify::new());
         queue.push_back((ticket, notify.clone()));
-        metrics::gauge!("floodgate_waiting").increment(1.0);
+        metrics::gauge!(floodgate_core::metric::WAITING).increment(1.0);
         Ok(Place {
             room: self.clone(),
             key: key.to_string(),
@@ -237,7 +237,7 @@ impl WaitRoom {
         };
         queue.remove(at);
         self.total.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("floodgate_waiting").decrement(1.0);
+        metrics::gauge!(floodgate_core::metric::WAITING).decrement(1.0);
         match queue.front() {
             Some((_, next)) if at == 0 => next.notify_one(),
             Some(_) => {}
