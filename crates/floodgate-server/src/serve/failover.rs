@@ -184,6 +184,25 @@ async fn probe(store: Arc<FailoverStore>, shutdown: CancellationToken) {
     }
 }
 
+/// What the heartbeat loop needs of the shared store: record this sidecar
+/// for `ttl` and answer how many are live (the Redis store; a seam for the
+/// loop's tests).
+trait Beat: Send + Sync + 'static {
+    fn beat(
+        &self,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<u64, floodgate_store::StoreError>> + Send;
+}
+
+impl Beat for RedisStore {
+    fn beat(
+        &self,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<u64, floodgate_store::StoreError>> + Send {
+        self.heartbeat(ttl)
+    }
+}
+
 /// How often each sidecar says it is alive (`instances = "auto"`).
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
 /// How long one heartbeat counts: three beats, so one lost call does not
@@ -195,8 +214,8 @@ const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
 /// `shutdown` (never fewer than `min_instances`). One call at a time, each bounded by the store's timeout, so
 /// a hung Redis cannot pile calls up. While the breaker is open it skips:
 /// the count seen last before the outage stays in force.
-async fn heartbeat(
-    connected: Arc<OnceLock<Arc<RedisStore>>>,
+async fn heartbeat<H: Beat>(
+    connected: Arc<OnceLock<Arc<H>>>,
     store: Arc<FailoverStore>,
     min_instances: u64,
     shutdown: CancellationToken,
@@ -214,7 +233,7 @@ async fn heartbeat(
         if store.is_open() {
             continue;
         }
-        match redis.heartbeat(HEARTBEAT_TTL).await {
+        match redis.beat(HEARTBEAT_TTL).await {
             Ok(live) => {
                 let live = live.max(min_instances);
                 if store.set_instances(live) {
@@ -324,6 +343,91 @@ mod tests {
             pings,
             "no probe while closed"
         );
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    /// A shared store whose live count the test sets; counts its beats.
+    #[derive(Default)]
+    struct Beats {
+        live: std::sync::atomic::AtomicU64,
+        beats: AtomicUsize,
+    }
+
+    impl Beat for Beats {
+        async fn beat(&self, _ttl: Duration) -> Result<u64, StoreError> {
+            self.beats.fetch_add(1, Ordering::SeqCst);
+            Ok(self.live.load(Ordering::SeqCst))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_counts_live_sidecars_never_below_the_minimum_and_skips_while_open() {
+        let flaky = Arc::new(Flaky::default());
+        flaky.up.store(true, Ordering::SeqCst);
+        let fallback = Arc::new(LocalStore::new(
+            LocalConfig::default(),
+            Arc::new(ManualClock::new(1_700_000_000_000_000)),
+            Source::Fallback,
+        ));
+        let store = Arc::new(FailoverStore::new(
+            Some(flaky.clone()),
+            fallback,
+            FailoverConfig {
+                mode: FallbackMode::Local,
+                instances: 1,
+                probe_interval: Duration::from_secs(60),
+                failure_threshold: 1,
+                trip: RateTrip::default(),
+            },
+        ));
+        let beats = Arc::new(Beats::default());
+        beats.live.store(3, Ordering::SeqCst);
+        let connected = Arc::new(OnceLock::new());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(heartbeat(
+            connected.clone(),
+            store.clone(),
+            2,
+            shutdown.clone(),
+        ));
+        // Not connected yet: no beat.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(beats.beats.load(Ordering::SeqCst), 0);
+        assert!(connected.set(beats.clone()).is_ok());
+        // Ticks every 2 s: at 4 and 6 s.
+        tokio::time::sleep(Duration::from_millis(3_500)).await;
+        assert_eq!(beats.beats.load(Ordering::SeqCst), 2);
+        assert_eq!(store.instances(), 3);
+        // One sidecar left: the count never goes below min_instances (2).
+        beats.live.store(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(store.instances(), 2);
+        // While the breaker is open the count seen last stays, and no beat.
+        flaky.up.store(false, Ordering::SeqCst);
+        let policy = Policy::new(PolicySpec {
+            name: "p".into(),
+            key: vec!["user".into()],
+            limit: 10,
+            window_us: Some(60_000_000),
+            ..PolicySpec::default()
+        })
+        .unwrap();
+        let op = StoreOp {
+            policy: &policy,
+            key: "p:u",
+            hits: 1,
+            enforced: true,
+            charge: true,
+            reserve: None,
+        };
+        store.check(&[op]).await.unwrap();
+        assert!(store.is_open());
+        let before = beats.beats.load(Ordering::SeqCst);
+        beats.live.store(7, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        assert_eq!(beats.beats.load(Ordering::SeqCst), before);
+        assert_eq!(store.instances(), 2);
         shutdown.cancel();
         task.await.unwrap();
     }
