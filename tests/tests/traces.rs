@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use floodgate_e2e::raw_http::{read_request_head, upstream};
 use floodgate_e2e::{http_request, Floodgate, FREE_PORTS};
+use floodgate_proto::envoy::service::auth::v3 as authz;
 use floodgate_proto::floodgate::v1::rate_limiter_client::RateLimiterClient;
 use floodgate_proto::floodgate::v1::CheckRequest;
 use floodgate_proto::opentelemetry::proto::collector::trace::v1::trace_service_server::{
@@ -305,5 +306,74 @@ fn bad_otel_variables_stop_the_start_with_a_clear_error() {
     assert!(
         stderr.contains("OTEL_EXPORTER_OTLP_PROTOCOL=\"http/json\""),
         "{stderr}"
+    );
+}
+
+/// An ext_authz check of `GET /` with the forwarded request `headers`.
+fn authz_request(headers: &[(&str, &str)]) -> authz::CheckRequest {
+    authz::CheckRequest {
+        attributes: Some(authz::AttributeContext {
+            request: Some(authz::attribute_context::Request {
+                http: Some(authz::attribute_context::HttpRequest {
+                    method: "GET".into(),
+                    path: "/".into(),
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ext_authz_follows_envoys_span_else_the_forwarded_client_header() {
+    let (collector, received) = http_collector();
+    let fg = Floodgate::start_env(
+        &format!("{FREE_PORTS}[traces]\nendpoint = \"http://{collector}/v1/traces\"\n{POLICY}"),
+        &[],
+        &FAST,
+    );
+    let mut client = authz::authorization_client::AuthorizationClient::connect(fg.grpc_uri())
+        .await
+        .unwrap();
+    let sampled = format!("00-{TRACE_ID}-{PARENT_ID}-01");
+    // Envoy said "not sampled" in its metadata: followed, whatever the
+    // client's header says.
+    let mut request = tonic::Request::new(authz_request(&[("traceparent", &sampled)]));
+    let unsampled = format!("00-{TRACE_ID}-{PARENT_ID}-00");
+    request
+        .metadata_mut()
+        .insert("traceparent", unsampled.parse().unwrap());
+    client.check(request).await.unwrap();
+    // No metadata: the client's forwarded header is the parent.
+    let request = tonic::Request::new(authz_request(&[("traceparent", &sampled)]));
+    client.check(request).await.unwrap();
+    let found = tokio::task::spawn_blocking(move || {
+        let found = wait_for(&received, 2);
+        std::thread::sleep(Duration::from_millis(300));
+        if found.len() > 2 {
+            found
+        } else {
+            spans(&received)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        found.len(),
+        2,
+        "only the second check is traced: {found:#?}"
+    );
+    let check = found.iter().find(|s| s.name == "floodgate.check").unwrap();
+    assert_eq!(hex(&check.trace_id), TRACE_ID);
+    assert_eq!(hex(&check.parent_span_id), PARENT_ID);
+    assert_eq!(
+        text(check, "floodgate.transport").as_deref(),
+        Some("envoy_authz")
     );
 }

@@ -142,7 +142,17 @@ impl authz::authorization_server::Authorization for AuthzService {
         &self,
         request: Request<authz::CheckRequest>,
     ) -> Result<Response<authz::CheckResponse>, Status> {
-        let mut timer = self.app.check_timer("envoy_authz", traceparent(&request));
+        // Envoy's own span (gRPC metadata) if it sent one, else the
+        // client's, as Envoy forwards the request's headers.
+        let mut timer = {
+            let client = (request.get_ref().attributes.as_ref())
+                .and_then(|a| a.request.as_ref())
+                .and_then(|r| r.http.as_ref())
+                .and_then(|h| h.headers.get("traceparent"))
+                .map(String::as_bytes);
+            self.app
+                .check_timer("envoy_authz", traceparent(&request).or(client))
+        };
         let budget = waiting::envoy_budget(
             request
                 .metadata()
@@ -159,12 +169,6 @@ impl authz::authorization_server::Authorization for AuthzService {
         };
         let settings = self.app.settings.load();
         let info = request_info(&context, http, &settings.identity.user_header);
-        if !timer.is_traced() {
-            // Without a traceparent in the gRPC metadata (Envoy's own span),
-            // the client's, as Envoy forwards the request's headers.
-            let client = http.headers.get("traceparent").map(String::as_bytes);
-            timer = self.app.check_timer("envoy_authz", client);
-        }
         self.app.trace_http_attributes(&mut timer, &settings, &info);
         timer.deciding();
         // No "request finished" callback: concurrency policies are skipped.
