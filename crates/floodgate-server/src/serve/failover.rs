@@ -286,26 +286,29 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_probe_loop_pings_every_interval_while_open_and_closes_once_the_primary_answers() {
-        let flaky = Arc::new(Flaky::default());
+    /// A failover store over `primary`, opening at its first failure.
+    fn failover(primary: Arc<Flaky>, probe_interval: Duration) -> Arc<FailoverStore> {
         let fallback = Arc::new(LocalStore::new(
             LocalConfig::default(),
             Arc::new(ManualClock::new(1_700_000_000_000_000)),
             Source::Fallback,
         ));
-        let store = Arc::new(FailoverStore::new(
-            Some(flaky.clone()),
+        Arc::new(FailoverStore::new(
+            Some(primary),
             fallback,
             FailoverConfig {
                 mode: FallbackMode::Local,
                 instances: 1,
-                probe_interval: Duration::from_secs(1),
+                probe_interval,
                 failure_threshold: 1,
                 trip: RateTrip::default(),
             },
-        ));
-        // One failed check opens the breaker (threshold 1).
+        ))
+    }
+
+    /// One check the (down) primary fails opens the breaker; the fallback
+    /// answers it.
+    async fn open_breaker(store: &FailoverStore) {
         let policy = Policy::new(PolicySpec {
             name: "p".into(),
             key: vec!["user".into()],
@@ -325,6 +328,14 @@ mod tests {
         let answered = store.check(&[op]).await.unwrap();
         assert_eq!(answered[0].source, Source::Fallback);
         assert!(store.is_open());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_probe_loop_pings_every_interval_while_open_and_closes_once_the_primary_answers() {
+        let flaky = Arc::new(Flaky::default());
+        let store = failover(flaky.clone(), Duration::from_secs(1));
+        // One failed check opens the breaker (threshold 1).
+        open_breaker(&store).await;
 
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(probe(store.clone(), shutdown.clone()));
@@ -365,22 +376,7 @@ mod tests {
     async fn the_heartbeat_counts_live_sidecars_never_below_the_minimum_and_skips_while_open() {
         let flaky = Arc::new(Flaky::default());
         flaky.up.store(true, Ordering::SeqCst);
-        let fallback = Arc::new(LocalStore::new(
-            LocalConfig::default(),
-            Arc::new(ManualClock::new(1_700_000_000_000_000)),
-            Source::Fallback,
-        ));
-        let store = Arc::new(FailoverStore::new(
-            Some(flaky.clone()),
-            fallback,
-            FailoverConfig {
-                mode: FallbackMode::Local,
-                instances: 1,
-                probe_interval: Duration::from_secs(60),
-                failure_threshold: 1,
-                trip: RateTrip::default(),
-            },
-        ));
+        let store = failover(flaky.clone(), Duration::from_secs(60));
         let beats = Arc::new(Beats::default());
         beats.live.store(3, Ordering::SeqCst);
         let connected = Arc::new(OnceLock::new());
@@ -405,24 +401,7 @@ mod tests {
         assert_eq!(store.instances(), 2);
         // While the breaker is open the count seen last stays, and no beat.
         flaky.up.store(false, Ordering::SeqCst);
-        let policy = Policy::new(PolicySpec {
-            name: "p".into(),
-            key: vec!["user".into()],
-            limit: 10,
-            window_us: Some(60_000_000),
-            ..PolicySpec::default()
-        })
-        .unwrap();
-        let op = StoreOp {
-            policy: &policy,
-            key: "p:u",
-            hits: 1,
-            enforced: true,
-            charge: true,
-            reserve: None,
-        };
-        store.check(&[op]).await.unwrap();
-        assert!(store.is_open());
+        open_breaker(&store).await;
         let before = beats.beats.load(Ordering::SeqCst);
         beats.live.store(7, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_secs(6)).await;
