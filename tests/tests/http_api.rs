@@ -233,3 +233,15 @@ fn sigterm_exits_zero() {
     fg.signal("TERM");
     assert_eq!(fg.wait_exit(std::time::Duration::from_secs(15)), Some(0));
 }
+
+/// The signal handlers are in place before the listening line: a SIGTERM
+/// sent the moment floodgate says it listens drains it (exit 0), never
+/// kills it.
+#[test]
+fn sigterm_right_after_the_listening_line_always_drains() {
+    for _ in 0..10 {
+        let mut fg = Floodgate::start(FREE_PORTS);
+        fg.signal("TERM");
+        assert_eq!(fg.wait_exit(std::time::Duration::from_secs(15)), Some(0));
+    }
+}

@@ -150,8 +150,9 @@ fn serve(path: PathBuf, shadow: bool, log_format: telemetry::LogFormat) -> ExitC
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let on_signal = shutdown.clone();
+        let signalled = shutdown::signal();
         tokio::spawn(async move {
-            let signal = shutdown::signal().await;
+            let signal = signalled.await;
             tracing::info!(signal, "shutting down");
             on_signal.cancel();
         });

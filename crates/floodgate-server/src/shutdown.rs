@@ -1,17 +1,25 @@
 //! Waiting for the signals that stop the process.
 
-/// Resolves with the signal's name on SIGTERM or SIGINT.
-pub async fn signal() -> &'static str {
+use std::future::Future;
+
+/// Installs the SIGTERM and SIGINT handlers now — before the listeners
+/// open, so a signal sent as soon as floodgate says it is listening drains
+/// it instead of killing it — and resolves with the signal's name when one
+/// arrives.
+pub fn signal() -> impl Future<Output = &'static str> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers only a server failure stops us.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers only a server failure stops us.
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
     }
 }
