@@ -1,5 +1,5 @@
 //! Real `floodgate` processes on a real `redis-server` that dies and comes
-//! back (SPEC §6): checks never fail, fallback limits locally with
+//! back (docs/configuration.md, `[fallback]`): checks never fail, fallback limits locally with
 //! `ceil(limit / instances)`, and the sidecar returns to Redis by itself.
 
 use std::time::{Duration, Instant};

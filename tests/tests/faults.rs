@@ -1,4 +1,4 @@
-//! Redis faults under load, with real processes (SPEC §6): a Redis that
+//! Redis faults under load, with real processes (docs/configuration.md, `[fallback]`): a Redis that
 //! hangs (SIGSTOP: connections stay open, nothing answers) and a Redis that
 //! flaps. Checks always get a decision; latencies across a hang are printed
 //! (measured, never asserted beyond a generous liveness bound).

@@ -1,5 +1,5 @@
-//! `/metrics` against SPEC §7: it parses as Prometheus text exposition,
-//! holds every metric the spec names (with a Redis store that fails, so the
+//! `/metrics` against docs/api.md: it parses as Prometheus text exposition,
+//! holds every metric docs/api.md names (with a Redis store that fails, so the
 //! store metrics exist too), histograms are well formed, and no label ever
 //! carries an attribute value that checks sent.
 

@@ -1,4 +1,4 @@
-//! Live reload (SPEC §3) against the real binary: by SIGHUP and by file
+//! Live reload (docs/configuration.md) against the real binary: by SIGHUP and by file
 //! replacement, while checks keep flowing; an invalid file keeps the old
 //! limit; counters survive a reload that keeps the policy's name and key.
 

@@ -1,4 +1,4 @@
-//! SIGTERM while checks are flowing (SPEC §4): the listeners stop
+//! SIGTERM while checks are flowing (docs/api.md): the listeners stop
 //! accepting, requests already accepted — including one whose body is still
 //! arriving — are answered in full, and the process exits 0 within
 //! `shutdown_grace`.

@@ -38,7 +38,7 @@ use crate::error::Diagnostics;
 use crate::raw::RawRoot;
 use crate::section::Section;
 
-/// A whole, valid configuration (SPEC §3). Every section is optional in
+/// A whole, valid configuration (docs/configuration.md). Every section is optional in
 /// the file; `Config::default()` is what an empty file gives.
 #[derive(Debug, Clone, Default)]
 pub struct Config {

@@ -11,7 +11,7 @@ mod limits;
 
 pub use limits::{Limits, ProxyLimits, MAX_CONNECTIONS_LIMIT};
 
-/// Which rate-limit headers responses carry (SPEC §4, Response headers).
+/// Which rate-limit headers responses carry (docs/api.md, "Response headers").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderMode {
     /// `RateLimit-Policy` and `RateLimit` (IETF httpapi draft); the default.

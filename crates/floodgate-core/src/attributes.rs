@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 /// instead of hashing one (the protobuf and JSON decoders build this type).
 pub type Attributes = BTreeMap<String, String>;
 
-/// Longest attribute value accepted, in bytes (SPEC §5).
+/// Longest attribute value accepted, in bytes (docs/api.md, "Input limits").
 pub const MAX_VALUE_LEN: usize = 256;
 /// Longest attribute name accepted, in bytes.
 pub const MAX_NAME_LEN: usize = 64;

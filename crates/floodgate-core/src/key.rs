@@ -3,7 +3,7 @@
 //! Values are percent-encoded so that every byte outside `[A-Za-z0-9-._~@]`
 //! becomes `%XX`. No value can therefore contain `:`, `{`, `}`, `%`, `/`,
 //! `,`, `=` or a control character, so no value can forge another
-//! counter's key, a Redis hash tag, or a lease (SPEC §5).
+//! counter's key, a Redis hash tag, or a lease (docs/redis.md).
 //!
 //! A key entry with alternatives (`key = ["user|ip"]`) writes the value of
 //! its first alternative as is, and the value of any other alternative as

@@ -1,5 +1,5 @@
 -- check: decides one or more checks, one after the other; each check's ops
--- all or nothing (SPEC §1). Each op's algorithm decides without writing; if
+-- all or nothing (docs/api.md). Each op's algorithm decides without writing; if
 -- every enforced op of the check is allowed, its allowed ops are charged; if
 -- any enforced op is denied, nothing of that check is charged. A check is
 -- decided within one call (one per slot on a Cluster), so a denied check

@@ -1,4 +1,4 @@
-//! The Redis key of a counter (SPEC §5):
+//! The Redis key of a counter (docs/redis.md, "Key layout"):
 //! `<prefix>:{<counter key>}:<algorithm>[:<shape>]`.
 //!
 //! The counter key (`<policy>:<escaped values>`) is the hash tag, so every

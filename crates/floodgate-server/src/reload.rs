@@ -1,4 +1,4 @@
-//! Live reload of the configuration file (SPEC §3): on SIGHUP and whenever
+//! Live reload of the configuration file (docs/configuration.md): on SIGHUP and whenever
 //! the file changes on disk, the file is re-read and validated; a valid file
 //! swaps the policies and reloadable settings atomically (one swap of one
 //! [`Settings`], which carries the policies), an invalid one is

@@ -6,7 +6,7 @@ use floodgate_core::{AlgorithmKind, Outcome, Policy, Receipt};
 
 use crate::StoreError;
 
-/// Which store made a decision (SPEC §4 `Source`).
+/// Which store made a decision (`source` in docs/api.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     /// The shared Redis store.

@@ -41,7 +41,7 @@ impl Protocol {
         }
     }
 
-    /// The sidecar's default listener for this protocol (SPEC §3 ports).
+    /// The sidecar's default listener for this protocol (docs/configuration.md, `[server]`).
     pub fn default_target(self) -> &'static str {
         match self {
             Protocol::Http => "127.0.0.1:9720",

@@ -1,4 +1,4 @@
-//! Parsing from strings: the SPEC example and defaults (`valid`), and
+//! Parsing from strings: an example with every section and defaults (`valid`), and
 //! every error with its line and column (`errors`).
 
 mod admin;
@@ -12,8 +12,8 @@ mod waiting;
 
 use super::{from_str, Config, ConfigErrors};
 
-/// The example of SPEC §3, with the proxy and Redis lines left commented.
-pub(super) const SPEC_EXAMPLE: &str = r#"
+/// An example with every section, with the proxy and Redis lines left commented.
+pub(super) const FULL_EXAMPLE: &str = r#"
 [server]
 http = "127.0.0.1:9720"    # JSON API, nginx auth_request, /metrics, health
 grpc = "127.0.0.1:9721"    # floodgate.v1, Envoy RLS v3, Envoy ext_authz v3, grpc.health.v1

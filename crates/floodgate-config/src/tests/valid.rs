@@ -1,18 +1,18 @@
-//! Files that parse: the SPEC example, defaults, every setting, summary.
+//! Files that parse: the full example, defaults, every setting, summary.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use floodgate_core::{AlgorithmKind, FallbackMode, Mode};
 
-use super::{parse, SPEC_EXAMPLE};
+use super::{parse, FULL_EXAMPLE};
 use crate::server::HeaderMode;
 use crate::store::{RedisTopology, StoreKind};
 use crate::{server, store, FallbackConfig, IdentityConfig, Instances};
 
 #[test]
 fn the_spec_example_parses() {
-    let config = parse(SPEC_EXAMPLE);
+    let config = parse(FULL_EXAMPLE);
     assert_eq!(
         config.server.http,
         "127.0.0.1:9720".parse::<SocketAddr>().unwrap()
@@ -243,7 +243,7 @@ fn redis_standalone_and_cluster() {
 #[test]
 fn summary_mentions_every_policy() {
     let src = format!(
-        "{SPEC_EXAMPLE}\n[[policy]]\nname = \"auth-per-ip\"\nkey = [\"ip\"]\nlimit = 150\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\nmode = \"shadow\"\n"
+        "{FULL_EXAMPLE}\n[[policy]]\nname = \"auth-per-ip\"\nkey = [\"ip\"]\nlimit = 150\nwindow = \"1m\"\nalgorithm = \"fixed_window\"\nmode = \"shadow\"\n"
     );
     let summary = parse(&src).summary();
     assert!(

@@ -1,4 +1,4 @@
-//! The five algorithms of SPEC §2, each a transition over its own state.
+//! The five algorithms (docs/configuration.md, `[[policy]]`), each a transition over its own state.
 //!
 //! A store owns atomicity: it locks (or scripts) a counter's state, hands it
 //! to [`Algorithm::check`], and keeps what comes back. Every algorithm is
@@ -27,8 +27,8 @@ use crate::outcome::{Outcome, Receipt};
 
 /// The state of one counter, whatever its algorithm.
 ///
-/// Large states are boxed so a local-store entry stays small (SPEC §6:
-/// bounded memory; the benchmarks hold it to ≤ 150 bytes per
+/// Large states are boxed so a local-store entry stays small (bounded
+/// memory; the benchmarks hold it to ≤ 150 bytes per
 /// `sliding_window` key).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum State {
