@@ -11,7 +11,7 @@ use crate::store::{RedisTopology, StoreKind};
 use crate::{server, store, FallbackConfig, IdentityConfig, Instances};
 
 #[test]
-fn the_spec_example_parses() {
+fn the_full_example_parses() {
     let config = parse(FULL_EXAMPLE);
     assert_eq!(
         config.server.http,
