@@ -138,25 +138,7 @@ pub async fn serve<H, F, B>(
     let per_ip = PerIp::new(settings.limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let builders = Arc::new(builders(&settings.limits));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, listener = what, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((permit, stream, peer)) = accept(&listener, &permits, &shutdown, what).await {
         let Some(place) = per_ip.try_acquire(peer.ip()) else {
             tracing::debug!(%peer, listener = what, "refused a connection past max_connections_per_ip");
             continue;
@@ -181,6 +163,33 @@ pub async fn serve<H, F, B>(
             listener = what,
             "connections still open after the grace period"
         );
+    }
+}
+
+/// The next connection, once it has a slot under `max_connections`;
+/// `None` when the listener shuts down. A failed accept is logged and
+/// retried after 50 ms.
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+    what: &'static str,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            permit = permits.clone().acquire_owned() => permit.ok()?,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => return Some((permit, stream, peer)),
+                Err(error) => {
+                    tracing::warn!(%error, listener = what, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
     }
 }
 
