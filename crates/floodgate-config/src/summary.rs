@@ -16,6 +16,18 @@ impl Config {
     /// key, match, mode). Passwords in Redis URLs are hidden.
     pub fn summary(&self) -> String {
         let mut out = String::new();
+        self.write_server(&mut out);
+        self.write_store(&mut out);
+        self.write_fallback(&mut out);
+        self.write_identity(&mut out);
+        self.write_traces_and_admin(&mut out);
+        self.write_endpoints(&mut out);
+        self.write_policies(&mut out);
+        out
+    }
+
+    /// `listeners: …` and `server: …`.
+    fn write_server(&self, out: &mut String) {
         let s = &self.server;
         let proxy = s.proxy.as_ref().map_or_else(
             || "off".to_string(),
@@ -38,6 +50,10 @@ impl Config {
             duration(s.shutdown_grace),
             s.log.as_deref().unwrap_or("(from the environment)"),
         );
+    }
+
+    /// `store: …`, with the Redis target (passwords hidden) when it is used.
+    fn write_store(&self, out: &mut String) {
         let local = &self.store.local;
         let local = format!("max_keys {}, shards {}", local.max_keys, local.shards);
         match (self.store.kind, &self.store.redis) {
@@ -72,6 +88,10 @@ impl Config {
                 let _ = writeln!(out, "store: {} ({local}){unused}", kind.as_str());
             }
         }
+    }
+
+    /// `fallback: …`.
+    fn write_fallback(&self, out: &mut String) {
         let f = &self.fallback;
         let instances = match f.instances {
             Instances::Auto => "auto".to_string(),
@@ -84,6 +104,10 @@ impl Config {
             duration(f.probe_interval),
             f.failure_threshold,
         );
+    }
+
+    /// `identity: …`, and `identity attributes: …` when there are any.
+    fn write_identity(&self, out: &mut String) {
         let id = &self.identity;
         let user = match &id.jwt {
             Some(jwt) => format!(
@@ -107,6 +131,10 @@ impl Config {
         if !extra.is_empty() {
             let _ = writeln!(out, "identity attributes: {}", extra.join(", "));
         }
+    }
+
+    /// `traces: …` and `admin API: …`, each only when configured.
+    fn write_traces_and_admin(&self, out: &mut String) {
         if let Some(t) = &self.traces {
             let _ = writeln!(
                 out,
@@ -124,6 +152,10 @@ impl Config {
                 .map_or_else(|| "the HTTP listener".to_string(), |a| a.to_string());
             let _ = writeln!(out, "admin API: on, on {at} (bearer token loaded)");
         }
+    }
+
+    /// `endpoints: N`, then one line per endpoint.
+    fn write_endpoints(&self, out: &mut String) {
         let endpoints: Vec<_> = self.endpoints.iter().collect();
         let _ = writeln!(out, "endpoints: {}", endpoints.len());
         for e in endpoints {
@@ -140,16 +172,28 @@ impl Config {
             let cost = self.costs.get(e.name()).map_or_else(String::new, cost_text);
             let _ = writeln!(out, "  {}: {methods} {}{case}{cost}", e.name(), e.path());
         }
+    }
+
+    /// `policies: N`, then one line per policy.
+    fn write_policies(&self, out: &mut String) {
         let _ = writeln!(out, "policies: {}", self.policies.len());
         for p in self.policies.iter() {
             let _ = writeln!(out, "  {}", policy_line(p));
         }
-        out
     }
 }
 
 /// `ai-per-user: 500/1m sliding_window, key [user], match endpoint=ai, enforce`.
 fn policy_line(p: &Policy) -> String {
+    let mut line = policy_head(p);
+    write_scope(p, &mut line);
+    write_enforcement(p, &mut line);
+    line
+}
+
+/// The part every policy line has: `ai-per-user: 500/1m sliding_window,
+/// key [user], match endpoint=ai, enforce`.
+fn policy_head(p: &Policy) -> String {
     let window = match p.calendar() {
         Some(c) => c.period().as_str().to_string(),
         None => duration(Duration::from_micros(p.window_us())),
@@ -177,11 +221,16 @@ fn policy_line(p: &Policy) -> String {
         Mode::Enforce => "enforce",
         Mode::Shadow => "shadow",
     };
-    let mut line = format!(
+    format!(
         "{}: {quota} {}, key {key}, match {matches}, {mode}",
         p.name(),
         p.kind().as_str()
-    );
+    )
+}
+
+/// `, fallback …`, `, domain …`, `, replaces …`: its fallback, its domain
+/// and the policies it replaces, when set.
+fn write_scope(p: &Policy, line: &mut String) {
     if let Some(fallback) = p.fallback() {
         let _ = write!(line, ", fallback {}", fallback.as_str());
     }
@@ -191,6 +240,12 @@ fn policy_line(p: &Policy) -> String {
     if !p.replaces().is_empty() {
         let _ = write!(line, ", replaces {}", p.replaces().join(", "));
     }
+}
+
+/// `, settle …`, `, max_wait …`, `, deny_status …`, `, calendar …`,
+/// `, block_for …`: how checks on it are settled, wait, are denied and
+/// locked out.
+fn write_enforcement(p: &Policy, line: &mut String) {
     if p.settle() {
         line.push_str(", settle (reserve, then settle the actual cost)");
     }
@@ -229,7 +284,6 @@ fn policy_line(p: &Policy) -> String {
             );
         }
     }
-    line
 }
 
 /// `, cost usage total_tokens (estimate max_tokens, else 1000)`.

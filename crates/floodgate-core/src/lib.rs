@@ -16,6 +16,8 @@ pub mod path;
 pub mod policy;
 pub mod redact;
 pub mod settlement;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod time;
 
 pub use algorithm::{Algorithm, State};

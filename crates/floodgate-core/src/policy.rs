@@ -4,24 +4,27 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::algorithm::{
-    Algorithm, Concurrency, FixedWindow, SlidingLog, SlidingWindow, TokenBucket, MAX_LOG_LIMIT,
-};
+use crate::algorithm::Algorithm;
 use crate::attributes::Attributes;
 use crate::key::counter_key_of;
 
 mod applicable;
 mod block;
+mod build;
 mod calendar;
 mod index;
 mod key_entry;
 mod replace;
+mod spec;
+mod validate;
 mod waiting;
 pub use applicable::Applicable;
 pub use block::{Block, BlockRecord, DEFAULT_BLOCK_MAX_US};
 pub use calendar::{Calendar, Period, DEFAULT_TIMEZONE};
 pub use key_entry::KeyEntry;
 pub use replace::PolicySetError;
+use spec::error;
+pub use spec::{is_valid_name, AlgorithmKind, FallbackMode, Mode, PolicyError, PolicySpec};
 pub use waiting::{
     Waiting, DEFAULT_DENY_STATUS, DEFAULT_MAX_WAITING, MAX_MAX_WAITING, MAX_WAIT_US,
 };
@@ -34,179 +37,8 @@ pub const MIN_WINDOW_US: u64 = 1_000;
 pub const MAX_WINDOW_US: u64 = 366 * 86_400 * 1_000_000;
 /// Largest limit: far below any overflow in the stores' arithmetic.
 pub const MAX_LIMIT: u64 = 1_000_000_000_000;
-/// Largest `limit × window_ms` of a `sliding_window` policy: keeps its
-/// weighted estimate exact in f64 (and in Lua).
-const MAX_EXACT: u128 = 1 << 53;
-/// Longest time a token bucket takes to refill: 3660 days, far below what
-/// µs timestamps can add without overflow (in u64 and in Lua doubles).
-const MAX_BUCKET_US: u64 = 10 * MAX_WINDOW_US;
 /// Lease timeout of `concurrency` policies when none is given: 60 s.
 pub const DEFAULT_LEASE_TIMEOUT_US: u64 = 60_000_000;
-
-/// The algorithm named in a policy, before its parameters are checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum AlgorithmKind {
-    /// `sliding_window` (the default).
-    #[default]
-    SlidingWindow,
-    /// `sliding_log`.
-    SlidingLog,
-    /// `fixed_window`.
-    FixedWindow,
-    /// `token_bucket`.
-    TokenBucket,
-    /// `concurrency`.
-    Concurrency,
-}
-
-impl AlgorithmKind {
-    /// Every algorithm, by its configuration name.
-    pub const ALL: [(&'static str, AlgorithmKind); 5] = [
-        ("sliding_window", AlgorithmKind::SlidingWindow),
-        ("sliding_log", AlgorithmKind::SlidingLog),
-        ("fixed_window", AlgorithmKind::FixedWindow),
-        ("token_bucket", AlgorithmKind::TokenBucket),
-        ("concurrency", AlgorithmKind::Concurrency),
-    ];
-
-    /// The configuration name (`"sliding_window"`, …).
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(_, k)| *k == self)
-            .map_or("sliding_window", |(n, _)| n)
-    }
-
-    /// Parses a configuration name.
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
-    }
-}
-
-/// Whether a policy's denials are enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
-    /// Denials deny (the default).
-    #[default]
-    Enforce,
-    /// Count and report, never deny.
-    Shadow,
-}
-
-/// What a policy does while its shared store is unreachable (SPEC §6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FallbackMode {
-    /// Limit locally with `ceil(limit / instances)`.
-    Local,
-    /// Allow everything.
-    Allow,
-    /// Deny everything.
-    Deny,
-}
-
-impl FallbackMode {
-    /// Parses `"local" | "allow" | "deny"`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "local" => Some(FallbackMode::Local),
-            "allow" => Some(FallbackMode::Allow),
-            "deny" => Some(FallbackMode::Deny),
-            _ => None,
-        }
-    }
-
-    /// The configuration name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FallbackMode::Local => "local",
-            FallbackMode::Allow => "allow",
-            FallbackMode::Deny => "deny",
-        }
-    }
-}
-
-/// A policy as written, before validation. Durations are in µs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PolicySpec {
-    /// Unique name, `[A-Za-z0-9_.-]`, 1 to 64 bytes.
-    pub name: String,
-    /// Conditions: attribute → accepted values (any of them).
-    pub matches: Vec<(String, Vec<String>)>,
-    /// Attributes whose values partition the counter; an entry may list
-    /// alternatives, `"user|ip"`, the first present one wins.
-    pub key: Vec<String>,
-    /// The quota.
-    pub limit: u64,
-    /// The window; required except for `concurrency`.
-    pub window_us: Option<u64>,
-    /// The algorithm.
-    pub algorithm: AlgorithmKind,
-    /// `token_bucket` only: bucket size (default `limit`).
-    pub burst: Option<u64>,
-    /// `concurrency` only: lease lifetime (default 60 s).
-    pub lease_timeout_us: Option<u64>,
-    /// Enforce or shadow.
-    pub mode: Mode,
-    /// Per-policy override of the store's fallback mode.
-    pub fallback: Option<FallbackMode>,
-    /// Envoy RLS domain; `None` = every domain.
-    pub domain: Option<String>,
-    /// Names of the policies this one takes the place of when it applies
-    /// (see [`PolicySet::applicable`]).
-    pub replaces: Vec<String>,
-    /// Whether checks may reserve an estimated cost and settle it later
-    /// (`sliding_window`, `fixed_window`, `token_bucket` only).
-    pub settle: bool,
-    /// HTTP status of a denial (400–599; default 429).
-    pub deny_status: Option<u64>,
-    /// How long a denied check may wait for its turn, in µs (default 0).
-    pub max_wait_us: Option<u64>,
-    /// Checks that may wait on one counter at once (default 100 with a
-    /// `max_wait`).
-    pub max_waiting: Option<u64>,
-    /// Lockout: how long a key denied by the policy is then refused, in µs
-    /// (`None`: no lockout).
-    pub block_for_us: Option<u64>,
-    /// Whether each repeat offence doubles the block.
-    pub block_escalation: bool,
-    /// With escalation: the longest block, in µs (default 1 day).
-    pub block_max_us: Option<u64>,
-    /// `fixed_window` only: windows are calendar periods (`"day"`,
-    /// `"week"`, `"month"`) instead of a `window`.
-    pub calendar: Option<String>,
-    /// With `calendar`: the IANA time zone (default `"UTC"`).
-    pub timezone: Option<String>,
-}
-
-/// Why a policy spec was refused; `field` names the offending setting so a
-/// config loader can point at it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct PolicyError {
-    /// The setting at fault (`"limit"`, `"window"`, `"name"`, …).
-    pub field: &'static str,
-    /// What is wrong and what was expected.
-    pub message: String,
-    /// The element of a list setting at fault (`key` entry), if one.
-    pub index: Option<usize>,
-}
-
-fn error(field: &'static str, message: impl Into<String>) -> PolicyError {
-    PolicyError {
-        field,
-        message: message.into(),
-        index: None,
-    }
-}
-
-/// Whether `name` is a valid policy or attribute name.
-pub fn is_valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-}
 
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,226 +86,42 @@ impl Policy {
     /// Every problem found, each naming its field.
     pub fn new(spec: PolicySpec) -> Result<Policy, Vec<PolicyError>> {
         let mut errors = Vec::new();
-        if !is_valid_name(&spec.name) {
-            errors.push(error(
-                "name",
-                format!(
-                    "policy name {:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.'",
-                    spec.name
-                ),
-            ));
-        }
-        let kind = spec.algorithm;
-        let calendar = calendar::validate(
-            kind,
-            spec.calendar.as_deref(),
-            spec.timezone.as_deref(),
-            spec.window_us.is_some(),
-            spec.settle,
-            &mut errors,
-        );
-        if spec.limit == 0 {
-            errors.push(error("limit", "limit must be at least 1"));
-        } else if spec.limit > MAX_LIMIT {
-            errors.push(error("limit", format!("limit must be at most {MAX_LIMIT}")));
-        } else if kind == AlgorithmKind::SlidingLog && spec.limit > MAX_LOG_LIMIT {
-            errors.push(error(
-                "limit",
-                format!(
-                    "sliding_log keeps one entry per hit, so its limit must be at most {}; use sliding_window for larger limits",
-                    MAX_LOG_LIMIT
-                ),
-            ));
-        }
-        let window_us = match (kind, spec.window_us) {
-            // Errors of a calendar policy are reported above.
-            _ if spec.calendar.is_some() => {
-                calendar.as_ref().map_or(0, |c| c.period().nominal_us())
-            }
-            (AlgorithmKind::Concurrency, Some(_)) => {
-                errors.push(error(
-                    "window",
-                    "concurrency policies have no window; use lease_timeout",
-                ));
-                0
-            }
-            (AlgorithmKind::Concurrency, None) => 0,
-            (_, None) => {
-                errors.push(error("window", "window is required (for example \"1m\")"));
-                0
-            }
-            (_, Some(w)) if !(MIN_WINDOW_US..=MAX_WINDOW_US).contains(&w) => {
-                errors.push(error("window", "window must be between 1ms and 366d"));
-                0
-            }
-            (_, Some(w)) if w % 1_000 != 0 => {
-                errors.push(error(
-                    "window",
-                    "window must be a whole number of milliseconds",
-                ));
-                0
-            }
-            (_, Some(w)) => w,
-        };
-        if kind == AlgorithmKind::SlidingWindow
-            && window_us > 0
-            && u128::from(spec.limit) * u128::from(window_us / 1_000) > MAX_EXACT
-        {
-            errors.push(error(
-                "limit",
-                format!(
-                    "sliding_window needs limit × window in ms ≤ 2^53 to stay exact; at most {} for this window (use a shorter window or fixed_window)",
-                    MAX_EXACT / u128::from(window_us / 1_000)
-                ),
-            ));
-        }
-        if kind == AlgorithmKind::TokenBucket && window_us > 0 && spec.limit > window_us {
-            errors.push(error(
-                "limit",
-                "token_bucket limit must not exceed the window in microseconds (one token per µs at most)",
-            ));
-        }
-        let burst = match (kind, spec.burst) {
-            (AlgorithmKind::TokenBucket, Some(0)) => {
-                errors.push(error("burst", "burst must be at least 1"));
-                1
-            }
-            (AlgorithmKind::TokenBucket, Some(b)) if b > MAX_LIMIT => {
-                errors.push(error("burst", format!("burst must be at most {MAX_LIMIT}")));
-                1
-            }
-            (AlgorithmKind::TokenBucket, Some(b))
-                if window_us > 0
-                    && spec.limit > 0
-                    && u128::from(b) * u128::from(window_us.div_ceil(spec.limit))
-                        > u128::from(MAX_BUCKET_US) =>
-            {
-                errors.push(error(
-                    "burst",
-                    "burst × window / limit (the time a full bucket takes to refill) must be at most 3660d",
-                ));
-                1
-            }
-            (AlgorithmKind::TokenBucket, Some(b)) => b,
-            (_, Some(_)) => {
-                errors.push(error(
-                    "burst",
-                    "burst applies only to token_bucket policies",
-                ));
-                1
-            }
-            (_, None) => spec.limit,
-        };
-        let lease_timeout_us = match (kind, spec.lease_timeout_us) {
-            (AlgorithmKind::Concurrency, Some(t))
-                if !(MIN_WINDOW_US..=MAX_WINDOW_US).contains(&t) =>
-            {
-                errors.push(error(
-                    "lease_timeout",
-                    "lease_timeout must be between 1ms and 366d",
-                ));
-                DEFAULT_LEASE_TIMEOUT_US
-            }
-            (AlgorithmKind::Concurrency, t) => t.unwrap_or(DEFAULT_LEASE_TIMEOUT_US),
-            (_, Some(_)) => {
-                errors.push(error(
-                    "lease_timeout",
-                    "lease_timeout applies only to concurrency policies",
-                ));
-                0
-            }
-            (_, None) => 0,
-        };
-        let waiting = waiting::validate(
-            spec.deny_status,
-            spec.max_wait_us,
-            spec.max_waiting,
-            &mut errors,
-        );
-        let block = block::validate(
-            kind,
-            spec.block_for_us,
-            spec.block_escalation,
-            spec.block_max_us,
-            spec.max_wait_us,
-            &mut errors,
-        );
-        let entries = key_entry::parse_all(&spec.key, &mut errors);
-        for (name, values) in &spec.matches {
-            if !is_valid_name(name) {
-                errors.push(error(
-                    "match",
-                    format!("match attribute {name:?} must be 1 to {MAX_NAME_LEN} characters of A-Z, a-z, 0-9, '_', '-', '.'"),
-                ));
-            }
-            if values.is_empty() {
-                errors.push(error("match", format!("match on {name:?} lists no value")));
-            }
-        }
-        if spec.key.is_empty() && spec.matches.is_empty() {
-            errors.push(error(
-                "key",
-                "a policy with no `key` and no `match` is one global counter for every request; add a `match` or a `key`",
-            ));
-        }
-        if spec.settle && matches!(kind, AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency) {
-            errors.push(error(
-                "settle",
-                format!(
-                    "settle applies only to sliding_window, fixed_window and token_bucket policies, not {}",
-                    kind.as_str()
-                ),
-            ));
-        }
-        if let Some(domain) = &spec.domain {
-            if domain.is_empty() || domain.chars().any(char::is_control) {
-                errors.push(error("domain", "domain must be a non-empty string"));
-            }
-        }
-        let replaces = replace::replaces_of(&spec, &mut errors);
+        let checked = validate::check(&spec, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
-        let algorithm = match kind {
-            AlgorithmKind::SlidingWindow => {
-                Algorithm::SlidingWindow(SlidingWindow::new(spec.limit, window_us))
-            }
-            AlgorithmKind::SlidingLog => {
-                Algorithm::SlidingLog(SlidingLog::new(spec.limit, window_us))
-            }
-            AlgorithmKind::FixedWindow => {
-                Algorithm::FixedWindow(fixed(spec.limit, window_us, calendar.as_ref()))
-            }
-            AlgorithmKind::TokenBucket => {
-                Algorithm::TokenBucket(bucket(spec.limit, window_us, burst, spec.settle))
-            }
-            AlgorithmKind::Concurrency => {
-                Algorithm::Concurrency(Concurrency::new(spec.limit, lease_timeout_us))
-            }
-        };
-        Ok(Policy {
+        Ok(Policy::from_checked(spec, checked))
+    }
+
+    /// The policy of a spec whose settings `checked` holds, found valid.
+    fn from_checked(spec: PolicySpec, checked: validate::Checked) -> Policy {
+        let algorithm = build::algorithm(build::Params {
+            kind: spec.algorithm,
+            limit: spec.limit,
+            window_us: checked.window_us,
+            burst: checked.burst,
+            settle: spec.settle,
+            calendar: checked.calendar.as_ref(),
+        });
+        Policy {
             name: spec.name.into(),
             matches: spec.matches,
-            key: entries.iter().map(ToString::to_string).collect(),
-            entries,
+            key: checked.entries.iter().map(ToString::to_string).collect(),
+            entries: checked.entries,
             limit: spec.limit,
-            window_us: if kind == AlgorithmKind::Concurrency {
-                lease_timeout_us
-            } else {
-                window_us
-            },
+            window_us: checked.window_us,
             algorithm,
-            kind,
-            burst,
+            kind: spec.algorithm,
+            burst: checked.burst,
             mode: spec.mode,
             fallback: spec.fallback,
             domain: spec.domain,
-            replaces,
+            replaces: checked.replaces,
             settle: spec.settle,
-            waiting,
-            block,
-            calendar,
-        })
+            waiting: checked.waiting,
+            block: checked.block,
+            calendar: checked.calendar,
+        }
     }
 
     /// The policy's unique name.
@@ -606,46 +254,17 @@ impl Policy {
     pub fn scaled(&self, instances: u64) -> Policy {
         let instances = instances.max(1);
         let mut copy = self.clone();
-        let limit = self.limit.div_ceil(instances);
-        let burst = self.burst.div_ceil(instances);
-        copy.limit = limit;
-        copy.burst = burst;
-        copy.algorithm = match self.kind {
-            AlgorithmKind::SlidingWindow => {
-                Algorithm::SlidingWindow(SlidingWindow::new(limit, self.window_us))
-            }
-            AlgorithmKind::SlidingLog => {
-                Algorithm::SlidingLog(SlidingLog::new(limit, self.window_us))
-            }
-            AlgorithmKind::FixedWindow => {
-                Algorithm::FixedWindow(fixed(limit, self.window_us, self.calendar.as_ref()))
-            }
-            AlgorithmKind::TokenBucket => {
-                Algorithm::TokenBucket(bucket(limit, self.window_us, burst, self.settle))
-            }
-            AlgorithmKind::Concurrency => {
-                Algorithm::Concurrency(Concurrency::new(limit, self.window_us))
-            }
-        };
+        copy.limit = self.limit.div_ceil(instances);
+        copy.burst = self.burst.div_ceil(instances);
+        copy.algorithm = build::algorithm(build::Params {
+            kind: self.kind,
+            limit: copy.limit,
+            window_us: self.window_us,
+            burst: copy.burst,
+            settle: self.settle,
+            calendar: self.calendar.as_ref(),
+        });
         copy
-    }
-}
-
-/// A fixed window: of `window_us`, or the periods of `calendar`.
-fn fixed(limit: u64, window_us: u64, calendar: Option<&Calendar>) -> FixedWindow {
-    match calendar {
-        Some(c) => FixedWindow::calendar(limit, c.clone()),
-        None => FixedWindow::new(limit, window_us),
-    }
-}
-
-/// A token bucket; one that settles keeps the debt of overruns.
-fn bucket(limit: u64, window_us: u64, burst: u64, settle: bool) -> TokenBucket {
-    let bucket = TokenBucket::new(limit, window_us, burst);
-    if settle {
-        bucket.settled()
-    } else {
-        bucket
     }
 }
 

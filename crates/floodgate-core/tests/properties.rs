@@ -13,6 +13,7 @@
 //! limiter that denies too much. `generated_sequences_exercise_the_limits`
 //! makes sure the generated sequences do hit the limits.
 
+use floodgate_core::testing;
 use floodgate_core::{AlgorithmKind, Outcome, Policy, PolicySpec, Receipt, State};
 use proptest::collection::vec;
 use proptest::option;
@@ -38,18 +39,10 @@ const ALL: [AlgorithmKind; 5] = [
 /// A policy of `kind` keyed by `user`. For `concurrency`, `window_us` is the
 /// lease timeout; `burst` is used by `token_bucket` only.
 fn policy(kind: AlgorithmKind, limit: u64, window_us: u64, burst: Option<u64>) -> Policy {
-    let concurrency = kind == AlgorithmKind::Concurrency;
-    Policy::new(PolicySpec {
-        name: format!("prop-{}", kind.as_str()),
-        key: vec!["user".into()],
-        limit,
-        window_us: (!concurrency).then_some(window_us),
-        lease_timeout_us: concurrency.then_some(window_us),
-        algorithm: kind,
-        burst: burst.filter(|_| kind == AlgorithmKind::TokenBucket),
-        ..PolicySpec::default()
-    })
-    .expect("a valid policy")
+    testing::policy(kind, limit, window_us)
+        .name(format!("prop-{}", kind.as_str()))
+        .burst(burst.filter(|_| kind == AlgorithmKind::TokenBucket))
+        .build()
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -104,19 +104,10 @@ pub(crate) fn redis_key(prefix: &str, counter_key: &str, policy: &Policy) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use floodgate_core::{counter_key, PolicySpec};
+    use floodgate_core::{counter_key, testing};
 
     fn policy(kind: AlgorithmKind, limit: u64, window_us: u64, burst: Option<u64>) -> Policy {
-        Policy::new(PolicySpec {
-            name: "p".into(),
-            key: vec!["user".into()],
-            limit,
-            window_us: (kind != AlgorithmKind::Concurrency).then_some(window_us),
-            algorithm: kind,
-            burst,
-            ..PolicySpec::default()
-        })
-        .unwrap()
+        testing::policy(kind, limit, window_us).burst(burst).build()
     }
 
     #[test]

@@ -21,6 +21,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,7 +37,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use client_io::{sniff_http2, ClientIo};
+use client_io::{sniff_http2, ClientIo, Sniffed};
 use in_flight::{InFlight, Tracked};
 use per_ip::{PerIp, PerIpGuard};
 use stall::Stalls;
@@ -137,25 +138,7 @@ pub async fn serve<H, F, B>(
     let per_ip = PerIp::new(settings.limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
     let builders = Arc::new(builders(&settings.limits));
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(error) => {
-                    tracing::warn!(%error, listener = what, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((permit, stream, peer)) = accept(&listener, &permits, &shutdown, what).await {
         let Some(place) = per_ip.try_acquire(peer.ip()) else {
             tracing::debug!(%peer, listener = what, "refused a connection past max_connections_per_ip");
             continue;
@@ -180,6 +163,33 @@ pub async fn serve<H, F, B>(
             listener = what,
             "connections still open after the grace period"
         );
+    }
+}
+
+/// The next connection, once it has a slot under `max_connections`;
+/// `None` when the listener shuts down. A failed accept is logged and
+/// retried after 50 ms.
+async fn accept(
+    listener: &TcpListener,
+    permits: &Arc<Semaphore>,
+    shutdown: &CancellationToken,
+    what: &'static str,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            permit = permits.clone().acquire_owned() => permit.ok()?,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => return Some((permit, stream, peer)),
+                Err(error) => {
+                    tracing::warn!(%error, listener = what, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
     }
 }
 
@@ -215,19 +225,9 @@ impl Connection {
             watcher,
             shutdown,
         } = self;
-        let (what, limits) = (settings.what, settings.limits);
-        tune(&stream, limits.tcp_keepalive);
-        let sniffed = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            sniffed = tokio::time::timeout(limits.header_read_timeout, sniff_http2(&mut stream)) => sniffed,
-        };
-        let sniffed = match sniffed {
-            Ok(Ok(Some(sniffed))) => sniffed,
-            Ok(Ok(None) | Err(_)) => return,
-            Err(_) => {
-                tracing::debug!(%peer, listener = what, "closed a connection that sent nothing");
-                return;
-            }
+        tune(&stream, settings.limits.tcp_keepalive);
+        let Some(sniffed) = first_bytes(&mut stream, &settings, peer, &shutdown).await else {
+            return;
         };
         let builder = if sniffed.http2 {
             &builders.1
@@ -235,10 +235,10 @@ impl Connection {
             &builders.0
         };
         let in_flight = InFlight::new();
-        let tracker = in_flight.clone();
         let stalls = Stalls::default();
-        let watched = stalls.clone();
-        let request_slot = slot.clone();
+        let (tracker, watched, request_slot) = (in_flight.clone(), stalls.clone(), slot.clone());
+        // Each request carries the connection's slot; its response body
+        // counts as in flight and reports its stalled writes.
         let service = service_fn(move |mut req: Request<Incoming>| {
             req.extensions_mut().insert(request_slot.clone());
             let guard = tracker.start();
@@ -251,9 +251,74 @@ impl Connection {
                 )
             }
         });
-        let io = ClientIo::new(stream, sniffed.prefix, limits.send_timeout);
+        let io = ClientIo::new(stream, sniffed.prefix, settings.limits.send_timeout);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
+        let watch = Watch {
+            settings: &settings,
+            peer,
+            in_flight: &in_flight,
+            stalls: &stalls,
+            shutdown: &shutdown,
+        };
+        watch
+            .until_done(conn.as_mut(), |conn| conn.graceful_shutdown())
+            .await;
+        drop((watcher, slot));
+    }
+}
+
+/// The first bytes of a new connection, read within the header-read
+/// timeout; `None` when it closes, fails or sends nothing in time, or the
+/// listener shuts down first.
+async fn first_bytes(
+    stream: &mut TcpStream,
+    settings: &ListenerSettings,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) -> Option<Sniffed> {
+    let timeout = settings.limits.header_read_timeout;
+    let sniffed = tokio::select! {
+        _ = shutdown.cancelled() => return None,
+        sniffed = tokio::time::timeout(timeout, sniff_http2(stream)) => sniffed,
+    };
+    match sniffed {
+        Ok(Ok(Some(sniffed))) => Some(sniffed),
+        Ok(Ok(None) | Err(_)) => None,
+        Err(_) => {
+            tracing::debug!(%peer, listener = settings.what, "closed a connection that sent nothing");
+            None
+        }
+    }
+}
+
+/// What one served connection is watched for: its requests in flight,
+/// writes its client does not read, and the listener's shutdown.
+struct Watch<'a> {
+    /// The listener's name and timeouts.
+    settings: &'a ListenerSettings,
+    /// The client, for logs.
+    peer: SocketAddr,
+    /// Requests in flight on the connection.
+    in_flight: &'a InFlight,
+    /// Response writes waiting on the client.
+    stalls: &'a Stalls,
+    /// The listener's shutdown.
+    shutdown: &'a CancellationToken,
+}
+
+impl Watch<'_> {
+    /// Drives `conn` until it ends. On shutdown, or once no request has
+    /// been in flight for the idle timeout, asks it to close (`close`) and
+    /// drops it once nothing has been in flight for [`CLOSE_GRACE`] more;
+    /// drops it at once when a write waits on its client longer than the
+    /// send timeout.
+    async fn until_done<C, E>(&self, mut conn: Pin<&mut C>, close: impl Fn(Pin<&mut C>))
+    where
+        C: Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let (what, peer, limits) = (self.settings.what, self.peer, &self.settings.limits);
         let mut closing = false;
         loop {
             tokio::select! {
@@ -263,25 +328,24 @@ impl Connection {
                     }
                     break;
                 }
-                () = shutdown.cancelled(), if !closing => {
-                    conn.as_mut().graceful_shutdown();
+                () = self.shutdown.cancelled(), if !closing => {
+                    close(conn.as_mut());
                     closing = true;
                 }
-                () = in_flight.idle_for(limits.idle_timeout), if !closing => {
+                () = self.in_flight.idle_for(limits.idle_timeout), if !closing => {
                     tracing::debug!(%peer, listener = what, "closing an idle connection");
-                    conn.as_mut().graceful_shutdown();
+                    close(conn.as_mut());
                     closing = true;
                 }
-                () = stalls.stalled_for(limits.send_timeout) => {
+                () = self.stalls.stalled_for(limits.send_timeout) => {
                     tracing::debug!(%peer, listener = what, "dropped a connection whose client stopped reading");
                     break;
                 }
                 // Closing, and nothing left to finish: a client that does
                 // not acknowledge the goodbye is not waited for.
-                () = in_flight.idle_for(CLOSE_GRACE), if closing => break,
+                () = self.in_flight.idle_for(CLOSE_GRACE), if closing => break,
             }
         }
-        drop((watcher, slot));
     }
 }
 

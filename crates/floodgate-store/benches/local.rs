@@ -7,19 +7,13 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use floodgate_core::{AlgorithmKind, Policy, PolicySpec, State, SystemClock};
+use floodgate_core::testing::policy;
+use floodgate_core::{AlgorithmKind, Policy, State, SystemClock};
 use floodgate_store::{LocalConfig, LocalStore, Refund, Source};
 
-fn policy(kind: AlgorithmKind) -> Policy {
-    Policy::new(PolicySpec {
-        name: "bench".into(),
-        key: vec!["user".into()],
-        limit: 1_000_000,
-        window_us: (kind != AlgorithmKind::Concurrency).then_some(60_000_000),
-        algorithm: kind,
-        ..PolicySpec::default()
-    })
-    .expect("valid policy")
+/// A policy of `kind` named `bench`: 1 000 000 per minute.
+fn bench_policy(kind: AlgorithmKind) -> Policy {
+    policy(kind, 1_000_000, 60_000_000).name("bench").build()
 }
 
 fn algorithms(c: &mut Criterion) {
@@ -30,7 +24,7 @@ fn algorithms(c: &mut Criterion) {
         }
         // One hit charged per decision, 1 ms apart: 60 000 per 60 s window,
         // far under the limit, so every decision is an allowed charge.
-        let p = policy(kind);
+        let p = bench_policy(kind);
         let mut state = State::default();
         let mut now = 1_700_000_000_000_000u64;
         group.bench_function(BenchmarkId::from_parameter(name), |b| {
@@ -49,7 +43,7 @@ fn store(c: &mut Criterion) {
         Arc::new(SystemClock::new()),
         Source::Local,
     ));
-    let p = Arc::new(policy(AlgorithmKind::SlidingWindow));
+    let p = Arc::new(bench_policy(AlgorithmKind::SlidingWindow));
     let keys: Vec<String> = (0..10_000).map(|i| format!("bench:user{i}")).collect();
     let mut group = c.benchmark_group("local_store");
     let mut i = 0usize;
@@ -64,16 +58,8 @@ fn store(c: &mut Criterion) {
     // about a thousand entries here; concurrency releases each lease again.
     for (name, kind) in AlgorithmKind::ALL {
         let policy = match kind {
-            AlgorithmKind::SlidingLog => Policy::new(PolicySpec {
-                name: "bench".into(),
-                key: vec!["user".into()],
-                limit: 10_000,
-                window_us: Some(1_000_000),
-                algorithm: kind,
-                ..PolicySpec::default()
-            })
-            .expect("valid policy"),
-            _ => policy(kind),
+            AlgorithmKind::SlidingLog => policy(kind, 10_000, 1_000_000).name("bench").build(),
+            _ => bench_policy(kind),
         };
         group.bench_function(BenchmarkId::new("check_one_each", name), |b| {
             b.iter(|| {

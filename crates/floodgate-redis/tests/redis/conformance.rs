@@ -6,15 +6,16 @@
 
 use std::sync::Arc;
 
-use floodgate_core::{
-    AlgorithmKind, Attributes, Clock, ManualClock, Outcome, Policy, PolicySpec, Receipt,
-};
+use floodgate_core::testing;
+use floodgate_core::{AlgorithmKind, Attributes, Clock, ManualClock, Outcome, Policy, Receipt};
 use floodgate_store::{Refund, Store, StoreOp};
 
 const MS: u64 = 1_000;
 const S: u64 = 1_000_000;
 
-/// A policy keyed by `user`.
+/// A policy keyed by `user` (the suite's shape of
+/// [`floodgate_core::testing::policy`]). For `concurrency`, `window_us` is
+/// the lease timeout.
 pub fn policy(
     name: &str,
     kind: AlgorithmKind,
@@ -22,18 +23,10 @@ pub fn policy(
     window_us: u64,
     burst: Option<u64>,
 ) -> Policy {
-    let concurrency = kind == AlgorithmKind::Concurrency;
-    Policy::new(PolicySpec {
-        name: name.into(),
-        key: vec!["user".into()],
-        limit,
-        window_us: (!concurrency).then_some(window_us),
-        lease_timeout_us: concurrency.then_some(window_us),
-        algorithm: kind,
-        burst,
-        ..PolicySpec::default()
-    })
-    .expect("valid policy")
+    testing::policy(kind, limit, window_us)
+        .name(name)
+        .burst(burst)
+        .build()
 }
 
 /// The policies the suite walks through: every algorithm, with round and

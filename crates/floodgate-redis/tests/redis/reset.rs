@@ -3,7 +3,8 @@
 //! and on a Cluster; a settle of a reservation charged before the reset
 //! gives nothing back to the fresh counter.
 
-use floodgate_core::{AlgorithmKind, Policy, PolicySpec};
+use floodgate_core::testing;
+use floodgate_core::{AlgorithmKind, Policy};
 use floodgate_e2e::{Cluster, RedisServer};
 use floodgate_redis::RedisStore;
 use floodgate_store::{Clear, Settle, Settled, Store, StoreOp};
@@ -12,17 +13,12 @@ use crate::{connect, connect_cluster};
 
 const S: u64 = 1_000_000;
 
+/// A policy of `kind` named `name`: 1 000 per minute.
 fn policy(name: &str, kind: AlgorithmKind, settle: bool) -> Policy {
-    Policy::new(PolicySpec {
-        name: name.into(),
-        key: vec!["user".into()],
-        limit: 1_000,
-        window_us: (kind != AlgorithmKind::Concurrency).then_some(60 * S),
-        algorithm: kind,
-        settle,
-        ..PolicySpec::default()
-    })
-    .expect("valid policy")
+    testing::policy(kind, 1_000, 60 * S)
+        .name(name)
+        .settle(settle)
+        .build()
 }
 
 fn key(policy: &Policy) -> String {

@@ -28,11 +28,12 @@ use super::sent_body::SentBody;
 use super::tunnel::{allowed_upgrade, tunnel, Held};
 use super::usage::{settle_from_header, Meter, UsageBody, UsageScanner};
 use crate::accept::ConnectionSlot;
-use crate::app::App;
+use crate::app::{App, Settings};
 use crate::deny::{deny_http_status, deny_status};
 use crate::errors::ApiError;
 use crate::identity::{classify, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
+use crate::traces::CheckTimer;
 use crate::waiting::MAX_WAIT;
 use floodgate_config::cost::{Cost, CostSource};
 
@@ -94,69 +95,94 @@ impl Forwarder {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<ProxyBody>, Infallible> {
-        let mut timer = self
+        let timer = self
             .app
             .check_timer("proxy", crate::http::routes::traceparent(req.headers()));
         let settings = self.app.settings.load();
         // A metered endpoint class reserves its estimate (reading the
         // request body for it if so configured).
         let cost = metered(&settings, &req);
-        let (estimated, mut req) = match &cost {
+        let (estimated, req) = self.estimated(cost.as_ref(), req).await;
+        let verdict = match self.decide(timer, &settings, &req, peer, estimated).await {
+            Ok(verdict) => verdict,
+            Err(response) => return Ok(response),
+        };
+        let rate_headers = rate_limit_headers(&verdict, settings.headers);
+        if !verdict.allowed {
+            return Ok(denied(&verdict, &settings, &rate_headers, req.version()));
+        }
+        Ok(self.forward(req, peer, cost, verdict, rate_headers).await)
+    }
+
+    /// The hits a metered request reserves (its estimate), and the request
+    /// with whatever of its body the estimate read put back in front.
+    async fn estimated(
+        &self,
+        cost: Option<&Cost>,
+        req: Request<Incoming>,
+    ) -> (Option<u64>, Request<PrefixedBody>) {
+        match cost {
             Some(cost) => {
                 let (hits, req) = estimate(cost, req, self.limits.body_idle_timeout).await;
                 (Some(hits), req)
             }
             None => (None, req.map(PrefixedBody::whole)),
-        };
-        let verdict = {
-            let target = req
-                .uri()
-                .path_and_query()
-                .map_or(req.uri().path(), |pq| pq.as_str());
-            let info = HttpRequestInfo::from_headers(
-                req.method().as_str(),
-                target,
-                peer.ip(),
-                req.headers(),
-                &settings.identity.user_header,
-                false,
-            );
-            self.app.trace_http_attributes(&mut timer, &settings, &info);
-            timer.deciding();
-            let cost = estimated.map_or((1, false), |hits| (hits, true));
-            // Waits for the client, as long as the policies' max_wait.
-            self.app
-                .check_http_waiting(&settings, &info, LeaseMode::Held, MAX_WAIT, cost)
-                .await
-                .map(|w| w.verdicts.into_iter().next().unwrap_or_default())
-        };
+        }
+    }
+
+    /// Asks the limiter about `req` (reserving `estimated` hits if
+    /// metered, 1 otherwise), waiting for the client as long as the
+    /// policies' `max_wait`, and closes the check's trace. An error that
+    /// kept it from deciding is the response to send.
+    async fn decide(
+        &self,
+        mut timer: CheckTimer,
+        settings: &Settings,
+        req: &Request<PrefixedBody>,
+        peer: SocketAddr,
+        estimated: Option<u64>,
+    ) -> Result<Verdict, Response<ProxyBody>> {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map_or(req.uri().path(), |pq| pq.as_str());
+        let info = HttpRequestInfo::from_headers(
+            req.method().as_str(),
+            target,
+            peer.ip(),
+            req.headers(),
+            &settings.identity.user_header,
+            false,
+        );
+        self.app.trace_http_attributes(&mut timer, settings, &info);
+        timer.deciding();
+        let cost = estimated.map_or((1, false), |hits| (hits, true));
+        let verdict = self
+            .app
+            .check_http_waiting(settings, &info, LeaseMode::Held, MAX_WAIT, cost)
+            .await
+            .map(|w| w.verdicts.into_iter().next().unwrap_or_default());
         if let Ok(verdict) = &verdict {
             timer.decided(verdict);
         }
         timer.finish();
-        let verdict = match verdict {
-            Ok(verdict) => verdict,
-            Err(error) => {
-                let error = ApiError::from(error);
-                return Ok(json_error(error.status, &error.message));
-            }
-        };
-        let rate_headers = rate_limit_headers(&verdict, settings.headers);
-        if !verdict.allowed {
-            let status = deny_status(&verdict, settings.policies.policies());
-            let body = CheckBody::new(&verdict).with_deny_status(status);
-            let body = serde_json::to_vec(&body).unwrap_or_default();
-            let status = deny_http_status(&verdict, settings.policies.policies());
-            let mut response = full(status, body);
-            add(&mut response, &rate_headers);
-            if req.version() < Version::HTTP_2 {
-                // A client past its limit gives its connection back.
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            return Ok(response);
-        }
+        verdict.map_err(|error| {
+            let error = ApiError::from(error);
+            json_error(error.status, &error.message)
+        })
+    }
+
+    /// Forwards an allowed request and answers with the upstream's
+    /// response: streamed back while its lease is held and its cost
+    /// metered, or, for an accepted upgrade, handed to a tunnel.
+    async fn forward(
+        &self,
+        mut req: Request<PrefixedBody>,
+        peer: SocketAddr,
+        cost: Option<Cost>,
+        verdict: Verdict,
+        rate_headers: Vec<(&'static str, String)>,
+    ) -> Response<ProxyBody> {
         let guard = verdict_lease(&self.leases, &verdict);
         let slot = req.extensions().get::<ConnectionSlot>().cloned();
         let client_upgrade = upgrade_of(req.headers())
@@ -165,10 +191,35 @@ impl Forwarder {
         let (upstream_req, uploaded) =
             match self.upstream_request(req, peer, client_upgrade.as_ref()) {
                 Ok(r) => r,
-                Err(message) => return Ok(json_error(StatusCode::BAD_REQUEST, &message)),
+                Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
             };
-        // The response timeout counts from the end of the upload (which
-        // itself only has to keep moving, `body_idle_timeout`).
+        let response = match self
+            .send(upstream_req, uploaded, cost.as_ref(), &verdict)
+            .await
+        {
+            Ok(response) => response,
+            Err(response) => return response,
+        };
+        if let Some((protocol, client_side)) = client_upgrade {
+            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+                let held = Held { lease: guard, slot };
+                return self.tunnelled(response, &protocol, client_side, held, &rate_headers);
+            }
+        }
+        self.streamed(response, cost.as_ref(), &verdict, guard, &rate_headers)
+    }
+
+    /// Sends `upstream_req`; the response timeout counts from the end of
+    /// the upload (which itself only has to keep moving,
+    /// `body_idle_timeout`). A failure is the response to send (502 or
+    /// 504); an unreachable upstream settles the reservation at 0.
+    async fn send(
+        &self,
+        upstream_req: Request<ProxyBody>,
+        uploaded: oneshot::Receiver<()>,
+        cost: Option<&Cost>,
+        verdict: &Verdict,
+    ) -> Result<Response<Incoming>, Response<ProxyBody>> {
         let response_timeout = self.limits.response_timeout;
         let sent = tokio::select! {
             answered = self.client.request(upstream_req) => Ok(answered),
@@ -177,53 +228,68 @@ impl Forwarder {
                 tokio::time::sleep(response_timeout).await;
             } => Err(()),
         };
-        let mut response = match sent {
-            Ok(Ok(response)) => response,
+        match sent {
+            Ok(Ok(response)) => Ok(response),
             Ok(Err(error)) => {
                 tracing::debug!(%error, "upstream unreachable");
                 // Nothing was served: the reservation costs nothing.
-                self.meter(cost.as_ref(), &verdict, Some("0"));
-                return Ok(json_error(
+                self.meter(cost, verdict, Some("0"));
+                Err(json_error(
                     StatusCode::BAD_GATEWAY,
                     &format!("the upstream {} cannot be reached", self.scheme_authority),
-                ));
-            }
-            Err(_) => {
-                return Ok(json_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    &format!("the upstream sent no response within {response_timeout:?}"),
                 ))
             }
-        };
-        if let Some((protocol, client_side)) = client_upgrade {
-            if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-                let upstream_side = hyper::upgrade::on(&mut response);
-                let held = Held { lease: guard, slot };
-                let idle = self.limits.tunnel_idle_timeout;
-                tokio::spawn(tunnel(client_side, upstream_side, idle, held));
-                let (parts, _) = response.into_parts();
-                let mut response = Response::from_parts(parts, empty());
-                strip_hop_by_hop(response.headers_mut(), Some(&protocol));
-                add(&mut response, &rate_headers);
-                return Ok(response);
-            }
+            Err(()) => Err(json_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!("the upstream sent no response within {response_timeout:?}"),
+            )),
         }
-        let header = match cost.as_ref().map(|c| &c.source) {
+    }
+
+    /// The upstream switched protocols: both sides are joined by a tunnel
+    /// that holds the lease and the connection slot until it closes; the
+    /// client gets the 101 with its `Upgrade` header.
+    fn tunnelled(
+        &self,
+        mut response: Response<Incoming>,
+        protocol: &HeaderValue,
+        client_side: hyper::upgrade::OnUpgrade,
+        held: Held,
+        rate_headers: &[(&'static str, String)],
+    ) -> Response<ProxyBody> {
+        let upstream_side = hyper::upgrade::on(&mut response);
+        let idle = self.limits.tunnel_idle_timeout;
+        tokio::spawn(tunnel(client_side, upstream_side, idle, held));
+        let (parts, _) = response.into_parts();
+        let mut response = Response::from_parts(parts, empty());
+        strip_hop_by_hop(response.headers_mut(), Some(protocol));
+        add(&mut response, rate_headers);
+        response
+    }
+
+    /// The upstream's response, its body streamed back holding the lease
+    /// until it ends and metering the request's cost (from a response
+    /// header at once, or from the body's `usage`).
+    fn streamed(
+        &self,
+        response: Response<Incoming>,
+        cost: Option<&Cost>,
+        verdict: &Verdict,
+        guard: Option<LeaseGuard>,
+        rate_headers: &[(&'static str, String)],
+    ) -> Response<ProxyBody> {
+        let header = match cost.map(|c| &c.source) {
             Some(CostSource::Header(name)) => response.headers().get(name.as_str()),
             _ => None,
         };
-        let meter = self.meter(
-            cost.as_ref(),
-            &verdict,
-            header.and_then(|v| v.to_str().ok()),
-        );
+        let meter = self.meter(cost, verdict, header.and_then(|v| v.to_str().ok()));
         let (parts, body) = response.into_parts();
         let body = UsageBody::new(LeaseBody::new(body, guard), meter);
         let body = IdleBody::new(body, self.limits.body_idle_timeout);
         let mut response = Response::from_parts(parts, body.boxed());
         strip_hop_by_hop(response.headers_mut(), None);
-        add(&mut response, &rate_headers);
-        Ok(response)
+        add(&mut response, rate_headers);
+        response
     }
 
     /// The request to send upstream: same method, path and query under the
@@ -281,7 +347,7 @@ impl Forwarder {
 }
 
 /// The `cost` of the request's endpoint class, if it is metered.
-fn metered(settings: &crate::app::Settings, req: &Request<Incoming>) -> Option<Cost> {
+fn metered(settings: &Settings, req: &Request<Incoming>) -> Option<Cost> {
     if settings.costs.is_empty() {
         return None;
     }
@@ -296,6 +362,30 @@ fn metered(settings: &crate::app::Settings, req: &Request<Incoming>) -> Option<C
 /// The lease of an allowed concurrency check, held by the proxy.
 fn verdict_lease(leases: &Arc<Leases>, verdict: &Verdict) -> Option<LeaseGuard> {
     verdict.lease.clone().map(|token| leases.hold(token))
+}
+
+/// The answer to a denied request: the deciding policy's `deny_status`
+/// with the check's JSON body and rate-limit headers; over HTTP/1 the
+/// connection closes.
+fn denied(
+    verdict: &Verdict,
+    settings: &Settings,
+    rate_headers: &[(&'static str, String)],
+    version: Version,
+) -> Response<ProxyBody> {
+    let status = deny_status(verdict, settings.policies.policies());
+    let body = CheckBody::new(verdict).with_deny_status(status);
+    let body = serde_json::to_vec(&body).unwrap_or_default();
+    let status = deny_http_status(verdict, settings.policies.policies());
+    let mut response = full(status, body);
+    add(&mut response, rate_headers);
+    if version < Version::HTTP_2 {
+        // A client past its limit gives its connection back.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn empty() -> ProxyBody {

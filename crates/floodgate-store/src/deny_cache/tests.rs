@@ -1,6 +1,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use floodgate_core::{ManualClock, PolicySpec};
+use floodgate_core::testing::policy;
+use floodgate_core::ManualClock;
 use parking_lot::Mutex;
 
 use super::*;
@@ -51,20 +52,6 @@ impl Store for Counted {
     }
 }
 
-fn policy(name: &str, kind: AlgorithmKind, limit: u64) -> Policy {
-    let concurrency = kind == AlgorithmKind::Concurrency;
-    Policy::new(PolicySpec {
-        name: name.into(),
-        key: vec!["user".into()],
-        limit,
-        window_us: (!concurrency).then_some(10 * S),
-        lease_timeout_us: concurrency.then_some(10 * S),
-        algorithm: kind,
-        ..PolicySpec::default()
-    })
-    .unwrap()
-}
-
 fn setup() -> (DenyCache, Arc<Counted>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
     let inner = Arc::new(Counted {
@@ -88,7 +75,9 @@ async fn one(cache: &DenyCache, policy: &Policy, key: &str, hits: u64) -> Outcom
 #[tokio::test]
 async fn a_denied_key_is_answered_without_a_call_until_it_may_pass() {
     let (cache, inner, clock) = setup();
-    let p = policy("fw", AlgorithmKind::FixedWindow, 3);
+    let p = policy(AlgorithmKind::FixedWindow, 3, 10 * S)
+        .name("fw")
+        .build();
     for _ in 0..3 {
         assert!(one(&cache, &p, "fw:u", 1).await.allowed);
     }
@@ -121,7 +110,9 @@ async fn a_denied_key_is_answered_without_a_call_until_it_may_pass() {
 #[tokio::test]
 async fn a_smaller_cost_a_changed_policy_and_concurrency_ask_again() {
     let (cache, inner, _) = setup();
-    let p = policy("log", AlgorithmKind::SlidingLog, 3);
+    let p = policy(AlgorithmKind::SlidingLog, 3, 10 * S)
+        .name("log")
+        .build();
     assert!(one(&cache, &p, "log:u", 2).await.allowed);
     assert!(!one(&cache, &p, "log:u", 2).await.allowed);
     assert!(!one(&cache, &p, "log:u", 5).await.allowed);
@@ -133,16 +124,22 @@ async fn a_smaller_cost_a_changed_policy_and_concurrency_ask_again() {
     assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
 
     // A reload that raises the limit is not held back by old denials.
-    let tight = policy("tb", AlgorithmKind::TokenBucket, 1);
+    let tight = policy(AlgorithmKind::TokenBucket, 1, 10 * S)
+        .name("tb")
+        .build();
     assert!(one(&cache, &tight, "tb:u", 1).await.allowed);
     assert!(!one(&cache, &tight, "tb:u", 1).await.allowed);
-    let raised = policy("tb", AlgorithmKind::TokenBucket, 5);
+    let raised = policy(AlgorithmKind::TokenBucket, 5, 10 * S)
+        .name("tb")
+        .build();
     let calls = inner.calls.load(Ordering::SeqCst);
     one(&cache, &raised, "tb:u", 1).await;
     assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 1);
 
     // A release can free a slot at any time: never cached.
-    let cc = policy("cc", AlgorithmKind::Concurrency, 1);
+    let cc = policy(AlgorithmKind::Concurrency, 1, 10 * S)
+        .name("cc")
+        .build();
     assert!(one(&cache, &cc, "cc:u", 1).await.allowed);
     let calls = inner.calls.load(Ordering::SeqCst);
     assert!(!one(&cache, &cc, "cc:u", 1).await.allowed);
@@ -153,8 +150,12 @@ async fn a_smaller_cost_a_changed_policy_and_concurrency_ask_again() {
 #[tokio::test]
 async fn a_cached_enforced_denial_decides_the_other_ops_without_charging() {
     let (cache, inner, _) = setup();
-    let hot = policy("hot", AlgorithmKind::FixedWindow, 1);
-    let roomy = policy("roomy", AlgorithmKind::FixedWindow, 100);
+    let hot = policy(AlgorithmKind::FixedWindow, 1, 10 * S)
+        .name("hot")
+        .build();
+    let roomy = policy(AlgorithmKind::FixedWindow, 100, 10 * S)
+        .name("roomy")
+        .build();
     assert!(one(&cache, &hot, "hot:u", 1).await.allowed);
     assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
     inner.asked.lock().clear();
@@ -188,7 +189,9 @@ async fn a_cached_enforced_denial_decides_the_other_ops_without_charging() {
 #[tokio::test]
 async fn a_denial_caused_by_the_same_checks_own_charge_is_not_learned() {
     let (cache, inner, _) = setup();
-    let p = policy("fw", AlgorithmKind::FixedWindow, 1);
+    let p = policy(AlgorithmKind::FixedWindow, 1, 10 * S)
+        .name("fw")
+        .build();
     // One counter twice in one check: the first charges, the second is
     // denied by that charge, and the limiter will refund the first.
     let twice = [StoreOp::new(&p, "fw:u", 1), StoreOp::new(&p, "fw:u", 1)];
@@ -229,8 +232,12 @@ async fn cached_denials_neither_hide_an_outage_nor_cache_fallback_answers() {
         },
     ));
     let cache = DenyCache::new(failover.clone(), clock.clone(), 1_000);
-    let hot = policy("hot", AlgorithmKind::FixedWindow, 1);
-    let other = policy("other", AlgorithmKind::FixedWindow, 100);
+    let hot = policy(AlgorithmKind::FixedWindow, 1, 10 * S)
+        .name("hot")
+        .build();
+    let other = policy(AlgorithmKind::FixedWindow, 100, 10 * S)
+        .name("other")
+        .build();
     assert!(one(&cache, &hot, "hot:u", 1).await.allowed);
     assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
     inner.down.store(true, Ordering::SeqCst);
@@ -268,7 +275,7 @@ async fn decisions_are_those_of_the_store_alone() {
     ] {
         let (cache, inner, clock) = setup();
         let bare = LocalStore::new(LocalConfig::default(), clock.clone(), Source::Local);
-        let p = policy("p", kind, 7);
+        let p = policy(kind, 7, 10 * S).build();
         let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ kind as u64;
         let mut next = move || {
             seed ^= seed << 13;
@@ -306,7 +313,9 @@ async fn decisions_are_those_of_the_store_alone() {
 #[tokio::test]
 async fn a_flood_of_denied_keys_stays_under_the_cap() {
     let (cache, _, _) = setup();
-    let p = policy("fw", AlgorithmKind::FixedWindow, 1);
+    let p = policy(AlgorithmKind::FixedWindow, 1, 10 * S)
+        .name("fw")
+        .build();
     for i in 0..5_000 {
         let key = format!("fw:{i}");
         one(&cache, &p, &key, 1).await;
@@ -320,18 +329,10 @@ async fn a_flood_of_denied_keys_stays_under_the_cap() {
 #[tokio::test]
 async fn a_refund_by_settle_forgets_the_cached_denial() {
     let (cache, inner, _) = setup();
-    let p = Policy::new(PolicySpec {
-        settle: true,
-        ..PolicySpec {
-            name: "tokens".into(),
-            key: vec!["user".into()],
-            limit: 10,
-            window_us: Some(10 * S),
-            algorithm: AlgorithmKind::FixedWindow,
-            ..PolicySpec::default()
-        }
-    })
-    .unwrap();
+    let p = policy(AlgorithmKind::FixedWindow, 10, 10 * S)
+        .name("tokens")
+        .settle(true)
+        .build();
     let op = StoreOp {
         reserve: Some(5),
         ..StoreOp::new(&p, "tokens:u", 10)
@@ -366,16 +367,10 @@ async fn a_refund_by_settle_forgets_the_cached_denial() {
 #[tokio::test]
 async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
     let (cache, inner, clock) = setup();
-    let p = Policy::new(PolicySpec {
-        name: "login".into(),
-        key: vec!["user".into()],
-        limit: 1,
-        window_us: Some(S),
-        algorithm: AlgorithmKind::FixedWindow,
-        block_for_us: Some(60 * S),
-        ..PolicySpec::default()
-    })
-    .unwrap();
+    let p = policy(AlgorithmKind::FixedWindow, 1, S)
+        .name("login")
+        .with(|spec| spec.block_for_us = Some(60 * S))
+        .build();
     assert!(one(&cache, &p, "login:u", 1).await.allowed);
     // A peek starts no block and is not learned.
     assert!(!one(&cache, &p, "login:u", 0).await.allowed);
@@ -410,7 +405,9 @@ async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
 #[tokio::test]
 async fn a_reset_or_an_announcement_forgets_the_cached_denial() {
     let (cache, inner, _) = setup();
-    let p = policy("fw", AlgorithmKind::FixedWindow, 1);
+    let p = policy(AlgorithmKind::FixedWindow, 1, 10 * S)
+        .name("fw")
+        .build();
     assert!(one(&cache, &p, "fw:u", 1).await.allowed);
     assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
     assert!(!one(&cache, &p, "fw:u", 1).await.allowed);

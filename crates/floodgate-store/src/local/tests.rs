@@ -1,20 +1,9 @@
 use super::*;
-use floodgate_core::{ManualClock, PolicySpec};
+use floodgate_core::testing::policy;
+use floodgate_core::ManualClock;
 
 const S: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * S;
-
-fn policy(kind: AlgorithmKind, limit: u64) -> Policy {
-    Policy::new(PolicySpec {
-        name: "p".into(),
-        key: vec!["user".into()],
-        limit,
-        window_us: (kind != AlgorithmKind::Concurrency).then_some(60 * S),
-        algorithm: kind,
-        ..PolicySpec::default()
-    })
-    .unwrap()
-}
 
 fn store(max_keys: usize, shards: usize) -> (LocalStore, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
@@ -29,7 +18,7 @@ fn store(max_keys: usize, shards: usize) -> (LocalStore, Arc<ManualClock>) {
 #[test]
 fn counts_each_key_apart() {
     let (store, _) = store(1000, 4);
-    let p = policy(AlgorithmKind::FixedWindow, 2);
+    let p = policy(AlgorithmKind::FixedWindow, 2, 60 * S).build();
     assert!(store.check_one(&p, "p:a", 1).allowed);
     assert!(store.check_one(&p, "p:a", 1).allowed);
     assert!(!store.check_one(&p, "p:a", 1).allowed);
@@ -40,7 +29,7 @@ fn counts_each_key_apart() {
 #[test]
 fn peeks_and_denials_of_new_keys_store_nothing() {
     let (store, _) = store(1000, 4);
-    let p = policy(AlgorithmKind::SlidingWindow, 2);
+    let p = policy(AlgorithmKind::SlidingWindow, 2, 60 * S).build();
     assert!(store.check_one(&p, "p:a", 0).allowed);
     assert!(!store.check_one(&p, "p:a", 3).allowed);
     assert!(store.is_empty());
@@ -49,7 +38,7 @@ fn peeks_and_denials_of_new_keys_store_nothing() {
 #[test]
 fn a_flood_of_distinct_keys_stays_under_the_cap() {
     let (store, _) = store(256, 8);
-    let p = policy(AlgorithmKind::SlidingWindow, 5);
+    let p = policy(AlgorithmKind::SlidingWindow, 5, 60 * S).build();
     for i in 0..20_000 {
         assert!(store.check_one(&p, &format!("p:user{i}"), 1).allowed);
     }
@@ -60,16 +49,10 @@ fn a_flood_of_distinct_keys_stays_under_the_cap() {
 #[test]
 fn sweep_drops_expired_counters_only() {
     let (store, clock) = store(1000, 4);
-    let short = Policy::new(PolicySpec {
-        name: "short".into(),
-        key: vec!["user".into()],
-        limit: 5,
-        window_us: Some(S),
-        algorithm: AlgorithmKind::FixedWindow,
-        ..PolicySpec::default()
-    })
-    .unwrap();
-    let long = policy(AlgorithmKind::FixedWindow, 5);
+    let short = policy(AlgorithmKind::FixedWindow, 5, S)
+        .name("short")
+        .build();
+    let long = policy(AlgorithmKind::FixedWindow, 5, 60 * S).build();
     store.check_one(&short, "short:a", 1);
     store.check_one(&long, "p:a", 1);
     clock.advance(2 * S);
@@ -81,7 +64,7 @@ fn sweep_drops_expired_counters_only() {
 #[test]
 fn refund_and_release_undo_exactly() {
     let (store, _) = store(1000, 4);
-    let c = policy(AlgorithmKind::Concurrency, 1);
+    let c = policy(AlgorithmKind::Concurrency, 1, 60 * S).build();
     let first = store.check_one(&c, "p:a", 1);
     assert!(first.allowed);
     assert!(!store.check_one(&c, "p:a", 1).allowed);
@@ -99,7 +82,7 @@ fn refund_and_release_undo_exactly() {
 fn concurrent_checks_admit_exactly_the_limit() {
     let (store, _) = store(1000, 4);
     let store = Arc::new(store);
-    let p = Arc::new(policy(AlgorithmKind::SlidingLog, 500));
+    let p = Arc::new(policy(AlgorithmKind::SlidingLog, 500, 60 * S).build());
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (store, p) = (store.clone(), p.clone());
@@ -116,15 +99,7 @@ fn concurrent_checks_admit_exactly_the_limit() {
 
 /// A fixed window of `window_us`, limit 3.
 fn fixed(window_us: u64) -> Policy {
-    Policy::new(PolicySpec {
-        name: "p".into(),
-        key: vec!["user".into()],
-        limit: 3,
-        window_us: Some(window_us),
-        algorithm: AlgorithmKind::FixedWindow,
-        ..PolicySpec::default()
-    })
-    .unwrap()
+    policy(AlgorithmKind::FixedWindow, 3, window_us).build()
 }
 
 #[test]
@@ -165,7 +140,7 @@ fn a_refund_under_reloaded_parameters_never_lengthens_a_counters_life() {
 #[test]
 fn sliding_log_entries_count_towards_max_keys() {
     let (store, _clock) = store(1_000, 1);
-    let log = policy(AlgorithmKind::SlidingLog, 1_000);
+    let log = policy(AlgorithmKind::SlidingLog, 1_000, 60 * S).build();
     for key in 0..20 {
         for _ in 0..1_000 {
             assert!(store.check_one(&log, &format!("p:{key}"), 1).allowed);
@@ -178,18 +153,14 @@ fn sliding_log_entries_count_towards_max_keys() {
 }
 
 fn blocking(limit: u64, block_for: u64, escalation: bool) -> Policy {
-    Policy::new(PolicySpec {
-        name: "login".into(),
-        key: vec!["user".into()],
-        limit,
-        window_us: Some(10 * S),
-        algorithm: AlgorithmKind::FixedWindow,
-        block_for_us: Some(block_for),
-        block_escalation: escalation,
-        block_max_us: escalation.then_some(8 * block_for),
-        ..PolicySpec::default()
-    })
-    .unwrap()
+    policy(AlgorithmKind::FixedWindow, limit, 10 * S)
+        .name("login")
+        .with(|spec| {
+            spec.block_for_us = Some(block_for);
+            spec.block_escalation = escalation;
+            spec.block_max_us = escalation.then_some(8 * block_for);
+        })
+        .build()
 }
 
 #[test]

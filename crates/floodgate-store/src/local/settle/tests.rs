@@ -1,25 +1,13 @@
 use std::sync::Arc;
 
-use floodgate_core::{AlgorithmKind, ManualClock, Policy, PolicySpec};
+use floodgate_core::testing::policy;
+use floodgate_core::{AlgorithmKind, ManualClock, Policy};
 
 use crate::store::{Settle, Settled, Source, Store, StoreOp};
 use crate::{LocalConfig, LocalStore};
 
 const S: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * S;
-
-fn policy(kind: AlgorithmKind, limit: u64) -> Policy {
-    Policy::new(PolicySpec {
-        name: "p".into(),
-        key: vec!["user".into()],
-        limit,
-        window_us: Some(60 * S),
-        algorithm: kind,
-        settle: true,
-        ..PolicySpec::default()
-    })
-    .unwrap()
-}
 
 fn store() -> (LocalStore, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
@@ -65,7 +53,7 @@ async fn overrun_refund_and_single_use_on_every_algorithm() {
         AlgorithmKind::TokenBucket,
     ] {
         let (store, _) = store();
-        let p = policy(kind, 1_000);
+        let p = policy(kind, 1_000, 60 * S).settle(true).build();
         assert!(reserve(&store, &p, 500, 1).await);
         assert!(reserve(&store, &p, 500, 2).await);
         assert_eq!(remaining(&store, &p), 0, "{kind:?}");
@@ -92,7 +80,9 @@ async fn overrun_refund_and_single_use_on_every_algorithm() {
 #[tokio::test]
 async fn forged_nonces_and_other_counters_change_nothing() {
     let (store, _) = store();
-    let p = policy(AlgorithmKind::FixedWindow, 100);
+    let p = policy(AlgorithmKind::FixedWindow, 100, 60 * S)
+        .settle(true)
+        .build();
     assert!(reserve(&store, &p, 80, 7).await);
     assert_eq!(settle(&store, &p, 8, 0).await, Settled::Unknown);
     let other = Settle {
@@ -118,7 +108,9 @@ async fn forged_nonces_and_other_counters_change_nothing() {
 #[tokio::test]
 async fn an_unsettled_reservation_keeps_its_estimate_and_lapses() {
     let (store, clock) = store();
-    let p = policy(AlgorithmKind::SlidingWindow, 100);
+    let p = policy(AlgorithmKind::SlidingWindow, 100, 60 * S)
+        .settle(true)
+        .build();
     assert!(reserve(&store, &p, 100, 1).await);
     assert_eq!(store.reservations(), 1);
     clock.advance(119 * S);
@@ -140,19 +132,16 @@ async fn an_unsettled_reservation_keeps_its_estimate_and_lapses() {
 #[tokio::test]
 async fn a_denied_or_plain_check_keeps_no_record() {
     let (store, _) = store();
-    let p = policy(AlgorithmKind::FixedWindow, 10);
+    let p = policy(AlgorithmKind::FixedWindow, 10, 60 * S)
+        .settle(true)
+        .build();
     assert!(!reserve(&store, &p, 11, 1).await);
     assert!(store.check(&[StoreOp::new(&p, "p:a", 1)]).await.is_ok());
     assert_eq!(store.reservations(), 0);
     // Nor does a reserve on a policy without `settle`.
-    let plain = Policy::new(PolicySpec {
-        name: "q".into(),
-        key: vec!["user".into()],
-        limit: 10,
-        window_us: Some(60 * S),
-        ..PolicySpec::default()
-    })
-    .unwrap();
+    let plain = policy(AlgorithmKind::SlidingWindow, 10, 60 * S)
+        .name("q")
+        .build();
     assert!(reserve(&store, &plain, 1, 2).await);
     assert_eq!(store.reservations(), 0);
 }
@@ -161,7 +150,11 @@ async fn a_denied_or_plain_check_keeps_no_record() {
 async fn racing_settles_of_one_reservation_apply_once() {
     let (store, _) = store();
     let store = Arc::new(store);
-    let p = Arc::new(policy(AlgorithmKind::FixedWindow, 1_000));
+    let p = Arc::new(
+        policy(AlgorithmKind::FixedWindow, 1_000, 60 * S)
+            .settle(true)
+            .build(),
+    );
     assert!(reserve(&store, &p, 500, 9).await);
     let tasks: Vec<_> = (0..32)
         .map(|_| {
@@ -188,7 +181,7 @@ async fn a_settle_after_a_reset_gives_nothing_back_to_the_fresh_counter() {
         AlgorithmKind::TokenBucket,
     ] {
         let (store, clock) = store();
-        let p = policy(kind, 1_000);
+        let p = policy(kind, 1_000, 60 * S).settle(true).build();
         assert!(reserve(&store, &p, 500, 1).await);
         clock.advance(S);
         store
