@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::ops::Range;
 
-use floodgate_core::{AlgorithmKind, Mode, Policy, PolicySet, PolicySetError, PolicySpec};
+use floodgate_core::{
+    AlgorithmKind, FallbackMode, Mode, Policy, PolicyError, PolicySet, PolicySetError, PolicySpec,
+};
 
 use crate::duration::micros;
 use crate::error::Diagnostics;
@@ -109,12 +111,35 @@ fn report(error: &PolicySetError, names: &[String], places: &[Places], diag: &mu
 /// One `[[policy]]` → a validated [`Policy`], or `None` with the reasons
 /// in `diag`.
 fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option<Policy> {
-    let raw = &section.raw;
     let errors_before = diag.len();
-    let label = raw
-        .name
+    let label = label(&section.raw);
+    require_name_and_limit(section, &label, diag);
+    let choices = Choices::read(section, diag);
+    match Policy::new(spec(&section.raw, &choices)) {
+        Ok(policy) => (diag.len() == errors_before).then_some(policy),
+        Err(errors) => {
+            report_policy_errors(section, &label, &choices, errors, diag);
+            None
+        }
+    }
+}
+
+/// What starts each of a policy's messages: `policy "<name>": `, or
+/// nothing when it has no name.
+fn label(raw: &RawPolicy) -> String {
+    raw.name
         .as_deref()
-        .map_or_else(String::new, |n| format!("policy {n:?}: "));
+        .map_or_else(String::new, |n| format!("policy {n:?}: "))
+}
+
+/// Reports a missing `name` or `limit` (unless the value given was already
+/// reported as unreadable), at the `[[policy]]` header.
+fn require_name_and_limit(
+    section: &Section<'_, RawPolicy>,
+    label: &str,
+    diag: &mut Diagnostics<'_>,
+) {
+    let raw = &section.raw;
     if raw.name.is_none() && !section.has_failed("name") {
         diag.push(
             section.header(),
@@ -127,17 +152,45 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
             format!("{label}limit is required, like limit = 500"),
         );
     }
-    let algorithm = section.choice(
-        "algorithm",
-        raw.algorithm.as_deref(),
-        &AlgorithmKind::ALL,
-        diag,
-    );
-    let algorithm_unknown =
-        section.has_failed("algorithm") || (raw.algorithm.is_some() && algorithm.is_none());
-    let mode = section.choice("mode", raw.mode.as_deref(), &MODES, diag);
-    let fallback = section.choice("fallback", raw.fallback.as_deref(), &FALLBACK_MODES, diag);
-    let spec = PolicySpec {
+}
+
+/// The settings named from a fixed list, each read (or reported) by name.
+struct Choices {
+    /// `algorithm`, when given and known.
+    algorithm: Option<AlgorithmKind>,
+    /// Whether `algorithm` was given but could not be read or is unknown:
+    /// the errors it causes in other fields are then left out.
+    algorithm_unknown: bool,
+    /// `mode`, when given and known.
+    mode: Option<Mode>,
+    /// `fallback`, when given and known.
+    fallback: Option<FallbackMode>,
+}
+
+impl Choices {
+    /// Reads `algorithm`, `mode` and `fallback`, reporting unknown names.
+    fn read(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Choices {
+        let raw = &section.raw;
+        let algorithm = section.choice(
+            "algorithm",
+            raw.algorithm.as_deref(),
+            &AlgorithmKind::ALL,
+            diag,
+        );
+        Choices {
+            algorithm,
+            algorithm_unknown: section.has_failed("algorithm")
+                || (raw.algorithm.is_some() && algorithm.is_none()),
+            mode: section.choice("mode", raw.mode.as_deref(), &MODES, diag),
+            fallback: section.choice("fallback", raw.fallback.as_deref(), &FALLBACK_MODES, diag),
+        }
+    }
+}
+
+/// The core spec of a `[[policy]]`: each field as read, durations in µs,
+/// defaults where absent (a missing `name` or `limit` is already reported).
+fn spec(raw: &RawPolicy, choices: &Choices) -> PolicySpec {
+    PolicySpec {
         name: raw.name.clone().unwrap_or_default(),
         matches: raw
             .matches
@@ -148,11 +201,11 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         key: raw.key.clone().unwrap_or_default(),
         limit: raw.limit.unwrap_or(1),
         window_us: raw.window.map(|d| micros(d.0)),
-        algorithm: algorithm.unwrap_or_default(),
+        algorithm: choices.algorithm.unwrap_or_default(),
         burst: raw.burst,
         lease_timeout_us: raw.lease_timeout.map(|d| micros(d.0)),
-        mode: mode.unwrap_or_default(),
-        fallback,
+        mode: choices.mode.unwrap_or_default(),
+        fallback: choices.fallback,
         domain: raw.domain.clone(),
         replaces: raw.replaces.clone().unwrap_or_default(),
         settle: raw.settle.unwrap_or(false),
@@ -164,39 +217,48 @@ fn build(section: &Section<'_, RawPolicy>, diag: &mut Diagnostics<'_>) -> Option
         block_max_us: raw.block_max.map(|d| micros(d.0)),
         calendar: raw.calendar.clone(),
         timezone: raw.timezone.clone(),
-    };
-    // Errors that only follow from a setting already reported (or
-    // missing) would be noise: a bad `algorithm` makes `burst` look wrong.
-    let follows_from_earlier = |field: &str| {
-        section.has_failed(field)
-            || (field == "name" && raw.name.is_none())
-            || (field == "limit" && raw.limit.is_none())
-            || (field == "key" && section.has_failed("match"))
-            || (algorithm_unknown
-                && matches!(
-                    field,
-                    "limit"
-                        | "window"
-                        | "burst"
-                        | "lease_timeout"
-                        | "settle"
-                        | "block_for"
-                        | "calendar"
-                ))
-    };
-    match Policy::new(spec) {
-        Ok(policy) => (diag.len() == errors_before).then_some(policy),
-        Err(errors) => {
-            for error in errors {
-                if !follows_from_earlier(error.field) {
-                    let at = match error.index {
-                        Some(i) => section.element_at(error.field, i),
-                        None => section.at(error.field),
-                    };
-                    diag.push(at, format!("{label}{}", error.message));
-                }
-            }
-            None
-        }
     }
+}
+
+/// Reports the core's errors about a policy, each at its field's value
+/// (or list element), except those [`follows_from_earlier`] leaves out.
+fn report_policy_errors(
+    section: &Section<'_, RawPolicy>,
+    label: &str,
+    choices: &Choices,
+    errors: Vec<PolicyError>,
+    diag: &mut Diagnostics<'_>,
+) {
+    for error in errors {
+        if follows_from_earlier(section, choices, error.field) {
+            continue;
+        }
+        let at = match error.index {
+            Some(i) => section.element_at(error.field, i),
+            None => section.at(error.field),
+        };
+        diag.push(at, format!("{label}{}", error.message));
+    }
+}
+
+/// Whether an error in `field` only follows from a setting already
+/// reported (or missing), and so would be noise: a bad `algorithm` makes
+/// `burst` look wrong.
+fn follows_from_earlier(section: &Section<'_, RawPolicy>, choices: &Choices, field: &str) -> bool {
+    let raw = &section.raw;
+    section.has_failed(field)
+        || (field == "name" && raw.name.is_none())
+        || (field == "limit" && raw.limit.is_none())
+        || (field == "key" && section.has_failed("match"))
+        || (choices.algorithm_unknown
+            && matches!(
+                field,
+                "limit"
+                    | "window"
+                    | "burst"
+                    | "lease_timeout"
+                    | "settle"
+                    | "block_for"
+                    | "calendar"
+            ))
 }

@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use floodgate_core::AlgorithmKind;
 use floodgate_store::Reconcile;
 use fred::types::Value;
-use fred::util::{redis_keyslot, sha1_hash};
+use fred::util::redis_keyslot;
 
 use crate::key::{suffix, window_key};
 use crate::script::{Call, Script};
@@ -16,15 +16,8 @@ use crate::script::{Call, Script};
 pub(crate) const PER_CALL: usize = 64;
 
 /// The reconcile script: the prelude, then `reconcile.lua`.
-pub(crate) static RECONCILE: LazyLock<Script> = LazyLock::new(|| {
-    let source = format!(
-        "{}\n{}",
-        include_str!("../lua/prelude.lua"),
-        include_str!("../lua/reconcile.lua")
-    );
-    let sha = sha1_hash(&source);
-    Script { source, sha }
-});
+pub(crate) static RECONCILE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[include_str!("../lua/reconcile.lua")]));
 
 /// The calls adding `charges` (those of `fixed_window` and
 /// `sliding_window`; others are skipped) under `prefix`, with the script's

@@ -85,23 +85,15 @@ impl Link {
 
 #[cfg(test)]
 mod tests {
-    use floodgate_core::{Policy, PolicySpec, Receipt};
+    use floodgate_core::{testing, Receipt};
 
     use super::*;
 
     #[test]
     fn one_zrem_per_counter_without_duplicates() {
-        let spec = |name: &str, kind| PolicySpec {
-            name: name.into(),
-            key: vec!["user".into()],
-            limit: 5,
-            window_us: (kind != AlgorithmKind::Concurrency).then_some(60_000_000),
-            lease_timeout_us: (kind == AlgorithmKind::Concurrency).then_some(60_000_000),
-            algorithm: kind,
-            ..PolicySpec::default()
-        };
-        let cc = Policy::new(spec("cc", AlgorithmKind::Concurrency)).unwrap();
-        let fw = Policy::new(spec("fw", AlgorithmKind::FixedWindow)).unwrap();
+        let policy = |name: &str, kind| testing::policy(kind, 5, 60_000_000).name(name).build();
+        let cc = policy("cc", AlgorithmKind::Concurrency);
+        let fw = policy("fw", AlgorithmKind::FixedWindow);
         let refund = |policy, key, id| Refund {
             policy,
             key,

@@ -169,7 +169,7 @@ pub fn run(
     watch(path, app, current, cli_shadow, shutdown, hup, last)
 }
 
-/// The reload loop of [`run`].
+/// The reload loop of [`run`]: waits for each trigger, then reloads.
 async fn watch(
     path: PathBuf,
     app: Arc<App>,
@@ -181,56 +181,81 @@ async fn watch(
 ) {
     let mut poll = tokio::time::interval(POLL_EVERY);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while let Some(trigger) = next_trigger(&path, &shutdown, &mut hup, &mut poll, &mut last).await {
+        reload(&path, &app, &current, cli_shadow, trigger).await;
+    }
+}
+
+/// Waits for the next reason to reload: a SIGHUP, or a change of the file
+/// at `path` from the stamp `last` (updated once the file holds still).
+/// `None` once `shutdown` fires.
+async fn next_trigger(
+    path: &Path,
+    shutdown: &CancellationToken,
+    hup: &mut Option<tokio::signal::unix::Signal>,
+    poll: &mut tokio::time::Interval,
+    last: &mut Option<Stamp>,
+) -> Option<&'static str> {
     loop {
-        let trigger = tokio::select! {
-            () = shutdown.cancelled() => return,
-            Some(()) = async {
-                match hup.as_mut() {
-                    Some(hup) => hup.recv().await,
-                    None => std::future::pending().await,
-                }
-            } => "SIGHUP",
+        tokio::select! {
+            () = shutdown.cancelled() => return None,
+            Some(()) = sighup(hup) => return Some("SIGHUP"),
             _ = poll.tick() => {
-                let now = stamp(&path);
-                if now == last {
-                    continue;
+                let now = stamp(path);
+                if now != *last {
+                    *last = settle(path, now).await;
+                    return Some("file change");
                 }
-                last = settle(&path, now).await;
-                "file change"
-            }
-        };
-        if stamp(&path).is_some_and(|s| s.len == 0) {
-            // An empty file parses as "no policies": far more likely a
-            // writer caught between truncate and write than a wish.
-            tracing::warn!(trigger, path = %path.display(), "config reload: the file is empty; keeping the old policies");
-            metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "failure")
-                .increment(1);
-            continue;
-        }
-        // Read off the async workers: it is a blocking file read.
-        let read = path.clone();
-        let loaded = tokio::task::spawn_blocking(move || floodgate_config::load(&read)).await;
-        match loaded {
-            Ok(Ok(config)) => apply(&app, config, &current, cli_shadow, trigger),
-            Ok(Err(errors)) => {
-                for error in &errors.0 {
-                    tracing::warn!(trigger, "config reload: {error}");
-                }
-                tracing::warn!(
-                    trigger,
-                    errors = errors.0.len(),
-                    "config reload rejected; keeping the old policies"
-                );
-                metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "failure")
-                    .increment(1);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "config reload failed; keeping the old policies");
-                metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "failure")
-                    .increment(1);
             }
         }
     }
+}
+
+/// The next SIGHUP; never, without a handler.
+async fn sighup(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match hup.as_mut() {
+        Some(hup) => hup.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Re-reads `path` for `trigger` and swaps in the result when it is valid;
+/// otherwise logs why and keeps the old policies.
+async fn reload(path: &Path, app: &App, current: &Fixed, cli_shadow: bool, trigger: &str) {
+    if stamp(path).is_some_and(|s| s.len == 0) {
+        // An empty file parses as "no policies": far more likely a
+        // writer caught between truncate and write than a wish.
+        tracing::warn!(trigger, path = %path.display(), "config reload: the file is empty; keeping the old policies");
+        count_failure();
+        return;
+    }
+    // Read off the async workers: it is a blocking file read.
+    let read = path.to_path_buf();
+    let loaded = tokio::task::spawn_blocking(move || floodgate_config::load(&read)).await;
+    match loaded {
+        Ok(Ok(config)) => apply(app, config, current, cli_shadow, trigger),
+        Ok(Err(errors)) => {
+            for error in &errors.0 {
+                tracing::warn!(trigger, "config reload: {error}");
+            }
+            tracing::warn!(
+                trigger,
+                errors = errors.0.len(),
+                "config reload rejected; keeping the old policies"
+            );
+            count_failure();
+        }
+        Err(error) => {
+            tracing::warn!(%error, "config reload failed; keeping the old policies");
+            count_failure();
+        }
+    }
+}
+
+/// Counts a reload that left the old policies in force.
+fn count_failure() {
+    metrics::counter!(floodgate_core::metric::CONFIG_RELOADS_TOTAL, "result" => "failure")
+        .increment(1);
 }
 
 /// Waits until a file seen changing holds still for [`SETTLE`] (at most

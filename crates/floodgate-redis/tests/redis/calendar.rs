@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use floodgate_core::{AlgorithmKind, Attributes, Clock, ManualClock, Policy, PolicySpec};
+use floodgate_core::{testing, AlgorithmKind, Attributes, Clock, ManualClock, Policy};
 use floodgate_store::{Refund, Store, StoreOp};
 use redis::Commands;
 
@@ -14,17 +14,17 @@ use floodgate_e2e::RedisServer;
 
 const H: u64 = 3_600_000_000;
 
-fn calendar(name: &str, limit: u64, period: &str, zone: &str) -> Policy {
-    Policy::new(PolicySpec {
-        name: name.into(),
-        key: vec!["user".into()],
-        limit,
-        algorithm: AlgorithmKind::FixedWindow,
-        calendar: Some(period.into()),
-        timezone: Some(zone.into()),
-        ..PolicySpec::default()
-    })
-    .expect("valid policy")
+/// A `fixed_window` policy keyed by `user`, allowing `limit` per calendar
+/// `period` in time zone `zone`.
+pub(crate) fn calendar(name: &str, limit: u64, period: &str, zone: &str) -> Policy {
+    testing::policy(AlgorithmKind::FixedWindow, limit, 0)
+        .name(name)
+        .with(|spec| {
+            spec.window_us = None;
+            spec.calendar = Some(period.into());
+            spec.timezone = Some(zone.into());
+        })
+        .build()
 }
 
 fn user(name: &str) -> Attributes {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use floodgate_core::{AlgorithmKind, Attributes, Clock, Policy, PolicySpec};
+use floodgate_core::{testing, AlgorithmKind, Attributes, Clock, Policy};
 use floodgate_redis::block_key;
 use floodgate_store::{DenyCache, Store, StoreOp};
 use redis::Commands;
@@ -25,18 +25,14 @@ fn blocking(
     window_us: u64,
     block: (u64, Option<u64>),
 ) -> Policy {
-    Policy::new(PolicySpec {
-        name: name.into(),
-        key: vec!["user".into()],
-        limit,
-        window_us: Some(window_us),
-        algorithm: kind,
-        block_for_us: Some(block.0),
-        block_escalation: block.1.is_some(),
-        block_max_us: block.1,
-        ..PolicySpec::default()
-    })
-    .expect("valid policy")
+    testing::policy(kind, limit, window_us)
+        .name(name)
+        .with(|spec| {
+            spec.block_for_us = Some(block.0);
+            spec.block_escalation = block.1.is_some();
+            spec.block_max_us = block.1;
+        })
+        .build()
 }
 
 fn user(name: &str) -> Attributes {
@@ -268,16 +264,7 @@ async fn lockouts_and_calendar_windows_work_on_a_cluster() {
         10 * S,
         (60 * S, None),
     );
-    let daily = Policy::new(PolicySpec {
-        name: "daily".into(),
-        key: vec!["user".into()],
-        limit: 5,
-        algorithm: AlgorithmKind::FixedWindow,
-        calendar: Some("day".into()),
-        timezone: Some("Europe/Paris".into()),
-        ..PolicySpec::default()
-    })
-    .unwrap();
+    let daily = crate::calendar::calendar("daily", 5, "day", "Europe/Paris");
     let (end, now) = (
         daily.calendar().unwrap().period_at(clock.now_us()).1,
         clock.now_us(),

@@ -5,7 +5,7 @@
 //! one script call on the counter's slot, and a reservation's record shares
 //! the counter's hash tag.
 
-use floodgate_core::{AlgorithmKind, Attributes, Clock, ManualClock, Policy, PolicySpec};
+use floodgate_core::{testing, AlgorithmKind, Attributes, Clock, ManualClock, Policy};
 use floodgate_e2e::{Cluster, RedisServer};
 use floodgate_store::{Settle, Settled, Store, StoreOp};
 
@@ -22,17 +22,11 @@ fn settling(
     window_us: u64,
     burst: Option<u64>,
 ) -> Policy {
-    Policy::new(PolicySpec {
-        name: name.into(),
-        key: vec!["user".into()],
-        limit,
-        window_us: Some(window_us),
-        algorithm: kind,
-        burst,
-        settle: true,
-        ..PolicySpec::default()
-    })
-    .expect("valid policy")
+    testing::policy(kind, limit, window_us)
+        .name(name)
+        .burst(burst)
+        .settle(true)
+        .build()
 }
 
 fn policies() -> Vec<Policy> {

@@ -1,124 +1,13 @@
-//! The Lua scripts (`lua/*.lua`) and the calls that run them.
-//!
-//! The scripts, each the shared prelude followed by its body: `check` (the
-//! five algorithms as functions, then `check.lua`, which decides one or more
-//! checks, each check's ops all or nothing), `refund` and `heartbeat`; the
-//! fourth, `reconcile`, is built in `reconcile.rs`. Their SHA1s are computed
-//! here, so a call sends only `EVALSHA`.
+//! The check call: one or more checks' ops, decided by `check.lua` all or
+//! nothing per check, and the reading of its reply into outcomes.
 
-use std::sync::LazyLock;
-
-use floodgate_core::{AlgorithmKind, Block, Outcome, Policy, Receipt};
-use floodgate_store::{Refund, Settle, Settled, StoreError, StoreOp};
+use floodgate_core::{AlgorithmKind, Block, Outcome, Receipt};
+use floodgate_store::{StoreError, StoreOp};
 use fred::types::Value;
-use fred::util::sha1_hash;
 
+use super::{Call, SCRIPTS};
 use crate::error::reply_error;
 use crate::key::{interval_us, redis_key, suffix};
-
-/// One script: its source and SHA1.
-#[derive(Debug)]
-pub(crate) struct Script {
-    /// What `SCRIPT LOAD` and `EVAL` send.
-    pub(crate) source: String,
-    /// What `EVALSHA` sends.
-    pub(crate) sha: String,
-}
-
-impl Script {
-    fn new(parts: &[&str]) -> Script {
-        let mut source = include_str!("../lua/prelude.lua").to_string();
-        for part in parts {
-            source.push('\n');
-            source.push_str(part);
-        }
-        let sha = sha1_hash(&source);
-        Script { source, sha }
-    }
-}
-
-/// The scripts, built once per process.
-pub(crate) struct Scripts {
-    /// The five algorithms and `check.lua`.
-    pub(crate) check: Script,
-    /// `refund.lua`.
-    refund: Script,
-    /// `reserve.lua` and `settle.lua`.
-    pub(crate) settle: Script,
-    /// `heartbeat.lua`.
-    pub(crate) heartbeat: Script,
-    /// `reset.lua`.
-    pub(crate) reset: Script,
-}
-
-/// Every script, built on first use.
-pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
-    check: Script::new(&[
-        include_str!("../lua/reserve.lua"),
-        include_str!("../lua/block.lua"),
-        include_str!("../lua/sliding_window.lua"),
-        include_str!("../lua/fixed_window.lua"),
-        include_str!("../lua/sliding_log.lua"),
-        include_str!("../lua/token_bucket.lua"),
-        include_str!("../lua/concurrency.lua"),
-        include_str!("../lua/check.lua"),
-    ]),
-    refund: Script::new(&[include_str!("../lua/refund.lua")]),
-    settle: Script::new(&[
-        include_str!("../lua/reserve.lua"),
-        include_str!("../lua/settle.lua"),
-    ]),
-    heartbeat: Script::new(&[include_str!("../lua/heartbeat.lua")]),
-    reset: Script::new(&[include_str!("../lua/reset.lua")]),
-});
-
-impl Scripts {
-    /// All scripts, to load them at connect time.
-    pub(crate) fn all(&self) -> [&Script; 5] {
-        [
-            &self.check,
-            &self.refund,
-            &self.heartbeat,
-            &self.settle,
-            &self.reset,
-        ]
-    }
-}
-
-/// One script call: `EVALSHA <sha> <number of keys> <keys…> <args…>`.
-#[derive(Debug)]
-pub(crate) struct Call {
-    /// The script to run.
-    pub(crate) script: &'static Script,
-    /// Its keys (one slot on a Cluster).
-    pub(crate) keys: Vec<String>,
-    /// Its ARGV.
-    pub(crate) args: Vec<Value>,
-}
-
-impl Call {
-    /// The command's arguments after the command name: the script (SHA or
-    /// source, sent from the static [`SCRIPTS`] without a copy), the key
-    /// count, the keys and the ARGV.
-    pub(crate) fn arguments(&self, script: &'static str) -> Vec<Value> {
-        let mut out = Vec::with_capacity(2 + self.keys.len() + self.args.len());
-        out.push(Value::from_static_str(script));
-        out.push(Value::Integer(self.keys.len() as i64));
-        out.extend(self.keys.iter().map(|k| Value::from(k.as_str())));
-        out.extend(self.args.iter().cloned());
-        out
-    }
-
-    /// The key that routes the call (every key shares its slot).
-    pub(crate) fn routing_key(&self) -> &str {
-        self.keys.first().map_or("", String::as_str)
-    }
-}
-
-/// A number as a script argument (every value sent is below 2^53).
-fn int(n: u64) -> Value {
-    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
-}
 
 /// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
 /// <b> <c>"`, c a reservation's `<nonce>/<record ttl µs>` (flags +8) when
@@ -385,165 +274,16 @@ pub(crate) fn check_calls(
     calls.into_iter().map(|(_, c)| c).collect()
 }
 
-/// The Redis key of a reservation's record: its counter's key, then
-/// `:r:<nonce as 32 hex digits>` (same hash tag, same Cluster slot).
-pub(crate) fn record_key(prefix: &str, counter_key: &str, policy: &Policy, nonce: u128) -> String {
-    format!("{}:r:{nonce:032x}", redis_key(prefix, counter_key, policy))
-}
-
-/// The Redis keys an admin reset of `counter_key` under `policy` deletes:
-/// the counter, its lockout (`<counter>:block`, and the same under the
-/// bare tag) — all of one hash tag, so of one Cluster slot — then the
-/// marker it leaves (`<counter>:cleared`).
-pub(crate) fn reset_keys(prefix: &str, counter_key: &str, policy: &Policy) -> Vec<String> {
-    let counter = redis_key(prefix, counter_key, policy);
-    let block = format!("{counter}:block");
-    let bare = format!("{prefix}:{{{counter_key}}}:block");
-    let cleared = format!("{counter}:cleared");
-    vec![counter, block, bare, cleared]
-}
-
-/// The call resetting `counter_key` under `policy` (see `reset.lua`), with
-/// script time `now` ("" = Redis `TIME`).
-pub(crate) fn reset_call(prefix: &str, counter_key: &str, policy: &Policy, now: &str) -> Call {
-    let keep = if policy.settle() {
-        floodgate_store::reservation_ttl_us(policy)
-    } else {
-        0
-    };
-    Call {
-        script: &SCRIPTS.reset,
-        keys: reset_keys(prefix, counter_key, policy),
-        args: vec![Value::from(now), int(keep)],
-    }
-}
-
-/// The call settling `settle`, with script time `now` ("" = Redis `TIME`).
-pub(crate) fn settle_call(prefix: &str, settle: &Settle<'_>, now: &str) -> Call {
-    let policy = settle.policy;
-    let kind = policy.kind();
-    let span = match kind {
-        AlgorithmKind::TokenBucket => interval_us(policy),
-        _ => policy.window_us(),
-    };
-    Call {
-        script: &SCRIPTS.settle,
-        keys: vec![
-            redis_key(prefix, settle.key, policy),
-            record_key(prefix, settle.key, policy, settle.nonce),
-        ],
-        args: vec![
-            Value::from(now),
-            Value::from_static_str(suffix(kind)),
-            int(settle.actual),
-            int(span),
-            int(settle.issued_us),
-            int(floodgate_store::reservation_ttl_us(policy)),
-        ],
-    }
-}
-
-/// What one settle call's reply says.
-///
-/// # Errors
-/// [`StoreError::Protocol`] for a reply of another shape.
-pub(crate) fn read_settled(reply: &Value) -> Result<Settled, StoreError> {
-    let bad = || StoreError::Protocol(format!("unexpected settle reply {reply:?}"));
-    let Value::Array(items) = reply else {
-        return Err(bad());
-    };
-    match items.as_slice() {
-        [Value::Integer(1), Value::Integer(estimate)] => Ok(Settled::Applied {
-            estimate: u64::try_from(*estimate).map_err(|_| bad())?,
-        }),
-        [Value::Integer(2), _] => Ok(Settled::Spent),
-        [Value::Integer(3), _] => Ok(Settled::Lapsed),
-        [Value::Integer(4), _] => Ok(Settled::Unknown),
-        _ => Err(bad()),
-    }
-}
-
-/// The call undoing `refund`, with script time `now` ("" = Redis `TIME`).
-pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call {
-    let policy = refund.policy;
-    let kind = policy.kind();
-    let span = match kind {
-        AlgorithmKind::TokenBucket => interval_us(policy),
-        AlgorithmKind::Concurrency => 0,
-        // A calendar window's index is its start: sent as the charge's time
-        // with a span of 1.
-        _ if policy.calendar().is_some() => 1,
-        _ => policy.window_us(),
-    };
-    let at_us = match policy.calendar() {
-        Some(c) => c.period_at(refund.receipt.at_us).0,
-        None => refund.receipt.at_us,
-    };
-    Call {
-        script: &SCRIPTS.refund,
-        keys: vec![redis_key(prefix, refund.key, policy)],
-        args: vec![
-            Value::from(now),
-            Value::from_static_str(suffix(kind)),
-            int(refund.hits),
-            int(at_us),
-            // A lease id is any u64: decimal text, as the check sent it.
-            Value::from(refund.receipt.id.to_string()),
-            int(span),
-        ],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_script_states_its_contract_first() {
-        // Entry scripts name their KEYS and ARGV; algorithm files, loaded
-        // into the check script as functions, their key and arguments.
-        let entries = [
-            include_str!("../lua/check.lua"),
-            include_str!("../lua/refund.lua"),
-            include_str!("../lua/heartbeat.lua"),
-            include_str!("../lua/settle.lua"),
-            include_str!("../lua/reset.lua"),
-        ];
-        let algorithms = [
-            include_str!("../lua/reserve.lua"),
-            include_str!("../lua/sliding_window.lua"),
-            include_str!("../lua/fixed_window.lua"),
-            include_str!("../lua/sliding_log.lua"),
-            include_str!("../lua/token_bucket.lua"),
-            include_str!("../lua/concurrency.lua"),
-        ];
-        let entry_parts = ["KEYS[", "ARGV", "Returns"];
-        let algorithm_parts = ["Key", "Args", "Returns"];
-        let all = (entries.iter().map(|b| (b, &entry_parts)))
-            .chain(algorithms.iter().map(|b| (b, &algorithm_parts)));
-        for (body, parts) in all {
-            assert!(body.starts_with("-- "));
-            for part in parts {
-                assert!(body.contains(part), "{part} missing");
-            }
-        }
-        let shas: std::collections::HashSet<_> =
-            SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
-        assert_eq!(shas.len(), 5);
-    }
-
-    #[test]
     fn ops_share_a_call_unless_their_slots_or_keys_differ() {
-        use floodgate_core::{Policy, PolicySpec};
         let policy = |name: &str| {
-            Policy::new(PolicySpec {
-                name: name.into(),
-                key: vec!["user".into()],
-                limit: 10,
-                window_us: Some(1_000_000),
-                ..PolicySpec::default()
-            })
-            .expect("valid")
+            floodgate_core::testing::policy(AlgorithmKind::SlidingWindow, 10, 1_000_000)
+                .name(name)
+                .build()
         };
         let (a, b) = (policy("a"), policy("b"));
         let ops = [

@@ -1,0 +1,168 @@
+//! The Lua scripts (`lua/*.lua`) and the calls that run them.
+//!
+//! The scripts, each the shared prelude followed by its body: `check` (the
+//! five algorithms as functions, then `check.lua`, which decides one or more
+//! checks, each check's ops all or nothing), `refund`, `settle`, `reset` and
+//! `heartbeat`; `reconcile` is built in `reconcile.rs`. Their SHA1s are
+//! computed here, so a call sends only `EVALSHA`. Each script family builds
+//! its calls (and reads its replies) in a file of its own: `check.rs`,
+//! `refund.rs`, `settle.rs`, `reset.rs`.
+
+use std::sync::LazyLock;
+
+use fred::types::Value;
+use fred::util::sha1_hash;
+
+mod check;
+mod refund;
+mod reset;
+mod settle;
+
+pub(crate) use check::{check_calls, reply_len};
+pub(crate) use refund::refund_call;
+pub(crate) use reset::reset_call;
+pub(crate) use settle::{read_settled, settle_call};
+
+/// One script: its source and SHA1.
+#[derive(Debug)]
+pub(crate) struct Script {
+    /// What `SCRIPT LOAD` and `EVAL` send.
+    pub(crate) source: String,
+    /// What `EVALSHA` sends.
+    pub(crate) sha: String,
+}
+
+impl Script {
+    /// The prelude, then each of `parts`, newline-separated.
+    pub(crate) fn new(parts: &[&str]) -> Script {
+        let mut source = include_str!("../../lua/prelude.lua").to_string();
+        for part in parts {
+            source.push('\n');
+            source.push_str(part);
+        }
+        let sha = sha1_hash(&source);
+        Script { source, sha }
+    }
+}
+
+/// The scripts, built once per process.
+pub(crate) struct Scripts {
+    /// The five algorithms and `check.lua`.
+    pub(crate) check: Script,
+    /// `refund.lua`.
+    refund: Script,
+    /// `reserve.lua` and `settle.lua`.
+    pub(crate) settle: Script,
+    /// `heartbeat.lua`.
+    pub(crate) heartbeat: Script,
+    /// `reset.lua`.
+    pub(crate) reset: Script,
+}
+
+/// Every script, built on first use.
+pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
+    check: Script::new(&[
+        include_str!("../../lua/reserve.lua"),
+        include_str!("../../lua/block.lua"),
+        include_str!("../../lua/sliding_window.lua"),
+        include_str!("../../lua/fixed_window.lua"),
+        include_str!("../../lua/sliding_log.lua"),
+        include_str!("../../lua/token_bucket.lua"),
+        include_str!("../../lua/concurrency.lua"),
+        include_str!("../../lua/check.lua"),
+    ]),
+    refund: Script::new(&[include_str!("../../lua/refund.lua")]),
+    settle: Script::new(&[
+        include_str!("../../lua/reserve.lua"),
+        include_str!("../../lua/settle.lua"),
+    ]),
+    heartbeat: Script::new(&[include_str!("../../lua/heartbeat.lua")]),
+    reset: Script::new(&[include_str!("../../lua/reset.lua")]),
+});
+
+impl Scripts {
+    /// All scripts, to load them at connect time.
+    pub(crate) fn all(&self) -> [&Script; 5] {
+        [
+            &self.check,
+            &self.refund,
+            &self.heartbeat,
+            &self.settle,
+            &self.reset,
+        ]
+    }
+}
+
+/// One script call: `EVALSHA <sha> <number of keys> <keys…> <args…>`.
+#[derive(Debug)]
+pub(crate) struct Call {
+    /// The script to run.
+    pub(crate) script: &'static Script,
+    /// Its keys (one slot on a Cluster).
+    pub(crate) keys: Vec<String>,
+    /// Its ARGV.
+    pub(crate) args: Vec<Value>,
+}
+
+impl Call {
+    /// The command's arguments after the command name: the script (SHA or
+    /// source, sent from the static [`SCRIPTS`] without a copy), the key
+    /// count, the keys and the ARGV.
+    pub(crate) fn arguments(&self, script: &'static str) -> Vec<Value> {
+        let mut out = Vec::with_capacity(2 + self.keys.len() + self.args.len());
+        out.push(Value::from_static_str(script));
+        out.push(Value::Integer(self.keys.len() as i64));
+        out.extend(self.keys.iter().map(|k| Value::from(k.as_str())));
+        out.extend(self.args.iter().cloned());
+        out
+    }
+
+    /// The key that routes the call (every key shares its slot).
+    pub(crate) fn routing_key(&self) -> &str {
+        self.keys.first().map_or("", String::as_str)
+    }
+}
+
+/// A number as a script argument (every value sent is below 2^53).
+fn int(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_states_its_contract_first() {
+        // Entry scripts name their KEYS and ARGV; algorithm files, loaded
+        // into the check script as functions, their key and arguments.
+        let entries = [
+            include_str!("../../lua/check.lua"),
+            include_str!("../../lua/refund.lua"),
+            include_str!("../../lua/heartbeat.lua"),
+            include_str!("../../lua/settle.lua"),
+            include_str!("../../lua/reset.lua"),
+        ];
+        let algorithms = [
+            include_str!("../../lua/reserve.lua"),
+            include_str!("../../lua/sliding_window.lua"),
+            include_str!("../../lua/fixed_window.lua"),
+            include_str!("../../lua/sliding_log.lua"),
+            include_str!("../../lua/token_bucket.lua"),
+            include_str!("../../lua/concurrency.lua"),
+        ];
+        let entry_parts = ["KEYS[", "ARGV", "Returns"];
+        let algorithm_parts = ["Key", "Args", "Returns"];
+        let all = (entries.iter().map(|b| (b, &entry_parts)))
+            .chain(algorithms.iter().map(|b| (b, &algorithm_parts)));
+        for (body, parts) in all {
+            assert!(body.starts_with("-- "));
+            for part in parts {
+                assert!(body.contains(part), "{part} missing");
+            }
+        }
+        let shas: std::collections::HashSet<_> =
+            SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
+        assert_eq!(shas.len(), 5);
+    }
+}
