@@ -16,6 +16,7 @@ pub mod path;
 pub mod policy;
 pub mod redact;
 pub mod settlement;
+pub mod store_config;
 pub mod time;
 
 pub use algorithm::{Algorithm, State};

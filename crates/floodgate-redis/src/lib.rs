@@ -96,8 +96,8 @@ mod ticket_queue;
 mod tls;
 mod waiters;
 
-pub use config::Config;
 pub use error::Error;
+pub use floodgate_core::store_config::{RedisConfig, RedisTopology};
 pub use key::block_key;
 pub use store::RedisStore;
 pub use ticket_queue::RedisQueue;

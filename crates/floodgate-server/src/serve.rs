@@ -6,10 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::SystemClock;
-use floodgate_store::{DenyCache, LocalConfig, LocalStore, Source, Store, DENY_CACHE_ENTRIES};
+use floodgate_store::{DenyCache, LocalStore, Source, Store, DENY_CACHE_ENTRIES};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,22 +42,16 @@ pub async fn run(
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> anyhow::Result<()> {
-    let (store, local): (Arc<dyn Store>, Option<Arc<LocalStore>>) = match config.store.kind {
-        StoreKind::Local => {
+    let (store, local): (Arc<dyn Store>, Option<Arc<LocalStore>>) = match config.store.redis() {
+        None => {
             let local = Arc::new(LocalStore::new(
-                LocalConfig {
-                    max_keys: config.store.local.max_keys,
-                    shards: config.store.local.shards,
-                },
+                config.store.local(),
                 Arc::new(SystemClock::new()),
                 Source::Local,
             ));
             (local.clone(), Some(local))
         }
-        StoreKind::Redis => {
-            let Some(redis) = &config.store.redis else {
-                anyhow::bail!("store.kind = \"redis\" needs a [store.redis] section");
-            };
+        Some(redis) => {
             let failover = failover::start(&config, redis, &shutdown, &tracker).await?;
             let fallback = failover.fallback_store();
             // The deny cache in front: a check it answers alone never
@@ -84,7 +77,7 @@ pub async fn run(
         stop.cancelled().await;
         waits.close();
     });
-    if let (StoreKind::Redis, Some(redis)) = (config.store.kind, &config.store.redis) {
+    if let Some(redis) = config.store.redis() {
         let redis_up = app.limiter.store_mode() == Source::Redis;
         wake::start(
             redis,

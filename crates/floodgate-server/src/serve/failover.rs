@@ -6,14 +6,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use floodgate_config::store::{RedisConfig, RedisTopology};
+use floodgate_config::store::RedisConfig;
 use floodgate_config::Config;
 use floodgate_config::Instances;
 use floodgate_core::SystemClock;
 use floodgate_redis::RedisStore;
-use floodgate_store::{
-    FailoverConfig, FailoverStore, LocalConfig, LocalStore, RateTrip, Source, Store,
-};
+use floodgate_store::{FailoverConfig, FailoverStore, LocalStore, RateTrip, Source, Store};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -35,12 +33,8 @@ pub(super) async fn start(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) -> anyhow::Result<Arc<FailoverStore>> {
-    let redis = redis_config(redis);
     let fallback = Arc::new(LocalStore::new(
-        LocalConfig {
-            max_keys: config.store.local.max_keys,
-            shards: config.store.local.shards,
-        },
+        config.store.local(),
         Arc::new(SystemClock::new()),
         Source::Fallback,
     ));
@@ -60,7 +54,7 @@ pub(super) async fn start(
     };
     // The Redis store once connected, for the heartbeat.
     let connected: Arc<OnceLock<Arc<RedisStore>>> = Arc::default();
-    let store = match RedisStore::connect(&redis).await {
+    let store = match RedisStore::connect(redis).await {
         Ok(redis) => {
             let primary = primary(redis, &connected);
             Arc::new(FailoverStore::new(Some(primary), fallback, failover_config))
@@ -79,7 +73,7 @@ pub(super) async fn start(
             }
             let store = Arc::new(FailoverStore::new(None, fallback, failover_config));
             tracker.spawn(connect(
-                redis,
+                redis.clone(),
                 store.clone(),
                 connected.clone(),
                 shutdown.clone(),
@@ -104,34 +98,11 @@ fn primary(redis: RedisStore, connected: &OnceLock<Arc<RedisStore>>) -> Arc<dyn 
     redis
 }
 
-/// The `floodgate-redis` settings for `[store.redis]`.
-pub(super) fn redis_config(config: &RedisConfig) -> floodgate_redis::Config {
-    let mut redis = floodgate_redis::Config {
-        key_prefix: config.key_prefix.clone(),
-        timeout: config.timeout,
-        pool_size: config.pool_size,
-        tls_ca_file: config.tls_ca_file.clone(),
-        ..floodgate_redis::Config::default()
-    };
-    match &config.topology {
-        RedisTopology::Standalone(url) => redis.url = Some(url.clone()),
-        RedisTopology::Cluster(nodes) => redis.cluster = nodes.clone(),
-        RedisTopology::Sentinel {
-            sentinels,
-            service_name,
-        } => {
-            redis.sentinels = sentinels.clone();
-            redis.service_name = Some(service_name.clone());
-        }
-    }
-    redis
-}
-
 /// Connects every `probe_interval` until Redis answers, then installs it as
 /// the primary. Stops on `shutdown`, or for good on an error retrying cannot
 /// fix (logged; floodgate stays in fallback).
 async fn connect(
-    redis: floodgate_redis::Config,
+    redis: RedisConfig,
     store: Arc<FailoverStore>,
     connected: Arc<OnceLock<Arc<RedisStore>>>,
     shutdown: CancellationToken,
