@@ -86,6 +86,7 @@
 mod batch;
 mod config;
 mod error;
+mod failover;
 mod key;
 mod liveness;
 mod reconcile;
@@ -97,6 +98,7 @@ mod tls;
 mod waiters;
 
 pub use error::Error;
+pub use failover::RedisConnector;
 pub use floodgate_core::store_config::{RedisConfig, RedisTopology};
 pub use key::block_key;
 pub use store::RedisStore;

@@ -1,21 +1,34 @@
-//! [`FailoverStore`]: a shared primary store (Redis) behind a circuit
+//! Failover, all of it: a shared primary store (Redis) behind a circuit
 //! breaker, with a local stand-in while the primary is away (SPEC §6).
+//! Read in this order:
 //!
-//! Closed, every check goes to the primary. A check whose primary call fails
-//! is answered by the fallback instead (a caller never sees a store error):
-//! charged there when the call surely did not run, and decided without a
-//! charge when it may have (a timeout: Redis may run the call late), so one
-//! check is never counted twice,
-//! and `failure_threshold` consecutive transient failures, or a sustained
-//! share of failed calls ([`RateTrip`], see `breaker.rs`), open the breaker:
-//! from then on checks never touch the primary until [`FailoverStore::probe_once`]
-//! (called every `probe_interval` by the server) finds it answering again.
-//! The primary may also be absent at first (Redis down at startup) and be
-//! installed later with [`FailoverStore::install_primary`].
-//!
-//! While open, each policy decides by its fallback mode: `local` limits in
-//! the local store with `ceil(limit / instances)`, `allow` allows and `deny`
-//! denies; every outcome says [`Source::Fallback`].
+//! - **Start** (`background.rs`, [`start`]): connect to the primary once;
+//!   unreachable, start open and keep connecting in the background. Also
+//!   spawns the probe loop and, with `instances = "auto"`, the heartbeat
+//!   that counts live sidecars ([`FailoverStore::set_instances`]).
+//! - **Checks** ([`FailoverStore`], below): closed, every check goes to the
+//!   primary. A check whose primary call fails is answered by the fallback
+//!   instead (a caller never sees a store error): charged there when the
+//!   call surely did not run, and decided without a charge when it may
+//!   have (a timeout: Redis may run the call late), so one check is never
+//!   counted twice.
+//! - **Tripping** (`breaker.rs`): `failure_threshold` consecutive
+//!   transient failures, or a sustained share of failed calls
+//!   ([`RateTrip`]), open the breaker: from then on checks never touch the
+//!   primary until [`FailoverStore::probe_once`] (the probe loop, every
+//!   `probe_interval`) finds it answering again. The primary may also be
+//!   absent at first (Redis down at startup) and be installed later with
+//!   [`FailoverStore::install_primary`].
+//! - **Falling back** (`fallback.rs`): while open, each policy decides by
+//!   its fallback mode: `local` limits in the local store with
+//!   `ceil(limit / instances)`, `allow` allows and `deny` denies; every
+//!   outcome says [`Source::Fallback`].
+//! - **Reconciling** (`journal.rs`): what the fallback admits
+//!   (`fixed_window` and `sliding_window`) is journaled by counter window
+//!   and added to the primary's counters of the same windows
+//!   ([`Store::reconcile`]): by the probe that finds the primary answering,
+//!   before it closes the breaker, and by [`FailoverStore::reconcile_once`]
+//!   while closed.
 //!
 //! Receipts know their store: a refund goes only to the store that counted
 //! the charge ([`Refund::source`]). A charge the fallback made (breaker
@@ -27,25 +40,23 @@
 //! fallback and, while closed, to the primary: lease ids are random, so a
 //! store that never issued the lease is untouched. Refund errors are
 //! logged, not returned.
-//!
-//! What the fallback admits (`fixed_window` and `sliding_window`) is
-//! journaled by counter window (`journal.rs`) and added to the primary's
-//! counters of the same windows ([`Store::reconcile`]): by the probe that
-//! finds the primary answering, before it closes the breaker, and by
-//! [`FailoverStore::reconcile_once`] while closed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::{FallbackMode, Outcome};
+use floodgate_core::FallbackMode;
 
 use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
 
+mod background;
 mod breaker;
+mod fallback;
 mod journal;
+
+pub use background::{start, Connect, FailoverSettings, Heartbeat, HEARTBEAT_EVERY, HEARTBEAT_TTL};
 
 use breaker::Breaker;
 use journal::Journal;
@@ -282,55 +293,6 @@ impl FailoverStore {
         if self.breaker.failure() {
             self.trip(error);
         }
-    }
-
-    /// What the fallback decides for `op`.
-    fn fallback_one(&self, op: &StoreOp<'_>) -> StoreOutcome {
-        let policy = op.policy;
-        let limit = policy.burst();
-        let outcome = match policy.fallback().unwrap_or(self.config.mode) {
-            FallbackMode::Local => {
-                let scaled = policy.scaled(self.instances());
-                if op.charge {
-                    let outcome = self.fallback.check_one(&scaled, op.key, op.hits);
-                    if let Some(receipt) = outcome.receipt {
-                        self.journal.add(policy, op.key, op.hits, receipt.at_us);
-                    }
-                    outcome
-                } else {
-                    self.fallback.decide_one(&scaled, op.key, op.hits)
-                }
-            }
-            FallbackMode::Allow => Outcome {
-                allowed: true,
-                limit,
-                remaining: limit,
-                reset_after_us: 0,
-                retry_after_us: 0,
-                receipt: None,
-            },
-            FallbackMode::Deny => {
-                let retry = u64::try_from(self.config.probe_interval.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                Outcome {
-                    allowed: false,
-                    limit,
-                    remaining: 0,
-                    reset_after_us: retry,
-                    retry_after_us: retry,
-                    receipt: None,
-                }
-            }
-        };
-        StoreOutcome {
-            outcome,
-            source: Source::Fallback,
-        }
-    }
-
-    fn fallback_all(&self, ops: &[StoreOp<'_>]) -> Vec<StoreOutcome> {
-        ops.iter().map(|op| self.fallback_one(op)).collect()
     }
 }
 

@@ -19,7 +19,10 @@ mod wait;
 
 pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};
 pub use error::{LimitError, StoreError};
-pub use failover::{FailoverConfig, FailoverStore, RateTrip, RECONCILE_PER_PASS};
+pub use failover::{
+    start as start_failover, Connect, FailoverConfig, FailoverSettings, FailoverStore, Heartbeat,
+    RateTrip, HEARTBEAT_EVERY, HEARTBEAT_TTL, RECONCILE_PER_PASS,
+};
 pub use limiter::{
     Check, DenialTop, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, ResetCounter,
     Settlement, Verdict, TOP_MAX_POLICIES,

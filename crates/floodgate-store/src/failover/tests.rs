@@ -1,6 +1,6 @@
 use std::sync::atomic::AtomicUsize;
 
-use floodgate_core::{AlgorithmKind, ManualClock, Policy, PolicySpec};
+use floodgate_core::{AlgorithmKind, ManualClock, Outcome, Policy, PolicySpec};
 use parking_lot::Mutex;
 
 use super::*;
