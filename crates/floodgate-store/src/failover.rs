@@ -99,6 +99,8 @@ pub struct FailoverStore {
     breaker: Breaker,
     /// What the fallback admitted, to add to the primary once it is back.
     journal: Journal,
+    /// `local` fallback policies scaled to the instance count.
+    scaled: fallback::ScaledPolicies,
     /// The divisor of `local` fallback limits: `config.instances` until
     /// [`FailoverStore::set_instances`] reports a live count.
     instances: AtomicU64,
@@ -130,6 +132,7 @@ impl FailoverStore {
             open: AtomicBool::new(open),
             breaker: Breaker::new(config.failure_threshold, config.trip),
             journal: Journal::default(),
+            scaled: fallback::ScaledPolicies::default(),
             instances: AtomicU64::new(config.instances.max(1)),
         }
     }
