@@ -1,6 +1,7 @@
 //! floodgate-store owns where counters live and how one check becomes one
 //! decision: the async [`Store`] trait, the bounded in-memory [`LocalStore`],
-//! the [`FailoverStore`] and [`DenyCache`] that wrap a shared store, and the
+//! the [`FailoverStore`] and [`DenyCache`] that wrap a shared store (the
+//! failover's loops started by [`start_failover`]), and the
 //! [`Limiter`] facade that applies the multi-policy rule of SPEC §1, and
 //! the [`WaitRoom`] where checks wait for their turn ([`check_waiting`]).
 //! It must never depend on a transport (HTTP, gRPC, protobuf) or on config
