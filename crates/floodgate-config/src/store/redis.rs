@@ -74,7 +74,8 @@ fn check_one_topology(section: &RedisSection<'_>, diag: &mut Diagnostics<'_>) {
     }
 }
 
-/// Every URL parses; `cluster` and `sentinels` are not empty.
+/// Every URL parses; `cluster` and `sentinels` are not empty and use one
+/// scheme.
 fn check_urls(section: &RedisSection<'_>, diag: &mut Diagnostics<'_>) {
     let raw = &section.raw;
     if let Some(url) = &raw.url {
@@ -90,25 +91,44 @@ fn check_urls(section: &RedisSection<'_>, diag: &mut Diagnostics<'_>) {
                 ),
             );
         }
+        let mut first_tls = None;
         for (i, url) in urls.iter().enumerate() {
-            check_url_at(section, key, Some(i), url, diag);
+            let Some(url) = check_url_at(section, key, Some(i), url, diag) else {
+                continue;
+            };
+            match first_tls {
+                None => first_tls = Some(url.tls),
+                Some(tls) if tls != url.tls => diag.push(
+                    section.element_at(key, i),
+                    format!(
+                        "{key} mixes redis:// and rediss:// URLs; give every node the same scheme"
+                    ),
+                ),
+                Some(_) => {}
+            }
         }
     }
 }
 
+/// `url` parsed, or `None` with the problem reported at `key` (element
+/// `index` of a list).
 fn check_url_at(
     section: &RedisSection<'_>,
     key: &str,
     index: Option<usize>,
     url: &str,
     diag: &mut Diagnostics<'_>,
-) {
-    if let Err(problem) = RedisUrl::parse(url) {
-        let span = index.map_or_else(|| section.at(key), |i| section.element_at(key, i));
-        diag.push(
-            span,
-            format!("invalid Redis URL {:?} in {key}: {problem}; expected a URL like \"redis://127.0.0.1:6379\" or \"rediss://user:password@host:6380/0\"", redact(url)),
-        );
+) -> Option<RedisUrl> {
+    match RedisUrl::parse(url) {
+        Ok(url) => Some(url),
+        Err(problem) => {
+            let span = index.map_or_else(|| section.at(key), |i| section.element_at(key, i));
+            diag.push(
+                span,
+                format!("invalid Redis URL {:?} in {key}: {problem}; expected a URL like \"redis://127.0.0.1:6379\" or \"rediss://user:password@host:6380/0\"", redact(url)),
+            );
+            None
+        }
     }
 }
 
