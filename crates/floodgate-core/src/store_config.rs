@@ -1,6 +1,7 @@
 //! The settings of each store, as one type per store that every crate
-//! shares: floodgate-config builds them from `[store]`, floodgate-store
-//! and floodgate-redis take them as they are. Plain data, no I/O.
+//! shares: floodgate-config builds them from `[store]` (and the failover
+//! store's from `[fallback]`), floodgate-store and floodgate-redis take
+//! them as they are. Plain data, no I/O.
 //!
 //! The Redis topology is an enum, so a configuration that names no server,
 //! or two kinds of servers, cannot be built. URLs are kept as written and
@@ -13,8 +14,10 @@ use std::time::Duration;
 
 use crate::redact_url;
 
+mod failover;
 mod url;
 
+pub use failover::{FailoverConfig, FailoverSettings, RateTrip};
 pub use url::{split_host_port, BadUrl, RedisUrl};
 
 /// Bounds of the in-memory store (`[store.local]`; also the fallback

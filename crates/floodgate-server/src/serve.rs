@@ -6,13 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use floodgate_config::{Config, Instances};
+use floodgate_config::Config;
 use floodgate_core::SystemClock;
 use floodgate_redis::RedisConnector;
-use floodgate_store::{
-    DenyCache, FailoverConfig, FailoverSettings, LocalStore, RateTrip, Source, Store,
-    DENY_CACHE_ENTRIES,
-};
+use floodgate_store::{DenyCache, LocalStore, Source, Store, DENY_CACHE_ENTRIES};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -98,7 +95,7 @@ async fn build_stores(
         });
     };
     let connector = RedisConnector::new(redis.clone());
-    let settings = failover_settings(config);
+    let settings = config.fallback.failover(config.store.local());
     let failover = floodgate_store::start_failover(connector, settings, shutdown, tracker)
         .await
         .context("cannot use Redis")?;
@@ -112,30 +109,6 @@ async fn build_stores(
         failover
     };
     Ok(Stores { store, local })
-}
-
-/// The failover store's settings: `[fallback]`, with `[store.local]`
-/// bounding the fallback store.
-fn failover_settings(config: &Config) -> FailoverSettings {
-    let fallback = &config.fallback;
-    FailoverSettings {
-        local: config.store.local(),
-        config: FailoverConfig {
-            mode: fallback.mode,
-            instances: match fallback.instances {
-                Instances::Fixed(n) => n,
-                Instances::Auto => fallback.min_instances,
-            },
-            probe_interval: fallback.probe_interval,
-            failure_threshold: fallback.failure_threshold,
-            trip: RateTrip {
-                rate: fallback.failure_rate,
-                window: fallback.failure_window,
-                min_calls: fallback.failure_min_calls,
-            },
-        },
-        count_instances: fallback.instances == Instances::Auto,
-    }
 }
 
 /// The shared state of every transport, with its span exporter; waiting

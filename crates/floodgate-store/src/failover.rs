@@ -43,10 +43,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::FallbackMode;
 
 use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
@@ -56,7 +54,7 @@ mod breaker;
 mod fallback;
 mod journal;
 
-pub use background::{start, Connect, FailoverSettings, Heartbeat, HEARTBEAT_EVERY, HEARTBEAT_TTL};
+pub use background::{start, Connect, Heartbeat, HEARTBEAT_EVERY, HEARTBEAT_TTL};
 
 use breaker::Breaker;
 use journal::Journal;
@@ -64,26 +62,7 @@ use journal::Journal;
 /// Most journal entries one reconcile pass sends (see
 /// [`FailoverStore::reconcile_once`]).
 pub const RECONCILE_PER_PASS: usize = 4096;
-pub use breaker::RateTrip;
-
-/// How a [`FailoverStore`] trips and what it does while tripped.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FailoverConfig {
-    /// Fallback mode of policies without their own.
-    pub mode: FallbackMode,
-    /// Sidecars sharing each limit (≥ 1): `local` policies enforce
-    /// `ceil(limit / instances)` while open. The starting value, replaced by
-    /// live counts from [`FailoverStore::set_instances`] when the server has
-    /// them (`instances = "auto"`).
-    pub instances: u64,
-    /// How often the server should call [`FailoverStore::probe_once`]; also
-    /// the `retry_after` of `deny` outcomes.
-    pub probe_interval: Duration,
-    /// Consecutive transient failures that open the breaker (≥ 1).
-    pub failure_threshold: u32,
-    /// The share of failed calls over a sliding window that also opens it.
-    pub trip: RateTrip,
-}
+pub use floodgate_core::store_config::{FailoverConfig, FailoverSettings, RateTrip};
 
 /// A primary store guarded by a circuit breaker, with a local fallback.
 pub struct FailoverStore {

@@ -23,8 +23,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{FailoverConfig, FailoverStore};
-use crate::{LocalConfig, LocalStore, Source, Store, StoreError};
+use super::{FailoverSettings, FailoverStore};
+use crate::{LocalStore, Source, Store, StoreError};
 
 /// How often each sidecar says it is alive (`count_instances`).
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(2);
@@ -60,19 +60,6 @@ pub trait Connect: Send + Sync + 'static {
     /// Whether a later attempt may succeed (unreachable), or not
     /// (credentials, TLS, settings).
     fn is_transient(error: &Self::Error) -> bool;
-}
-
-/// Everything [`start`] needs besides the connector.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FailoverSettings {
-    /// Bounds of the local fallback store.
-    pub local: LocalConfig,
-    /// How the store trips and falls back; `instances` is the fixed count,
-    /// or with `count_instances` the minimum and the count until the first
-    /// heartbeat answers.
-    pub config: FailoverConfig,
-    /// Count live sidecars with the heartbeat (`instances = "auto"`).
-    pub count_instances: bool,
 }
 
 /// The failover store over the primary `connector` reaches, with its

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use floodgate_core::{FallbackMode, ManualClock, Policy, PolicySpec};
 
 use super::*;
-use crate::{RateTrip, Refund, StoreOp, StoreOutcome};
+use crate::{FailoverConfig, LocalConfig, RateTrip, Refund, StoreOp, StoreOutcome};
 
 /// A primary that is down until `up` is set; counts its pings.
 #[derive(Default)]
