@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use floodgate_core::store_config::{FailoverConfig, FailoverSettings, LocalConfig, RateTrip};
 use floodgate_core::FallbackMode;
 
 use crate::error::Diagnostics;
@@ -72,6 +73,29 @@ pub(crate) const FALLBACK_MODES: [(&str, FallbackMode); 3] = [
 ];
 
 impl FallbackConfig {
+    /// The failover store's settings: these, with `local` (`[store.local]`)
+    /// bounding its fallback store.
+    pub fn failover(&self, local: LocalConfig) -> FailoverSettings {
+        FailoverSettings {
+            local,
+            config: FailoverConfig {
+                mode: self.mode,
+                instances: match self.instances {
+                    Instances::Fixed(n) => n,
+                    Instances::Auto => self.min_instances,
+                },
+                probe_interval: self.probe_interval,
+                failure_threshold: self.failure_threshold,
+                trip: RateTrip {
+                    rate: self.failure_rate,
+                    window: self.failure_window,
+                    min_calls: self.failure_min_calls,
+                },
+            },
+            count_instances: self.instances == Instances::Auto,
+        }
+    }
+
     /// Reads `[fallback]`, reporting every problem into `diag`.
     pub(crate) fn read(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>) -> FallbackConfig {
         let section = Section::<RawFallback>::read_or_default(node, "[fallback]", diag);

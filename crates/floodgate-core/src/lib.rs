@@ -16,6 +16,7 @@ pub mod path;
 pub mod policy;
 pub mod redact;
 pub mod settlement;
+pub mod store_config;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod time;

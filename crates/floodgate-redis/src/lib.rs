@@ -86,6 +86,7 @@
 mod batch;
 mod config;
 mod error;
+mod failover;
 mod key;
 mod liveness;
 mod reconcile;
@@ -96,8 +97,9 @@ mod ticket_queue;
 mod tls;
 mod waiters;
 
-pub use config::Config;
 pub use error::Error;
+pub use failover::RedisConnector;
+pub use floodgate_core::store_config::{RedisConfig, RedisTopology};
 pub use key::block_key;
 pub use store::RedisStore;
 pub use ticket_queue::RedisQueue;

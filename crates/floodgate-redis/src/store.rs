@@ -28,6 +28,7 @@ use fred::util::redis_keyslot;
 use tokio::time::{timeout_at, Instant};
 
 use crate::batch::{split, Batcher};
+use crate::config::{target, to_fred};
 use crate::error::{is_noscript, store_error, MIN_REDIS_VERSION};
 use crate::key::redis_key;
 use crate::liveness::{keepalive, unresponsive_after, MAX_QUEUED_COMMANDS};
@@ -36,7 +37,7 @@ use crate::release;
 use crate::script::{
     check_calls, read_settled, refund_call, reset_call, settle_call, Call, SCRIPTS,
 };
-use crate::{Config, Error};
+use crate::{Error, RedisConfig, RedisTopology};
 
 /// Shortest time allowed for opening a connection (TCP, TLS, AUTH), whatever
 /// the per-call timeout: a handshake takes several round trips.
@@ -108,9 +109,9 @@ impl RedisStore {
     /// credentials or the ACL user may not run the scripts, and
     /// [`Error::Unreachable`] when Redis cannot be reached (transient: the
     /// caller may retry or start in fallback).
-    pub async fn connect(config: &Config) -> Result<RedisStore, Error> {
-        let fred_config = config.to_fred()?;
-        let target = config.target();
+    pub async fn connect(config: &RedisConfig) -> Result<RedisStore, Error> {
+        let fred_config = to_fred(config)?;
+        let target = target(config);
         let connect_timeout = config.timeout.max(MIN_CONNECT_TIMEOUT);
         let pool = Builder::from_config(fred_config)
             .with_performance_config(|p: &mut PerformanceConfig| {
@@ -163,7 +164,7 @@ impl RedisStore {
                 ..Options::default()
             },
         };
-        let clustered = !config.cluster.is_empty();
+        let clustered = matches!(config.topology, RedisTopology::Cluster(_));
         let store = RedisStore {
             batcher: (!clustered).then(|| Batcher::start(link.clone(), config.pool_size)),
             link,

@@ -26,8 +26,9 @@ use fred::types::config::ReconnectPolicy;
 use fred::types::Builder;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::config::{target, to_fred};
 use crate::ticket_queue::RedisQueue;
-use crate::{Config, Error};
+use crate::{Error, RedisConfig};
 
 /// Announced releases waiting to be published, at most; past it a release
 /// is not announced (its waiters poll).
@@ -76,8 +77,8 @@ impl ResetBus for WakePublisher {
     }
 }
 
-fn builder(config: &Config) -> Result<Builder, Error> {
-    let mut builder = Builder::from_config(config.to_fred()?);
+fn builder(config: &RedisConfig) -> Result<Builder, Error> {
+    let mut builder = Builder::from_config(to_fred(config)?);
     builder
         .with_connection_config(|c| {
             c.connection_timeout = config.timeout.max(Duration::from_secs(1));
@@ -96,12 +97,12 @@ fn builder(config: &Config) -> Result<Builder, Error> {
 /// # Errors
 /// [`Error`] when the connections cannot be built or made.
 pub async fn connect_wake_channel(
-    config: &Config,
+    config: &RedisConfig,
     room: Arc<WaitRoom>,
     resets: Arc<Resets>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let target = config.target();
+    let target = target(config);
     let channel = wake_channel(&config.key_prefix);
     let resetting = reset_channel(&config.key_prefix);
     let subscriber: SubscriberClient = builder(config)?

@@ -119,7 +119,7 @@ impl App {
         )));
         let waits = Arc::new(WaitRoom::new(
             config.server.limits.max_waiting,
-            wait_poll(config.store.kind),
+            wait_poll(config.store.kind()),
         ));
         let store = Arc::new(WakeOnRelease::new(store, waits.clone()));
         let resets = Arc::new(Resets::new(store.clone()));

@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 
-use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::{Attributes, Policy};
 
@@ -149,11 +148,8 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
     if let Some(domain) = domain {
         let _ = writeln!(out, "domain: {domain}");
     }
-    let prefix = match (&config.store.kind, &config.store.redis) {
-        (StoreKind::Redis, Some(redis)) => Some(redis.key_prefix.as_str()),
-        _ => None,
-    };
-    let _ = writeln!(out, "store: {}", config.store.kind.as_str());
+    let prefix = config.store.redis().map(|redis| redis.key_prefix.as_str());
+    let _ = writeln!(out, "store: {}", config.store.kind().as_str());
     let set = &config.policies;
     let in_force: Vec<_> = set.applicable(attributes, domain).collect();
     let mut applying = 0;

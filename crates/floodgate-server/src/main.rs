@@ -156,15 +156,12 @@ fn serve(path: PathBuf, shadow: bool, log_format: telemetry::LogFormat) -> ExitC
             tracing::info!(signal, "shutting down");
             on_signal.cancel();
         });
-        serve::run(
-            config,
-            path.clone(),
+        let startup = serve::Startup {
+            config_path: path.clone(),
             shadow,
             metrics,
-            shutdown.clone(),
-            tracker.clone(),
-        )
-        .await?;
+        };
+        serve::run(config, startup, shutdown.clone(), tracker.clone()).await?;
         tracker.close();
         shutdown.cancelled().await;
         tracker.wait().await;

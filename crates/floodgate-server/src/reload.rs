@@ -319,7 +319,12 @@ mod tests {
         other.server.http = "127.0.0.1:1".parse().unwrap();
         other.server.shadow = true;
         assert_eq!(fixed.changed(&Fixed::of(&other)), ["[server] listeners"]);
-        other.store.kind = floodgate_config::store::StoreKind::Redis;
+        other.store = floodgate_config::store::Config::redis_store(
+            other.store.local(),
+            floodgate_config::store::RedisConfig::new(
+                floodgate_config::store::RedisTopology::Standalone("redis://h".into()),
+            ),
+        );
         other.server.log = Some("debug".into());
         assert_eq!(
             fixed.changed(&Fixed::of(&other)),

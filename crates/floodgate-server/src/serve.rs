@@ -1,203 +1,134 @@
 //! `floodgate serve`: builds the store, the limiter and the listeners from a
 //! config, then runs until the shutdown token fires.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use floodgate_config::store::StoreKind;
 use floodgate_config::Config;
 use floodgate_core::SystemClock;
-use floodgate_store::{DenyCache, LocalConfig, LocalStore, Source, Store, DENY_CACHE_ENTRIES};
+use floodgate_redis::RedisConnector;
+use floodgate_store::{DenyCache, LocalStore, Source, Store, DENY_CACHE_ENTRIES};
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::accept::ListenerSettings;
 use crate::app::App;
+use listeners::Listeners;
 
-mod failover;
+mod listeners;
 mod wake;
 
 /// How often expired local counters are swept and metrics upkept.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen for {what} on {addr}"))
+/// What `floodgate serve` was started with, besides the config.
+pub struct Startup {
+    /// The config file, re-read on SIGHUP or change.
+    pub config_path: PathBuf,
+    /// `--shadow`: every policy in shadow mode whatever the file says.
+    pub shadow: bool,
+    /// The Prometheus recorder (rendered at `/metrics`, upkept by the sweep).
+    pub metrics: PrometheusHandle,
 }
 
 /// Runs the server for `config` until `shutdown` fires and every task has
-/// drained.
+/// drained: builds the stores, then the app, starts the background tasks,
+/// and binds and serves the listeners.
 ///
 /// # Errors
 /// When a listener cannot be bound or the configured store is not available.
 pub async fn run(
     config: Config,
-    config_path: std::path::PathBuf,
-    shadow: bool,
-    metrics: PrometheusHandle,
+    startup: Startup,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) -> anyhow::Result<()> {
-    let (store, local): (Arc<dyn Store>, Option<Arc<LocalStore>>) = match config.store.kind {
-        StoreKind::Local => {
-            let local = Arc::new(LocalStore::new(
-                LocalConfig {
-                    max_keys: config.store.local.max_keys,
-                    shards: config.store.local.shards,
-                },
-                Arc::new(SystemClock::new()),
-                Source::Local,
-            ));
-            (local.clone(), Some(local))
-        }
-        StoreKind::Redis => {
-            let Some(redis) = &config.store.redis else {
-                anyhow::bail!("store.kind = \"redis\" needs a [store.redis] section");
-            };
-            let failover = failover::start(&config, redis, &shutdown, &tracker).await?;
-            let fallback = failover.fallback_store();
-            // The deny cache in front: a check it answers alone never
-            // reaches the breaker, and it learns only Redis's denials.
-            let store: Arc<dyn Store> = if redis.deny_cache {
-                Arc::new(DenyCache::new(
-                    failover,
-                    Arc::new(SystemClock::new()),
-                    DENY_CACHE_ENTRIES,
-                ))
-            } else {
-                failover
-            };
-            (store, Some(fallback))
-        }
+    let stores = build_stores(&config, &shutdown, &tracker).await?;
+    let app = build_app(&config, &startup, stores.store, &shutdown, &tracker)?;
+    if let Some(redis) = config.store.redis() {
+        let redis_up = app.limiter.store_mode() == Source::Redis;
+        let (waits, resets) = (app.waits.clone(), app.resets.clone());
+        wake::start(redis, waits, resets, redis_up, &shutdown, &tracker).await;
+    }
+    crate::app::warn_unreleasable(&config.policies);
+    // Before the listening line: SIGHUP and file changes from then on reload.
+    tracker.spawn(crate::reload::run(
+        startup.config_path,
+        app.clone(),
+        crate::reload::Fixed::of(&config),
+        startup.shadow,
+        shutdown.clone(),
+    ));
+    let listeners = Listeners::bind(&config).await?;
+    listeners.announce(&config, &app)?;
+    listeners.serve(&config, &app, &shutdown, &tracker);
+    tracker.spawn(sweep(stores.local, startup.metrics, shutdown.clone()));
+    Ok(())
+}
+
+/// The stores `serve` checks against.
+struct Stores {
+    /// What the limiter calls.
+    store: Arc<dyn Store>,
+    /// The local store to sweep: the store itself, or Redis's fallback.
+    local: Arc<LocalStore>,
+}
+
+/// The local store, or Redis behind its failover store (and the deny
+/// cache when on), as `[store]` says.
+async fn build_stores(
+    config: &Config,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Stores> {
+    let Some(redis) = config.store.redis() else {
+        let local = Arc::new(LocalStore::new(
+            config.store.local(),
+            Arc::new(SystemClock::new()),
+            Source::Local,
+        ));
+        return Ok(Stores {
+            store: local.clone(),
+            local,
+        });
     };
-    let mut app = App::new(&config, shadow, store, metrics.clone());
-    app.traces = start_traces(&config, &shutdown, &tracker)?;
+    let connector = RedisConnector::new(redis.clone());
+    let settings = config.fallback.failover(config.store.local());
+    let failover = floodgate_store::start_failover(connector, settings, shutdown, tracker)
+        .await
+        .context("cannot use Redis")?;
+    let local = failover.fallback_store();
+    // The deny cache in front: a check it answers alone never reaches the
+    // breaker, and it learns only Redis's denials.
+    let store: Arc<dyn Store> = if redis.deny_cache {
+        let clock = Arc::new(SystemClock::new());
+        Arc::new(DenyCache::new(failover, clock, DENY_CACHE_ENTRIES))
+    } else {
+        failover
+    };
+    Ok(Stores { store, local })
+}
+
+/// The shared state of every transport, with its span exporter; waiting
+/// checks are answered at once on shutdown (denied as usual).
+fn build_app(
+    config: &Config,
+    startup: &Startup,
+    store: Arc<dyn Store>,
+    shutdown: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<Arc<App>> {
+    let mut app = App::new(config, startup.shadow, store, startup.metrics.clone());
+    app.traces = start_traces(config, shutdown, tracker)?;
     let app = Arc::new(app);
-    // Shutdown answers every waiting check at once (denied as usual).
     let (waits, stop) = (app.waits.clone(), shutdown.clone());
     tracker.spawn(async move {
         stop.cancelled().await;
         waits.close();
     });
-    if let (StoreKind::Redis, Some(redis)) = (config.store.kind, &config.store.redis) {
-        let redis_up = app.limiter.store_mode() == Source::Redis;
-        wake::start(
-            redis,
-            app.waits.clone(),
-            app.resets.clone(),
-            redis_up,
-            &shutdown,
-            &tracker,
-        )
-        .await;
-    }
-    crate::app::warn_unreleasable(&config.policies);
-    // Before the listening line: SIGHUP and file changes from then on reload.
-    tracker.spawn(crate::reload::run(
-        config_path,
-        app.clone(),
-        crate::reload::Fixed::of(&config),
-        shadow,
-        shutdown.clone(),
-    ));
-
-    let http = bind(config.server.http, "HTTP").await?;
-    let grpc = bind(config.server.grpc, "gRPC").await?;
-    let proxy = match &config.server.proxy {
-        Some(proxy) => Some((bind(proxy.listen, "the proxy").await?, proxy.clone())),
-        None => None,
-    };
-    let health = match config.server.health {
-        Some(addr) => Some(bind(addr, "health").await?),
-        None => None,
-    };
-    let proxy_addr = match &proxy {
-        Some((listener, _)) => listener.local_addr()?.to_string(),
-        None => "off".to_string(),
-    };
-    let admin = match config.admin.as_ref().and_then(|a| a.listen) {
-        Some(addr) => Some(bind(addr, "the admin API").await?),
-        None => None,
-    };
-    let admin_addr = match (&admin, &config.admin) {
-        (Some(listener), _) => listener.local_addr()?.to_string(),
-        (None, Some(_)) => "http-listener".to_string(),
-        (None, None) => "off".to_string(),
-    };
-    let health_addr = match &health {
-        Some(listener) => listener.local_addr()?.to_string(),
-        None => "off".to_string(),
-    };
-    tracing::info!(
-        http = %http.local_addr()?,
-        grpc = %grpc.local_addr()?,
-        proxy = %proxy_addr,
-        health = %health_addr,
-        admin = %admin_addr,
-        store = app.limiter.store_mode().as_str(),
-        policies = config.policies.len(),
-        shadow = app.limiter.shadow(),
-        "floodgate listening"
-    );
-
-    let settings = |what| ListenerSettings {
-        what,
-        max_connections: config.server.max_connections,
-        limits: config.server.limits,
-        grace: config.server.shutdown_grace,
-    };
-    tracker.spawn(crate::http::serve(
-        http,
-        app.clone(),
-        settings("http"),
-        shutdown.clone(),
-    ));
-    if let Some(admin) = admin {
-        tracker.spawn(crate::admin::serve(
-            admin,
-            app.clone(),
-            settings("admin"),
-            shutdown.clone(),
-        ));
-    }
-    if let Some(health) = health {
-        tracker.spawn(crate::http::serve_health(
-            health,
-            app.clone(),
-            settings("health"),
-            shutdown.clone(),
-        ));
-    }
-    let grpc_shutdown = shutdown.clone();
-    let grpc_app = app.clone();
-    let grpc_settings = settings("grpc");
-    tracker.spawn(async move {
-        let served = crate::grpc::serve(grpc, grpc_app, grpc_settings, grpc_shutdown.clone());
-        if let Err(error) = served.await {
-            tracing::error!(%error, "gRPC server failed");
-            grpc_shutdown.cancel();
-        }
-    });
-    if let Some((listener, proxy)) = proxy {
-        let (app, shutdown) = (app.clone(), shutdown.clone());
-        let proxy_settings = settings("proxy");
-        tracing::info!(upstream = %proxy.upstream, "proxying");
-        tracker.spawn(async move {
-            let served =
-                crate::proxy::serve(listener, app, &proxy, proxy_settings, shutdown.clone());
-            if let Err(error) = served.await {
-                tracing::error!("{error:#}");
-                shutdown.cancel();
-            }
-        });
-    }
-    tracker.spawn(sweep(local, metrics, shutdown.clone()));
-    Ok(())
+    Ok(app)
 }
 
 /// Starts the span exporter when `[traces]` or the `OTEL_*` environment
@@ -218,20 +149,15 @@ fn start_traces(
 }
 
 /// Sweeps expired local counters and runs metrics upkeep until shutdown.
-async fn sweep(
-    local: Option<Arc<LocalStore>>,
-    metrics: PrometheusHandle,
-    shutdown: CancellationToken,
-) {
+async fn sweep(local: Arc<LocalStore>, metrics: PrometheusHandle, shutdown: CancellationToken) {
     let mut every = tokio::time::interval(SWEEP_EVERY);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = every.tick() => {
-                if let Some(store) = local.clone() {
-                    // A sweep walks every shard: keep it off the async workers.
-                    let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
-                }
+                // A sweep walks every shard: keep it off the async workers.
+                let store = local.clone();
+                let _ = tokio::task::spawn_blocking(move || store.sweep()).await;
                 metrics.run_upkeep();
             }
         }

@@ -1,21 +1,34 @@
-//! [`FailoverStore`]: a shared primary store (Redis) behind a circuit
+//! Failover, all of it: a shared primary store (Redis) behind a circuit
 //! breaker, with a local stand-in while the primary is away (SPEC §6).
+//! Read in this order:
 //!
-//! Closed, every check goes to the primary. A check whose primary call fails
-//! is answered by the fallback instead (a caller never sees a store error):
-//! charged there when the call surely did not run, and decided without a
-//! charge when it may have (a timeout: Redis may run the call late), so one
-//! check is never counted twice,
-//! and `failure_threshold` consecutive transient failures, or a sustained
-//! share of failed calls ([`RateTrip`], see `breaker.rs`), open the breaker:
-//! from then on checks never touch the primary until [`FailoverStore::probe_once`]
-//! (called every `probe_interval` by the server) finds it answering again.
-//! The primary may also be absent at first (Redis down at startup) and be
-//! installed later with [`FailoverStore::install_primary`].
-//!
-//! While open, each policy decides by its fallback mode: `local` limits in
-//! the local store with `ceil(limit / instances)`, `allow` allows and `deny`
-//! denies; every outcome says [`Source::Fallback`].
+//! - **Start** (`background.rs`, [`start`]): connect to the primary once;
+//!   unreachable, start open and keep connecting in the background. Also
+//!   spawns the probe loop and, with `instances = "auto"`, the heartbeat
+//!   that counts live sidecars ([`FailoverStore::set_instances`]).
+//! - **Checks** ([`FailoverStore`], below): closed, every check goes to the
+//!   primary. A check whose primary call fails is answered by the fallback
+//!   instead (a caller never sees a store error): charged there when the
+//!   call surely did not run, and decided without a charge when it may
+//!   have (a timeout: Redis may run the call late), so one check is never
+//!   counted twice.
+//! - **Tripping** (`breaker.rs`): `failure_threshold` consecutive
+//!   transient failures, or a sustained share of failed calls
+//!   ([`RateTrip`]), open the breaker: from then on checks never touch the
+//!   primary until [`FailoverStore::probe_once`] (the probe loop, every
+//!   `probe_interval`) finds it answering again. The primary may also be
+//!   absent at first (Redis down at startup) and be installed later with
+//!   [`FailoverStore::install_primary`].
+//! - **Falling back** (`fallback.rs`): while open, each policy decides by
+//!   its fallback mode: `local` limits in the local store with
+//!   `ceil(limit / instances)`, `allow` allows and `deny` denies; every
+//!   outcome says [`Source::Fallback`].
+//! - **Reconciling** (`journal.rs`): what the fallback admits
+//!   (`fixed_window` and `sliding_window`) is journaled by counter window
+//!   and added to the primary's counters of the same windows
+//!   ([`Store::reconcile`]): by the probe that finds the primary answering,
+//!   before it closes the breaker, and by [`FailoverStore::reconcile_once`]
+//!   while closed.
 //!
 //! Receipts know their store: a refund goes only to the store that counted
 //! the charge ([`Refund::source`]). A charge the fallback made (breaker
@@ -27,25 +40,21 @@
 //! fallback and, while closed, to the primary: lease ids are random, so a
 //! store that never issued the lease is untouched. Refund errors are
 //! logged, not returned.
-//!
-//! What the fallback admits (`fixed_window` and `sliding_window`) is
-//! journaled by counter window (`journal.rs`) and added to the primary's
-//! counters of the same windows ([`Store::reconcile`]): by the probe that
-//! finds the primary answering, before it closes the breaker, and by
-//! [`FailoverStore::reconcile_once`] while closed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::{FallbackMode, Outcome};
 
 use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::{LocalStore, StoreError};
 
+mod background;
 mod breaker;
+mod fallback;
 mod journal;
+
+pub use background::{start, Connect, Heartbeat, HEARTBEAT_EVERY, HEARTBEAT_TTL};
 
 use breaker::Breaker;
 use journal::Journal;
@@ -53,26 +62,7 @@ use journal::Journal;
 /// Most journal entries one reconcile pass sends (see
 /// [`FailoverStore::reconcile_once`]).
 pub const RECONCILE_PER_PASS: usize = 4096;
-pub use breaker::RateTrip;
-
-/// How a [`FailoverStore`] trips and what it does while tripped.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FailoverConfig {
-    /// Fallback mode of policies without their own.
-    pub mode: FallbackMode,
-    /// Sidecars sharing each limit (≥ 1): `local` policies enforce
-    /// `ceil(limit / instances)` while open. The starting value, replaced by
-    /// live counts from [`FailoverStore::set_instances`] when the server has
-    /// them (`instances = "auto"`).
-    pub instances: u64,
-    /// How often the server should call [`FailoverStore::probe_once`]; also
-    /// the `retry_after` of `deny` outcomes.
-    pub probe_interval: Duration,
-    /// Consecutive transient failures that open the breaker (≥ 1).
-    pub failure_threshold: u32,
-    /// The share of failed calls over a sliding window that also opens it.
-    pub trip: RateTrip,
-}
+pub use floodgate_core::store_config::{FailoverConfig, FailoverSettings, RateTrip};
 
 /// A primary store guarded by a circuit breaker, with a local fallback.
 pub struct FailoverStore {
@@ -88,6 +78,8 @@ pub struct FailoverStore {
     breaker: Breaker,
     /// What the fallback admitted, to add to the primary once it is back.
     journal: Journal,
+    /// `local` fallback policies scaled to the instance count.
+    scaled: fallback::ScaledPolicies,
     /// The divisor of `local` fallback limits: `config.instances` until
     /// [`FailoverStore::set_instances`] reports a live count.
     instances: AtomicU64,
@@ -119,6 +111,7 @@ impl FailoverStore {
             open: AtomicBool::new(open),
             breaker: Breaker::new(config.failure_threshold, config.trip),
             journal: Journal::default(),
+            scaled: fallback::ScaledPolicies::default(),
             instances: AtomicU64::new(config.instances.max(1)),
         }
     }
@@ -282,55 +275,6 @@ impl FailoverStore {
         if self.breaker.failure() {
             self.trip(error);
         }
-    }
-
-    /// What the fallback decides for `op`.
-    fn fallback_one(&self, op: &StoreOp<'_>) -> StoreOutcome {
-        let policy = op.policy;
-        let limit = policy.burst();
-        let outcome = match policy.fallback().unwrap_or(self.config.mode) {
-            FallbackMode::Local => {
-                let scaled = policy.scaled(self.instances());
-                if op.charge {
-                    let outcome = self.fallback.check_one(&scaled, op.key, op.hits);
-                    if let Some(receipt) = outcome.receipt {
-                        self.journal.add(policy, op.key, op.hits, receipt.at_us);
-                    }
-                    outcome
-                } else {
-                    self.fallback.decide_one(&scaled, op.key, op.hits)
-                }
-            }
-            FallbackMode::Allow => Outcome {
-                allowed: true,
-                limit,
-                remaining: limit,
-                reset_after_us: 0,
-                retry_after_us: 0,
-                receipt: None,
-            },
-            FallbackMode::Deny => {
-                let retry = u64::try_from(self.config.probe_interval.as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                Outcome {
-                    allowed: false,
-                    limit,
-                    remaining: 0,
-                    reset_after_us: retry,
-                    retry_after_us: retry,
-                    receipt: None,
-                }
-            }
-        };
-        StoreOutcome {
-            outcome,
-            source: Source::Fallback,
-        }
-    }
-
-    fn fallback_all(&self, ops: &[StoreOp<'_>]) -> Vec<StoreOutcome> {
-        ops.iter().map(|op| self.fallback_one(op)).collect()
     }
 }
 

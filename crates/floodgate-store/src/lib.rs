@@ -1,6 +1,7 @@
 //! floodgate-store owns where counters live and how one check becomes one
 //! decision: the async [`Store`] trait, the bounded in-memory [`LocalStore`],
-//! the [`FailoverStore`] and [`DenyCache`] that wrap a shared store, and the
+//! the [`FailoverStore`] and [`DenyCache`] that wrap a shared store (the
+//! failover's loops started by [`start_failover`]), and the
 //! [`Limiter`] facade that applies the multi-policy rule (docs/api.md), and
 //! the [`WaitRoom`] where checks wait for their turn ([`check_waiting`]).
 //! It must never depend on a transport (HTTP, gRPC, protobuf) or on config
@@ -19,7 +20,10 @@ mod wait;
 
 pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};
 pub use error::{LimitError, StoreError};
-pub use failover::{FailoverConfig, FailoverStore, RateTrip, RECONCILE_PER_PASS};
+pub use failover::{
+    start as start_failover, Connect, FailoverConfig, FailoverSettings, FailoverStore, Heartbeat,
+    RateTrip, HEARTBEAT_EVERY, HEARTBEAT_TTL, RECONCILE_PER_PASS,
+};
 pub use limiter::{
     Check, DenialTop, LeaseMode, Limiter, PolicySnapshot, PolicySource, PolicyStatus, ResetCounter,
     Settlement, Verdict, TOP_MAX_POLICIES,

@@ -17,23 +17,9 @@ use crate::shards::{Expiring, ShardedMap};
 use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
 use crate::StoreError;
 
-/// Sizing of a [`LocalStore`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalConfig {
-    /// Most counters tracked at once, over all shards.
-    pub max_keys: usize,
-    /// Number of independently locked shards (a power of two).
-    pub shards: usize,
-}
-
-impl Default for LocalConfig {
-    fn default() -> Self {
-        LocalConfig {
-            max_keys: 1_000_000,
-            shards: 64,
-        }
-    }
-}
+/// Sizing of a [`LocalStore`]: the shared type `[store.local]` is read
+/// into.
+pub use floodgate_core::store_config::LocalConfig;
 
 /// One counter.
 #[derive(Debug)]

@@ -269,6 +269,24 @@ fn bad_redis_url() {
 }
 
 #[test]
+fn redis_urls_are_checked_as_the_redis_store_reads_them() {
+    // The database must fit Redis's SELECT (0 to 255).
+    single_error(
+        "[store.redis]\nurl = \"redis://a:6379/300\"\n",
+        2,
+        7,
+        &["invalid Redis URL \"redis://a:6379/300\"", "database"],
+    );
+    // One scheme for every node of a list: the odd one out is pointed at.
+    single_error(
+        "[store.redis]\ncluster = [\"rediss://a:7000\", \"redis://b:7000\"]\n",
+        2,
+        31,
+        &["cluster mixes redis:// and rediss://"],
+    );
+}
+
+#[test]
 fn redis_timeout_of_zero() {
     single_error(
         "[store.redis]\nurl = \"redis://a\"\ntimeout = \"0ms\"\n",

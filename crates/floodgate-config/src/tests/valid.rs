@@ -158,6 +158,15 @@ lease_timeout = "30s"
     assert_eq!(config.store.kind, StoreKind::Redis);
     assert_eq!(config.store.local.max_keys, 5000);
     assert_eq!(config.store.local.shards, 8);
+    // The failover store's settings come from [fallback] and [store.local].
+    let failover = config.fallback.failover(config.store.local());
+    assert_eq!(failover.local.max_keys, 5000);
+    assert_eq!(failover.config.mode, FallbackMode::Deny);
+    assert_eq!(failover.config.instances, 1, "auto: min_instances");
+    assert!(failover.count_instances);
+    assert_eq!(failover.config.probe_interval, Duration::from_secs(2));
+    assert_eq!(failover.config.failure_threshold, 5);
+    assert_eq!(failover.config.trip.min_calls, 10);
     let redis = config.store.redis.as_ref().unwrap();
     assert_eq!(
         redis.topology,

@@ -16,18 +16,17 @@ mod standalone;
 
 use std::time::Duration;
 
-use floodgate_redis::{Config, RedisStore};
+use floodgate_redis::{RedisConfig, RedisStore, RedisTopology};
 
 /// Per-call timeout in tests: generous, since debug builds share two cores.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A store on one standalone server.
 pub async fn connect(url: String) -> RedisStore {
-    RedisStore::connect(&Config {
-        url: Some(url),
+    RedisStore::connect(&RedisConfig {
         timeout: TIMEOUT,
         pool_size: 2,
-        ..Config::default()
+        ..RedisConfig::new(RedisTopology::Standalone(url))
     })
     .await
     .expect("connects")
@@ -35,11 +34,10 @@ pub async fn connect(url: String) -> RedisStore {
 
 /// A store on a cluster, through its seed nodes.
 pub async fn connect_cluster(urls: Vec<String>) -> RedisStore {
-    RedisStore::connect(&Config {
-        cluster: urls,
+    RedisStore::connect(&RedisConfig {
         timeout: TIMEOUT,
         pool_size: 2,
-        ..Config::default()
+        ..RedisConfig::new(RedisTopology::Cluster(urls))
     })
     .await
     .expect("connects to the cluster")

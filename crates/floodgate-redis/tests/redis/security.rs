@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use floodgate_core::AlgorithmKind;
-use floodgate_redis::{Config, Error, RedisStore};
+use floodgate_redis::{Error, RedisConfig, RedisStore, RedisTopology};
 use floodgate_store::{Store, StoreOp};
 
 use crate::conformance::policy;
@@ -28,18 +28,17 @@ async fn tls_with_a_private_ca() {
     let ca = TestCa::generate();
     let server = RedisServer::start_tls(&ca);
     let url = format!("rediss://127.0.0.1:{}", server.tls_port.unwrap());
-    let config = Config {
-        url: Some(url.clone()),
+    let config = RedisConfig {
         timeout: TIMEOUT,
         tls_ca_file: Some(ca.ca_cert.clone()),
-        ..Config::default()
+        ..RedisConfig::new(RedisTopology::Standalone(url.clone()))
     };
     let store = RedisStore::connect(&config).await.expect("TLS connection");
     one_check(&store).await;
     store.ping().await.unwrap();
 
     // Without the CA the certificate is not trusted: a clear TLS error.
-    let untrusted = Config {
+    let untrusted = RedisConfig {
         tls_ca_file: None,
         ..config.clone()
     };
@@ -50,7 +49,7 @@ async fn tls_with_a_private_ca() {
     );
     assert!(err.to_string().to_lowercase().contains("cert"), "{err}");
 
-    let missing = Config {
+    let missing = RedisConfig {
         tls_ca_file: Some("/nonexistent/ca.pem".into()),
         ..config
     };
@@ -62,10 +61,9 @@ async fn tls_with_a_private_ca() {
 async fn acl_user_and_wrong_password() {
     let server = RedisServer::start_with(&["--user", "app", "on", ">s3cret", "~fg:*", "+@all"]);
     let url = |password: &str| format!("redis://app:{password}@127.0.0.1:{}", server.port);
-    let config = |password: &str| Config {
-        url: Some(url(password)),
+    let config = |password: &str| RedisConfig {
         timeout: TIMEOUT,
-        ..Config::default()
+        ..RedisConfig::new(RedisTopology::Standalone(url(password)))
     };
     let store = RedisStore::connect(&config("s3cret"))
         .await
@@ -94,8 +92,11 @@ async fn acl_user_and_wrong_password() {
             .arg(rules)
             .query(&mut server.inspector())
             .unwrap();
-        Config {
-            url: Some(format!("redis://{name}:pw@127.0.0.1:{}", server.port)),
+        RedisConfig {
+            topology: RedisTopology::Standalone(format!(
+                "redis://{name}:pw@127.0.0.1:{}",
+                server.port
+            )),
             ..config("")
         }
     };

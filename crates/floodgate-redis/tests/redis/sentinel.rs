@@ -1,7 +1,7 @@
 //! A master found through a Sentinel.
 
 use floodgate_core::AlgorithmKind;
-use floodgate_redis::{Config, RedisStore};
+use floodgate_redis::{RedisConfig, RedisStore, RedisTopology};
 use floodgate_store::{Store, StoreOp};
 
 use crate::conformance::policy;
@@ -20,11 +20,12 @@ async fn through_a_sentinel() {
             .ok();
         addr.is_some_and(|a| a.get(1) == Some(&master.port.to_string()))
     });
-    let store = RedisStore::connect(&Config {
-        sentinels: vec![sentinel.url()],
-        service_name: Some("mymaster".into()),
+    let store = RedisStore::connect(&RedisConfig {
         timeout: TIMEOUT,
-        ..Config::default()
+        ..RedisConfig::new(RedisTopology::Sentinel {
+            sentinels: vec![sentinel.url()],
+            service_name: "mymaster".into(),
+        })
     })
     .await
     .expect("connects through the sentinel");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floodgate_core::{AlgorithmKind, Attributes, Policy};
-use floodgate_redis::{Config, Error, RedisStore};
+use floodgate_redis::{Error, RedisConfig, RedisStore, RedisTopology};
 use floodgate_store::{Refund, Source, Store, StoreError, StoreOp};
 use redis::Commands;
 
@@ -289,11 +289,10 @@ async fn a_check_given_up_in_flight_strands_no_queued_check() {
     let server = RedisServer::start();
     // One call in flight at most: a second check waits behind the first.
     let store = Arc::new(
-        RedisStore::connect(&Config {
-            url: Some(server.url()),
+        RedisStore::connect(&RedisConfig {
             timeout: Duration::from_secs(5),
             pool_size: 1,
-            ..Config::default()
+            ..RedisConfig::new(RedisTopology::Standalone(server.url()))
         })
         .await
         .unwrap(),
@@ -336,23 +335,21 @@ async fn a_check_given_up_in_flight_strands_no_queued_check() {
 async fn failures_map_to_store_errors() {
     // Nothing listens: a transient connect error naming the target.
     let port = floodgate_e2e::free_port();
-    let config = Config {
-        url: Some(format!("redis://127.0.0.1:{port}")),
-        ..Config::default()
-    };
+    let config = RedisConfig::new(RedisTopology::Standalone(format!(
+        "redis://127.0.0.1:{port}"
+    )));
     let err = RedisStore::connect(&config).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert!(matches!(err, Error::Unreachable { .. }));
     assert!(err.to_string().contains(&port.to_string()), "{err}");
 
     let server = RedisServer::start();
-    let store = RedisStore::connect(&Config {
-        url: Some(server.url()),
+    let store = RedisStore::connect(&RedisConfig {
         timeout: Duration::from_millis(300),
         // One connection, so the late write described below (if any) comes
         // before the first check after the restart.
         pool_size: 1,
-        ..Config::default()
+        ..RedisConfig::new(RedisTopology::Standalone(server.url()))
     })
     .await
     .unwrap();

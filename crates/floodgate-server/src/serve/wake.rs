@@ -33,7 +33,7 @@ pub(super) async fn start(
     shutdown: &CancellationToken,
     tracker: &TaskTracker,
 ) {
-    let config = super::failover::redis_config(redis);
+    let config = redis.clone();
     let shutdown = shutdown.clone();
     let (tried, first) = tokio::sync::oneshot::channel::<()>();
     let mut tried = Some(tried);

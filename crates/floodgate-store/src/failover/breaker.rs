@@ -14,27 +14,7 @@ use std::time::Instant;
 /// Slices of the rate window (the window slides one slice at a time).
 const SLICES: usize = 10;
 
-/// The rate settings of a breaker.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RateTrip {
-    /// Share of failed calls (0 < rate ≤ 1) that opens the breaker.
-    pub rate: f64,
-    /// How far back calls count.
-    pub window: Duration,
-    /// Calls the window must hold before its rate counts (≥ 1).
-    pub min_calls: u32,
-}
-
-impl Default for RateTrip {
-    /// 25 % of the calls of the last 2 s, once there are 10.
-    fn default() -> Self {
-        RateTrip {
-            rate: 0.25,
-            window: Duration::from_secs(2),
-            min_calls: 10,
-        }
-    }
-}
+use floodgate_core::store_config::RateTrip;
 
 /// Counts primary calls and says when to trip.
 pub(crate) struct Breaker {

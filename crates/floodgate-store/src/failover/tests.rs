@@ -1,6 +1,7 @@
 use std::sync::atomic::AtomicUsize;
+use std::time::Duration;
 
-use floodgate_core::{AlgorithmKind, ManualClock, Policy, PolicySpec};
+use floodgate_core::{AlgorithmKind, FallbackMode, ManualClock, Outcome, Policy, PolicySpec};
 use parking_lot::Mutex;
 
 use super::*;
