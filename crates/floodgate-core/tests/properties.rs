@@ -1,4 +1,4 @@
-//! Property tests of the five algorithms against the guarantees of SPEC §2.
+//! Property tests of the five algorithms against the guarantees in docs/configuration.md, `[[policy]]`.
 //!
 //! Each test builds a policy through the public API and drives
 //! `policy.algorithm().check` with a random sequence of events: clock steps

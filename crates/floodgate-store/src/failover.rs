@@ -1,5 +1,5 @@
 //! Failover, all of it: a shared primary store (Redis) behind a circuit
-//! breaker, with a local stand-in while the primary is away (SPEC §6).
+//! breaker, with a local stand-in while the primary is away (docs/configuration.md, `[fallback]`).
 //! Read in this order:
 //!
 //! - **Start** (`background.rs`, [`start`]): connect to the primary once;

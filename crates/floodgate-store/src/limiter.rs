@@ -1,7 +1,7 @@
 //! The `Limiter`: the one facade transports call. It picks the policies that
 //! apply, asks the store for all of them at once, enforces "allowed only if
 //! every applicable policy allows" and refunds what a denied check had
-//! counted (SPEC §1).
+//! counted (docs/api.md, "What a check means").
 
 mod admin;
 mod settle;

@@ -54,7 +54,7 @@ pub enum Mode {
     Shadow,
 }
 
-/// What a policy does while its shared store is unreachable (SPEC §6).
+/// What a policy does while its shared store is unreachable (docs/configuration.md, `[fallback]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FallbackMode {
     /// Limit locally with `ceil(limit / instances)`.
