@@ -283,9 +283,9 @@ impl Limiter {
         }
         // Who is being limited: every denial of a charging check (shadow
         // ones too: who would be), by counter key.
-        for (((i, policy), key), o) in plan.applicable.iter().zip(&plan.keys).zip(&outcomes) {
-            if !o.outcome.allowed && checks[*i].hits > 0 {
-                self.top.observe(policy.name_arc(), key);
+        for ((a, key), o) in plan.keyed().zip(&outcomes) {
+            if !o.outcome.allowed && checks[a.check].hits > 0 {
+                self.top.observe(a.policy.name_arc(), key);
             }
         }
         for verdict in &mut verdicts {
