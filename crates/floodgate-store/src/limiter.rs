@@ -252,13 +252,11 @@ impl Limiter {
             validate_hits(check.hits)?;
         }
         let plan = Plan::new(snapshot, checks, leases);
-        let mut verdicts = vec![
-            Verdict {
-                allowed: true,
-                ..Verdict::default()
-            };
-            checks.len()
-        ];
+        let mut verdicts = Vec::with_capacity(checks.len());
+        verdicts.resize_with(checks.len(), || Verdict {
+            allowed: true,
+            ..Verdict::default()
+        });
         if plan.applicable.is_empty() {
             return Ok(verdicts);
         }
@@ -283,9 +281,9 @@ impl Limiter {
         }
         // Who is being limited: every denial of a charging check (shadow
         // ones too: who would be), by counter key.
-        for ((a, key), o) in plan.keyed().zip(&outcomes) {
+        for ((a, op), o) in plan.applicable.iter().zip(&ops).zip(&outcomes) {
             if !o.outcome.allowed && checks[a.check].hits > 0 {
-                self.top.observe(a.policy.name_arc(), key);
+                self.top.observe(a.policy.name_arc(), op.key);
             }
         }
         for verdict in &mut verdicts {

@@ -15,7 +15,7 @@ use super::snapshot::{CheckCounters, PolicySnapshot};
 use super::{replaced_by, settle, takes_part, Check, LeaseMode, PolicyStatus, Verdict};
 use crate::store::{Refund, Source, StoreOp, StoreOutcome};
 
-/// A list with one entry per applicable policy of a call: up to four are
+/// A list with one entry per applicable policy of a call: up to two are
 /// kept inline, so a usual check allocates none.
 pub(super) type PerPolicy<T> = SmallVec<[T; 2]>;
 
@@ -88,19 +88,19 @@ impl<'a> Plan<'a> {
     /// One store op per applicable policy; `global_shadow` makes every
     /// policy report only.
     pub fn ops(&self, checks: &[Check<'_>], global_shadow: bool) -> PerPolicy<StoreOp<'_>> {
-        self.keyed()
-            .map(|(a, key)| {
-                let (check, policy) = (&checks[a.check], a.policy);
-                StoreOp {
-                    policy,
-                    key,
-                    hits: settle::hits(check, policy),
-                    enforced: !global_shadow && policy.mode() != Mode::Shadow,
-                    charge: true,
-                    reserve: settle::nonce(check, policy),
-                }
-            })
-            .collect()
+        let mut ops = PerPolicy::with_capacity(self.applicable.len());
+        for (a, key) in self.keyed() {
+            let (check, policy) = (&checks[a.check], a.policy);
+            ops.push(StoreOp {
+                policy,
+                key,
+                hits: settle::hits(check, policy),
+                enforced: !global_shadow && policy.mode() != Mode::Shadow,
+                charge: true,
+                reserve: settle::nonce(check, policy),
+            });
+        }
+        ops
     }
 
     /// Counts each outcome in its policy's metrics and adds its status to
