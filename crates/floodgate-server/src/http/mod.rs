@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accept::ListenerSettings;
 use crate::app::App;
+use crate::errors::{error_response, json_response, ApiError};
 
 /// The only paths the health listener serves.
 pub const HEALTH_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -50,9 +51,10 @@ pub(crate) async fn within(
     match tokio::time::timeout(timeout, answer).await {
         Ok(answered) => answered,
         Err(_) => {
-            let message =
-                format!(r#"{{"error":"the request was not complete within {timeout:?}"}}"#);
-            let mut response = json_response(StatusCode::REQUEST_TIMEOUT, Bytes::from(message));
+            let mut response = error_response(ApiError {
+                status: StatusCode::REQUEST_TIMEOUT,
+                message: format!("the request was not complete within {timeout:?}"),
+            });
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -86,22 +88,12 @@ pub async fn serve_health(
 
 /// 404 with a JSON body naming what this listener serves.
 fn not_here(method: &Method) -> Response<Full<Bytes>> {
-    let body = if method == Method::HEAD {
-        Bytes::new()
-    } else {
-        Bytes::from_static(
-            br#"{"error":"the health listener serves only /healthz, /readyz and /metrics"}"#,
-        )
+    let error = ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "the health listener serves only /healthz, /readyz and /metrics".into(),
     };
-    json_response(StatusCode::NOT_FOUND, body)
-}
-
-fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    if method == Method::HEAD {
+        return json_response(error.status, Bytes::new());
+    }
+    error_response(error)
 }
