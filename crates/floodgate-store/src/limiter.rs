@@ -22,6 +22,7 @@ pub use snapshot::{PolicySnapshot, PolicySource};
 
 use crate::store::{Refund, Source, Store};
 use crate::LimitError;
+use snapshot::CheckCounters;
 use steps::Plan;
 
 /// Whether the caller of a check can give its leases back.
@@ -334,16 +335,11 @@ impl Limiter {
 
 /// Whether `policy` takes part in a check made with `leases`: a
 /// `concurrency` policy does not where nobody can release its lease (the
-/// skip is counted).
-fn takes_part(policy: &Policy, leases: LeaseMode) -> bool {
+/// skip is counted in `counters`, the policy's).
+fn takes_part(policy: &Policy, leases: LeaseMode, counters: &CheckCounters) -> bool {
     match leases {
         LeaseMode::Skipped(transport) if policy.kind() == AlgorithmKind::Concurrency => {
-            metrics::counter!(
-                floodgate_core::metric::CONCURRENCY_SKIPPED_TOTAL,
-                "transport" => transport,
-                "policy" => policy.name_arc().clone()
-            )
-            .increment(1);
+            counters.skipped(policy.name_arc(), transport);
             false
         }
         _ => true,

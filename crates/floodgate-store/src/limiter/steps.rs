@@ -52,7 +52,7 @@ impl<'a> Plan<'a> {
         };
         for (i, check) in checks.iter().enumerate() {
             for (p, policy) in set.applicable(check.attributes, check.domain) {
-                if !takes_part(policy, leases) {
+                if !takes_part(policy, leases, &all_counters[p]) {
                     continue;
                 }
                 if plan.keys.capacity() == 0 {
@@ -136,9 +136,9 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// One op the store charged: its check, the op, the receipt and who
-/// counted it.
-pub(super) type Charged<'o, 'k> = (usize, &'o StoreOp<'k>, Receipt, Source);
+/// One op the store charged: its check, the op, the receipt, who counted
+/// it and its policy's metrics.
+pub(super) type Charged<'o, 'k> = (usize, &'o StoreOp<'k>, Receipt, Source, &'o CheckCounters);
 
 /// The ops of one call that the store charged (lazily: no allocation).
 pub(super) fn charged<'o, 'k>(
@@ -150,7 +150,9 @@ pub(super) fn charged<'o, 'k>(
         .iter()
         .zip(ops)
         .zip(outcomes)
-        .filter_map(|((a, op), o)| o.outcome.receipt.map(|r| (a.check, op, r, o.source)))
+        .filter_map(|((a, op), o)| {
+            (o.outcome.receipt).map(|r| (a.check, op, r, o.source, a.counters))
+        })
 }
 
 /// Every check is allowed: each gets its lease token (`concurrency`
@@ -165,8 +167,8 @@ pub(super) fn hand_out<'o, 'k: 'o>(
     let mut lease_parts: Vec<Vec<LeasePart>> = Vec::new();
     let mut settle_parts: Vec<Vec<SettlementPart>> = Vec::new();
     let reserving = checks.iter().any(|c| c.reserve);
-    for (i, op, receipt, source) in charged {
-        settle::note_charge(op);
+    for (i, op, receipt, source, counters) in charged {
+        settle::note_charge(op, counters);
         if reserving {
             if let Some(part) = settle::part(op, receipt, source) {
                 per_check(&mut settle_parts, checks.len())[i].push(part);
@@ -198,7 +200,7 @@ pub(super) fn refunds<'o, 'k: 'o>(
     charged: impl Iterator<Item = Charged<'o, 'k>>,
 ) -> PerPolicy<Refund<'o>> {
     charged
-        .map(|(_, op, receipt, source)| Refund {
+        .map(|(_, op, receipt, source, _)| Refund {
             policy: op.policy,
             key: op.key,
             hits: op.hits,
