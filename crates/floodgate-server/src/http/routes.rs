@@ -51,7 +51,9 @@ pub async fn handle(
             // Here only when [admin] has no listener of its own.
             let settings = app.settings.load();
             let here = settings.admin.as_ref().filter(|a| a.listen.is_none());
-            Ok(crate::admin::handle(&app, here, req, peer).await)
+            // Boxed: the admin API's future is the largest of all, and
+            // would otherwise size (and be copied with) every request's.
+            Ok(Box::pin(crate::admin::handle(&app, here, req, peer)).await)
         }
         (&Method::GET | &Method::HEAD, page) if status_page::PATHS.contains(&page) => {
             status_page::asset(page).ok_or_else(|| not_found(page))
