@@ -261,7 +261,8 @@ impl Limiter {
         if plan.applicable.is_empty() {
             return Ok(verdicts);
         }
-        let ops = plan.ops(checks, snapshot.shadow);
+        let mut ops = steps::PerPolicy::new();
+        plan.ops(checks, snapshot.shadow, &mut ops);
         let outcomes = self.store.check(&ops).await?;
         plan.decide(&snapshot.set, checks, &ops, &outcomes, &mut verdicts);
         if verdicts.iter().all(|v| v.allowed) {

@@ -85,10 +85,16 @@ impl<'a> Plan<'a> {
         })
     }
 
-    /// One store op per applicable policy; `global_shadow` makes every
+    /// One store op per applicable policy, pushed onto `ops` (the caller's,
+    /// so the list is written where it stays); `global_shadow` makes every
     /// policy report only.
-    pub fn ops(&self, checks: &[Check<'_>], global_shadow: bool) -> PerPolicy<StoreOp<'_>> {
-        let mut ops = PerPolicy::with_capacity(self.applicable.len());
+    pub fn ops<'p>(
+        &'p self,
+        checks: &[Check<'_>],
+        global_shadow: bool,
+        ops: &mut PerPolicy<StoreOp<'p>>,
+    ) {
+        ops.reserve(self.applicable.len());
         for (a, key) in self.keyed() {
             let (check, policy) = (&checks[a.check], a.policy);
             ops.push(StoreOp {
@@ -100,7 +106,6 @@ impl<'a> Plan<'a> {
                 reserve: settle::nonce(check, policy),
             });
         }
-        ops
     }
 
     /// Counts each outcome in its policy's metrics and adds its status to
@@ -114,6 +119,11 @@ impl<'a> Plan<'a> {
         outcomes: &[StoreOutcome],
         verdicts: &mut [Verdict],
     ) {
+        // Each check's statuses in one allocation of the right size.
+        for (i, verdict) in verdicts.iter_mut().enumerate() {
+            let of_check = self.applicable.iter().filter(|a| a.check == i).count();
+            verdict.statuses.reserve_exact(of_check);
+        }
         for ((a, op), o) in self.applicable.iter().zip(ops).zip(outcomes) {
             let policy = a.policy;
             (a.counters).increment(policy.name_arc(), o.outcome.allowed, !op.enforced, o.source);
