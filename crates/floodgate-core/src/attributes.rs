@@ -53,7 +53,7 @@ pub fn validate_attributes(attributes: &Attributes) -> Result<(), AttributeError
         if name.is_empty() || name.len() > MAX_NAME_LEN {
             return Err(AttributeError::BadNameLength(truncate(name)));
         }
-        if name.chars().any(char::is_control) {
+        if has_control(name) {
             return Err(AttributeError::ControlCharacter(truncate(name)));
         }
         if value.len() > MAX_VALUE_LEN {
@@ -62,7 +62,7 @@ pub fn validate_attributes(attributes: &Attributes) -> Result<(), AttributeError
                 len: value.len(),
             });
         }
-        if value.chars().any(char::is_control) {
+        if has_control(value) {
             return Err(AttributeError::ControlCharacter(name.clone()));
         }
     }
@@ -80,6 +80,12 @@ pub fn validate_hits(hits: u64) -> Result<(), AttributeError> {
     Ok(())
 }
 
+/// Whether `s` holds a control character (`char::is_control`). Printable
+/// ASCII, the usual case, is told from the bytes alone.
+fn has_control(s: &str) -> bool {
+    !s.bytes().all(|b| (0x20..0x7F).contains(&b)) && s.chars().any(char::is_control)
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(MAX_NAME_LEN).collect()
 }
@@ -87,6 +93,34 @@ fn truncate(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_found_as_char_is_control_finds_them() {
+        let samples = [
+            "",
+            "plain",
+            "tab\there",
+            "del\u{7f}",
+            "nel\u{85}",
+            "c1\u{9f}",
+            "nbsp\u{a0}",
+            "é",
+            "\u{c2}\u{a2}",
+            "ü\u{80}",
+            "日本",
+            "emoji 🚀",
+            "\u{0}",
+            "\u{1f}",
+            " ~",
+        ];
+        for s in samples {
+            assert_eq!(has_control(s), s.chars().any(char::is_control), "{s:?}");
+        }
+        for c in (0..=0x2FF).filter_map(char::from_u32) {
+            let s = format!("a{c}b");
+            assert_eq!(has_control(&s), c.is_control(), "{c:?}");
+        }
+    }
 
     fn attrs(pairs: &[(&str, &str)]) -> Attributes {
         pairs

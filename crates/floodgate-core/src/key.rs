@@ -10,19 +10,34 @@
 //! `<attribute>=<escaped value>` (`ai:ip=127.0.0.1`): escaped values never
 //! hold `=`, so a user id can never collide with a stand-in address.
 
-use std::fmt::Write;
-
 /// Appends `value` to `out`, percent-encoding every byte that is not
 /// unreserved.
 pub fn escape_value(out: &mut String, value: &str) {
-    for &b in value.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@') {
-            out.push(b as char);
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{b:02X}");
+    let mut start = 0;
+    for (i, &b) in value.as_bytes().iter().enumerate() {
+        if !unreserved(b) {
+            // Unreserved bytes are ASCII, so a run of them starts and ends
+            // on character boundaries: it is copied whole.
+            if start < i {
+                out.push_str(&value[start..i]);
+            }
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xF)]));
+            start = i + 1;
         }
     }
+    if start < value.len() {
+        out.push_str(&value[start..]);
+    }
+}
+
+/// The upper-case hex digits.
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Whether `b` is written as is.
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'@')
 }
 
 /// Builds the counter key of `policy` for the given key values, in order.
@@ -53,6 +68,17 @@ pub struct Segment<'a> {
 /// [`counter_key`], with each stand-in written as `<attribute>=<value>`.
 pub fn counter_key_of<'a>(policy: &str, segments: impl IntoIterator<Item = Segment<'a>>) -> String {
     let mut out = String::with_capacity(policy.len() + 24);
+    push_counter_key_of(&mut out, policy, segments);
+    out
+}
+
+/// Appends the counter key [`counter_key_of`] builds to `out`: several keys
+/// can share one buffer (the limiter builds every key of a check in one).
+pub fn push_counter_key_of<'a>(
+    out: &mut String,
+    policy: &str,
+    segments: impl IntoIterator<Item = Segment<'a>>,
+) {
     out.push_str(policy);
     for segment in segments {
         out.push(':');
@@ -61,9 +87,8 @@ pub fn counter_key_of<'a>(policy: &str, segments: impl IntoIterator<Item = Segme
             out.push_str(attribute);
             out.push('=');
         }
-        escape_value(&mut out, segment.value);
+        escape_value(out, segment.value);
     }
-    out
 }
 
 #[cfg(test)]
@@ -85,6 +110,9 @@ mod tests {
         assert_ne!(counter_key("p", ["a:b"]), counter_key("p", ["a", "b"]));
         assert_eq!(counter_key("p", ["é"]), "p:%C3%A9");
         assert_eq!(counter_key("p", ["ip=1"]), "p:ip%3D1");
+        assert_eq!(counter_key("p", ["aé b~"]), "p:a%C3%A9%20b~");
+        assert_eq!(counter_key("p", ["%%"]), "p:%25%25");
+        assert_eq!(counter_key("p", [""]), "p:");
     }
 
     #[test]
@@ -105,5 +133,19 @@ mod tests {
             value: "ip=127.0.0.1",
         };
         assert_eq!(counter_key_of("p", [forged]), "p:ip%3D127.0.0.1");
+    }
+
+    #[test]
+    fn keys_pushed_one_after_another_are_each_whole() {
+        let mut out = String::new();
+        let user = Segment {
+            stand_in: None,
+            value: "a:b",
+        };
+        push_counter_key_of(&mut out, "p", [user]);
+        let first = out.len();
+        push_counter_key_of(&mut out, "q", []);
+        assert_eq!(&out[..first], counter_key_of("p", [user]));
+        assert_eq!(&out[first..], "q");
     }
 }

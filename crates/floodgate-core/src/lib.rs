@@ -24,7 +24,7 @@ pub mod time;
 pub use algorithm::{Algorithm, State};
 pub use attributes::{validate_attributes, validate_hits, AttributeError, Attributes, MAX_HITS};
 pub use endpoint::{Endpoint, EndpointError, EndpointTable};
-pub use key::{counter_key, counter_key_of, escape_value, Segment};
+pub use key::{counter_key, counter_key_of, escape_value, push_counter_key_of, Segment};
 pub use lease::{LeaseError, LeasePart};
 pub use outcome::{Outcome, Receipt};
 pub use policy::{

@@ -1,11 +1,15 @@
 //! How a `Verdict` is shown to callers: milliseconds, rate-limit headers and
-//! the JSON body. Shared by every transport so they all say the same thing.
+//! the JSON body. Shared by every transport so they all say the same thing:
+//! the rate-limit headers are made in [`each_rate_limit_header`] only, the
+//! check body's fields in [`CheckBody::new`] only.
+
+mod json;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use floodgate_config::server::HeaderMode;
 use floodgate_store::{PolicyStatus, Verdict};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 /// Microseconds to whole milliseconds, rounded up: retrying after
 /// `retry_after_ms` is never too early.
@@ -18,55 +22,71 @@ pub fn secs(us: u64) -> u64 {
     us.div_ceil(1_000_000)
 }
 
-/// The rate-limit response headers for a verdict, as (name, value) pairs.
+/// Calls `add(name, value)` for each rate-limit response header of a
+/// verdict, in order, every value written into one reused buffer.
 ///
 /// `draft`: `RateLimit-Policy` and `RateLimit` of the IETF httpapi draft for
 /// the deciding policy; `legacy`: `X-RateLimit-Limit`, `-Remaining` and
 /// `-Reset` (epoch seconds, as express-rate-limit sends it). `Retry-After`
 /// (seconds, at least 1) accompanies every denial whatever the mode.
+pub fn each_rate_limit_header(
+    verdict: &Verdict,
+    mode: HeaderMode,
+    mut add: impl FnMut(&'static str, &str),
+) {
+    let Some(s) = verdict.deciding() else {
+        return;
+    };
+    let mut value = String::with_capacity(s.policy.len() + 32);
+    let mut number = itoa::Buffer::new();
+    if matches!(mode, HeaderMode::Draft | HeaderMode::Both) {
+        // "<policy>";q=<limit>;w=<window s>
+        value.push('"');
+        value.push_str(&s.policy);
+        value.push_str("\";q=");
+        value.push_str(number.format(s.limit));
+        value.push_str(";w=");
+        value.push_str(number.format(secs(s.window_us).max(1)));
+        add("ratelimit-policy", &value);
+        // "<policy>";r=<remaining>;t=<reset s>
+        value.clear();
+        value.push('"');
+        value.push_str(&s.policy);
+        value.push_str("\";r=");
+        value.push_str(number.format(s.remaining));
+        value.push_str(";t=");
+        value.push_str(number.format(secs(s.reset_after_us)));
+        add("ratelimit", &value);
+    }
+    if matches!(mode, HeaderMode::Legacy | HeaderMode::Both) {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        add("x-ratelimit-limit", number.format(s.limit));
+        add("x-ratelimit-remaining", number.format(s.remaining));
+        add(
+            "x-ratelimit-reset",
+            number.format(secs(now + s.reset_after_us)),
+        );
+    }
+    if !verdict.allowed {
+        add("retry-after", number.format(secs(s.retry_after_us).max(1)));
+    }
+}
+
+/// The rate-limit response headers of a verdict as (name, value) pairs
+/// (see [`each_rate_limit_header`]).
 pub fn rate_limit_headers(verdict: &Verdict, mode: HeaderMode) -> Vec<(&'static str, String)> {
     let mut headers = Vec::with_capacity(4);
-    if let Some(s) = verdict.deciding() {
-        if matches!(mode, HeaderMode::Draft | HeaderMode::Both) {
-            headers.push((
-                "ratelimit-policy",
-                format!(
-                    "\"{}\";q={};w={}",
-                    s.policy,
-                    s.limit,
-                    secs(s.window_us).max(1)
-                ),
-            ));
-            headers.push((
-                "ratelimit",
-                format!(
-                    "\"{}\";r={};t={}",
-                    s.policy,
-                    s.remaining,
-                    secs(s.reset_after_us)
-                ),
-            ));
-        }
-        if matches!(mode, HeaderMode::Legacy | HeaderMode::Both) {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64);
-            headers.push(("x-ratelimit-limit", s.limit.to_string()));
-            headers.push(("x-ratelimit-remaining", s.remaining.to_string()));
-            headers.push((
-                "x-ratelimit-reset",
-                secs(now + s.reset_after_us).to_string(),
-            ));
-        }
-        if !verdict.allowed {
-            headers.push(("retry-after", secs(s.retry_after_us).max(1).to_string()));
-        }
-    }
+    each_rate_limit_header(verdict, mode, |name, value| {
+        headers.push((name, value.to_string()));
+    });
     headers
 }
 
-/// The JSON body of `/v1/check` (and of denials in the proxy): the same
-/// field names as `floodgate.v1.CheckResponse`.
+/// The JSON body of `/v1/check` (and of denials in the proxy and Envoy
+/// ext_authz): the same field names as `floodgate.v1.CheckResponse`, whose
+/// fields the gRPC service takes from here too.
 #[derive(Debug, Serialize)]
 pub struct CheckBody<'a> {
     /// Whether the request may proceed.
@@ -87,8 +107,9 @@ pub struct CheckBody<'a> {
     /// Settlement id (a reserving check on settleable policies only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub settlement: Option<&'a str>,
-    /// One entry per applicable policy.
-    pub statuses: Vec<StatusBody<'a>>,
+    /// One entry per applicable policy, written as [`StatusBody`].
+    #[serde(serialize_with = "statuses")]
+    pub statuses: &'a [PolicyStatus],
     /// The deciding policy's `deny_status`; present on denials only (set
     /// with [`CheckBody::with_deny_status`]).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,6 +142,10 @@ pub struct StatusBody<'a> {
     pub replaced: Vec<&'a str>,
 }
 
+fn statuses<S: Serializer>(statuses: &&[PolicyStatus], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(statuses.iter().map(StatusBody::new))
+}
+
 impl<'a> CheckBody<'a> {
     /// The body for `verdict`.
     pub fn new(verdict: &'a Verdict) -> Self {
@@ -138,7 +163,7 @@ impl<'a> CheckBody<'a> {
             },
             lease: verdict.lease.as_deref(),
             settlement: verdict.settlement.as_deref(),
-            statuses: verdict.statuses.iter().map(StatusBody::new).collect(),
+            statuses: &verdict.statuses,
             deny_status: None,
             waited_ms: 0,
         }
@@ -155,6 +180,103 @@ impl<'a> CheckBody<'a> {
         self.waited_ms = waited_ms;
         self
     }
+
+    /// The body as JSON: exactly what `serde_json::to_vec` writes, into one
+    /// buffer sized up front.
+    pub fn to_json(&self) -> Vec<u8> {
+        let text = |s: Option<&str>| s.map_or(0, str::len);
+        let per_status = |s: &PolicyStatus| {
+            let replaced: usize = s.replaced.iter().map(|r| r.len() + 3).sum();
+            190 + s.policy.len() + replaced
+        };
+        let size = 200
+            + self.policy.len()
+            + text(self.lease)
+            + text(self.settlement)
+            + self.statuses.iter().map(per_status).sum::<usize>();
+        let mut out = Vec::with_capacity(size);
+        out.push(b'{');
+        json::key(&mut out, "allowed", true);
+        json::boolean(&mut out, self.allowed);
+        json::key(&mut out, "policy", false);
+        json::string(&mut out, self.policy);
+        for (name, n) in [
+            ("limit", self.limit),
+            ("remaining", self.remaining),
+            ("reset_after_ms", self.reset_after_ms),
+            ("retry_after_ms", self.retry_after_ms),
+        ] {
+            json::key(&mut out, name, false);
+            json::number(&mut out, n);
+        }
+        for (name, value) in [("lease", self.lease), ("settlement", self.settlement)] {
+            if let Some(value) = value {
+                json::key(&mut out, name, false);
+                json::string(&mut out, value);
+            }
+        }
+        json::key(&mut out, "statuses", false);
+        out.push(b'[');
+        for (i, s) in self.statuses.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            status_json(&mut out, s);
+        }
+        out.push(b']');
+        if let Some(status) = self.deny_status {
+            json::key(&mut out, "deny_status", false);
+            json::number(&mut out, u64::from(status));
+        }
+        json::key(&mut out, "waited_ms", false);
+        json::number(&mut out, self.waited_ms);
+        out.push(b'}');
+        out
+    }
+}
+
+/// One entry of `statuses` as [`StatusBody`] serializes it.
+fn status_json(out: &mut Vec<u8>, s: &PolicyStatus) {
+    out.push(b'{');
+    json::key(out, "policy", true);
+    json::string(out, &s.policy);
+    json::key(out, "allowed", false);
+    json::boolean(out, s.allowed);
+    for (name, n) in [
+        ("limit", s.limit),
+        ("remaining", s.remaining),
+        ("reset_after_ms", ms(s.reset_after_us)),
+        ("retry_after_ms", ms(s.retry_after_us)),
+    ] {
+        json::key(out, name, false);
+        json::number(out, n);
+    }
+    json::key(out, "shadow", false);
+    json::boolean(out, s.shadow);
+    json::key(out, "source", false);
+    json::string(out, s.source.as_str());
+    if !s.replaced.is_empty() {
+        json::key(out, "replaced", false);
+        out.push(b'[');
+        for (i, name) in s.replaced.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            json::string(out, name);
+        }
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// `{"error": message}`, the body of every JSON error answer.
+pub fn error_json(message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 16);
+    out.push(b'{');
+    json::key(&mut out, "error", true);
+    json::string(&mut out, message);
+    out.push(b'}');
+    out
 }
 
 impl<'a> StatusBody<'a> {
@@ -248,5 +370,61 @@ mod tests {
         assert!(body.get("deny_status").is_none());
         assert_eq!(ms(1), 1);
         assert_eq!(secs(1_000_001), 2);
+    }
+
+    #[test]
+    fn both_modes_send_every_header_once() {
+        let h = rate_limit_headers(&verdict(false), HeaderMode::Both);
+        let names: Vec<_> = h.iter().map(|(n, _)| *n).collect();
+        assert_eq!(
+            names,
+            [
+                "ratelimit-policy",
+                "ratelimit",
+                "x-ratelimit-limit",
+                "x-ratelimit-remaining",
+                "x-ratelimit-reset",
+                "retry-after"
+            ]
+        );
+        assert_eq!(h[2].1, "500");
+        assert_eq!(h[3].1, "0");
+        assert!(rate_limit_headers(&Verdict::default(), HeaderMode::Both).is_empty());
+    }
+
+    #[test]
+    fn the_written_body_is_what_serde_json_writes() {
+        let mut many = verdict(false);
+        let mut second = many.statuses[0].clone();
+        second.policy = "we\"ird\\näme\u{1}".into();
+        second.shadow = true;
+        second.source = Source::Fallback;
+        second.replaced = vec!["a".into(), "b-c".into()];
+        second.limit = u64::MAX;
+        many.statuses.push(second);
+        many.decider = Some(1);
+        many.lease = Some("ai:u1/00000000000000ff/1".into());
+        many.settlement = Some("tok:u1/0123/5,x".into());
+        let allowed = verdict(true);
+        let none = Verdict {
+            allowed: true,
+            ..Verdict::default()
+        };
+        for v in [&many, &allowed, &none, &verdict(false)] {
+            for body in [
+                CheckBody::new(v),
+                CheckBody::new(v).with_deny_status(429).with_waited_ms(7),
+            ] {
+                let written = String::from_utf8(body.to_json()).unwrap();
+                let serde = serde_json::to_string(&body).unwrap();
+                assert_eq!(written, serde);
+            }
+        }
+        for message in ["", "no route for /x\"y\n"] {
+            assert_eq!(
+                error_json(message),
+                serde_json::to_vec(&serde_json::json!({ "error": message })).unwrap()
+            );
+        }
     }
 }

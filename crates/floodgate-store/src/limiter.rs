@@ -22,6 +22,7 @@ pub use snapshot::{PolicySnapshot, PolicySource};
 
 use crate::store::{Refund, Source, Store};
 use crate::LimitError;
+use snapshot::CheckCounters;
 use steps::Plan;
 
 /// Whether the caller of a check can give its leases back.
@@ -252,17 +253,16 @@ impl Limiter {
             validate_hits(check.hits)?;
         }
         let plan = Plan::new(snapshot, checks, leases);
-        let mut verdicts = vec![
-            Verdict {
-                allowed: true,
-                ..Verdict::default()
-            };
-            checks.len()
-        ];
+        let mut verdicts = Vec::with_capacity(checks.len());
+        verdicts.resize_with(checks.len(), || Verdict {
+            allowed: true,
+            ..Verdict::default()
+        });
         if plan.applicable.is_empty() {
             return Ok(verdicts);
         }
-        let ops = plan.ops(checks, snapshot.shadow);
+        let mut ops = steps::PerPolicy::new();
+        plan.ops(checks, snapshot.shadow, &mut ops);
         let outcomes = self.store.check(&ops).await?;
         plan.decide(&snapshot.set, checks, &ops, &outcomes, &mut verdicts);
         if verdicts.iter().all(|v| v.allowed) {
@@ -283,9 +283,9 @@ impl Limiter {
         }
         // Who is being limited: every denial of a charging check (shadow
         // ones too: who would be), by counter key.
-        for (((i, policy), key), o) in plan.applicable.iter().zip(&plan.keys).zip(&outcomes) {
-            if !o.outcome.allowed && checks[*i].hits > 0 {
-                self.top.observe(policy.name_arc(), key);
+        for ((a, op), o) in plan.applicable.iter().zip(&ops).zip(&outcomes) {
+            if !o.outcome.allowed && checks[a.check].hits > 0 {
+                self.top.observe(a.policy.name_arc(), op.key);
             }
         }
         for verdict in &mut verdicts {
@@ -336,16 +336,11 @@ impl Limiter {
 
 /// Whether `policy` takes part in a check made with `leases`: a
 /// `concurrency` policy does not where nobody can release its lease (the
-/// skip is counted).
-fn takes_part(policy: &Policy, leases: LeaseMode) -> bool {
+/// skip is counted in `counters`, the policy's).
+fn takes_part(policy: &Policy, leases: LeaseMode, counters: &CheckCounters) -> bool {
     match leases {
         LeaseMode::Skipped(transport) if policy.kind() == AlgorithmKind::Concurrency => {
-            metrics::counter!(
-                floodgate_core::metric::CONCURRENCY_SKIPPED_TOTAL,
-                "transport" => transport,
-                "policy" => policy.name_arc().clone()
-            )
-            .increment(1);
+            counters.skipped(policy.name_arc(), transport);
             false
         }
         _ => true,

@@ -25,7 +25,7 @@ use crate::app::App;
 use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::identity::{HttpRequestInfo, RequestHeaders};
-use crate::render::{rate_limit_headers, CheckBody};
+use crate::render::{each_rate_limit_header, error_json, CheckBody};
 use crate::waiting;
 
 /// gRPC status codes used in `CheckResponse.status`.
@@ -185,7 +185,7 @@ impl authz::authorization_server::Authorization for AuthzService {
         {
             Ok(waited) => waited.verdicts.into_iter().next().unwrap_or_default(),
             Err(LimitError::InvalidAttributes(error)) => {
-                let body = serde_json::json!({ "error": error.to_string() }).to_string();
+                let body = String::from_utf8(error_json(&error.to_string())).unwrap_or_default();
                 return Ok(Response::new(deny(
                     INVALID_ARGUMENT,
                     StatusCode::BadRequest,
@@ -196,16 +196,16 @@ impl authz::authorization_server::Authorization for AuthzService {
             Err(error) => return Err(to_status(error)),
         };
         timer.decided(&verdict);
-        let headers = rate_limit_headers(&verdict, settings.headers)
-            .into_iter()
-            .map(|(k, v)| header(k, v))
-            .collect();
+        let mut headers = Vec::with_capacity(4);
+        each_rate_limit_header(&verdict, settings.headers, |name, value| {
+            headers.push(header(name, value.to_string()));
+        });
         let response = if verdict.allowed {
             allow(headers)
         } else {
             let status = deny_status(&verdict, settings.policies.policies());
             let body = CheckBody::new(&verdict).with_deny_status(status);
-            let body = serde_json::to_string(&body).unwrap_or_default();
+            let body = String::from_utf8(body.to_json()).unwrap_or_default();
             deny(RESOURCE_EXHAUSTED, envoy_status(status), headers, body)
         };
         timer.finish();

@@ -11,7 +11,7 @@ use crate::app::App;
 use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::http::routes::MAX_RELEASE_PARTS;
-use crate::render::ms;
+use crate::render::{ms, CheckBody};
 use crate::waiting;
 
 /// The `floodgate.v1.RateLimiter` service.
@@ -35,25 +35,20 @@ fn source(s: Source) -> pb::Source {
     }
 }
 
-/// A verdict as a `CheckResponse`.
-pub fn to_response(verdict: Verdict) -> pb::CheckResponse {
-    let deciding = verdict.deciding();
+/// A verdict as a `CheckResponse`: the fields of [`CheckBody`], so gRPC
+/// and HTTP say the same thing.
+pub fn to_response(verdict: &Verdict) -> pb::CheckResponse {
+    let body = CheckBody::new(verdict);
     pb::CheckResponse {
-        allowed: verdict.allowed,
-        policy: deciding.map_or_else(String::new, |s| s.policy.to_string()),
-        limit: deciding.map_or(0, |s| s.limit),
-        remaining: deciding.map_or(0, |s| s.remaining),
-        reset_after_ms: deciding.map_or(0, |s| ms(s.reset_after_us)),
-        retry_after_ms: if verdict.allowed {
-            0
-        } else {
-            deciding.map_or(0, |s| ms(s.retry_after_us))
-        },
-        lease: verdict.lease.clone().unwrap_or_default(),
-        settlement: verdict.settlement.clone().unwrap_or_default(),
-        statuses: verdict
-            .statuses
-            .iter()
+        allowed: body.allowed,
+        policy: body.policy.to_string(),
+        limit: body.limit,
+        remaining: body.remaining,
+        reset_after_ms: body.reset_after_ms,
+        retry_after_ms: body.retry_after_ms,
+        lease: body.lease.unwrap_or_default().to_string(),
+        settlement: body.settlement.unwrap_or_default().to_string(),
+        statuses: (body.statuses.iter())
             .map(|s| pb::PolicyStatus {
                 policy: s.policy.to_string(),
                 allowed: s.allowed,
@@ -104,7 +99,7 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
         let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
         timer.decided(&verdict);
         let deny_status = deny_status(&verdict, snapshot.policies());
-        let mut response = to_response(verdict);
+        let mut response = to_response(&verdict);
         response.deny_status = u32::from(deny_status);
         response.waited_ms = ms(waited.waited_us);
         timer.finish();

@@ -20,7 +20,7 @@ use super::traceparent;
 use crate::app::App;
 use crate::errors::to_status;
 use crate::identity::ip_attribute;
-use crate::render::rate_limit_headers;
+use crate::render::each_rate_limit_header;
 
 /// The `RateLimitService` gRPC service.
 pub struct RlsService {
@@ -191,7 +191,14 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
             .verdicts;
         let overall = Verdict::combine(&verdicts);
         timer.decided(&overall);
-        let mode = settings.headers;
+        let mut headers = Vec::with_capacity(4);
+        each_rate_limit_header(&overall, settings.headers, |key, value| {
+            headers.push(HeaderValue {
+                key: key.to_string(),
+                value: value.to_string(),
+                raw_value: Vec::new(),
+            });
+        });
         let response = rls::RateLimitResponse {
             overall_code: if overall.allowed {
                 Code::Ok
@@ -199,14 +206,7 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
                 Code::OverLimit
             } as i32,
             statuses: verdicts.iter().map(descriptor_status).collect(),
-            response_headers_to_add: rate_limit_headers(&overall, mode)
-                .into_iter()
-                .map(|(key, value)| HeaderValue {
-                    key: key.to_string(),
-                    value,
-                    raw_value: Vec::new(),
-                })
-                .collect(),
+            response_headers_to_add: headers,
             request_headers_to_add: Vec::new(),
             raw_body: Vec::new(),
         };

@@ -10,7 +10,9 @@ mod status_page;
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accept::ListenerSettings;
 use crate::app::App;
+use crate::errors::{error_response, json_response, ApiError};
 
 /// The only paths the health listener serves.
 pub const HEALTH_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
@@ -43,20 +46,49 @@ pub async fn serve(
 
 /// `answer`, or 408 (and the connection closed) when it takes longer than
 /// `timeout` — a client trickling its body holds nothing for long.
-pub(crate) async fn within(
-    timeout: Duration,
-    answer: impl Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
-    match tokio::time::timeout(timeout, answer).await {
-        Ok(answered) => answered,
-        Err(_) => {
-            let message =
-                format!(r#"{{"error":"the request was not complete within {timeout:?}"}}"#);
-            let mut response = json_response(StatusCode::REQUEST_TIMEOUT, Bytes::from(message));
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            Ok(response)
+pub(crate) fn within<F>(timeout: Duration, answer: F) -> Within<F>
+where
+    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+{
+    Within {
+        timed: tokio::time::timeout(timeout, answer),
+        timeout,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`within`]: the answer's future and its timer, held
+    /// once (an `async` wrapper would keep the answer's future beside the
+    /// timeout it moves into, twice the size, and hyper copies a request's
+    /// future whole when it stores it).
+    pub(crate) struct Within<F> {
+        #[pin]
+        timed: tokio::time::Timeout<F>,
+        timeout: Duration,
+    }
+}
+
+impl<F> Future for Within<F>
+where
+    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.timed.poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(answered)) => Poll::Ready(answered),
+            Poll::Ready(Err(_)) => {
+                let mut response = error_response(ApiError {
+                    status: StatusCode::REQUEST_TIMEOUT,
+                    message: format!("the request was not complete within {:?}", this.timeout),
+                });
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                Poll::Ready(Ok(response))
+            }
         }
     }
 }
@@ -86,22 +118,12 @@ pub async fn serve_health(
 
 /// 404 with a JSON body naming what this listener serves.
 fn not_here(method: &Method) -> Response<Full<Bytes>> {
-    let body = if method == Method::HEAD {
-        Bytes::new()
-    } else {
-        Bytes::from_static(
-            br#"{"error":"the health listener serves only /healthz, /readyz and /metrics"}"#,
-        )
+    let error = ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: "the health listener serves only /healthz, /readyz and /metrics".into(),
     };
-    json_response(StatusCode::NOT_FOUND, body)
-}
-
-fn json_response(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    if method == Method::HEAD {
+        return json_response(error.status, Bytes::new());
+    }
+    error_response(error)
 }

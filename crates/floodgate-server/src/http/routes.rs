@@ -20,9 +20,10 @@ use serde::{Deserialize, Serialize};
 use super::{body, status_page};
 use crate::app::App;
 use crate::deny::deny_status;
-use crate::errors::ApiError;
+pub(crate) use crate::errors::error_response;
+use crate::errors::{json_response, ApiError};
 use crate::identity::{header_target, HttpRequestInfo};
-use crate::render::{ms, rate_limit_headers, CheckBody};
+use crate::render::{each_rate_limit_header, ms, CheckBody};
 use crate::waiting::{self, MAX_WAIT_HEADER};
 
 /// Every response this listener sends.
@@ -50,7 +51,9 @@ pub async fn handle(
             // Here only when [admin] has no listener of its own.
             let settings = app.settings.load();
             let here = settings.admin.as_ref().filter(|a| a.listen.is_none());
-            Ok(crate::admin::handle(&app, here, req, peer).await)
+            // Boxed: the admin API's future is the largest of all, and
+            // would otherwise size (and be copied with) every request's.
+            Ok(Box::pin(crate::admin::handle(&app, here, req, peer)).await)
         }
         (&Method::GET | &Method::HEAD, page) if status_page::PATHS.contains(&page) => {
             status_page::asset(page).ok_or_else(|| not_found(page))
@@ -158,7 +161,7 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
     let body = CheckBody::new(&verdict)
         .with_deny_status(deny_status)
         .with_waited_ms(ms(waited.waited_us));
-    let mut response = json(status, &body);
+    let mut response = json_response(status, body.to_json());
     add_headers(&mut response, &verdict, settings.headers);
     timer.finish();
     Ok(response)
@@ -253,11 +256,12 @@ fn warn_untrusted_real_ip() {
 
 /// Adds the rate-limit headers of `verdict` to `response`.
 pub fn add_headers(response: &mut HttpResponse, verdict: &Verdict, mode: HeaderMode) {
-    for (name, value) in rate_limit_headers(verdict, mode) {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(name, value);
+    let headers = response.headers_mut();
+    each_rate_limit_header(verdict, mode, |name, value| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
         }
-    }
+    });
 }
 
 /// Most parts (comma-joined leases) one release may name, over HTTP and
@@ -414,32 +418,11 @@ fn metrics(app: &App) -> HttpResponse {
 /// A JSON response of `value` with `status`.
 pub(crate) fn json<T: Serialize>(status: StatusCode, value: &T) -> HttpResponse {
     // Serializing these plain structs cannot fail.
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let mut response = Response::new(Full::new(Bytes::from(bytes)));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    json_response(status, serde_json::to_vec(value).unwrap_or_default())
 }
 
 fn empty(status: StatusCode) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     response
-}
-
-/// `error` as a JSON `{"error": ...}` response.
-pub(crate) fn error_response(error: ApiError) -> HttpResponse {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        error: &'a str,
-    }
-    json(
-        error.status,
-        &Body {
-            error: &error.message,
-        },
-    )
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use floodgate_core::{Policy, Receipt, SettlementError, SettlementPart, MAX_HITS};
 
+use super::snapshot::CheckCounters;
 use super::{Check, Limiter};
 use crate::store::{Settle, Settled, Source, StoreOp};
 use crate::LimitError;
@@ -67,10 +68,9 @@ pub(super) fn part(op: &StoreOp<'_>, receipt: Receipt, source: Source) -> Option
 }
 
 /// Counts the cost an allowed check charged to a settleable policy.
-pub(super) fn note_charge(op: &StoreOp<'_>) {
+pub(super) fn note_charge(op: &StoreOp<'_>, counters: &CheckCounters) {
     if op.policy.settle() && op.hits > 0 {
-        metrics::counter!(floodgate_core::metric::COST_CHARGED_TOTAL, "policy" => op.policy.name_arc().clone())
-            .increment(op.hits);
+        counters.cost_charged(op.policy.name_arc(), op.hits);
     }
 }
 

@@ -17,7 +17,7 @@ pub struct PolicySnapshot {
     pub(crate) set: Arc<PolicySet>,
     /// Global shadow mode: count and report, never deny.
     pub(crate) shadow: bool,
-    /// By policy index, its `floodgate_checks_total` handles.
+    /// By policy index, the handles of its per-check metrics.
     pub(crate) counters: Box<[CheckCounters]>,
 }
 
@@ -87,12 +87,21 @@ impl PolicySource for ArcSwap<PolicySnapshot> {
     }
 }
 
-/// One policy's `floodgate_checks_total` series, by decision and source,
-/// each handle made on its first check: `counter!` with labels builds its
-/// key and looks it up in the registry every time (~1 900 instructions per
-/// policy per check, one allocation), a handle only adds.
+/// One policy's per-check metric handles, each made on its first use:
+/// `counter!` with labels builds its key and looks it up in the registry
+/// every time (~1 900 instructions per policy per check, one allocation), a
+/// handle only adds. Held by the snapshot, so a reload (or a test's own
+/// recorder) starts afresh.
 #[derive(Default)]
-pub(crate) struct CheckCounters([[OnceLock<metrics::Counter>; 3]; 3]);
+pub(crate) struct CheckCounters {
+    /// `floodgate_checks_total`, by decision and source.
+    checks: [[OnceLock<metrics::Counter>; 3]; 3],
+    /// `floodgate_cost_charged_total` by allowed checks.
+    cost_charged: OnceLock<metrics::Counter>,
+    /// `floodgate_concurrency_skipped_total`, by transport: the first
+    /// transports to skip this policy (there are three), then `counter!`.
+    skipped: [OnceLock<(&'static str, metrics::Counter)>; 3],
+}
 
 impl CheckCounters {
     /// Counts one check of `policy` with this decision and source.
@@ -107,7 +116,7 @@ impl CheckCounters {
             Source::Local => 1,
             Source::Fallback => 2,
         };
-        self.0[d][s]
+        self.checks[d][s]
             .get_or_init(|| {
                 metrics::counter!(
                     floodgate_core::metric::CHECKS_TOTAL,
@@ -117,5 +126,33 @@ impl CheckCounters {
                 )
             })
             .increment(1);
+    }
+
+    /// Counts `hits` charged to settleable `policy` by an allowed check.
+    pub(crate) fn cost_charged(&self, policy: &Arc<str>, hits: u64) {
+        self.cost_charged
+            .get_or_init(|| {
+                metrics::counter!(floodgate_core::metric::COST_CHARGED_TOTAL, "policy" => policy.clone())
+            })
+            .increment(hits);
+    }
+
+    /// Counts one check on `transport` that skipped concurrency `policy`.
+    pub(crate) fn skipped(&self, policy: &Arc<str>, transport: &'static str) {
+        let counter = || {
+            metrics::counter!(
+                floodgate_core::metric::CONCURRENCY_SKIPPED_TOTAL,
+                "transport" => transport,
+                "policy" => policy.clone()
+            )
+        };
+        for slot in &self.skipped {
+            let (name, handle) = slot.get_or_init(|| (transport, counter()));
+            if *name == transport {
+                handle.increment(1);
+                return;
+            }
+        }
+        counter().increment(1);
     }
 }

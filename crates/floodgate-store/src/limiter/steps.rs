@@ -6,20 +6,39 @@
 
 use std::sync::Arc;
 
-use floodgate_core::{AlgorithmKind, LeasePart, Mode, Policy, PolicySet, Receipt, SettlementPart};
+use floodgate_core::{
+    push_counter_key_of, AlgorithmKind, LeasePart, Mode, Policy, PolicySet, Receipt, SettlementPart,
+};
+use smallvec::SmallVec;
 
 use super::snapshot::{CheckCounters, PolicySnapshot};
 use super::{replaced_by, settle, takes_part, Check, LeaseMode, PolicyStatus, Verdict};
 use crate::store::{Refund, Source, StoreOp, StoreOutcome};
 
+/// A list with one entry per applicable policy of a call: up to two are
+/// kept inline, so a usual check allocates none.
+pub(super) type PerPolicy<T> = SmallVec<[T; 2]>;
+
+/// One applicable policy of one check.
+pub(super) struct Applied<'a> {
+    /// The index of its check.
+    pub check: usize,
+    /// The policy.
+    pub policy: &'a Arc<Policy>,
+    /// Its metrics.
+    counters: &'a CheckCounters,
+    /// Where its counter key ends in [`Plan::keys`] (it starts where the
+    /// previous one ends).
+    key_end: usize,
+}
+
 /// The applicable policies of every check of one call, and their counters.
 pub(super) struct Plan<'a> {
-    /// (check index, policy) for every applicable policy of every check.
-    pub applicable: Vec<(usize, &'a Arc<Policy>)>,
-    /// Each applicable policy's metrics.
-    counters: Vec<&'a CheckCounters>,
-    /// Each applicable policy's counter key.
-    pub keys: Vec<String>,
+    /// Every applicable policy of every check, checks in order.
+    pub applicable: PerPolicy<Applied<'a>>,
+    /// Every applicable policy's counter key, one after another: one
+    /// allocation for the whole call.
+    keys: String,
 }
 
 impl<'a> Plan<'a> {
@@ -27,41 +46,66 @@ impl<'a> Plan<'a> {
     /// `concurrency` policies take part.
     pub fn new(snapshot: &'a PolicySnapshot, checks: &'a [Check<'a>], leases: LeaseMode) -> Self {
         let (set, all_counters) = (&*snapshot.set, &snapshot.counters);
-        let (applicable, counters): (Vec<(usize, &Arc<Policy>)>, Vec<&CheckCounters>) = checks
-            .iter()
-            .enumerate()
-            .flat_map(|(i, c)| {
-                (set.applicable(c.attributes, c.domain))
-                    .filter(move |(_, policy)| takes_part(policy, leases))
-                    .map(move |(p, policy)| ((i, policy), &all_counters[p]))
-            })
-            .unzip();
-        let keys = applicable
-            .iter()
-            .map(|(i, p)| p.counter_key(checks[*i].attributes))
-            .collect();
-        Plan {
-            applicable,
-            counters,
-            keys,
+        let mut plan = Plan {
+            applicable: PerPolicy::new(),
+            keys: String::new(),
+        };
+        for (i, check) in checks.iter().enumerate() {
+            for (p, policy) in set.applicable(check.attributes, check.domain) {
+                if !takes_part(policy, leases, &all_counters[p]) {
+                    continue;
+                }
+                if plan.keys.capacity() == 0 {
+                    plan.keys.reserve(64);
+                }
+                // As `Policy::counter_key`, into the shared buffer.
+                let segments = policy
+                    .key_entries()
+                    .iter()
+                    .map(|e| e.segment(check.attributes));
+                push_counter_key_of(&mut plan.keys, policy.name(), segments);
+                plan.applicable.push(Applied {
+                    check: i,
+                    policy,
+                    counters: &all_counters[p],
+                    key_end: plan.keys.len(),
+                });
+            }
         }
+        plan
     }
 
-    /// One store op per applicable policy; `global_shadow` makes every
+    /// Each applicable policy with its counter key, in order.
+    pub fn keyed(&self) -> impl Iterator<Item = (&Applied<'a>, &str)> {
+        let mut start = 0;
+        self.applicable.iter().map(move |a| {
+            let key = &self.keys[start..a.key_end];
+            start = a.key_end;
+            (a, key)
+        })
+    }
+
+    /// One store op per applicable policy, pushed onto `ops` (the caller's,
+    /// so the list is written where it stays); `global_shadow` makes every
     /// policy report only.
-    pub fn ops(&self, checks: &[Check<'_>], global_shadow: bool) -> Vec<StoreOp<'_>> {
-        self.applicable
-            .iter()
-            .zip(&self.keys)
-            .map(|((i, policy), key)| StoreOp {
+    pub fn ops<'p>(
+        &'p self,
+        checks: &[Check<'_>],
+        global_shadow: bool,
+        ops: &mut PerPolicy<StoreOp<'p>>,
+    ) {
+        ops.reserve(self.applicable.len());
+        for (a, key) in self.keyed() {
+            let (check, policy) = (&checks[a.check], a.policy);
+            ops.push(StoreOp {
                 policy,
                 key,
-                hits: settle::hits(&checks[*i], policy),
+                hits: settle::hits(check, policy),
                 enforced: !global_shadow && policy.mode() != Mode::Shadow,
                 charge: true,
-                reserve: settle::nonce(&checks[*i], policy),
-            })
-            .collect()
+                reserve: settle::nonce(check, policy),
+            });
+        }
     }
 
     /// Counts each outcome in its policy's metrics and adds its status to
@@ -75,15 +119,15 @@ impl<'a> Plan<'a> {
         outcomes: &[StoreOutcome],
         verdicts: &mut [Verdict],
     ) {
-        for ((((i, policy), op), o), counters) in self
-            .applicable
-            .iter()
-            .zip(ops)
-            .zip(outcomes)
-            .zip(&self.counters)
-        {
-            counters.increment(policy.name_arc(), o.outcome.allowed, !op.enforced, o.source);
-            verdicts[*i].statuses.push(PolicyStatus {
+        // Each check's statuses in one allocation of the right size.
+        for (i, verdict) in verdicts.iter_mut().enumerate() {
+            let of_check = self.applicable.iter().filter(|a| a.check == i).count();
+            verdict.statuses.reserve_exact(of_check);
+        }
+        for ((a, op), o) in self.applicable.iter().zip(ops).zip(outcomes) {
+            let policy = a.policy;
+            (a.counters).increment(policy.name_arc(), o.outcome.allowed, !op.enforced, o.source);
+            verdicts[a.check].statuses.push(PolicyStatus {
                 policy: policy.name_arc().clone(),
                 allowed: o.outcome.allowed,
                 limit: o.outcome.limit,
@@ -93,7 +137,7 @@ impl<'a> Plan<'a> {
                 window_us: policy.window_us(),
                 shadow: !op.enforced,
                 source: o.source,
-                replaced: replaced_by(set, policy, checks[*i]),
+                replaced: replaced_by(set, policy, checks[a.check]),
             });
         }
         for verdict in verdicts {
@@ -102,9 +146,9 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// One op the store charged: its check, the op, the receipt and who
-/// counted it.
-pub(super) type Charged<'o, 'k> = (usize, &'o StoreOp<'k>, Receipt, Source);
+/// One op the store charged: its check, the op, the receipt, who counted
+/// it and its policy's metrics.
+pub(super) type Charged<'o, 'k> = (usize, &'o StoreOp<'k>, Receipt, Source, &'o CheckCounters);
 
 /// The ops of one call that the store charged (lazily: no allocation).
 pub(super) fn charged<'o, 'k>(
@@ -116,7 +160,9 @@ pub(super) fn charged<'o, 'k>(
         .iter()
         .zip(ops)
         .zip(outcomes)
-        .filter_map(|(((i, _), op), o)| o.outcome.receipt.map(|r| (*i, op, r, o.source)))
+        .filter_map(|((a, op), o)| {
+            (o.outcome.receipt).map(|r| (a.check, op, r, o.source, a.counters))
+        })
 }
 
 /// Every check is allowed: each gets its lease token (`concurrency`
@@ -126,19 +172,20 @@ pub(super) fn hand_out<'o, 'k: 'o>(
     checks: &[Check<'_>],
     charged: impl Iterator<Item = Charged<'o, 'k>>,
 ) {
-    let mut lease_parts: Vec<Vec<LeasePart>> = vec![Vec::new(); checks.len()];
-    // Only reserving checks have settlement parts (no allocation for the
-    // others).
+    // One list of parts per check, made on the first part: a check with no
+    // lease and no reservation allocates nothing.
+    let mut lease_parts: Vec<Vec<LeasePart>> = Vec::new();
+    let mut settle_parts: Vec<Vec<SettlementPart>> = Vec::new();
     let reserving = checks.iter().any(|c| c.reserve);
-    let mut settle_parts: Vec<Vec<SettlementPart>> =
-        vec![Vec::new(); if reserving { checks.len() } else { 0 }];
-    for (i, op, receipt, source) in charged {
-        settle::note_charge(op);
+    for (i, op, receipt, source, counters) in charged {
+        settle::note_charge(op, counters);
         if reserving {
-            settle_parts[i].extend(settle::part(op, receipt, source));
+            if let Some(part) = settle::part(op, receipt, source) {
+                per_check(&mut settle_parts, checks.len())[i].push(part);
+            }
         }
         if op.policy.kind() == AlgorithmKind::Concurrency {
-            lease_parts[i].push(LeasePart {
+            per_check(&mut lease_parts, checks.len())[i].push(LeasePart {
                 counter_key: op.key.to_string(),
                 id: receipt.id,
                 hits: op.hits,
@@ -161,9 +208,9 @@ pub(super) fn hand_out<'o, 'k: 'o>(
 /// the store that counted it.
 pub(super) fn refunds<'o, 'k: 'o>(
     charged: impl Iterator<Item = Charged<'o, 'k>>,
-) -> Vec<Refund<'o>> {
+) -> PerPolicy<Refund<'o>> {
     charged
-        .map(|(_, op, receipt, source)| Refund {
+        .map(|(_, op, receipt, source, _)| Refund {
             policy: op.policy,
             key: op.key,
             hits: op.hits,
@@ -171,4 +218,73 @@ pub(super) fn refunds<'o, 'k: 'o>(
             source: Some(source),
         })
         .collect()
+}
+
+/// `lists`, one list per check of `checks` checks, made on first use.
+fn per_check<P>(lists: &mut Vec<Vec<P>>, checks: usize) -> &mut [Vec<P>] {
+    if lists.is_empty() {
+        lists.resize_with(checks, Vec::new);
+    }
+    lists
+}
+
+#[cfg(test)]
+mod tests {
+    use floodgate_core::{Attributes, PolicySpec};
+
+    use super::*;
+
+    #[test]
+    fn every_key_of_the_shared_buffer_is_the_policys_counter_key() {
+        let policy = |name: &str, key: &[&str]| {
+            Policy::new(PolicySpec {
+                name: name.into(),
+                key: key.iter().map(|k| k.to_string()).collect(),
+                limit: 10,
+                window_us: Some(1_000_000),
+                ..PolicySpec::default()
+            })
+            .unwrap()
+        };
+        let set = PolicySet::new(vec![
+            policy("a", &["user"]),
+            policy("b", &["user|ip", "org"]),
+            policy("c", &["org"]),
+        ])
+        .unwrap();
+        let snapshot = PolicySnapshot::new(set, false);
+        let attributes: [Attributes; 2] = [
+            [("user", "u:1 é"), ("org", "o/1")],
+            [("ip", "10.0.0.1"), ("org", "o2")],
+        ]
+        .map(|pairs| {
+            (pairs.iter())
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        });
+        let checks = attributes.each_ref().map(|attributes| Check {
+            attributes,
+            hits: 1,
+            domain: None,
+            reserve: false,
+        });
+        let plan = Plan::new(&snapshot, &checks, LeaseMode::Held);
+        let keys: Vec<(usize, &str)> = plan.keyed().map(|(a, key)| (a.check, key)).collect();
+        let expected: Vec<(usize, String)> = checks
+            .iter()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                (snapshot.set.applicable(c.attributes, None))
+                    .map(move |(_, p)| (i, p.counter_key(c.attributes)))
+            })
+            .collect();
+        assert_eq!(keys.len(), expected.len());
+        assert!(keys
+            .iter()
+            .zip(&expected)
+            .all(|(k, e)| k.0 == e.0 && k.1 == e.1));
+        assert_eq!(keys[1], (0, "b:u%3A1%20%C3%A9:o%2F1"));
+        assert_eq!(keys[2], (0, "c:o%2F1"));
+        assert!(keys.contains(&(1, "b:ip=10.0.0.1:o2")));
+    }
 }
