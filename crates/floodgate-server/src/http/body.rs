@@ -1,4 +1,4 @@
-//! Reading request bodies with a hard size cap (SPEC §6: 413 over 64 KiB).
+//! Reading request bodies with a hard size cap (413 over 64 KiB; docs/api.md, "Input limits").
 
 use bytes::Bytes;
 use http::StatusCode;
