@@ -96,8 +96,30 @@ pub(crate) fn read_cost(
     let section = Section::<RawCost>::read(node, &name, diag)?;
     let raw = &section.raw;
     let errors_before = diag.len();
+    let source = read_source(&section, &name, diag);
+    let estimate = read_estimate(&section, &name, diag);
+    check_estimate_from(&section, &name, diag);
+    let max_request_body = read_max_request_body(&section, &name, diag);
+    if diag.len() != errors_before {
+        return None;
+    }
+    Some(Cost {
+        source: source?,
+        estimate,
+        estimate_from: raw.estimate_from.clone(),
+        max_request_body,
+    })
+}
+
+/// `usage` or `header`: exactly one says where the actual cost is.
+fn read_source(
+    section: &Section<'_, RawCost>,
+    name: &str,
+    diag: &mut Diagnostics<'_>,
+) -> Option<CostSource> {
+    let raw = &section.raw;
     let usage = section.choice("usage", raw.usage.as_deref(), &USAGE_FIELDS, diag);
-    let source = match (usage, &raw.header) {
+    match (usage, &raw.header) {
         (Some(_), Some(_)) => {
             diag.push(
                 section.at("header"),
@@ -126,8 +148,13 @@ pub(crate) fn read_cost(
             }
             None
         }
-    };
-    let estimate = match raw.estimate {
+    }
+}
+
+/// `estimate`: required, between 1 and `MAX_HITS` (1 stands in when it is
+/// missing or out of range, with the error reported).
+fn read_estimate(section: &Section<'_, RawCost>, name: &str, diag: &mut Diagnostics<'_>) -> u64 {
+    match section.raw.estimate {
         Some(n) if (1..=MAX_HITS).contains(&n) => n,
         Some(_) => {
             diag.push(
@@ -145,28 +172,36 @@ pub(crate) fn read_cost(
             }
             1
         }
-    };
-    if let Some(field) = &raw.estimate_from {
+    }
+}
+
+/// `estimate_from`, when given, must be a JSON field name.
+fn check_estimate_from(section: &Section<'_, RawCost>, name: &str, diag: &mut Diagnostics<'_>) {
+    if let Some(field) = &section.raw.estimate_from {
         if !is_valid_name(field) {
             diag.push(section.at("estimate_from"), format!("{name}: estimate_from {field:?} must be a JSON field name of A-Z, a-z, 0-9, '_', '-', '.'"));
         }
     }
-    let max_request_body = raw.max_request_body.unwrap_or(DEFAULT_MAX_REQUEST_BODY);
+}
+
+/// `max_request_body`: between 1 and `MAX_REQUEST_BODY` bytes, by default
+/// `DEFAULT_MAX_REQUEST_BODY`.
+fn read_max_request_body(
+    section: &Section<'_, RawCost>,
+    name: &str,
+    diag: &mut Diagnostics<'_>,
+) -> u64 {
+    let max_request_body = section
+        .raw
+        .max_request_body
+        .unwrap_or(DEFAULT_MAX_REQUEST_BODY);
     if !(1..=MAX_REQUEST_BODY).contains(&max_request_body) {
         diag.push(
             section.at("max_request_body"),
             format!("{name}: max_request_body must be between 1 and {MAX_REQUEST_BODY} bytes"),
         );
     }
-    if diag.len() != errors_before {
-        return None;
-    }
-    Some(Cost {
-        source: source?,
-        estimate,
-        estimate_from: raw.estimate_from.clone(),
-        max_request_body,
-    })
+    max_request_body
 }
 
 /// Whether `name` is an HTTP header name (a token, at most 64 bytes).

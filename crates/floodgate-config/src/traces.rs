@@ -88,28 +88,11 @@ impl TracesConfig {
         diag: &mut Diagnostics<'_>,
     ) -> Option<TracesConfig> {
         let section = Section::<RawTraces>::read(node?, "[traces]", diag)?;
-        let raw = &section.raw;
-        let endpoint = match &raw.endpoint {
-            Some(endpoint) => {
-                if let Err(message) = check_endpoint(endpoint) {
-                    diag.push(section.at("endpoint"), message);
-                }
-                endpoint.clone()
-            }
-            None => {
-                if !section.has_failed("endpoint") {
-                    diag.push(
-                        section.header(),
-                        "[traces] needs an endpoint, like \"http://127.0.0.1:4318/v1/traces\"",
-                    );
-                }
-                String::new()
-            }
-        };
+        let endpoint = read_endpoint(&section, diag);
         let protocol = section
             .choice(
                 "protocol",
-                raw.protocol.as_deref(),
+                section.raw.protocol.as_deref(),
                 &[
                     ("http/protobuf", OtlpProtocol::HttpProtobuf),
                     ("grpc", OtlpProtocol::Grpc),
@@ -117,29 +100,9 @@ impl TracesConfig {
                 diag,
             )
             .unwrap_or(OtlpProtocol::HttpProtobuf);
-        let sample_ratio = raw.sample_ratio.unwrap_or(1.0);
-        if !(0.0..=1.0).contains(&sample_ratio) {
-            diag.push(
-                section.at("sample_ratio"),
-                format!("invalid sample_ratio {sample_ratio}: expected a number from 0 to 1"),
-            );
-        }
-        let attributes = raw.attributes.clone().unwrap_or_default();
-        for (i, name) in attributes.iter().enumerate() {
-            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                diag.push(
-                    section.element_at("attributes", i),
-                    format!("invalid attribute name {name:?} in [traces] attributes: expected 1 to 64 bytes without control characters"),
-                );
-            }
-        }
-        let service_name = raw
-            .service_name
-            .clone()
-            .unwrap_or_else(|| "floodgate".to_string());
-        if service_name.is_empty() {
-            diag.push(section.at("service_name"), "service_name must not be empty");
-        }
+        let sample_ratio = read_sample_ratio(&section, diag);
+        let attributes = read_attributes(&section, diag);
+        let service_name = read_service_name(&section, diag);
         Some(TracesConfig {
             endpoint,
             protocol,
@@ -148,6 +111,66 @@ impl TracesConfig {
             service_name,
         })
     }
+}
+
+/// `endpoint`: required, checked by [`check_endpoint`].
+fn read_endpoint(section: &Section<'_, RawTraces>, diag: &mut Diagnostics<'_>) -> String {
+    match &section.raw.endpoint {
+        Some(endpoint) => {
+            if let Err(message) = check_endpoint(endpoint) {
+                diag.push(section.at("endpoint"), message);
+            }
+            endpoint.clone()
+        }
+        None => {
+            if !section.has_failed("endpoint") {
+                diag.push(
+                    section.header(),
+                    "[traces] needs an endpoint, like \"http://127.0.0.1:4318/v1/traces\"",
+                );
+            }
+            String::new()
+        }
+    }
+}
+
+/// `sample_ratio`: from 0 to 1, by default 1.
+fn read_sample_ratio(section: &Section<'_, RawTraces>, diag: &mut Diagnostics<'_>) -> f64 {
+    let sample_ratio = section.raw.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample_ratio) {
+        diag.push(
+            section.at("sample_ratio"),
+            format!("invalid sample_ratio {sample_ratio}: expected a number from 0 to 1"),
+        );
+    }
+    sample_ratio
+}
+
+/// `attributes`: names of 1 to 64 bytes without control characters.
+fn read_attributes(section: &Section<'_, RawTraces>, diag: &mut Diagnostics<'_>) -> Vec<String> {
+    let attributes = section.raw.attributes.clone().unwrap_or_default();
+    for (i, name) in attributes.iter().enumerate() {
+        if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+            diag.push(
+                section.element_at("attributes", i),
+                format!("invalid attribute name {name:?} in [traces] attributes: expected 1 to 64 bytes without control characters"),
+            );
+        }
+    }
+    attributes
+}
+
+/// `service_name`: not empty, by default `floodgate`.
+fn read_service_name(section: &Section<'_, RawTraces>, diag: &mut Diagnostics<'_>) -> String {
+    let service_name = section
+        .raw
+        .service_name
+        .clone()
+        .unwrap_or_else(|| "floodgate".to_string());
+    if service_name.is_empty() {
+        diag.push(section.at("service_name"), "service_name must not be empty");
+    }
+    service_name
 }
 
 #[cfg(test)]

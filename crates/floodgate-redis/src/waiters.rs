@@ -23,7 +23,7 @@ use floodgate_store::{ResetBus, Resets, WaitRoom, WakeBus};
 use fred::clients::{Client, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::config::ReconnectPolicy;
-use fred::types::Builder;
+use fred::types::{Builder, Message};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::config::{target, to_fred};
@@ -102,9 +102,34 @@ pub async fn connect_wake_channel(
     resets: Arc<Resets>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    let target = target(config);
     let channel = wake_channel(&config.key_prefix);
     let resetting = reset_channel(&config.key_prefix);
+    let (subscriber, publisher, messages) = subscribe(config, &channel, &resetting).await?;
+    // Subscribes again after every reconnection.
+    let _resubscribe = subscriber.manage_subscriptions();
+    let keys = install_bus(config, &room, &resets, &publisher, &channel, &resetting);
+    let publishing = spawn_publishing(publisher.clone(), keys);
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stop => {}
+            () = receive(messages, &room, &resets, &resetting) => {}
+        }
+        publishing.abort();
+        let _ = subscriber.quit().await;
+        let _ = publisher.quit().await;
+    });
+    Ok(())
+}
+
+/// Builds and connects the subscriber (subscribed to `channel` and
+/// `resetting`, its messages returned) and the publisher; on failure both
+/// are closed.
+async fn subscribe(
+    config: &RedisConfig,
+    channel: &str,
+    resetting: &str,
+) -> Result<(SubscriberClient, Client, broadcast::Receiver<Message>), Error> {
+    let target = target(config);
     let subscriber: SubscriberClient = builder(config)?
         .build_subscriber_client()
         .map_err(|e| Error::connecting(target.clone(), &e))?;
@@ -114,12 +139,12 @@ pub async fn connect_wake_channel(
     // Bounded, as the store's own connect: unreachable is retried by the
     // caller, and nothing keeps reconnecting behind its back.
     let wait = config.timeout.max(Duration::from_secs(1)) * 2;
-    let mut messages = subscriber.message_rx();
+    let messages = subscriber.message_rx();
     let subscribed = tokio::time::timeout(wait, async {
         subscriber.init().await?;
         publisher.init().await?;
         subscriber
-            .subscribe(vec![channel.clone(), resetting.clone()])
+            .subscribe(vec![channel.to_string(), resetting.to_string()])
             .await
     })
     .await;
@@ -136,61 +161,77 @@ pub async fn connect_wake_channel(
         let _ = publisher.quit().await;
         return Err(error);
     }
-    // Subscribes again after every reconnection.
-    let _resubscribe = subscriber.manage_subscriptions();
-    let (queue, mut keys) = mpsc::channel::<(Arc<str>, String)>(QUEUED);
+    Ok((subscriber, publisher, messages))
+}
+
+/// Installs the [`WakePublisher`] as the bus of `room` and `resets`, and
+/// the shared ticket queue on `publisher`; returns the publisher's queue.
+fn install_bus(
+    config: &RedisConfig,
+    room: &WaitRoom,
+    resets: &Resets,
+    publisher: &Client,
+    channel: &str,
+    resetting: &str,
+) -> mpsc::Receiver<(Arc<str>, String)> {
+    let (queue, keys) = mpsc::channel::<(Arc<str>, String)>(QUEUED);
     let bus = Arc::new(WakePublisher {
         queue,
-        wake: channel.as_str().into(),
-        reset: resetting.as_str().into(),
+        wake: channel.into(),
+        reset: resetting.into(),
     });
     room.set_bus(bus.clone());
     resets.set_bus(bus);
     room.set_shared(Arc::new(RedisQueue::new(
         publisher.clone(),
         &config.key_prefix,
-        channel.clone(),
+        channel.to_string(),
         config.timeout,
     )));
-    let sender = publisher.clone();
-    let publishing = tokio::spawn(async move {
+    keys
+}
+
+/// Publishes every queued (channel, message) until the queue closes.
+fn spawn_publishing(
+    publisher: Client,
+    mut keys: mpsc::Receiver<(Arc<str>, String)>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         while let Some((to, message)) = keys.recv().await {
-            if let Err(error) = sender.publish::<(), _, _>(&*to, message).await {
+            if let Err(error) = publisher.publish::<(), _, _>(&*to, message).await {
                 tracing::debug!(%error, channel = &*to, "message not published");
             }
         }
-    });
-    tokio::spawn(async move {
-        let receiving = async {
-            loop {
-                match messages.recv().await {
-                    Ok(message) => {
-                        let Some(text) = message.value.as_str() else {
-                            continue;
-                        };
-                        if &*message.channel == resetting.as_str() {
-                            resets.received(&text);
-                            // Freed slots: waiters on those counters re-check.
-                            for key in text.lines() {
-                                room.wake_all(key);
-                            }
-                        } else {
-                            room.wake_all(&text);
-                        }
+    })
+}
+
+/// Wakes waiters on every release announced, and forgets every reset
+/// announced on `resetting`, until the subscriber closes.
+async fn receive(
+    mut messages: broadcast::Receiver<Message>,
+    room: &WaitRoom,
+    resets: &Resets,
+    resetting: &str,
+) {
+    loop {
+        match messages.recv().await {
+            Ok(message) => {
+                let Some(text) = message.value.as_str() else {
+                    continue;
+                };
+                if &*message.channel == resetting {
+                    resets.received(&text);
+                    // Freed slots: waiters on those counters re-check.
+                    for key in text.lines() {
+                        room.wake_all(key);
                     }
-                    // Missed messages: the waiters poll.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => break,
+                } else {
+                    room.wake_all(&text);
                 }
             }
-        };
-        tokio::select! {
-            () = stop => {}
-            () = receiving => {}
+            // Missed messages: the waiters poll.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => break,
         }
-        publishing.abort();
-        let _ = subscriber.quit().await;
-        let _ = publisher.quit().await;
-    });
-    Ok(())
+    }
 }

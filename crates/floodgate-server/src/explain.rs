@@ -137,6 +137,32 @@ fn write_replaced(
 /// The report for a check with `attributes` in `domain` under `config`.
 pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -> String {
     let mut out = String::new();
+    write_check(&mut out, config, attributes, domain);
+    let set = &config.policies;
+    let in_force: Vec<_> = set.applicable(attributes, domain).collect();
+    let mut applying = 0;
+    for (i, policy) in set.iter().enumerate() {
+        let why = reasons(policy, attributes, domain);
+        if !why.is_empty() {
+            write_not_applying(&mut out, policy, why);
+        } else if !in_force.iter().any(|&(f, _)| f == i) {
+            write_replaced(&mut out, policy, &in_force, config, attributes, domain);
+        } else {
+            applying += 1;
+            write_applying(&mut out, policy, config, attributes, domain);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\n{applying} of {} policies apply",
+        config.policies.len()
+    );
+    out
+}
+
+/// The lines naming the check: its attributes (sorted), its domain, the
+/// store.
+fn write_check(out: &mut String, config: &Config, attributes: &Attributes, domain: Option<&str>) {
     let mut names: Vec<_> = attributes.iter().collect();
     names.sort();
     let shown = names
@@ -148,56 +174,51 @@ pub fn explain(config: &Config, attributes: &Attributes, domain: Option<&str>) -
     if let Some(domain) = domain {
         let _ = writeln!(out, "domain: {domain}");
     }
-    let prefix = config.store.redis().map(|redis| redis.key_prefix.as_str());
     let _ = writeln!(out, "store: {}", config.store.kind().as_str());
-    let set = &config.policies;
-    let in_force: Vec<_> = set.applicable(attributes, domain).collect();
-    let mut applying = 0;
-    for (i, policy) in set.iter().enumerate() {
-        let why = reasons(policy, attributes, domain);
-        if !why.is_empty() {
-            let _ = writeln!(out, "\n{}: does not apply", policy.name());
-            for reason in why {
-                let _ = writeln!(out, "  - {reason}");
-            }
-            continue;
-        }
-        if !in_force.iter().any(|&(f, _)| f == i) {
-            write_replaced(&mut out, policy, &in_force, config, attributes, domain);
-            continue;
-        }
-        applying += 1;
-        let key = policy.counter_key(attributes);
-        let key = match prefix {
-            Some(p) => floodgate_redis::redis_key(p, policy, &key),
-            None => key,
-        };
-        let _ = write!(
-            out,
-            "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
-            policy.name(),
-            policy.limit(),
-            match policy.calendar() {
-                Some(c) => format!("{} in {}", c.period().as_str(), c.zone()),
-                None => duration(policy.window_us()),
-            },
-            policy.kind().as_str(),
-            stand_ins(policy, attributes),
-        );
-        let replaced: Vec<&str> = set
-            .replaced_by(policy, attributes, domain)
-            .map(|p| p.name())
-            .collect();
-        if !replaced.is_empty() {
-            let _ = writeln!(out, "  replaced: {}", replaced.join(", "));
-        }
+}
+
+/// The lines for `policy`, which does not apply for the reasons `why`.
+fn write_not_applying(out: &mut String, policy: &Policy, why: Vec<String>) {
+    let _ = writeln!(out, "\n{}: does not apply", policy.name());
+    for reason in why {
+        let _ = writeln!(out, "  - {reason}");
     }
-    let _ = writeln!(
+}
+
+/// The lines for `policy`, which applies and is in force: its quota, the
+/// key entries' stand-ins, its counter key (as the store names it) and the
+/// policies it replaces.
+fn write_applying(
+    out: &mut String,
+    policy: &Policy,
+    config: &Config,
+    attributes: &Attributes,
+    domain: Option<&str>,
+) {
+    let key = policy.counter_key(attributes);
+    let key = match config.store.redis() {
+        Some(redis) => floodgate_redis::redis_key(&redis.key_prefix, policy, &key),
+        None => key,
+    };
+    let _ = write!(
         out,
-        "\n{applying} of {} policies apply",
-        config.policies.len()
+        "\n{}: applies ({} per {}, {})\n{}  counter key: {key}\n",
+        policy.name(),
+        policy.limit(),
+        match policy.calendar() {
+            Some(c) => format!("{} in {}", c.period().as_str(), c.zone()),
+            None => duration(policy.window_us()),
+        },
+        policy.kind().as_str(),
+        stand_ins(policy, attributes),
     );
-    out
+    let replaced: Vec<&str> = (config.policies)
+        .replaced_by(policy, attributes, domain)
+        .map(|p| p.name())
+        .collect();
+    if !replaced.is_empty() {
+        let _ = writeln!(out, "  replaced: {}", replaced.join(", "));
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,16 @@ const WAIT_BUCKETS: &[f64] = &[
 /// # Errors
 /// When a recorder is already installed.
 pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
+    let handle = install_recorder()?;
+    describe_the_core();
+    describe_the_others();
+    present_from_the_start();
+    Ok(handle)
+}
+
+/// The Prometheus recorder, with floodgate's histogram buckets.
+fn install_recorder() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
         .set_buckets_for_metric(
             Matcher::Full(floodgate_core::metric::CHECK_DURATION_SECONDS.into()),
             LATENCY_BUCKETS,
@@ -54,7 +63,11 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         )
         .context("wait buckets")?
         .install_recorder()
-        .context("installing the Prometheus recorder")?;
+        .context("installing the Prometheus recorder")
+}
+
+/// HELP lines for the metrics every configuration has.
+fn describe_the_core() {
     metrics::describe_counter!(
         floodgate_core::metric::CHECKS_TOTAL,
         "Policy decisions, by policy, decision (allowed, denied, shadow_denied) and source"
@@ -88,8 +101,11 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
         floodgate_core::metric::LOCAL_EVICTIONS_TOTAL,
         "Counters evicted because the local store was full"
     );
-    describe_the_others();
-    // Present from the start, so dashboards and alerts see a value.
+}
+
+/// Zero values for the gauges and counters dashboards and alerts read, so
+/// they see a value from the start.
+fn present_from_the_start() {
     metrics::gauge!(floodgate_core::metric::STORE_FALLBACK).set(0.0);
     metrics::gauge!(floodgate_core::metric::LOCAL_KEYS).set(0.0);
     metrics::counter!(floodgate_core::metric::LOCAL_EVICTIONS_TOTAL).increment(0);
@@ -100,7 +116,6 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
     for kind in ["timeout", "unavailable", "protocol"] {
         metrics::counter!(floodgate_core::metric::STORE_ERRORS_TOTAL, "kind" => kind).increment(0);
     }
-    Ok(handle)
 }
 
 /// HELP lines for the metrics that appear only with some configurations

@@ -153,58 +153,101 @@ pub async fn check_waiting(
     leases: LeaseMode,
     budget: Duration,
 ) -> Result<Waited, LimitError> {
-    let started = Instant::now();
-    let budget_us = u64::try_from(budget.as_micros()).map_or(MAX_WAIT_US, |b| b.min(MAX_WAIT_US));
-    // Set when the check first waits: the checks themselves are not waits.
-    let mut since: Option<Instant> = None;
-    let mut queued = Queued::default();
-    if budget_us > 0 {
-        // Others wait on one of our counters: behind them, unchecked.
-        if let Some(plan) = queued_plan(room, snapshot, checks, leases).await {
-            let wait_us = budget_us.min(plan.max_wait_us);
-            let deadline = started + us(wait_us);
-            if queued.join(room, &plan, us(wait_us)).await.is_ok() {
-                since.get_or_insert_with(Instant::now);
-                queued.wait(started, deadline).await;
-            } else {
-                queued = Queued::default();
-            }
-        }
+    let mut waiting = Waiting::new(budget);
+    if waiting.budget_us > 0 {
+        waiting
+            .queue_behind_waiters(room, snapshot, checks, leases)
+            .await;
     }
     loop {
         let verdicts = limiter.check_all_in(snapshot, checks, leases).await?;
         if verdicts.iter().all(|v| v.allowed) {
-            return finish(verdicts, since, "allowed");
+            return finish(verdicts, waiting.since, "allowed");
         }
-        if budget_us == 0 || room.is_closed() {
-            return finish(verdicts, since, "denied");
+        if waiting.budget_us == 0 || room.is_closed() {
+            return finish(verdicts, waiting.since, "denied");
         }
         let Some(plan) = plan(snapshot, checks, &verdicts) else {
-            return finish(verdicts, since, "denied");
+            return finish(verdicts, waiting.since, "denied");
         };
-        let deadline = started + us(budget_us.min(plan.max_wait_us));
+        if let Err(outcome) = waiting.wait_turn(room, &plan).await {
+            return finish(verdicts, waiting.since, outcome);
+        }
+    }
+}
+
+/// One call of [`check_waiting`]: its budget, its places in the queues and
+/// how long it has waited.
+struct Waiting {
+    /// When the call started.
+    started: Instant,
+    /// What the caller is willing to wait, µs (at most `MAX_WAIT_US`).
+    budget_us: u64,
+    /// Set when the check first waits: the checks themselves are not waits.
+    since: Option<Instant>,
+    /// Where the check waits.
+    queued: Queued,
+}
+
+impl Waiting {
+    /// A call starting now, willing to wait `budget`.
+    fn new(budget: Duration) -> Waiting {
+        Waiting {
+            started: Instant::now(),
+            budget_us: u64::try_from(budget.as_micros())
+                .map_or(MAX_WAIT_US, |b| b.min(MAX_WAIT_US)),
+            since: None,
+            queued: Queued::default(),
+        }
+    }
+
+    /// When others wait on one of the counters of `checks`, waits behind
+    /// them, unchecked.
+    async fn queue_behind_waiters(
+        &mut self,
+        room: &Arc<WaitRoom>,
+        snapshot: &PolicySnapshot,
+        checks: &[Check<'_>],
+        leases: LeaseMode,
+    ) {
+        let Some(plan) = queued_plan(room, snapshot, checks, leases).await else {
+            return;
+        };
+        let wait_us = self.budget_us.min(plan.max_wait_us);
+        let deadline = self.started + us(wait_us);
+        if self.queued.join(room, &plan, us(wait_us)).await.is_ok() {
+            self.since.get_or_insert_with(Instant::now);
+            self.queued.wait(self.started, deadline).await;
+        } else {
+            self.queued = Queued::default();
+        }
+    }
+
+    /// Waits in the queue of `plan` until the check may re-check; the
+    /// outcome that ends the call instead (`timeout`, `refused`,
+    /// `shutdown`).
+    async fn wait_turn(&mut self, room: &Arc<WaitRoom>, plan: &Plan) -> Result<(), &'static str> {
+        let deadline = self.started + us(self.budget_us.min(plan.max_wait_us));
         let now = Instant::now();
         let retry_at = now + us(plan.retry_after_us);
         if now >= deadline || (!plan.concurrency() && retry_at > deadline) {
-            return finish(verdicts, since, "timeout");
+            return Err("timeout");
         }
         let ttl = deadline.saturating_duration_since(now);
-        if let Err(refused) = queued.join(room, &plan, ttl).await {
+        if let Err(refused) = self.queued.join(room, plan, ttl).await {
             tracing::debug!(reason = refused.as_str(), "wait refused");
-            return finish(verdicts, since, "refused");
+            return Err("refused");
         }
         let recheck_at = if plan.concurrency() {
             retry_at.min(now + room.poll())
         } else {
             retry_at
         };
-        since.get_or_insert_with(Instant::now);
-        match queued.wait(recheck_at.min(deadline), deadline).await {
-            Woken::Closed => return finish(verdicts, since, "shutdown"),
-            Woken::Timeout if Instant::now() >= deadline => {
-                return finish(verdicts, since, "timeout")
-            }
-            Woken::Notified | Woken::Timeout => {}
+        self.since.get_or_insert_with(Instant::now);
+        match self.queued.wait(recheck_at.min(deadline), deadline).await {
+            Woken::Closed => Err("shutdown"),
+            Woken::Timeout if Instant::now() >= deadline => Err("timeout"),
+            Woken::Notified | Woken::Timeout => Ok(()),
         }
     }
 }

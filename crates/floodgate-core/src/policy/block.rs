@@ -98,20 +98,44 @@ pub(super) fn validate(
     errors: &mut Vec<PolicyError>,
 ) -> Block {
     let Some(for_us) = for_us else {
-        if escalation {
-            errors.push(error(
-                "block_escalation",
-                "block_escalation applies only with a block_for (like block_for = \"15m\")",
-            ));
-        } else if max_us.is_some() {
-            errors.push(error(
-                "block_max",
-                "block_max applies only with block_for and block_escalation = true",
-            ));
-        }
+        check_without_block_for(escalation, max_us, errors);
         return Block::default();
     };
     let before = errors.len();
+    check_block_for(kind, for_us, max_wait_us, errors);
+    let max = block_max(for_us, escalation, max_us, errors);
+    if errors.len() > before {
+        return Block::default();
+    }
+    Block {
+        for_us,
+        max_us: max,
+    }
+}
+
+/// Without `block_for`, `block_escalation` and `block_max` mean nothing.
+fn check_without_block_for(escalation: bool, max_us: Option<u64>, errors: &mut Vec<PolicyError>) {
+    if escalation {
+        errors.push(error(
+            "block_escalation",
+            "block_escalation applies only with a block_for (like block_for = \"15m\")",
+        ));
+    } else if max_us.is_some() {
+        errors.push(error(
+            "block_max",
+            "block_max applies only with block_for and block_escalation = true",
+        ));
+    }
+}
+
+/// `block_for`: whole milliseconds from 1ms to 366d, on a rate policy
+/// without `max_wait`.
+fn check_block_for(
+    kind: AlgorithmKind,
+    for_us: u64,
+    max_wait_us: Option<u64>,
+    errors: &mut Vec<PolicyError>,
+) {
     if kind == AlgorithmKind::Concurrency {
         errors.push(error(
             "block_for",
@@ -130,7 +154,17 @@ pub(super) fn validate(
             "block_for cannot be combined with max_wait: a locked-out key is refused at once, it never waits",
         ));
     }
-    let max = match (escalation, max_us) {
+}
+
+/// The longest lockout: `block_max` with escalation (by default
+/// `DEFAULT_BLOCK_MAX_US`, at least `block_for`), else `block_for`.
+fn block_max(
+    for_us: u64,
+    escalation: bool,
+    max_us: Option<u64>,
+    errors: &mut Vec<PolicyError>,
+) -> u64 {
+    match (escalation, max_us) {
         (false, Some(_)) => {
             errors.push(error(
                 "block_max",
@@ -148,13 +182,6 @@ pub(super) fn validate(
             for_us
         }
         (true, Some(m)) => m,
-    };
-    if errors.len() > before {
-        return Block::default();
-    }
-    Block {
-        for_us,
-        max_us: max,
     }
 }
 

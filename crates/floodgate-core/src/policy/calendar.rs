@@ -180,6 +180,17 @@ pub(super) fn validate(
         return None;
     };
     let before = errors.len();
+    let period = read_period(kind, name, errors);
+    check_exclusive(window, settle, errors);
+    let calendar = read_zone(period.unwrap_or(Period::Day), timezone, errors);
+    if errors.len() > before {
+        return None;
+    }
+    calendar
+}
+
+/// The period `name` names, on a fixed window policy.
+fn read_period(kind: AlgorithmKind, name: &str, errors: &mut Vec<PolicyError>) -> Option<Period> {
     let period = Period::ALL
         .iter()
         .find(|(n, _)| *n == name)
@@ -198,6 +209,11 @@ pub(super) fn validate(
             ),
         ));
     }
+    period
+}
+
+/// A calendar policy has neither `window` nor `settle`.
+fn check_exclusive(window: bool, settle: bool, errors: &mut Vec<PolicyError>) {
     if window {
         errors.push(error(
             "window",
@@ -210,8 +226,17 @@ pub(super) fn validate(
             "settle is not available on calendar policies",
         ));
     }
+}
+
+/// The calendar of `period` in `timezone` (by default
+/// `DEFAULT_TIMEZONE`), or an error naming the unknown zone.
+fn read_zone(
+    period: Period,
+    timezone: Option<&str>,
+    errors: &mut Vec<PolicyError>,
+) -> Option<Calendar> {
     let zone = timezone.unwrap_or(DEFAULT_TIMEZONE);
-    let calendar = Calendar::new(period.unwrap_or(Period::Day), zone);
+    let calendar = Calendar::new(period, zone);
     if calendar.is_none() {
         let mut shown: String = zone.chars().take(64).collect();
         if shown.len() < zone.len() {
@@ -221,9 +246,6 @@ pub(super) fn validate(
             "timezone",
             format!("unknown time zone {shown:?}: use an IANA name like \"Europe/Paris\", \"America/New_York\" or \"UTC\""),
         ));
-    }
-    if errors.len() > before {
-        return None;
     }
     calendar
 }

@@ -46,69 +46,116 @@ impl TraceSettings {
         if var("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
-        let (endpoint, protocol, sample_ratio, attributes, service_name) = match section {
-            Some(s) => (
-                s.endpoint.clone(),
-                s.protocol,
-                s.sample_ratio,
-                s.attributes.clone(),
-                s.service_name.clone(),
-            ),
-            None => {
-                match var("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
-                    None | Some("otlp") => {}
-                    Some("none") => return Ok(None),
-                    Some(other) => {
-                        return Err(format!("OTEL_TRACES_EXPORTER={other:?}: floodgate exports traces over OTLP only (\"otlp\" or \"none\")"))
-                    }
-                }
-                let protocol = match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-                    .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"))
-                {
-                    None => OtlpProtocol::HttpProtobuf,
-                    Some(name) => OtlpProtocol::parse(name.trim()).ok_or_else(|| {
-                        format!("OTEL_EXPORTER_OTLP_PROTOCOL={name:?}: expected \"http/protobuf\" or \"grpc\"")
-                    })?,
-                };
-                let endpoint = match (
-                    var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-                    var("OTEL_EXPORTER_OTLP_ENDPOINT"),
-                ) {
-                    (Some(traces), _) => traces,
-                    (None, Some(base)) if protocol == OtlpProtocol::HttpProtobuf => {
-                        format!("{}/v1/traces", base.trim_end_matches('/'))
-                    }
-                    (None, Some(base)) => base,
-                    (None, None) => return Ok(None),
-                };
-                check_endpoint(&endpoint).map_err(|e| format!("OTEL_EXPORTER_OTLP_*: {e}"))?;
-                let service = var("OTEL_SERVICE_NAME").unwrap_or_else(|| "floodgate".to_string());
-                (endpoint, protocol, sampler(&var)?, Vec::new(), service)
-            }
+        let destination = match section {
+            Some(s) => Destination::from_section(s),
+            None => match Destination::from_env(&var)? {
+                Some(destination) => destination,
+                None => return Ok(None),
+            },
         };
         Ok(Some(TraceSettings {
-            endpoint,
-            protocol,
-            sample_ratio,
-            attributes,
-            service_name,
+            endpoint: destination.endpoint,
+            protocol: destination.protocol,
+            sample_ratio: destination.sample_ratio,
+            attributes: destination.attributes,
+            service_name: destination.service_name,
             headers: headers(&var)?,
             schedule_delay: Duration::from_millis(number(&var, "OTEL_BSP_SCHEDULE_DELAY", 5_000)?),
-            max_queue: usize::try_from(number(&var, "OTEL_BSP_MAX_QUEUE_SIZE", 2_048)?)
-                .unwrap_or(usize::MAX)
-                .max(1),
-            max_batch: usize::try_from(number(&var, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?)
-                .unwrap_or(usize::MAX)
-                .max(1),
-            timeout: Duration::from_millis(
-                match var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") {
-                    Some(_) => number(&var, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", 10_000)?,
-                    None => number(&var, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?,
-                }
-                .max(1),
-            ),
+            max_queue: count(&var, "OTEL_BSP_MAX_QUEUE_SIZE", 2_048)?,
+            max_batch: count(&var, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", 512)?,
+            timeout: export_timeout(&var)?,
         }))
     }
+}
+
+/// Where spans go and which ones: the part of [`TraceSettings`] that
+/// `[traces]` replaces as a whole.
+struct Destination {
+    endpoint: String,
+    protocol: OtlpProtocol,
+    sample_ratio: f64,
+    attributes: Vec<String>,
+    service_name: String,
+}
+
+impl Destination {
+    /// The destination `[traces]` names.
+    fn from_section(section: &TracesConfig) -> Destination {
+        Destination {
+            endpoint: section.endpoint.clone(),
+            protocol: section.protocol,
+            sample_ratio: section.sample_ratio,
+            attributes: section.attributes.clone(),
+            service_name: section.service_name.clone(),
+        }
+    }
+
+    /// The destination the OpenTelemetry variables name; `None` when they
+    /// turn the exporter off or name no endpoint.
+    fn from_env(var: &dyn Fn(&str) -> Option<String>) -> Result<Option<Destination>, String> {
+        match var("OTEL_TRACES_EXPORTER").as_deref().map(str::trim) {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(None),
+            Some(other) => {
+                return Err(format!("OTEL_TRACES_EXPORTER={other:?}: floodgate exports traces over OTLP only (\"otlp\" or \"none\")"))
+            }
+        }
+        let protocol = env_protocol(var)?;
+        let Some(endpoint) = env_endpoint(var, protocol) else {
+            return Ok(None);
+        };
+        check_endpoint(&endpoint).map_err(|e| format!("OTEL_EXPORTER_OTLP_*: {e}"))?;
+        let service_name = var("OTEL_SERVICE_NAME").unwrap_or_else(|| "floodgate".to_string());
+        Ok(Some(Destination {
+            endpoint,
+            protocol,
+            sample_ratio: sampler(var)?,
+            attributes: Vec::new(),
+            service_name,
+        }))
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`, by default HTTP/protobuf.
+fn env_protocol(var: &dyn Fn(&str) -> Option<String>) -> Result<OtlpProtocol, String> {
+    match var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+        None => Ok(OtlpProtocol::HttpProtobuf),
+        Some(name) => OtlpProtocol::parse(name.trim()).ok_or_else(|| {
+            format!("OTEL_EXPORTER_OTLP_PROTOCOL={name:?}: expected \"http/protobuf\" or \"grpc\"")
+        }),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as given, else
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` (with `/v1/traces` appended over HTTP).
+fn env_endpoint(var: &dyn Fn(&str) -> Option<String>, protocol: OtlpProtocol) -> Option<String> {
+    match (
+        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        var("OTEL_EXPORTER_OTLP_ENDPOINT"),
+    ) {
+        (Some(traces), _) => Some(traces),
+        (None, Some(base)) if protocol == OtlpProtocol::HttpProtobuf => {
+            Some(format!("{}/v1/traces", base.trim_end_matches('/')))
+        }
+        (None, Some(base)) => Some(base),
+        (None, None) => None,
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT` in milliseconds, at least 1.
+fn export_timeout(var: &dyn Fn(&str) -> Option<String>) -> Result<Duration, String> {
+    let millis = match var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") {
+        Some(_) => number(var, "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", 10_000)?,
+        None => number(var, "OTEL_EXPORTER_OTLP_TIMEOUT", 10_000)?,
+    };
+    Ok(Duration::from_millis(millis.max(1)))
+}
+
+/// A count of spans from `name`, else `default`; at least 1.
+fn count(var: &dyn Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<usize, String> {
+    Ok(usize::try_from(number(var, name, default)?)
+        .unwrap_or(usize::MAX)
+        .max(1))
 }
 
 /// The root sampling ratio from `OTEL_TRACES_SAMPLER` and its argument.

@@ -106,6 +106,27 @@ impl LocalStore {
     /// Settles one reservation synchronously.
     pub fn settle_one(&self, settle: &Settle<'_>) -> Settled {
         let now = self.clock.now_us();
+        let reservation = match self.claim(settle, now) {
+            Ok(reservation) => reservation,
+            Err(settled) => return settled,
+        };
+        if settle.actual < reservation.estimate
+            && self.cleared_since(settle.key, reservation.receipt.at_us, now)
+        {
+            // The charge was wiped by a reset: nothing to give back.
+            return Settled::Applied {
+                estimate: reservation.estimate,
+            };
+        }
+        self.apply_difference(settle, &reservation, now);
+        Settled::Applied {
+            estimate: reservation.estimate,
+        }
+    }
+
+    /// Marks the record of `settle` settled and returns what its check
+    /// charged; or why it cannot be settled (lapsed, spent, unknown).
+    fn claim(&self, settle: &Settle<'_>, now: u64) -> Result<Reservation, Settled> {
         let lapses_us = settle
             .issued_us
             .saturating_add(reservation_ttl_us(settle.policy));
@@ -117,42 +138,37 @@ impl LocalStore {
         let hash = self
             .reservations
             .hash(&record_name(settle.key, settle.nonce));
-        let reservation = {
-            let mut shard = self.reservations.lock(&hash);
-            match shard.get_mut(&hash) {
-                Some(record) if record.reservation.expires_us <= now => {
-                    shard.remove(&hash);
-                    return Settled::Lapsed;
-                }
-                Some(record) if record.settled => return Settled::Spent,
-                Some(record) => {
-                    record.settled = true;
-                    record.reservation
-                }
-                None => return absent,
+        let mut shard = self.reservations.lock(&hash);
+        match shard.get_mut(&hash) {
+            Some(record) if record.reservation.expires_us <= now => {
+                shard.remove(&hash);
+                Err(Settled::Lapsed)
             }
-        };
-        if settle.actual < reservation.estimate
-            && self.cleared_since(settle.key, reservation.receipt.at_us, now)
-        {
-            // The charge was wiped by a reset: nothing to give back.
-            return Settled::Applied {
-                estimate: reservation.estimate,
-            };
+            Some(record) if record.settled => Err(Settled::Spent),
+            Some(record) => {
+                record.settled = true;
+                Ok(record.reservation)
+            }
+            None => Err(absent),
         }
+    }
+
+    /// Applies the difference between `settle.actual` and the estimate of
+    /// `reservation` to the counter.
+    fn apply_difference(&self, settle: &Settle<'_>, reservation: &Reservation, now: u64) {
         let algorithm = settle.policy.algorithm();
         let hash = self.counters.hash(settle.key);
         let mut shard = self.counters.lock(&hash);
         match shard.get_mut(&hash) {
             Some(entry) => {
-                algorithm.settle(&mut entry.state, &reservation, settle.actual, now);
+                algorithm.settle(&mut entry.state, reservation, settle.actual, now);
                 entry.expires_us = algorithm.expires_at(&entry.state);
             }
             // The counter lapsed or was evicted: a refund has nothing to
             // give back; an overrun starts it again.
             None if settle.actual > reservation.estimate => {
                 let mut state = State::default();
-                algorithm.settle(&mut state, &reservation, settle.actual, now);
+                algorithm.settle(&mut state, reservation, settle.actual, now);
                 let expires_us = algorithm.expires_at(&state);
                 let evicted =
                     self.counters
@@ -163,9 +179,6 @@ impl LocalStore {
                 }
             }
             None => {}
-        }
-        Settled::Applied {
-            estimate: reservation.estimate,
         }
     }
 
