@@ -101,48 +101,16 @@ impl FallbackConfig {
         let section = Section::<RawFallback>::read_or_default(node, "[fallback]", diag);
         let raw = &section.raw;
         let default = FallbackConfig::default();
-        let probe_interval = raw.probe_interval.map_or(default.probe_interval, |d| d.0);
-        if probe_interval.is_zero() {
-            diag.push(
-                section.at("probe_interval"),
-                "probe_interval must be more than 0 (for example \"1s\")",
-            );
-        }
+        let probe_interval = read_probe_interval(&section, default.probe_interval, diag);
         let failure_threshold = raw.failure_threshold.unwrap_or(default.failure_threshold);
-        if failure_threshold == 0 {
-            diag.push(
-                section.at("failure_threshold"),
-                "failure_threshold must be at least 1",
-            );
-        }
-        let failure_rate = raw.failure_rate.unwrap_or(default.failure_rate);
-        if !(failure_rate > 0.0 && failure_rate <= 1.0) {
-            diag.push(
-                section.at("failure_rate"),
-                "failure_rate must be more than 0 and at most 1 (for example 0.25)",
-            );
-        }
-        let failure_window = raw.failure_window.map_or(default.failure_window, |d| d.0);
-        if failure_window < Duration::from_millis(10) {
-            diag.push(
-                section.at("failure_window"),
-                "failure_window must be at least 10ms (for example \"2s\")",
-            );
-        }
+        let failure_threshold =
+            at_least_one(&section, "failure_threshold", failure_threshold, diag);
+        let (failure_rate, failure_window) = read_rate_trip(&section, &default, diag);
         let min_instances = raw.min_instances.unwrap_or(default.min_instances);
-        if min_instances == 0 {
-            diag.push(
-                section.at("min_instances"),
-                "min_instances must be at least 1",
-            );
-        }
+        let min_instances = at_least_one(&section, "min_instances", min_instances, diag);
         let failure_min_calls = raw.failure_min_calls.unwrap_or(default.failure_min_calls);
-        if failure_min_calls == 0 {
-            diag.push(
-                section.at("failure_min_calls"),
-                "failure_min_calls must be at least 1",
-            );
-        }
+        let failure_min_calls =
+            at_least_one(&section, "failure_min_calls", failure_min_calls, diag);
         FallbackConfig {
             mode: section
                 .choice("mode", raw.mode.as_deref(), &FALLBACK_MODES, diag)
@@ -159,6 +127,60 @@ impl FallbackConfig {
             failure_min_calls,
         }
     }
+}
+
+/// `probe_interval` (or `default`), reported when zero.
+fn read_probe_interval(
+    section: &Section<'_, RawFallback>,
+    default: Duration,
+    diag: &mut Diagnostics<'_>,
+) -> Duration {
+    let probe_interval = section.raw.probe_interval.map_or(default, |d| d.0);
+    if probe_interval.is_zero() {
+        diag.push(
+            section.at("probe_interval"),
+            "probe_interval must be more than 0 (for example \"1s\")",
+        );
+    }
+    probe_interval
+}
+
+/// `failure_rate` and `failure_window` (or their defaults), each reported
+/// when out of range: a rate in (0, 1], a window of at least 10 ms.
+fn read_rate_trip(
+    section: &Section<'_, RawFallback>,
+    default: &FallbackConfig,
+    diag: &mut Diagnostics<'_>,
+) -> (f64, Duration) {
+    let raw = &section.raw;
+    let failure_rate = raw.failure_rate.unwrap_or(default.failure_rate);
+    if !(failure_rate > 0.0 && failure_rate <= 1.0) {
+        diag.push(
+            section.at("failure_rate"),
+            "failure_rate must be more than 0 and at most 1 (for example 0.25)",
+        );
+    }
+    let failure_window = raw.failure_window.map_or(default.failure_window, |d| d.0);
+    if failure_window < Duration::from_millis(10) {
+        diag.push(
+            section.at("failure_window"),
+            "failure_window must be at least 10ms (for example \"2s\")",
+        );
+    }
+    (failure_rate, failure_window)
+}
+
+/// `value` of the count `key`, reported when 0.
+fn at_least_one<T: Copy + Default + PartialEq>(
+    section: &Section<'_, RawFallback>,
+    key: &str,
+    value: T,
+    diag: &mut Diagnostics<'_>,
+) -> T {
+    if value == T::default() {
+        diag.push(section.at(key), format!("{key} must be at least 1"));
+    }
+    value
 }
 
 #[cfg(test)]

@@ -41,59 +41,80 @@ impl StoreKind {
     }
 }
 
-/// `[store]`.
-///
-/// Invariant: `kind` is `Redis` only with `redis` set — a Redis store
-/// always has its settings. The fields are private to this crate and every
-/// constructor keeps it; read them with [`Config::kind`],
-/// [`Config::local`] and [`Config::redis`].
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Config {
-    /// The store in use.
-    pub(crate) kind: StoreKind,
-    /// Local store bounds (used by `kind = "local"` and by the fallback).
-    pub(crate) local: LocalConfig,
-    /// `[store.redis]`, validated; present with `kind = "local"` too when
-    /// the file has the section (then unused).
-    pub(crate) redis: Option<RedisConfig>,
+/// `[store]`: the store in use, with the settings it needs — a Redis
+/// store always has its `[store.redis]` (the type holds no Redis store
+/// without it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Config {
+    /// `kind = "local"`: in-process counters.
+    Local {
+        /// The local store's bounds.
+        local: LocalConfig,
+        /// `[store.redis]`, validated, when the file has it although the
+        /// store is local: unused, and reported so by the summary.
+        unused_redis: Option<RedisConfig>,
+    },
+    /// `kind = "redis"`: shared counters in Redis.
+    Redis {
+        /// Bounds of the local fallback store.
+        local: LocalConfig,
+        /// `[store.redis]`, validated.
+        redis: RedisConfig,
+    },
+}
+
+impl Default for Config {
+    /// The local store with default bounds, no `[store.redis]`.
+    fn default() -> Config {
+        Config::local_store(LocalConfig::default())
+    }
 }
 
 impl Config {
     /// The local store alone, with `local` bounds.
     pub fn local_store(local: LocalConfig) -> Config {
-        Config {
-            kind: StoreKind::Local,
+        Config::Local {
             local,
-            redis: None,
+            unused_redis: None,
         }
     }
 
     /// Redis as `redis` says, with `local` bounds for the fallback.
     pub fn redis_store(local: LocalConfig, redis: RedisConfig) -> Config {
-        Config {
-            kind: StoreKind::Redis,
-            local,
-            redis: Some(redis),
-        }
+        Config::Redis { local, redis }
     }
 
     /// The store in use.
     pub fn kind(&self) -> StoreKind {
-        self.kind
+        match self {
+            Config::Local { .. } => StoreKind::Local,
+            Config::Redis { .. } => StoreKind::Redis,
+        }
     }
 
     /// Bounds of the local store (the store itself, or Redis's fallback).
     pub fn local(&self) -> LocalConfig {
-        self.local
+        match self {
+            Config::Local { local, .. } | Config::Redis { local, .. } => *local,
+        }
     }
 
-    /// The Redis settings when Redis is the store in use (`kind = "redis"`;
-    /// then always present); `None` for the local store, even when the
-    /// file has an unused `[store.redis]`.
+    /// The Redis settings when Redis is the store in use (`kind = "redis"`);
+    /// `None` for the local store, even when the file has an unused
+    /// `[store.redis]`.
     pub fn redis(&self) -> Option<&RedisConfig> {
-        match self.kind {
-            StoreKind::Redis => self.redis.as_ref(),
-            StoreKind::Local => None,
+        match self {
+            Config::Redis { redis, .. } => Some(redis),
+            Config::Local { .. } => None,
+        }
+    }
+
+    /// `[store.redis]` as read, whether Redis is the store in use or not.
+    #[cfg(test)]
+    pub(crate) fn redis_section(&self) -> Option<&RedisConfig> {
+        match self {
+            Config::Redis { redis, .. } => Some(redis),
+            Config::Local { unused_redis, .. } => unused_redis.as_ref(),
         }
     }
 
@@ -123,9 +144,9 @@ impl Config {
                 // Otherwise `[store.redis]` reported its own errors.
                 Config::local_store(local)
             }
-            (StoreKind::Local, redis) => Config {
-                redis,
-                ..Config::local_store(local)
+            (StoreKind::Local, unused_redis) => Config::Local {
+                local,
+                unused_redis,
             },
         }
     }

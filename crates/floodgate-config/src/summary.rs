@@ -7,7 +7,7 @@ use floodgate_core::{AlgorithmKind, Mode, Policy};
 
 use crate::duration::format as duration;
 use crate::fallback::Instances;
-use crate::store::{redact, RedisTopology, StoreKind};
+use crate::store::{self, redact, RedisTopology};
 use crate::Config;
 
 impl Config {
@@ -54,10 +54,10 @@ impl Config {
 
     /// `store: …`, with the Redis target (passwords hidden) when it is used.
     fn write_store(&self, out: &mut String) {
-        let local = &self.store.local;
+        let local = self.store.local();
         let local = format!("max_keys {}, shards {}", local.max_keys, local.shards);
-        match (self.store.kind, &self.store.redis) {
-            (StoreKind::Redis, Some(redis)) => {
+        match &self.store {
+            store::Config::Redis { redis, .. } => {
                 let target = match &redis.topology {
                     RedisTopology::Standalone(url) => format!("standalone {}", redact(url)),
                     RedisTopology::Cluster(urls) => {
@@ -79,13 +79,17 @@ impl Config {
                     redis.pool_size,
                 );
             }
-            (kind, redis) => {
-                let unused = if redis.is_some() {
+            store::Config::Local { unused_redis, .. } => {
+                let unused = if unused_redis.is_some() {
                     " ([store.redis] is set but unused: kind is not \"redis\")"
                 } else {
                     ""
                 };
-                let _ = writeln!(out, "store: {} ({local}){unused}", kind.as_str());
+                let _ = writeln!(
+                    out,
+                    "store: {} ({local}){unused}",
+                    self.store.kind().as_str()
+                );
             }
         }
     }

@@ -16,6 +16,8 @@ mod local;
 mod resets;
 mod shards;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod wait;
 
 pub use deny_cache::{DenyCache, DENY_CACHE_ENTRIES};

@@ -21,7 +21,7 @@ fn the_full_example_parses() {
         config.server.grpc,
         "127.0.0.1:9721".parse::<SocketAddr>().unwrap()
     );
-    assert_eq!(config.store.kind, StoreKind::Local);
+    assert_eq!(config.store.kind(), StoreKind::Local);
     assert_eq!(config.fallback.mode, FallbackMode::Local);
     assert_eq!(config.fallback.instances, Instances::Fixed(4));
     assert_eq!(config.identity.user_header, "x-user-id");
@@ -65,10 +65,10 @@ fn defaults_match_the_contract() {
     assert_eq!(s.log, None);
     assert_eq!(s.shutdown_grace, Duration::from_secs(10));
     assert_eq!(s.max_connections, 10_000);
-    assert_eq!(config.store.kind, StoreKind::Local);
-    assert_eq!(config.store.local.max_keys, 1_000_000);
-    assert_eq!(config.store.local.shards, 64);
-    assert!(config.store.redis.is_none());
+    assert_eq!(config.store.kind(), StoreKind::Local);
+    assert_eq!(config.store.local().max_keys, 1_000_000);
+    assert_eq!(config.store.local().shards, 64);
+    assert!(config.store.redis_section().is_none());
     assert_eq!(config.fallback.mode, FallbackMode::Local);
     assert_eq!(config.fallback.instances, Instances::Auto);
     assert_eq!(config.fallback.probe_interval, Duration::from_secs(1));
@@ -155,9 +155,9 @@ lease_timeout = "30s"
     assert_eq!(s.log.as_deref(), Some("floodgate=debug,info"));
     assert_eq!(s.shutdown_grace, Duration::from_millis(250));
     assert_eq!(s.max_connections, 5);
-    assert_eq!(config.store.kind, StoreKind::Redis);
-    assert_eq!(config.store.local.max_keys, 5000);
-    assert_eq!(config.store.local.shards, 8);
+    assert_eq!(config.store.kind(), StoreKind::Redis);
+    assert_eq!(config.store.local().max_keys, 5000);
+    assert_eq!(config.store.local().shards, 8);
     // The failover store's settings come from [fallback] and [store.local].
     let failover = config.fallback.failover(config.store.local());
     assert_eq!(failover.local.max_keys, 5000);
@@ -167,7 +167,7 @@ lease_timeout = "30s"
     assert_eq!(failover.config.probe_interval, Duration::from_secs(2));
     assert_eq!(failover.config.failure_threshold, 5);
     assert_eq!(failover.config.trip.min_calls, 10);
-    let redis = config.store.redis.as_ref().unwrap();
+    let redis = config.store.redis().unwrap();
     assert_eq!(
         redis.topology,
         RedisTopology::Sentinel {
@@ -224,7 +224,7 @@ lease_timeout = "30s"
 fn redis_standalone_and_cluster() {
     let config =
         parse("[store]\nkind = \"redis\"\n[store.redis]\nurl = \"rediss://u:p@h:6380/1\"\n");
-    let redis = config.store.redis.unwrap();
+    let redis = config.store.redis_section().unwrap();
     assert_eq!(
         redis.topology,
         RedisTopology::Standalone("rediss://u:p@h:6380/1".into())
@@ -238,13 +238,13 @@ fn redis_standalone_and_cluster() {
         "[store.redis]\ncluster = [\"rediss://a:7000\"]\ntls_ca_file = \"/etc/floodgate/ca.pem\"\n",
     );
     assert_eq!(
-        config.store.redis.unwrap().tls_ca_file,
+        config.store.redis_section().unwrap().tls_ca_file,
         Some("/etc/floodgate/ca.pem".into())
     );
     let config = parse("[store.redis]\ncluster = [\"redis://a:7000\", \"redis://b:7000\"]\n");
-    assert_eq!(config.store.kind, StoreKind::Local);
+    assert_eq!(config.store.kind(), StoreKind::Local);
     assert_eq!(
-        config.store.redis.unwrap().topology,
+        config.store.redis_section().unwrap().topology,
         RedisTopology::Cluster(vec!["redis://a:7000".into(), "redis://b:7000".into()])
     );
 }

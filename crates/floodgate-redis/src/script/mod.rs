@@ -6,7 +6,7 @@
 //! `heartbeat`; `reconcile` is built in `reconcile.rs`. Their SHA1s are
 //! computed here, so a call sends only `EVALSHA`. Each script family builds
 //! its calls (and reads its replies) in a file of its own: `check.rs`,
-//! `refund.rs`, `settle.rs`, `reset.rs`.
+//! `refund.rs`, `settle.rs`, `reset.rs`, `heartbeat.rs`.
 
 use std::sync::LazyLock;
 
@@ -14,11 +14,13 @@ use fred::types::Value;
 use fred::util::sha1_hash;
 
 mod check;
+mod heartbeat;
 mod refund;
 mod reset;
 mod settle;
 
 pub(crate) use check::{check_calls, reply_len};
+pub(crate) use heartbeat::{heartbeat_call, read_heartbeat};
 pub(crate) use refund::refund_call;
 pub(crate) use reset::reset_call;
 pub(crate) use settle::{read_settled, settle_call};

@@ -1,65 +1,20 @@
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use floodgate_core::testing::policy;
 use floodgate_core::ManualClock;
-use parking_lot::Mutex;
 
 use super::*;
+use crate::testing::FakeStore;
 use crate::{LocalConfig, LocalStore};
 
 const S: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * S + 123_457;
 
-/// A real decider (a local store) standing for Redis, that counts what it
-/// is asked and can be made to fail.
-struct Counted {
-    store: LocalStore,
-    /// Calls to `check`.
-    calls: AtomicUsize,
-    /// The hits and `charge` of every op asked, in order.
-    asked: Mutex<Vec<(u64, bool)>>,
-    /// Fail every call (Redis down).
-    down: std::sync::atomic::AtomicBool,
-}
-
-#[async_trait]
-impl Store for Counted {
-    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("down".into()));
-        }
-        self.asked
-            .lock()
-            .extend(ops.iter().map(|op| (op.hits, op.charge)));
-        let mut out = self.store.check(ops).await?;
-        for o in &mut out {
-            o.source = Source::Redis;
-        }
-        Ok(out)
-    }
-    async fn refund(&self, refunds: &[Refund<'_>]) -> Result<(), StoreError> {
-        self.store.refund(refunds).await
-    }
-    async fn settle(&self, settles: &[Settle<'_>]) -> Result<Vec<Settled>, StoreError> {
-        self.store.settle(settles).await
-    }
-    async fn clear(&self, clears: &[crate::Clear<'_>]) -> Result<(), StoreError> {
-        self.store.clear(clears).await
-    }
-    fn mode(&self) -> Source {
-        Source::Redis
-    }
-}
-
-fn setup() -> (DenyCache, Arc<Counted>, Arc<ManualClock>) {
+fn setup() -> (DenyCache, Arc<FakeStore>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(T0));
-    let inner = Arc::new(Counted {
-        store: LocalStore::new(LocalConfig::default(), clock.clone(), Source::Local),
-        calls: AtomicUsize::new(0),
-        asked: Mutex::new(Vec::new()),
-        down: std::sync::atomic::AtomicBool::new(false),
-    });
+    let inner = Arc::new(FakeStore::over(LocalStore::new(
+        LocalConfig::default(),
+        clock.clone(),
+        Source::Local,
+    )));
     let cache = DenyCache::new(inner.clone(), clock.clone(), 1_000);
     (cache, inner, clock)
 }
@@ -83,18 +38,14 @@ async fn a_denied_key_is_answered_without_a_call_until_it_may_pass() {
     }
     let denied = one(&cache, &p, "fw:u", 1).await;
     assert!(!denied.allowed);
-    assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
+    assert_eq!(inner.checks(), 4);
     for _ in 0..100 {
         clock.advance(1_000);
         let cached = cache.check(&[StoreOp::new(&p, "fw:u", 1)]).await.unwrap()[0];
         assert!(!cached.outcome.allowed);
         assert_eq!(cached.source, Source::Redis);
     }
-    assert_eq!(
-        inner.calls.load(Ordering::SeqCst),
-        4,
-        "no call while cached"
-    );
+    assert_eq!(inner.checks(), 4, "no call while cached");
     // The wait shrinks with time, to the same end the store said.
     let cached = one(&cache, &p, "fw:u", 1).await;
     assert_eq!(cached.retry_after_us, denied.retry_after_us - 100_000);
@@ -103,7 +54,7 @@ async fn a_denied_key_is_answered_without_a_call_until_it_may_pass() {
     // At the end of the wait the store is asked again, and allows.
     clock.advance(cached.retry_after_us);
     assert!(one(&cache, &p, "fw:u", 1).await.allowed);
-    assert_eq!(inner.calls.load(Ordering::SeqCst), 5);
+    assert_eq!(inner.checks(), 5);
     assert!(cache.is_empty(), "the lapsed denial was dropped");
 }
 
@@ -116,12 +67,12 @@ async fn a_smaller_cost_a_changed_policy_and_concurrency_ask_again() {
     assert!(one(&cache, &p, "log:u", 2).await.allowed);
     assert!(!one(&cache, &p, "log:u", 2).await.allowed);
     assert!(!one(&cache, &p, "log:u", 5).await.allowed);
-    assert_eq!(inner.calls.load(Ordering::SeqCst), 2, "hits 5 ≥ 2: cached");
+    assert_eq!(inner.checks(), 2, "hits 5 ≥ 2: cached");
     assert!(
         one(&cache, &p, "log:u", 1).await.allowed,
         "one hit still fits"
     );
-    assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(inner.checks(), 3);
 
     // A reload that raises the limit is not held back by old denials.
     let tight = policy(AlgorithmKind::TokenBucket, 1, 10 * S)
@@ -132,19 +83,19 @@ async fn a_smaller_cost_a_changed_policy_and_concurrency_ask_again() {
     let raised = policy(AlgorithmKind::TokenBucket, 5, 10 * S)
         .name("tb")
         .build();
-    let calls = inner.calls.load(Ordering::SeqCst);
+    let calls = inner.checks();
     one(&cache, &raised, "tb:u", 1).await;
-    assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 1);
+    assert_eq!(inner.checks(), calls + 1);
 
     // A release can free a slot at any time: never cached.
     let cc = policy(AlgorithmKind::Concurrency, 1, 10 * S)
         .name("cc")
         .build();
     assert!(one(&cache, &cc, "cc:u", 1).await.allowed);
-    let calls = inner.calls.load(Ordering::SeqCst);
+    let calls = inner.checks();
     assert!(!one(&cache, &cc, "cc:u", 1).await.allowed);
     assert!(!one(&cache, &cc, "cc:u", 1).await.allowed);
-    assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 2);
+    assert_eq!(inner.checks(), calls + 2);
 }
 
 #[tokio::test]
@@ -158,7 +109,7 @@ async fn a_cached_enforced_denial_decides_the_other_ops_without_charging() {
         .build();
     assert!(one(&cache, &hot, "hot:u", 1).await.allowed);
     assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
-    inner.asked.lock().clear();
+    inner.clear_asked();
     let ops = [
         StoreOp::new(&hot, "hot:u", 1),
         StoreOp::new(&roomy, "roomy:u", 1),
@@ -169,11 +120,11 @@ async fn a_cached_enforced_denial_decides_the_other_ops_without_charging() {
     assert!(out[1].outcome.receipt.is_none());
     // The real cost is decided: 101 does not fit in 100.
     assert!(!out[2].outcome.allowed);
-    assert_eq!(*inner.asked.lock(), [(1, false), (101, false)]);
+    assert_eq!(inner.asked(), [(1, false), (101, false)]);
     assert_eq!(one(&cache, &roomy, "roomy:u", 0).await.remaining, 100);
 
     // A shadow policy's cached denial blocks nothing.
-    inner.asked.lock().clear();
+    inner.clear_asked();
     let shadowed = [
         StoreOp {
             enforced: false,
@@ -183,7 +134,7 @@ async fn a_cached_enforced_denial_decides_the_other_ops_without_charging() {
     ];
     let out = cache.check(&shadowed).await.unwrap();
     assert!(!out[0].outcome.allowed && out[1].outcome.receipt.is_some());
-    assert_eq!(*inner.asked.lock(), [(1, true)]);
+    assert_eq!(inner.asked(), [(1, true)]);
 }
 
 #[tokio::test]
@@ -198,7 +149,7 @@ async fn a_denial_caused_by_the_same_checks_own_charge_is_not_learned() {
     let out = cache.check(&twice).await.unwrap();
     assert!(out[0].outcome.receipt.is_some() && !out[1].outcome.allowed);
     assert!(cache.is_empty());
-    inner.store.refund_one(&Refund {
+    inner.local().unwrap().refund_one(&Refund {
         policy: &p,
         key: "fw:u",
         hits: 1,
@@ -240,7 +191,7 @@ async fn cached_denials_neither_hide_an_outage_nor_cache_fallback_answers() {
         .build();
     assert!(one(&cache, &hot, "hot:u", 1).await.allowed);
     assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
-    inner.down.store(true, Ordering::SeqCst);
+    inner.down();
     // Cached denials between failing checks: the failures still add up.
     for i in 0..3 {
         assert!(!one(&cache, &hot, "hot:u", 1).await.allowed);
@@ -286,7 +237,7 @@ async fn decisions_are_those_of_the_store_alone() {
         let (mut denied, mut cached) = (0, 0);
         for step in 0..3_000 {
             let hits = [0, 1, 1, 1, 2, 3][(next() % 6) as usize];
-            let calls = inner.calls.load(Ordering::SeqCst);
+            let calls = inner.checks();
             let a = one(&cache, &p, "p:u", hits).await;
             let b = bare.check_one(&p, "p:u", hits);
             assert_eq!(a.allowed, b.allowed, "{kind:?} step {step} hits {hits}");
@@ -297,7 +248,7 @@ async fn decisions_are_those_of_the_store_alone() {
                 if hits <= 1 {
                     assert_eq!(a.retry_after_us, b.retry_after_us, "{kind:?} step {step}");
                 }
-                if inner.calls.load(Ordering::SeqCst) == calls {
+                if inner.checks() == calls {
                     cached += 1;
                 }
             }
@@ -344,7 +295,7 @@ async fn a_refund_by_settle_forgets_the_cached_denial() {
         .at_us;
     assert!(!one(&cache, &p, "tokens:u", 1).await.allowed);
     assert!(!one(&cache, &p, "tokens:u", 1).await.allowed);
-    let calls = inner.calls.load(Ordering::SeqCst);
+    let calls = inner.checks();
     let s = Settle {
         policy: &p,
         key: "tokens:u",
@@ -357,11 +308,7 @@ async fn a_refund_by_settle_forgets_the_cached_denial() {
         vec![Settled::Applied { estimate: 10 }]
     );
     assert!(one(&cache, &p, "tokens:u", 1).await.allowed);
-    assert_eq!(
-        inner.calls.load(Ordering::SeqCst),
-        calls + 1,
-        "asked the store again"
-    );
+    assert_eq!(inner.checks(), calls + 1, "asked the store again");
 }
 
 #[tokio::test]
@@ -377,7 +324,7 @@ async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
     assert!(cache.is_empty());
     let denied = one(&cache, &p, "login:u", 1).await;
     assert_eq!(denied.retry_after_us, 60 * S);
-    let calls = inner.calls.load(Ordering::SeqCst);
+    let calls = inner.checks();
     // Long past the policy's window, and with a smaller cost: still cached.
     clock.advance(30 * S);
     for hits in [0, 1, 5] {
@@ -385,16 +332,12 @@ async fn a_lockout_is_answered_from_the_cache_for_any_cost_until_it_ends() {
         assert!(!cached.allowed);
         assert_eq!(cached.retry_after_us, 30 * S);
     }
-    assert_eq!(
-        inner.calls.load(Ordering::SeqCst),
-        calls,
-        "no call while blocked"
-    );
+    assert_eq!(inner.checks(), calls, "no call while blocked");
     // Forgetting it (an admin reset) asks the store again.
     cache.forget(&["login:u"]);
     assert!(cache.is_empty());
     assert!(!one(&cache, &p, "login:u", 1).await.allowed);
-    assert_eq!(inner.calls.load(Ordering::SeqCst), calls + 1);
+    assert_eq!(inner.checks(), calls + 1);
     clock.advance(30 * S);
     assert!(
         one(&cache, &p, "login:u", 1).await.allowed,
@@ -411,16 +354,12 @@ async fn a_reset_or_an_announcement_forgets_the_cached_denial() {
     assert!(one(&cache, &p, "fw:u", 1).await.allowed);
     assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
     assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
-    assert_eq!(
-        inner.calls.load(Ordering::SeqCst),
-        2,
-        "answered from the cache"
-    );
+    assert_eq!(inner.checks(), 2, "answered from the cache");
     // An announcement from another sidecar: forgotten, the store is asked.
     cache.forget(&["fw:u"]);
     assert!(cache.is_empty());
     assert!(!one(&cache, &p, "fw:u", 1).await.allowed);
-    assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
+    assert_eq!(inner.checks(), 3);
     // A reset here: the store's counter is cleared too.
     let clear = crate::Clear {
         policy: &p,

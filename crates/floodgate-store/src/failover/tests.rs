@@ -1,77 +1,13 @@
-use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use floodgate_core::{AlgorithmKind, FallbackMode, ManualClock, Outcome, Policy, PolicySpec};
-use parking_lot::Mutex;
+use floodgate_core::{AlgorithmKind, FallbackMode, ManualClock, Policy, PolicySpec};
 
 use super::*;
+use crate::testing::FakeStore;
 use crate::LocalConfig;
 
 const S: u64 = 1_000_000;
 const T0: u64 = 1_700_000_000 * S;
-
-/// A primary whose answers the test scripts.
-#[derive(Default)]
-struct Fake {
-    /// `None` answers; `Some(e)` fails with `e`.
-    fail: Mutex<Option<StoreError>>,
-    checks: AtomicUsize,
-    pings: AtomicUsize,
-    refunds: AtomicUsize,
-    reconciled: Mutex<Vec<crate::Reconcile>>,
-    /// `Some(e)`: pings answer, reconciles fail with `e`.
-    reconcile_fails: Mutex<Option<StoreError>>,
-}
-
-impl Fake {
-    fn set(&self, fail: Option<StoreError>) {
-        *self.fail.lock() = fail;
-    }
-    fn result(&self) -> Result<(), StoreError> {
-        self.fail.lock().clone().map_or(Ok(()), Err)
-    }
-}
-
-#[async_trait]
-impl Store for Fake {
-    async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
-        self.checks.fetch_add(1, Ordering::SeqCst);
-        self.result()?;
-        Ok(ops
-            .iter()
-            .map(|op| StoreOutcome {
-                outcome: Outcome {
-                    allowed: true,
-                    limit: op.policy.limit(),
-                    remaining: 0,
-                    reset_after_us: 0,
-                    retry_after_us: 0,
-                    receipt: None,
-                },
-                source: Source::Redis,
-            })
-            .collect())
-    }
-    async fn refund(&self, _: &[Refund<'_>]) -> Result<(), StoreError> {
-        self.refunds.fetch_add(1, Ordering::SeqCst);
-        self.result()
-    }
-    async fn reconcile(&self, charges: &[crate::Reconcile]) -> Result<(), StoreError> {
-        self.result()?;
-        if let Some(error) = self.reconcile_fails.lock().clone() {
-            return Err(error);
-        }
-        self.reconciled.lock().extend_from_slice(charges);
-        Ok(())
-    }
-    fn mode(&self) -> Source {
-        Source::Redis
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.pings.fetch_add(1, Ordering::SeqCst);
-        self.result()
-    }
-}
 
 fn policy(limit: u64, fallback: Option<FallbackMode>) -> Policy {
     Policy::new(PolicySpec {
@@ -86,7 +22,7 @@ fn policy(limit: u64, fallback: Option<FallbackMode>) -> Policy {
     .unwrap()
 }
 
-fn failover(primary: Option<Arc<Fake>>, instances: u64) -> FailoverStore {
+fn failover(primary: Option<Arc<FakeStore>>, instances: u64) -> FailoverStore {
     let local = LocalStore::new(
         LocalConfig::default(),
         Arc::new(ManualClock::new(T0)),
@@ -119,28 +55,24 @@ async fn check(store: &FailoverStore, policy: &Policy, key: &str) -> StoreOutcom
 
 #[tokio::test]
 async fn opens_after_threshold_and_stops_calling_the_primary() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, None);
     assert_eq!(check(&store, &p, "p:a").await.source, Source::Redis);
     assert_eq!(store.mode(), Source::Redis);
 
-    fake.set(Some(StoreError::Timeout));
+    fake.fail_with(Some(StoreError::Timeout));
     for i in 0..3 {
         // Failed calls are answered by the fallback, never an error.
         assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
         assert_eq!(store.is_open(), i == 2, "after {} failures", i + 1);
     }
     assert_eq!(store.mode(), Source::Fallback);
-    let calls = fake.checks.load(Ordering::SeqCst);
+    let calls = fake.checks();
     for _ in 0..5 {
         assert_eq!(check(&store, &p, "p:b").await.source, Source::Fallback);
     }
-    assert_eq!(
-        fake.checks.load(Ordering::SeqCst),
-        calls,
-        "primary called while open"
-    );
+    assert_eq!(fake.checks(), calls, "primary called while open");
 }
 
 /// Two calls of three failing (one Cluster node of three gone): never
@@ -148,7 +80,7 @@ async fn opens_after_threshold_and_stops_calling_the_primary() {
 /// breaker.
 #[tokio::test]
 async fn a_sustained_error_rate_opens_the_breaker_despite_successes() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let local = LocalStore::new(
         LocalConfig::default(),
         Arc::new(ManualClock::new(T0)),
@@ -167,9 +99,9 @@ async fn a_sustained_error_rate_opens_the_breaker_despite_successes() {
     );
     let p = policy(10, None);
     for _ in 0..10 {
-        fake.set(None);
+        fake.fail_with(None);
         check(&store, &p, "p:a").await;
-        fake.set(Some(StoreError::Timeout));
+        fake.fail_with(Some(StoreError::Timeout));
         check(&store, &p, "p:a").await;
         check(&store, &p, "p:a").await;
     }
@@ -178,14 +110,14 @@ async fn a_sustained_error_rate_opens_the_breaker_despite_successes() {
 
 #[tokio::test]
 async fn a_success_resets_the_failure_count() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, None);
     for _ in 0..5 {
-        fake.set(Some(StoreError::Unavailable("down".into())));
+        fake.fail_with(Some(StoreError::Unavailable("down".into())));
         check(&store, &p, "p:a").await;
         check(&store, &p, "p:a").await;
-        fake.set(None);
+        fake.fail_with(None);
         check(&store, &p, "p:a").await;
     }
     assert!(!store.is_open());
@@ -193,10 +125,10 @@ async fn a_success_resets_the_failure_count() {
 
 #[tokio::test]
 async fn protocol_errors_are_answered_but_do_not_trip() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, None);
-    fake.set(Some(StoreError::Protocol("odd".into())));
+    fake.fail_with(Some(StoreError::Protocol("odd".into())));
     for _ in 0..10 {
         assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
     }
@@ -205,24 +137,24 @@ async fn protocol_errors_are_answered_but_do_not_trip() {
 
 #[tokio::test]
 async fn probe_closes_the_breaker_only_when_the_primary_answers() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, None);
-    fake.set(Some(StoreError::Timeout));
+    fake.fail_with(Some(StoreError::Timeout));
     for _ in 0..3 {
         check(&store, &p, "p:a").await;
     }
     assert!(store.is_open());
     assert!(!store.probe_once().await);
     assert!(store.is_open());
-    fake.set(None);
+    fake.fail_with(None);
     assert!(store.probe_once().await);
     assert!(!store.is_open());
-    assert_eq!(fake.pings.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.pings(), 2);
     assert_eq!(check(&store, &p, "p:a").await.source, Source::Redis);
     // Closed: probing does not ping.
     assert!(store.probe_once().await);
-    assert_eq!(fake.pings.load(Ordering::SeqCst), 2);
+    assert_eq!(fake.pings(), 2);
 }
 
 #[tokio::test]
@@ -277,7 +209,7 @@ async fn starts_open_without_a_primary_and_closes_when_installed() {
     assert_eq!(store.mode(), Source::Fallback);
     assert!(!store.probe_once().await);
     assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     assert!(store.install_primary(fake.clone()));
     assert!(!store.install_primary(fake.clone()));
     assert_eq!(store.mode(), Source::Redis);
@@ -286,7 +218,7 @@ async fn starts_open_without_a_primary_and_closes_when_installed() {
 
 #[tokio::test]
 async fn refunds_follow_the_breaker_and_never_fail() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, None);
     let receipt = floodgate_core::Receipt { at_us: T0, id: 0 };
@@ -298,8 +230,8 @@ async fn refunds_follow_the_breaker_and_never_fail() {
         source: Some(Source::Redis),
     }];
     store.refund(&refund).await.unwrap();
-    assert_eq!(fake.refunds.load(Ordering::SeqCst), 1);
-    fake.set(Some(StoreError::Timeout));
+    assert_eq!(fake.refunds(), 1);
+    fake.fail_with(Some(StoreError::Timeout));
     for _ in 0..3 {
         store
             .refund(&refund)
@@ -307,7 +239,7 @@ async fn refunds_follow_the_breaker_and_never_fail() {
             .expect("refund errors are logged");
     }
     assert!(store.is_open());
-    let before = fake.refunds.load(Ordering::SeqCst);
+    let before = fake.refunds();
     // Open: a fallback charge is refunded locally, the primary untouched.
     let o = check(&store, &p, "p:z").await;
     assert_eq!(o.outcome.remaining, 9);
@@ -322,12 +254,12 @@ async fn refunds_follow_the_breaker_and_never_fail() {
         .await
         .unwrap();
     assert_eq!(check(&store, &p, "p:z").await.outcome.remaining, 9);
-    assert_eq!(fake.refunds.load(Ordering::SeqCst), before);
+    assert_eq!(fake.refunds(), before);
 }
 
 #[tokio::test]
 async fn a_live_count_divides_and_an_outage_keeps_the_last_one() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, Some(FallbackMode::Local));
     assert_eq!(store.instances(), 1);
@@ -337,7 +269,7 @@ async fn a_live_count_divides_and_an_outage_keeps_the_last_one() {
     assert_eq!(store.instances(), 1);
     assert!(store.set_instances(4));
 
-    fake.set(Some(StoreError::Timeout));
+    fake.fail_with(Some(StoreError::Timeout));
     for _ in 0..3 {
         check(&store, &p, "p:x").await;
     }
@@ -361,7 +293,7 @@ async fn a_live_count_divides_and_an_outage_keeps_the_last_one() {
 async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
     use crate::{Check, Limiter};
     use floodgate_core::{Attributes, PolicySet};
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = Arc::new(failover(Some(fake.clone()), 1));
     let spec = |name: &str, limit| PolicySpec {
         name: name.into(),
@@ -387,7 +319,7 @@ async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
     };
     // One failed primary call (the breaker stays closed): the fallback
     // admits it, charging both policies.
-    fake.set(Some(StoreError::Unavailable("one bad call".into())));
+    fake.fail_with(Some(StoreError::Unavailable("one bad call".into())));
     let first = check().await.unwrap();
     assert!(first.allowed);
     assert!(first.statuses.iter().all(|s| s.source == Source::Fallback));
@@ -397,7 +329,7 @@ async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
     assert!(!second.allowed);
     assert!(!store.is_open(), "two failures, threshold 3");
     assert_eq!(
-        fake.refunds.load(Ordering::SeqCst),
+        fake.refunds(),
         0,
         "a fallback charge must never be refunded into the primary"
     );
@@ -416,10 +348,10 @@ async fn a_fallback_charge_is_refunded_into_the_fallback_only() {
 /// that surely did not run is charged in the fallback.
 #[tokio::test]
 async fn a_check_whose_call_may_have_run_is_not_charged_again() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, None);
-    fake.set(Some(StoreError::Timeout));
+    fake.fail_with(Some(StoreError::Timeout));
     let o = check(&store, &p, "p:a").await;
     assert_eq!(o.source, Source::Fallback);
     assert!(o.outcome.allowed);
@@ -429,11 +361,11 @@ async fn a_check_whose_call_may_have_run_is_not_charged_again() {
     );
     assert_eq!(o.outcome.remaining, 9, "decided at the real cost");
     // The same, for a batched check's uncounted timeout.
-    fake.set(Some(StoreError::Timeout.uncounted()));
+    fake.fail_with(Some(StoreError::Timeout.uncounted()));
     assert!(check(&store, &p, "p:a").await.outcome.receipt.is_none());
     // Refused before it ran: the fallback counts it, and the timeouts
     // above left no trace there.
-    fake.set(Some(StoreError::Unavailable("refused".into())));
+    fake.fail_with(Some(StoreError::Unavailable("refused".into())));
     let o = check(&store, &p, "p:a").await;
     assert!(o.outcome.receipt.is_some());
     assert_eq!(o.outcome.remaining, 9);
@@ -442,10 +374,10 @@ async fn a_check_whose_call_may_have_run_is_not_charged_again() {
 /// The checks of one failed batch call count once towards the breaker.
 #[tokio::test]
 async fn uncounted_failures_do_not_trip_the_breaker() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(10, None);
-    fake.set(Some(StoreError::Timeout.uncounted()));
+    fake.fail_with(Some(StoreError::Timeout.uncounted()));
     for _ in 0..10 {
         assert_eq!(check(&store, &p, "p:a").await.source, Source::Fallback);
     }
@@ -456,10 +388,10 @@ async fn uncounted_failures_do_not_trip_the_breaker() {
 /// counter window, before the breaker closes; refunded charges are not.
 #[tokio::test]
 async fn the_fallbacks_charges_reach_the_primary_when_it_is_back() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(100, None);
-    fake.set(Some(StoreError::Unavailable("down".into())));
+    fake.fail_with(Some(StoreError::Unavailable("down".into())));
     for _ in 0..60 {
         assert!(check(&store, &p, "p:a").await.outcome.allowed);
     }
@@ -477,10 +409,10 @@ async fn the_fallbacks_charges_reach_the_primary_when_it_is_back() {
         .await
         .unwrap();
     assert_eq!(store.pending_reconcile(), 1);
-    fake.set(None);
+    fake.fail_with(None);
     assert!(store.probe_once().await);
     assert!(!store.is_open());
-    let sent = fake.reconciled.lock().clone();
+    let sent = fake.reconciled();
     assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(sent[0].key, "p:a");
     assert_eq!(sent[0].hits, 60);
@@ -494,10 +426,10 @@ async fn the_fallbacks_charges_reach_the_primary_when_it_is_back() {
 /// A reconcile that fails keeps the breaker open and the journal whole.
 #[tokio::test]
 async fn a_failed_reconcile_keeps_the_journal_and_the_fallback() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(100, None);
-    fake.set(Some(StoreError::Unavailable("down".into())));
+    fake.fail_with(Some(StoreError::Unavailable("down".into())));
     for _ in 0..5 {
         check(&store, &p, "p:a").await;
     }
@@ -505,27 +437,27 @@ async fn a_failed_reconcile_keeps_the_journal_and_the_fallback() {
     // Pings fail too (same fake): the probe stays open, the journal whole.
     assert!(!store.probe_once().await);
     assert_eq!(store.pending_reconcile(), 1);
-    fake.set(None);
+    fake.fail_with(None);
     assert!(store.probe_once().await);
-    assert_eq!(fake.reconciled.lock()[0].hits, 5);
+    assert_eq!(fake.reconciled()[0].hits, 5);
 }
 
 /// A reconcile refused for good (not transient) drops the charges and
 /// closes the breaker all the same; a transient one keeps both.
 #[tokio::test]
 async fn only_a_transient_reconcile_failure_keeps_the_fallback() {
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     let store = failover(Some(fake.clone()), 1);
     let p = policy(100, None);
-    fake.set(Some(StoreError::Unavailable("down".into())));
+    fake.fail_with(Some(StoreError::Unavailable("down".into())));
     for _ in 0..5 {
         check(&store, &p, "p:a").await;
     }
-    fake.set(None);
-    *fake.reconcile_fails.lock() = Some(StoreError::Timeout);
+    fake.fail_with(None);
+    fake.fail_reconcile_with(Some(StoreError::Timeout));
     assert!(!store.probe_once().await);
     assert_eq!(store.pending_reconcile(), 1);
-    *fake.reconcile_fails.lock() = Some(StoreError::Protocol("WRONGTYPE".into()));
+    fake.fail_reconcile_with(Some(StoreError::Protocol("WRONGTYPE".into())));
     assert!(store.probe_once().await, "never held off Redis for good");
     assert_eq!(store.pending_reconcile(), 0);
 }
@@ -551,7 +483,7 @@ async fn a_reset_while_open_clears_the_fallback_and_says_the_primary_was_not() {
     store.forget(&["p:a"]);
     assert!(check(&store, &p, "p:a").await.outcome.allowed);
     // With the primary in use, it is cleared there.
-    let fake = Arc::new(Fake::default());
+    let fake = Arc::new(FakeStore::allowing());
     assert!(store.install_primary(fake));
     store.clear(&[clear]).await.unwrap();
 }

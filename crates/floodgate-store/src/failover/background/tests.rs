@@ -1,43 +1,15 @@
 //! The loops on tokio's paused clock: exact virtual times, no sleeps.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use floodgate_core::{FallbackMode, ManualClock, Policy, PolicySpec};
 
 use super::*;
-use crate::{FailoverConfig, LocalConfig, RateTrip, Refund, StoreOp, StoreOutcome};
-
-/// A primary that is down until `up` is set; counts its pings.
-#[derive(Default)]
-struct Flaky {
-    up: AtomicBool,
-    pings: AtomicUsize,
-}
-
-#[async_trait]
-impl Store for Flaky {
-    async fn check(&self, _: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
-        Err(StoreError::Unavailable("down".into()))
-    }
-    async fn refund(&self, _: &[Refund<'_>]) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn mode(&self) -> Source {
-        Source::Redis
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.pings.fetch_add(1, Ordering::SeqCst);
-        if self.up.load(Ordering::SeqCst) {
-            Ok(())
-        } else {
-            Err(StoreError::Unavailable("down".into()))
-        }
-    }
-}
+use crate::testing::FakeStore;
+use crate::{FailoverConfig, LocalConfig, RateTrip, StoreOp};
 
 /// A failover store over `primary`, opening at its first failure.
-fn failover(primary: Arc<Flaky>, probe_interval: Duration) -> Arc<FailoverStore> {
+fn failover(primary: Arc<FakeStore>, probe_interval: Duration) -> Arc<FailoverStore> {
     let fallback = Arc::new(LocalStore::new(
         LocalConfig::default(),
         Arc::new(ManualClock::new(1_700_000_000_000_000)),
@@ -82,7 +54,8 @@ async fn open_breaker(store: &FailoverStore) {
 
 #[tokio::test(start_paused = true)]
 async fn the_probe_loop_pings_every_interval_while_open_and_closes_once_the_primary_answers() {
-    let flaky = Arc::new(Flaky::default());
+    let flaky = Arc::new(FakeStore::allowing());
+    flaky.down();
     let store = failover(flaky.clone(), Duration::from_secs(1));
     // One failed check opens the breaker (threshold 1).
     open_breaker(&store).await;
@@ -91,19 +64,15 @@ async fn the_probe_loop_pings_every_interval_while_open_and_closes_once_the_prim
     let task = tokio::spawn(probe(store.clone(), shutdown.clone()));
     // Ticks at 0, 1, 2 and 3 s of virtual time: four pings, still open.
     tokio::time::sleep(Duration::from_millis(3_500)).await;
-    assert_eq!(flaky.pings.load(Ordering::SeqCst), 4);
+    assert_eq!(flaky.pings(), 4);
     assert!(store.is_open());
     // Redis is back: the next probe closes the breaker, and probing stops.
-    flaky.up.store(true, Ordering::SeqCst);
+    flaky.up();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(!store.is_open());
-    let pings = flaky.pings.load(Ordering::SeqCst);
+    let pings = flaky.pings();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert_eq!(
-        flaky.pings.load(Ordering::SeqCst),
-        pings,
-        "no probe while closed"
-    );
+    assert_eq!(flaky.pings(), pings, "no probe while closed");
     shutdown.cancel();
     task.await.unwrap();
 }
@@ -124,8 +93,7 @@ impl Heartbeat for Beats {
 
 #[tokio::test(start_paused = true)]
 async fn the_heartbeat_counts_live_sidecars_never_below_the_minimum_and_skips_while_open() {
-    let flaky = Arc::new(Flaky::default());
-    flaky.up.store(true, Ordering::SeqCst);
+    let flaky = Arc::new(FakeStore::allowing());
     let store = failover(flaky.clone(), Duration::from_secs(60));
     let beats = Arc::new(Beats::default());
     beats.live.store(3, Ordering::SeqCst);
@@ -150,7 +118,7 @@ async fn the_heartbeat_counts_live_sidecars_never_below_the_minimum_and_skips_wh
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(store.instances(), 2);
     // While the breaker is open the count seen last stays, and no beat.
-    flaky.up.store(false, Ordering::SeqCst);
+    flaky.down();
     open_breaker(&store).await;
     let before = beats.beats.load(Ordering::SeqCst);
     beats.live.store(7, Ordering::SeqCst);
