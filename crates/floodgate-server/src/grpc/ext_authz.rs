@@ -17,16 +17,15 @@ use floodgate_proto::envoy::config::core::v3::{
 use floodgate_proto::envoy::r#type::v3::{HttpStatus, StatusCode};
 use floodgate_proto::envoy::service::auth::v3 as authz;
 use floodgate_proto::google::rpc;
-use floodgate_store::{LeaseMode, LimitError};
+use floodgate_store::{LeaseMode, LimitError, Verdict};
 use tonic::{Request, Response, Status};
 
-use super::traceparent;
-use crate::app::App;
+use super::{envoy_budget, traceparent};
+use crate::app::{App, Settings};
 use crate::deny::deny_status;
 use crate::errors::to_status;
 use crate::identity::{HttpRequestInfo, RequestHeaders};
 use crate::render::{each_rate_limit_header, error_json, CheckBody};
-use crate::waiting;
 
 /// gRPC status codes used in `CheckResponse.status`.
 const OK: i32 = 0;
@@ -136,6 +135,46 @@ pub fn request_info<'a>(
     }
 }
 
+/// The client's `traceparent`, as Envoy forwards the request's headers.
+fn client_traceparent(request: &authz::CheckRequest) -> Option<&[u8]> {
+    (request.attributes.as_ref())
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+        .and_then(|h| h.headers.get("traceparent"))
+        .map(String::as_bytes)
+}
+
+/// The answer to a request without HTTP attributes: allowed, with a
+/// warning logged and counted.
+fn incomplete() -> authz::CheckResponse {
+    tracing::warn!("ext_authz request without HTTP attributes: allowed unchecked");
+    metrics::counter!(floodgate_core::metric::EXT_AUTHZ_INCOMPLETE_TOTAL).increment(1);
+    allow(Vec::new())
+}
+
+/// The answer to attributes the limiter rejects: 400 with the JSON error.
+fn invalid(message: &str) -> authz::CheckResponse {
+    let body = String::from_utf8(error_json(message)).unwrap_or_default();
+    deny(INVALID_ARGUMENT, StatusCode::BadRequest, Vec::new(), body)
+}
+
+/// The answer to a decided request: allowed with the rate-limit headers,
+/// or denied with the deciding policy's `deny_status`, those headers and
+/// the check's JSON body.
+fn decided(verdict: &Verdict, settings: &Settings) -> authz::CheckResponse {
+    let mut headers = Vec::with_capacity(4);
+    each_rate_limit_header(verdict, settings.headers, |name, value| {
+        headers.push(header(name, value.to_string()));
+    });
+    if verdict.allowed {
+        return allow(headers);
+    }
+    let status = deny_status(verdict, settings.policies.policies());
+    let body = CheckBody::new(verdict).with_deny_status(status);
+    let body = String::from_utf8(body.to_json()).unwrap_or_default();
+    deny(RESOURCE_EXHAUSTED, envoy_status(status), headers, body)
+}
+
 #[tonic::async_trait]
 impl authz::authorization_server::Authorization for AuthzService {
     async fn check(
@@ -143,36 +182,20 @@ impl authz::authorization_server::Authorization for AuthzService {
         request: Request<authz::CheckRequest>,
     ) -> Result<Response<authz::CheckResponse>, Status> {
         // Envoy's own span (gRPC metadata) if it sent one, else the
-        // client's, as Envoy forwards the request's headers.
-        let mut timer = {
-            let client = (request.get_ref().attributes.as_ref())
-                .and_then(|a| a.request.as_ref())
-                .and_then(|r| r.http.as_ref())
-                .and_then(|h| h.headers.get("traceparent"))
-                .map(String::as_bytes);
-            self.app
-                .check_timer("envoy_authz", traceparent(&request).or(client))
-        };
-        let budget = waiting::envoy_budget(
-            request
-                .metadata()
-                .get("grpc-timeout")
-                .and_then(|v| v.to_str().ok()),
-            self.app.limits.grpc_timeout,
-            self.app.limits.envoy_max_wait,
-        );
+        // client's.
+        let trace = traceparent(&request).or(client_traceparent(request.get_ref()));
+        let mut timer = self.app.check_timer("envoy_authz", trace);
+        let budget = envoy_budget(&self.app, &request);
         let context = request.into_inner().attributes.unwrap_or_default();
         let Some(http) = context.request.as_ref().and_then(|r| r.http.as_ref()) else {
-            tracing::warn!("ext_authz request without HTTP attributes: allowed unchecked");
-            metrics::counter!(floodgate_core::metric::EXT_AUTHZ_INCOMPLETE_TOTAL).increment(1);
-            return Ok(Response::new(allow(Vec::new())));
+            return Ok(Response::new(incomplete()));
         };
         let settings = self.app.settings.load();
         let info = request_info(&context, http, &settings.identity.user_header);
         self.app.trace_http_attributes(&mut timer, &settings, &info);
         timer.deciding();
         // No "request finished" callback: concurrency policies are skipped.
-        let verdict = match self
+        let waited = self
             .app
             .check_http_waiting(
                 &settings,
@@ -181,33 +204,16 @@ impl authz::authorization_server::Authorization for AuthzService {
                 budget,
                 (1, false),
             )
-            .await
-        {
+            .await;
+        let verdict = match waited {
             Ok(waited) => waited.verdicts.into_iter().next().unwrap_or_default(),
             Err(LimitError::InvalidAttributes(error)) => {
-                let body = String::from_utf8(error_json(&error.to_string())).unwrap_or_default();
-                return Ok(Response::new(deny(
-                    INVALID_ARGUMENT,
-                    StatusCode::BadRequest,
-                    Vec::new(),
-                    body,
-                )));
+                return Ok(Response::new(invalid(&error.to_string())));
             }
             Err(error) => return Err(to_status(error)),
         };
         timer.decided(&verdict);
-        let mut headers = Vec::with_capacity(4);
-        each_rate_limit_header(&verdict, settings.headers, |name, value| {
-            headers.push(header(name, value.to_string()));
-        });
-        let response = if verdict.allowed {
-            allow(headers)
-        } else {
-            let status = deny_status(&verdict, settings.policies.policies());
-            let body = CheckBody::new(&verdict).with_deny_status(status);
-            let body = String::from_utf8(body.to_json()).unwrap_or_default();
-            deny(RESOURCE_EXHAUSTED, envoy_status(status), headers, body)
-        };
+        let response = decided(&verdict, &settings);
         timer.finish();
         Ok(Response::new(response))
     }

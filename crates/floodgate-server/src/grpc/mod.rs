@@ -111,6 +111,19 @@ pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
     })
 }
 
+/// How long an Envoy call may wait for capacity: never past Envoy's own
+/// timeout (its `grpc-timeout`), within `grpc_timeout` and `envoy_max_wait`.
+fn envoy_budget<T>(app: &App, request: &tonic::Request<T>) -> Duration {
+    crate::waiting::envoy_budget(
+        request
+            .metadata()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok()),
+        app.limits.grpc_timeout,
+        app.limits.envoy_max_wait,
+    )
+}
+
 /// The call's W3C `traceparent` metadata, if any.
 pub fn traceparent<T>(request: &tonic::Request<T>) -> Option<&[u8]> {
     request

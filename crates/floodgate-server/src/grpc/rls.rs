@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use floodgate_config::server::HeaderMode;
 use floodgate_core::Attributes;
 use floodgate_proto::envoy::config::core::v3::HeaderValue;
 use floodgate_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
@@ -16,7 +17,7 @@ use floodgate_store::{Check, LeaseMode, Verdict};
 use rls::rate_limit_response::{rate_limit::Unit, Code, DescriptorStatus, RateLimit};
 use tonic::{Request, Response, Status};
 
-use super::traceparent;
+use super::{envoy_budget, traceparent};
 use crate::app::App;
 use crate::errors::to_status;
 use crate::identity::ip_attribute;
@@ -122,6 +123,69 @@ fn descriptor_status(verdict: &Verdict) -> DescriptorStatus {
     }
 }
 
+/// The request's shape: a domain and between one and [`MAX_DESCRIPTORS`]
+/// descriptors.
+///
+/// # Errors
+/// INVALID_ARGUMENT naming what is missing or too many.
+fn validate(request: &rls::RateLimitRequest) -> Result<(), Status> {
+    if request.domain.is_empty() {
+        return Err(Status::invalid_argument("domain is empty"));
+    }
+    if request.descriptors.is_empty() {
+        return Err(Status::invalid_argument("no descriptors"));
+    }
+    if request.descriptors.len() > MAX_DESCRIPTORS {
+        return Err(Status::invalid_argument(format!(
+            "{} descriptors (at most {MAX_DESCRIPTORS})",
+            request.descriptors.len()
+        )));
+    }
+    Ok(())
+}
+
+/// One check per descriptor, each over its `attributes` (in the
+/// descriptors' order), in the request's domain, never reserving.
+fn checks<'a>(request: &'a rls::RateLimitRequest, attributes: &'a [Attributes]) -> Vec<Check<'a>> {
+    // Envoy: hits_addend unset (0) means 1.
+    let request_hits = u64::from(request.hits_addend.max(1));
+    request
+        .descriptors
+        .iter()
+        .zip(attributes)
+        .map(|(d, attributes)| Check {
+            attributes,
+            hits: d.hits_addend.unwrap_or(request_hits),
+            domain: Some(&request.domain),
+            reserve: false,
+        })
+        .collect()
+}
+
+/// The answer Envoy gets: the overall code, one status per descriptor and
+/// the rate-limit headers of the `overall` verdict.
+fn response(verdicts: &[Verdict], overall: &Verdict, mode: HeaderMode) -> rls::RateLimitResponse {
+    let mut headers = Vec::with_capacity(4);
+    each_rate_limit_header(overall, mode, |key, value| {
+        headers.push(HeaderValue {
+            key: key.to_string(),
+            value: value.to_string(),
+            raw_value: Vec::new(),
+        });
+    });
+    rls::RateLimitResponse {
+        overall_code: if overall.allowed {
+            Code::Ok
+        } else {
+            Code::OverLimit
+        } as i32,
+        statuses: verdicts.iter().map(descriptor_status).collect(),
+        response_headers_to_add: headers,
+        request_headers_to_add: Vec::new(),
+        raw_body: Vec::new(),
+    }
+}
+
 #[tonic::async_trait]
 impl rls::rate_limit_service_server::RateLimitService for RlsService {
     async fn should_rate_limit(
@@ -129,30 +193,9 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
         request: Request<rls::RateLimitRequest>,
     ) -> Result<Response<rls::RateLimitResponse>, Status> {
         let mut timer = self.app.check_timer("envoy_rls", traceparent(&request));
-        // Never wait past Envoy's own timeout (its grpc-timeout).
-        let budget = crate::waiting::envoy_budget(
-            request
-                .metadata()
-                .get("grpc-timeout")
-                .and_then(|v| v.to_str().ok()),
-            self.app.limits.grpc_timeout,
-            self.app.limits.envoy_max_wait,
-        );
+        let budget = envoy_budget(&self.app, &request);
         let request = request.into_inner();
-        if request.domain.is_empty() {
-            return Err(Status::invalid_argument("domain is empty"));
-        }
-        if request.descriptors.is_empty() {
-            return Err(Status::invalid_argument("no descriptors"));
-        }
-        if request.descriptors.len() > MAX_DESCRIPTORS {
-            return Err(Status::invalid_argument(format!(
-                "{} descriptors (at most {MAX_DESCRIPTORS})",
-                request.descriptors.len()
-            )));
-        }
-        // Envoy: hits_addend unset (0) means 1.
-        let request_hits = u64::from(request.hits_addend.max(1));
+        validate(&request)?;
         // One configuration for the whole request.
         let settings = self.app.settings.load();
         let attributes = request
@@ -161,17 +204,7 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
             .enumerate()
             .map(|(i, d)| descriptor_attributes(i, d, settings.identity.ipv6_prefix))
             .collect::<Result<Vec<_>, _>>()?;
-        let checks: Vec<Check<'_>> = request
-            .descriptors
-            .iter()
-            .zip(&attributes)
-            .map(|(d, attributes)| Check {
-                attributes,
-                hits: d.hits_addend.unwrap_or(request_hits),
-                domain: Some(&request.domain),
-                reserve: false,
-            })
-            .collect();
+        let checks = checks(&request, &attributes);
         for attributes in &attributes {
             timer.attributes(attributes);
         }
@@ -191,25 +224,7 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
             .verdicts;
         let overall = Verdict::combine(&verdicts);
         timer.decided(&overall);
-        let mut headers = Vec::with_capacity(4);
-        each_rate_limit_header(&overall, settings.headers, |key, value| {
-            headers.push(HeaderValue {
-                key: key.to_string(),
-                value: value.to_string(),
-                raw_value: Vec::new(),
-            });
-        });
-        let response = rls::RateLimitResponse {
-            overall_code: if overall.allowed {
-                Code::Ok
-            } else {
-                Code::OverLimit
-            } as i32,
-            statuses: verdicts.iter().map(descriptor_status).collect(),
-            response_headers_to_add: headers,
-            request_headers_to_add: Vec::new(),
-            raw_body: Vec::new(),
-        };
+        let response = response(&verdicts, &overall, settings.headers);
         timer.finish();
         Ok(Response::new(response))
     }

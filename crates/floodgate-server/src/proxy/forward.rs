@@ -30,7 +30,7 @@ use super::usage::{settle_from_header, Meter, UsageBody, UsageScanner};
 use crate::accept::ConnectionSlot;
 use crate::app::{App, Settings};
 use crate::deny::{deny_http_status, deny_status};
-use crate::errors::ApiError;
+use crate::errors::{error_response, json_response, ApiError};
 use crate::identity::{classify, HttpRequestInfo};
 use crate::render::{rate_limit_headers, CheckBody};
 use crate::traces::CheckTimer;
@@ -166,10 +166,7 @@ impl Forwarder {
             timer.decided(verdict);
         }
         timer.finish();
-        verdict.map_err(|error| {
-            let error = ApiError::from(error);
-            json_error(error.status, &error.message)
-        })
+        verdict.map_err(|error| json_error(error.into()))
     }
 
     /// Forwards an allowed request and answers with the upstream's
@@ -191,7 +188,7 @@ impl Forwarder {
         let (upstream_req, uploaded) =
             match self.upstream_request(req, peer, client_upgrade.as_ref()) {
                 Ok(r) => r,
-                Err(message) => return json_error(StatusCode::BAD_REQUEST, &message),
+                Err(message) => return json_error(ApiError::bad_request(message)),
             };
         let response = match self
             .send(upstream_req, uploaded, cost.as_ref(), &verdict)
@@ -234,15 +231,15 @@ impl Forwarder {
                 tracing::debug!(%error, "upstream unreachable");
                 // Nothing was served: the reservation costs nothing.
                 self.meter(cost, verdict, Some("0"));
-                Err(json_error(
-                    StatusCode::BAD_GATEWAY,
-                    &format!("the upstream {} cannot be reached", self.scheme_authority),
-                ))
+                Err(json_error(ApiError {
+                    status: StatusCode::BAD_GATEWAY,
+                    message: format!("the upstream {} cannot be reached", self.scheme_authority),
+                }))
             }
-            Err(()) => Err(json_error(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!("the upstream sent no response within {response_timeout:?}"),
-            )),
+            Err(()) => Err(json_error(ApiError {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                message: format!("the upstream sent no response within {response_timeout:?}"),
+            })),
         }
     }
 
@@ -375,9 +372,8 @@ fn denied(
 ) -> Response<ProxyBody> {
     let status = deny_status(verdict, settings.policies.policies());
     let body = CheckBody::new(verdict).with_deny_status(status);
-    let body = serde_json::to_vec(&body).unwrap_or_default();
     let status = deny_http_status(verdict, settings.policies.policies());
-    let mut response = full(status, body);
+    let mut response = boxed(json_response(status, body.to_json()));
     add(&mut response, rate_headers);
     if version < Version::HTTP_2 {
         // A client past its limit gives its connection back.
@@ -394,28 +390,15 @@ fn empty() -> ProxyBody {
         .boxed()
 }
 
-fn full(status: StatusCode, body: Vec<u8>) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+/// One of the server's JSON responses as a proxy response.
+fn boxed(response: Response<Full<Bytes>>) -> Response<ProxyBody> {
+    response.map(|body| body.map_err(|never| match never {}).boxed())
 }
 
-/// `{"error": message}` with `status`.
-fn json_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
-    full(
-        status,
-        serde_json::json!({ "error": message })
-            .to_string()
-            .into_bytes(),
-    )
+/// `error` as its status and `{"error": ...}` body (see
+/// [`error_response`]).
+fn json_error(error: ApiError) -> Response<ProxyBody> {
+    boxed(error_response(error))
 }
 
 fn add(response: &mut Response<ProxyBody>, headers: &[(&'static str, String)]) {
