@@ -1,5 +1,7 @@
 //! floodgate-core owns the rate-limit domain: attributes, policies, counter
-//! keys, the five algorithms as pure state transitions, and the `Clock`.
+//! keys, the five algorithms as pure state transitions, the `Clock`, and
+//! the stores' settings as plain data (`store_config`: one type per store,
+//! one Redis URL parser).
 //! It does no I/O and must never depend on tokio, a store, a transport or
 //! protobuf types: stores and servers translate to and from these types.
 #![forbid(unsafe_code)]
