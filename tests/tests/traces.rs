@@ -32,36 +32,36 @@ const FAST: [(&str, &str); 1] = [("OTEL_BSP_SCHEDULE_DELAY", "50")];
 
 type Received = Arc<Mutex<Vec<ExportTraceServiceRequest>>>;
 
-/// An OTLP/HTTP collector: every POSTed body decoded, answered 200.
+/// An OTLP/HTTP collector: every POSTed body decoded, answered 200. Each
+/// collector has its own list (tests run in parallel).
 fn http_collector() -> (std::net::SocketAddr, Received) {
-    static RECEIVED: Mutex<Option<Received>> = Mutex::new(None);
     let received = Received::default();
-    *RECEIVED.lock().unwrap() = Some(received.clone());
-    fn serve(mut stream: TcpStream) {
-        loop {
-            let head = read_request_head(&mut stream).to_ascii_lowercase();
-            if head.is_empty() {
-                return;
-            }
-            assert!(head.starts_with("post /v1/traces "), "{head}");
-            assert!(
-                head.contains("content-type: application/x-protobuf"),
-                "{head}"
-            );
-            let length: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length: "))
-                .and_then(|n| n.trim().parse().ok())
-                .expect("content-length");
-            let mut body = vec![0; length];
-            stream.read_exact(&mut body).unwrap();
-            let request = ExportTraceServiceRequest::decode(&body[..]).expect("OTLP protobuf");
-            if let Some(received) = RECEIVED.lock().unwrap().as_ref() {
-                received.lock().unwrap().push(request);
-            }
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n");
+    // `upstream` takes a `Copy` handler: a leaked reference to this
+    // collector's list is one (a few bytes per test process).
+    let list: &'static Received = Box::leak(Box::new(received.clone()));
+    let serve = move |mut stream: TcpStream| loop {
+        let head = read_request_head(&mut stream).to_ascii_lowercase();
+        if head.is_empty() {
+            return;
         }
-    }
+        assert!(head.starts_with("post /v1/traces "), "{head}");
+        assert!(
+            head.contains("content-type: application/x-protobuf"),
+            "{head}"
+        );
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("content-length");
+        let mut body = vec![0; length];
+        stream.read_exact(&mut body).unwrap();
+        let request = ExportTraceServiceRequest::decode(&body[..]).expect("OTLP protobuf");
+        list.lock().unwrap().push(request);
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n",
+        );
+    };
     (upstream(serve), received)
 }
 
