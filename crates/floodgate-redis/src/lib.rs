@@ -75,7 +75,7 @@
 //! Scripts read the Redis server's clock (`TIME`), never the sidecar's, so
 //! sidecars with skewed clocks agree. Test builds alone can do otherwise:
 //! the cargo feature `test-clock` (enabled only by this crate's own
-//! dev-dependency) adds [`RedisStore::with_test_clock`], which sends an
+//! dev-dependency) adds `RedisStore::with_test_clock`, which sends an
 //! explicit "now" to every script. That is what makes the conformance suite
 //! exact: the local store and this one see the same instants, so they must
 //! return identical outcomes. Under an override, script time and real time

@@ -14,7 +14,7 @@
 //! poll.
 //!
 //! A file seen changing is read only once it has held still for
-//! [`SETTLE`], and an empty file is rejected (it would parse as "no
+//! `SETTLE`, and an empty file is rejected (it would parse as "no
 //! policies"), so a writer caught between truncating and writing does not
 //! wipe the limits. A missing, unreadable or invalid file counts as a
 //! failed reload: the old policies stay and the next change is tried again.

@@ -11,7 +11,7 @@ use crate::cli_output;
 /// The options every admin action shares.
 #[derive(Debug, clap::Args)]
 pub struct AdminTarget {
-    /// The server's HTTP listener (or [admin] listen).
+    /// The server's HTTP listener (or `[admin] listen`).
     #[arg(long, default_value = "http://127.0.0.1:9720")]
     pub url: String,
     /// A file holding the admin token (default: FLOODGATE_ADMIN_TOKEN).

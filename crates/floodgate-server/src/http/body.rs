@@ -18,7 +18,7 @@ fn too_large() -> ApiError {
     }
 }
 
-/// Reads the whole body, refusing more than [`MAX_BODY`] bytes before
+/// Reads the whole body, refusing more than `MAX_BODY` bytes (64 KiB) before
 /// buffering them.
 ///
 /// # Errors
