@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use floodgate_config::server::HeaderMode;
 use floodgate_store::{PolicyStatus, Verdict};
+#[cfg(test)]
 use serde::{Serialize, Serializer};
 
 /// Microseconds to whole milliseconds, rounded up: retrying after
@@ -86,8 +87,10 @@ pub fn rate_limit_headers(verdict: &Verdict, mode: HeaderMode) -> Vec<(&'static 
 
 /// The JSON body of `/v1/check` (and of denials in the proxy and Envoy
 /// ext_authz): the same field names as `floodgate.v1.CheckResponse`, whose
-/// fields the gRPC service takes from here too.
-#[derive(Debug, Serialize)]
+/// fields the gRPC service takes from here too. [`CheckBody::to_json`]
+/// writes it; the tests hold that to what `serde_json` would write.
+#[derive(Debug)]
+#[cfg_attr(test, derive(Serialize))]
 pub struct CheckBody<'a> {
     /// Whether the request may proceed.
     pub allowed: bool,
@@ -102,25 +105,27 @@ pub struct CheckBody<'a> {
     /// Milliseconds until a retry could pass; 0 when allowed.
     pub retry_after_ms: u64,
     /// Lease to release (concurrency policies only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     pub lease: Option<&'a str>,
     /// Settlement id (a reserving check on settleable policies only).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     pub settlement: Option<&'a str>,
-    /// One entry per applicable policy, written as [`StatusBody`].
-    #[serde(serialize_with = "statuses")]
+    /// One entry per applicable policy.
+    #[cfg_attr(test, serde(serialize_with = "statuses"))]
     pub statuses: &'a [PolicyStatus],
     /// The deciding policy's `deny_status`; present on denials only (set
     /// with [`CheckBody::with_deny_status`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, serde(skip_serializing_if = "Option::is_none"))]
     pub deny_status: Option<u16>,
     /// Milliseconds the check waited for its turn (0 when it did not).
     pub waited_ms: u64,
 }
 
-/// One entry of `statuses`.
+/// One entry of `statuses`, as `serde_json` writes it (the tests'
+/// reference for [`CheckBody::to_json`]).
+#[cfg(test)]
 #[derive(Debug, Serialize)]
-pub struct StatusBody<'a> {
+struct StatusBody<'a> {
     /// The policy.
     pub policy: &'a str,
     /// Whether this policy allows the check.
@@ -142,6 +147,7 @@ pub struct StatusBody<'a> {
     pub replaced: Vec<&'a str>,
 }
 
+#[cfg(test)]
 fn statuses<S: Serializer>(statuses: &&[PolicyStatus], serializer: S) -> Result<S::Ok, S::Error> {
     serializer.collect_seq(statuses.iter().map(StatusBody::new))
 }
@@ -235,7 +241,7 @@ impl<'a> CheckBody<'a> {
     }
 }
 
-/// One entry of `statuses` as [`StatusBody`] serializes it.
+/// One entry of `statuses`.
 fn status_json(out: &mut Vec<u8>, s: &PolicyStatus) {
     out.push(b'{');
     json::key(out, "policy", true);
@@ -279,6 +285,7 @@ pub fn error_json(message: &str) -> Vec<u8> {
     out
 }
 
+#[cfg(test)]
 impl<'a> StatusBody<'a> {
     fn new(s: &'a PolicyStatus) -> Self {
         StatusBody {
