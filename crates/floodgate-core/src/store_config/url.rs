@@ -7,9 +7,11 @@ use std::fmt;
 /// A parsed `redis://` or `rediss://` URL:
 /// `redis[s]://[user[:password]@]host[:port][/db][?…]`.
 ///
-/// The user information ends at the last `@` before the first `/`, `?` or
-/// `#`; user and password are percent-decoded. A query is accepted and
-/// ignored.
+/// The user information ends at the **last** `@` of the URL, as
+/// [`redact_url`](crate::redact_url) reads it: a password may hold `/`, `?`,
+/// `#` or `@` typed as they are, and no part of it is then read as the
+/// host, port or database (nor quoted in a [`BadUrl`]). User and password
+/// are percent-decoded. A query is accepted and ignored.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     /// Whether the scheme is `rediss` (TLS).
@@ -56,12 +58,12 @@ impl RedisUrl {
                 "the scheme must be redis:// or rediss:// (TLS)",
             ));
         };
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        let (userinfo, host_port) = match authority.rsplit_once('@') {
-            Some((userinfo, host_port)) => (Some(userinfo), host_port),
-            None => (None, authority),
+        let (userinfo, rest) = match rest.rsplit_once('@') {
+            Some((userinfo, rest)) => (Some(userinfo), rest),
+            None => (None, rest),
         };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (host_port, tail) = rest.split_at(end);
         let (host, port) = split_host_port(host_port).map_err(BadUrl)?;
         let (username, password) = match userinfo {
             None => (None, None),
@@ -220,6 +222,31 @@ mod tests {
         ] {
             assert!(RedisUrl::parse(good).is_ok(), "{good}");
         }
+    }
+
+    #[test]
+    fn a_password_typed_with_url_characters_stays_the_password() {
+        for (url, password) in [
+            ("redis://u:se/cret@h:6379/2", "se/cret"),
+            ("rediss://app:s3/cr?t#x@h:6379/2", "s3/cr?t#x"),
+            ("redis://u:a@b/c@h:6379/2", "a@b/c"),
+        ] {
+            let parsed = RedisUrl::parse(url).unwrap();
+            assert_eq!(parsed.password.as_deref(), Some(password), "{url}");
+            assert_eq!(
+                (parsed.host.as_str(), parsed.port, parsed.database),
+                ("h", Some(6379), Some(2)),
+                "{url}"
+            );
+        }
+        // A bad port after such a password is reported without any of it.
+        let problem = RedisUrl::parse("redis://u:se/cret@h:port")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            problem.contains("\"port\"") && !problem.contains("se"),
+            "{problem}"
+        );
     }
 
     #[test]

@@ -118,19 +118,12 @@ impl FailoverStore {
 
 #[cfg(test)]
 mod tests {
-    use floodgate_core::PolicySpec;
+    use floodgate_core::{testing, AlgorithmKind};
 
     use super::*;
 
     fn policy(limit: u64) -> Policy {
-        Policy::new(PolicySpec {
-            name: "p".into(),
-            key: vec!["user".into()],
-            limit,
-            window_us: Some(60_000_000),
-            ..PolicySpec::default()
-        })
-        .unwrap()
+        testing::policy(AlgorithmKind::SlidingWindow, limit, 60_000_000).build()
     }
 
     #[test]
