@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::algorithm::Algorithm;
 use crate::attributes::Attributes;
-use crate::key::counter_key_of;
+use crate::key::push_counter_key_of;
 
 mod applicable;
 mod block;
@@ -243,10 +243,19 @@ impl Policy {
     /// segment per key entry, a stand-in written as `<attribute>=<value>`
     /// (see [`crate::key`]).
     pub fn counter_key(&self, attributes: &Attributes) -> String {
-        counter_key_of(
+        let mut key = String::with_capacity(self.name.len() + 24);
+        self.push_counter_key(&mut key, attributes);
+        key
+    }
+
+    /// Appends [`Policy::counter_key`] to `out`: several keys can share one
+    /// buffer (the limiter builds every key of a check in one).
+    pub fn push_counter_key(&self, out: &mut String, attributes: &Attributes) {
+        push_counter_key_of(
+            out,
             &self.name,
             self.entries.iter().map(|e| e.segment(attributes)),
-        )
+        );
     }
 
     /// The same policy with `limit` divided by `instances` (rounded up):

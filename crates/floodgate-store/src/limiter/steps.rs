@@ -6,9 +6,7 @@
 
 use std::sync::Arc;
 
-use floodgate_core::{
-    push_counter_key_of, AlgorithmKind, LeasePart, Mode, Policy, PolicySet, Receipt, SettlementPart,
-};
+use floodgate_core::{AlgorithmKind, LeasePart, Mode, Policy, PolicySet, Receipt, SettlementPart};
 use smallvec::SmallVec;
 
 use super::snapshot::{CheckCounters, PolicySnapshot};
@@ -58,12 +56,7 @@ impl<'a> Plan<'a> {
                 if plan.keys.capacity() == 0 {
                     plan.keys.reserve(64);
                 }
-                // As `Policy::counter_key`, into the shared buffer.
-                let segments = policy
-                    .key_entries()
-                    .iter()
-                    .map(|e| e.segment(check.attributes));
-                push_counter_key_of(&mut plan.keys, policy.name(), segments);
+                policy.push_counter_key(&mut plan.keys, check.attributes);
                 plan.applicable.push(Applied {
                     check: i,
                     policy,
