@@ -43,6 +43,7 @@ use per_ip::{PerIp, PerIpGuard};
 use stall::Stalls;
 
 mod client_io;
+pub mod deadline;
 mod in_flight;
 mod per_ip;
 mod stall;
@@ -55,9 +56,10 @@ const H2_MAX_FRAME: u32 = 16 * 1024;
 /// Bytes buffered per HTTP/2 stream before its writer waits.
 const H2_MAX_SEND_BUF: usize = 64 * 1024;
 
-/// One accepted connection's place under `max_connections`. Requests carry
-/// it in their extensions, so whatever outlives the connection's HTTP phase
-/// (an upgraded tunnel) can keep the slot until it ends.
+/// One accepted connection's place under `max_connections`. HTTP/1
+/// requests carry it in their extensions, so whatever outlives the
+/// connection's HTTP phase (an upgraded tunnel) can keep the slot until it
+/// ends.
 #[derive(Debug, Clone)]
 pub struct ConnectionSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, PerIpGuard)>);
 
@@ -237,10 +239,14 @@ impl Connection {
         let in_flight = InFlight::new();
         let stalls = Stalls::default();
         let (tracker, watched, request_slot) = (in_flight.clone(), stalls.clone(), slot.clone());
-        // Each request carries the connection's slot; its response body
-        // counts as in flight and reports its stalled writes.
+        // Each HTTP/1 request carries the connection's slot (only HTTP/1
+        // upgrades); every response body counts as in flight and reports
+        // its stalled writes.
+        let upgradable = !sniffed.http2;
         let service = service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(request_slot.clone());
+            if upgradable {
+                req.extensions_mut().insert(request_slot.clone());
+            }
             let guard = tracker.start();
             let answer = handle(req, peer);
             let watched = watched.clone();

@@ -89,22 +89,25 @@ impl Drop for InFlightGuard {
     }
 }
 
-/// A response body that keeps its request in flight until it is dropped,
-/// and tells its connection's [`Stalls`] when it waits to be polled.
-pub struct Tracked<B> {
-    /// The body.
-    inner: Pin<Box<B>>,
-    /// Ends the request with the body.
-    _guard: InFlightGuard,
-    /// Whether hyper keeps asking for this body.
-    stall: Option<Stall>,
+pin_project_lite::pin_project! {
+    /// A response body (`inner`) that keeps its request in flight until it
+    /// is dropped (its `_guard` ends the request), and tells its
+    /// connection's [`Stalls`] when it waits to be polled (`stall`).
+    ///
+    /// [`Stalls`]: super::stall::Stalls
+    pub struct Tracked<B> {
+        #[pin]
+        inner: B,
+        _guard: InFlightGuard,
+        stall: Option<Stall>,
+    }
 }
 
 impl<B> Tracked<B> {
     /// `inner`, holding `guard`, watched by `stall` (if any).
     pub fn new(inner: B, guard: InFlightGuard, stall: Option<Stall>) -> Self {
         Tracked {
-            inner: Box::pin(inner),
+            inner,
             _guard: guard,
             stall,
         }
@@ -116,16 +119,17 @@ impl<B: Body> Body for Tracked<B> {
     type Error = B::Error;
 
     fn poll_frame(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        if let Some(stall) = &self.stall {
+        let this = self.project();
+        if let Some(stall) = this.stall {
             stall.polled();
         }
-        let polled = self.inner.as_mut().poll_frame(cx);
-        match (&polled, &self.stall) {
+        let polled = this.inner.poll_frame(cx);
+        match (&polled, &*this.stall) {
             (Poll::Ready(Some(Ok(_))), Some(stall)) => stall.waiting(),
-            (Poll::Ready(_), _) => self.stall = None,
+            (Poll::Ready(_), _) => *this.stall = None,
             (Poll::Pending, _) => {}
         }
         polled

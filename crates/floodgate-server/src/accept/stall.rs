@@ -4,105 +4,98 @@
 //! control window, which no socket deadline sees. A body left waiting for
 //! `send_timeout` means the client stopped reading; its connection is
 //! dropped.
+//!
+//! A body's updates cost a lock and a clock read and wake nothing: the
+//! watch is lazy, like the idle watch. It looks for the body waiting
+//! longest and sleeps until that body's timeout, or for the whole timeout
+//! when none waits, then looks again.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The bodies of one connection that wait for hyper, and since when.
-#[derive(Debug, Default)]
-struct Shared {
-    /// Waiting bodies by id, and whether the watch is parked for the first.
-    waiting: Mutex<Waiting>,
-    /// Ids of new bodies.
-    next: AtomicU64,
-    /// Woken when a body starts waiting while the watch is parked.
-    first: Notify,
-}
-
+/// The bodies of one connection that wait for hyper, and since when: one
+/// slot per live body, reused once the body is dropped, so a body's
+/// updates index its slot with no hashing (several per request).
 #[derive(Debug, Default)]
 struct Waiting {
-    bodies: HashMap<u64, Instant>,
-    /// The watch found no body waiting and waits for the first: only then
-    /// does a body that starts waiting wake it (a wake-up per request would
-    /// cost more than the request's own work).
-    parked: bool,
+    /// Per slot: since when its body waits, `None` while it is polled
+    /// (or the slot is free).
+    since: Vec<Option<Instant>>,
+    /// Slots whose body was dropped.
+    free: Vec<usize>,
 }
 
 /// The waiting bodies of one connection.
 #[derive(Debug, Clone, Default)]
-pub struct Stalls(Arc<Shared>);
+pub struct Stalls(Arc<Mutex<Waiting>>);
 
 /// One body's place in [`Stalls`]; dropping it removes the body.
 #[derive(Debug)]
 pub struct Stall {
-    shared: Arc<Shared>,
-    id: u64,
+    stalls: Stalls,
+    slot: usize,
 }
 
 impl Stalls {
+    fn lock(&self) -> MutexGuard<'_, Waiting> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// A new body, waiting to be polled from now on.
     pub fn body(&self) -> Stall {
-        let id = self.0.next.fetch_add(1, Ordering::Relaxed);
-        let stall = Stall {
-            shared: self.0.clone(),
-            id,
+        let now = Some(Instant::now());
+        let mut waiting = self.lock();
+        let slot = match waiting.free.pop() {
+            Some(slot) => {
+                waiting.since[slot] = now;
+                slot
+            }
+            None => {
+                waiting.since.push(now);
+                waiting.since.len() - 1
+            }
         };
-        stall.waiting();
-        stall
+        drop(waiting);
+        Stall {
+            stalls: self.clone(),
+            slot,
+        }
     }
 
     /// Resolves once some body has waited `timeout` without being polled.
     pub async fn stalled_for(&self, timeout: Duration) {
         loop {
-            let first = self.0.first.notified();
-            tokio::pin!(first);
-            first.as_mut().enable();
-            let oldest = {
-                let mut waiting = self.0.lock();
-                let oldest = waiting.bodies.values().min().copied();
-                waiting.parked = oldest.is_none();
-                oldest
-            };
-            match oldest {
-                None => first.await,
+            let oldest = self.lock().since.iter().flatten().min().copied();
+            let wake = match oldest {
+                None => Instant::now() + timeout,
                 Some(since) if since.elapsed() >= timeout => return,
-                Some(since) => tokio::time::sleep_until(since + timeout).await,
-            }
+                Some(since) => since + timeout,
+            };
+            tokio::time::sleep_until(wake).await;
         }
-    }
-}
-
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl Stall {
     /// The body handed a frame over: it waits to be polled again.
     pub fn waiting(&self) {
-        let mut waiting = self.shared.lock();
-        waiting.bodies.insert(self.id, Instant::now());
-        if std::mem::take(&mut waiting.parked) {
-            drop(waiting);
-            self.shared.first.notify_waiters();
-        }
+        let now = Instant::now();
+        self.stalls.lock().since[self.slot] = Some(now);
     }
 
     /// The body is being polled.
     pub fn polled(&self) {
-        self.shared.lock().bodies.remove(&self.id);
+        self.stalls.lock().since[self.slot] = None;
     }
 }
 
 impl Drop for Stall {
     fn drop(&mut self) {
-        self.polled();
+        let mut waiting = self.stalls.lock();
+        waiting.since[self.slot] = None;
+        waiting.free.push(self.slot);
     }
 }
 
@@ -132,13 +125,33 @@ mod tests {
         });
         let started = Instant::now();
         stalls.stalled_for(timeout).await;
-        // Stalled only once the poller stopped after 40 s.
-        assert!(
-            started.elapsed() >= Duration::from_secs(45),
-            "{:?}",
-            started.elapsed()
-        );
+        // Stalled 5 s after the poller's last poll, at 40 s.
+        assert_eq!(started.elapsed(), Duration::from_secs(45));
         drop(poller.await.unwrap());
-        assert!(stalls.0.lock().bodies.is_empty());
+        let waiting = stalls.lock();
+        assert!(waiting.since.iter().all(Option::is_none));
+        assert_eq!(waiting.free.len(), waiting.since.len());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_body_frees_its_slot_and_the_longest_wait_counts() {
+        let stalls = Stalls::default();
+        let timeout = Duration::from_secs(5);
+        let (first, second) = (stalls.body(), stalls.body());
+        drop(first);
+        second.polled();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The new body takes the dropped one's slot and waits from now.
+        let third = stalls.body();
+        assert_eq!((third.slot, stalls.lock().since.len()), (0, 2));
+        let started = Instant::now();
+        stalls.stalled_for(timeout).await;
+        assert_eq!(started.elapsed(), timeout);
+        third.polled();
+        second.waiting();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let started = Instant::now();
+        stalls.stalled_for(timeout).await;
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
     }
 }

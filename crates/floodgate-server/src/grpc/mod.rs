@@ -15,6 +15,7 @@ use std::time::Duration;
 use floodgate_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
+use http::HeaderName;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::Service;
@@ -73,7 +74,7 @@ pub async fn serve(
         let mut routes = routes.clone();
         let timeout = call_timeout(req.headers(), longest);
         async move {
-            match tokio::time::timeout(timeout, routes.call(req)).await {
+            match crate::accept::deadline::deadline(timeout, routes.call(req)).await {
                 Ok(answered) => answered,
                 Err(_) => Ok(tonic::Status::cancelled("Timeout expired").into_http()),
             }
@@ -83,11 +84,15 @@ pub async fn serve(
     Ok(())
 }
 
+/// The metadata every call reads, named once (a name given as text is
+/// parsed again on each lookup).
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+
 /// How long one call may run: `grpc_timeout`, or the caller's own
 /// `grpc-timeout` header when that is shorter.
 fn call_timeout(headers: &http::HeaderMap, longest: Duration) -> Duration {
     let asked = headers
-        .get("grpc-timeout")
+        .get(GRPC_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout);
     asked.map_or(longest, |asked| asked.min(longest))
@@ -115,21 +120,24 @@ pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 /// timeout (its `grpc-timeout`), within `grpc_timeout` and `envoy_max_wait`.
 fn envoy_budget<T>(app: &App, request: &tonic::Request<T>) -> Duration {
     crate::waiting::envoy_budget(
-        request
-            .metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok()),
+        grpc_timeout(request),
         app.limits.grpc_timeout,
         app.limits.envoy_max_wait,
     )
 }
 
+/// The call's `grpc-timeout` metadata, if any.
+fn grpc_timeout<T>(request: &tonic::Request<T>) -> Option<&str> {
+    let headers: &http::HeaderMap = request.metadata().as_ref();
+    headers.get(GRPC_TIMEOUT).and_then(|v| v.to_str().ok())
+}
+
 /// The call's W3C `traceparent` metadata, if any.
 pub fn traceparent<T>(request: &tonic::Request<T>) -> Option<&[u8]> {
-    request
-        .metadata()
-        .get("traceparent")
-        .map(tonic::metadata::MetadataValue::as_bytes)
+    let headers: &http::HeaderMap = request.metadata().as_ref();
+    headers
+        .get(crate::traces::TRACEPARENT)
+        .map(http::HeaderValue::as_bytes)
 }
 
 #[cfg(test)]

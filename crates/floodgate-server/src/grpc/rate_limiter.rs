@@ -6,7 +6,7 @@ use floodgate_proto::floodgate::v1 as pb;
 use floodgate_store::{Check, LeaseMode, Source, Verdict};
 use tonic::{Request, Response, Status};
 
-use super::traceparent;
+use super::{grpc_timeout, traceparent};
 use crate::app::App;
 use crate::deny::deny_status;
 use crate::errors::to_status;
@@ -71,17 +71,12 @@ impl pb::rate_limiter_server::RateLimiter for RateLimiterService {
         request: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
         let mut timer = self.app.check_timer("grpc", traceparent(&request));
-        let header = request
-            .metadata()
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let request = request.into_inner();
         let budget = waiting::grpc_budget(
-            request.max_wait_ms,
-            header.as_deref(),
+            request.get_ref().max_wait_ms,
+            grpc_timeout(&request),
             self.app.limits.grpc_timeout,
         );
+        let request = request.into_inner();
         let snapshot = self.app.limiter.snapshot();
         let check = Check {
             attributes: &request.attributes,

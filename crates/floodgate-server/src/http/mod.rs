@@ -21,6 +21,7 @@ use http_body_util::Full;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::deadline::{deadline, Deadline};
 use crate::accept::ListenerSettings;
 use crate::app::App;
 use crate::errors::{error_response, json_response, ApiError};
@@ -51,7 +52,7 @@ where
     F: Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
 {
     Within {
-        timed: tokio::time::timeout(timeout, answer),
+        timed: deadline(timeout, answer),
         timeout,
     }
 }
@@ -63,7 +64,7 @@ pin_project_lite::pin_project! {
     /// future whole when it stores it).
     pub(crate) struct Within<F> {
         #[pin]
-        timed: tokio::time::Timeout<F>,
+        timed: Deadline<F>,
         timeout: Duration,
     }
 }

@@ -237,7 +237,9 @@ pub const DENY_STATUS_HEADER: &str = "x-floodgate-deny-status";
 
 /// The request's W3C `traceparent` header, if any.
 pub fn traceparent(headers: &http::HeaderMap) -> Option<&[u8]> {
-    headers.get("traceparent").map(HeaderValue::as_bytes)
+    headers
+        .get(crate::traces::TRACEPARENT)
+        .map(HeaderValue::as_bytes)
 }
 
 /// Logs, once per process, that `/v1/auth` ignores `X-Real-IP` because

@@ -23,6 +23,10 @@ use floodgate_store::Verdict;
 use self::export::{attribute, int_attribute, Exporter};
 pub use self::settings::TraceSettings;
 
+/// The W3C trace context header (HTTP) and metadata (gRPC) a check's span
+/// continues, named once for every lookup.
+pub const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
 /// Decides which checks are traced and hands their spans to the exporter.
 pub struct Tracer {
     exporter: Exporter,
