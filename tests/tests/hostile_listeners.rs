@@ -7,7 +7,8 @@
 //! undecodable and oversized messages as the caller's fault, and the proxy
 //! tunnels only the upgrades it is told to, each holding its connection
 //! slot until it closes idle. Trickled request bodies and stalled upstream
-//! bodies are cut; an absurd `max_connections` is a config error.
+//! bodies are cut; a request head with more headers than `max_headers` is
+//! refused; an absurd `max_connections` is a config error.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -63,6 +64,29 @@ fn idle_and_half_sent_connections_are_closed_while_a_client_is_served() {
         let again = hostile_connections(addr);
         assert_eq!(http_request(addr, "GET", "/healthz", &[], None).status, 200);
         drop(again);
+    }
+}
+
+#[test]
+fn a_request_with_more_headers_than_max_headers_is_refused() {
+    // The default cap (100) and a configured one.
+    for (extra, cap) in [("", 100), ("max_headers = 20\n", 20)] {
+        let fg = Floodgate::start(&config(extra, None));
+        for (count, status) in [(cap, "200"), (cap + 1, "431")] {
+            let mut request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", fg.http);
+            for i in 1..count {
+                request.push_str(&format!("X-Header-{i}: v\r\n"));
+            }
+            request.push_str("\r\n");
+            let mut stream = TcpStream::connect(fg.http).unwrap();
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            stream.write_all(request.as_bytes()).unwrap();
+            let head = read_response_head(&mut stream);
+            assert!(
+                head.starts_with(&format!("http/1.1 {status}")),
+                "{count} headers, {extra:?}: {head}"
+            );
+        }
     }
 }
 

@@ -53,6 +53,8 @@ mod stall;
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// Largest HTTP/2 frame payload we accept (the protocol's minimum).
 const H2_MAX_FRAME: u32 = 16 * 1024;
+/// The most headers hyper accepts in an HTTP/1 request when not told.
+const HYPER_MAX_HEADERS: usize = 100;
 /// Bytes buffered per HTTP/2 stream before its writer waits.
 const H2_MAX_SEND_BUF: usize = 64 * 1024;
 
@@ -79,12 +81,16 @@ pub struct ListenerSettings {
 /// The HTTP/1-only and HTTP/2-only connection builders for `limits`.
 fn builders(limits: &Limits) -> (Builder<TokioExecutor>, Builder<TokioExecutor>) {
     let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
+    let mut http1 = builder.http1();
+    http1
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_headers(limits.max_headers)
         .max_buf_size(limits.max_header_bytes);
+    // hyper's own cap is the default; naming it anyway would make hyper
+    // set up room for that many headers on every request.
+    if limits.max_headers != HYPER_MAX_HEADERS {
+        http1.max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())

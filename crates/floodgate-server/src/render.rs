@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use floodgate_config::server::HeaderMode;
 use floodgate_store::{PolicyStatus, Verdict};
+use http::HeaderName;
 #[cfg(test)]
 use serde::{Serialize, Serializer};
 
@@ -23,6 +24,15 @@ pub fn secs(us: u64) -> u64 {
     us.div_ceil(1_000_000)
 }
 
+/// The rate-limit header names, made once (a name given as text is checked
+/// again each time it is inserted).
+static RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+static RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+static RETRY_AFTER: HeaderName = http::header::RETRY_AFTER;
+
 /// Calls `add(name, value)` for each rate-limit response header of a
 /// verdict, in order, every value written into one reused buffer.
 ///
@@ -33,7 +43,7 @@ pub fn secs(us: u64) -> u64 {
 pub fn each_rate_limit_header(
     verdict: &Verdict,
     mode: HeaderMode,
-    mut add: impl FnMut(&'static str, &str),
+    mut add: impl FnMut(&'static HeaderName, &str),
 ) {
     let Some(s) = verdict.deciding() else {
         return;
@@ -48,7 +58,7 @@ pub fn each_rate_limit_header(
         value.push_str(number.format(s.limit));
         value.push_str(";w=");
         value.push_str(number.format(secs(s.window_us).max(1)));
-        add("ratelimit-policy", &value);
+        add(&RATELIMIT_POLICY, &value);
         // "<policy>";r=<remaining>;t=<reset s>
         value.clear();
         value.push('"');
@@ -57,21 +67,21 @@ pub fn each_rate_limit_header(
         value.push_str(number.format(s.remaining));
         value.push_str(";t=");
         value.push_str(number.format(secs(s.reset_after_us)));
-        add("ratelimit", &value);
+        add(&RATELIMIT, &value);
     }
     if matches!(mode, HeaderMode::Legacy | HeaderMode::Both) {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
-        add("x-ratelimit-limit", number.format(s.limit));
-        add("x-ratelimit-remaining", number.format(s.remaining));
+        add(&X_RATELIMIT_LIMIT, number.format(s.limit));
+        add(&X_RATELIMIT_REMAINING, number.format(s.remaining));
         add(
-            "x-ratelimit-reset",
+            &X_RATELIMIT_RESET,
             number.format(secs(now + s.reset_after_us)),
         );
     }
     if !verdict.allowed {
-        add("retry-after", number.format(secs(s.retry_after_us).max(1)));
+        add(&RETRY_AFTER, number.format(secs(s.retry_after_us).max(1)));
     }
 }
 
@@ -80,7 +90,7 @@ pub fn each_rate_limit_header(
 pub fn rate_limit_headers(verdict: &Verdict, mode: HeaderMode) -> Vec<(&'static str, String)> {
     let mut headers = Vec::with_capacity(4);
     each_rate_limit_header(verdict, mode, |name, value| {
-        headers.push((name, value.to_string()));
+        headers.push((name.as_str(), value.to_string()));
     });
     headers
 }

@@ -164,7 +164,7 @@ fn invalid(message: &str) -> authz::CheckResponse {
 fn decided(verdict: &Verdict, settings: &Settings) -> authz::CheckResponse {
     let mut headers = Vec::with_capacity(4);
     each_rate_limit_header(verdict, settings.headers, |name, value| {
-        headers.push(header(name, value.to_string()));
+        headers.push(header(name.as_str(), value.to_string()));
     });
     if verdict.allowed {
         return allow(headers);

@@ -168,7 +168,7 @@ fn response(verdicts: &[Verdict], overall: &Verdict, mode: HeaderMode) -> rls::R
     let mut headers = Vec::with_capacity(4);
     each_rate_limit_header(overall, mode, |key, value| {
         headers.push(HeaderValue {
-            key: key.to_string(),
+            key: key.as_str().to_string(),
             value: value.to_string(),
             raw_value: Vec::new(),
         });
