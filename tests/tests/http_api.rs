@@ -155,6 +155,49 @@ fn bad_input_gets_a_clear_error_and_counts_nothing() {
 }
 
 #[test]
+fn a_body_sent_in_pieces_is_read_whole() {
+    use std::io::{Read, Write};
+    let fg = Floodgate::start(FREE_PORTS);
+    let json = br#"{"attributes": {"user": "pieces", "endpoint": "ai"}, "hits": 2}"#;
+    for chunked in [false, true] {
+        let mut stream = std::net::TcpStream::connect(fg.http).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+            .unwrap();
+        let framing = if chunked {
+            "Transfer-Encoding: chunked".to_string()
+        } else {
+            format!("Content-Length: {}", json.len())
+        };
+        let head =
+            format!("POST /v1/check HTTP/1.1\r\nHost: x\r\n{framing}\r\nConnection: close\r\n\r\n");
+        stream.write_all(head.as_bytes()).unwrap();
+        // Three writes far enough apart to arrive as three reads.
+        for piece in json.chunks(json.len() / 3 + 1) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if chunked {
+                stream
+                    .write_all(format!("{:x}\r\n", piece.len()).as_bytes())
+                    .unwrap();
+                stream.write_all(piece).unwrap();
+                stream.write_all(b"\r\n").unwrap();
+            } else {
+                stream.write_all(piece).unwrap();
+            }
+        }
+        if chunked {
+            stream.write_all(b"0\r\n\r\n").unwrap();
+        }
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        let body = &response[response.find("\r\n\r\n").unwrap() + 4..];
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["allowed"], true, "{body}");
+    }
+}
+
+#[test]
 fn chunked_bodies_over_the_cap_are_refused() {
     let fg = Floodgate::start(FREE_PORTS);
     let chunk = "x".repeat(16 * 1024);

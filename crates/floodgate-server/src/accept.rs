@@ -59,9 +59,9 @@ const HYPER_MAX_HEADERS: usize = 100;
 const H2_MAX_SEND_BUF: usize = 64 * 1024;
 
 /// One accepted connection's place under `max_connections`. HTTP/1
-/// requests carry it in their extensions, so whatever outlives the
-/// connection's HTTP phase (an upgraded tunnel) can keep the slot until it
-/// ends.
+/// requests on a listener with tunnels carry it in their extensions, so
+/// whatever outlives the connection's HTTP phase (an upgraded tunnel) can
+/// keep the slot until it ends.
 #[derive(Debug, Clone)]
 pub struct ConnectionSlot(#[allow(dead_code)] Arc<(OwnedSemaphorePermit, PerIpGuard)>);
 
@@ -76,6 +76,9 @@ pub struct ListenerSettings {
     pub limits: Limits,
     /// How long open connections may finish after shutdown.
     pub grace: Duration,
+    /// Whether requests may become tunnels (the proxy's upgrades): only
+    /// then does each HTTP/1 request carry its [`ConnectionSlot`].
+    pub tunnels: bool,
 }
 
 /// The HTTP/1-only and HTTP/2-only connection builders for `limits`.
@@ -245,10 +248,10 @@ impl Connection {
         let in_flight = InFlight::new();
         let stalls = Stalls::default();
         let (tracker, watched, request_slot) = (in_flight.clone(), stalls.clone(), slot.clone());
-        // Each HTTP/1 request carries the connection's slot (only HTTP/1
-        // upgrades); every response body counts as in flight and reports
-        // its stalled writes.
-        let upgradable = !sniffed.http2;
+        // On a listener with tunnels, each HTTP/1 request carries the
+        // connection's slot (only HTTP/1 upgrades); every response body
+        // counts as in flight and reports its stalled writes.
+        let upgradable = settings.tunnels && !sniffed.http2;
         let service = service_fn(move |mut req: Request<Incoming>| {
             if upgradable {
                 req.extensions_mut().insert(request_slot.clone());

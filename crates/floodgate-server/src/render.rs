@@ -211,28 +211,29 @@ impl<'a> CheckBody<'a> {
             + text(self.settlement)
             + self.statuses.iter().map(per_status).sum::<usize>();
         let mut out = Vec::with_capacity(size);
-        out.push(b'{');
-        json::key(&mut out, "allowed", true);
+        out.extend_from_slice(b"{\"allowed\":");
         json::boolean(&mut out, self.allowed);
-        json::key(&mut out, "policy", false);
+        out.extend_from_slice(b",\"policy\":");
         json::string(&mut out, self.policy);
-        for (name, n) in [
-            ("limit", self.limit),
-            ("remaining", self.remaining),
-            ("reset_after_ms", self.reset_after_ms),
-            ("retry_after_ms", self.retry_after_ms),
+        for (key, n) in [
+            (&b",\"limit\":"[..], self.limit),
+            (b",\"remaining\":", self.remaining),
+            (b",\"reset_after_ms\":", self.reset_after_ms),
+            (b",\"retry_after_ms\":", self.retry_after_ms),
         ] {
-            json::key(&mut out, name, false);
+            out.extend_from_slice(key);
             json::number(&mut out, n);
         }
-        for (name, value) in [("lease", self.lease), ("settlement", self.settlement)] {
+        for (key, value) in [
+            (&b",\"lease\":"[..], self.lease),
+            (b",\"settlement\":", self.settlement),
+        ] {
             if let Some(value) = value {
-                json::key(&mut out, name, false);
+                out.extend_from_slice(key);
                 json::string(&mut out, value);
             }
         }
-        json::key(&mut out, "statuses", false);
-        out.push(b'[');
+        out.extend_from_slice(b",\"statuses\":[");
         for (i, s) in self.statuses.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
@@ -241,10 +242,10 @@ impl<'a> CheckBody<'a> {
         }
         out.push(b']');
         if let Some(status) = self.deny_status {
-            json::key(&mut out, "deny_status", false);
+            out.extend_from_slice(b",\"deny_status\":");
             json::number(&mut out, u64::from(status));
         }
-        json::key(&mut out, "waited_ms", false);
+        out.extend_from_slice(b",\"waited_ms\":");
         json::number(&mut out, self.waited_ms);
         out.push(b'}');
         out
@@ -253,27 +254,25 @@ impl<'a> CheckBody<'a> {
 
 /// One entry of `statuses`.
 fn status_json(out: &mut Vec<u8>, s: &PolicyStatus) {
-    out.push(b'{');
-    json::key(out, "policy", true);
+    out.extend_from_slice(b"{\"policy\":");
     json::string(out, &s.policy);
-    json::key(out, "allowed", false);
+    out.extend_from_slice(b",\"allowed\":");
     json::boolean(out, s.allowed);
-    for (name, n) in [
-        ("limit", s.limit),
-        ("remaining", s.remaining),
-        ("reset_after_ms", ms(s.reset_after_us)),
-        ("retry_after_ms", ms(s.retry_after_us)),
+    for (key, n) in [
+        (&b",\"limit\":"[..], s.limit),
+        (b",\"remaining\":", s.remaining),
+        (b",\"reset_after_ms\":", ms(s.reset_after_us)),
+        (b",\"retry_after_ms\":", ms(s.retry_after_us)),
     ] {
-        json::key(out, name, false);
+        out.extend_from_slice(key);
         json::number(out, n);
     }
-    json::key(out, "shadow", false);
+    out.extend_from_slice(b",\"shadow\":");
     json::boolean(out, s.shadow);
-    json::key(out, "source", false);
+    out.extend_from_slice(b",\"source\":");
     json::string(out, s.source.as_str());
     if !s.replaced.is_empty() {
-        json::key(out, "replaced", false);
-        out.push(b'[');
+        out.extend_from_slice(b",\"replaced\":[");
         for (i, name) in s.replaced.iter().enumerate() {
             if i > 0 {
                 out.push(b',');

@@ -1,6 +1,6 @@
 //! Reading request bodies with a hard size cap (413 over 64 KiB; docs/api.md, "Input limits").
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -32,11 +32,31 @@ pub async fn read(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     if declared.is_some_and(|n| n > MAX_BODY as u64) {
         return Err(too_large());
     }
-    match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(error) => Err(ApiError::bad_request(format!(
-            "could not read the request body: {error}"
-        ))),
+    let mut body = Limited::new(req.into_body(), MAX_BODY);
+    // A small body comes in one frame, handed on as it is; only a second
+    // frame makes a buffer to join them in.
+    let (mut whole, mut joined) = (Bytes::new(), None::<BytesMut>);
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(unreadable)?.into_data() else {
+            continue; // trailers
+        };
+        match &mut joined {
+            Some(buffer) => buffer.extend_from_slice(&data),
+            None if whole.is_empty() => whole = data,
+            None => {
+                let mut buffer = BytesMut::from(&whole[..]);
+                buffer.extend_from_slice(&data);
+                joined = Some(buffer);
+            }
+        }
     }
+    Ok(joined.map_or(whole, BytesMut::freeze))
+}
+
+/// 413 for a body over the cap, 400 for one that could not be read.
+fn unreadable(error: Box<dyn std::error::Error + Send + Sync>) -> ApiError {
+    if error.is::<http_body_util::LengthLimitError>() {
+        return too_large();
+    }
+    ApiError::bad_request(format!("could not read the request body: {error}"))
 }

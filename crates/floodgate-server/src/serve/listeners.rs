@@ -109,6 +109,7 @@ impl Listeners {
             max_connections: config.server.max_connections,
             limits: config.server.limits,
             grace: config.server.shutdown_grace,
+            tunnels: false,
         };
         let http = crate::http::serve(self.http, app.clone(), settings("http"), shutdown.clone());
         tracker.spawn(http);
@@ -137,7 +138,10 @@ impl Listeners {
         });
         if let Some((listener, proxy)) = self.proxy {
             let (app, shutdown) = (app.clone(), shutdown.clone());
-            let proxy_settings = settings("proxy");
+            let proxy_settings = ListenerSettings {
+                tunnels: true,
+                ..settings("proxy")
+            };
             tracing::info!(upstream = %proxy.upstream, "proxying");
             tracker.spawn(async move {
                 let served =
