@@ -36,6 +36,7 @@ use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use client_io::{sniff_http2, ClientIo, Sniffed};
 use in_flight::{InFlight, Tracked};
@@ -270,11 +271,11 @@ impl Connection {
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(conn);
         let watch = Watch {
-            settings: &settings,
+            settings,
             peer,
-            in_flight: &in_flight,
-            stalls: &stalls,
-            shutdown: &shutdown,
+            in_flight,
+            stalls,
+            shutdown,
         };
         watch
             .until_done(conn.as_mut(), |conn| conn.graceful_shutdown())
@@ -309,57 +310,85 @@ async fn first_bytes(
 
 /// What one served connection is watched for: its requests in flight,
 /// writes its client does not read, and the listener's shutdown.
-struct Watch<'a> {
+struct Watch {
     /// The listener's name and timeouts.
-    settings: &'a ListenerSettings,
+    settings: ListenerSettings,
     /// The client, for logs.
     peer: SocketAddr,
     /// Requests in flight on the connection.
-    in_flight: &'a InFlight,
+    in_flight: InFlight,
     /// Response writes waiting on the client.
-    stalls: &'a Stalls,
+    stalls: Stalls,
     /// The listener's shutdown.
-    shutdown: &'a CancellationToken,
+    shutdown: CancellationToken,
 }
 
-impl Watch<'_> {
+/// Why a connection stops being served as usual.
+enum Stop {
+    /// The listener shuts down: the client is asked to close.
+    Shutdown,
+    /// No request in flight for the idle timeout: the client is asked to
+    /// close.
+    Idle,
+    /// A write waited on its client longer than the send timeout: the
+    /// connection is dropped.
+    Stalled,
+}
+
+impl Watch {
     /// Drives `conn` until it ends. On shutdown, or once no request has
     /// been in flight for the idle timeout, asks it to close (`close`) and
     /// drops it once nothing has been in flight for [`CLOSE_GRACE`] more;
     /// drops it at once when a write waits on its client longer than the
     /// send timeout.
-    async fn until_done<C, E>(&self, mut conn: Pin<&mut C>, close: impl Fn(Pin<&mut C>))
+    ///
+    /// Until then the watch runs as a task of its own: the connection is
+    /// woken once or more per request, and each wake-up then polls the
+    /// connection and one channel, not every timer of the watch.
+    async fn until_done<C, E>(self, mut conn: Pin<&mut C>, close: impl Fn(Pin<&mut C>))
     where
         C: Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
-        let (what, peer, limits) = (self.settings.what, self.peer, &self.settings.limits);
-        let mut closing = false;
-        loop {
-            tokio::select! {
-                ended = conn.as_mut() => {
-                    if let Err(error) = ended {
-                        tracing::debug!(%error, %peer, listener = what, "connection ended with an error");
-                    }
-                    break;
-                }
-                () = self.shutdown.cancelled(), if !closing => {
-                    close(conn.as_mut());
-                    closing = true;
-                }
-                () = self.in_flight.idle_for(limits.idle_timeout), if !closing => {
-                    tracing::debug!(%peer, listener = what, "closing an idle connection");
-                    close(conn.as_mut());
-                    closing = true;
-                }
-                () = self.stalls.stalled_for(limits.send_timeout) => {
-                    tracing::debug!(%peer, listener = what, "dropped a connection whose client stopped reading");
-                    break;
-                }
-                // Closing, and nothing left to finish: a client that does
-                // not acknowledge the goodbye is not waited for.
-                () = self.in_flight.idle_for(CLOSE_GRACE), if closing => break,
+        let (what, peer, limits) = (self.settings.what, self.peer, self.settings.limits);
+        let (stopped, mut stop) = tokio::sync::oneshot::channel();
+        let (in_flight, stalls) = (self.in_flight.clone(), self.stalls.clone());
+        let _watch = AbortOnDropHandle::new(tokio::spawn(async move {
+            let stop = tokio::select! {
+                () = self.shutdown.cancelled() => Stop::Shutdown,
+                () = self.in_flight.idle_for(limits.idle_timeout) => Stop::Idle,
+                () = self.stalls.stalled_for(limits.send_timeout) => Stop::Stalled,
+            };
+            let _ = stopped.send(stop);
+        }));
+        let ended = |ended: Result<(), E>| {
+            if let Err(error) = ended {
+                tracing::debug!(%error, %peer, listener = what, "connection ended with an error");
             }
+        };
+        let stop = tokio::select! {
+            result = conn.as_mut() => return ended(result),
+            stop = &mut stop => stop,
+        };
+        match stop {
+            Ok(Stop::Shutdown) => close(conn.as_mut()),
+            Ok(Stop::Idle) => {
+                tracing::debug!(%peer, listener = what, "closing an idle connection");
+                close(conn.as_mut());
+            }
+            Ok(Stop::Stalled) | Err(_) => {
+                tracing::debug!(%peer, listener = what, "dropped a connection whose client stopped reading");
+                return;
+            }
+        }
+        tokio::select! {
+            result = conn.as_mut() => ended(result),
+            () = stalls.stalled_for(limits.send_timeout) => {
+                tracing::debug!(%peer, listener = what, "dropped a connection whose client stopped reading");
+            }
+            // Closing, and nothing left to finish: a client that does
+            // not acknowledge the goodbye is not waited for.
+            () = in_flight.idle_for(CLOSE_GRACE) => {}
         }
     }
 }
