@@ -5,6 +5,7 @@
 //! IPv4-mapped one as IPv4); the descriptors of a request stand or fall
 //! together: if any is over its limit, none is charged.
 
+use std::collections::btree_map;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -39,14 +40,15 @@ impl RlsService {
 /// Most descriptors one request may carry.
 pub const MAX_DESCRIPTORS: usize = 64;
 
-/// A descriptor's entries as attributes; `remote_address` becomes `ip`
-/// (see [`ip_attribute`]; a value that is no IP address is kept as is).
+/// A descriptor's entries as attributes, moved out of it; `remote_address`
+/// becomes `ip` (see [`ip_attribute`]; a value that is no IP address is
+/// kept as is).
 ///
 /// # Errors
 /// INVALID_ARGUMENT for no entries, an empty key, or a key given twice.
 pub fn descriptor_attributes(
     index: usize,
-    d: &RateLimitDescriptor,
+    d: &mut RateLimitDescriptor,
     ipv6_prefix: u8,
 ) -> Result<Attributes, Status> {
     if d.entries.is_empty() {
@@ -55,7 +57,7 @@ pub fn descriptor_attributes(
         )));
     }
     let mut attributes = Attributes::new();
-    for entry in &d.entries {
+    for entry in &mut d.entries {
         if entry.key.is_empty() {
             return Err(Status::invalid_argument(format!(
                 "descriptor {index} has an entry with an empty key"
@@ -64,17 +66,31 @@ pub fn descriptor_attributes(
         let (name, value) = if entry.key == "remote_address" {
             let value = match entry.value.parse::<IpAddr>() {
                 Ok(ip) => ip_attribute(ip, ipv6_prefix),
-                Err(_) => entry.value.clone(),
+                Err(_) => std::mem::take(&mut entry.value),
             };
-            ("ip", value)
+            ("ip".to_string(), value)
         } else {
-            (entry.key.as_str(), entry.value.clone())
+            (
+                std::mem::take(&mut entry.key),
+                std::mem::take(&mut entry.value),
+            )
         };
-        if attributes.insert(name.to_string(), value).is_some() {
-            return Err(Status::invalid_argument(format!(
-                "descriptor {index} names {:?} twice",
-                entry.key
-            )));
+        match attributes.entry(name) {
+            btree_map::Entry::Vacant(place) => {
+                place.insert(value);
+            }
+            btree_map::Entry::Occupied(taken) => {
+                // The key as the descriptor gave it (moved out unless it
+                // was `remote_address`).
+                let key = if entry.key.is_empty() {
+                    taken.key()
+                } else {
+                    &entry.key
+                };
+                return Err(Status::invalid_argument(format!(
+                    "descriptor {index} names {key:?} twice"
+                )));
+            }
         }
     }
     Ok(attributes)
@@ -194,13 +210,13 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
     ) -> Result<Response<rls::RateLimitResponse>, Status> {
         let mut timer = self.app.check_timer("envoy_rls", traceparent(&request));
         let budget = envoy_budget(&self.app, &request);
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         validate(&request)?;
         // One configuration for the whole request.
         let settings = self.app.settings.load();
         let attributes = request
             .descriptors
-            .iter()
+            .iter_mut()
             .enumerate()
             .map(|(i, d)| descriptor_attributes(i, d, settings.identity.ipv6_prefix))
             .collect::<Result<Vec<_>, _>>()?;
@@ -222,9 +238,17 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
             .await
             .map_err(to_status)?
             .verdicts;
-        let overall = Verdict::combine(&verdicts);
-        timer.decided(&overall);
-        let response = response(&verdicts, &overall, settings.headers);
+        // One descriptor (the usual request) is its own overall verdict.
+        let combined;
+        let overall = match verdicts.as_slice() {
+            [one] => one,
+            many => {
+                combined = Verdict::combine(many);
+                &combined
+            }
+        };
+        timer.decided(overall);
+        let response = response(&verdicts, overall, settings.headers);
         timer.finish();
         Ok(Response::new(response))
     }
@@ -251,7 +275,7 @@ mod tests {
     #[test]
     fn remote_address_is_keyed_by_its_ipv6_network() {
         let ip = |address: &str, prefix| {
-            descriptor_attributes(0, &descriptor(&[("remote_address", address)]), prefix)
+            descriptor_attributes(0, &mut descriptor(&[("remote_address", address)]), prefix)
                 .unwrap()
                 .remove("ip")
                 .unwrap()
@@ -263,7 +287,24 @@ mod tests {
         assert_eq!(ip("192.0.2.1", 56), "192.0.2.1");
         assert_eq!(ip("not-an-address", 56), "not-an-address");
         // An `ip` entry is the caller's choice, used as given.
-        let given = descriptor_attributes(0, &descriptor(&[("ip", "2001:db8::1")]), 56).unwrap();
+        let given =
+            descriptor_attributes(0, &mut descriptor(&[("ip", "2001:db8::1")]), 56).unwrap();
         assert_eq!(given["ip"], "2001:db8::1");
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named_as_the_descriptor_gave_it() {
+        for (entries, named) in [
+            (&[("user", "a"), ("user", "b")][..], "\"user\""),
+            (
+                &[("ip", "1"), ("remote_address", "2")][..],
+                "\"remote_address\"",
+            ),
+        ] {
+            let error = descriptor_attributes(3, &mut descriptor(entries), 56).unwrap_err();
+            assert_eq!(error.message(), format!("descriptor 3 names {named} twice"));
+        }
+        let moved = descriptor_attributes(0, &mut descriptor(&[("user", "u1")]), 56).unwrap();
+        assert_eq!(moved["user"], "u1");
     }
 }
