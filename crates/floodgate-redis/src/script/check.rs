@@ -72,6 +72,7 @@ fn periods_word(calendar: &floodgate_core::Calendar, around_us: u64) -> String {
 
 /// The sidecar's clock (epoch µs) for the calendar periods sent with a
 /// check: the test clock's time when one is set (`now`), else the system's.
+/// Read only for a check with a calendar window.
 fn around_us(now: &str) -> u64 {
     now.parse().unwrap_or_else(|_| {
         std::time::SystemTime::now()
@@ -105,9 +106,6 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
-    /// The sidecar's clock when the call was built (epoch µs): calendar
-    /// windows send the periods around it.
-    around_us: u64,
 }
 
 impl CheckCall {
@@ -117,7 +115,13 @@ impl CheckCall {
     /// other.
     fn new(now: &str, ops: usize) -> CheckCall {
         let mut args = Vec::with_capacity(2 + ops);
-        args.extend([Value::from(now), Value::Integer(0)]);
+        // Production's "" is a static value: nothing to allocate.
+        let now = if now.is_empty() {
+            Value::from_static_str("")
+        } else {
+            Value::from(now)
+        };
+        args.extend([now, Value::Integer(0)]);
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
@@ -125,12 +129,12 @@ impl CheckCall {
                 args,
             },
             ops: Vec::with_capacity(ops),
-            around_us: around_us(now),
         }
     }
 
-    /// Adds op `index` of the check on Redis key `key`.
-    fn push(&mut self, index: usize, op: &StoreOp<'_>, key: String) {
+    /// Adds op `index` of the check on Redis key `key`; `around_us` is the
+    /// sidecar's clock for a calendar window's periods.
+    fn push(&mut self, index: usize, op: &StoreOp<'_>, key: String, around_us: u64) {
         let policy = op.policy;
         let kind = policy.kind();
         let nonce = match kind {
@@ -144,7 +148,7 @@ impl CheckCall {
             _ => (policy.limit(), policy.window_us()),
         };
         let reservation = match policy.calendar() {
-            Some(calendar) => Some(periods_word(calendar, self.around_us)),
+            Some(calendar) => Some(periods_word(calendar, around_us)),
             None => reservation_word(op),
         };
         let spec = op_spec(
@@ -256,6 +260,8 @@ pub(crate) fn check_calls(
     slot_of: Option<fn(&[u8]) -> u16>,
 ) -> Vec<CheckCall> {
     let mut calls: Vec<(u16, CheckCall)> = Vec::with_capacity(1);
+    let calendar = ops.iter().any(|op| op.policy.calendar().is_some());
+    let around_us = if calendar { around_us(now) } else { 0 };
     for (index, op) in ops.iter().enumerate() {
         let key = redis_key(prefix, op.key, op.policy);
         let slot = slot_of.map_or(0, |f| f(key.as_bytes()));
@@ -269,7 +275,7 @@ pub(crate) fn check_calls(
                 &mut calls.last_mut().expect("just pushed").1
             }
         };
-        call.push(index, op, key);
+        call.push(index, op, key, around_us);
     }
     calls.into_iter().map(|(_, c)| c).collect()
 }

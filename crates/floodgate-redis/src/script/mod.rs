@@ -114,7 +114,8 @@ impl Call {
         let mut out = Vec::with_capacity(2 + self.keys.len() + self.args.len());
         out.push(Value::from_static_str(script));
         out.push(Value::Integer(self.keys.len() as i64));
-        out.extend(self.keys.iter().map(|k| Value::from(k.as_str())));
+        // A clone is one exact allocation, which the value then owns.
+        out.extend(self.keys.iter().map(|k| Value::from(k.clone())));
         out.extend(self.args.iter().cloned());
         out
     }
