@@ -25,7 +25,7 @@ use fred::types::Value;
 use fred::util::redis_keyslot;
 use tokio::time::{timeout_at, Instant};
 
-use crate::batch::{split, Batcher};
+use crate::batch::Batcher;
 use crate::config::target;
 use crate::error::store_error;
 use crate::key::redis_key;
@@ -33,7 +33,7 @@ use crate::reconcile::reconcile_calls;
 use crate::release;
 use crate::script::{
     check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call, reset_call,
-    settle_call, Call,
+    settle_call, split_value, Call,
 };
 use crate::{Error, RedisConfig, RedisTopology};
 
@@ -226,7 +226,7 @@ impl Store for RedisStore {
                     mem::take(&mut only.call.keys),
                     mem::take(&mut only.call.args),
                 );
-                vec![batcher.check(keys, args, deadline).await?]
+                vec![batcher.check(keys, args, deadline).await]
             }
             _ => {
                 // Boxed: fred's futures are kilobytes; inline, every check's
@@ -235,14 +235,14 @@ impl Store for RedisStore {
                 let replies = Box::pin(self.link.run(&calls)).await?;
                 let mut each = Vec::with_capacity(replies.len());
                 for (call, reply) in calls.iter().zip(replies) {
-                    each.extend(split(reply, &[call.keys.len()])?);
+                    each.extend(split_value(reply, &[call.keys.len()])?);
                 }
                 each
             }
         };
         let mut outcomes = vec![None; ops.len()];
         for (call, reply) in calls.iter().zip(replies) {
-            call.read(reply, &mut outcomes)?;
+            call.read(&reply?, &mut outcomes)?;
         }
         outcomes
             .into_iter()

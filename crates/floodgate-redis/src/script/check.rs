@@ -3,7 +3,7 @@
 
 use floodgate_core::{AlgorithmKind, Block, Outcome, Receipt};
 use floodgate_store::{StoreError, StoreOp};
-use fred::types::Value;
+use fred::types::{Resp3Frame, Value};
 
 use super::{Call, SCRIPTS};
 use crate::error::reply_error;
@@ -172,39 +172,26 @@ impl CheckCall {
     }
 
     /// Reads this check's reply (its [`reply_len`] values of the script's
-    /// reply) into `outcomes`, each at its op's index: `charged, now_us,
-    /// then per op allowed, remaining, reset_after_us, retry_after_us, id`.
+    /// reply, see [`CheckReply`]) into `outcomes`, each at its op's index:
+    /// `charged, now_us, then per op allowed, remaining, reset_after_us,
+    /// retry_after_us, id`.
     ///
     /// # Errors
-    /// The error Redis gave for a command of this check (`-1, message`,
-    /// then zeros), or [`StoreError::Protocol`] for any other shape.
+    /// [`StoreError::Protocol`] for any other shape.
     pub(crate) fn read(
         &self,
-        reply: Value,
+        values: &[i64],
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), StoreError> {
-        let bad = || StoreError::Protocol(format!("unexpected script reply {reply:?}"));
-        let Value::Array(items) = &reply else {
-            return Err(bad());
-        };
-        if items.len() != reply_len(self.ops.len()) {
+        let bad = || StoreError::Protocol(format!("unexpected script reply {values:?}"));
+        if values.len() != reply_len(self.ops.len()) {
             return Err(bad());
         }
-        if let [Value::Integer(-1), message, ..] = items.as_slice() {
-            let message = message.as_str().unwrap_or_default();
-            return Err(reply_error(&message));
-        }
-        let number = |v: &Value| match v {
-            Value::Integer(i) => u64::try_from(*i).ok(),
-            _ => None,
-        };
-        let (Some(charged), Some(now_us)) = (
-            items.first().and_then(number),
-            items.get(1).and_then(number),
-        ) else {
+        let number = |v: &i64| u64::try_from(*v).ok();
+        let (Some(charged), Some(now_us)) = (number(&values[0]), number(&values[1])) else {
             return Err(bad());
         };
-        for (op, values) in self.ops.iter().zip(items[2..].chunks_exact(OP_REPLY)) {
+        for (op, values) in self.ops.iter().zip(values[2..].chunks_exact(OP_REPLY)) {
             let mut numbers = [0u64; OP_REPLY];
             for (n, v) in numbers.iter_mut().zip(values) {
                 *n = number(v).ok_or_else(bad)?;
@@ -213,6 +200,88 @@ impl CheckCall {
         }
         Ok(())
     }
+}
+
+/// One check's part of the check script's reply: its [`reply_len`]
+/// integers, or the error Redis gave for one of its commands (`-1,
+/// message`, then zeros), or [`StoreError::Protocol`] for another shape.
+pub(crate) type CheckReply = Result<Vec<i64>, StoreError>;
+
+/// The check script's reply to a call of checks of `ops` ops each, as the
+/// frame Redis sent (one array, every check's values one after the other:
+/// [`reply_len`] each), split into each check's reply. Read from the frame,
+/// the integers are never made fred [`Value`]s (the lion's share of the
+/// cost of reading a reply, per value).
+///
+/// # Errors
+/// [`StoreError::Protocol`] when it is not an array of that length.
+pub(crate) fn split_frame(reply: Resp3Frame, ops: &[usize]) -> Result<Vec<CheckReply>, StoreError> {
+    let number = |frame: &Resp3Frame| match frame {
+        Resp3Frame::Number { data, .. } => Some(*data),
+        _ => None,
+    };
+    let text = |frame: &Resp3Frame| match frame {
+        Resp3Frame::BlobString { data, .. } | Resp3Frame::SimpleString { data, .. } => {
+            String::from_utf8_lossy(data).into_owned()
+        }
+        _ => String::new(),
+    };
+    match reply {
+        Resp3Frame::Array { data, .. } => split_with(&data, ops, number, text),
+        other => Err(wrong_length(&other, ops)),
+    }
+}
+
+/// [`split_frame`] for the reply as a [`Value`] (a call sent in a pipeline).
+///
+/// # Errors
+/// [`StoreError::Protocol`] when it is not an array of that length.
+pub(crate) fn split_value(reply: Value, ops: &[usize]) -> Result<Vec<CheckReply>, StoreError> {
+    let number = |value: &Value| match value {
+        Value::Integer(i) => Some(*i),
+        _ => None,
+    };
+    let text = |value: &Value| value.as_str().unwrap_or_default().into_owned();
+    match reply {
+        Value::Array(values) => split_with(&values, ops, number, text),
+        other => Err(wrong_length(&other, ops)),
+    }
+}
+
+/// Splits `items`, the values of a reply to checks of `ops` ops each, read
+/// by `number` (an integer) and `text` (a refusal's message).
+fn split_with<T: std::fmt::Debug>(
+    items: &[T],
+    ops: &[usize],
+    number: impl Fn(&T) -> Option<i64>,
+    text: impl Fn(&T) -> String,
+) -> Result<Vec<CheckReply>, StoreError> {
+    if items.len() != ops.iter().map(|&n| reply_len(n)).sum::<usize>() {
+        return Err(wrong_length(&items, ops));
+    }
+    let mut rest = items;
+    let each = ops.iter().map(|&n| {
+        let (check, after) = rest.split_at(reply_len(n));
+        rest = after;
+        if number(&check[0]) == Some(-1) {
+            return Err(reply_error(&text(&check[1])));
+        }
+        check
+            .iter()
+            .map(&number)
+            .collect::<Option<Vec<i64>>>()
+            .ok_or_else(|| StoreError::Protocol(format!("unexpected script reply {check:?}")))
+    });
+    Ok(each.collect())
+}
+
+/// The error for a reply that is not [`reply_len`] values per check.
+fn wrong_length(reply: &impl std::fmt::Debug, ops: &[usize]) -> StoreError {
+    let expected: usize = ops.iter().map(|&n| reply_len(n)).sum();
+    StoreError::Protocol(format!(
+        "expected {expected} values for {} checks, got {reply:?}",
+        ops.len()
+    ))
 }
 
 /// Integers per op in a check's reply.
@@ -315,5 +384,65 @@ mod tests {
             calls[0].call.args[2].as_str().as_deref(),
             Some("sw 1 1 10 1000000 0")
         );
+    }
+
+    #[test]
+    fn a_calls_reply_splits_by_each_checks_op_count() {
+        let frames = |range: std::ops::Range<i64>| Resp3Frame::Array {
+            data: range
+                .map(|data| Resp3Frame::Number {
+                    data,
+                    attributes: None,
+                })
+                .collect(),
+            attributes: None,
+        };
+        let ints = |range: std::ops::Range<i64>| range.map(Value::Integer).collect::<Vec<_>>();
+        let values = |each: Vec<CheckReply>| -> Vec<Vec<i64>> {
+            each.into_iter().map(|r| r.expect("values")).collect()
+        };
+        let (first, second): (Vec<i64>, Vec<i64>) = ((0..7).collect(), (7..19).collect());
+        // Checks of 1 and 2 ops: 7 and 12 values.
+        let each = split_frame(frames(0..19), &[1, 2]).expect("19 values");
+        assert_eq!(values(each), [first.clone(), second.clone()]);
+        let one = split_frame(frames(0..7), &[1]).expect("7 values");
+        assert_eq!(values(one), [first.clone()]);
+        let each = split_value(Value::Array(ints(0..19)), &[1, 2]).expect("19 values");
+        assert_eq!(values(each), [first, second]);
+        for wrong in [
+            frames(0..18),
+            Resp3Frame::Number {
+                data: 1,
+                attributes: None,
+            },
+        ] {
+            assert!(matches!(
+                split_frame(wrong, &[1, 2]),
+                Err(StoreError::Protocol(_))
+            ));
+        }
+        for wrong in [Value::Array(ints(0..18)), Value::Integer(1)] {
+            assert!(matches!(
+                split_value(wrong, &[1, 2]),
+                Err(StoreError::Protocol(_))
+            ));
+        }
+    }
+
+    #[test]
+    fn a_refused_check_fails_alone() {
+        let refused = [
+            Value::Integer(-1),
+            Value::from("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        ];
+        let values: Vec<Value> = (refused.into_iter().chain((0..5).map(Value::Integer)))
+            .chain((0..7).map(Value::Integer))
+            .collect();
+        let each = split_value(Value::Array(values), &[1, 1]).expect("14 values");
+        assert!(
+            matches!(&each[0], Err(StoreError::Protocol(m)) if m.starts_with("WRONGTYPE")),
+            "{each:?}"
+        );
+        assert!(matches!(&each[1], Ok(v) if *v == (0..7).collect::<Vec<i64>>()));
     }
 }
