@@ -266,11 +266,13 @@ fn split_with<T: std::fmt::Debug>(
         if number(&check[0]) == Some(-1) {
             return Err(reply_error(&text(&check[1])));
         }
-        check
-            .iter()
-            .map(&number)
-            .collect::<Option<Vec<i64>>>()
-            .ok_or_else(|| StoreError::Protocol(format!("unexpected script reply {check:?}")))
+        // Sized up front (collecting through `Option` would grow it).
+        let mut values = Vec::with_capacity(check.len());
+        for item in check {
+            let bad = || StoreError::Protocol(format!("unexpected script reply {check:?}"));
+            values.push(number(item).ok_or_else(bad)?);
+        }
+        Ok(values)
     });
     Ok(each.collect())
 }
