@@ -46,7 +46,7 @@ use fred::types::Value;
 use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
-use crate::script::{split_frame, Call, CheckReply, SCRIPTS};
+use crate::script::{ask_packed, split_frame, Call, CheckReply, SCRIPTS};
 use crate::store::Link;
 
 /// Most ops in one batch (a check with more goes alone): bounds the time
@@ -277,10 +277,11 @@ where
     Fut: std::future::Future<Output = Result<Vec<CheckReply>, StoreError>>,
 {
     let ops_total = batch.iter().map(|job| job.keys.len()).sum();
-    let args_total = batch.iter().map(|job| job.args.len()).sum();
+    let args_total: usize = batch.iter().map(|job| job.args.len()).sum();
+    // One more argument: the call's first word (see `run`).
     let (mut keys, mut args) = (
         Vec::with_capacity(ops_total),
-        Vec::with_capacity(args_total),
+        Vec::with_capacity(1 + args_total),
     );
     let mut replies = Vec::with_capacity(batch.len());
     let mut ops = Vec::with_capacity(batch.len());
@@ -330,20 +331,22 @@ fn answer(
 
 /// Runs the check script on `keys` and `args`, those of checks of `ops` ops
 /// each, one after the other, by `deadline`; returns one reply per check,
-/// read from the reply frame (see [`split_frame`]).
+/// each packed into one string and read from the reply frame (see
+/// [`split_frame`]).
 async fn run(
     link: &Link,
     keys: Vec<String>,
-    args: Vec<Value>,
+    mut args: Vec<Value>,
     ops: &[usize],
     deadline: Instant,
 ) -> Result<Vec<CheckReply>, StoreError> {
+    ask_packed(&mut args);
     let call = Call {
         script: &SCRIPTS.check,
         keys,
         args,
     };
-    split_frame(link.run_frame(&call, deadline).await?, ops)
+    split_frame(link.run_frame(&call, deadline).await?, ops.len())
 }
 
 #[cfg(test)]
