@@ -32,8 +32,8 @@ use crate::key::redis_key;
 use crate::reconcile::reconcile_calls;
 use crate::release;
 use crate::script::{
-    ask_packed, check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call,
-    reset_call, settle_call, split_value, Call,
+    ask_packed, check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call, reset_call,
+    settle_call, split_value, Call,
 };
 use crate::{Error, RedisConfig, RedisTopology};
 

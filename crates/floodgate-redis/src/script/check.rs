@@ -299,7 +299,9 @@ fn not_packed(reply: &impl std::fmt::Debug) -> StoreError {
 
 /// The error for a reply that is not one value per check.
 fn wrong_length(reply: &impl std::fmt::Debug, checks: usize) -> StoreError {
-    StoreError::Protocol(format!("expected {checks} values, one per check, got {reply:?}"))
+    StoreError::Protocol(format!(
+        "expected {checks} values, one per check, got {reply:?}"
+    ))
 }
 
 /// Integers per op in a check's reply.
@@ -421,7 +423,20 @@ mod tests {
         };
         let expected = vec![
             vec![1, 1_700_000_000_000_000, 1, 9, 60_000_000, 0, -3],
-            vec![0, 1_700_000_000_000_000, 0, 0, 60_000_000, 5000, 0, 1, 3, 1000, 0, 7],
+            vec![
+                0,
+                1_700_000_000_000_000,
+                0,
+                0,
+                60_000_000,
+                5000,
+                0,
+                1,
+                3,
+                1000,
+                0,
+                7,
+            ],
         ];
         let each = split_frame(array(vec![blob(one), blob(two)]), 2).expect("two checks");
         assert_eq!(values(each), expected);
