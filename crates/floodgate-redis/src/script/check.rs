@@ -421,22 +421,10 @@ mod tests {
         let values = |each: Vec<CheckReply>| -> Vec<Vec<i64>> {
             each.into_iter().map(|r| r.expect("values")).collect()
         };
+        let (now, window) = (1_700_000_000_000_000, 60_000_000);
         let expected = vec![
-            vec![1, 1_700_000_000_000_000, 1, 9, 60_000_000, 0, -3],
-            vec![
-                0,
-                1_700_000_000_000_000,
-                0,
-                0,
-                60_000_000,
-                5000,
-                0,
-                1,
-                3,
-                1000,
-                0,
-                7,
-            ],
+            vec![1, now, 1, 9, window, 0, -3],
+            vec![0, now, 0, 0, window, 5000, 0, 1, 3, 1000, 0, 7],
         ];
         let each = split_frame(array(vec![blob(one), blob(two)]), 2).expect("two checks");
         assert_eq!(values(each), expected);

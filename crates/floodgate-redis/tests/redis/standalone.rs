@@ -670,4 +670,34 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
         counter.ends_with(":1"),
         "the good check was charged once: {counter}"
     );
+
+    // The same call with "packed" first (as the store sends it): one string
+    // per check, the refused one "-1 <message>", the other its 2 + 5 values.
+    let mut argv = vec!["packed".to_string()];
+    argv.extend(check(1));
+    argv.extend(check(1));
+    let reply = eval(&mut redis, &["fg:{bad}:fw", "fg:{a}:fw"], &argv).unwrap();
+    let redis::Value::Array(values) = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(values.len(), 2);
+    assert!(
+        matches!(&values[0], redis::Value::BulkString(m) if m.starts_with(b"-1 WRONGTYPE")),
+        "{values:?}"
+    );
+    let redis::Value::BulkString(packed) = &values[1] else {
+        panic!("{values:?}");
+    };
+    let second: Vec<i64> = std::str::from_utf8(packed)
+        .unwrap()
+        .split(' ')
+        .map(|word| word.parse().unwrap())
+        .collect();
+    assert_eq!(second.len(), 7, "{second:?}");
+    assert_eq!((second[0], second[2]), (1, 1), "the second check charged");
+    let counter: String = redis.get("fg:{a}:fw").unwrap();
+    assert!(
+        counter.ends_with(":2"),
+        "the good check was charged again: {counter}"
+    );
 }
