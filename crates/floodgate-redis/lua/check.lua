@@ -33,9 +33,10 @@
 --          failed, the others of the call stand. (One array, not one per
 --          check: Redis converts each array of a reply at the cost of ~7
 --          integers.) With "packed", each check is one value of the array
---          instead: a string of those 2 + 5n integers, space-separated, or
---          "-1 <message>" when refused (a client reads one string per check
---          much faster than 2 + 5n integers).
+--          instead: a string of those 2 + 5n integers, each 8 bytes, signed,
+--          little-endian (struct.pack '<i8'), or "-1 <message>" when refused
+--          (a client reads one string per check much faster than 2 + 5n
+--          integers, and struct.pack writes them faster than Redis does).
 
 local ALGORITHMS = {
   sw = sliding_window,
@@ -99,15 +100,16 @@ local reply = {}
 -- A packed check's values, before they are packed into reply.
 local values = {}
 
--- The format packing m integers: formats[m], made on first use.
+-- The first m values packed (see Returns); formats[m] packs m integers,
+-- made on first use.
 local formats = {}
 local function pack(m)
   local format = formats[m]
   if format == nil then
-    format = '%d' .. string.rep(' %d', m - 1)
+    format = '<' .. string.rep('i8', m)
     formats[m] = format
   end
-  return string.format(format, unpack(values, 1, m))
+  return struct.pack(format, unpack(values, 1, m))
 end
 
 -- The commits of the check being decided (commits[1..count]).

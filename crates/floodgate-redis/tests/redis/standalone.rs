@@ -672,7 +672,8 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     );
 
     // The same call with "packed" first (as the store sends it): one string
-    // per check, the refused one "-1 <message>", the other its 2 + 5 values.
+    // per check, the refused one "-1 <message>", the other its 2 + 5 values
+    // (8 bytes each, signed, little-endian).
     let mut argv = vec!["packed".to_string()];
     argv.extend(check(1));
     argv.extend(check(1));
@@ -688,10 +689,9 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     let redis::Value::BulkString(packed) = &values[1] else {
         panic!("{values:?}");
     };
-    let second: Vec<i64> = std::str::from_utf8(packed)
-        .unwrap()
-        .split(' ')
-        .map(|word| word.parse().unwrap())
+    let second: Vec<i64> = packed
+        .chunks_exact(8)
+        .map(|bytes| i64::from_le_bytes(bytes.try_into().unwrap()))
         .collect();
     assert_eq!(second.len(), 7, "{second:?}");
     assert_eq!((second[0], second[2]), (1, 1), "the second check charged");
