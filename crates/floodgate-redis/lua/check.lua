@@ -13,8 +13,8 @@
 -- ARGV     optionally first the word "packed" (each check's reply packed into
 --          one string, see Returns), then per check: its now override in
 --          epoch µs ("" in production, see the prelude), its number of ops
---          n, then one value per op, its
---          spec: "<algorithm> <flags> <hits> <a> <b> <c>", space-separated:
+--          n, then one value per op, its spec: "<algorithm> <flags> <hits>
+--          <a> <b> <c>", space-separated:
 --          the algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
 --          enforced: its denial denies the check, else shadow, reported
 --          only; +2 decide only: never charged; +4 the policy settles:

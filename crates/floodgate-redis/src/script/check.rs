@@ -178,7 +178,7 @@ impl CheckCall {
     /// retry_after_us, id`.
     ///
     /// # Errors
-    /// [`StoreError::Protocol`] for any other shape.
+    /// [`StoreError::Protocol`] when `values` are not that.
     pub(crate) fn read(
         &self,
         values: &[i64],
