@@ -10,11 +10,12 @@
 -- KEYS[k]  the counters of every op of every check, in order; keys are
 --          distinct within one check (the store sends an op on a key already
 --          in that check in a call of its own), and may repeat across checks
--- ARGV     optionally first the word "packed" (each check's reply packed into
---          one string, see Returns), then per check: its now override in
---          epoch µs ("" in production, see the prelude), its number of ops
---          n, then one value per op, its spec: "<algorithm> <flags> <hits>
---          <a> <b> <c>", space-separated:
+-- ARGV     optionally first the word "packed" (each check's specs in one
+--          value, and its reply packed into one string, see Returns), then
+--          per check: its now override in epoch µs ("" in production, see
+--          the prelude), its number of ops n, then one value per op, its
+--          spec (packed: one value, the n specs ";"-separated): "<algorithm>
+--          <flags> <hits> <a> <b> <c>", space-separated:
 --          the algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
 --          enforced: its denial denies the check, else shadow, reported
 --          only; +2 decide only: never charged; +4 the policy settles:
@@ -69,6 +70,29 @@ local function spec(s)
   end
   specs[s] = op
   return op
+end
+
+-- A packed check's specs, all in one value ("<spec>;<spec>;…"): lists[s] is
+-- the list of their ops, parsed on first sight; list(s, n) is nil when one
+-- is malformed or they are not n.
+local lists = {}
+local function list(s, n)
+  local ops = lists[s]
+  if ops == nil then
+    ops = {}
+    for one in string.gmatch(s, '[^;]+') do
+      local op = spec(one)
+      if op == nil then
+        return nil
+      end
+      ops[#ops + 1] = op
+    end
+    lists[s] = ops
+  end
+  if #ops ~= n then
+    return nil
+  end
+  return ops
 end
 
 -- Redis TIME, read once per call however many checks use it.
@@ -135,8 +159,9 @@ local function check(at, key, n, o, packed)
   out[o], out[o + 1] = 1, now
   local count = 0
   local denied = false
+  local ops = packed and lists[ARGV[at + 2]]
   for i = 1, n do
-    local op = specs[ARGV[at + 1 + i]]
+    local op = ops and ops[i] or specs[ARGV[at + 1 + i]]
     local flags = op[2]
     local allowed, remaining, reset_after, retry, id, commit =
       decide(op, KEYS[key + i - 1], now, test)
@@ -179,15 +204,22 @@ local first = packed and 2 or 1
 local at, key = first, 1
 while at <= #ARGV do
   local n = tonumber(ARGV[at + 1])
-  if n == nil or n < 1 or at + 1 + n > #ARGV or key + n - 1 > #KEYS then
+  local width = packed and 1 or n -- the ARGV values of its specs
+  if n == nil or n < 1 or at + 1 + width > #ARGV or key + n - 1 > #KEYS then
     return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
   end
-  for i = at + 2, at + 1 + n do
-    if spec(ARGV[i]) == nil then
-      return redis.error_reply('floodgate check: malformed op at ARGV[' .. i .. ']')
+  if packed then
+    if list(ARGV[at + 2], n) == nil then
+      return redis.error_reply('floodgate check: malformed op at ARGV[' .. (at + 2) .. ']')
+    end
+  else
+    for i = at + 2, at + 1 + n do
+      if spec(ARGV[i]) == nil then
+        return redis.error_reply('floodgate check: malformed op at ARGV[' .. i .. ']')
+      end
     end
   end
-  at = at + 2 + n
+  at = at + 2 + width
   key = key + n
 end
 if key - 1 ~= #KEYS then
@@ -212,7 +244,7 @@ while at <= #ARGV do
       end
     end
   end
-  at = at + 2 + n
+  at = at + 2 + (packed and 1 or n)
   key = key + n
   o = o + (packed and 1 or 2 + 5 * n)
 end

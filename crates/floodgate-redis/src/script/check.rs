@@ -9,19 +9,20 @@ use super::{Call, SCRIPTS};
 use crate::error::reply_error;
 use crate::key::{interval_us, redis_key, suffix};
 
-/// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
-/// <b> <c>"`, c a reservation's `<nonce>/<record ttl µs>` (flags +8) when
-/// `reservation` is given, else the lease id (`sliding_log`,
-/// `concurrency`) or 0; then `" <block_for µs> <block_max µs>"` for a
-/// policy with a lockout.
-fn op_spec(
+/// Writes one op's spec in `check.lua`'s ARGV at the end of `spec`:
+/// `"<algorithm> <flags> <hits> <a> <b> <c>"`, c a reservation's
+/// `<nonce>/<record ttl µs>` (flags +8) when `reservation` is given, else
+/// the lease id (`sliding_log`, `concurrency`) or 0; then `" <block_for µs>
+/// <block_max µs>"` for a policy with a lockout. (Never a `;`: that
+/// separates the specs of a check.)
+fn push_op_spec(
+    spec: &mut String,
     kind: AlgorithmKind,
     flags: u8,
     [hits, a, b, nonce]: [u64; 4],
     reservation: Option<&str>,
     block: Block,
-) -> String {
-    let mut spec = String::with_capacity(64 + reservation.map_or(0, str::len));
+) {
     let mut number = itoa::Buffer::new();
     spec.push_str(suffix(kind));
     spec.push(' ');
@@ -41,7 +42,6 @@ fn op_spec(
             spec.push_str(number.format(n));
         }
     }
-    spec
 }
 
 /// An op's flags in `check.lua`: +1 enforced, +2 decide only, +4 the
@@ -106,16 +106,19 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
+    /// The ops' specs so far, `;`-separated: the check's one spec value
+    /// (see [`PACKED`]), put in its ARGV by [`CheckCall::finish`].
+    specs: String,
 }
 
 impl CheckCall {
     /// An empty call, with script time `now` ("" = Redis `TIME`), room for
-    /// `ops` ops. Its ARGV is one check's: `now`, the op count, then one
-    /// spec per op; the batcher puts several checks' ARGV one after the
-    /// other.
+    /// `ops` ops. Its ARGV is one check's in a [`PACKED`] call: `now`, the
+    /// op count, then the ops' specs in one value, `;`-separated; the
+    /// batcher puts several checks' ARGV one after the other.
     fn new(now: &str, ops: usize) -> CheckCall {
         // One more: room for the call's first word (see `ask_packed`).
-        let mut args = Vec::with_capacity(3 + ops);
+        let mut args = Vec::with_capacity(4);
         // Production's "" is a static value: nothing to allocate.
         let now = if now.is_empty() {
             Value::from_static_str("")
@@ -130,6 +133,7 @@ impl CheckCall {
                 args,
             },
             ops: Vec::with_capacity(ops),
+            specs: String::with_capacity(40 * ops),
         }
     }
 
@@ -152,16 +156,18 @@ impl CheckCall {
             Some(calendar) => Some(periods_word(calendar, around_us)),
             None => reservation_word(op),
         };
-        let spec = op_spec(
+        if !self.specs.is_empty() {
+            self.specs.push(';');
+        }
+        push_op_spec(
+            &mut self.specs,
             kind,
             op_flags(op),
             [op.hits, a, b, nonce],
             reservation.as_deref(),
             policy.block(),
         );
-        self.call.args.push(Value::from(spec));
         self.call.keys.push(key);
-        self.call.args[1] = Value::Integer(self.call.keys.len() as i64);
         self.ops.push(OpReading {
             index,
             charge: op.charge,
@@ -170,6 +176,14 @@ impl CheckCall {
             limit: a,
             nonce,
         });
+    }
+
+    /// The call with its ops added: their count and specs in its ARGV.
+    fn finish(mut self) -> CheckCall {
+        self.call.args[1] = Value::Integer(self.ops.len() as i64);
+        let specs = std::mem::take(&mut self.specs);
+        self.call.args.push(Value::from(specs));
+        self
     }
 
     /// Reads this check's reply (its [`reply_len`] values of the script's
@@ -208,11 +222,11 @@ impl CheckCall {
 /// [`StoreError::Protocol`] for another shape.
 pub(crate) type CheckReply = Result<Vec<i64>, StoreError>;
 
-/// The word that starts a check call's ARGV: `check.lua` then packs each
-/// check's reply into one string, its integers 8 bytes each, signed,
-/// little-endian (`-1 <message>` for a check Redis refused). A client reads
-/// one string per check much faster than its integers one by one: the RESP
-/// parser's cost is per value.
+/// The word that starts a check call's ARGV: `check.lua` then reads each
+/// check's specs from one value, `;`-separated, and packs each check's
+/// reply into one string, its integers 8 bytes each, signed, little-endian
+/// (`-1 <message>` for a check Redis refused). The client's RESP encoder and
+/// parser cost a few hundred instructions per value, whatever its size.
 const PACKED: &str = "packed";
 
 /// Puts [`PACKED`] first in `args`, a check call's ARGV.
@@ -346,7 +360,7 @@ pub(crate) fn check_calls(
         };
         call.push(index, op, key, around_us);
     }
-    calls.into_iter().map(|(_, c)| c).collect()
+    calls.into_iter().map(|(_, c)| c.finish()).collect()
 }
 
 #[cfg(test)]

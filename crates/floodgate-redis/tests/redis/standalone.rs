@@ -700,4 +700,30 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
         counter.ends_with(":2"),
         "the good check was charged again: {counter}"
     );
+
+    // Packed, a check's specs are one value, ";"-separated: as many as its
+    // op count, each well-formed, or the call fails and charges nothing.
+    let two = format!("{};{}", fw("1"), fw("1"));
+    for (n, specs) in [
+        ("2", fw("1")),
+        ("1", two.clone()),
+        ("2", format!("{two};x")),
+    ] {
+        let argv = ["packed".to_string(), String::new(), n.into(), specs];
+        let err = eval(&mut redis, &["fg:{c}:fw", "fg:{d}:fw"], &argv).unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{n} {argv:?}: {err}");
+    }
+    let argv = ["packed".to_string(), String::new(), "2".into(), two];
+    let reply = eval(&mut redis, &["fg:{c}:fw", "fg:{d}:fw"], &argv).unwrap();
+    let redis::Value::Array(values) = reply else {
+        panic!("{reply:?}");
+    };
+    let [redis::Value::BulkString(packed)] = &values[..] else {
+        panic!("{values:?}");
+    };
+    assert_eq!(packed.len(), 8 * 12, "2 + 5 × 2 integers");
+    for key in ["fg:{c}:fw", "fg:{d}:fw"] {
+        let counter: String = redis.get(key).unwrap();
+        assert!(counter.ends_with(":1"), "{key} charged once: {counter}");
+    }
 }
