@@ -46,7 +46,7 @@ use fred::types::Value;
 use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
-use crate::script::{reply_len, Call, SCRIPTS};
+use crate::script::{ask_packed, split_frame, Call, CheckReply, SCRIPTS};
 use crate::store::Link;
 
 /// Most ops in one batch (a check with more goes alone): bounds the time
@@ -62,7 +62,7 @@ struct Job {
     /// When its caller stops waiting.
     deadline: Instant,
     /// Where its reply goes.
-    reply: oneshot::Sender<Result<Value, StoreError>>,
+    reply: oneshot::Sender<CheckReply>,
 }
 
 impl Job {
@@ -159,7 +159,7 @@ impl Batcher {
     }
 
     /// Decides one check (its call's `keys` and `args`, as built by
-    /// `check_calls`) and returns its reply, the check's element of the
+    /// `check_calls`) and returns its reply, the check's part of the
     /// script's reply, by `deadline`: at once in a call of its own when a
     /// slot is free and nobody waits, else in the next batch.
     pub(crate) async fn check(
@@ -167,7 +167,7 @@ impl Batcher {
         keys: Vec<String>,
         args: Vec<Value>,
         deadline: Instant,
-    ) -> Result<Value, StoreError> {
+    ) -> CheckReply {
         let shared = &self.shared;
         let route = {
             let mut state = shared.state();
@@ -194,7 +194,7 @@ impl Batcher {
                 let mut replies = Box::pin(run(&shared.link, keys, args, &ops, deadline)).await?;
                 return replies
                     .pop()
-                    .ok_or_else(|| StoreError::Protocol("no reply".into()));
+                    .unwrap_or_else(|| Err(StoreError::Protocol("no reply".into())));
             }
         };
         wait(answer, deadline).await
@@ -205,10 +205,7 @@ impl Batcher {
 /// timeout is [`StoreError::Uncounted`]: the call it may be in is counted
 /// by the breaker once, through the check that waits longest (see
 /// [`answer`]), or the check was still queued behind such calls.
-async fn wait(
-    answer: oneshot::Receiver<Result<Value, StoreError>>,
-    deadline: Instant,
-) -> Result<Value, StoreError> {
+async fn wait(answer: oneshot::Receiver<CheckReply>, deadline: Instant) -> CheckReply {
     match timeout_at(deadline, answer).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_)) => Err(StoreError::Unavailable(
@@ -222,7 +219,7 @@ async fn wait(
 /// in a later batch, whose reply comes through the receiver.
 enum Route {
     Now(Vec<String>, Vec<Value>),
-    Queued(oneshot::Receiver<Result<Value, StoreError>>),
+    Queued(oneshot::Receiver<CheckReply>),
 }
 
 /// Holding `slot`, sends what is queued, batch after batch, until nothing
@@ -277,13 +274,14 @@ async fn send(link: &Link, batch: Vec<Job>, margin: Duration) {
 async fn send_with<F, Fut>(batch: Vec<Job>, margin: Duration, call: F)
 where
     F: FnOnce(Vec<String>, Vec<Value>, Vec<usize>, Instant) -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<Value>, StoreError>>,
+    Fut: std::future::Future<Output = Result<Vec<CheckReply>, StoreError>>,
 {
     let ops_total = batch.iter().map(|job| job.keys.len()).sum();
-    let args_total = batch.iter().map(|job| job.args.len()).sum();
+    let args_total: usize = batch.iter().map(|job| job.args.len()).sum();
+    // One more argument: the call's first word (see `run`).
     let (mut keys, mut args) = (
         Vec::with_capacity(ops_total),
-        Vec::with_capacity(args_total),
+        Vec::with_capacity(1 + args_total),
     );
     let mut replies = Vec::with_capacity(batch.len());
     let mut ops = Vec::with_capacity(batch.len());
@@ -307,15 +305,15 @@ where
 /// abandoned) as it is, to the others [`StoreError::Uncounted`], so the
 /// breaker counts one failed call once, not once per check in it.
 fn answer(
-    replies: Vec<oneshot::Sender<Result<Value, StoreError>>>,
+    replies: Vec<oneshot::Sender<CheckReply>>,
     leader: usize,
-    result: Result<Vec<Value>, StoreError>,
+    result: Result<Vec<CheckReply>, StoreError>,
 ) {
     match result {
         Ok(each) => {
             for (tx, reply) in replies.into_iter().zip(each) {
                 // The check may have given up (its deadline): nothing to do.
-                let _ = tx.send(Ok(reply));
+                let _ = tx.send(reply);
             }
         }
         Err(e) => {
@@ -332,59 +330,30 @@ fn answer(
 }
 
 /// Runs the check script on `keys` and `args`, those of checks of `ops` ops
-/// each, one after the other, by `deadline`; returns one reply per check.
+/// each, one after the other, by `deadline`; returns one reply per check,
+/// each packed into one string and read from the reply frame (see
+/// [`split_frame`]).
 async fn run(
     link: &Link,
     keys: Vec<String>,
-    args: Vec<Value>,
+    mut args: Vec<Value>,
     ops: &[usize],
     deadline: Instant,
-) -> Result<Vec<Value>, StoreError> {
+) -> Result<Vec<CheckReply>, StoreError> {
+    ask_packed(&mut args);
     let call = Call {
         script: &SCRIPTS.check,
         keys,
         args,
     };
-    let reply = link
-        .run_by(&[&call], deadline)
-        .await?
-        .pop()
-        .ok_or_else(|| StoreError::Protocol("no reply".into()))?;
-    split(reply, ops)
-}
-
-/// The script's reply to a call of checks of `ops` ops each (one array,
-/// every check's values one after the other: [`reply_len`] each), split
-/// into one array per check.
-///
-/// # Errors
-/// [`StoreError::Protocol`] when it is not an array of that length.
-pub(crate) fn split(reply: Value, ops: &[usize]) -> Result<Vec<Value>, StoreError> {
-    let expected: usize = ops.iter().map(|&n| reply_len(n)).sum();
-    match reply {
-        // One check (the usual call): its reply as it came.
-        Value::Array(values) if values.len() == expected && ops.len() == 1 => {
-            Ok(vec![Value::Array(values)])
-        }
-        Value::Array(values) if values.len() == expected => {
-            let mut values = values.into_iter();
-            Ok(ops
-                .iter()
-                .map(|&n| Value::Array(values.by_ref().take(reply_len(n)).collect()))
-                .collect())
-        }
-        other => Err(StoreError::Protocol(format!(
-            "expected {expected} values for {} checks, got {other:?}",
-            ops.len()
-        ))),
-    }
+    split_frame(link.run_frame(&call, deadline).await?, ops.len())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    type Answer = oneshot::Receiver<Result<Value, StoreError>>;
+    type Answer = oneshot::Receiver<CheckReply>;
 
     fn job(ops: usize, deadline: Instant) -> (Job, Answer) {
         let (reply, answer) = oneshot::channel();
@@ -432,8 +401,8 @@ mod tests {
     /// `result` after `takes`; returns each check's answer.
     async fn batch_of_two(
         takes: Duration,
-        result: Result<Vec<Value>, StoreError>,
-    ) -> [Result<Value, StoreError>; 2] {
+        result: Result<Vec<CheckReply>, StoreError>,
+    ) -> [CheckReply; 2] {
         let now = Instant::now();
         let (impatient_at, patient_at) = (now + takes / 8, now + takes * 20);
         let (impatient, impatient_answer) = job(1, impatient_at);
@@ -458,8 +427,8 @@ mod tests {
     #[tokio::test]
     async fn an_impatient_check_does_not_condemn_a_patient_one() {
         let takes = Duration::from_millis(400);
-        let reply = Value::Integer(7);
-        let ok = Ok(vec![Value::Integer(6), reply.clone()]);
+        let reply = vec![7];
+        let ok = Ok(vec![Ok(vec![6]), Ok(reply.clone())]);
         let [impatient, patient] = batch_of_two(takes, ok).await;
         // The impatient check times out alone, uncounted by the breaker
         // (and, having maybe run, is not charged by the fallback)…
@@ -496,21 +465,5 @@ mod tests {
             })
             .collect();
         assert_eq!(counted, [false, false, false, true, false]);
-    }
-
-    #[test]
-    fn a_calls_reply_splits_by_each_checks_op_count() {
-        let ints = |range: std::ops::Range<i64>| range.map(Value::Integer).collect::<Vec<_>>();
-        // Checks of 1 and 2 ops: 7 and 12 values.
-        let each = split(Value::Array(ints(0..19)), &[1, 2]).expect("19 values");
-        assert_eq!(each, [Value::Array(ints(0..7)), Value::Array(ints(7..19))]);
-        let one = split(Value::Array(ints(0..7)), &[1]).expect("7 values");
-        assert_eq!(one, [Value::Array(ints(0..7))]);
-        for wrong in [Value::Array(ints(0..18)), Value::Integer(1)] {
-            assert!(matches!(
-                split(wrong, &[1, 2]),
-                Err(StoreError::Protocol(_))
-            ));
-        }
     }
 }

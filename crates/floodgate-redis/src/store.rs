@@ -25,15 +25,15 @@ use fred::types::Value;
 use fred::util::redis_keyslot;
 use tokio::time::{timeout_at, Instant};
 
-use crate::batch::{split, Batcher};
+use crate::batch::Batcher;
 use crate::config::target;
 use crate::error::store_error;
 use crate::key::redis_key;
 use crate::reconcile::reconcile_calls;
 use crate::release;
 use crate::script::{
-    check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call, reset_call,
-    settle_call, Call,
+    ask_packed, check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call, reset_call,
+    settle_call, split_value, Call,
 };
 use crate::{Error, RedisConfig, RedisTopology};
 
@@ -226,23 +226,26 @@ impl Store for RedisStore {
                     mem::take(&mut only.call.keys),
                     mem::take(&mut only.call.args),
                 );
-                vec![batcher.check(keys, args, deadline).await?]
+                vec![batcher.check(keys, args, deadline).await]
             }
             _ => {
                 // Boxed: fred's futures are kilobytes; inline, every check's
                 // future would be that large (and moved at each boxing).
+                for c in &mut calls {
+                    ask_packed(&mut c.call.args);
+                }
                 let calls: Vec<&Call> = calls.iter().map(|c| &c.call).collect();
                 let replies = Box::pin(self.link.run(&calls)).await?;
                 let mut each = Vec::with_capacity(replies.len());
-                for (call, reply) in calls.iter().zip(replies) {
-                    each.extend(split(reply, &[call.keys.len()])?);
+                for reply in replies {
+                    each.extend(split_value(reply, 1)?);
                 }
                 each
             }
         };
         let mut outcomes = vec![None; ops.len()];
         for (call, reply) in calls.iter().zip(replies) {
-            call.read(reply, &mut outcomes)?;
+            call.read(&reply?, &mut outcomes)?;
         }
         outcomes
             .into_iter()

@@ -3,25 +3,26 @@
 
 use floodgate_core::{AlgorithmKind, Block, Outcome, Receipt};
 use floodgate_store::{StoreError, StoreOp};
-use fred::types::Value;
+use fred::types::{Resp3Frame, Value};
 
 use super::{Call, SCRIPTS};
 use crate::error::reply_error;
 use crate::key::{interval_us, redis_key, suffix};
 
-/// One op's spec in `check.lua`'s ARGV: `"<algorithm> <flags> <hits> <a>
-/// <b> <c>"`, c a reservation's `<nonce>/<record ttl µs>` (flags +8) when
-/// `reservation` is given, else the lease id (`sliding_log`,
-/// `concurrency`) or 0; then `" <block_for µs> <block_max µs>"` for a
-/// policy with a lockout.
-fn op_spec(
+/// Writes one op's spec in `check.lua`'s ARGV at the end of `spec`:
+/// `"<algorithm> <flags> <hits> <a> <b> <c>"`, c a reservation's
+/// `<nonce>/<record ttl µs>` (flags +8) when `reservation` is given, else
+/// the lease id (`sliding_log`, `concurrency`) or 0; then `" <block_for µs>
+/// <block_max µs>"` for a policy with a lockout. (Never a `;`: that
+/// separates the specs of a check.)
+fn push_op_spec(
+    spec: &mut String,
     kind: AlgorithmKind,
     flags: u8,
     [hits, a, b, nonce]: [u64; 4],
     reservation: Option<&str>,
     block: Block,
-) -> String {
-    let mut spec = String::with_capacity(64 + reservation.map_or(0, str::len));
+) {
     let mut number = itoa::Buffer::new();
     spec.push_str(suffix(kind));
     spec.push(' ');
@@ -41,7 +42,6 @@ fn op_spec(
             spec.push_str(number.format(n));
         }
     }
-    spec
 }
 
 /// An op's flags in `check.lua`: +1 enforced, +2 decide only, +4 the
@@ -72,6 +72,7 @@ fn periods_word(calendar: &floodgate_core::Calendar, around_us: u64) -> String {
 
 /// The sidecar's clock (epoch µs) for the calendar periods sent with a
 /// check: the test clock's time when one is set (`now`), else the system's.
+/// Read only for a check with a calendar window.
 fn around_us(now: &str) -> u64 {
     now.parse().unwrap_or_else(|_| {
         std::time::SystemTime::now()
@@ -105,19 +106,26 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
-    /// The sidecar's clock when the call was built (epoch µs): calendar
-    /// windows send the periods around it.
-    around_us: u64,
+    /// The ops' specs so far, `;`-separated: the check's one spec value
+    /// (see [`PACKED`]), put in its ARGV by [`CheckCall::finish`].
+    specs: String,
 }
 
 impl CheckCall {
     /// An empty call, with script time `now` ("" = Redis `TIME`), room for
-    /// `ops` ops. Its ARGV is one check's: `now`, the op count, then one
-    /// spec per op; the batcher puts several checks' ARGV one after the
-    /// other.
+    /// `ops` ops. Its ARGV is one check's in a [`PACKED`] call: `now`, the
+    /// op count, then the ops' specs in one value, `;`-separated; the
+    /// batcher puts several checks' ARGV one after the other.
     fn new(now: &str, ops: usize) -> CheckCall {
-        let mut args = Vec::with_capacity(2 + ops);
-        args.extend([Value::from(now), Value::Integer(0)]);
+        // One more: room for the call's first word (see `ask_packed`).
+        let mut args = Vec::with_capacity(4);
+        // Production's "" is a static value: nothing to allocate.
+        let now = if now.is_empty() {
+            Value::from_static_str("")
+        } else {
+            Value::from(now)
+        };
+        args.extend([now, Value::Integer(0)]);
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
@@ -125,12 +133,13 @@ impl CheckCall {
                 args,
             },
             ops: Vec::with_capacity(ops),
-            around_us: around_us(now),
+            specs: String::with_capacity(40 * ops),
         }
     }
 
-    /// Adds op `index` of the check on Redis key `key`.
-    fn push(&mut self, index: usize, op: &StoreOp<'_>, key: String) {
+    /// Adds op `index` of the check on Redis key `key`; `around_us` is the
+    /// sidecar's clock for a calendar window's periods.
+    fn push(&mut self, index: usize, op: &StoreOp<'_>, key: String, around_us: u64) {
         let policy = op.policy;
         let kind = policy.kind();
         let nonce = match kind {
@@ -144,19 +153,21 @@ impl CheckCall {
             _ => (policy.limit(), policy.window_us()),
         };
         let reservation = match policy.calendar() {
-            Some(calendar) => Some(periods_word(calendar, self.around_us)),
+            Some(calendar) => Some(periods_word(calendar, around_us)),
             None => reservation_word(op),
         };
-        let spec = op_spec(
+        if !self.specs.is_empty() {
+            self.specs.push(';');
+        }
+        push_op_spec(
+            &mut self.specs,
             kind,
             op_flags(op),
             [op.hits, a, b, nonce],
             reservation.as_deref(),
             policy.block(),
         );
-        self.call.args.push(Value::from(spec));
         self.call.keys.push(key);
-        self.call.args[1] = Value::Integer(self.call.keys.len() as i64);
         self.ops.push(OpReading {
             index,
             charge: op.charge,
@@ -167,40 +178,35 @@ impl CheckCall {
         });
     }
 
+    /// The call with its ops added: their count and specs in its ARGV.
+    fn finish(mut self) -> CheckCall {
+        self.call.args[1] = Value::Integer(self.ops.len() as i64);
+        let specs = std::mem::take(&mut self.specs);
+        self.call.args.push(Value::from(specs));
+        self
+    }
+
     /// Reads this check's reply (its [`reply_len`] values of the script's
-    /// reply) into `outcomes`, each at its op's index: `charged, now_us,
-    /// then per op allowed, remaining, reset_after_us, retry_after_us, id`.
+    /// reply, see [`CheckReply`]) into `outcomes`, each at its op's index:
+    /// `charged, now_us, then per op allowed, remaining, reset_after_us,
+    /// retry_after_us, id`.
     ///
     /// # Errors
-    /// The error Redis gave for a command of this check (`-1, message`,
-    /// then zeros), or [`StoreError::Protocol`] for any other shape.
+    /// [`StoreError::Protocol`] when `values` are not that.
     pub(crate) fn read(
         &self,
-        reply: Value,
+        values: &[i64],
         outcomes: &mut [Option<Outcome>],
     ) -> Result<(), StoreError> {
-        let bad = || StoreError::Protocol(format!("unexpected script reply {reply:?}"));
-        let Value::Array(items) = &reply else {
-            return Err(bad());
-        };
-        if items.len() != reply_len(self.ops.len()) {
+        let bad = || StoreError::Protocol(format!("unexpected script reply {values:?}"));
+        if values.len() != reply_len(self.ops.len()) {
             return Err(bad());
         }
-        if let [Value::Integer(-1), message, ..] = items.as_slice() {
-            let message = message.as_str().unwrap_or_default();
-            return Err(reply_error(&message));
-        }
-        let number = |v: &Value| match v {
-            Value::Integer(i) => u64::try_from(*i).ok(),
-            _ => None,
-        };
-        let (Some(charged), Some(now_us)) = (
-            items.first().and_then(number),
-            items.get(1).and_then(number),
-        ) else {
+        let number = |v: &i64| u64::try_from(*v).ok();
+        let (Some(charged), Some(now_us)) = (number(&values[0]), number(&values[1])) else {
             return Err(bad());
         };
-        for (op, values) in self.ops.iter().zip(items[2..].chunks_exact(OP_REPLY)) {
+        for (op, values) in self.ops.iter().zip(values[2..].chunks_exact(OP_REPLY)) {
             let mut numbers = [0u64; OP_REPLY];
             for (n, v) in numbers.iter_mut().zip(values) {
                 *n = number(v).ok_or_else(bad)?;
@@ -209,6 +215,87 @@ impl CheckCall {
         }
         Ok(())
     }
+}
+
+/// One check's part of the check script's reply: its [`reply_len`]
+/// integers, or the error Redis gave for one of its commands, or
+/// [`StoreError::Protocol`] for another shape.
+pub(crate) type CheckReply = Result<Vec<i64>, StoreError>;
+
+/// The word that starts a check call's ARGV: `check.lua` then reads each
+/// check's specs from one value, `;`-separated, and packs each check's
+/// reply into one string, its integers 8 bytes each, signed, little-endian
+/// (`-1 <message>` for a check Redis refused). The client's RESP encoder and
+/// parser cost a few hundred instructions per value, whatever its size.
+const PACKED: &str = "packed";
+
+/// Puts [`PACKED`] first in `args`, a check call's ARGV.
+pub(crate) fn ask_packed(args: &mut Vec<Value>) {
+    args.insert(0, Value::from_static_str(PACKED));
+}
+
+/// The check script's reply to a [`PACKED`] call of `checks` checks, as the
+/// frame Redis sent (one array, a string per check), split into each
+/// check's reply. Read from the frame, nothing is made a fred [`Value`].
+///
+/// # Errors
+/// [`StoreError::Protocol`] when it is not an array of `checks` values.
+pub(crate) fn split_frame(reply: Resp3Frame, checks: usize) -> Result<Vec<CheckReply>, StoreError> {
+    match reply {
+        Resp3Frame::Array { data, .. } if data.len() == checks => Ok(data
+            .iter()
+            .map(|frame| match frame {
+                Resp3Frame::BlobString { data, .. } => unpack(data),
+                other => Err(not_packed(other)),
+            })
+            .collect()),
+        other => Err(wrong_length(&other, checks)),
+    }
+}
+
+/// [`split_frame`] for the reply as a [`Value`] (a call sent in a pipeline).
+///
+/// # Errors
+/// [`StoreError::Protocol`] when it is not an array of `checks` values.
+pub(crate) fn split_value(reply: Value, checks: usize) -> Result<Vec<CheckReply>, StoreError> {
+    match reply {
+        Value::Array(values) if values.len() == checks => Ok(values
+            .iter()
+            .map(|value| match value.as_bytes() {
+                Some(text) => unpack(text),
+                None => Err(not_packed(value)),
+            })
+            .collect()),
+        other => Err(wrong_length(&other, checks)),
+    }
+}
+
+/// One check's packed reply read: its integers (8 bytes each, signed,
+/// little-endian), or the error for its `-1 <message>` (never mistaken for
+/// integers: the first, `charged`, is 0 or 1).
+fn unpack(packed: &[u8]) -> CheckReply {
+    if let Some(message) = packed.strip_prefix(b"-1 ") {
+        return Err(reply_error(&String::from_utf8_lossy(message)));
+    }
+    let integers = packed.chunks_exact(8);
+    if packed.is_empty() || !integers.remainder().is_empty() {
+        return Err(not_packed(&String::from_utf8_lossy(packed)));
+    }
+    Ok(integers
+        .map(|bytes| i64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+        .collect())
+}
+
+/// The error for a check's reply that is not a packed one.
+fn not_packed(reply: &impl std::fmt::Debug) -> StoreError {
+    StoreError::Protocol(format!("unexpected script reply {reply:?}"))
+}
+
+/// The error for a reply that is not one value per check.
+fn wrong_length(reply: &impl std::fmt::Debug, checks: usize) -> StoreError {
+    StoreError::Protocol(format!(
+        "expected {checks} values, one per check, got {reply:?}"
+    ))
 }
 
 /// Integers per op in a check's reply.
@@ -256,6 +343,8 @@ pub(crate) fn check_calls(
     slot_of: Option<fn(&[u8]) -> u16>,
 ) -> Vec<CheckCall> {
     let mut calls: Vec<(u16, CheckCall)> = Vec::with_capacity(1);
+    let calendar = ops.iter().any(|op| op.policy.calendar().is_some());
+    let around_us = if calendar { around_us(now) } else { 0 };
     for (index, op) in ops.iter().enumerate() {
         let key = redis_key(prefix, op.key, op.policy);
         let slot = slot_of.map_or(0, |f| f(key.as_bytes()));
@@ -269,9 +358,9 @@ pub(crate) fn check_calls(
                 &mut calls.last_mut().expect("just pushed").1
             }
         };
-        call.push(index, op, key);
+        call.push(index, op, key, around_us);
     }
-    calls.into_iter().map(|(_, c)| c).collect()
+    calls.into_iter().map(|(_, c)| c.finish()).collect()
 }
 
 #[cfg(test)]
@@ -309,5 +398,61 @@ mod tests {
             calls[0].call.args[2].as_str().as_deref(),
             Some("sw 1 1 10 1000000 0")
         );
+    }
+
+    /// `values` packed as `check.lua` packs them.
+    fn packed(values: &[i64]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_le_bytes()).collect()
+    }
+
+    #[test]
+    fn a_packed_reply_splits_into_each_checks_integers() {
+        let blob = |data: Vec<u8>| Resp3Frame::BlobString {
+            data: data.into(),
+            attributes: None,
+        };
+        let array = |data: Vec<Resp3Frame>| Resp3Frame::Array {
+            data,
+            attributes: None,
+        };
+        let (now, window) = (1_700_000_000_000_000, 60_000_000);
+        let one = vec![1, now, 1, 9, window, 0, -3];
+        let two = vec![0, now, 0, 0, window, 5000, 0, 1, 3, 1000, 0, 7];
+        let values = |each: Vec<CheckReply>| -> Vec<Vec<i64>> {
+            each.into_iter().map(|r| r.expect("values")).collect()
+        };
+        let frames = vec![blob(packed(&one)), blob(packed(&two))];
+        let each = split_frame(array(frames), 2).expect("two checks");
+        assert_eq!(values(each), [one.clone(), two.clone()]);
+        let both = vec![
+            Value::from(&packed(&one)[..]),
+            Value::from(&packed(&two)[..]),
+        ];
+        let each = split_value(Value::Array(both), 2).expect("two checks");
+        assert_eq!(values(each), [one.clone(), two]);
+        // A check Redis refused fails alone.
+        let refused = b"-1 WRONGTYPE Operation against a key holding the wrong kind of value";
+        let frames = vec![blob(refused.to_vec()), blob(packed(&one))];
+        let each = split_frame(array(frames), 2).expect("two checks");
+        assert!(
+            matches!(&each[0], Err(StoreError::Protocol(m)) if m.starts_with("WRONGTYPE")),
+            "{each:?}"
+        );
+        assert!(each[1].is_ok());
+        // Not one value per check, or not a packed check.
+        for wrong in [array(vec![blob(packed(&one))]), blob(packed(&one))] {
+            assert!(matches!(
+                split_frame(wrong, 2),
+                Err(StoreError::Protocol(_))
+            ));
+        }
+        for bytes in [Vec::new(), vec![1, 0, 0], packed(&one)[..12].to_vec()] {
+            let each = split_frame(array(vec![blob(bytes)]), 1).expect("one check");
+            assert!(matches!(&each[0], Err(StoreError::Protocol(_))));
+        }
+        assert!(matches!(
+            split_value(Value::Integer(1), 1),
+            Err(StoreError::Protocol(_))
+        ));
     }
 }

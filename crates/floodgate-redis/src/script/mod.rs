@@ -19,7 +19,7 @@ mod refund;
 mod reset;
 mod settle;
 
-pub(crate) use check::{check_calls, reply_len};
+pub(crate) use check::{ask_packed, check_calls, split_frame, split_value, CheckReply};
 pub(crate) use heartbeat::{heartbeat_call, read_heartbeat};
 pub(crate) use refund::refund_call;
 pub(crate) use reset::reset_call;
@@ -114,7 +114,8 @@ impl Call {
         let mut out = Vec::with_capacity(2 + self.keys.len() + self.args.len());
         out.push(Value::from_static_str(script));
         out.push(Value::Integer(self.keys.len() as i64));
-        out.extend(self.keys.iter().map(|k| Value::from(k.as_str())));
+        // A clone is one exact allocation, which the value then owns.
+        out.extend(self.keys.iter().map(|k| Value::from(k.clone())));
         out.extend(self.args.iter().cloned());
         out
     }

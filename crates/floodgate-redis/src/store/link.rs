@@ -1,6 +1,8 @@
 //! [`Link`]: the connections of a [`super::RedisStore`] and how every call
 //! is made on them — one pipeline of `EVALSHA`s within a deadline, sent
-//! again with the full script when Redis answers `NOSCRIPT`.
+//! again with the full script when Redis answers `NOSCRIPT`. A lone call's
+//! reply can also be had as the frame Redis sent ([`Link::run_frame`]),
+//! read without fred's conversion into [`Value`]s.
 
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use fred::clients::{Pipeline, Pool};
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, LuaInterface};
 use fred::types::config::Options;
-use fred::types::{ClusterHash, CustomCommand, Value};
+use fred::types::{ClusterHash, CustomCommand, Resp3Frame, Value};
 use fred::util::redis_keyslot;
 use tokio::time::{timeout_at, Instant};
 
@@ -83,18 +85,11 @@ impl Link {
             .filter(|&i| matches!(&replies[i], Err(e) if is_noscript(e)))
             .collect();
         if !missing.is_empty() {
-            tracing::info!(
-                calls = missing.len(),
-                "Redis lost the scripts (NOSCRIPT): reloading"
-            );
             let retry: Vec<&Call> = missing.iter().map(|&i| calls[i]).collect();
-            let reload = async {
-                let timeout = deadline.saturating_duration_since(Instant::now());
-                if let Err(e) = self.load_scripts(timeout).await {
-                    tracing::warn!(error = %e, "reloading the scripts failed; EVAL keeps checks working");
-                }
-            };
-            let (again, ()) = tokio::join!(self.send(&retry, true, deadline), reload);
+            let (again, ()) = tokio::join!(
+                self.send(&retry, true, deadline),
+                self.reload_scripts(missing.len(), deadline)
+            );
             for (i, reply) in missing.into_iter().zip(again?) {
                 replies[i] = reply;
             }
@@ -105,6 +100,66 @@ impl Link {
             .collect()
     }
 
+    /// [`Link::run_by`] for one call, its reply the frame Redis sent (in
+    /// RESP3 form), not converted into a [`Value`]: the check script's
+    /// replies are read from it directly. An error reply is the error.
+    pub(crate) async fn run_frame(
+        &self,
+        call: &Call,
+        deadline: Instant,
+    ) -> Result<Resp3Frame, StoreError> {
+        let reply = match self.send_one(call, false, deadline).await? {
+            Err(e) if is_noscript(&e) => {
+                let (again, ()) = tokio::join!(
+                    self.send_one(call, true, deadline),
+                    self.reload_scripts(1, deadline)
+                );
+                again?
+            }
+            reply => reply,
+        };
+        reply.map_err(|e| store_error(&e))
+    }
+
+    /// After `calls` calls were answered `NOSCRIPT`: loads the scripts
+    /// again (by `deadline`) while those calls are sent with `EVAL`.
+    async fn reload_scripts(&self, calls: usize, deadline: Instant) {
+        tracing::info!(calls, "Redis lost the scripts (NOSCRIPT): reloading");
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if let Err(e) = self.load_scripts(timeout).await {
+            tracing::warn!(error = %e, "reloading the scripts failed; EVAL keeps checks working");
+        }
+    }
+
+    /// Sends one call (`EVALSHA`, or `EVAL` when `full`) and reads its reply
+    /// frame by `deadline`; an error reply is fred's error for it, as
+    /// [`fred::interfaces::ClientLike::custom`] would return.
+    async fn send_one(
+        &self,
+        call: &Call,
+        full: bool,
+        deadline: Instant,
+    ) -> Result<Result<Resp3Frame, FredError>, StoreError> {
+        let (command, args) = command(call, full);
+        let client = self.pool.next_connected().with_options(&self.options);
+        let reply = timeout_at(
+            deadline,
+            Box::pin(client.custom_raw::<Value>(command, args)),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout)?;
+        Ok(reply.and_then(|frame| match frame {
+            Resp3Frame::SimpleError { .. } | Resp3Frame::BlobError { .. } => {
+                // fred's conversion makes an error reply its error.
+                Value::try_from(frame).and(Err(FredError::new(
+                    fred::error::ErrorKind::Protocol,
+                    "an error reply read as a value",
+                )))
+            }
+            frame => Ok(frame),
+        }))
+    }
+
     /// Writes `calls` as one pipeline (`EVALSHA`, or `EVAL` when `full`) and
     /// reads every reply by `deadline`.
     async fn send(
@@ -113,34 +168,16 @@ impl Link {
         full: bool,
         deadline: Instant,
     ) -> Result<Vec<Result<Value, FredError>>, StoreError> {
-        let command = |call: &Call| {
-            let slot = redis_keyslot(call.routing_key().as_bytes());
-            let (name, script) = if full {
-                ("EVAL", call.script.source.as_str())
-            } else {
-                ("EVALSHA", call.script.sha.as_str())
-            };
-            (
-                CustomCommand::new_static(name, ClusterHash::Custom(slot), false),
-                call.arguments(script),
-            )
-        };
-        let client = self.pool.next_connected().with_options(&self.options);
         if let [call] = calls {
             // One call (a check on a standalone Redis, unless it names one
             // counter twice): no pipeline object to build and drain.
-            let (command, args) = command(call);
-            let reply = timeout_at(
-                deadline,
-                Box::pin(client.custom::<Value, Value>(command, args)),
-            )
-            .await
-            .map_err(|_| StoreError::Timeout)?;
-            return Ok(vec![reply]);
+            let reply = self.send_one(call, full, deadline).await?;
+            return Ok(vec![reply.and_then(Value::try_from)]);
         }
+        let client = self.pool.next_connected().with_options(&self.options);
         let pipeline = Pipeline::from(client);
         for call in calls {
-            let (command, args) = command(call);
+            let (command, args) = command(call, full);
             // Queuing in a pipeline only buffers the command. Boxed, as
             // every fred future: inline, fred's futures (kilobytes) would
             // make this one, and each future awaiting it, as large.
@@ -160,6 +197,21 @@ impl Link {
         }
         Ok(replies)
     }
+}
+
+/// The command running `call` (`EVALSHA`, or `EVAL` with the full script
+/// when `full`), routed by its keys' slot, and its arguments.
+fn command(call: &Call, full: bool) -> (CustomCommand, Vec<Value>) {
+    let slot = redis_keyslot(call.routing_key().as_bytes());
+    let (name, script) = if full {
+        ("EVAL", call.script.source.as_str())
+    } else {
+        ("EVALSHA", call.script.sha.as_str())
+    };
+    (
+        CustomCommand::new_static(name, ClusterHash::Custom(slot), false),
+        call.arguments(script),
+    )
 }
 
 /// `future` (a fred command), or a timeout error naming `what` once

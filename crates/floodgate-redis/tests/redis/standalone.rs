@@ -670,4 +670,60 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
         counter.ends_with(":1"),
         "the good check was charged once: {counter}"
     );
+
+    // The same call with "packed" first (as the store sends it): one string
+    // per check, the refused one "-1 <message>", the other its 2 + 5 values
+    // (8 bytes each, signed, little-endian).
+    let mut argv = vec!["packed".to_string()];
+    argv.extend(check(1));
+    argv.extend(check(1));
+    let reply = eval(&mut redis, &["fg:{bad}:fw", "fg:{a}:fw"], &argv).unwrap();
+    let redis::Value::Array(values) = reply else {
+        panic!("{reply:?}");
+    };
+    assert_eq!(values.len(), 2);
+    assert!(
+        matches!(&values[0], redis::Value::BulkString(m) if m.starts_with(b"-1 WRONGTYPE")),
+        "{values:?}"
+    );
+    let redis::Value::BulkString(packed) = &values[1] else {
+        panic!("{values:?}");
+    };
+    let second: Vec<i64> = packed
+        .chunks_exact(8)
+        .map(|bytes| i64::from_le_bytes(bytes.try_into().unwrap()))
+        .collect();
+    assert_eq!(second.len(), 7, "{second:?}");
+    assert_eq!((second[0], second[2]), (1, 1), "the second check charged");
+    let counter: String = redis.get("fg:{a}:fw").unwrap();
+    assert!(
+        counter.ends_with(":2"),
+        "the good check was charged again: {counter}"
+    );
+
+    // Packed, a check's specs are one value, ";"-separated: as many as its
+    // op count, each well-formed, or the call fails and charges nothing.
+    let two = format!("{};{}", fw("1"), fw("1"));
+    for (n, specs) in [
+        ("2", fw("1")),
+        ("1", two.clone()),
+        ("2", format!("{two};x")),
+    ] {
+        let argv = ["packed".to_string(), String::new(), n.into(), specs];
+        let err = eval(&mut redis, &["fg:{c}:fw", "fg:{d}:fw"], &argv).unwrap_err();
+        assert!(err.to_string().contains("malformed"), "{n} {argv:?}: {err}");
+    }
+    let argv = ["packed".to_string(), String::new(), "2".into(), two];
+    let reply = eval(&mut redis, &["fg:{c}:fw", "fg:{d}:fw"], &argv).unwrap();
+    let redis::Value::Array(values) = reply else {
+        panic!("{reply:?}");
+    };
+    let [redis::Value::BulkString(packed)] = &values[..] else {
+        panic!("{values:?}");
+    };
+    assert_eq!(packed.len(), 8 * 12, "2 + 5 × 2 integers");
+    for key in ["fg:{c}:fw", "fg:{d}:fw"] {
+        let counter: String = redis.get(key).unwrap();
+        assert!(counter.ends_with(":1"), "{key} charged once: {counter}");
+    }
 }
