@@ -10,12 +10,10 @@
 -- KEYS[k]  the counters of every op of every check, in order; keys are
 --          distinct within one check (the store sends an op on a key already
 --          in that check in a call of its own), and may repeat across checks
--- ARGV     optionally first the word "packed" (each check's specs in one
---          value, and its reply packed into one string, see Returns), then
---          per check: its now override in epoch µs ("" in production, see
---          the prelude), its number of ops n, then one value per op, its
---          spec (packed: one value, the n specs ";"-separated): "<algorithm>
---          <flags> <hits> <a> <b> <c>", space-separated:
+-- ARGV     per check: its now override in epoch µs ("" in production, see
+--          the prelude), its number of ops n, then one value holding its n
+--          op specs, ";"-separated, each "<algorithm> <flags> <hits> <a>
+--          <b> <c>", space-separated:
 --          the algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
 --          enforced: its denial denies the check, else shadow, reported
 --          only; +2 decide only: never charged; +4 the policy settles:
@@ -24,20 +22,17 @@
 --          hits, then the algorithm's a, b (integers) and c (a word, may be
 --          empty; see each algorithm above); for a policy with a lockout,
 --          two more integers: block_for and block_max in µs (block.lua)
--- Returns  one array: per check, in order, 2 + 5n values: charged 0|1,
---          now_us, then five integers per op: allowed 0|1, remaining,
+-- Returns  one array, one string per check, in order: its 2 + 5n integers,
+--          each 8 bytes, signed, little-endian (struct.pack '<i8'): charged
+--          0|1, now_us, then five per op: allowed 0|1, remaining,
 --          reset_after_us, retry_after_us, receipt id (as each algorithm
 --          returns them); charged 1 when the check's allowed ops were
 --          charged (those not "decide only"), now_us the check's script
---          time; or -1, message, then 5n zeros when Redis refused one of
---          the check's commands (a key of the wrong type): that check
---          failed, the others of the call stand. (One array, not one per
---          check: Redis converts each array of a reply at the cost of ~7
---          integers.) With "packed", each check is one value of the array
---          instead: a string of those 2 + 5n integers, each 8 bytes, signed,
---          little-endian (struct.pack '<i8'), or "-1 <message>" when refused
---          (a client reads one string per check much faster than 2 + 5n
---          integers, and struct.pack writes them faster than Redis does).
+--          time. Or "-1 <message>" when Redis refused one of the check's
+--          commands (a key of the wrong type): that check failed, the
+--          others of the call stand. (One string per check: a client reads
+--          it much faster than 2 + 5n integers, and struct.pack writes them
+--          faster than Redis converts integers.)
 
 local ALGORITHMS = {
   sw = sliding_window,
@@ -72,7 +67,7 @@ local function spec(s)
   return op
 end
 
--- A packed check's specs, all in one value ("<spec>;<spec>;…"): lists[s] is
+-- A check's specs, all in one value ("<spec>;<spec>;…"): lists[s] is
 -- the list of their ops, parsed on first sight; list(s, n) is nil when one
 -- is malformed or they are not n.
 local lists = {}
@@ -121,7 +116,7 @@ end
 -- The reply (see Returns above), filled check by check.
 local reply = {}
 
--- A packed check's values, before they are packed into reply.
+-- The values of the check being decided, before they are packed into reply.
 local values = {}
 
 -- The first m values packed (see Returns); formats[m] packs m integers,
@@ -139,14 +134,9 @@ end
 -- The commits of the check being decided (commits[1..count]).
 local commits = {}
 
--- Decides the check whose ARGV starts at `at`, whose first key is
--- KEYS[key] and whose first reply value is reply[o]; writes its values
--- there, or (`packed`) packs them into reply[o].
-local function check(at, key, n, o, packed)
-  local out, o0 = reply, o
-  if packed then
-    out, o = values, 1
-  end
+-- Decides the check whose ARGV starts at `at` and whose first key is
+-- KEYS[key]; packs its values into reply[o].
+local function check(at, key, n, o)
   local now, test
   if ARGV[at] == '' then
     if server_now == nil then
@@ -156,20 +146,20 @@ local function check(at, key, n, o, packed)
   else
     now, test = script_now(ARGV[at])
   end
-  out[o], out[o + 1] = 1, now
+  values[1], values[2] = 1, now
   local count = 0
   local denied = false
-  local ops = packed and lists[ARGV[at + 2]]
+  local ops = lists[ARGV[at + 2]]
   for i = 1, n do
-    local op = ops and ops[i] or specs[ARGV[at + 1 + i]]
+    local op = ops[i]
     local flags = op[2]
     local allowed, remaining, reset_after, retry, id, commit =
       decide(op, KEYS[key + i - 1], now, test)
     if not allowed and flags % 2 == 1 then
       denied = true
     end
-    local v = o + 5 * i - 3
-    out[v], out[v + 1], out[v + 2], out[v + 3], out[v + 4] =
+    local v = 5 * i - 2
+    values[v], values[v + 1], values[v + 2], values[v + 3], values[v + 4] =
       allowed and 1 or 0, remaining, reset_after, retry, id
     if commit ~= nil and flags % 4 < 2 then
       count = count + 1
@@ -185,11 +175,9 @@ local function check(at, key, n, o, packed)
     end
   end
   if denied then
-    out[o] = 0
+    values[1] = 0
   end
-  if packed then
-    reply[o0] = pack(2 + 5 * n)
-  end
+  reply[o] = pack(2 + 5 * n)
   if not denied then
     for i = 1, count do
       commits[i]()
@@ -199,53 +187,35 @@ end
 
 -- The layout is checked whole before any check runs: a malformed call
 -- charges nothing.
-local packed = ARGV[1] == 'packed'
-local first = packed and 2 or 1
-local at, key = first, 1
+local at, key = 1, 1
 while at <= #ARGV do
   local n = tonumber(ARGV[at + 1])
-  local width = packed and 1 or n -- the ARGV values of its specs
-  if n == nil or n < 1 or at + 1 + width > #ARGV or key + n - 1 > #KEYS then
+  if n == nil or n < 1 or at + 2 > #ARGV or key + n - 1 > #KEYS then
     return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
   end
-  if packed then
-    if list(ARGV[at + 2], n) == nil then
-      return redis.error_reply('floodgate check: malformed op at ARGV[' .. (at + 2) .. ']')
-    end
-  else
-    for i = at + 2, at + 1 + n do
-      if spec(ARGV[i]) == nil then
-        return redis.error_reply('floodgate check: malformed op at ARGV[' .. i .. ']')
-      end
-    end
+  if list(ARGV[at + 2], n) == nil then
+    return redis.error_reply('floodgate check: malformed op at ARGV[' .. (at + 2) .. ']')
   end
-  at = at + 2 + width
+  at = at + 3
   key = key + n
 end
 if key - 1 ~= #KEYS then
   return redis.error_reply('floodgate check: ' .. #KEYS .. ' keys for ' .. (key - 1) .. ' ops')
 end
 
-at, key = first, 1
+at, key = 1, 1
 local o = 1
 while at <= #ARGV do
   local n = ARGV[at + 1] + 0 -- checked above
-  local ok, r = pcall(check, at, key, n, o, packed)
+  local ok, r = pcall(check, at, key, n, o)
   if not ok then
     local message = type(r) == 'table' and (r.err or tostring(r)) or tostring(r)
     -- Redis before 7 puts the script's position before the server's error.
     message = string.gsub(message, '^@user_script:%d+: ', '')
-    if packed then
-      reply[o] = '-1 ' .. message
-    else
-      reply[o], reply[o + 1] = -1, message
-      for v = o + 2, o + 1 + 5 * n do
-        reply[v] = 0
-      end
-    end
+    reply[o] = '-1 ' .. message
   end
-  at = at + 2 + (packed and 1 or n)
+  at = at + 3
   key = key + n
-  o = o + (packed and 1 or 2 + 5 * n)
+  o = o + 1
 end
 return reply

@@ -46,7 +46,7 @@ use fred::types::Value;
 use tokio::sync::oneshot;
 use tokio::time::{timeout_at, Instant};
 
-use crate::script::{ask_packed, split_frame, Call, CheckReply, SCRIPTS};
+use crate::script::{split_frame, Call, CheckReply, SCRIPTS};
 use crate::store::Link;
 
 /// Most ops in one batch (a check with more goes alone): bounds the time
@@ -57,7 +57,7 @@ pub(crate) const MAX_OPS: usize = 64;
 struct Job {
     /// The check's keys, in op order.
     keys: Vec<String>,
-    /// The check's ARGV: its now override, its op count, one spec per op.
+    /// The check's ARGV: its now override, its op count, its specs in one value.
     args: Vec<Value>,
     /// When its caller stops waiting.
     deadline: Instant,
@@ -278,10 +278,9 @@ where
 {
     let ops_total = batch.iter().map(|job| job.keys.len()).sum();
     let args_total: usize = batch.iter().map(|job| job.args.len()).sum();
-    // One more argument: the call's first word (see `run`).
     let (mut keys, mut args) = (
         Vec::with_capacity(ops_total),
-        Vec::with_capacity(1 + args_total),
+        Vec::with_capacity(args_total),
     );
     let mut replies = Vec::with_capacity(batch.len());
     let mut ops = Vec::with_capacity(batch.len());
@@ -336,11 +335,10 @@ fn answer(
 async fn run(
     link: &Link,
     keys: Vec<String>,
-    mut args: Vec<Value>,
+    args: Vec<Value>,
     ops: &[usize],
     deadline: Instant,
 ) -> Result<Vec<CheckReply>, StoreError> {
-    ask_packed(&mut args);
     let call = Call {
         script: &SCRIPTS.check,
         keys,

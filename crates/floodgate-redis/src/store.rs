@@ -32,7 +32,7 @@ use crate::key::redis_key;
 use crate::reconcile::reconcile_calls;
 use crate::release;
 use crate::script::{
-    ask_packed, check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call, reset_call,
+    check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call, reset_call,
     settle_call, split_value, Call,
 };
 use crate::{Error, RedisConfig, RedisTopology};
@@ -231,9 +231,6 @@ impl Store for RedisStore {
             _ => {
                 // Boxed: fred's futures are kilobytes; inline, every check's
                 // future would be that large (and moved at each boxing).
-                for c in &mut calls {
-                    ask_packed(&mut c.call.args);
-                }
                 let calls: Vec<&Call> = calls.iter().map(|c| &c.call).collect();
                 let replies = Box::pin(self.link.run(&calls)).await?;
                 let mut each = Vec::with_capacity(replies.len());

@@ -106,19 +106,18 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
-    /// The ops' specs so far, `;`-separated: the check's one spec value
-    /// (see [`PACKED`]), put in its ARGV by [`CheckCall::finish`].
+    /// The ops' specs so far, `;`-separated: the check's one spec value,
+    /// put in its ARGV by [`CheckCall::finish`].
     specs: String,
 }
 
 impl CheckCall {
     /// An empty call, with script time `now` ("" = Redis `TIME`), room for
-    /// `ops` ops. Its ARGV is one check's in a [`PACKED`] call: `now`, the
-    /// op count, then the ops' specs in one value, `;`-separated; the
-    /// batcher puts several checks' ARGV one after the other.
+    /// `ops` ops. Its ARGV is one check's: `now`, the op count, then the
+    /// ops' specs in one value, `;`-separated (`check.lua`); the batcher
+    /// puts several checks' ARGV one after the other.
     fn new(now: &str, ops: usize) -> CheckCall {
-        // One more: room for the call's first word (see `ask_packed`).
-        let mut args = Vec::with_capacity(4);
+        let mut args = Vec::with_capacity(3);
         // Production's "" is a static value: nothing to allocate.
         let now = if now.is_empty() {
             Value::from_static_str("")
@@ -222,21 +221,11 @@ impl CheckCall {
 /// [`StoreError::Protocol`] for another shape.
 pub(crate) type CheckReply = Result<Vec<i64>, StoreError>;
 
-/// The word that starts a check call's ARGV: `check.lua` then reads each
-/// check's specs from one value, `;`-separated, and packs each check's
-/// reply into one string, its integers 8 bytes each, signed, little-endian
-/// (`-1 <message>` for a check Redis refused). The client's RESP encoder and
-/// parser cost a few hundred instructions per value, whatever its size.
-const PACKED: &str = "packed";
-
-/// Puts [`PACKED`] first in `args`, a check call's ARGV.
-pub(crate) fn ask_packed(args: &mut Vec<Value>) {
-    args.insert(0, Value::from_static_str(PACKED));
-}
-
-/// The check script's reply to a [`PACKED`] call of `checks` checks, as the
-/// frame Redis sent (one array, a string per check), split into each
-/// check's reply. Read from the frame, nothing is made a fred [`Value`].
+/// The check script's reply to a call of `checks` checks, as the frame
+/// Redis sent (one array, a string per check: its integers 8 bytes each,
+/// signed, little-endian, or `-1 <message>` for a check Redis refused; the
+/// client's RESP parser would cost a few hundred instructions per value,
+/// whatever its size), split into each check's reply. Read from the frame, nothing is made a fred [`Value`].
 ///
 /// # Errors
 /// [`StoreError::Protocol`] when it is not an array of `checks` values.
@@ -391,7 +380,7 @@ mod tests {
         // Cluster: the two hash tags are two slots.
         let calls = check_calls("fg", &ops[..2], "", Some(fred::util::redis_keyslot));
         assert_eq!(calls.len(), 2);
-        // ARGV: now, the op count, then one spec per op.
+        // ARGV: now, the op count, then its specs in one value.
         assert_eq!(calls[0].call.args.len(), 2 + 1);
         assert_eq!(calls[0].call.args[1], Value::Integer(1));
         assert_eq!(

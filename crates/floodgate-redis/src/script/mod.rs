@@ -19,7 +19,7 @@ mod refund;
 mod reset;
 mod settle;
 
-pub(crate) use check::{ask_packed, check_calls, split_frame, split_value, CheckReply};
+pub(crate) use check::{check_calls, split_frame, split_value, CheckReply};
 pub(crate) use heartbeat::{heartbeat_call, read_heartbeat};
 pub(crate) use refund::refund_call;
 pub(crate) use reset::reset_call;
