@@ -190,8 +190,7 @@ impl Batcher {
             Route::Now(keys, args) => {
                 let _slot = Slot(Arc::clone(shared));
                 // Boxed: the call's future is kilobytes (see the size test).
-                let ops = [keys.len()];
-                let mut replies = Box::pin(run(&shared.link, keys, args, &ops, deadline)).await?;
+                let mut replies = Box::pin(run(&shared.link, keys, args, 1, deadline)).await?;
                 return replies
                     .pop()
                     .unwrap_or_else(|| Err(StoreError::Protocol("no reply".into())));
@@ -258,13 +257,13 @@ fn take_batch(queue: &mut VecDeque<Job>, margin: Duration) -> Vec<Job> {
 
 /// Sends `batch` as one call and hands each check its reply.
 async fn send(link: &Link, batch: Vec<Job>, margin: Duration) {
-    send_with(batch, margin, |keys, args, ops, deadline| async move {
-        run(link, keys, args, &ops, deadline).await
+    send_with(batch, margin, |keys, args, checks, deadline| async move {
+        run(link, keys, args, checks, deadline).await
     })
     .await;
 }
 
-/// [`send`], the call made by `call(keys, args, ops, deadline)`.
+/// [`send`], the call made by `call(keys, args, checks, deadline)`.
 ///
 /// Each check keeps its own deadline: the call runs until half a `margin`
 /// before the **latest** deadline among its checks (every check sent has at
@@ -273,7 +272,7 @@ async fn send(link: &Link, batch: Vec<Job>, margin: Duration) {
 /// still get the reply.
 async fn send_with<F, Fut>(batch: Vec<Job>, margin: Duration, call: F)
 where
-    F: FnOnce(Vec<String>, Vec<Value>, Vec<usize>, Instant) -> Fut,
+    F: FnOnce(Vec<String>, Vec<Value>, usize, Instant) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<CheckReply>, StoreError>>,
 {
     let ops_total = batch.iter().map(|job| job.keys.len()).sum();
@@ -283,20 +282,19 @@ where
         Vec::with_capacity(args_total),
     );
     let mut replies = Vec::with_capacity(batch.len());
-    let mut ops = Vec::with_capacity(batch.len());
     let mut latest = Instant::now();
     let mut leader = 0;
     for (i, job) in batch.into_iter().enumerate() {
         if job.deadline > latest {
             (latest, leader) = (job.deadline, i);
         }
-        ops.push(job.keys.len());
         keys.extend(job.keys);
         args.extend(job.args);
         replies.push(job.reply);
     }
     let deadline = latest.checked_sub(margin / 2).unwrap_or(latest);
-    answer(replies, leader, call(keys, args, ops, deadline).await);
+    let checks = replies.len();
+    answer(replies, leader, call(keys, args, checks, deadline).await);
 }
 
 /// Hands each check of a call its reply, or the call's error: to the check
@@ -328,15 +326,15 @@ fn answer(
     }
 }
 
-/// Runs the check script on `keys` and `args`, those of checks of `ops` ops
-/// each, one after the other, by `deadline`; returns one reply per check,
+/// Runs the check script on `keys` and `args`, those of `checks` checks one
+/// after the other, by `deadline`; returns one reply per check,
 /// each packed into one string and read from the reply frame (see
 /// [`split_frame`]).
 async fn run(
     link: &Link,
     keys: Vec<String>,
     args: Vec<Value>,
-    ops: &[usize],
+    checks: usize,
     deadline: Instant,
 ) -> Result<Vec<CheckReply>, StoreError> {
     let call = Call {
@@ -344,7 +342,7 @@ async fn run(
         keys,
         args,
     };
-    split_frame(link.run_frame(&call, deadline).await?, ops.len())
+    split_frame(link.run_frame(&call, deadline).await?, checks)
 }
 
 #[cfg(test)]

@@ -225,7 +225,8 @@ pub(crate) type CheckReply = Result<Vec<i64>, StoreError>;
 /// Redis sent (one array, a string per check: its integers 8 bytes each,
 /// signed, little-endian, or `-1 <message>` for a check Redis refused; the
 /// client's RESP parser would cost a few hundred instructions per value,
-/// whatever its size), split into each check's reply. Read from the frame, nothing is made a fred [`Value`].
+/// whatever its size), split into each check's reply. Read from the
+/// frame, nothing is made a fred [`Value`].
 ///
 /// # Errors
 /// [`StoreError::Protocol`] when it is not an array of `checks` values.
