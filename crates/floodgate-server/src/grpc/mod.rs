@@ -91,11 +91,13 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 /// How long one call may run: `grpc_timeout`, or the caller's own
 /// `grpc-timeout` header when that is shorter.
 fn call_timeout(headers: &http::HeaderMap, longest: Duration) -> Duration {
-    let asked = headers
-        .get(GRPC_TIMEOUT)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout);
+    let asked = grpc_timeout_value(headers).and_then(parse_grpc_timeout);
     asked.map_or(longest, |asked| asked.min(longest))
+}
+
+/// The `grpc-timeout` value of `headers`, if any.
+fn grpc_timeout_value(headers: &http::HeaderMap) -> Option<&str> {
+    headers.get(GRPC_TIMEOUT).and_then(|v| v.to_str().ok())
 }
 
 /// A `grpc-timeout` value: at most 8 digits and a unit (H, M, S, m, u, n).
@@ -128,8 +130,7 @@ fn envoy_budget<T>(app: &App, request: &tonic::Request<T>) -> Duration {
 
 /// The call's `grpc-timeout` metadata, if any.
 fn grpc_timeout<T>(request: &tonic::Request<T>) -> Option<&str> {
-    let headers: &http::HeaderMap = request.metadata().as_ref();
-    headers.get(GRPC_TIMEOUT).and_then(|v| v.to_str().ok())
+    grpc_timeout_value(request.metadata().as_ref())
 }
 
 /// The call's W3C `traceparent` metadata, if any.
