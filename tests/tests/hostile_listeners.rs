@@ -109,6 +109,36 @@ fn an_idle_kept_alive_connection_is_closed_after_the_timeout() {
     );
 }
 
+#[test]
+fn a_request_head_is_timed_from_its_first_bytes_and_from_the_previous_response() {
+    let fg = Floodgate::start(&config("header_read_timeout = \"2s\"\n", None));
+    let mut stream = TcpStream::connect(fg.http).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    // A head trickled in three pieces, all within the timeout, is served;
+    // so is a second one on the kept-alive connection.
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", fg.http);
+    for _ in 0..2 {
+        for piece in request.as_bytes().chunks(request.len() / 3 + 1) {
+            stream.write_all(piece).unwrap();
+            thread::sleep(Duration::from_millis(300));
+        }
+        assert!(read_response(&mut stream).starts_with("http/1.1 200"));
+    }
+    // Half a head after a response: closed once the timeout has passed
+    // since that response, not held open for the idle timeout (60 s).
+    stream.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    let started = Instant::now();
+    assert!(
+        closed_by_server(&mut stream),
+        "the half-sent head stayed open"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "closed after {:?}, before the timeout",
+        started.elapsed()
+    );
+}
+
 /// An upstream that holds each `/slow` request for 5 s, counting how many
 /// it holds at once (now, and at most), and answers anything else at once.
 fn slow_upstream() -> (SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {

@@ -86,9 +86,11 @@ pub struct ListenerSettings {
 fn builders(limits: &Limits) -> (Builder<TokioExecutor>, Builder<TokioExecutor>) {
     let mut builder = Builder::new(TokioExecutor::new());
     let mut http1 = builder.http1();
+    // No timer for HTTP/1: hyper's header-read timer is set and dropped on
+    // every request. The connection's idle watch keeps that limit instead
+    // (see [`Watch::idle_limit`]), without a timer per request.
     http1
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        .header_read_timeout(None)
         .max_buf_size(limits.max_header_bytes);
     // hyper's own cap is the default; naming it anyway would make hyper
     // set up room for that many headers on every request.
@@ -272,6 +274,7 @@ impl Connection {
         tokio::pin!(conn);
         let watch = Watch {
             settings,
+            http2: sniffed.http2,
             peer,
             in_flight,
             stalls,
@@ -313,6 +316,8 @@ async fn first_bytes(
 struct Watch {
     /// The listener's name and timeouts.
     settings: ListenerSettings,
+    /// Whether the connection speaks HTTP/2 (else HTTP/1).
+    http2: bool,
     /// The client, for logs.
     peer: SocketAddr,
     /// Requests in flight on the connection.
@@ -336,6 +341,21 @@ enum Stop {
 }
 
 impl Watch {
+    /// How long the connection may have no request in flight: the idle
+    /// timeout, and for HTTP/1 at most the header-read timeout too. An
+    /// HTTP/1 request is in flight from its complete head to the end of its
+    /// response, so this is hyper's header-read limit — the whole head
+    /// within the timeout of the first bytes or of the previous response —
+    /// kept without a timer per request.
+    fn idle_limit(&self) -> Duration {
+        let limits = &self.settings.limits;
+        if self.http2 {
+            limits.idle_timeout
+        } else {
+            limits.idle_timeout.min(limits.header_read_timeout)
+        }
+    }
+
     /// Drives `conn` until it ends. On shutdown, or once no request has
     /// been in flight for the idle timeout, asks it to close (`close`) and
     /// drops it once nothing has been in flight for [`CLOSE_GRACE`] more;
@@ -351,12 +371,13 @@ impl Watch {
         E: std::fmt::Display,
     {
         let (what, peer, limits) = (self.settings.what, self.peer, self.settings.limits);
+        let (idle_limit, http2) = (self.idle_limit(), self.http2);
         let (stopped, mut stop) = tokio::sync::oneshot::channel();
         let (in_flight, stalls) = (self.in_flight.clone(), self.stalls.clone());
         let _watch = AbortOnDropHandle::new(tokio::spawn(async move {
             let stop = tokio::select! {
                 () = self.shutdown.cancelled() => Stop::Shutdown,
-                () = self.in_flight.idle_for(limits.idle_timeout) => Stop::Idle,
+                () = self.in_flight.idle_for(idle_limit) => Stop::Idle,
                 () = self.stalls.stalled_for(limits.send_timeout) => Stop::Stalled,
             };
             let _ = stopped.send(stop);
@@ -372,6 +393,14 @@ impl Watch {
         };
         match stop {
             Ok(Stop::Shutdown) => close(conn.as_mut()),
+            // An HTTP/1 connection with nothing in flight has at most
+            // half a request head to lose (only this task polls it, so no
+            // request can start meanwhile): dropped at once, as hyper drops
+            // a head that is late.
+            Ok(Stop::Idle) if !http2 && in_flight.is_idle() => {
+                tracing::debug!(%peer, listener = what, "closed an idle connection");
+                return;
+            }
             Ok(Stop::Idle) => {
                 tracing::debug!(%peer, listener = what, "closing an idle connection");
                 close(conn.as_mut());

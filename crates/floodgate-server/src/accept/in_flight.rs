@@ -60,6 +60,11 @@ impl InFlight {
         InFlightGuard(self.0.clone())
     }
 
+    /// Whether no request is in flight now.
+    pub fn is_idle(&self) -> bool {
+        self.0.count.load(Ordering::Acquire) == 0
+    }
+
     /// Resolves once no request has been in flight for `timeout` in a row,
     /// counting from this call at the earliest.
     pub async fn idle_for(&self, timeout: Duration) {
