@@ -324,6 +324,28 @@ async fn undecodable_protobuf_is_invalid_argument_on_every_service() {
 }
 
 #[tokio::test]
+async fn an_unknown_method_or_service_is_unimplemented() {
+    let fg = Floodgate::start(&config("", None));
+    let channel = grpc_channel(&fg).await;
+    for path in [
+        "/floodgate.v1.RateLimiter/Nope",
+        "/envoy.service.ratelimit.v3.RateLimitService/Nope",
+        "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit/",
+        "/envoy.service.ratelimit.v3.RateLimitService/shouldratelimit",
+        "/envoy.service.auth.v3.Authorization/Nope",
+        "/no.such.Service/Check",
+    ] {
+        let status = raw_call(channel.clone(), path, bytes::Bytes::new())
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{path}: {status:?}");
+    }
+    // The services still answer.
+    let answered = raw_call(channel, SERVICES[1], bytes::Bytes::new()).await;
+    assert_eq!(answered.unwrap_err().code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
 async fn an_oversized_grpc_message_is_refused() {
     let fg = Floodgate::start(&config("", None));
     let channel = grpc_channel(&fg).await;

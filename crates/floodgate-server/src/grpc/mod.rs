@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use floodgate_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
-use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
 use http::HeaderName;
 use tokio::net::TcpListener;
@@ -25,7 +24,7 @@ use crate::accept::ListenerSettings;
 use crate::app::App;
 pub use ext_authz::AuthzService;
 pub use rate_limiter::RateLimiterService;
-pub use rls::RlsService;
+pub use rls::{RlsServer, RlsService};
 
 /// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight
 /// calls finish for at most `settings.grace`.
@@ -44,9 +43,7 @@ pub async fn serve(
     health
         .set_serving::<RateLimiterServer<RateLimiterService>>()
         .await;
-    health
-        .set_serving::<RateLimitServiceServer<RlsService>>()
-        .await;
+    health.set_serving::<RlsServer>().await;
     health
         .set_serving::<AuthorizationServer<AuthzService>>()
         .await;
@@ -61,10 +58,7 @@ pub async fn serve(
             RateLimiterServer::new(RateLimiterService::new(app.clone()))
                 .max_decoding_message_size(max_message),
         )
-        .add_service(
-            RateLimitServiceServer::new(RlsService::new(app.clone()))
-                .max_decoding_message_size(max_message),
-        )
+        .add_service(RlsServer::new(RlsService::new(app.clone()), max_message))
         .add_service(
             AuthorizationServer::new(AuthzService::new(app)).max_decoding_message_size(max_message),
         )

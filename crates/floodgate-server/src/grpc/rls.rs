@@ -9,20 +9,21 @@ use std::collections::btree_map;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use floodgate_config::server::HeaderMode;
 use floodgate_core::Attributes;
-use floodgate_proto::envoy::config::core::v3::HeaderValue;
 use floodgate_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use floodgate_proto::envoy::service::ratelimit::v3 as rls;
 use floodgate_store::{Check, LeaseMode, Verdict};
-use rls::rate_limit_response::{rate_limit::Unit, Code, DescriptorStatus, RateLimit};
 use tonic::{Request, Response, Status};
 
 use super::{envoy_budget, traceparent};
 use crate::app::App;
 use crate::errors::to_status;
 use crate::identity::ip_attribute;
-use crate::render::each_rate_limit_header;
+use answer::Answer;
+pub use server::RlsServer;
+
+mod answer;
+mod server;
 
 /// The `RateLimitService` gRPC service.
 pub struct RlsService {
@@ -96,49 +97,6 @@ pub fn descriptor_attributes(
     Ok(attributes)
 }
 
-/// The unit Envoy shows for a window: exact units only.
-fn unit(window_us: u64) -> Unit {
-    match window_us {
-        1_000_000 => Unit::Second,
-        60_000_000 => Unit::Minute,
-        3_600_000_000 => Unit::Hour,
-        86_400_000_000 => Unit::Day,
-        _ => Unit::Unknown,
-    }
-}
-
-fn clamp(n: u64) -> u32 {
-    u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-fn descriptor_status(verdict: &Verdict) -> DescriptorStatus {
-    let code = if verdict.allowed {
-        Code::Ok
-    } else {
-        Code::OverLimit
-    };
-    let Some(s) = verdict.deciding() else {
-        // No policy applies: OK with no limit, as Envoy expects.
-        return DescriptorStatus {
-            code: Code::Ok as i32,
-            ..DescriptorStatus::default()
-        };
-    };
-    DescriptorStatus {
-        code: code as i32,
-        current_limit: Some(RateLimit {
-            name: s.policy.to_string(),
-            requests_per_unit: clamp(s.limit),
-            unit: unit(s.window_us) as i32,
-        }),
-        limit_remaining: clamp(s.remaining),
-        duration_until_reset: Some(prost_types::Duration {
-            seconds: (s.reset_after_us / 1_000_000) as i64,
-            nanos: ((s.reset_after_us % 1_000_000) * 1_000) as i32,
-        }),
-    }
-}
-
 /// The request's shape: a domain and between one and [`MAX_DESCRIPTORS`]
 /// descriptors.
 ///
@@ -178,36 +136,12 @@ fn checks<'a>(request: &'a rls::RateLimitRequest, attributes: &'a [Attributes]) 
         .collect()
 }
 
-/// The answer Envoy gets: the overall code, one status per descriptor and
-/// the rate-limit headers of the `overall` verdict.
-fn response(verdicts: &[Verdict], overall: &Verdict, mode: HeaderMode) -> rls::RateLimitResponse {
-    let mut headers = Vec::with_capacity(4);
-    each_rate_limit_header(overall, mode, |key, value| {
-        headers.push(HeaderValue {
-            key: key.as_str().to_string(),
-            value: value.to_string(),
-            raw_value: Vec::new(),
-        });
-    });
-    rls::RateLimitResponse {
-        overall_code: if overall.allowed {
-            Code::Ok
-        } else {
-            Code::OverLimit
-        } as i32,
-        statuses: verdicts.iter().map(descriptor_status).collect(),
-        response_headers_to_add: headers,
-        request_headers_to_add: Vec::new(),
-        raw_body: Vec::new(),
-    }
-}
-
-#[tonic::async_trait]
-impl rls::rate_limit_service_server::RateLimitService for RlsService {
+impl RlsService {
+    /// `ShouldRateLimit`: one check per descriptor, answered together.
     async fn should_rate_limit(
         &self,
         request: Request<rls::RateLimitRequest>,
-    ) -> Result<Response<rls::RateLimitResponse>, Status> {
+    ) -> Result<Response<Answer>, Status> {
         let mut timer = self.app.check_timer("envoy_rls", traceparent(&request));
         let budget = envoy_budget(&self.app, &request);
         let mut request = request.into_inner();
@@ -248,9 +182,9 @@ impl rls::rate_limit_service_server::RateLimitService for RlsService {
             }
         };
         timer.decided(overall);
-        let response = response(&verdicts, overall, settings.headers);
+        let answer = Answer::new(&verdicts, overall, settings.headers);
         timer.finish();
-        Ok(Response::new(response))
+        Ok(Response::new(answer))
     }
 }
 
