@@ -268,6 +268,65 @@ async fn idle_http2_connections_are_closed_on_the_api_and_grpc() {
     assert!(healthy(grpc_channel(&fg).await).await);
 }
 
+/// The HTTP/2 frame types a raw client that answers nothing reads from
+/// `addr` within `within`, and whether the server closed the connection.
+fn h2_frames_read(addr: SocketAddr, within: Duration) -> (Vec<u8>, bool) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.write_all(H2_HELLO).unwrap();
+    let started = Instant::now();
+    let mut types = Vec::new();
+    while let Some(left) = within.checked_sub(started.elapsed()) {
+        stream
+            .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        let mut head = [0u8; 9];
+        match stream.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+            Err(_) => return (types, true),
+        }
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let mut payload = vec![0u8; len];
+        if stream.read_exact(&mut payload).is_err() {
+            return (types, true);
+        }
+        types.push(head[3]);
+    }
+    (types, false)
+}
+
+#[tokio::test]
+async fn http2_connections_are_pinged_only_when_an_interval_is_set() {
+    const PING: u8 = 6;
+    // Off by default: a silent client is not pinged (the idle timeout,
+    // 60 s, is what reclaims it).
+    let fg = Floodgate::start(&config("", None));
+    for addr in [fg.http, fg.grpc] {
+        let (types, closed) =
+            tokio::task::spawn_blocking(move || h2_frames_read(addr, Duration::from_millis(1500)))
+                .await
+                .unwrap();
+        assert!(
+            !types.contains(&PING) && !closed,
+            "{addr}: {types:?} {closed}"
+        );
+    }
+    // Set: pinged, and closed when the ping goes unanswered.
+    let fg = Floodgate::start(&config(
+        "http2_keepalive_interval = \"300ms\"\nhttp2_keepalive_timeout = \"200ms\"\n",
+        None,
+    ));
+    for addr in [fg.http, fg.grpc] {
+        let (types, closed) = tokio::task::spawn_blocking(move || h2_frames_read(addr, PATIENCE))
+            .await
+            .unwrap();
+        assert!(
+            types.contains(&PING) && closed,
+            "{addr}: {types:?} {closed}"
+        );
+    }
+}
+
 async fn grpc_channel(fg: &Floodgate) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(fg.grpc_uri())
         .unwrap()

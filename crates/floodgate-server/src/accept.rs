@@ -97,11 +97,14 @@ fn builders(limits: &Limits) -> (Builder<TokioExecutor>, Builder<TokioExecutor>)
     if limits.max_headers != HYPER_MAX_HEADERS {
         http1.max_headers(limits.max_headers);
     }
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(limits.http2_keepalive_interval)
-        .keep_alive_timeout(limits.http2_keepalive_timeout)
+    let mut http2 = builder.http2();
+    http2.timer(TokioTimer::new());
+    if let Some(interval) = limits.http2_keepalive_interval {
+        http2
+            .keep_alive_interval(interval)
+            .keep_alive_timeout(limits.http2_keepalive_timeout);
+    }
+    http2
         .max_concurrent_streams(limits.max_concurrent_streams)
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
         .max_frame_size(H2_MAX_FRAME)

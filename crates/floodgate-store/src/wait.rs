@@ -153,6 +153,16 @@ pub async fn check_waiting(
     leases: LeaseMode,
     budget: Duration,
 ) -> Result<Waited, LimitError> {
+    if budget.is_zero() {
+        // Never waits: no clock to read, no queue to look at.
+        let verdicts = limiter.check_all_in(snapshot, checks, leases).await?;
+        let outcome = if verdicts.iter().all(|v| v.allowed) {
+            "allowed"
+        } else {
+            "denied"
+        };
+        return finish(verdicts, None, outcome);
+    }
     let mut waiting = Waiting::new(budget);
     if waiting.budget_us > 0 {
         waiting

@@ -31,8 +31,11 @@ pub struct Limits {
     pub max_header_bytes: usize,
     /// Most header fields in one HTTP/1 request.
     pub max_headers: usize,
-    /// How often an HTTP/2 connection is pinged.
-    pub http2_keepalive_interval: Duration,
+    /// How often an HTTP/2 connection is pinged; `None` (the default): not
+    /// pinged. Pinging costs every frame a connection receives a clock read
+    /// and a lock in hyper; `idle_timeout`, `send_timeout` and TCP keepalive
+    /// reclaim a vanished client's connection without it.
+    pub http2_keepalive_interval: Option<Duration>,
     /// How long a ping may go unanswered before the connection is closed.
     pub http2_keepalive_timeout: Duration,
     /// Most concurrent HTTP/2 streams (requests, gRPC calls) per connection.
@@ -67,7 +70,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
-            http2_keepalive_interval: Duration::from_secs(20),
+            http2_keepalive_interval: None,
             http2_keepalive_timeout: Duration::from_secs(20),
             max_concurrent_streams: 256,
             tcp_keepalive: Duration::from_secs(60),
@@ -154,7 +157,10 @@ impl Limits {
             request_timeout: time!(request_timeout, SHORTEST, HOUR),
             max_header_bytes: count!(max_header_bytes, 8 * 1024, 1024 * 1024),
             max_headers: count!(max_headers, 1, 1_000),
-            http2_keepalive_interval: time!(http2_keepalive_interval, SHORTEST, HOUR),
+            http2_keepalive_interval: raw.http2_keepalive_interval.map(|written| {
+                let key = "http2_keepalive_interval";
+                duration_in(section, key, Some(written), HOUR, (SHORTEST, HOUR), diag)
+            }),
             http2_keepalive_timeout: time!(http2_keepalive_timeout, SHORTEST, HOUR),
             max_concurrent_streams: count!(max_concurrent_streams, 1, 65_536),
             tcp_keepalive: time!(tcp_keepalive, SECOND, 2 * HOUR),
@@ -166,21 +172,29 @@ impl Limits {
             max_waiting: count!(max_waiting, 1, 1_000_000),
             envoy_max_wait: time!(envoy_max_wait, Duration::ZERO, 10 * 60 * SECOND),
         };
-        if raw.http2_keepalive_timeout.is_none() {
+        match (limits.http2_keepalive_interval, raw.http2_keepalive_timeout) {
+            (None, Some(_)) => diag.push(
+                section.at("http2_keepalive_timeout"),
+                format!(
+                    "http2_keepalive_timeout in {} needs http2_keepalive_interval: \
+                     HTTP/2 connections are pinged only when an interval is set",
+                    section.name
+                ),
+            ),
             // Unwritten, the ping timeout follows a shorter interval down.
-            limits.http2_keepalive_timeout = d
-                .http2_keepalive_timeout
-                .min(limits.http2_keepalive_interval);
-        } else if limits.http2_keepalive_timeout > limits.http2_keepalive_interval {
-            diag.push(
+            (Some(interval), None) => {
+                limits.http2_keepalive_timeout = d.http2_keepalive_timeout.min(interval);
+            }
+            (Some(interval), Some(_)) if limits.http2_keepalive_timeout > interval => diag.push(
                 section.at("http2_keepalive_timeout"),
                 format!(
                     "http2_keepalive_timeout in {} ({}) must not be longer than http2_keepalive_interval ({})",
                     section.name,
                     show(limits.http2_keepalive_timeout),
-                    show(limits.http2_keepalive_interval)
+                    show(interval)
                 ),
-            );
+            ),
+            _ => {}
         }
         limits
     }
@@ -361,7 +375,7 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
         assert_eq!(l.header_read_timeout, Duration::from_secs(2));
         assert_eq!(l.request_timeout, Duration::from_secs(4));
         assert_eq!((l.max_header_bytes, l.max_headers), (8192, 20));
-        assert_eq!(l.http2_keepalive_interval, Duration::from_secs(5));
+        assert_eq!(l.http2_keepalive_interval, Some(Duration::from_secs(5)));
         assert_eq!(l.http2_keepalive_timeout, Duration::from_secs(3));
         assert_eq!(l.max_concurrent_streams, 8);
         assert_eq!(l.tcp_keepalive, Duration::from_secs(30));
@@ -385,13 +399,28 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
     fn a_shorter_keepalive_interval_pulls_the_unwritten_ping_timeout_down() {
         let config = from_str("[server]\nhttp2_keepalive_interval = \"5s\"\n", "t.toml").unwrap();
         let l = config.server.limits;
-        assert_eq!(l.http2_keepalive_interval, Duration::from_secs(5));
+        assert_eq!(l.http2_keepalive_interval, Some(Duration::from_secs(5)));
         assert_eq!(l.http2_keepalive_timeout, Duration::from_secs(5));
         let found = errors(
             "[server]\nhttp2_keepalive_interval = \"5s\"\nhttp2_keepalive_timeout = \"6s\"\n",
         );
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].0, found[0].1), (3, 27), "{found:?}");
+    }
+
+    #[test]
+    fn pings_are_off_unless_an_interval_is_written() {
+        let l = from_str("[server]\n", "t.toml").unwrap().server.limits;
+        assert_eq!(l.http2_keepalive_interval, None);
+        let found = errors("[server]\nhttp2_keepalive_timeout = \"5s\"\n");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].0, found[0].1), (2, 27), "{found:?}");
+        assert!(
+            found[0].2.contains("needs http2_keepalive_interval"),
+            "{found:?}"
+        );
+        let found = errors("[server]\nhttp2_keepalive_interval = \"2h\"\n");
+        assert!(found[0].2.contains("between 100ms and 1h"), "{found:?}");
     }
 
     #[test]
@@ -449,12 +478,12 @@ proxy = { listen = "127.0.0.1:1", upstream = "http://a", upgrades = ["WebSocket"
                 "http2_keepalive_interval in [server] must be between 100ms",
             ),
             (
-                "http2_keepalive_timeout = \"1ms\"",
+                "http2_keepalive_timeout = \"1ms\"\nhttp2_keepalive_interval = \"20s\"",
                 27,
                 "http2_keepalive_timeout in [server] must be between 100ms",
             ),
             (
-                "http2_keepalive_timeout = \"30s\"",
+                "http2_keepalive_timeout = \"30s\"\nhttp2_keepalive_interval = \"20s\"",
                 27,
                 "http2_keepalive_timeout in [server] (30s) must not be longer than http2_keepalive_interval (20s)",
             ),
