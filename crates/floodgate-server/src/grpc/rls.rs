@@ -13,6 +13,7 @@ use floodgate_core::Attributes;
 use floodgate_proto::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
 use floodgate_proto::envoy::service::ratelimit::v3 as rls;
 use floodgate_store::{Check, LeaseMode, Verdict};
+use smallvec::SmallVec;
 use tonic::{Request, Response, Status};
 
 use super::{envoy_budget, traceparent};
@@ -120,7 +121,13 @@ fn validate(request: &rls::RateLimitRequest) -> Result<(), Status> {
 
 /// One check per descriptor, each over its `attributes` (in the
 /// descriptors' order), in the request's domain, never reserving.
-fn checks<'a>(request: &'a rls::RateLimitRequest, attributes: &'a [Attributes]) -> Vec<Check<'a>> {
+/// One descriptor's worth, kept inline: most requests carry one.
+type PerDescriptor<T> = SmallVec<[T; 1]>;
+
+fn checks<'a>(
+    request: &'a rls::RateLimitRequest,
+    attributes: &'a [Attributes],
+) -> PerDescriptor<Check<'a>> {
     // Envoy: hits_addend unset (0) means 1.
     let request_hits = u64::from(request.hits_addend.max(1));
     request
@@ -153,7 +160,7 @@ impl RlsService {
             .iter_mut()
             .enumerate()
             .map(|(i, d)| descriptor_attributes(i, d, settings.identity.ipv6_prefix))
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<PerDescriptor<_>, _>>()?;
         let checks = checks(&request, &attributes);
         for attributes in &attributes {
             timer.attributes(attributes);
