@@ -1,22 +1,23 @@
 //! Criterion bench: what timing a check costs with tracing off (the
-//! default) against the bare duration histogram every transport recorded
-//! before spans existed. The two should match: off, a span costs a branch.
+//! default) against recording its duration alone. The two should match:
+//! off, a span costs a branch.
 //!
 //! Run: `cargo bench -p floodgate-server --bench check_timer`
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use floodgate_server::telemetry::latency::{transport_index, CHECK_DURATION};
 use floodgate_server::traces::CheckTimer;
 use floodgate_store::Verdict;
 
 fn timer(c: &mut Criterion) {
     let verdict = Verdict::default();
+    let grpc = transport_index("grpc").unwrap_or_default();
     let mut group = c.benchmark_group("check_timer");
     group.bench_function("histogram_only", |b| {
         b.iter(|| {
             let started = std::time::Instant::now();
             std::hint::black_box(&verdict);
-            metrics::histogram!(floodgate_core::metric::CHECK_DURATION_SECONDS, "transport" => "grpc")
-                .record(started.elapsed().as_secs_f64());
+            CHECK_DURATION.record(grpc, started.elapsed());
         })
     });
     group.bench_function("tracing_off", |b| {

@@ -1,5 +1,7 @@
 //! Logs (`tracing`) and metrics (Prometheus) set-up.
 
+pub mod latency;
+
 use anyhow::Context;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -26,12 +28,6 @@ pub fn init_tracing(format: LogFormat, default: &str) {
     }
 }
 
-/// Latency buckets (seconds) that resolve tens of microseconds.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0,
-];
-
 /// Buckets of `floodgate_wait_seconds`: 1 ms to 10 min.
 const WAIT_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 600.0,
@@ -51,12 +47,9 @@ pub fn init_metrics() -> anyhow::Result<PrometheusHandle> {
 
 /// The Prometheus recorder, with floodgate's histogram buckets.
 fn install_recorder() -> anyhow::Result<PrometheusHandle> {
+    // floodgate_check_duration_seconds is not the exporter's: see
+    // [`latency`].
     PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(floodgate_core::metric::CHECK_DURATION_SECONDS.into()),
-            LATENCY_BUCKETS,
-        )
-        .context("latency buckets")?
         .set_buckets_for_metric(
             Matcher::Full(floodgate_core::metric::WAIT_SECONDS.into()),
             WAIT_BUCKETS,
@@ -71,11 +64,6 @@ fn describe_the_core() {
     metrics::describe_counter!(
         floodgate_core::metric::CHECKS_TOTAL,
         "Policy decisions, by policy, decision (allowed, denied, shadow_denied) and source"
-    );
-    metrics::describe_histogram!(
-        floodgate_core::metric::CHECK_DURATION_SECONDS,
-        metrics::Unit::Seconds,
-        "Time to answer one check, by transport"
     );
     metrics::describe_counter!(
         floodgate_core::metric::STORE_ERRORS_TOTAL,

@@ -408,8 +408,11 @@ fn policies(app: &App) -> HttpResponse {
     )
 }
 
+/// `GET /metrics`: the exporter's metrics and the check-duration histogram.
 fn metrics(app: &App) -> HttpResponse {
-    let mut response = Response::new(Full::new(Bytes::from(app.metrics.render())));
+    let mut text = app.metrics.render();
+    crate::telemetry::latency::CHECK_DURATION.render(&mut text);
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

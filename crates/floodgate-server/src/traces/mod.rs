@@ -22,6 +22,7 @@ use floodgate_store::Verdict;
 
 use self::export::{attribute, int_attribute, Exporter};
 pub use self::settings::TraceSettings;
+use crate::telemetry::latency::{transport_index, CHECK_DURATION};
 
 /// The W3C trace context header (HTTP) and metadata (gRPC) a check's span
 /// continues, named once for every lookup.
@@ -53,7 +54,9 @@ impl Tracer {
 /// [`CheckTimer::finish`] once the answer is ready. A timer dropped without
 /// `finish` (an error) records no duration; its span ends with an error.
 pub struct CheckTimer {
-    transport: &'static str,
+    /// The transport's place in the duration histogram (`None`: a name
+    /// the histogram does not know, timed for spans only).
+    transport: Option<usize>,
     started: Instant,
     trace: Option<Box<Traced>>,
 }
@@ -105,7 +108,7 @@ impl CheckTimer {
             })
         });
         CheckTimer {
-            transport,
+            transport: transport_index(transport),
             started,
             trace,
         }
@@ -171,7 +174,9 @@ impl CheckTimer {
     /// The answer is ready: records the check's duration and sends its spans.
     #[inline]
     pub fn finish(mut self) {
-        record_duration(self.transport, self.started.elapsed().as_secs_f64());
+        if let Some(transport) = self.transport {
+            CHECK_DURATION.record(transport, self.started.elapsed());
+        }
         if let Some(trace) = &mut self.trace {
             trace.finished = true;
         }
@@ -234,26 +239,6 @@ impl Traced {
             status: status(!error),
             ..Span::default()
         });
-    }
-}
-
-/// Every transport that times checks, in `floodgate_check_duration_seconds`.
-const TRANSPORTS: [&str; 6] = ["http", "nginx", "grpc", "envoy_rls", "envoy_authz", "proxy"];
-
-/// Records one check's duration on `transport`'s histogram, registered
-/// once: a check pays no registry look-up and no label allocation.
-fn record_duration(transport: &'static str, seconds: f64) {
-    static HANDLES: std::sync::OnceLock<Vec<metrics::Histogram>> = std::sync::OnceLock::new();
-    let handles = HANDLES.get_or_init(|| {
-        TRANSPORTS
-            .iter()
-            .map(|t| metrics::histogram!(floodgate_core::metric::CHECK_DURATION_SECONDS, "transport" => *t))
-            .collect()
-    });
-    match TRANSPORTS.iter().position(|t| *t == transport) {
-        Some(i) => handles[i].record(seconds),
-        None => metrics::histogram!(floodgate_core::metric::CHECK_DURATION_SECONDS, "transport" => transport)
-            .record(seconds),
     }
 }
 
