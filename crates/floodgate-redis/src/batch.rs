@@ -27,7 +27,10 @@
 //! of the store timeout left when its batch forms is not sent (it fails at
 //! once, charging nothing). A batch call runs until just before the
 //! **latest** deadline among its checks: a check whose own deadline passes
-//! first times out alone, and the others still get the reply. A check that
+//! first times out alone, and the others still get the reply. No check sets
+//! a timer of its own: the call's one timer times out each check of it in
+//! turn, and a queued check waits only behind calls that end before its
+//! deadline. A check that
 //! timed out may still be run by Redis (a call abandoned in flight, or one
 //! its caller stopped waiting for): it then counts there, late, and the
 //! failover store answers it from its fallback **without** charging the
@@ -44,7 +47,7 @@ use std::time::Duration;
 use floodgate_store::StoreError;
 use fred::types::Value;
 use tokio::sync::oneshot;
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use crate::script::{split_frame, Call, CheckReply, SCRIPTS};
 use crate::store::Link;
@@ -196,22 +199,22 @@ impl Batcher {
                     .unwrap_or_else(|| Err(StoreError::Protocol("no reply".into())));
             }
         };
-        wait(answer, deadline).await
+        wait(answer).await
     }
 }
 
-/// A queued check's reply, or its own timeout at its own `deadline`. That
-/// timeout is [`StoreError::Uncounted`]: the call it may be in is counted
-/// by the breaker once, through the check that waits longest (see
-/// [`answer`]), or the check was still queued behind such calls.
-async fn wait(answer: oneshot::Receiver<CheckReply>, deadline: Instant) -> CheckReply {
-    match timeout_at(deadline, answer).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(_)) => Err(StoreError::Unavailable(
+/// A queued check's reply. The check sets no timer of its own, yet is
+/// answered by its deadline: while queued it waits only on calls that end
+/// before it (checks ahead of it were asked earlier, with the same
+/// timeout), a batch does not send it with less than the margin left
+/// ([`Job::keep`]), and the batch that sends it times it out at its own
+/// deadline ([`send_with`]).
+async fn wait(answer: oneshot::Receiver<CheckReply>) -> CheckReply {
+    answer.await.unwrap_or_else(|_| {
+        Err(StoreError::Unavailable(
             "the Redis store closed with the check in flight".into(),
-        )),
-        Err(_) => Err(StoreError::Timeout.uncounted()),
-    }
+        ))
+    })
 }
 
 /// How a check goes: now, in a call of its own (a slot is taken for it), or
@@ -268,8 +271,10 @@ async fn send(link: &Link, batch: Vec<Job>, margin: Duration) {
 /// Each check keeps its own deadline: the call runs until half a `margin`
 /// before the **latest** deadline among its checks (every check sent has at
 /// least `margin` left, so that is in the future), and a check whose own
-/// deadline passes first times out alone (in [`wait`]) while the others
-/// still get the reply.
+/// deadline passes first is answered a timeout then, alone, while the
+/// others still get the reply. That timeout is [`StoreError::Uncounted`]:
+/// the call is counted by the breaker once, through the check that waits
+/// longest (see [`answer`]). One timer per call serves every check in it.
 async fn send_with<F, Fut>(batch: Vec<Job>, margin: Duration, call: F)
 where
     F: FnOnce(Vec<String>, Vec<Value>, usize, Instant) -> Fut,
@@ -282,6 +287,7 @@ where
         Vec::with_capacity(args_total),
     );
     let mut replies = Vec::with_capacity(batch.len());
+    let mut deadlines = Vec::with_capacity(batch.len());
     let mut latest = Instant::now();
     let mut leader = 0;
     for (i, job) in batch.into_iter().enumerate() {
@@ -290,11 +296,38 @@ where
         }
         keys.extend(job.keys);
         args.extend(job.args);
-        replies.push(job.reply);
+        replies.push(Some(job.reply));
+        deadlines.push(job.deadline);
     }
     let deadline = latest.checked_sub(margin / 2).unwrap_or(latest);
     let checks = replies.len();
-    answer(replies, leader, call(keys, args, checks, deadline).await);
+    let call = call(keys, args, checks, deadline);
+    tokio::pin!(call);
+    let result = loop {
+        // The next deadline of a check still waiting that passes before
+        // the call's own.
+        let next = (replies.iter().zip(&deadlines))
+            .filter(|(reply, at)| reply.is_some() && **at < deadline)
+            .map(|(_, at)| *at)
+            .min();
+        let Some(next) = next else {
+            break call.await;
+        };
+        tokio::select! {
+            result = &mut call => break result,
+            () = tokio::time::sleep_until(next) => {
+                let now = Instant::now();
+                for (reply, at) in replies.iter_mut().zip(&deadlines) {
+                    if *at <= now {
+                        if let Some(reply) = reply.take() {
+                            let _ = reply.send(Err(StoreError::Timeout.uncounted()));
+                        }
+                    }
+                }
+            }
+        }
+    };
+    answer(replies, leader, result);
 }
 
 /// Hands each check of a call its reply, or the call's error: to the check
@@ -302,19 +335,23 @@ where
 /// abandoned) as it is, to the others [`StoreError::Uncounted`], so the
 /// breaker counts one failed call once, not once per check in it.
 fn answer(
-    replies: Vec<oneshot::Sender<CheckReply>>,
+    replies: Vec<Option<oneshot::Sender<CheckReply>>>,
     leader: usize,
     result: Result<Vec<CheckReply>, StoreError>,
 ) {
+    // A check answered already (its deadline passed) has no sender left;
+    // one whose caller gave up takes nothing.
     match result {
         Ok(each) => {
             for (tx, reply) in replies.into_iter().zip(each) {
-                // The check may have given up (its deadline): nothing to do.
-                let _ = tx.send(reply);
+                if let Some(tx) = tx {
+                    let _ = tx.send(reply);
+                }
             }
         }
         Err(e) => {
             for (i, tx) in replies.into_iter().enumerate() {
+                let Some(tx) = tx else { continue };
                 let error = if i == leader {
                     e.clone()
                 } else {
@@ -394,40 +431,40 @@ mod tests {
     }
 
     /// A batch of an impatient and a patient check, its call answering
-    /// `result` after `takes`; returns each check's answer.
+    /// `result` after `takes`; returns each check's answer and when it came.
     async fn batch_of_two(
         takes: Duration,
         result: Result<Vec<CheckReply>, StoreError>,
-    ) -> [CheckReply; 2] {
+    ) -> [(CheckReply, Duration); 2] {
         let now = Instant::now();
         let (impatient_at, patient_at) = (now + takes / 8, now + takes * 20);
         let (impatient, impatient_answer) = job(1, impatient_at);
         let (patient, patient_answer) = job(1, patient_at);
         let call = move |_, _, _, deadline: Instant| async move {
             // A call answers by its deadline, or times out.
-            match timeout_at(deadline, tokio::time::sleep(takes)).await {
+            match tokio::time::timeout_at(deadline, tokio::time::sleep(takes)).await {
                 Ok(()) => result,
                 Err(_) => Err(StoreError::Timeout),
             }
         };
         let margin = takes;
         let sent = tokio::spawn(send_with(vec![impatient, patient], margin, call));
-        let answers = tokio::join!(
-            wait(impatient_answer, impatient_at),
-            wait(patient_answer, patient_at)
-        );
+        let timed = |answer| async move { (wait(answer).await, now.elapsed()) };
+        let answers = tokio::join!(timed(impatient_answer), timed(patient_answer));
         sent.await.expect("the batch task");
         [answers.0, answers.1]
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_impatient_check_does_not_condemn_a_patient_one() {
         let takes = Duration::from_millis(400);
         let reply = vec![7];
         let ok = Ok(vec![Ok(vec![6]), Ok(reply.clone())]);
-        let [impatient, patient] = batch_of_two(takes, ok).await;
-        // The impatient check times out alone, uncounted by the breaker
-        // (and, having maybe run, is not charged by the fallback)…
+        let [(impatient, impatient_at), (patient, patient_at)] = batch_of_two(takes, ok).await;
+        // The impatient check times out alone, at its own deadline,
+        // uncounted by the breaker (and, having maybe run, is not charged
+        // by the fallback)…
+        assert_eq!((impatient_at, patient_at), (takes / 8, takes));
         let impatient = impatient.expect_err("its own deadline passed");
         assert!(
             matches!(&impatient, StoreError::Uncounted(e) if matches!(**e, StoreError::Timeout))
@@ -441,7 +478,7 @@ mod tests {
     async fn a_failed_batch_call_counts_once() {
         let takes = Duration::from_millis(100);
         let failed = Err(StoreError::Unavailable("connection lost".into()));
-        let [impatient, patient] = batch_of_two(takes, failed).await;
+        let [(impatient, _), (patient, _)] = batch_of_two(takes, failed).await;
         let errors = [impatient.unwrap_err(), patient.unwrap_err()];
         let counted = errors.iter().filter(|e| e.counts_for_breaker()).count();
         assert_eq!(counted, 1, "{errors:?}");
@@ -451,7 +488,11 @@ mod tests {
     #[test]
     fn one_failed_call_of_many_checks_is_one_counted_error() {
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..5).map(|_| oneshot::channel()).unzip();
-        answer(txs, 3, Err(StoreError::Timeout));
+        answer(
+            txs.into_iter().map(Some).collect(),
+            3,
+            Err(StoreError::Timeout),
+        );
         let counted: Vec<bool> = rxs
             .into_iter()
             .map(|mut rx| {

@@ -5,7 +5,7 @@ use floodgate_core::{AlgorithmKind, Block, Outcome, Receipt};
 use floodgate_store::{StoreError, StoreOp};
 use fred::types::{Resp3Frame, Value};
 
-use super::{Call, SCRIPTS};
+use super::{count, Call, SCRIPTS};
 use crate::error::reply_error;
 use crate::key::{interval_us, redis_key, suffix};
 
@@ -124,7 +124,7 @@ impl CheckCall {
         } else {
             Value::from(now)
         };
-        args.extend([now, Value::Integer(0)]);
+        args.extend([now, count(0)]);
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
@@ -179,7 +179,7 @@ impl CheckCall {
 
     /// The call with its ops added: their count and specs in its ARGV.
     fn finish(mut self) -> CheckCall {
-        self.call.args[1] = Value::Integer(self.ops.len() as i64);
+        self.call.args[1] = count(self.ops.len());
         let specs = std::mem::take(&mut self.specs);
         self.call.args.push(Value::from(specs));
         self
@@ -383,7 +383,7 @@ mod tests {
         assert_eq!(calls.len(), 2);
         // ARGV: now, the op count, then its specs in one value.
         assert_eq!(calls[0].call.args.len(), 2 + 1);
-        assert_eq!(calls[0].call.args[1], Value::Integer(1));
+        assert_eq!(calls[0].call.args[1].as_str().as_deref(), Some("1"));
         assert_eq!(
             calls[0].call.args[2].as_str().as_deref(),
             Some("sw 1 1 10 1000000 0")
