@@ -10,10 +10,10 @@
 -- KEYS[k]  the counters of every op of every check, in order; keys are
 --          distinct within one check (the store sends an op on a key already
 --          in that check in a call of its own), and may repeat across checks
--- ARGV     per check: its now override in epoch µs ("" in production, see
---          the prelude), its number of ops n, then one value holding its n
---          op specs, ";"-separated, each "<algorithm> <flags> <hits> <a>
---          <b> <c>", space-separated:
+-- ARGV     one value per check: its now override in epoch µs ("" in
+--          production, see the prelude), "|", then its n ops' specs,
+--          ";"-separated, each "<algorithm> <flags> <hits> <a> <b> <c>",
+--          space-separated:
 --          the algorithm ("sw" | "fw" | "log" | "tb" | "cc"), flags (+1
 --          enforced: its denial denies the check, else shadow, reported
 --          only; +2 decide only: never charged; +4 the policy settles:
@@ -67,27 +67,33 @@ local function spec(s)
   return op
 end
 
--- A check's specs, all in one value ("<spec>;<spec>;…"): lists[s] is
--- the list of their ops, parsed on first sight; list(s, n) is nil when one
--- is malformed or they are not n.
-local lists = {}
-local function list(s, n)
-  local ops = lists[s]
-  if ops == nil then
-    ops = {}
-    for one in string.gmatch(s, '[^;]+') do
-      local op = spec(one)
-      if op == nil then
-        return nil
-      end
-      ops[#ops + 1] = op
-    end
-    lists[s] = ops
+-- A check's value ("<now>|<spec>;<spec>;…"): seen[v] is {now, ops},
+-- its now override and the list of its ops, parsed on first sight;
+-- parse(v) is nil when v is malformed or names no op.
+local seen = {}
+local function parse(v)
+  local parsed = seen[v]
+  if parsed ~= nil then
+    return parsed
   end
-  if #ops ~= n then
+  local now, s = string.match(v, '^(%d*)|(.*)$')
+  if now == nil then
     return nil
   end
-  return ops
+  local ops = {}
+  for one in string.gmatch(s, '[^;]+') do
+    local op = spec(one)
+    if op == nil then
+      return nil
+    end
+    ops[#ops + 1] = op
+  end
+  if #ops == 0 then
+    return nil
+  end
+  parsed = { now, ops }
+  seen[v] = parsed
+  return parsed
 end
 
 -- Redis TIME, read once per call however many checks use it.
@@ -134,22 +140,24 @@ end
 -- The commits of the check being decided (commits[1..count]).
 local commits = {}
 
--- Decides the check whose ARGV starts at `at` and whose first key is
--- KEYS[key]; packs its values into reply[o].
-local function check(at, key, n, o)
+-- Decides the check of ARGV[at], whose first key is KEYS[key]; packs its
+-- values into reply[at].
+local function check(at, key)
+  local parsed = seen[ARGV[at]]
+  local ops = parsed[2]
+  local n = #ops
   local now, test
-  if ARGV[at] == '' then
+  if parsed[1] == '' then
     if server_now == nil then
       server_now = script_now('')
     end
     now, test = server_now, false
   else
-    now, test = script_now(ARGV[at])
+    now, test = script_now(parsed[1])
   end
   values[1], values[2] = 1, now
   local count = 0
   local denied = false
-  local ops = lists[ARGV[at + 2]]
   for i = 1, n do
     local op = ops[i]
     local flags = op[2]
@@ -177,7 +185,7 @@ local function check(at, key, n, o)
   if denied then
     values[1] = 0
   end
-  reply[o] = pack(2 + 5 * n)
+  reply[at] = pack(2 + 5 * n)
   if not denied then
     for i = 1, count do
       commits[i]()
@@ -187,35 +195,27 @@ end
 
 -- The layout is checked whole before any check runs: a malformed call
 -- charges nothing.
-local at, key = 1, 1
-while at <= #ARGV do
-  local n = tonumber(ARGV[at + 1])
-  if n == nil or n < 1 or at + 2 > #ARGV or key + n - 1 > #KEYS then
-    return redis.error_reply('floodgate check: malformed arguments at ARGV[' .. at .. ']')
+local key = 1
+for at = 1, #ARGV do
+  local parsed = parse(ARGV[at])
+  if parsed == nil then
+    return redis.error_reply('floodgate check: malformed check at ARGV[' .. at .. ']')
   end
-  if list(ARGV[at + 2], n) == nil then
-    return redis.error_reply('floodgate check: malformed op at ARGV[' .. (at + 2) .. ']')
-  end
-  at = at + 3
-  key = key + n
+  key = key + #parsed[2]
 end
 if key - 1 ~= #KEYS then
   return redis.error_reply('floodgate check: ' .. #KEYS .. ' keys for ' .. (key - 1) .. ' ops')
 end
 
-at, key = 1, 1
-local o = 1
-while at <= #ARGV do
-  local n = ARGV[at + 1] + 0 -- checked above
-  local ok, r = pcall(check, at, key, n, o)
+key = 1
+for at = 1, #ARGV do
+  local ok, r = pcall(check, at, key)
   if not ok then
     local message = type(r) == 'table' and (r.err or tostring(r)) or tostring(r)
     -- Redis before 7 puts the script's position before the server's error.
     message = string.gsub(message, '^@user_script:%d+: ', '')
-    reply[o] = '-1 ' .. message
+    reply[at] = '-1 ' .. message
   end
-  at = at + 3
-  key = key + n
-  o = o + 1
+  key = key + #seen[ARGV[at]][2]
 end
 return reply

@@ -5,7 +5,7 @@ use floodgate_core::{AlgorithmKind, Block, Outcome, Receipt};
 use floodgate_store::{StoreError, StoreOp};
 use fred::types::{Resp3Frame, Value};
 
-use super::{count, Call, SCRIPTS};
+use super::{Call, SCRIPTS};
 use crate::error::reply_error;
 use crate::key::{interval_us, redis_key, suffix};
 
@@ -106,33 +106,28 @@ pub(crate) struct CheckCall {
     pub(crate) call: Call,
     /// One per op in the call, in call order.
     ops: Vec<OpReading>,
-    /// The ops' specs so far, `;`-separated: the check's one spec value,
-    /// put in its ARGV by [`CheckCall::finish`].
+    /// The check's ARGV value so far (`now|` and the ops' specs,
+    /// `;`-separated), put in its ARGV by [`CheckCall::finish`].
     specs: String,
 }
 
 impl CheckCall {
     /// An empty call, with script time `now` ("" = Redis `TIME`), room for
-    /// `ops` ops. Its ARGV is one check's: `now`, the op count, then the
-    /// ops' specs in one value, `;`-separated (`check.lua`); the batcher
-    /// puts several checks' ARGV one after the other.
+    /// `ops` ops. Its ARGV is one check's one value: `now`, `|`, then the
+    /// ops' specs, `;`-separated (`check.lua`); the batcher puts several
+    /// checks' values one after the other.
     fn new(now: &str, ops: usize) -> CheckCall {
-        let mut args = Vec::with_capacity(3);
-        // Production's "" is a static value: nothing to allocate.
-        let now = if now.is_empty() {
-            Value::from_static_str("")
-        } else {
-            Value::from(now)
-        };
-        args.extend([now, count(0)]);
+        let mut specs = String::with_capacity(now.len() + 1 + 40 * ops);
+        specs.push_str(now);
+        specs.push('|');
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
                 keys: Vec::with_capacity(ops),
-                args,
+                args: Vec::with_capacity(1),
             },
             ops: Vec::with_capacity(ops),
-            specs: String::with_capacity(40 * ops),
+            specs,
         }
     }
 
@@ -155,7 +150,7 @@ impl CheckCall {
             Some(calendar) => Some(periods_word(calendar, around_us)),
             None => reservation_word(op),
         };
-        if !self.specs.is_empty() {
+        if !self.ops.is_empty() {
             self.specs.push(';');
         }
         push_op_spec(
@@ -177,11 +172,10 @@ impl CheckCall {
         });
     }
 
-    /// The call with its ops added: their count and specs in its ARGV.
+    /// The call with its ops added: its one ARGV value.
     fn finish(mut self) -> CheckCall {
-        self.call.args[1] = count(self.ops.len());
-        let specs = std::mem::take(&mut self.specs);
-        self.call.args.push(Value::from(specs));
+        let value = std::mem::take(&mut self.specs);
+        self.call.args.push(Value::from(value));
         self
     }
 
@@ -381,12 +375,16 @@ mod tests {
         // Cluster: the two hash tags are two slots.
         let calls = check_calls("fg", &ops[..2], "", Some(fred::util::redis_keyslot));
         assert_eq!(calls.len(), 2);
-        // ARGV: now, the op count, then its specs in one value.
-        assert_eq!(calls[0].call.args.len(), 2 + 1);
-        assert_eq!(calls[0].call.args[1].as_str().as_deref(), Some("1"));
+        // ARGV: one value, now ("" in production), "|", then its specs.
+        assert_eq!(calls[0].call.args.len(), 1);
         assert_eq!(
-            calls[0].call.args[2].as_str().as_deref(),
-            Some("sw 1 1 10 1000000 0")
+            calls[0].call.args[0].as_str().as_deref(),
+            Some("|sw 1 1 10 1000000 0")
+        );
+        let calls = check_calls("fg", &ops[..2], "1700000000000000", None);
+        assert_eq!(
+            calls[0].call.args[0].as_str().as_deref(),
+            Some("1700000000000000|sw 1 1 10 1000000 0;sw 1 1 10 1000000 0")
         );
     }
 

@@ -609,9 +609,9 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     let mut redis = server.inspector();
     let source = floodgate_redis::check_script_source();
     let fw = |hits: &str| format!("fw 1 {hits} 100 60000000 0");
-    // One check's ARGV: its now override, its op count, its specs in one
-    // value, ";"-separated.
-    let check = |ops: usize| vec![String::new(), ops.to_string(), vec![fw("1"); ops].join(";")];
+    // One check's ARGV: one value, its now override ("" here), "|", its
+    // specs, ";"-separated.
+    let check = |ops: usize| vec![format!("|{}", vec![fw("1"); ops].join(";"))];
     let eval = |redis: &mut redis::Connection, keys: &[&str], argv: &[String]| {
         redis::cmd("EVAL")
             .arg(source)
@@ -623,27 +623,33 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
 
     // A malformed later check: the call fails and nothing was charged, not
     // even the well-formed check before it.
-    let mut argv = check(1);
-    argv.extend([String::new(), "0".into(), fw("1")]);
-    let err = eval(&mut redis, &["fg:{a}:fw", "fg:{b}:fw"], &argv).unwrap_err();
-    assert!(err.to_string().contains("malformed arguments"), "{err}");
-    // The same with a malformed op spec in the later check, or specs that
-    // are not as many as its op count.
     let two = format!("{};{}", fw("1"), fw("1"));
-    for (n, spec) in [
-        ("1", "fw 1 x 100 60000000 0".to_string()),
-        ("1", "xx 1 1 100 60000000 0".to_string()),
-        ("1", "fw 1 1 100".to_string()),
-        ("1", two.clone()),
-        ("2", format!("{two};x")),
+    for value in [
+        "|".to_string(),
+        fw("1"),
+        format!("x|{}", fw("1")),
+        "|fw 1 x 100 60000000 0".to_string(),
+        "|xx 1 1 100 60000000 0".to_string(),
+        "|fw 1 1 100".to_string(),
+        format!("|{two};x"),
     ] {
         let mut argv = check(1);
-        argv.extend([String::new(), n.into(), spec.clone()]);
-        let err = eval(&mut redis, &["fg:{a}:fw", "fg:{b}:fw", "fg:{c}:fw"], &argv).unwrap_err();
+        argv.push(value.clone());
+        let err = eval(&mut redis, &["fg:{a}:fw", "fg:{b}:fw"], &argv).unwrap_err();
         assert!(
-            err.to_string().contains("malformed op at ARGV[6]"),
-            "{n} {spec}: {err}"
+            err.to_string().contains("malformed check at ARGV[2]"),
+            "{value}: {err}"
         );
+    }
+    // Or ops that are not as many as the keys.
+    for (keys, value) in [
+        (&["fg:{a}:fw", "fg:{b}:fw"][..], two.clone()),
+        (&["fg:{a}:fw"][..], fw("1")),
+    ] {
+        let mut argv = check(1);
+        argv.push(format!("|{value}"));
+        let err = eval(&mut redis, keys, &argv).unwrap_err();
+        assert!(err.to_string().contains("keys for"), "{value}: {err}");
     }
     let exists: bool = redis.exists("fg:{a}:fw").unwrap();
     assert!(!exists, "a malformed call charged a check");
@@ -679,7 +685,7 @@ async fn a_call_of_several_checks_fails_whole_or_per_check() {
     );
 
     // A check of two ops: one string of 2 + 5 × 2 integers.
-    let argv = [String::new(), "2".into(), two];
+    let argv = [format!("|{two}")];
     let reply = eval(&mut redis, &["fg:{c}:fw", "fg:{d}:fw"], &argv).unwrap();
     let redis::Value::Array(values) = reply else {
         panic!("{reply:?}");
