@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-/// Every transport that times checks, in the order of [`record`]'s index.
+/// Every transport that times checks, in the order of [`Histogram::record`]'s index.
 pub const TRANSPORTS: [&str; 6] = ["http", "nginx", "grpc", "envoy_rls", "envoy_authz", "proxy"];
 
 /// Upper bounds of the buckets, in seconds (`le`): tens of microseconds
