@@ -106,6 +106,8 @@ pub struct DenyCache {
     denials: ShardedMap<Denial>,
     /// Time source.
     clock: Arc<dyn Clock>,
+    /// `floodgate_deny_cache_hits_total`, registered once.
+    hits: metrics::Counter,
 }
 
 /// What the cache knew of one op before asking.
@@ -125,6 +127,7 @@ impl DenyCache {
             inner,
             denials: ShardedMap::new(max_entries, 64),
             clock,
+            hits: metrics::counter!(floodgate_core::metric::DENY_CACHE_HITS_TOTAL),
         }
     }
 
@@ -223,7 +226,7 @@ impl Store for DenyCache {
             }
         }
         if cached > 0 {
-            metrics::counter!(floodgate_core::metric::DENY_CACHE_HITS_TOTAL).increment(cached);
+            self.hits.increment(cached);
         }
         // The ops the cache cannot answer, decided but not charged when the
         // check is denied anyway, and whether a lapsed denial was met.

@@ -17,6 +17,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::quality::RandomState;
+
 /// One held key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -35,8 +37,9 @@ pub struct SpaceSaving {
     capacity: usize,
     /// Min-heap on `count`.
     heap: Vec<Entry>,
-    /// Key → index in `heap`.
-    slots: HashMap<Box<str>, usize>,
+    /// Key → index in `heap`, hashed with a per-sketch random seed
+    /// (foldhash: a few times faster than std's SipHash on short keys).
+    slots: HashMap<Box<str>, usize, RandomState>,
     /// Total weight observed.
     total: u64,
 }
@@ -48,7 +51,7 @@ impl SpaceSaving {
         SpaceSaving {
             capacity,
             heap: Vec::with_capacity(capacity),
-            slots: HashMap::with_capacity(capacity),
+            slots: HashMap::with_capacity_and_hasher(capacity, RandomState::default()),
             total: 0,
         }
     }
