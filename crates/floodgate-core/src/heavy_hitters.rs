@@ -165,8 +165,8 @@ impl WindowedTop {
 pub struct HeavyHitters {
     /// The shape of every policy's ring.
     config: TopConfig,
-    /// Policy name → its ring.
-    policies: HashMap<Arc<str>, WindowedTop>,
+    /// Policy name → its ring (seeded foldhash, as [`SpaceSaving`]).
+    policies: HashMap<Arc<str>, WindowedTop, foldhash::quality::RandomState>,
 }
 
 impl HeavyHitters {
@@ -174,7 +174,7 @@ impl HeavyHitters {
     pub fn new(config: TopConfig) -> Self {
         HeavyHitters {
             config,
-            policies: HashMap::new(),
+            policies: HashMap::default(),
         }
     }
 
