@@ -42,16 +42,24 @@ local ALGORITHMS = {
   cc = concurrency,
 }
 
--- Op specs, parsed once per distinct string in a call (the checks of one
--- call mostly repeat the same few: same policies, same hits): specs[s] is
--- {algorithm, flags, hits, a, b, c}; spec(s) parses s into specs on first
--- sight, nil for a malformed spec.
-local specs = {}
-local function spec(s)
-  local op = specs[s]
-  if op ~= nil then
-    return op
+-- parse, remembered: memo(parse)(s) parses each distinct s once per call
+-- (the checks of one call mostly repeat the same few values: same
+-- policies, same hits); a malformed s (nil) is not remembered.
+local function memo(parse)
+  local parsed = {}
+  return function(s)
+    local value = parsed[s]
+    if value == nil then
+      value = parse(s)
+      parsed[s] = value
+    end
+    return value
   end
+end
+
+-- An op spec: {algorithm, flags, hits, a, b, c, block_for, block_max}, nil
+-- when malformed.
+local spec = memo(function(s)
   local name, flags, hits, a, b, c, block_for, block_max =
     string.match(s, '^(%a+) (%d+) (%d+) (%d+) (%d+) (%S*) ?(%d*) ?(%d*)$')
   local algorithm = ALGORITHMS[name]
@@ -59,23 +67,16 @@ local function spec(s)
     return nil
   end
   -- Digits only: arithmetic converts them (tonumber converts twice).
-  op = { algorithm, flags + 0, hits + 0, a + 0, b + 0, c, 0, 0 }
+  local op = { algorithm, flags + 0, hits + 0, a + 0, b + 0, c, 0, 0 }
   if block_for ~= '' then
     op[7], op[8] = block_for + 0, block_max + 0
   end
-  specs[s] = op
   return op
-end
+end)
 
--- A check's value ("<now>|<spec>;<spec>;…"): seen[v] is {now, ops},
--- its now override and the list of its ops, parsed on first sight;
--- parse(v) is nil when v is malformed or names no op.
-local seen = {}
-local function parse(v)
-  local parsed = seen[v]
-  if parsed ~= nil then
-    return parsed
-  end
+-- A check's value ("<now>|<spec>;<spec>;…"): {now, ops}, its now override
+-- and the list of its ops; nil when malformed or naming no op.
+local parse = memo(function(v)
   local now, s = string.match(v, '^(%d*)|(.*)$')
   if now == nil then
     return nil
@@ -91,10 +92,8 @@ local function parse(v)
   if #ops == 0 then
     return nil
   end
-  parsed = { now, ops }
-  seen[v] = parsed
-  return parsed
-end
+  return { now, ops }
+end)
 
 -- Redis TIME, read once per call however many checks use it.
 local server_now = nil
@@ -143,7 +142,7 @@ local commits = {}
 -- Decides the check of ARGV[at], whose first key is KEYS[key]; packs its
 -- values into reply[at].
 local function check(at, key)
-  local parsed = seen[ARGV[at]]
+  local parsed = parse(ARGV[at])
   local ops = parsed[2]
   local n = #ops
   local now, test
@@ -216,6 +215,6 @@ for at = 1, #ARGV do
     message = string.gsub(message, '^@user_script:%d+: ', '')
     reply[at] = '-1 ' .. message
   end
-  key = key + #seen[ARGV[at]][2]
+  key = key + #parse(ARGV[at])[2]
 end
 return reply
