@@ -30,11 +30,11 @@
 //! first times out alone, and the others still get the reply. No check sets
 //! a timer of its own: the call's one timer times out each check of it in
 //! turn, and a queued check waits only behind calls that end before its
-//! deadline. A check that
-//! timed out may still be run by Redis (a call abandoned in flight, or one
-//! its caller stopped waiting for): it then counts there, late, and the
-//! failover store answers it from its fallback **without** charging the
-//! fallback ([`StoreError::may_have_run`]), so it is never counted twice.
+//! deadline. A check that timed out may still be run by Redis (a call
+//! abandoned in flight, or one its caller stopped waiting for): it then
+//! counts there, late, and the failover store answers it from its
+//! fallback **without** charging the fallback
+//! ([`StoreError::may_have_run`]), so it is never counted twice.
 //!
 //! A failed batch call counts once towards the failover breaker: the check
 //! that waits longest gets the error itself, the others — and checks that
@@ -60,7 +60,7 @@ pub(crate) const MAX_OPS: usize = 64;
 struct Job {
     /// The check's keys, in op order.
     keys: Vec<String>,
-    /// The check's ARGV: its now override, its op count, its specs in one value.
+    /// The check's ARGV: one value, its now override, `|`, its ops' specs.
     args: Vec<Value>,
     /// When its caller stops waiting.
     deadline: Instant,

@@ -108,7 +108,7 @@ pub(crate) struct CheckCall {
     ops: Vec<OpReading>,
     /// The check's ARGV value so far (`now|` and the ops' specs,
     /// `;`-separated), put in its ARGV by [`CheckCall::finish`].
-    specs: String,
+    value: String,
 }
 
 impl CheckCall {
@@ -117,9 +117,9 @@ impl CheckCall {
     /// ops' specs, `;`-separated (`check.lua`); the batcher puts several
     /// checks' values one after the other.
     fn new(now: &str, ops: usize) -> CheckCall {
-        let mut specs = String::with_capacity(now.len() + 1 + 40 * ops);
-        specs.push_str(now);
-        specs.push('|');
+        let mut value = String::with_capacity(now.len() + 1 + 40 * ops);
+        value.push_str(now);
+        value.push('|');
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
@@ -127,7 +127,7 @@ impl CheckCall {
                 args: Vec::with_capacity(1),
             },
             ops: Vec::with_capacity(ops),
-            specs,
+            value,
         }
     }
 
@@ -151,10 +151,10 @@ impl CheckCall {
             None => reservation_word(op),
         };
         if !self.ops.is_empty() {
-            self.specs.push(';');
+            self.value.push(';');
         }
         push_op_spec(
-            &mut self.specs,
+            &mut self.value,
             kind,
             op_flags(op),
             [op.hits, a, b, nonce],
@@ -174,7 +174,7 @@ impl CheckCall {
 
     /// The call with its ops added: its one ARGV value.
     fn finish(mut self) -> CheckCall {
-        let value = std::mem::take(&mut self.specs);
+        let value = std::mem::take(&mut self.value);
         self.call.args.push(Value::from(value));
         self
     }

@@ -119,11 +119,11 @@ fn validate(request: &rls::RateLimitRequest) -> Result<(), Status> {
     Ok(())
 }
 
-/// One check per descriptor, each over its `attributes` (in the
-/// descriptors' order), in the request's domain, never reserving.
 /// One descriptor's worth, kept inline: most requests carry one.
 type PerDescriptor<T> = SmallVec<[T; 1]>;
 
+/// One check per descriptor, each over its `attributes` (in the
+/// descriptors' order), in the request's domain, never reserving.
 fn checks<'a>(
     request: &'a rls::RateLimitRequest,
     attributes: &'a [Attributes],

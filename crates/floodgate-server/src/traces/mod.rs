@@ -107,8 +107,10 @@ impl CheckTimer {
                 })
             })
         });
+        let index = transport_index(transport);
+        debug_assert!(index.is_some(), "{transport} is not in latency::TRANSPORTS");
         CheckTimer {
-            transport: transport_index(transport),
+            transport: index,
             started,
             trace,
         }
