@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use client_io::{sniff_http2, ClientIo, Sniffed};
-use in_flight::{InFlight, Tracked};
+use in_flight::{Answering, InFlight};
 use per_ip::{PerIp, PerIpGuard};
 use stall::Stalls;
 
@@ -262,15 +262,7 @@ impl Connection {
             if upgradable {
                 req.extensions_mut().insert(request_slot.clone());
             }
-            let guard = tracker.start();
-            let answer = handle(req, peer);
-            let watched = watched.clone();
-            async move {
-                let response = answer.await?;
-                Ok::<_, Infallible>(
-                    response.map(|body| Tracked::new(body, guard, Some(watched.body()))),
-                )
-            }
+            Answering::new(handle(req, peer), tracker.start(), watched.clone())
         });
         let io = ClientIo::new(stream, sniffed.prefix, settings.limits.send_timeout);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);

@@ -3,16 +3,19 @@
 //! alive at the TCP and HTTP/2 level (every client answers them), so only
 //! the absence of requests tells an idle connection from a busy one.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http::Response;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::time::Instant;
 
-use super::stall::Stall;
+use super::stall::{Stall, Stalls};
 
 /// The count of requests in flight on one connection: from the request's
 /// arrival until its response body is sent (or dropped).
@@ -146,6 +149,55 @@ impl<B: Body> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer (`answer`) whose response body, once it comes,
+    /// is [`Tracked`] with the request's `guard` and a slot in `stalls`.
+    ///
+    /// Named rather than written as an `async` block: that block would
+    /// hold the answer's future twice (captured, then moved into its
+    /// `.await`), and hyper copies a request's future whole when it stores
+    /// it.
+    pub struct Answering<F> {
+        #[pin]
+        answer: F,
+        guard: Option<InFlightGuard>,
+        stalls: Stalls,
+    }
+}
+
+impl<F> Answering<F> {
+    /// `answer`, in flight under `guard`, its body watched by `stalls`.
+    pub fn new(answer: F, guard: InFlightGuard, stalls: Stalls) -> Self {
+        Answering {
+            answer,
+            guard: Some(guard),
+            stalls,
+        }
+    }
+}
+
+impl<F, B> Future for Answering<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+{
+    type Output = Result<Response<Tracked<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Poll::Ready(Ok(response)) = this.answer.poll(cx) else {
+            return Poll::Pending;
+        };
+        let guard = this
+            .guard
+            .take()
+            .expect("Answering polled after its answer");
+        let stall = this.stalls.body();
+        Poll::Ready(Ok(
+            response.map(|body| Tracked::new(body, guard, Some(stall)))
+        ))
     }
 }
 

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::codegen::Service;
 use tonic::service::Routes;
 
+use crate::accept::deadline::deadline;
 use crate::accept::ListenerSettings;
 use crate::app::App;
 pub use ext_authz::AuthzService;
@@ -65,14 +66,10 @@ pub async fn serve(
         .prepare();
     let longest = limits.grpc_timeout;
     crate::accept::serve(settings, listener, shutdown, move |req, _peer| {
-        let mut routes = routes.clone();
         let timeout = call_timeout(req.headers(), longest);
-        async move {
-            match crate::accept::deadline::deadline(timeout, routes.call(req)).await {
-                Ok(answered) => answered,
-                Err(_) => Ok(tonic::Status::cancelled("Timeout expired").into_http()),
-            }
-        }
+        deadline(timeout, routes.clone().call(req), |_| {
+            Ok(tonic::Status::cancelled("Timeout expired").into_http())
+        })
     })
     .await;
     Ok(())

@@ -10,9 +10,7 @@ mod status_page;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -47,51 +45,23 @@ pub async fn serve(
 
 /// `answer`, or 408 (and the connection closed) when it takes longer than
 /// `timeout` — a client trickling its body holds nothing for long.
-pub(crate) fn within<F>(timeout: Duration, answer: F) -> Within<F>
+pub(crate) fn within<F>(timeout: Duration, answer: F) -> Deadline<F>
 where
     F: Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
 {
-    Within {
-        timed: deadline(timeout, answer),
-        timeout,
-    }
+    deadline(timeout, answer, too_slow)
 }
 
-pin_project_lite::pin_project! {
-    /// The future of [`within`]: the answer's future and its timer, held
-    /// once (an `async` wrapper would keep the answer's future beside the
-    /// timeout it moves into, twice the size, and hyper copies a request's
-    /// future whole when it stores it).
-    pub(crate) struct Within<F> {
-        #[pin]
-        timed: Deadline<F>,
-        timeout: Duration,
-    }
-}
-
-impl<F> Future for Within<F>
-where
-    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match this.timed.poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(answered)) => Poll::Ready(answered),
-            Poll::Ready(Err(_)) => {
-                let mut response = error_response(ApiError {
-                    status: StatusCode::REQUEST_TIMEOUT,
-                    message: format!("the request was not complete within {:?}", this.timeout),
-                });
-                response
-                    .headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                Poll::Ready(Ok(response))
-            }
-        }
-    }
+/// The answer to a request not complete within `timeout`.
+fn too_slow(timeout: Duration) -> Result<Response<Full<Bytes>>, Infallible> {
+    let mut response = error_response(ApiError {
+        status: StatusCode::REQUEST_TIMEOUT,
+        message: format!("the request was not complete within {timeout:?}"),
+    });
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Ok(response)
 }
 
 /// Serves `/healthz`, `/readyz` and `/metrics` (exactly as the HTTP API
