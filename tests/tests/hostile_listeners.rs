@@ -6,8 +6,8 @@
 //! HTTP/2 stream and gRPC connection caps hold, gRPC refuses
 //! undecodable and oversized messages as the caller's fault, and the proxy
 //! tunnels only the upgrades it is told to, each holding its connection
-//! slot until it closes idle. Trickled request bodies and stalled upstream
-//! bodies are cut; a request head with more headers than `max_headers` is
+//! slot until it closes idle. Trickled request bodies, gRPC calls that
+//! never send their message and stalled upstream bodies are cut; a request head with more headers than `max_headers` is
 //! refused; an absurd `max_connections` is a config error.
 
 use std::io::{ErrorKind, Read, Write};
@@ -568,6 +568,75 @@ fn a_trickled_request_body_is_cut_at_the_request_timeout() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     // A complete request is answered as before.
     assert_eq!(fg.check(r#"{"attributes":{"ip":"10.0.0.1"}}"#).status, 200);
+}
+
+/// Opens a floodgate.v1 Check call on `client` that never sends its
+/// message, asking for `grpc-timeout` when given; resolves to the call's
+/// `grpc-status` and when it came.
+async fn call_without_message(
+    client: &h2::client::SendRequest<bytes::Bytes>,
+    addr: SocketAddr,
+    grpc_timeout: Option<&str>,
+) -> tokio::task::JoinHandle<(String, Instant)> {
+    let mut request = http::Request::post(format!("http://{addr}/floodgate.v1.RateLimiter/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(timeout) = grpc_timeout {
+        request = request.header("grpc-timeout", timeout);
+    }
+    let mut ready = client.clone().ready().await.unwrap();
+    let (response, body) = ready
+        .send_request(request.body(()).unwrap(), false)
+        .unwrap();
+    tokio::spawn(async move {
+        let _open = body;
+        let head = response.await.unwrap();
+        let status = head
+            .headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status.unwrap_or_default(), Instant::now())
+    })
+}
+
+#[tokio::test]
+async fn a_grpc_call_that_never_sends_its_message_ends_at_its_time_limit() {
+    let fg = Floodgate::start(&config("grpc_timeout = \"3s\"\n", None));
+    let tcp = tokio::net::TcpStream::connect(fg.grpc).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let started = Instant::now();
+    // The listener's limit first, then a shorter one the caller asks for:
+    // the later call ends first, each at its own limit.
+    let long = call_without_message(&client, fg.grpc, None).await;
+    let short = call_without_message(&client, fg.grpc, Some("1S")).await;
+    // Meanwhile a whole call on the same connection is answered at once.
+    let channel = grpc_channel(&fg).await;
+    let mut grpc =
+        floodgate_proto::floodgate::v1::rate_limiter_client::RateLimiterClient::new(channel);
+    let check = floodgate_proto::floodgate::v1::CheckRequest {
+        attributes: [("ip".to_string(), "10.0.0.1".to_string())].into(),
+        ..Default::default()
+    };
+    assert!(grpc.check(check).await.unwrap().into_inner().allowed);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    let ended = |call: tokio::task::JoinHandle<(String, Instant)>| async move {
+        let ended = tokio::time::timeout(PATIENCE, call).await;
+        ended.expect("the call never ended").unwrap()
+    };
+    let (short_status, short_at) = ended(short).await;
+    let (long_status, long_at) = ended(long).await;
+    // CANCELLED, as tonic answers a call past its deadline.
+    assert_eq!((short_status.as_str(), long_status.as_str()), ("1", "1"));
+    let (short_after, long_after) = (short_at - started, long_at - started);
+    assert!(
+        short_after >= Duration::from_secs(1) && short_after < Duration::from_millis(2_500),
+        "the 1 s call ended after {short_after:?}"
+    );
+    assert!(
+        long_after >= Duration::from_secs(3) && long_after < Duration::from_millis(4_500),
+        "the 3 s call ended after {long_after:?}"
+    );
 }
 
 /// An upstream that sends its response head and 10 of 100 body bytes, then

@@ -16,7 +16,10 @@
 //! kept-alive connection), HTTP/2 keepalive pings and a stream cap. Any
 //! connection with no request in flight for the idle timeout is closed
 //! (HTTP/2 pings would keep it open forever otherwise), and a write the
-//! client does not read within the send timeout ends the connection.
+//! client does not read within the send timeout ends the connection. A
+//! request not answered within its listener's time limit gets the
+//! listener's timeout answer; the connection keeps those limits with one
+//! timer, and once it is gone its requests still pending end too.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,12 +42,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use client_io::{sniff_http2, ClientIo, Sniffed};
+use deadline::{deadline, Deadlines, Kept};
 use in_flight::{Answering, InFlight};
 use per_ip::{PerIp, PerIpGuard};
 use stall::Stalls;
 
 mod client_io;
-pub mod deadline;
+mod deadline;
 mod in_flight;
 mod per_ip;
 mod stall;
@@ -135,13 +139,26 @@ pub fn connection_cap(max_connections: usize) -> Arc<Semaphore> {
     ))
 }
 
+/// How long each request on a listener may take, and the answer to one
+/// that takes longer (kept by the request's connection, see [`deadline`]).
+pub struct TimeLimit<B> {
+    /// The listener's limit.
+    pub longest: Duration,
+    /// A request's own limit, given the listener's: at most `longest`,
+    /// less as the request asks.
+    pub of: fn(&Request<Incoming>, Duration) -> Duration,
+    /// The answer to a request still pending after its limit.
+    pub elapsed: fn(Duration) -> Result<Response<B>, Infallible>,
+}
+
 /// Serves connections on `listener` with `handle` until `shutdown` fires,
 /// then stops accepting and lets open connections finish for at most
-/// `settings.grace`.
+/// `settings.grace`. Each request gets at most its time `limit`, if any.
 pub async fn serve<H, F, B>(
     settings: ListenerSettings,
     listener: TcpListener,
     shutdown: CancellationToken,
+    limit: Option<TimeLimit<B>>,
     handle: H,
 ) where
     H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
@@ -150,7 +167,7 @@ pub async fn serve<H, F, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let what = settings.what;
-    let handle = Arc::new(handle);
+    let handle = Arc::new((handle, limit));
     let permits = connection_cap(settings.max_connections);
     let per_ip = PerIp::new(settings.limits.max_connections_per_ip);
     let graceful = GracefulShutdown::new();
@@ -227,7 +244,7 @@ impl Connection {
     async fn run<H, F, B>(
         self,
         builders: Arc<(Builder<TokioExecutor>, Builder<TokioExecutor>)>,
-        handle: Arc<H>,
+        handle: Arc<(H, Option<TimeLimit<B>>)>,
     ) where
         H: Fn(Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
         F: Future<Output = Result<Response<B>, Infallible>> + Send + 'static,
@@ -252,8 +269,9 @@ impl Connection {
             &builders.0
         };
         let in_flight = InFlight::new();
-        let stalls = Stalls::default();
+        let (stalls, deadlines) = (Stalls::default(), Deadlines::default());
         let (tracker, watched, request_slot) = (in_flight.clone(), stalls.clone(), slot.clone());
+        let kept = deadlines.clone();
         // On a listener with tunnels, each HTTP/1 request carries the
         // connection's slot (only HTTP/1 upgrades); every response body
         // counts as in flight and reports its stalled writes.
@@ -262,7 +280,10 @@ impl Connection {
             if upgradable {
                 req.extensions_mut().insert(request_slot.clone());
             }
-            Answering::new(handle(req, peer), tracker.start(), watched.clone())
+            let (handle, limit) = &*handle;
+            let limit = limit.as_ref().map(|l| ((l.of)(&req, l.longest), l.elapsed));
+            let answer = deadline(kept.clone(), limit, handle(req, peer));
+            Answering::new(answer, tracker.start(), watched.clone())
         });
         let io = ClientIo::new(stream, sniffed.prefix, settings.limits.send_timeout);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
@@ -273,6 +294,7 @@ impl Connection {
             peer,
             in_flight,
             stalls,
+            deadlines,
             shutdown,
         };
         watch
@@ -319,6 +341,8 @@ struct Watch {
     in_flight: InFlight,
     /// Response writes waiting on the client.
     stalls: Stalls,
+    /// The time limits of requests waiting for their answer.
+    deadlines: Deadlines,
     /// The listener's shutdown.
     shutdown: CancellationToken,
 }
@@ -369,13 +393,18 @@ impl Watch {
         let (idle_limit, http2) = (self.idle_limit(), self.http2);
         let (stopped, mut stop) = tokio::sync::oneshot::channel();
         let (in_flight, stalls) = (self.in_flight.clone(), self.stalls.clone());
+        // The watch keeps the requests' time limits until it is dropped
+        // with the connection, whatever stops the connection.
         let _watch = AbortOnDropHandle::new(tokio::spawn(async move {
+            let _kept = Kept(self.deadlines.clone());
             let stop = tokio::select! {
                 () = self.shutdown.cancelled() => Stop::Shutdown,
                 () = self.in_flight.idle_for(idle_limit) => Stop::Idle,
                 () = self.stalls.stalled_for(limits.send_timeout) => Stop::Stalled,
+                never = self.deadlines.keep() => match never {},
             };
             let _ = stopped.send(stop);
+            self.deadlines.keep().await
         }));
         let ended = |ended: Result<(), E>| {
             if let Err(error) = ended {

@@ -158,10 +158,10 @@ pub async fn serve(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
-    let timeout = settings.limits.request_timeout;
-    crate::accept::serve(settings, listener, shutdown, move |req, peer| {
+    let limit = crate::http::request_timeout(&settings);
+    crate::accept::serve(settings, listener, shutdown, limit, move |req, peer| {
         let app = app.clone();
-        crate::http::within(timeout, async move {
+        async move {
             let settings = app.settings.load();
             let admin = settings.admin.as_ref().filter(|a| a.listen.is_some());
             let admin = if req.uri().path().starts_with(PREFIX) {
@@ -170,7 +170,7 @@ pub async fn serve(
                 None
             };
             Ok::<_, std::convert::Infallible>(handle(&app, admin, req, peer).await)
-        })
+        }
     })
     .await;
 }

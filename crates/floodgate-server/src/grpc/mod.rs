@@ -20,8 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::codegen::Service;
 use tonic::service::Routes;
 
-use crate::accept::deadline::deadline;
-use crate::accept::ListenerSettings;
+use crate::accept::{ListenerSettings, TimeLimit};
 use crate::app::App;
 pub use ext_authz::AuthzService;
 pub use rate_limiter::RateLimiterService;
@@ -64,13 +63,18 @@ pub async fn serve(
             AuthorizationServer::new(AuthzService::new(app)).max_decoding_message_size(max_message),
         )
         .prepare();
-    let longest = limits.grpc_timeout;
-    crate::accept::serve(settings, listener, shutdown, move |req, _peer| {
-        let timeout = call_timeout(req.headers(), longest);
-        deadline(timeout, routes.clone().call(req), |_| {
-            Ok(tonic::Status::cancelled("Timeout expired").into_http())
-        })
-    })
+    let limit = TimeLimit {
+        longest: limits.grpc_timeout,
+        of: |req, longest| call_timeout(req.headers(), longest),
+        elapsed: |_| Ok(tonic::Status::cancelled("Timeout expired").into_http()),
+    };
+    crate::accept::serve(
+        settings,
+        listener,
+        shutdown,
+        Some(limit),
+        move |req, _peer| routes.clone().call(req),
+    )
     .await;
     Ok(())
 }

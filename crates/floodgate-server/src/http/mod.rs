@@ -9,7 +9,6 @@ mod settle;
 mod status_page;
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +18,7 @@ use http_body_util::Full;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::deadline::{deadline, Deadline};
-use crate::accept::ListenerSettings;
+use crate::accept::{ListenerSettings, TimeLimit};
 use crate::app::App;
 use crate::errors::{error_response, json_response, ApiError};
 
@@ -36,20 +34,22 @@ pub async fn serve(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
-    let timeout = settings.limits.request_timeout;
-    crate::accept::serve(settings, listener, shutdown, move |req, peer| {
-        within(timeout, routes::handle(app.clone(), req, peer))
+    let limit = request_timeout(&settings);
+    crate::accept::serve(settings, listener, shutdown, limit, move |req, peer| {
+        routes::handle(app.clone(), req, peer)
     })
     .await;
 }
 
-/// `answer`, or 408 (and the connection closed) when it takes longer than
-/// `timeout` — a client trickling its body holds nothing for long.
-pub(crate) fn within<F>(timeout: Duration, answer: F) -> Deadline<F>
-where
-    F: Future<Output = Result<Response<Full<Bytes>>, Infallible>>,
-{
-    deadline(timeout, answer, too_slow)
+/// The HTTP listeners' time limit: a request must be read and answered
+/// within `request_timeout`, else it gets 408 and the connection is closed
+/// — a client trickling its body holds nothing for long.
+pub(crate) fn request_timeout(settings: &ListenerSettings) -> Option<TimeLimit<Full<Bytes>>> {
+    Some(TimeLimit {
+        longest: settings.limits.request_timeout,
+        of: |_, longest| longest,
+        elapsed: too_slow,
+    })
 }
 
 /// The answer to a request not complete within `timeout`.
@@ -73,16 +73,16 @@ pub async fn serve_health(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
-    let timeout = settings.limits.request_timeout;
-    crate::accept::serve(settings, listener, shutdown, move |req, peer| {
+    let limit = request_timeout(&settings);
+    crate::accept::serve(settings, listener, shutdown, limit, move |req, peer| {
         let app = app.clone();
-        within(timeout, async move {
+        async move {
             if HEALTH_PATHS.contains(&req.uri().path()) {
                 routes::handle(app, req, peer).await
             } else {
                 Ok(not_here(req.method()))
             }
-        })
+        }
     })
     .await;
 }

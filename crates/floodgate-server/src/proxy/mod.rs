@@ -46,7 +46,9 @@ pub async fn serve(
         &config.limits,
         leases.clone(),
     )?);
-    crate::accept::serve(settings, listener, shutdown, move |req, peer| {
+    // No time limit: a response may stream for as long as the upstream
+    // sends it (the proxy's own timeouts bound each wait).
+    crate::accept::serve(settings, listener, shutdown, None, move |req, peer| {
         forwarder.clone().handle(req, peer)
     })
     .await;
