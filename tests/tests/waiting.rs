@@ -1,7 +1,8 @@
 //! Waiting instead of refusing, with the real binary: a `concurrency`
 //! limit shared by three sidecars over a real Redis serves waiting callers
 //! in arrival order, never more at once than the limit; a client that
-//! leaves while waiting takes nothing; shutdown answers waiters at once;
+//! leaves while waiting (HTTP/1, or an HTTP/2 connection that drops) takes
+//! nothing; shutdown answers waiters at once;
 //! past the queue caps a check is denied at once; floodgate.v1 and the
 //! proxy wait too.
 
@@ -126,6 +127,61 @@ fn a_client_that_leaves_while_waiting_takes_no_slot_and_blocks_nobody() {
         release(&b, next.json()["lease"].as_str().unwrap());
     });
     assert_eq!(a.check(&check_body("u", 0)).status, 200);
+}
+
+// Two workers: the test blocks one polling the gauge while the client's
+// connection runs on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_client_whose_connection_drops_while_waiting_takes_no_slot() {
+    let fg = Floodgate::start(&format!("{FREE_PORTS}\n{}", policy(1, "8s", "")));
+    let holder = fg.check(&check_body("u", 0));
+    assert_eq!(holder.status, 200);
+    // A floodgate.v1 check willing to wait 8 s, on a raw HTTP/2 connection.
+    let tcp = tokio::net::TcpStream::connect(fg.grpc).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let check = CheckRequest {
+        attributes: [("user".to_string(), "u".to_string())].into(),
+        max_wait_ms: Some(8_000),
+        ..CheckRequest::default()
+    };
+    let message = prost::Message::encode_to_vec(&check);
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = http::Request::post(format!("http://{}/floodgate.v1.RateLimiter/Check", fg.grpc))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (_response, mut body) = client
+        .ready()
+        .await
+        .unwrap()
+        .send_request(request, false)
+        .unwrap();
+    body.send_data(frame.into(), true).unwrap();
+    let fg_waiting = |want: f64| {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while waiting(&fg) != want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        waiting(&fg)
+    };
+    assert_eq!(fg_waiting(1.0), 1.0, "the check never waited");
+    // The client's connection goes: its check stops waiting at once, long
+    // before its 8 s.
+    let gone = Instant::now();
+    connection.abort();
+    assert_eq!(fg_waiting(0.0), 0.0, "the check still waits");
+    assert!(
+        gone.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        gone.elapsed()
+    );
+    // The slot freed by the holder goes to nobody else: the leaver took nothing.
+    release(&fg, holder.json()["lease"].as_str().unwrap());
+    assert_eq!(fg.check(&check_body("u", 0)).status, 200);
 }
 
 /// Checks waiting in `fg` now (the `floodgate_waiting` gauge).
