@@ -140,7 +140,8 @@ pub fn connection_cap(max_connections: usize) -> Arc<Semaphore> {
 }
 
 /// How long each request on a listener may take, and the answer to one
-/// that takes longer (kept by the request's connection, see [`deadline`]).
+/// that takes longer. The request's connection keeps the limits, with one
+/// timer for all its pending requests.
 pub struct TimeLimit<B> {
     /// The listener's limit.
     pub longest: Duration,
