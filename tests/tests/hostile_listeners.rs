@@ -611,14 +611,31 @@ async fn a_grpc_call_that_never_sends_its_message_ends_at_its_time_limit() {
     let long = call_without_message(&client, fg.grpc, None).await;
     let short = call_without_message(&client, fg.grpc, Some("1S")).await;
     // Meanwhile a whole call on the same connection is answered at once.
-    let channel = grpc_channel(&fg).await;
-    let mut grpc =
-        floodgate_proto::floodgate::v1::rate_limiter_client::RateLimiterClient::new(channel);
     let check = floodgate_proto::floodgate::v1::CheckRequest {
         attributes: [("ip".to_string(), "10.0.0.1".to_string())].into(),
         ..Default::default()
     };
-    assert!(grpc.check(check).await.unwrap().into_inner().allowed);
+    let message = prost::Message::encode_to_vec(&check);
+    let mut frame = vec![0];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let request = http::Request::post(format!("http://{}/floodgate.v1.RateLimiter/Check", fg.grpc))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut ready = client.clone().ready().await.unwrap();
+    let (response, mut body) = ready.send_request(request, false).unwrap();
+    body.send_data(frame.into(), true).unwrap();
+    let mut answer = response.await.unwrap().into_body();
+    while let Some(data) = answer.data().await {
+        data.unwrap();
+    }
+    let trailers = answer.trailers().await.unwrap().unwrap_or_default();
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.to_str().unwrap()),
+        Some("0")
+    );
     assert!(started.elapsed() < Duration::from_millis(900));
     let ended = |call: tokio::task::JoinHandle<(String, Instant)>| async move {
         let ended = tokio::time::timeout(PATIENCE, call).await;

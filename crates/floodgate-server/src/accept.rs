@@ -396,8 +396,10 @@ impl Watch {
         let (in_flight, stalls) = (self.in_flight.clone(), self.stalls.clone());
         // The watch keeps the requests' time limits until it is dropped
         // with the connection, whatever stops the connection.
+        let kept = Kept(self.deadlines.clone());
         let _watch = AbortOnDropHandle::new(tokio::spawn(async move {
-            let _kept = Kept(self.deadlines.clone());
+            // Dropped with the task, even one aborted before it ran.
+            let _kept = kept;
             let stop = tokio::select! {
                 () = self.shutdown.cancelled() => Stop::Shutdown,
                 () = self.in_flight.idle_for(idle_limit) => Stop::Idle,

@@ -3,6 +3,8 @@
 //! pending takes a slot in its connection's [`Deadlines`], and the
 //! connection's watch wakes it once its time is up. One timer per
 //! connection, set for the earliest limit, instead of one per request.
+//! When that limit comes the watch looks over the connection's pending
+//! requests, at most `max_concurrent_streams` of them.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -128,20 +130,26 @@ impl Deadlines {
     }
 
     /// Keeps the limits: wakes each pending request once its time is up.
-    /// Never returns.
+    /// Never returns. The pending requests are looked over only when the
+    /// earliest limit comes; a new, earlier one just moves the wake-up.
     pub async fn keep(&self) -> Infallible {
         let sleep = tokio::time::sleep_until(Instant::now());
         tokio::pin!(sleep);
+        let mut next = self.expire_due();
         loop {
-            match self.expire_due() {
+            match next {
                 Some(at) => {
                     sleep.as_mut().reset(at);
                     tokio::select! {
-                        () = sleep.as_mut() => {}
-                        () = self.0.earlier.notified() => {}
+                        () = sleep.as_mut() => next = self.expire_due(),
+                        // `add` has lowered `next` to the new limit.
+                        () = self.0.earlier.notified() => next = self.lock().next,
                     }
                 }
-                None => self.0.earlier.notified().await,
+                None => {
+                    self.0.earlier.notified().await;
+                    next = self.lock().next;
+                }
             }
         }
     }
@@ -263,9 +271,9 @@ mod tests {
     /// `deadlines` kept by a task of its own, as a connection's watch
     /// keeps them; dropping the handle ends the watch.
     fn watched(deadlines: &Deadlines) -> tokio_util::task::AbortOnDropHandle<()> {
-        let deadlines = deadlines.clone();
+        let (deadlines, kept) = (deadlines.clone(), Kept(deadlines.clone()));
         tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
-            let _kept = Kept(deadlines.clone());
+            let _kept = kept;
             deadlines.keep().await;
         }))
     }
@@ -349,6 +357,11 @@ mod tests {
         assert_eq!(pending.await.unwrap(), Err(Duration::from_secs(60)));
         assert_eq!(started.elapsed(), Duration::ZERO);
         // And a request that would wait after that ends at once.
+        let late = deadline(deadlines.clone(), limit(60), std::future::pending());
+        assert_eq!(late.await, Err(Duration::from_secs(60)));
+        // So too when the watch is dropped before it ever ran.
+        let deadlines = Deadlines::default();
+        drop(watched(&deadlines));
         let late = deadline(deadlines.clone(), limit(60), std::future::pending());
         assert_eq!(late.await, Err(Duration::from_secs(60)));
     }
