@@ -615,18 +615,10 @@ async fn a_grpc_call_that_never_sends_its_message_ends_at_its_time_limit() {
         attributes: [("ip".to_string(), "10.0.0.1".to_string())].into(),
         ..Default::default()
     };
-    let message = prost::Message::encode_to_vec(&check);
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
-    let request = http::Request::post(format!("http://{}/floodgate.v1.RateLimiter/Check", fg.grpc))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+    let (request, frame) = floodgate_e2e::grpc_raw::check_call(fg.grpc, &check);
     let mut ready = client.clone().ready().await.unwrap();
     let (response, mut body) = ready.send_request(request, false).unwrap();
-    body.send_data(frame.into(), true).unwrap();
+    body.send_data(frame, true).unwrap();
     let mut answer = response.await.unwrap().into_body();
     while let Some(data) = answer.data().await {
         data.unwrap();

@@ -145,22 +145,14 @@ async fn a_grpc_client_whose_connection_drops_while_waiting_takes_no_slot() {
         max_wait_ms: Some(8_000),
         ..CheckRequest::default()
     };
-    let message = prost::Message::encode_to_vec(&check);
-    let mut frame = vec![0];
-    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&message);
-    let request = http::Request::post(format!("http://{}/floodgate.v1.RateLimiter/Check", fg.grpc))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+    let (request, frame) = floodgate_e2e::grpc_raw::check_call(fg.grpc, &check);
     let (_response, mut body) = client
         .ready()
         .await
         .unwrap()
         .send_request(request, false)
         .unwrap();
-    body.send_data(frame.into(), true).unwrap();
+    body.send_data(frame, true).unwrap();
     let fg_waiting = |want: f64| {
         let deadline = Instant::now() + Duration::from_secs(5);
         while waiting(&fg) != want && Instant::now() < deadline {
