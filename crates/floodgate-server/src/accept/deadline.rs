@@ -20,6 +20,7 @@ use tokio::time::Instant;
 #[derive(Debug, Clone, Default)]
 pub struct Deadlines(Arc<Shared>);
 
+/// What a connection's requests and its watch share.
 #[derive(Debug, Default)]
 struct Shared {
     slots: Mutex<Slots>,
@@ -27,6 +28,7 @@ struct Shared {
     earlier: Notify,
 }
 
+/// The pending requests' slots, and what the watch knows of them.
 #[derive(Debug, Default)]
 struct Slots {
     /// One entry per slot; a free slot's entry has no waker.
@@ -40,10 +42,14 @@ struct Slots {
     closed: bool,
 }
 
+/// One pending request's limit.
 #[derive(Debug)]
 struct Entry {
+    /// When its time is up.
     at: Instant,
+    /// Its task; `None` once the slot is free.
     waker: Option<Waker>,
+    /// Its time is up and it was woken for that (or the watch ended).
     expired: bool,
 }
 
