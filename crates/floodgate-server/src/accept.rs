@@ -272,7 +272,7 @@ impl Connection {
         let in_flight = InFlight::new();
         let (stalls, deadlines) = (Stalls::default(), Deadlines::default());
         let (tracker, watched, request_slot) = (in_flight.clone(), stalls.clone(), slot.clone());
-        let kept = deadlines.clone();
+        let pending = deadlines.clone();
         // On a listener with tunnels, each HTTP/1 request carries the
         // connection's slot (only HTTP/1 upgrades); every response body
         // counts as in flight and reports its stalled writes.
@@ -283,7 +283,7 @@ impl Connection {
             }
             let (handle, limit) = &*handle;
             let limit = limit.as_ref().map(|l| ((l.of)(&req, l.longest), l.elapsed));
-            let answer = deadline(kept.clone(), limit, handle(req, peer));
+            let answer = deadline(pending.clone(), limit, handle(req, peer));
             Answering::new(answer, tracker.start(), watched.clone())
         });
         let io = ClientIo::new(stream, sniffed.prefix, settings.limits.send_timeout);

@@ -158,7 +158,7 @@ pub async fn serve(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
-    let limit = crate::http::request_timeout(&settings);
+    let limit = Some(crate::http::request_timeout(&settings));
     crate::accept::serve(settings, listener, shutdown, limit, move |req, peer| {
         let app = app.clone();
         async move {

@@ -113,22 +113,8 @@ impl Deadlines {
 
     /// Wakes every request whose time is up; the earliest limit left.
     fn expire_due(&self) -> Option<Instant> {
-        let now = Instant::now();
-        let mut due = Vec::new();
         let mut slots = self.lock();
-        let mut next: Option<Instant> = None;
-        for entry in &mut slots.entries {
-            let Some(waker) = &entry.waker else { continue };
-            if entry.expired {
-                continue;
-            }
-            if entry.at <= now {
-                entry.expired = true;
-                due.push(waker.clone());
-            } else if next.is_none_or(|n| entry.at < n) {
-                next = Some(entry.at);
-            }
-        }
+        let (due, next) = slots.expire(Some(Instant::now()));
         slots.next = next;
         drop(slots);
         due.into_iter().for_each(Waker::wake);
@@ -171,17 +157,31 @@ impl Drop for Kept {
     fn drop(&mut self) {
         let mut slots = self.0.lock();
         slots.closed = true;
-        let due: Vec<Waker> = slots
-            .entries
-            .iter_mut()
-            .filter(|entry| !entry.expired)
-            .filter_map(|entry| {
-                entry.expired = true;
-                entry.waker.clone()
-            })
-            .collect();
+        let (due, _) = slots.expire(None);
         drop(slots);
         due.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl Slots {
+    /// Marks expired each pending request whose time is up by `now` (every
+    /// one, without a `now`): their wakers, to wake once the lock is given
+    /// back, and the earliest limit left.
+    fn expire(&mut self, now: Option<Instant>) -> (Vec<Waker>, Option<Instant>) {
+        let (mut due, mut next) = (Vec::new(), None::<Instant>);
+        for entry in &mut self.entries {
+            let Some(waker) = &entry.waker else { continue };
+            if entry.expired {
+                continue;
+            }
+            if now.is_none_or(|now| entry.at <= now) {
+                entry.expired = true;
+                due.push(waker.clone());
+            } else if next.is_none_or(|n| entry.at < n) {
+                next = Some(entry.at);
+            }
+        }
+        (due, next)
     }
 }
 

@@ -34,7 +34,7 @@ pub async fn serve(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
-    let limit = request_timeout(&settings);
+    let limit = Some(request_timeout(&settings));
     crate::accept::serve(settings, listener, shutdown, limit, move |req, peer| {
         routes::handle(app.clone(), req, peer)
     })
@@ -44,12 +44,12 @@ pub async fn serve(
 /// The HTTP listeners' time limit: a request must be read and answered
 /// within `request_timeout`, else it gets 408 and the connection is closed
 /// — a client trickling its body holds nothing for long.
-pub(crate) fn request_timeout(settings: &ListenerSettings) -> Option<TimeLimit<Full<Bytes>>> {
-    Some(TimeLimit {
+pub(crate) fn request_timeout(settings: &ListenerSettings) -> TimeLimit<Full<Bytes>> {
+    TimeLimit {
         longest: settings.limits.request_timeout,
         of: |_, longest| longest,
         elapsed: too_slow,
-    })
+    }
 }
 
 /// The answer to a request not complete within `timeout`.
@@ -73,7 +73,7 @@ pub async fn serve_health(
     settings: ListenerSettings,
     shutdown: CancellationToken,
 ) {
-    let limit = request_timeout(&settings);
+    let limit = Some(request_timeout(&settings));
     crate::accept::serve(settings, listener, shutdown, limit, move |req, peer| {
         let app = app.clone();
         async move {
