@@ -31,7 +31,7 @@ const MEASURED: [(&str, &str); 19] = [
     (POLICIES, "config reload (SIGHUP to reloaded)"),
     (KEYS, "server CPU per check"),
     (KEYS, "keys live (local store, last sweep)"),
-    (KEYS, "RSS per live key (over the 1 000-key server's)"),
+    (KEYS, "RSS per live key (growth from 1 000 keys)"),
     (LATENCY, "p99"),
 ];
 const POLICIES: &str = "10 000 policies (one per tenant), in-memory, floodgate.v1 gRPC";
