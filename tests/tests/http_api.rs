@@ -288,3 +288,58 @@ fn sigterm_right_after_the_listening_line_always_drains() {
         assert_eq!(fg.wait_exit(std::time::Duration::from_secs(15)), Some(0));
     }
 }
+
+#[test]
+fn the_server_answers_on_the_worker_threads_it_is_given() {
+    let config = |workers: &str| {
+        format!(
+            "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n{workers}\n\n\
+             [[policy]]\nname = \"p\"\nkey = [\"user\"]\nlimit = 2\nwindow = \"1m\"\n"
+        )
+    };
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    for (setting, workers) in [("workers = 1", 1), ("workers = 3", 3), ("", cpus)] {
+        let fg = Floodgate::start(&config(setting));
+        // The listening line reaches the log just after start returns.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let listening = loop {
+            let log = fg.log.lock().unwrap().clone();
+            if log.contains("floodgate listening") || std::time::Instant::now() > deadline {
+                break log;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert!(
+            listening.contains(&format!("workers={workers}")),
+            "{setting:?}: {listening}"
+        );
+        let body = r#"{"attributes": {"user": "u"}}"#;
+        let statuses: Vec<u16> = (0..3).map(|_| fg.check(body).status).collect();
+        assert_eq!(statuses, [200, 200, 429], "{setting:?}");
+    }
+}
+
+#[test]
+fn a_worker_count_out_of_range_is_refused_before_anything_starts() {
+    for (workers, message) in [
+        ("0", "workers must be between 1 and 1024, not 0"),
+        ("1025", "workers must be between 1 and 1024, not 1025"),
+        ("\"two\"", "workers"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("floodgate.toml");
+        std::fs::write(
+            &path,
+            format!("[server]\nhttp = \"127.0.0.1:0\"\nworkers = {workers}\n"),
+        )
+        .expect("config");
+        let (code, _, stderr) =
+            floodgate_e2e::run_cli(&["serve", "--config", path.to_str().expect("utf-8 path")]);
+        assert_eq!(code, 1, "workers = {workers}: {stderr}");
+        assert!(stderr.contains(message), "workers = {workers}: {stderr}");
+        assert!(
+            stderr.contains("floodgate.toml:3:"),
+            "the line is named: {stderr}"
+        );
+    }
+}

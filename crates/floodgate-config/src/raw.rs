@@ -41,6 +41,7 @@ pub(crate) struct RawServer {
     pub log: Option<String>,
     pub shutdown_grace: Option<RawDuration>,
     pub max_connections: Option<usize>,
+    pub workers: Option<usize>,
     pub health: Option<String>,
     pub header_read_timeout: Option<RawDuration>,
     pub request_timeout: Option<RawDuration>,

@@ -11,6 +11,9 @@ mod limits;
 
 pub use limits::{Limits, ProxyLimits, MAX_CONNECTIONS_LIMIT};
 
+/// The most `workers` a config may ask for.
+pub const MAX_WORKERS: usize = 1024;
+
 /// Which rate-limit headers responses carry (docs/api.md, "Response headers").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum HeaderMode {
@@ -81,6 +84,9 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Cap on open connections per listener; 1 to [`MAX_CONNECTIONS_LIMIT`].
     pub max_connections: usize,
+    /// Threads answering requests, 1 to [`MAX_WORKERS`]; `None`: one per
+    /// CPU the process may use (or `TOKIO_WORKER_THREADS`).
+    pub workers: Option<usize>,
     /// Timeouts and size limits of every listener.
     pub limits: Limits,
 }
@@ -97,6 +103,7 @@ impl Default for Config {
             log: None,
             shutdown_grace: Duration::from_secs(10),
             max_connections: 10_000,
+            workers: None,
             limits: Limits::default(),
         }
     }
@@ -124,6 +131,12 @@ impl Config {
                 format!("max_connections must be at most {MAX_CONNECTIONS_LIMIT}, not {max_connections}"),
             );
         }
+        if let Some(workers) = raw.workers.filter(|w| !(1..=MAX_WORKERS).contains(w)) {
+            diag.push(
+                section.at("workers"),
+                format!("workers must be between 1 and {MAX_WORKERS}, not {workers}"),
+            );
+        }
         if let Some(log) = &raw.log {
             if log.trim().is_empty() || log.chars().any(char::is_control) {
                 diag.push(
@@ -144,6 +157,7 @@ impl Config {
             log: raw.log.clone(),
             shutdown_grace: raw.shutdown_grace.map_or(default.shutdown_grace, |d| d.0),
             max_connections,
+            workers: raw.workers.filter(|w| (1..=MAX_WORKERS).contains(w)),
             limits: Limits::read(&section, diag),
         }
     }

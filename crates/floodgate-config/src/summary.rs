@@ -43,10 +43,12 @@ impl Config {
         );
         let _ = writeln!(
             out,
-            "server: headers {}, shadow {}, max_connections {}, shutdown_grace {}, log {}",
+            "server: headers {}, shadow {}, max_connections {}, workers {}, shutdown_grace {}, log {}",
             s.headers.as_str(),
             if s.shadow { "on" } else { "off" },
             s.max_connections,
+            s.workers
+                .map_or_else(|| "one per CPU".to_string(), |w| w.to_string()),
             duration(s.shutdown_grace),
             s.log.as_deref().unwrap_or("(from the environment)"),
         );

@@ -135,10 +135,11 @@ fn serve(path: PathBuf, shadow: bool, log_format: telemetry::LogFormat) -> ExitC
         }
     };
     telemetry::init_tracing(log_format, config.server.log.as_deref().unwrap_or("info"));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = config.server.workers {
+        runtime.worker_threads(workers);
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(error) => {
             tracing::error!(%error, "cannot start the runtime");

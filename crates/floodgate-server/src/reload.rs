@@ -65,7 +65,7 @@ fn stamp(path: &Path) -> Option<Stamp> {
 }
 
 /// The parts of the startup configuration that only a restart can change:
-/// listeners, proxy, connection cap, drain grace, log filter, store,
+/// listeners, proxy, connection cap, workers, drain grace, log filter, store,
 /// fallback and traces.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Fixed {
@@ -77,10 +77,11 @@ pub struct Fixed {
     health: Option<std::net::SocketAddr>,
     /// `[server] proxy`.
     proxy: Option<floodgate_config::server::ProxyConfig>,
-    /// `[server]` max_connections, shutdown_grace, log, and the listener
-    /// timeouts and limits (built into the listeners at startup).
+    /// `[server]` max_connections, workers, shutdown_grace, log, and the
+    /// listener timeouts and limits (built into the listeners at startup).
     server_other: (
         usize,
+        Option<usize>,
         Duration,
         Option<String>,
         floodgate_config::server::Limits,
@@ -105,6 +106,7 @@ impl Fixed {
             proxy: config.server.proxy.clone(),
             server_other: (
                 config.server.max_connections,
+                config.server.workers,
                 config.server.shutdown_grace,
                 config.server.log.clone(),
                 config.server.limits,
@@ -126,7 +128,7 @@ impl Fixed {
             changed.push("[server] proxy");
         }
         if self.server_other != other.server_other {
-            changed.push("[server] max_connections/shutdown_grace/log/timeouts and limits");
+            changed.push("[server] max_connections/workers/shutdown_grace/log/timeouts and limits");
         }
         if self.store != other.store {
             changed.push("[store]");
@@ -330,7 +332,7 @@ mod tests {
             fixed.changed(&Fixed::of(&other)),
             [
                 "[server] listeners",
-                "[server] max_connections/shutdown_grace/log/timeouts and limits",
+                "[server] max_connections/workers/shutdown_grace/log/timeouts and limits",
                 "[store]"
             ]
         );

@@ -393,6 +393,19 @@ fn server_values_are_checked() {
         &["\"draft\", \"legacy\", \"both\", \"none\""],
     );
     single_error(
+        "[server]\nworkers = 0\n",
+        2,
+        11,
+        &["workers must be between 1 and 1024, not 0"],
+    );
+    single_error(
+        "[server]\nworkers = 1025\n",
+        2,
+        11,
+        &["workers must be between 1 and 1024, not 1025"],
+    );
+    single_error("[server]\nworkers = -1\n", 2, 11, &["workers"]);
+    single_error(
         "[server]\nmax_connections = 0\n",
         2,
         19,

@@ -65,6 +65,7 @@ fn defaults_match_the_contract() {
     assert_eq!(s.log, None);
     assert_eq!(s.shutdown_grace, Duration::from_secs(10));
     assert_eq!(s.max_connections, 10_000);
+    assert_eq!(s.workers, None, "one per CPU");
     assert_eq!(config.store.kind(), StoreKind::Local);
     assert_eq!(config.store.local().max_keys, 1_000_000);
     assert_eq!(config.store.local().shards, 64);
@@ -91,6 +92,7 @@ shadow = true
 log = "floodgate=debug,info"
 shutdown_grace = "250ms"
 max_connections = 5
+workers = 1
 
 [store]
 kind = "redis"
@@ -155,6 +157,7 @@ lease_timeout = "30s"
     assert_eq!(s.log.as_deref(), Some("floodgate=debug,info"));
     assert_eq!(s.shutdown_grace, Duration::from_millis(250));
     assert_eq!(s.max_connections, 5);
+    assert_eq!(s.workers, Some(1));
     assert_eq!(config.store.kind(), StoreKind::Redis);
     assert_eq!(config.store.local().max_keys, 5000);
     assert_eq!(config.store.local().shards, 8);

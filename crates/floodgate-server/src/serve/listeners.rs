@@ -73,7 +73,7 @@ impl Listeners {
     }
 
     /// Logs the one "floodgate listening" line: every bound address, the
-    /// store in use and the policy count.
+    /// store in use, the policy count and the runtime's worker threads.
     pub(super) fn announce(&self, config: &Config, app: &App) -> anyhow::Result<()> {
         let admin_addr = match (&self.admin, &config.admin) {
             (Some(listener), _) => listener.local_addr()?.to_string(),
@@ -89,6 +89,7 @@ impl Listeners {
             store = app.limiter.store_mode().as_str(),
             policies = config.policies.len(),
             shadow = app.limiter.shadow(),
+            workers = tokio::runtime::Handle::current().metrics().num_workers(),
             "floodgate listening"
         );
         Ok(())
