@@ -55,7 +55,8 @@ pub struct Args {
     /// A check unanswered after this long is a transport error (at most 60s).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// Key distribution for the `user` attribute: hot, uniform:K, zipf:K or zipf:K:s.
+    /// Key distribution for the `user` attribute: hot, uniform:K, seq:K (each
+    /// key in turn), zipf:K or zipf:K:s.
     #[arg(long, default_value = "uniform:10000")]
     pub keys: KeySpec,
     /// The `user` value is this prefix followed by the key index.

@@ -1,9 +1,11 @@
 //! Key distributions: which `user` each check carries. One hot key, uniform
-//! over K keys, or Zipf over K keys (rank r drawn with probability
-//! proportional to 1/r^s, sampled exactly by binary search in the CDF).
+//! over K keys, Zipf over K keys (rank r drawn with probability
+//! proportional to 1/r^s, sampled exactly by binary search in the CDF), or
+//! K keys in turn (so K checks touch every key once).
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rand::Rng;
@@ -18,6 +20,11 @@ pub enum KeySpec {
     Hot,
     /// Keys 0..K, equally likely.
     Uniform {
+        /// K, in 1..=[`MAX_KEYS`].
+        keys: u64,
+    },
+    /// Keys 0, 1, …, K-1 in turn over every worker, then again.
+    Sequence {
         /// K, in 1..=[`MAX_KEYS`].
         keys: u64,
     },
@@ -36,7 +43,7 @@ pub const DEFAULT_ZIPF_EXPONENT: f64 = 1.0;
 impl FromStr for KeySpec {
     type Err = String;
 
-    /// Parses `hot`, `uniform:K`, `zipf:K` or `zipf:K:s`.
+    /// Parses `hot`, `uniform:K`, `seq:K`, `zipf:K` or `zipf:K:s`.
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let parts: Vec<&str> = text.split(':').collect();
         let keys = |k: &str| -> Result<u64, String> {
@@ -50,6 +57,7 @@ impl FromStr for KeySpec {
         match parts.as_slice() {
             ["hot"] => Ok(KeySpec::Hot),
             ["uniform", k] => Ok(KeySpec::Uniform { keys: keys(k)? }),
+            ["seq", k] => Ok(KeySpec::Sequence { keys: keys(k)? }),
             ["zipf", k] => Ok(KeySpec::Zipf {
                 keys: keys(k)?,
                 exponent: DEFAULT_ZIPF_EXPONENT,
@@ -62,7 +70,7 @@ impl FromStr for KeySpec {
                 _ => Err(format!("zipf exponent {s:?} must be a number > 0")),
             },
             _ => Err(format!(
-                "unknown key distribution {text:?}; expected hot, uniform:K, zipf:K or zipf:K:s"
+                "unknown key distribution {text:?}; expected hot, uniform:K, seq:K, zipf:K or zipf:K:s"
             )),
         }
     }
@@ -73,13 +81,15 @@ impl fmt::Display for KeySpec {
         match self {
             KeySpec::Hot => write!(f, "hot"),
             KeySpec::Uniform { keys } => write!(f, "uniform:{keys}"),
+            KeySpec::Sequence { keys } => write!(f, "seq:{keys}"),
             KeySpec::Zipf { keys, exponent } => write!(f, "zipf:{keys}:{exponent}"),
         }
     }
 }
 
-/// Draws key indexes for one [`KeySpec`]. Cheap to clone (the Zipf CDF is
-/// shared), so each worker owns one and an RNG of its own.
+/// Draws key indexes for one [`KeySpec`]. Cheap to clone (the Zipf CDF and
+/// the sequence's position are shared), so each worker owns one and an RNG
+/// of its own.
 #[derive(Debug, Clone)]
 pub struct KeySampler {
     /// How to draw.
@@ -90,6 +100,8 @@ pub struct KeySampler {
 enum SamplerKind {
     Hot,
     Uniform(u64),
+    /// The next draw (shared by every clone) and K.
+    Sequence(Arc<AtomicU64>, u64),
     /// cdf[i] = P(rank ≤ i+1); the last entry is 1.0.
     Zipf(Arc<[f64]>),
 }
@@ -100,6 +112,7 @@ impl KeySampler {
         let kind = match spec {
             KeySpec::Hot => SamplerKind::Hot,
             KeySpec::Uniform { keys } => SamplerKind::Uniform(keys),
+            KeySpec::Sequence { keys } => SamplerKind::Sequence(Arc::default(), keys),
             KeySpec::Zipf { keys, exponent } => {
                 let mut cdf: Vec<f64> = Vec::with_capacity(keys as usize);
                 let mut sum = 0.0;
@@ -125,6 +138,7 @@ impl KeySampler {
         match &self.kind {
             SamplerKind::Hot => 0,
             SamplerKind::Uniform(keys) => rng.random_range(0..*keys),
+            SamplerKind::Sequence(next, keys) => next.fetch_add(1, Ordering::Relaxed) % keys,
             SamplerKind::Zipf(cdf) => {
                 let u: f64 = rng.random();
                 // First rank whose cumulative probability exceeds u.
@@ -180,6 +194,9 @@ mod tests {
             "uniform:-3",
             "uniform:x",
             "uniform:20000000",
+            "seq",
+            "seq:0",
+            "seq:1:2",
             "zipf:10:0",
             "zipf:10:-1",
             "zipf:10:nan",
@@ -188,6 +205,18 @@ mod tests {
         ] {
             assert!(bad.parse::<KeySpec>().is_err(), "{bad:?} should not parse");
         }
+    }
+
+    #[test]
+    fn a_sequence_draws_every_key_once_in_turn_across_clones() {
+        let sampler = KeySampler::new("seq:5".parse().expect("seq:5"));
+        let other = sampler.clone();
+        let mut rng = SmallRng::seed_from_u64(7);
+        let drawn: Vec<u64> = (0..12)
+            .map(|i| if i % 2 == 0 { &sampler } else { &other }.sample(&mut rng))
+            .collect();
+        assert_eq!(drawn, [0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]);
+        assert_eq!(KeySpec::Sequence { keys: 5 }.to_string(), "seq:5");
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! HTTP/1.1 and h2c, reading the whole body). Its CPU per check is what the
 //! transport alone costs on this machine.
 //!
+//! With `--redis URL` each floodgate.v1 check also waits for one Redis call
+//! (`INCR` of one key) through fred, the client floodgate's Redis store
+//! uses, on as many connections (4) with TCP_NODELAY: the least a server
+//! that asks Redis once per check pays for it.
+//!
 //! Loopback only. Once both listeners are bound it prints one line on
 //! stdout, `floodgate-bench noop listening http=ADDR grpc=ADDR`; it stops on
 //! SIGTERM/SIGINT or after `--for` seconds.
@@ -50,15 +55,22 @@ pub struct NoopArgs {
     /// HTTP listener: POST /v1/check (loopback).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http: SocketAddr,
+    /// Each floodgate.v1 check also makes one Redis call (`INCR`) on this
+    /// Redis (`redis://127.0.0.1:PORT`, loopback only).
+    #[arg(long, value_name = "URL")]
+    pub redis: Option<String>,
     /// Stop after this many seconds at the latest (1 to 86400).
     #[arg(long = "for", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub seconds: u64,
 }
 
-/// The constant answer to every gRPC call.
-#[derive(Debug, Default, Clone, Copy)]
-struct Noop;
+/// The constant answer to every gRPC call, after one Redis call per
+/// floodgate.v1 check when `redis` is set.
+#[derive(Clone, Default)]
+struct Noop {
+    redis: Option<fred::clients::Pool>,
+}
 
 #[tonic::async_trait]
 impl RateLimiter for Noop {
@@ -68,6 +80,18 @@ impl RateLimiter for Noop {
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         // Decoded by tonic already, as floodgate's service gets it.
         drop(request.into_inner());
+        if let Some(pool) = &self.redis {
+            use fred::interfaces::ClientLike as _;
+            use fred::types::{ClusterHash, CustomCommand};
+            let incr = CustomCommand::new_static("INCR", ClusterHash::FirstKey, false);
+            // Boxed, as floodgate boxes fred's (large) futures.
+            Box::pin(
+                pool.next()
+                    .custom::<i64, _>(incr, vec!["floodgate-bench:noop"]),
+            )
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        }
         Ok(tonic::Response::new(CheckResponse {
             allowed: true,
             policy: "noop".into(),
@@ -177,6 +201,12 @@ pub async fn serve(args: NoopArgs) -> anyhow::Result<()> {
     for addr in [args.grpc, args.http] {
         anyhow::ensure!(addr.ip().is_loopback(), "{addr} is not a loopback address");
     }
+    let noop = Noop {
+        redis: match &args.redis {
+            Some(url) => Some(connect(url).await?),
+            None => None,
+        },
+    };
     let shutdown = CancellationToken::new();
     let grpc = TcpListener::bind(args.grpc)
         .await
@@ -203,8 +233,8 @@ pub async fn serve(args: NoopArgs) -> anyhow::Result<()> {
     let grpc_result = tonic::transport::Server::builder()
         .concurrency_limit_per_connection(1024)
         .max_concurrent_streams(Some(1024))
-        .add_service(RateLimiterServer::new(Noop))
-        .add_service(RateLimitServiceServer::new(Noop))
+        .add_service(RateLimiterServer::new(noop.clone()))
+        .add_service(RateLimitServiceServer::new(noop))
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned())
         .await;
     // Whatever ended the gRPC server ends the HTTP one too.
@@ -212,4 +242,26 @@ pub async fn serve(args: NoopArgs) -> anyhow::Result<()> {
     let _ = http_task.await;
     signals.await??;
     grpc_result.context("gRPC server failed")
+}
+
+/// Four connections to the loopback Redis at `url`, with TCP_NODELAY, as
+/// floodgate's Redis store opens by default.
+async fn connect(url: &str) -> anyhow::Result<fred::clients::Pool> {
+    use fred::interfaces::ClientLike as _;
+    let loopback = ["redis://127.0.0.1:", "redis://[::1]:"];
+    anyhow::ensure!(
+        loopback.iter().any(|prefix| url.starts_with(prefix)),
+        "--redis {url:?}: expected a loopback Redis, like redis://127.0.0.1:6379"
+    );
+    let config =
+        fred::types::config::Config::from_url(url).with_context(|| format!("--redis {url:?}"))?;
+    let pool = fred::types::Builder::from_config(config)
+        .with_connection_config(|c| c.tcp.nodelay = Some(true))
+        .build_pool(4)
+        .with_context(|| format!("--redis {url:?}"))?;
+    tokio::time::timeout(Duration::from_secs(5), pool.init())
+        .await
+        .map_err(|_| anyhow::anyhow!("--redis {url:?}: no connection within 5 s"))?
+        .with_context(|| format!("--redis {url:?}: cannot connect"))?;
+    Ok(pool)
 }

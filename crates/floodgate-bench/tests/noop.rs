@@ -1,7 +1,8 @@
 //! `floodgate-bench noop`: the baseline server answers floodgate.v1 Check,
 //! Envoy RLS ShouldRateLimit and HTTP `POST /v1/check` with a constant
 //! allow, announces its listeners on one line, and refuses an address that
-//! is not loopback.
+//! is not loopback. With `--redis`, each floodgate.v1 check makes one Redis
+//! call first.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -13,8 +14,14 @@ const BENCH: &str = env!("CARGO_BIN_EXE_floodgate-bench");
 /// Starts the no-op server on free loopback ports: it and its (http, grpc)
 /// addresses, from the line it prints once both are bound.
 fn start() -> (Child, String, String) {
+    start_with(&[])
+}
+
+/// [`start`] with extra flags.
+fn start_with(extra: &[&str]) -> (Child, String, String) {
     let mut child = Command::new(BENCH)
         .args(["noop", "--for", "60"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -31,37 +38,71 @@ fn start() -> (Child, String, String) {
     (child, http.to_string(), grpc.to_string())
 }
 
+/// `checks` checks of `protocol` against `target`, all answered allowed.
+async fn all_allowed(protocol: &str, target: &str, checks: u64) {
+    let args = <Args as clap::Parser>::try_parse_from([
+        "floodgate-bench",
+        "--protocol",
+        protocol,
+        "--target",
+        target,
+        "-n",
+        &checks.to_string(),
+        "-c",
+        "2",
+        "-m",
+        "8",
+        "--keys",
+        "uniform:100",
+    ])
+    .expect("flags parse");
+    let report = run(&args.into_config().expect("config"))
+        .await
+        .expect("run");
+    assert_eq!(report.checks, checks, "{protocol}: {}", report.to_json());
+    assert_eq!(report.allowed, checks, "{protocol}: {}", report.to_json());
+    assert_eq!(
+        report.errors.transport + report.errors.status,
+        0,
+        "{protocol}: {}",
+        report.to_json()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_each_check_makes_one_redis_call_first() {
+    let redis = floodgate_e2e::RedisServer::start();
+    let (mut noop, _, grpc) = start_with(&["--redis", &redis.url()]);
+    all_allowed("grpc", &grpc, 300).await;
+    assert_eq!(redis.cli(&["GET", "floodgate-bench:noop"]).trim(), "300");
+    let _ = noop.kill();
+    let _ = noop.wait();
+}
+
+#[test]
+fn a_redis_that_is_not_loopback_or_not_there_is_refused() {
+    let nobody = format!("redis://127.0.0.1:{}", floodgate_e2e::free_port());
+    for (url, message) in [
+        ("redis://192.0.2.1:6379", "expected a loopback Redis"),
+        ("http://127.0.0.1:6379", "expected a loopback Redis"),
+        (nobody.as_str(), "cannot connect"),
+    ] {
+        let out = Command::new(BENCH)
+            .args(["noop", "--for", "5", "--redis", url])
+            .output()
+            .expect("run floodgate-bench noop");
+        assert!(out.stdout.is_empty(), "{url}: no listener was announced");
+        assert_ne!(out.status.code(), Some(0), "{url}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{url}: {stderr}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_protocol_is_answered_with_an_allow() {
     let (mut noop, http, grpc) = start();
     for (protocol, target) in [("grpc", &grpc), ("envoy", &grpc), ("http", &http)] {
-        let args = <Args as clap::Parser>::try_parse_from([
-            "floodgate-bench",
-            "--protocol",
-            protocol,
-            "--target",
-            target,
-            "-n",
-            "300",
-            "-c",
-            "2",
-            "-m",
-            "8",
-            "--keys",
-            "uniform:100",
-        ])
-        .expect("flags parse");
-        let report = run(&args.into_config().expect("config"))
-            .await
-            .expect("run");
-        assert_eq!(report.checks, 300, "{protocol}: {}", report.to_json());
-        assert_eq!(report.allowed, 300, "{protocol}: {}", report.to_json());
-        assert_eq!(
-            report.errors.transport + report.errors.status,
-            0,
-            "{protocol}: {}",
-            report.to_json()
-        );
+        all_allowed(protocol, target, 300).await;
     }
     let _ = noop.kill();
     let _ = noop.wait();
