@@ -45,6 +45,8 @@ fn configmap_toml_runs_on_redis_and_serves_probes_not_checks_on_the_health_liste
     for policy in ["ai-per-user", "auth-per-ip", "api-per-user"] {
         assert!(out.contains(policy), "{out}");
     }
+    // A sidecar on a fraction of a CPU: one worker thread.
+    assert!(out.contains("workers 1,"), "{out}");
     // The check API on the pod's loopback, probes and metrics on the pod
     // IP, counters in the shared Redis.
     for line in [
