@@ -9,8 +9,8 @@
 //!
 //! With `--redis URL` each floodgate.v1 check also waits for one Redis call
 //! (`INCR` of one key) through fred, the client floodgate's Redis store
-//! uses, on as many connections (4) with TCP_NODELAY: the least a server
-//! that asks Redis once per check pays for it.
+//! uses, with its pool size (4) and TCP_NODELAY: what a server that asks
+//! Redis once per check, grouping nothing, pays for it.
 //!
 //! Loopback only. Once both listeners are bound it prints one line on
 //! stdout, `floodgate-bench noop listening http=ADDR grpc=ADDR`; it stops on
@@ -32,6 +32,9 @@ use floodgate_proto::floodgate::v1::rate_limiter_server::{RateLimiter, RateLimit
 use floodgate_proto::floodgate::v1::{
     CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse,
 };
+use fred::interfaces::ClientLike as _;
+use fred::types::config::ServerConfig;
+use fred::types::{ClusterHash, CustomCommand};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -69,6 +72,7 @@ pub struct NoopArgs {
 /// floodgate.v1 check when `redis` is set.
 #[derive(Clone, Default)]
 struct Noop {
+    /// The Redis each floodgate.v1 check calls first, with `--redis`.
     redis: Option<fred::clients::Pool>,
 }
 
@@ -81,8 +85,6 @@ impl RateLimiter for Noop {
         // Decoded by tonic already, as floodgate's service gets it.
         drop(request.into_inner());
         if let Some(pool) = &self.redis {
-            use fred::interfaces::ClientLike as _;
-            use fred::types::{ClusterHash, CustomCommand};
             let incr = CustomCommand::new_static("INCR", ClusterHash::FirstKey, false);
             // Boxed, as floodgate boxes fred's (large) futures.
             Box::pin(
@@ -244,19 +246,27 @@ pub async fn serve(args: NoopArgs) -> anyhow::Result<()> {
     grpc_result.context("gRPC server failed")
 }
 
-/// Four connections to the loopback Redis at `url`, with TCP_NODELAY, as
-/// floodgate's Redis store opens by default.
+/// Four connections to the loopback Redis at `url` (an IP address), with
+/// TCP_NODELAY, as floodgate's Redis store opens by default; a call takes
+/// at most a second.
 async fn connect(url: &str) -> anyhow::Result<fred::clients::Pool> {
-    use fred::interfaces::ClientLike as _;
-    let loopback = ["redis://127.0.0.1:", "redis://[::1]:"];
-    anyhow::ensure!(
-        loopback.iter().any(|prefix| url.starts_with(prefix)),
-        "--redis {url:?}: expected a loopback Redis, like redis://127.0.0.1:6379"
-    );
-    let config =
-        fred::types::config::Config::from_url(url).with_context(|| format!("--redis {url:?}"))?;
+    let not_loopback = || {
+        anyhow::anyhow!("--redis {url:?}: expected a loopback Redis, like redis://127.0.0.1:6379")
+    };
+    let config = fred::types::config::Config::from_url(url).map_err(|_| not_loopback())?;
+    let ServerConfig::Centralized { server } = &config.server else {
+        return Err(not_loopback());
+    };
+    let host = server
+        .host
+        .trim_matches(['[', ']'])
+        .parse::<std::net::IpAddr>();
+    if !url.starts_with("redis://") || !host.is_ok_and(|ip| ip.is_loopback()) {
+        return Err(not_loopback());
+    }
     let pool = fred::types::Builder::from_config(config)
         .with_connection_config(|c| c.tcp.nodelay = Some(true))
+        .with_performance_config(|p| p.default_command_timeout = Duration::from_secs(1))
         .build_pool(4)
         .with_context(|| format!("--redis {url:?}"))?;
     tokio::time::timeout(Duration::from_secs(5), pool.init())

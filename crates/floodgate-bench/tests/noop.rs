@@ -85,6 +85,12 @@ fn a_redis_that_is_not_loopback_or_not_there_is_refused() {
     for (url, message) in [
         ("redis://192.0.2.1:6379", "expected a loopback Redis"),
         ("http://127.0.0.1:6379", "expected a loopback Redis"),
+        // The part before @ is a user and password, not the host.
+        (
+            "redis://127.0.0.1:x@192.0.2.1:6379",
+            "expected a loopback Redis",
+        ),
+        ("redis://localhost:6379", "expected a loopback Redis"),
         (nobody.as_str(), "cannot connect"),
     ] {
         let out = Command::new(BENCH)

@@ -317,6 +317,12 @@ mod tests {
         let base = Config::default();
         let fixed = Fixed::of(&base);
         assert!(fixed.changed(&Fixed::of(&base)).is_empty());
+        let mut threads = base.clone();
+        threads.server.workers = Some(1);
+        assert_eq!(
+            fixed.changed(&Fixed::of(&threads)),
+            ["[server] max_connections/workers/shutdown_grace/log/timeouts and limits"]
+        );
         let mut other = base.clone();
         other.server.http = "127.0.0.1:1".parse().unwrap();
         other.server.shadow = true;
