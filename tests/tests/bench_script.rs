@@ -20,7 +20,7 @@ const MEASURED: [(&str, &str); 20] = [
     ("Redis store, 1 policy", "server CPU per check"),
     (
         "Redis store, 1 policy",
-        "server CPU per check, against one Redis call per check",
+        "server CPU per check, over Redis calls alone",
     ),
     ("Redis store, 1 policy", "EVALSHA per check"),
     ("Redis store, 1 policy", "Redis CPU per check"),

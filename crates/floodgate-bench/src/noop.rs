@@ -8,9 +8,11 @@
 //! transport alone costs on this machine.
 //!
 //! With `--redis URL` each floodgate.v1 check also waits for one Redis call
-//! (`INCR` of one key) through fred, the client floodgate's Redis store
+//! (`INCRBY` of one key) through fred, the client floodgate's Redis store
 //! uses, with its pool size (4) and TCP_NODELAY: what a server that asks
-//! Redis once per check, grouping nothing, pays for it.
+//! Redis once per check, grouping nothing, pays for it. With
+//! `--redis-group` too, concurrent checks share calls as floodgate's store
+//! shares them (`noop/redis.rs`): the least a server built that way pays.
 //!
 //! Loopback only. Once both listeners are bound it prints one line on
 //! stdout, `floodgate-bench noop listening http=ADDR grpc=ADDR`; it stops on
@@ -34,7 +36,6 @@ use floodgate_proto::floodgate::v1::{
 };
 use fred::interfaces::ClientLike as _;
 use fred::types::config::ServerConfig;
-use fred::types::{ClusterHash, CustomCommand};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -45,6 +46,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
+
+mod redis;
 
 /// How long open connections get to finish once the server stops.
 const GRACE: Duration = Duration::from_secs(1);
@@ -58,10 +61,14 @@ pub struct NoopArgs {
     /// HTTP listener: POST /v1/check (loopback).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub http: SocketAddr,
-    /// Each floodgate.v1 check also makes one Redis call (`INCR`) on this
+    /// Each floodgate.v1 check also makes one Redis call (`INCRBY`) on this
     /// Redis (`redis://127.0.0.1:PORT`, loopback only).
     #[arg(long, value_name = "URL")]
     pub redis: Option<String>,
+    /// With `--redis`: concurrent checks share Redis calls, as floodgate's
+    /// Redis store shares them (at most 4 in flight).
+    #[arg(long, requires = "redis")]
+    pub redis_group: bool,
     /// Stop after this many seconds at the latest (1 to 86400).
     #[arg(long = "for", default_value_t = 600,
           value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -73,7 +80,7 @@ pub struct NoopArgs {
 #[derive(Clone, Default)]
 struct Noop {
     /// The Redis each floodgate.v1 check calls first, with `--redis`.
-    redis: Option<fred::clients::Pool>,
+    redis: Option<redis::Redis>,
 }
 
 #[tonic::async_trait]
@@ -84,15 +91,8 @@ impl RateLimiter for Noop {
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         // Decoded by tonic already, as floodgate's service gets it.
         drop(request.into_inner());
-        if let Some(pool) = &self.redis {
-            let incr = CustomCommand::new_static("INCR", ClusterHash::FirstKey, false);
-            // Boxed, as floodgate boxes fred's (large) futures.
-            Box::pin(
-                pool.next()
-                    .custom::<i64, _>(incr, vec!["floodgate-bench:noop"]),
-            )
-            .await
-            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        if let Some(redis) = &self.redis {
+            redis.check().await.map_err(tonic::Status::unavailable)?;
         }
         Ok(tonic::Response::new(CheckResponse {
             allowed: true,
@@ -205,7 +205,10 @@ pub async fn serve(args: NoopArgs) -> anyhow::Result<()> {
     }
     let noop = Noop {
         redis: match &args.redis {
-            Some(url) => Some(connect(url).await?),
+            Some(url) if args.redis_group => Some(redis::Redis::Grouped(redis::Grouped::new(
+                connect(url).await?,
+            ))),
+            Some(url) => Some(redis::Redis::EachCheck(connect(url).await?)),
             None => None,
         },
     };

@@ -79,6 +79,35 @@ async fn with_redis_each_check_makes_one_redis_call_first() {
     let _ = noop.wait();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_group_concurrent_checks_share_calls() {
+    let redis = floodgate_e2e::RedisServer::start();
+    let (mut noop, _, grpc) = start_with(&["--redis", &redis.url(), "--redis-group"]);
+    all_allowed("grpc", &grpc, 2000).await;
+    // Every check counted once, in fewer calls than checks.
+    assert_eq!(redis.cli(&["GET", "floodgate-bench:noop"]).trim(), "2000");
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let calls: u64 = stats
+        .split("cmdstat_incrby:calls=")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no INCRBY calls in {stats}"));
+    assert!(calls < 2000, "{calls} calls for 2000 checks");
+    let _ = noop.kill();
+    let _ = noop.wait();
+}
+
+#[test]
+fn redis_group_needs_redis() {
+    let out = Command::new(BENCH)
+        .args(["noop", "--for", "5", "--redis-group"])
+        .output()
+        .expect("run floodgate-bench noop");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
 #[test]
 fn a_redis_that_is_not_loopback_or_not_there_is_refused() {
     let nobody = format!("redis://127.0.0.1:{}", floodgate_e2e::free_port());
