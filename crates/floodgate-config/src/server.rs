@@ -131,12 +131,16 @@ impl Config {
                 format!("max_connections must be at most {MAX_CONNECTIONS_LIMIT}, not {max_connections}"),
             );
         }
-        if let Some(workers) = raw.workers.filter(|w| !(1..=MAX_WORKERS).contains(w)) {
-            diag.push(
-                section.at("workers"),
-                format!("workers must be between 1 and {MAX_WORKERS}, not {workers}"),
-            );
-        }
+        let workers = raw.workers.filter(|&workers| {
+            let valid = (1..=MAX_WORKERS).contains(&workers);
+            if !valid {
+                diag.push(
+                    section.at("workers"),
+                    format!("workers must be between 1 and {MAX_WORKERS}, not {workers}"),
+                );
+            }
+            valid
+        });
         if let Some(log) = &raw.log {
             if log.trim().is_empty() || log.chars().any(char::is_control) {
                 diag.push(
@@ -157,7 +161,7 @@ impl Config {
             log: raw.log.clone(),
             shutdown_grace: raw.shutdown_grace.map_or(default.shutdown_grace, |d| d.0),
             max_connections,
-            workers: raw.workers.filter(|w| (1..=MAX_WORKERS).contains(w)),
+            workers,
             limits: Limits::read(&section, diag),
         }
     }
