@@ -44,6 +44,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use floodgate_store::StoreError;
 use fred::types::Value;
 use tokio::sync::oneshot;
@@ -59,7 +60,7 @@ pub(crate) const MAX_OPS: usize = 64;
 /// One check waiting to be sent.
 struct Job {
     /// The check's keys, in op order.
-    keys: Vec<String>,
+    keys: Vec<Bytes>,
     /// The check's ARGV: one value, its now override, `|`, its ops' specs.
     args: Vec<Value>,
     /// When its caller stops waiting.
@@ -167,7 +168,7 @@ impl Batcher {
     /// slot is free and nobody waits, else in the next batch.
     pub(crate) async fn check(
         &self,
-        keys: Vec<String>,
+        keys: Vec<Bytes>,
         args: Vec<Value>,
         deadline: Instant,
     ) -> CheckReply {
@@ -220,7 +221,7 @@ async fn wait(answer: oneshot::Receiver<CheckReply>) -> CheckReply {
 /// How a check goes: now, in a call of its own (a slot is taken for it), or
 /// in a later batch, whose reply comes through the receiver.
 enum Route {
-    Now(Vec<String>, Vec<Value>),
+    Now(Vec<Bytes>, Vec<Value>),
     Queued(oneshot::Receiver<CheckReply>),
 }
 
@@ -277,7 +278,7 @@ async fn send(link: &Link, batch: Vec<Job>, margin: Duration) {
 /// longest (see [`answer`]). One timer per call serves every check in it.
 async fn send_with<F, Fut>(batch: Vec<Job>, margin: Duration, call: F)
 where
-    F: FnOnce(Vec<String>, Vec<Value>, usize, Instant) -> Fut,
+    F: FnOnce(Vec<Bytes>, Vec<Value>, usize, Instant) -> Fut,
     Fut: std::future::Future<Output = Result<Vec<CheckReply>, StoreError>>,
 {
     let ops_total = batch.iter().map(|job| job.keys.len()).sum();
@@ -369,7 +370,7 @@ fn answer(
 /// [`split_frame`]).
 async fn run(
     link: &Link,
-    keys: Vec<String>,
+    keys: Vec<Bytes>,
     args: Vec<Value>,
     checks: usize,
     deadline: Instant,
@@ -391,7 +392,7 @@ mod tests {
     fn job(ops: usize, deadline: Instant) -> (Job, Answer) {
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            keys: vec![String::new(); ops],
+            keys: vec![Bytes::new(); ops],
             args: Vec::new(),
             deadline,
             reply,

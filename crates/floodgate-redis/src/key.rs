@@ -16,6 +16,7 @@
 //! that changes the algorithm, the window, the rate or the burst starts a
 //! fresh counter while the old one expires by its TTL.
 
+use bytes::BufMut;
 use floodgate_core::{Algorithm, AlgorithmKind, Policy};
 
 /// The key suffix of each algorithm's state.
@@ -38,20 +39,24 @@ pub(crate) fn interval_us(policy: &Policy) -> u64 {
     }
 }
 
-/// `<prefix>:{<counter key>}:<suffix>`, then `:<n>` for each of `shape`.
-fn build(prefix: &str, counter_key: &str, suffix: &str, shape: &[u64]) -> String {
-    let mut key = String::with_capacity(prefix.len() + counter_key.len() + 48);
-    key.push_str(prefix);
-    key.push_str(":{");
-    key.push_str(counter_key);
-    key.push_str("}:");
-    key.push_str(suffix);
+/// Writes `<prefix>:{<counter key>}:<suffix>`, then `:<n>` for each of
+/// `shape`, at the end of `out`.
+fn put(out: &mut impl BufMut, prefix: &str, counter_key: &str, suffix: &str, shape: &[u64]) {
+    for part in [prefix, ":{", counter_key, "}:", suffix] {
+        out.put_slice(part.as_bytes());
+    }
     let mut number = itoa::Buffer::new();
     for n in shape {
-        key.push(':');
-        key.push_str(number.format(*n));
+        out.put_u8(b':');
+        out.put_slice(number.format(*n).as_bytes());
     }
-    key
+}
+
+/// What [`put`] or [`put_redis_key`] writes, as a string.
+fn text(write: impl FnOnce(&mut Vec<u8>)) -> String {
+    let mut key = Vec::with_capacity(96);
+    write(&mut key);
+    String::from_utf8(key).expect("keys are written from strings")
 }
 
 /// The Redis key of a window counter (`kind` one of `sliding_window`,
@@ -63,7 +68,7 @@ pub(crate) fn window_key(
     kind: AlgorithmKind,
     window_us: u64,
 ) -> String {
-    build(prefix, counter_key, suffix(kind), &[window_us / 1_000])
+    text(|out| put(out, prefix, counter_key, suffix(kind), &[window_us / 1_000]))
 }
 
 /// The Redis key of the lockout record (`block_for`) of `counter_key`
@@ -71,33 +76,50 @@ pub(crate) fn window_key(
 /// counter's slot. `lua/block.lua` derives the same key from the counter's
 /// Redis key; deleting it lifts the block and forgets the offence level.
 pub fn block_key(prefix: &str, counter_key: &str) -> String {
-    build(prefix, counter_key, "block", &[])
+    text(|out| put(out, prefix, counter_key, "block", &[]))
 }
 
 /// The Redis key holding the state of `counter_key` under `policy`.
 pub(crate) fn redis_key(prefix: &str, counter_key: &str, policy: &Policy) -> String {
+    text(|out| put_redis_key(out, prefix, counter_key, policy))
+}
+
+/// Writes [`redis_key`] at the end of `out` (a check writes its keys into
+/// one buffer).
+pub(crate) fn put_redis_key(
+    out: &mut impl BufMut,
+    prefix: &str,
+    counter_key: &str,
+    policy: &Policy,
+) {
     match policy.kind() {
         AlgorithmKind::FixedWindow if policy.calendar().is_some() => {
             let calendar = policy
                 .calendar()
                 .map_or(("", ""), |c| (c.period().as_str(), c.zone()));
-            let mut key = build(prefix, counter_key, "fw", &[]);
+            put(out, prefix, counter_key, "fw", &[]);
             for part in [calendar.0, calendar.1] {
-                key.push(':');
-                key.push_str(part);
+                out.put_u8(b':');
+                out.put_slice(part.as_bytes());
             }
-            key
         }
         kind @ (AlgorithmKind::SlidingWindow
         | AlgorithmKind::FixedWindow
-        | AlgorithmKind::SlidingLog) => window_key(prefix, counter_key, kind, policy.window_us()),
-        AlgorithmKind::TokenBucket => build(
+        | AlgorithmKind::SlidingLog) => put(
+            out,
+            prefix,
+            counter_key,
+            suffix(kind),
+            &[policy.window_us() / 1_000],
+        ),
+        AlgorithmKind::TokenBucket => put(
+            out,
             prefix,
             counter_key,
             "tb",
             &[policy.burst(), interval_us(policy)],
         ),
-        AlgorithmKind::Concurrency => build(prefix, counter_key, "cc", &[]),
+        AlgorithmKind::Concurrency => put(out, prefix, counter_key, "cc", &[]),
     }
 }
 

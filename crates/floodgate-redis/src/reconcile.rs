@@ -65,7 +65,7 @@ pub(crate) fn reconcile_calls(
                         int(c.at_us),
                         int(c.hits),
                     ]);
-                    window_key(prefix, &c.key, c.kind, c.window_us)
+                    window_key(prefix, &c.key, c.kind, c.window_us).into()
                 })
                 .collect();
             Call {
@@ -107,12 +107,9 @@ mod tests {
         assert_eq!(calls[0].keys[0], "fg:{p:u0}:fw:60000");
         assert_eq!(calls[0].args.len(), 1 + 4 * 64);
         for call in reconcile_calls("fg", &charges, "", true) {
-            let slot = redis_keyslot(call.keys[0].as_bytes());
+            let slot = redis_keyslot(&call.keys[0]);
             assert!(call.keys.len() <= PER_CALL);
-            assert!(call
-                .keys
-                .iter()
-                .all(|k| redis_keyslot(k.as_bytes()) == slot));
+            assert!(call.keys.iter().all(|k| redis_keyslot(k) == slot));
         }
     }
 

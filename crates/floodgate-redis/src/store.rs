@@ -15,7 +15,7 @@ use std::mem;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use floodgate_core::{AlgorithmKind, Policy};
+use floodgate_core::{AlgorithmKind, Outcome, Policy};
 use floodgate_store::{
     Clear, Reconcile, Refund, Settle, Settled, Source, Store, StoreError, StoreOp, StoreOutcome,
 };
@@ -23,6 +23,7 @@ use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, ClusterInterface};
 use fred::types::Value;
 use fred::util::redis_keyslot;
+use smallvec::{smallvec, SmallVec};
 use tokio::time::{timeout_at, Instant};
 
 use crate::batch::Batcher;
@@ -33,7 +34,7 @@ use crate::reconcile::reconcile_calls;
 use crate::release;
 use crate::script::{
     check_calls, heartbeat_call, read_heartbeat, read_settled, refund_call, reset_call,
-    settle_call, split_value, Call,
+    settle_call, split_value, Call, CheckReply,
 };
 use crate::{Error, RedisConfig, RedisTopology};
 
@@ -219,28 +220,28 @@ impl Store for RedisStore {
         let now = self.now_arg();
         let slot_of = self.clustered.then_some(redis_keyslot as fn(&[u8]) -> u16);
         let mut calls = check_calls(&self.prefix, ops, &now, slot_of);
-        let replies = match (&self.batcher, calls.as_mut_slice()) {
+        let replies: SmallVec<[CheckReply; 1]> = match (&self.batcher, calls.as_mut_slice()) {
             (Some(batcher), [only]) => {
                 let deadline = Instant::now() + self.link.timeout;
                 let (keys, args) = (
                     mem::take(&mut only.call.keys),
                     mem::take(&mut only.call.args),
                 );
-                vec![batcher.check(keys, args, deadline).await]
+                smallvec![batcher.check(keys, args, deadline).await]
             }
             _ => {
                 // Boxed: fred's futures are kilobytes; inline, every check's
                 // future would be that large (and moved at each boxing).
                 let calls: Vec<&Call> = calls.iter().map(|c| &c.call).collect();
                 let replies = Box::pin(self.link.run(&calls)).await?;
-                let mut each = Vec::with_capacity(replies.len());
+                let mut each = SmallVec::with_capacity(replies.len());
                 for reply in replies {
                     each.extend(split_value(reply, 1)?);
                 }
                 each
             }
         };
-        let mut outcomes = vec![None; ops.len()];
+        let mut outcomes: SmallVec<[Option<Outcome>; 4]> = smallvec![None; ops.len()];
         for (call, reply) in calls.iter().zip(replies) {
             call.read(&reply?, &mut outcomes)?;
         }

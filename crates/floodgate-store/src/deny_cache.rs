@@ -42,6 +42,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use floodgate_core::{AlgorithmKind, Clock, Outcome, Policy};
+use smallvec::SmallVec;
 
 use crate::shards::{Expiring, ShardedMap};
 use crate::store::{Clear, Refund, Settle, Settled, Source, Store, StoreOp, StoreOutcome};
@@ -216,7 +217,7 @@ impl DenyCache {
 impl Store for DenyCache {
     async fn check(&self, ops: &[StoreOp<'_>]) -> Result<Vec<StoreOutcome>, StoreError> {
         let now = self.clock.now_us();
-        let lookups: Vec<Lookup> = ops.iter().map(|op| self.lookup(op, now)).collect();
+        let lookups: SmallVec<[Lookup; 4]> = ops.iter().map(|op| self.lookup(op, now)).collect();
         let mut blocked = false;
         let mut cached = 0;
         for (op, lookup) in ops.iter().zip(&lookups) {
@@ -230,7 +231,7 @@ impl Store for DenyCache {
         }
         // The ops the cache cannot answer, decided but not charged when the
         // check is denied anyway, and whether a lapsed denial was met.
-        let (asked, stale): (Vec<StoreOp<'_>>, Vec<bool>) = ops
+        let (asked, stale): (SmallVec<[StoreOp<'_>; 4]>, SmallVec<[bool; 4]>) = ops
             .iter()
             .zip(&lookups)
             .filter(|(_, l)| !matches!(l, Lookup::Denied(_)))
@@ -261,6 +262,10 @@ impl Store for DenyCache {
                     j != i && other.key == op.key && a.outcome.receipt.is_some()
                 });
             self.learn(op, answer, now, stale[i], refunded);
+        }
+        if cached == 0 {
+            // Every op was asked, in order: the answers as they are.
+            return Ok(answers);
         }
         let mut answers = answers.into_iter();
         Ok(lookups

@@ -1,13 +1,15 @@
 //! The check call: one or more checks' ops, decided by `check.lua` all or
 //! nothing per check, and the reading of its reply into outcomes.
 
-use floodgate_core::{AlgorithmKind, Block, Outcome, Receipt};
+use bytes::{BufMut, Bytes, BytesMut};
+use floodgate_core::{AlgorithmKind, Block, Outcome, Policy, Receipt};
 use floodgate_store::{StoreError, StoreOp};
 use fred::types::{Resp3Frame, Value};
+use smallvec::SmallVec;
 
 use super::{Call, SCRIPTS};
 use crate::error::reply_error;
-use crate::key::{interval_us, redis_key, suffix};
+use crate::key::{interval_us, put_redis_key, suffix};
 
 /// Writes one op's spec in `check.lua`'s ARGV at the end of `spec`:
 /// `"<algorithm> <flags> <hits> <a> <b> <c>"`, c a reservation's
@@ -16,7 +18,7 @@ use crate::key::{interval_us, redis_key, suffix};
 /// <block_max µs>"` for a policy with a lockout. (Never a `;`: that
 /// separates the specs of a check.)
 fn push_op_spec(
-    spec: &mut String,
+    spec: &mut impl BufMut,
     kind: AlgorithmKind,
     flags: u8,
     [hits, a, b, nonce]: [u64; 4],
@@ -24,23 +26,35 @@ fn push_op_spec(
     block: Block,
 ) {
     let mut number = itoa::Buffer::new();
-    spec.push_str(suffix(kind));
-    spec.push(' ');
-    spec.push_str(number.format(flags));
+    spec.put_slice(suffix(kind).as_bytes());
+    spec.put_u8(b' ');
+    spec.put_slice(number.format(flags).as_bytes());
     for n in [hits, a, b] {
-        spec.push(' ');
-        spec.push_str(number.format(n));
+        spec.put_u8(b' ');
+        spec.put_slice(number.format(n).as_bytes());
     }
-    spec.push(' ');
+    spec.put_u8(b' ');
     match reservation {
-        Some(c) => spec.push_str(c),
-        None => spec.push_str(number.format(nonce)),
+        Some(c) => spec.put_slice(c.as_bytes()),
+        None => spec.put_slice(number.format(nonce).as_bytes()),
     }
     if block.is_on() {
         for n in [block.for_us, block.max_us] {
-            spec.push(' ');
-            spec.push_str(number.format(n));
+            spec.put_u8(b' ');
+            spec.put_slice(number.format(n).as_bytes());
         }
+    }
+}
+
+/// An op's `a` and `b` in its spec: the limit and the window; for
+/// `token_bucket` the burst and the emission interval; for a calendar
+/// window the limit and 0 (its `c` holds the periods). `a` is also the
+/// limit its outcome reports.
+fn op_numbers(policy: &Policy) -> (u64, u64) {
+    match policy.kind() {
+        AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
+        AlgorithmKind::FixedWindow if policy.calendar().is_some() => (policy.limit(), 0),
+        _ => (policy.limit(), policy.window_us()),
     }
 }
 
@@ -102,80 +116,79 @@ struct OpReading {
 /// reply.
 #[derive(Debug)]
 pub(crate) struct CheckCall {
-    /// The call to send.
+    /// The call to send: its keys, then (by [`CheckCall::finish`]) its one
+    /// ARGV value.
     pub(crate) call: Call,
     /// One per op in the call, in call order.
-    ops: Vec<OpReading>,
-    /// The check's ARGV value so far (`now|` and the ops' specs,
-    /// `;`-separated), put in its ARGV by [`CheckCall::finish`].
-    value: String,
+    ops: SmallVec<[OpReading; 2]>,
 }
 
 impl CheckCall {
-    /// An empty call, with script time `now` ("" = Redis `TIME`), room for
-    /// `ops` ops. Its ARGV is one check's one value: `now`, `|`, then the
-    /// ops' specs, `;`-separated (`check.lua`); the batcher puts several
-    /// checks' values one after the other.
-    fn new(now: &str, ops: usize) -> CheckCall {
-        let mut value = String::with_capacity(now.len() + 1 + 40 * ops);
-        value.push_str(now);
-        value.push('|');
+    /// An empty call with room for `ops` ops.
+    fn new(ops: usize) -> CheckCall {
         CheckCall {
             call: Call {
                 script: &SCRIPTS.check,
                 keys: Vec::with_capacity(ops),
                 args: Vec::with_capacity(1),
             },
-            ops: Vec::with_capacity(ops),
-            value,
+            ops: SmallVec::with_capacity(ops),
         }
     }
 
-    /// Adds op `index` of the check on Redis key `key`; `around_us` is the
-    /// sidecar's clock for a calendar window's periods.
-    fn push(&mut self, index: usize, op: &StoreOp<'_>, key: String, around_us: u64) {
-        let policy = op.policy;
-        let kind = policy.kind();
+    /// Adds op `index` of the check on Redis key `key`.
+    fn push(&mut self, index: usize, op: &StoreOp<'_>, key: Bytes) {
+        let kind = op.policy.kind();
         let nonce = match kind {
             AlgorithmKind::SlidingLog | AlgorithmKind::Concurrency => rand::random(),
             _ => 0,
         };
-        let (a, b) = match kind {
-            AlgorithmKind::TokenBucket => (policy.burst(), interval_us(policy)),
-            // A calendar window: b = 0, c the period starts around now.
-            AlgorithmKind::FixedWindow if policy.calendar().is_some() => (policy.limit(), 0),
-            _ => (policy.limit(), policy.window_us()),
-        };
-        let reservation = match policy.calendar() {
-            Some(calendar) => Some(periods_word(calendar, around_us)),
-            None => reservation_word(op),
-        };
-        if !self.ops.is_empty() {
-            self.value.push(';');
-        }
-        push_op_spec(
-            &mut self.value,
-            kind,
-            op_flags(op),
-            [op.hits, a, b, nonce],
-            reservation.as_deref(),
-            policy.block(),
-        );
         self.call.keys.push(key);
         self.ops.push(OpReading {
             index,
             charge: op.charge,
             hits: op.hits,
             kind,
-            limit: a,
+            limit: op_numbers(op.policy).0,
             nonce,
         });
     }
 
-    /// The call with its ops added: its one ARGV value.
-    fn finish(mut self) -> CheckCall {
-        let value = std::mem::take(&mut self.value);
-        self.call.args.push(Value::from(value));
+    /// Writes the call's one ARGV value at the end of `buf` and takes it
+    /// from there: `now` ("" = Redis `TIME`), `|`, then the specs of its
+    /// ops (of `ops`, the check's), `;`-separated (`check.lua`; the
+    /// batcher puts several checks' values one after the other).
+    /// `around_us` is the sidecar's clock for a calendar window's periods.
+    fn finish(
+        mut self,
+        ops: &[StoreOp<'_>],
+        now: &str,
+        around_us: u64,
+        buf: &mut BytesMut,
+    ) -> CheckCall {
+        buf.put_slice(now.as_bytes());
+        buf.put_u8(b'|');
+        for (i, reading) in self.ops.iter().enumerate() {
+            let op = &ops[reading.index];
+            let policy = op.policy;
+            let (a, b) = op_numbers(policy);
+            let reservation = match policy.calendar() {
+                Some(calendar) => Some(periods_word(calendar, around_us)),
+                None => reservation_word(op),
+            };
+            if i > 0 {
+                buf.put_u8(b';');
+            }
+            push_op_spec(
+                buf,
+                reading.kind,
+                op_flags(op),
+                [op.hits, a, b, reading.nonce],
+                reservation.as_deref(),
+                policy.block(),
+            );
+        }
+        self.call.args.push(Value::Bytes(buf.split().freeze()));
         self
     }
 
@@ -325,26 +338,35 @@ pub(crate) fn check_calls(
     ops: &[StoreOp<'_>],
     now: &str,
     slot_of: Option<fn(&[u8]) -> u16>,
-) -> Vec<CheckCall> {
-    let mut calls: Vec<(u16, CheckCall)> = Vec::with_capacity(1);
+) -> SmallVec<[CheckCall; 1]> {
+    let mut calls: SmallVec<[(u16, CheckCall); 1]> = SmallVec::new();
     let calendar = ops.iter().any(|op| op.policy.calendar().is_some());
     let around_us = if calendar { around_us(now) } else { 0 };
+    // Every key and ARGV value of the check, written into one buffer and
+    // each split off it: shared bytes, one allocation for the whole check.
+    let size = (ops.iter())
+        .map(|op| prefix.len() + op.key.len() + 96)
+        .sum::<usize>();
+    let mut buf = BytesMut::with_capacity(size + now.len());
     for (index, op) in ops.iter().enumerate() {
-        let key = redis_key(prefix, op.key, op.policy);
-        let slot = slot_of.map_or(0, |f| f(key.as_bytes()));
+        put_redis_key(&mut buf, prefix, op.key, op.policy);
+        let key = buf.split().freeze();
+        let slot = slot_of.map_or(0, |f| f(&key));
         let call = match calls
             .iter()
             .position(|(s, c)| *s == slot && !c.call.keys.contains(&key))
         {
             Some(i) => &mut calls[i].1,
             None => {
-                calls.push((slot, CheckCall::new(now, ops.len() - index)));
+                calls.push((slot, CheckCall::new(ops.len() - index)));
                 &mut calls.last_mut().expect("just pushed").1
             }
         };
-        call.push(index, op, key, around_us);
+        call.push(index, op, key);
     }
-    calls.into_iter().map(|(_, c)| c.finish()).collect()
+    (calls.into_iter())
+        .map(|(_, c)| c.finish(ops, now, around_us, &mut buf))
+        .collect()
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::{Call, SCRIPTS};
 pub(crate) fn heartbeat_call(prefix: &str, instance_id: &str, ttl: Duration, now: &str) -> Call {
     Call {
         script: &SCRIPTS.heartbeat,
-        keys: vec![format!("{prefix}:{{hb}}:instances")],
+        keys: vec![format!("{prefix}:{{hb}}:instances").into()],
         args: vec![
             Value::from(now),
             Value::from(instance_id),

@@ -10,6 +10,7 @@
 
 use std::sync::LazyLock;
 
+use bytes::Bytes;
 use fred::types::Value;
 use fred::util::sha1_hash;
 
@@ -100,8 +101,10 @@ impl Scripts {
 pub(crate) struct Call {
     /// The script to run.
     pub(crate) script: &'static Script,
-    /// Its keys (one slot on a Cluster).
-    pub(crate) keys: Vec<String>,
+    /// Its keys (one slot on a Cluster). Shared bytes: a call is sent
+    /// again (`EVAL`) when Redis lost the script, so its arguments are
+    /// cloned for each send, which for shared bytes is a reference count.
+    pub(crate) keys: Vec<Bytes>,
     /// Its ARGV.
     pub(crate) args: Vec<Value>,
 }
@@ -114,15 +117,14 @@ impl Call {
         let mut out = Vec::with_capacity(2 + self.keys.len() + self.args.len());
         out.push(Value::from_static_str(script));
         out.push(count(self.keys.len()));
-        // A clone is one exact allocation, which the value then owns.
-        out.extend(self.keys.iter().map(|k| Value::from(k.clone())));
+        out.extend(self.keys.iter().map(|k| Value::Bytes(k.clone())));
         out.extend(self.args.iter().cloned());
         out
     }
 
     /// The key that routes the call (every key shares its slot).
-    pub(crate) fn routing_key(&self) -> &str {
-        self.keys.first().map_or("", String::as_str)
+    pub(crate) fn routing_key(&self) -> &[u8] {
+        self.keys.first().map_or(&[], |k| &k[..])
     }
 }
 

@@ -25,7 +25,7 @@ pub(crate) fn refund_call(prefix: &str, refund: &Refund<'_>, now: &str) -> Call 
     };
     Call {
         script: &SCRIPTS.refund,
-        keys: vec![redis_key(prefix, refund.key, policy)],
+        keys: vec![redis_key(prefix, refund.key, policy).into()],
         args: vec![
             Value::from(now),
             Value::from_static_str(suffix(kind)),

@@ -1,6 +1,7 @@
 //! The reset call: an admin reset of one counter and its lockout
 //! (`reset.lua`).
 
+use bytes::Bytes;
 use floodgate_core::Policy;
 use fred::types::Value;
 
@@ -11,12 +12,12 @@ use crate::key::redis_key;
 /// the counter, its lockout (`<counter>:block`, and the same under the
 /// bare tag) — all of one hash tag, so of one Cluster slot — then the
 /// marker it leaves (`<counter>:cleared`).
-fn reset_keys(prefix: &str, counter_key: &str, policy: &Policy) -> Vec<String> {
+fn reset_keys(prefix: &str, counter_key: &str, policy: &Policy) -> Vec<Bytes> {
     let counter = redis_key(prefix, counter_key, policy);
     let block = format!("{counter}:block");
     let bare = format!("{prefix}:{{{counter_key}}}:block");
     let cleared = format!("{counter}:cleared");
-    vec![counter, block, bare, cleared]
+    vec![counter.into(), block.into(), bare.into(), cleared.into()]
 }
 
 /// The call resetting `counter_key` under `policy` (see `reset.lua`), with

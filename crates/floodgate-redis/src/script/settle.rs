@@ -25,8 +25,8 @@ pub(crate) fn settle_call(prefix: &str, settle: &Settle<'_>, now: &str) -> Call 
     Call {
         script: &SCRIPTS.settle,
         keys: vec![
-            redis_key(prefix, settle.key, policy),
-            record_key(prefix, settle.key, policy, settle.nonce),
+            redis_key(prefix, settle.key, policy).into(),
+            record_key(prefix, settle.key, policy, settle.nonce).into(),
         ],
         args: vec![
             Value::from(now),

@@ -202,7 +202,7 @@ impl Link {
 /// The command running `call` (`EVALSHA`, or `EVAL` with the full script
 /// when `full`), routed by its keys' slot, and its arguments.
 fn command(call: &Call, full: bool) -> (CustomCommand, Vec<Value>) {
-    let slot = redis_keyslot(call.routing_key().as_bytes());
+    let slot = redis_keyslot(call.routing_key());
     let (name, script) = if full {
         ("EVAL", call.script.source.as_str())
     } else {
