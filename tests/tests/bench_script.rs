@@ -104,6 +104,29 @@ fn quick_mode_writes_every_row() {
     for row in unmeasured {
         assert_eq!(row["verdict"], "not measured", "{row:#}");
     }
+    // Each measured server ran alone on its CPU, Redis on the others (one
+    // CPU: every process on it).
+    let cpus = &report["cpus"];
+    let processes = cpus["processes"].as_array().expect("processes placed");
+    assert!(
+        processes.iter().any(|p| p["role"] == "server")
+            && processes.iter().any(|p| p["role"] == "other"),
+        "{cpus:#}"
+    );
+    for process in processes {
+        let side = if process["role"] == "server" {
+            "servers"
+        } else {
+            "others"
+        };
+        assert_eq!(process["cpus"], cpus[side], "{cpus:#}");
+    }
+    if cpus["servers"] != cpus["others"] {
+        let (servers, others) = (cpus["servers"].as_array(), cpus["others"].as_array());
+        let (servers, others) = (servers.expect("servers"), others.expect("others"));
+        assert_eq!(servers.len(), 1, "{cpus:#}");
+        assert!(!others.contains(&servers[0]), "{cpus:#}");
+    }
     // Every round answered checks, and the Redis ones went to Redis.
     for run in report["runs"].as_array().expect("runs") {
         assert!(run["checks"].as_u64().is_some_and(|c| c > 0), "{run:#}");

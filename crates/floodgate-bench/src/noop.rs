@@ -1,7 +1,9 @@
 //! `floodgate-bench noop`: the baseline `scripts/bench` compares floodgate
 //! with. It answers `floodgate.v1.RateLimiter/Check`, Envoy RLS
 //! `ShouldRateLimit` (both on the gRPC listener) and `POST /v1/check` (on
-//! the HTTP listener) with a constant "allowed" and does nothing else, on
+//! the HTTP listener) with a constant "allowed" and does nothing else (a
+//! request is decoded: tonic decodes a gRPC message, serde_json a
+//! `/v1/check` body, as in floodgate), on
 //! the same stack and settings as floodgate's listeners (tonic with
 //! TCP_NODELAY and the same stream limits; hyper-util's auto server,
 //! HTTP/1.1 and h2c, reading the whole body). Its CPU per check is what the
@@ -141,10 +143,29 @@ impl RateLimitService for Noop {
 /// The constant `/v1/check` body (the shape floodgate answers with).
 const HTTP_BODY: &str = r#"{"allowed":true,"policy":"noop","limit":1000000,"remaining":999999,"reset_after_ms":0,"retry_after_ms":0,"lease":"","statuses":[]}"#;
 
-/// Any request: read the whole body, as `/v1/check` does, then answer 200.
+/// A `/v1/check` body's fields, decoded as the gRPC no-op's request is
+/// (by tonic, into its message) and as floodgate reads them.
+#[derive(serde::Deserialize)]
+#[allow(dead_code)] // decoded, never read: the no-op decides nothing
+struct CheckBody {
+    attributes: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    hits: Option<u64>,
+    #[serde(default)]
+    reserve: bool,
+    #[serde(default)]
+    max_wait_ms: Option<u64>,
+}
+
+/// Any request: read the whole body and decode it, as `/v1/check` does,
+/// then answer 200 (400 for a body that is not a check).
 async fn http_check(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
-    let _ = req.into_body().collect().await;
+    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+    let decoded = body.is_ok_and(|b| serde_json::from_slice::<CheckBody>(&b).is_ok());
     let mut response = Response::new(Full::new(Bytes::from_static(HTTP_BODY.as_bytes())));
+    if !decoded {
+        *response.status_mut() = http::StatusCode::BAD_REQUEST;
+    }
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

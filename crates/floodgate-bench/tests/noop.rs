@@ -139,6 +139,28 @@ async fn every_protocol_is_answered_with_an_allow() {
     for (protocol, target) in [("grpc", &grpc), ("envoy", &grpc), ("http", &http)] {
         all_allowed(protocol, target, 300).await;
     }
+    // An HTTP body is decoded as floodgate decodes it: one that is not a
+    // check is refused.
+    for (body, status) in [
+        (r#"{"attributes": {"user": "u1"}, "hits": 2}"#, "200"),
+        (r#"{"attributes": {"user": 5}}"#, "400"),
+        ("not json", "400"),
+    ] {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&http).expect("connect");
+        let head = format!(
+            "POST /v1/check HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).expect("send");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("answer");
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{body}: {answer}"
+        );
+    }
     let _ = noop.kill();
     let _ = noop.wait();
 }
