@@ -395,6 +395,13 @@ async fn an_unknown_method_or_service_is_unimplemented() {
         "/envoy.service.ratelimit.v3.RateLimitService/shouldratelimit",
         "/envoy.service.auth.v3.Authorization/Nope",
         "/no.such.Service/Check",
+        // Re-spelled paths of a real method.
+        "/floodgate.v1.RateLimiter/Check/",
+        "/floodgate.v1.RateLimiter/Check/extra",
+        "//floodgate.v1.RateLimiter/Check",
+        "/FLOODGATE.v1.RateLimiter/Check",
+        "/floodgate.v1.RateLimiter",
+        "/floodgate.v1.RateLimiter/",
     ] {
         let status = raw_call(channel.clone(), path, bytes::Bytes::new())
             .await

@@ -9,15 +9,18 @@ pub mod ext_authz;
 mod rate_limiter;
 pub mod rls;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use floodgate_proto::envoy::service::auth::v3::authorization_server::AuthorizationServer;
 use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
 use http::HeaderName;
+use hyper::body::Incoming;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::codegen::Service;
+use tonic::codegen::{BoxFuture, Service};
+use tonic::server::NamedService;
 use tonic::service::Routes;
 
 use crate::accept::{ListenerSettings, TimeLimit};
@@ -52,16 +55,18 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?
         .max_decoding_message_size(max_message);
+    let checks = Checks {
+        rate_limiter: RateLimiterServer::new(RateLimiterService::new(app.clone()))
+            .max_decoding_message_size(max_message),
+        rls: RlsServer::new(RlsService::new(app.clone()), max_message),
+        authz: AuthorizationServer::new(AuthzService::new(app))
+            .max_decoding_message_size(max_message),
+    };
     let routes = Routes::new(health_service.max_decoding_message_size(max_message))
         .add_service(reflection)
-        .add_service(
-            RateLimiterServer::new(RateLimiterService::new(app.clone()))
-                .max_decoding_message_size(max_message),
-        )
-        .add_service(RlsServer::new(RlsService::new(app.clone()), max_message))
-        .add_service(
-            AuthorizationServer::new(AuthzService::new(app)).max_decoding_message_size(max_message),
-        )
+        .add_service(checks.rate_limiter.clone())
+        .add_service(checks.rls.clone())
+        .add_service(checks.authz.clone())
         .prepare();
     let limit = TimeLimit {
         longest: limits.grpc_timeout,
@@ -73,10 +78,40 @@ pub async fn serve(
         listener,
         shutdown,
         Some(limit),
-        move |req, _peer| routes.clone().call(req),
+        move |req, _peer| checks.call(req, &routes),
     )
     .await;
     Ok(())
+}
+
+/// The services that answer checks, called straight by their path's
+/// service name; anything else (health, reflection, unknown services) goes
+/// through tonic's router, which every call would otherwise go through (a
+/// path lookup and a boxed service per call).
+struct Checks {
+    rate_limiter: RateLimiterServer<RateLimiterService>,
+    rls: RlsServer,
+    authz: AuthorizationServer<AuthzService>,
+}
+
+/// A service's answer to one call.
+type Call = BoxFuture<http::Response<tonic::body::Body>, Infallible>;
+
+impl Checks {
+    /// `req` (`/<service>/<method>`) called on its service when that is
+    /// one of these, else on `routes`.
+    fn call(&self, req: http::Request<Incoming>, routes: &Routes) -> Call {
+        let path = req.uri().path();
+        let service = path.strip_prefix('/').and_then(|p| p.split_once('/'));
+        match service.map(|(service, _method)| service) {
+            Some(RateLimiterServer::<RateLimiterService>::NAME) => {
+                self.rate_limiter.clone().call(req)
+            }
+            Some(RlsServer::NAME) => self.rls.clone().call(req),
+            Some(AuthorizationServer::<AuthzService>::NAME) => self.authz.clone().call(req),
+            _ => Box::pin(routes.clone().call(req)),
+        }
+    }
 }
 
 /// The metadata every call reads, named once (a name given as text is
