@@ -3,6 +3,7 @@
 use bytes::{Bytes, BytesMut};
 use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::Request;
 
@@ -36,10 +37,12 @@ pub async fn read(req: Request<Incoming>) -> Result<Bytes, ApiError> {
     // A small body comes in one frame, handed on as it is; only a second
     // frame makes a buffer to join them in.
     let (mut whole, mut joined) = (Bytes::new(), None::<BytesMut>);
+    // The body's end known from its length: no poll to hear it again.
     while let Some(frame) = body.frame().await {
         let Ok(data) = frame.map_err(unreadable)?.into_data() else {
             continue; // trailers
         };
+        let end = body.is_end_stream();
         match &mut joined {
             Some(buffer) => buffer.extend_from_slice(&data),
             None if whole.is_empty() => whole = data,
@@ -48,6 +51,9 @@ pub async fn read(req: Request<Incoming>) -> Result<Bytes, ApiError> {
                 buffer.extend_from_slice(&data);
                 joined = Some(buffer);
             }
+        }
+        if end {
+            break;
         }
     }
     Ok(joined.map_or(whole, BytesMut::freeze))
