@@ -3,10 +3,17 @@
 //! ports) and writes JSON with every row of the table. No figure is
 //! asserted: targets are met in benchmarks, never in tests.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use floodgate_e2e::{binary, repo_root, run_bounded};
+use floodgate_e2e::{binary, http_request, repo_root, run_bounded, Floodgate, FREE_PORTS};
+use floodgate_proto::envoy::extensions::common::ratelimit::v3::{
+    rate_limit_descriptor::Entry, RateLimitDescriptor,
+};
+use floodgate_proto::envoy::service::ratelimit::v3 as rls;
+use floodgate_proto::floodgate::v1 as pb;
+use rls::rate_limit_service_client::RateLimitServiceClient;
 use serde_json::Value;
 
 /// Every measured row, as (scenario, figure).
@@ -162,4 +169,106 @@ fn bad_flags_are_refused_before_anything_runs() {
         assert_eq!(out.status.code(), Some(2), "{flags:?}: {stderr}");
         assert!(stderr.contains(message), "{flags:?}: {stderr}");
     }
+}
+
+/// The no-op's constant answers are floodgate's answers for the bench's one
+/// policy (same fields, same sizes), so that a ratio to it counts
+/// floodgate's work, not fewer bytes on the wire. Only the time to the
+/// window's reset may differ.
+#[tokio::test]
+async fn the_no_op_answers_what_floodgate_answers_for_the_bench_policy() {
+    let policy = "[[policy]]\nname = \"bench\"\nkey = [\"user\"]\nlimit = 100000000\n\
+                  window = \"1m\"\nalgorithm = \"sliding_window\"\n";
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[store]\nkind = \"local\"\n\n{policy}"
+    ));
+    let mut noop = Command::new(binary().with_file_name("floodgate-bench"))
+        .args(["noop", "--for", "60"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start floodgate-bench noop (cargo build --workspace --bins)");
+    let mut line = String::new();
+    BufReader::new(noop.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the no-op's first line");
+    let (http, grpc) = line
+        .trim()
+        .strip_prefix("floodgate-bench noop listening http=")
+        .and_then(|rest| rest.split_once(" grpc="))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
+    let (noop_http, noop_grpc) = (http.parse().expect("http"), format!("http://{grpc}"));
+
+    // HTTP: the same body, status and rate-limit headers.
+    let body = br#"{"attributes": {"user": "u1", "endpoint": "ai"}}"#;
+    let answers =
+        [fg.http, noop_http].map(|to| http_request(to, "POST", "/v1/check", &[], Some(body)));
+    let shown = answers.each_ref().map(|a| {
+        let mut json: Value = serde_json::from_slice(&a.body).expect("a JSON body");
+        json["reset_after_ms"] = 0.into();
+        json["statuses"][0]["reset_after_ms"] = 0.into();
+        let mut headers: Vec<(String, String)> = (a.headers.iter())
+            .filter(|(name, _)| !["date", "content-length"].contains(&name.as_str()))
+            .map(|(name, value)| (name.clone(), without_reset(value)))
+            .collect();
+        headers.sort();
+        (a.status, a.body.len(), json, headers)
+    });
+    assert_eq!(shown[0], shown[1]);
+
+    // floodgate.v1 Check: the same message (each protocol's check is its
+    // user's first, as the no-op's constant answer says).
+    let request = pb::CheckRequest {
+        attributes: [("user", "u2"), ("endpoint", "ai")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into(),
+        ..pb::CheckRequest::default()
+    };
+    let mut checks = Vec::new();
+    for uri in [fg.grpc_uri(), noop_grpc.clone()] {
+        let mut client = pb::rate_limiter_client::RateLimiterClient::connect(uri)
+            .await
+            .expect("connect");
+        let mut answer = client
+            .check(request.clone())
+            .await
+            .expect("check")
+            .into_inner();
+        answer.reset_after_ms = 0;
+        answer.statuses[0].reset_after_ms = 0;
+        checks.push(answer);
+    }
+    assert_eq!(checks[0], checks[1]);
+
+    // Envoy RLS: the same message.
+    let request = rls::RateLimitRequest {
+        domain: "bench".into(),
+        descriptors: vec![RateLimitDescriptor {
+            entries: vec![Entry {
+                key: "user".into(),
+                value: "u3".into(),
+            }],
+            ..RateLimitDescriptor::default()
+        }],
+        ..rls::RateLimitRequest::default()
+    };
+    let mut answers = Vec::new();
+    for uri in [fg.grpc_uri(), noop_grpc] {
+        let mut client = RateLimitServiceClient::connect(uri).await.expect("connect");
+        let mut answer = (client.should_rate_limit(request.clone()).await)
+            .expect("should_rate_limit")
+            .into_inner();
+        answer.statuses[0].duration_until_reset = None;
+        for header in &mut answer.response_headers_to_add {
+            header.value = without_reset(&header.value);
+        }
+        answers.push(answer);
+    }
+    assert_eq!(answers[0], answers[1]);
+    let _ = noop.kill();
+    let _ = noop.wait();
+}
+
+/// A `RateLimit` header value without its seconds to the reset (`;t=N`).
+fn without_reset(value: &str) -> String {
+    value.split(";t=").next().unwrap_or(value).to_string()
 }

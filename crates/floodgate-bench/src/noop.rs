@@ -3,7 +3,9 @@
 //! `ShouldRateLimit` (both on the gRPC listener) and `POST /v1/check` (on
 //! the HTTP listener) with a constant "allowed" and does nothing else (a
 //! request is decoded: tonic decodes a gRPC message, serde_json a
-//! `/v1/check` body, as in floodgate), on
+//! `/v1/check` body, as in floodgate). Each constant answer has the shape
+//! and size of floodgate's for `scripts/bench`'s one policy (its status,
+//! its rate-limit headers), so both send the same bytes; on
 //! the same stack and settings as floodgate's listeners (tonic with
 //! TCP_NODELAY and the same stream limits; hyper-util's auto server,
 //! HTTP/1.1 and h2c, reading the whole body). Its CPU per check is what the
@@ -27,14 +29,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_response::Code;
+use floodgate_proto::envoy::config::core::v3::HeaderValue;
+use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_response::{
+    Code, DescriptorStatus, RateLimit,
+};
 use floodgate_proto::envoy::service::ratelimit::v3::rate_limit_service_server::{
     RateLimitService, RateLimitServiceServer,
 };
 use floodgate_proto::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use floodgate_proto::floodgate::v1::rate_limiter_server::{RateLimiter, RateLimiterServer};
 use floodgate_proto::floodgate::v1::{
-    CheckRequest, CheckResponse, ReleaseRequest, ReleaseResponse,
+    CheckRequest, CheckResponse, PolicyStatus, ReleaseRequest, ReleaseResponse, Source,
 };
 use fred::interfaces::ClientLike as _;
 use fred::types::config::ServerConfig;
@@ -98,9 +104,19 @@ impl RateLimiter for Noop {
         }
         Ok(tonic::Response::new(CheckResponse {
             allowed: true,
-            policy: "noop".into(),
-            limit: 1_000_000,
-            remaining: 999_999,
+            policy: POLICY.into(),
+            limit: LIMIT,
+            remaining: LIMIT - 1,
+            reset_after_ms: WINDOW_S * 1_000,
+            statuses: vec![PolicyStatus {
+                policy: POLICY.into(),
+                allowed: true,
+                limit: LIMIT,
+                remaining: LIMIT - 1,
+                reset_after_ms: WINDOW_S * 1_000,
+                source: Source::Local as i32,
+                ..PolicyStatus::default()
+            }],
             ..CheckResponse::default()
         }))
     }
@@ -133,15 +149,52 @@ impl RateLimitService for Noop {
         request: tonic::Request<RateLimitRequest>,
     ) -> Result<tonic::Response<RateLimitResponse>, tonic::Status> {
         drop(request.into_inner());
+        let header = |key: &str, value: &str| HeaderValue {
+            key: key.into(),
+            value: value.into(),
+            raw_value: Vec::new(),
+        };
         Ok(tonic::Response::new(RateLimitResponse {
             overall_code: Code::Ok as i32,
+            statuses: vec![DescriptorStatus {
+                code: Code::Ok as i32,
+                current_limit: Some(RateLimit {
+                    name: POLICY.into(),
+                    requests_per_unit: LIMIT as u32,
+                    unit: Unit::Minute as i32,
+                }),
+                limit_remaining: LIMIT as u32 - 1,
+                duration_until_reset: Some(prost_types::Duration {
+                    seconds: WINDOW_S as i64,
+                    nanos: 0,
+                }),
+            }],
+            response_headers_to_add: vec![
+                header("ratelimit-policy", RATELIMIT_POLICY),
+                header("ratelimit", RATELIMIT),
+            ],
             ..RateLimitResponse::default()
         }))
     }
 }
 
-/// The constant `/v1/check` body (the shape floodgate answers with).
-const HTTP_BODY: &str = r#"{"allowed":true,"policy":"noop","limit":1000000,"remaining":999999,"reset_after_ms":0,"retry_after_ms":0,"lease":"","statuses":[]}"#;
+/// The policy floodgate's answers name in `scripts/bench`, its limit and
+/// window (seconds): the constant answers are made of them.
+const POLICY: &str = "bench";
+const LIMIT: u64 = 100_000_000;
+const WINDOW_S: u64 = 60;
+
+/// The rate-limit header values floodgate sends for that policy.
+const RATELIMIT_POLICY: &str = r#""bench";q=100000000;w=60"#;
+const RATELIMIT: &str = r#""bench";r=99999999;t=60"#;
+
+/// The constant `/v1/check` body: floodgate's answer for that policy.
+const HTTP_BODY: &str = concat!(
+    r#"{"allowed":true,"policy":"bench","limit":100000000,"remaining":99999999,"#,
+    r#""reset_after_ms":60000,"retry_after_ms":0,"statuses":[{"policy":"bench","#,
+    r#""allowed":true,"limit":100000000,"remaining":99999999,"reset_after_ms":60000,"#,
+    r#""retry_after_ms":0,"shadow":false,"source":"local"}],"waited_ms":0}"#
+);
 
 /// A `/v1/check` body's fields, decoded as the gRPC no-op's request is
 /// (by tonic, into its message) and as floodgate reads them.
@@ -166,10 +219,19 @@ async fn http_check(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     if !decoded {
         *response.status_mut() = http::StatusCode::BAD_REQUEST;
     }
-    response.headers_mut().insert(
+    let headers = response.headers_mut();
+    headers.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
+    if decoded {
+        for (name, value) in [
+            ("ratelimit-policy", RATELIMIT_POLICY),
+            ("ratelimit", RATELIMIT),
+        ] {
+            headers.insert(name, http::HeaderValue::from_static(value));
+        }
+    }
     Ok(response)
 }
 
