@@ -216,9 +216,6 @@ async fn http_check(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
     let body = req.into_body().collect().await.map(|b| b.to_bytes());
     let decoded = body.is_ok_and(|b| serde_json::from_slice::<CheckBody>(&b).is_ok());
     let mut response = Response::new(Full::new(Bytes::from_static(HTTP_BODY.as_bytes())));
-    if !decoded {
-        *response.status_mut() = http::StatusCode::BAD_REQUEST;
-    }
     let headers = response.headers_mut();
     headers.insert(
         http::header::CONTENT_TYPE,
@@ -231,6 +228,8 @@ async fn http_check(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         ] {
             headers.insert(name, http::HeaderValue::from_static(value));
         }
+    } else {
+        *response.status_mut() = http::StatusCode::BAD_REQUEST;
     }
     Ok(response)
 }

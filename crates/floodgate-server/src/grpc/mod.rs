@@ -64,9 +64,6 @@ pub async fn serve(
     };
     let routes = Routes::new(health_service.max_decoding_message_size(max_message))
         .add_service(reflection)
-        .add_service(checks.rate_limiter.clone())
-        .add_service(checks.rls.clone())
-        .add_service(checks.authz.clone())
         .prepare();
     let limit = TimeLimit {
         longest: limits.grpc_timeout,
@@ -85,9 +82,9 @@ pub async fn serve(
 }
 
 /// The services that answer checks, called straight by their path's
-/// service name; anything else (health, reflection, unknown services) goes
-/// through tonic's router, which every call would otherwise go through (a
-/// path lookup and a boxed service per call).
+/// service name; anything else goes through tonic's router (health,
+/// reflection; an unknown service is UNIMPLEMENTED there), which would
+/// cost every check a path lookup and a boxed service.
 struct Checks {
     rate_limiter: RateLimiterServer<RateLimiterService>,
     rls: RlsServer,

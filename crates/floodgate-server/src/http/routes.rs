@@ -262,8 +262,8 @@ fn warn_untrusted_real_ip() {
 /// Adds the rate-limit headers of `verdict` to `response`.
 pub fn add_headers(response: &mut HttpResponse, verdict: &Verdict, mode: HeaderMode) {
     let headers = response.headers_mut();
-    // Every value written into one buffer and split off it as shared
-    // bytes: no copy and no allocation per header.
+    // Every value copied into one buffer and split off it as shared
+    // bytes: one allocation for all of them, not one per header.
     let mut values = BytesMut::with_capacity(128);
     each_rate_limit_header(verdict, mode, |name, value| {
         values.extend_from_slice(value.as_bytes());
