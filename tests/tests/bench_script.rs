@@ -135,8 +135,14 @@ fn quick_mode_writes_every_row() {
         assert!(!others.contains(&servers[0]), "{cpus:#}");
     }
     // Every round answered checks, and the Redis ones went to Redis.
+    // Each round says how busy the server's CPU and the generator's were;
+    // the notes name any protocol whose no-op the generator held back.
+    assert!(report["notes"].is_array(), "{report:#}");
     for run in report["runs"].as_array().expect("runs") {
         assert!(run["checks"].as_u64().is_some_and(|c| c > 0), "{run:#}");
+        for busy in ["server_busy", "load_busy"] {
+            assert!(run[busy].as_f64().is_some_and(|b| b > 0.0), "{run:#}");
+        }
         if run["name"]
             .as_str()
             .is_some_and(|n| n.starts_with("redis-"))
