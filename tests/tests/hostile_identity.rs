@@ -146,9 +146,10 @@ fn anonymous_clients_are_limited_on_redis_under_a_stand_in_key() {
 }
 
 /// Spellings of `/api/chat/completions` a web framework routes alike.
-const SPELLINGS: [&str; 5] = [
+const SPELLINGS: [&str; 6] = [
     "/API/Chat/Completions",
     "/api/%63hat/completions",
+    "/api%2Fchat/completions",
     "/api/x/../chat/completions",
     "//api/chat/completions",
     "/api/chat//completions?stream=1",

@@ -2,7 +2,10 @@
 //! the same handler are classified into the same endpoint class.
 //!
 //! [`normalize`] percent-decodes the unreserved characters
-//! (`A-Z a-z 0-9 - . _ ~`), writes every other escape with upper-case hex
+//! (`A-Z a-z 0-9 - . _ ~`) and `/` (`%2F`: WSGI and ASGI servers, Go's
+//! `net/http` and nginx route it as a slash, so a limiter that kept it
+//! would let `/api%2Fchat` past the class of `/api/chat`), writes every
+//! other escape with upper-case hex
 //! (a `%` that starts no escape becomes `%25`), merges repeated slashes and
 //! removes `.` and `..` segments (RFC 3986 §5.2.4, after decoding, so
 //! `%2e%2e` is a `..` too). A byte that may not appear in a path as is
@@ -127,8 +130,8 @@ fn is_normal(path: &str) -> bool {
     true
 }
 
-/// Decodes escapes of unreserved characters, upper-cases the hex of the
-/// others, escapes a `%` that starts no escape as `%25`, and escapes the
+/// Decodes escapes of unreserved characters and of `/`, upper-cases the
+/// hex of the others, escapes a `%` that starts no escape as `%25`, and escapes the
 /// bytes that may not appear as is.
 fn decode_unreserved(path: &str) -> String {
     let path = encode_target(path.as_bytes());
@@ -146,7 +149,8 @@ fn decode_unreserved(path: &str) -> String {
         match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
             (Some(high), Some(low)) => {
                 let byte = high << 4 | low;
-                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/')
+                {
                     out.push(char::from(byte));
                 } else {
                     out.push('%');
@@ -195,6 +199,10 @@ mod tests {
             "/api/x/%2e%2E/chat/completions",
             "/../api/chat/completions",
             "/api/chat/./completions",
+            "/api%2Fchat/completions",
+            "/api%2fchat%2Fcompletions",
+            "/api/x%2F..%2Fchat/completions",
+            "/api%2F%2Fchat/completions",
         ] {
             assert_eq!(normalize(spelling), "/api/chat/completions", "{spelling}");
         }
@@ -202,7 +210,7 @@ mod tests {
 
     #[test]
     fn reserved_escapes_stay_escaped_in_upper_case() {
-        assert_eq!(normalize("/a%2fb"), "/a%2Fb");
+        assert_eq!(normalize("/a%5cb"), "/a%5Cb");
         assert_eq!(normalize("/a%3f"), "/a%3F");
         assert_eq!(normalize("/%C3%A9"), "/%C3%A9");
         assert_eq!(normalize("/%ff%fe"), "/%FF%FE");
