@@ -165,6 +165,14 @@ fn an_invalid_file_keeps_the_old_limit_until_a_valid_one_arrives() {
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(check(&fg, "u1"), 429, "an empty file keeps the old limit");
     assert!(fg.log.lock().unwrap().contains("the file is empty"));
+    // Nothing but whitespace and comments is empty too (no policies would
+    // allow everything), by SIGHUP as well.
+    std::fs::write(&path, "\n# the limits moved elsewhere\n  \n").unwrap();
+    fg.signal("HUP");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(check(&fg, "u1"), 429, "a blank file keeps the old limit");
+    let empties = fg.log.lock().unwrap().matches("the file is empty").count();
+    assert!(empties >= 2, "{empties}");
     // Gone altogether, then SIGHUP.
     std::fs::remove_file(&path).unwrap();
     fg.signal("HUP");

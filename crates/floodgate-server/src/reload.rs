@@ -14,9 +14,9 @@
 //! poll.
 //!
 //! A file seen changing is read only once it has held still for
-//! `SETTLE`, and an empty file is rejected (it would parse as "no
-//! policies"), so a writer caught between truncating and writing does not
-//! wipe the limits. A missing, unreadable or invalid file counts as a
+//! `SETTLE`, and an empty file (nothing but whitespace and comments) is
+//! rejected (it would parse as "no policies"), so a writer caught between
+//! truncating and writing does not wipe the limits. A missing, unreadable or invalid file counts as a
 //! failed reload: the old policies stay and the next change is tried again.
 
 use std::os::unix::fs::MetadataExt;
@@ -224,19 +224,18 @@ async fn sighup(hup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
 /// Re-reads `path` for `trigger` and swaps in the result when it is valid;
 /// otherwise logs why and keeps the old policies.
 async fn reload(path: &Path, app: &App, current: &Fixed, cli_shadow: bool, trigger: &str) {
-    if stamp(path).is_some_and(|s| s.len == 0) {
-        // An empty file parses as "no policies": far more likely a
-        // writer caught between truncate and write than a wish.
-        tracing::warn!(trigger, path = %path.display(), "config reload: the file is empty; keeping the old policies");
-        count_failure();
-        return;
-    }
     // Read off the async workers: it is a blocking file read.
     let read = path.to_path_buf();
-    let loaded = tokio::task::spawn_blocking(move || floodgate_config::load(&read)).await;
-    match loaded {
-        Ok(Ok(config)) => apply(app, config, current, cli_shadow, trigger),
-        Ok(Err(errors)) => {
+    match tokio::task::spawn_blocking(move || read_config(&read)).await {
+        Ok(None) => {
+            // A file with no settings parses as "no policies": far more
+            // likely a writer caught between truncate and write, or a
+            // template that rendered nothing, than a wish.
+            tracing::warn!(trigger, path = %path.display(), "config reload: the file is empty (nothing but whitespace and comments); keeping the old policies");
+            count_failure();
+        }
+        Ok(Some(Ok(config))) => apply(app, config, current, cli_shadow, trigger),
+        Ok(Some(Err(errors))) => {
             for error in &errors.0 {
                 tracing::warn!(trigger, "config reload: {error}");
             }
@@ -252,6 +251,28 @@ async fn reload(path: &Path, app: &App, current: &Fixed, cli_shadow: bool, trigg
             count_failure();
         }
     }
+}
+
+/// Reads and parses the file at `path`; `None` when it holds nothing but
+/// whitespace and comments.
+fn read_config(path: &Path) -> Option<Result<Config, floodgate_config::ConfigErrors>> {
+    match std::fs::read_to_string(path) {
+        Ok(src) if is_blank(&src) => None,
+        Ok(src) => Some(floodgate_config::from_str(
+            &src,
+            &path.display().to_string(),
+        )),
+        // The loader words the error (unreadable, not UTF-8, ...).
+        Err(_) => Some(floodgate_config::load(path)),
+    }
+}
+
+/// Whether `src` holds no TOML at all: only whitespace and comments.
+fn is_blank(src: &str) -> bool {
+    src.lines().all(|line| {
+        let line = line.trim();
+        line.is_empty() || line.starts_with('#')
+    })
 }
 
 /// Counts a reload that left the old policies in force.
@@ -437,9 +458,16 @@ mod tests {
         std::fs::write(&path, "[[policy]]\nname = \"broken\"\nlimit = \"many\"\n").unwrap();
         run_for(POLL_EVERY + SETTLE * 3).await;
         assert_eq!(policy_names(&app), ["second-policy"]);
-        std::fs::write(&path, "").unwrap();
-        run_for(POLL_EVERY + SETTLE * 3).await;
-        assert_eq!(policy_names(&app), ["second-policy"]);
+        for blank in [
+            "",
+            "\n",
+            "  \n\t\n",
+            "# every policy is elsewhere now\n\n  # really\n",
+        ] {
+            std::fs::write(&path, blank).unwrap();
+            run_for(POLL_EVERY + SETTLE * 3).await;
+            assert_eq!(policy_names(&app), ["second-policy"], "{blank:?}");
+        }
 
         shutdown.cancel();
         tokio::time::timeout(Duration::from_secs(1), task)
