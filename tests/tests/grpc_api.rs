@@ -206,3 +206,47 @@ fn tokio_stream_once<T: Send + 'static>(
 ) -> impl tonic::codegen::tokio_stream::Stream<Item = T> {
     tonic::codegen::tokio_stream::iter(vec![item])
 }
+
+/// A health `Watch` the client keeps open ends with CANCELLED at
+/// `grpc_timeout`, like a unary call, so it cannot hold its connection:
+/// with one connection allowed, a second client is answered once the
+/// first, its stream ended, has been idle for `idle_timeout`.
+#[tokio::test]
+async fn a_stream_the_client_keeps_open_ends_at_grpc_timeout() {
+    use std::time::{Duration, Instant};
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}grpc_timeout = \"1s\"\nidle_timeout = \"2s\"\nmax_connections = 1\n"
+    ));
+    let watcher = tonic::transport::Endpoint::from_shared(fg.grpc_uri())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut watch = HealthClient::new(watcher.clone())
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(watch.message().await.unwrap().unwrap().status, 1, "SERVING");
+    let ended = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("the stream ends by itself");
+    assert_eq!(ended.unwrap_err().code(), Code::Cancelled);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // The watcher's connection stays open on its side; a second client
+    // gets the one connection slot once the server has closed it.
+    let mut other = RateLimiterClient::connect(fg.grpc_uri()).await.unwrap();
+    let answered = tokio::time::timeout(
+        Duration::from_secs(10),
+        other.check(request(&[("user", "u1"), ("endpoint", "ai")], None)),
+    )
+    .await
+    .expect("answered once the idle watcher's connection is closed");
+    assert!(answered.unwrap().into_inner().allowed);
+    drop(watcher);
+}

@@ -2,12 +2,14 @@
 //! rate limit service and ext_authz, `grpc.health.v1.Health` and server
 //! reflection. Connections go through the same accept loop as the HTTP
 //! listeners (capped, pinged, TCP-keepalived, closed when idle or when the
-//! client stops reading); calls time out; request messages are limited in
-//! size and undecodable ones answered `INVALID_ARGUMENT`.
+//! client stops reading); calls, streaming ones too, time out; request
+//! messages are limited in size and undecodable ones answered
+//! `INVALID_ARGUMENT`.
 
 pub mod ext_authz;
 mod rate_limiter;
 pub mod rls;
+mod streams;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use floodgate_proto::floodgate::v1::rate_limiter_server::RateLimiterServer;
 use http::HeaderName;
 use hyper::body::Incoming;
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tonic::codegen::{BoxFuture, Service};
 use tonic::server::NamedService;
@@ -28,6 +31,7 @@ use crate::app::App;
 pub use ext_authz::AuthzService;
 pub use rate_limiter::RateLimiterService;
 pub use rls::{RlsServer, RlsService};
+use streams::TimeLimited;
 
 /// Serves gRPC on `listener` until `shutdown` fires, then lets in-flight
 /// calls finish for at most `settings.grace`.
@@ -56,6 +60,7 @@ pub async fn serve(
         .build_v1()?
         .max_decoding_message_size(max_message);
     let checks = Checks {
+        longest: limits.grpc_timeout,
         rate_limiter: RateLimiterServer::new(RateLimiterService::new(app.clone()))
             .max_decoding_message_size(max_message),
         rls: RlsServer::new(RlsService::new(app.clone()), max_message),
@@ -86,6 +91,8 @@ pub async fn serve(
 /// reflection; an unknown service is UNIMPLEMENTED there), which would
 /// cost every check a path lookup and a boxed service.
 struct Checks {
+    /// `grpc_timeout`, which streaming calls are held to as well.
+    longest: Duration,
     rate_limiter: RateLimiterServer<RateLimiterService>,
     rls: RlsServer,
     authz: AuthorizationServer<AuthzService>,
@@ -106,7 +113,16 @@ impl Checks {
             }
             Some(RlsServer::NAME) => self.rls.clone().call(req),
             Some(AuthorizationServer::<AuthzService>::NAME) => self.authz.clone().call(req),
-            _ => Box::pin(routes.clone().call(req)),
+            // Health and reflection hold streaming calls (`Watch`,
+            // `ServerReflectionInfo`): their bodies end at the call's limit.
+            _ => {
+                let until = Instant::now() + call_timeout(req.headers(), self.longest);
+                let call = routes.clone().call(req);
+                Box::pin(async move {
+                    let response = call.await?;
+                    Ok(response.map(|body| tonic::body::Body::new(TimeLimited::new(body, until))))
+                })
+            }
         }
     }
 }
