@@ -21,6 +21,9 @@ const SSE: [&str; 4] = [
     "data: [DONE]\n\n",
 ];
 
+/// Stands for a compressed body: whatever it says, it is not readable JSON.
+const GZIPPED: &str = "\u{1f}\u{8b}(compressed bytes)";
+
 /// Holds the SSE stream after its first event until the test has read it.
 static GATE: AtomicBool = AtomicBool::new(false);
 
@@ -60,6 +63,12 @@ fn openai(mut stream: TcpStream) {
                 let _ = stream.flush();
             }
             let _ = stream.write_all(b"0\r\n\r\n");
+        } else if body.contains("always_gzip") || head.to_ascii_lowercase().contains("gzip") {
+            // Compressed, when asked for (or always): the usage is not in
+            // the bytes as they pass.
+            let _ = stream.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n{GZIPPED}", GZIPPED.len()).as_bytes(),
+            );
         } else {
             let answer = if body.contains("no_usage") {
                 NO_USAGE
@@ -163,6 +172,33 @@ fn a_json_answer_is_charged_its_usage_and_passes_unchanged() {
     assert_eq!(r.status, 429);
     assert!(r.header("retry-after").is_some());
     settles_to(&fg, "u5", 100_000);
+}
+
+/// A client asking for a compressed answer cannot hide its usage: the
+/// proxy asks the upstream for `identity`. An upstream that compresses
+/// anyway keeps the estimate, and the log says why.
+#[test]
+fn a_client_asking_for_compression_is_still_charged_its_usage() {
+    let (fg, proxy) = start();
+    let r = http_request(
+        proxy,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("x-user-id", "u1"),
+            ("content-type", "application/json"),
+            ("accept-encoding", "gzip, br"),
+        ],
+        Some(br#"{"model":"m","max_tokens":300}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, JSON.as_bytes(), "sent uncompressed");
+    settles_to(&fg, "u1", 100_000 - 1_834);
+    let r = chat(proxy, "u2", r#"{"max_tokens":300,"always_gzip":1}"#);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    settles_to(&fg, "u2", 100_000 - 300);
+    let log = fg.log.lock().unwrap();
+    assert!(log.contains("the upstream compressed a response"), "{log}");
 }
 
 #[test]

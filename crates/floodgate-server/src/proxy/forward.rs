@@ -185,6 +185,14 @@ impl Forwarder {
         let client_upgrade = upgrade_of(req.headers())
             .and_then(|asked| allowed_upgrade(&asked, &self.limits.upgrades))
             .map(|p| (p, hyper::upgrade::on(&mut req)));
+        if reads_usage(cost.as_ref()) {
+            // The usage is read from the body as it passes: it must come
+            // uncompressed, whatever encoding the client asked for.
+            (req.headers_mut()).insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_static("identity"),
+            );
+        }
         let (upstream_req, uploaded) =
             match self.upstream_request(req, peer, client_upgrade.as_ref()) {
                 Ok(r) => r,
@@ -279,6 +287,9 @@ impl Forwarder {
             Some(CostSource::Header(name)) => response.headers().get(name.as_str()),
             _ => None,
         };
+        if reads_usage(cost) && encoded(response.headers()) {
+            warn_encoded_usage(response.headers());
+        }
         let meter = self.meter(cost, verdict, header.and_then(|v| v.to_str().ok()));
         let (parts, body) = response.into_parts();
         let body = UsageBody::new(LeaseBody::new(body, guard), meter);
@@ -340,6 +351,33 @@ impl Forwarder {
                 None
             }
         }
+    }
+}
+
+/// Whether `cost` is read from the response body's `usage`.
+fn reads_usage(cost: Option<&Cost>) -> bool {
+    matches!(cost.map(|c| &c.source), Some(CostSource::Usage(_)))
+}
+
+/// Whether a response's body is content-encoded (compressed).
+fn encoded(headers: &http::HeaderMap) -> bool {
+    (headers.get_all(header::CONTENT_ENCODING).iter())
+        .any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+/// Logs, once per process, that the upstream compressed a response whose
+/// cost is its `usage`: asked for `identity`, it answered otherwise, so
+/// the usage cannot be read and the estimate stands.
+fn warn_encoded_usage(headers: &http::HeaderMap) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        let encoding = headers.get(header::CONTENT_ENCODING);
+        tracing::warn!(
+            ?encoding,
+            "proxy: the upstream compressed a response whose cost is its usage although asked \
+             for Accept-Encoding: identity; its usage cannot be read, so such calls keep their \
+             estimate. Turn compression off for these routes in the app"
+        );
     }
 }
 
