@@ -276,3 +276,30 @@ fn the_man_page_is_roff_that_groff_renders() {
         );
     }
 }
+
+/// What `serve` could not start with is an error `check-config` reports:
+/// two listeners on one port, a log filter the server could not read.
+#[test]
+fn a_shared_port_and_an_unreadable_log_filter_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[server]\nhttp = \"127.0.0.1:39001\"\ngrpc = \"127.0.0.1:39001\"\nlog = \"floodgate=loud\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run_cli(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(":3:8: grpc (127.0.0.1:39001) and http"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":4:7: invalid log filter \"floodgate=loud\""),
+        "{err}"
+    );
+    // serve refuses it too, before binding anything.
+    let (code, _, err) = run_cli(&["serve", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("listen on one port"), "{err}");
+}

@@ -142,14 +142,18 @@ impl Config {
             valid
         });
         if let Some(log) = &raw.log {
-            if log.trim().is_empty() || log.chars().any(char::is_control) {
+            // Parsed as the server will: a directive it cannot read would
+            // be dropped at start-up, leaving only errors logged.
+            let parsed = tracing_subscriber::EnvFilter::builder().parse(log);
+            if log.trim().is_empty() || log.chars().any(char::is_control) || parsed.is_err() {
+                let why = parsed.err().map(|e| format!(" ({e})")).unwrap_or_default();
                 diag.push(
                     section.at("log"),
-                    format!("invalid log filter {log:?}: expected a tracing filter like \"info\" or \"floodgate=debug,info\""),
+                    format!("invalid log filter {log:?}{why}: expected a tracing filter like \"info\" or \"floodgate=debug,info\""),
                 );
             }
         }
-        Config {
+        let config = Config {
             http: address(&section, "http", raw.http.as_deref(), diag).unwrap_or(default.http),
             grpc: address(&section, "grpc", raw.grpc.as_deref(), diag).unwrap_or(default.grpc),
             proxy,
@@ -163,8 +167,43 @@ impl Config {
             max_connections,
             workers,
             limits: Limits::read(&section, diag),
+        };
+        config.report_shared_ports(&section, diag);
+        config
+    }
+
+    /// Reports a listener on the port of another (the same address, or
+    /// one of them on every address of its family): `serve` could not
+    /// bind it.
+    fn report_shared_ports<T>(&self, section: &Section<'_, T>, diag: &mut Diagnostics<'_>) {
+        let listeners = [
+            ("http", Some(self.http)),
+            ("grpc", Some(self.grpc)),
+            ("health", self.health),
+            ("proxy", self.proxy.as_ref().map(|p| p.listen)),
+        ];
+        let listeners: Vec<(&str, SocketAddr)> = (listeners.into_iter())
+            .filter_map(|(key, addr)| Some((key, addr?)))
+            .collect();
+        for (i, &(key, addr)) in listeners.iter().enumerate() {
+            if let Some((other, at)) = listeners[..i].iter().find(|(_, at)| clash(*at, addr)) {
+                diag.push(
+                    section.at(key),
+                    format!("{key} ({addr}) and {other} ({at}) listen on one port: each listener needs a port of its own (or port 0 for any free one)"),
+                );
+            }
         }
     }
+}
+
+/// Whether listeners on `a` and `b` could not both be bound: one non-zero
+/// port, and one address, or one of them the unspecified address of the
+/// other's family.
+fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let family = a.is_ipv4() == b.is_ipv4();
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || (family && (a.ip().is_unspecified() || b.ip().is_unspecified())))
 }
 
 fn read_proxy(section: &Section<'_, RawProxy>, diag: &mut Diagnostics<'_>) -> Option<ProxyConfig> {

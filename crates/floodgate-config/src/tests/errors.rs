@@ -13,6 +13,44 @@ fn a_syntax_error_is_reported_alone() {
 }
 
 #[test]
+fn a_log_filter_the_server_could_not_read() {
+    for bad in ["floodgate=loud", "==", "info,[x", " "] {
+        let src = format!("[server]\nlog = {bad:?}\n");
+        single_error(&src, 2, 7, &["invalid log filter"]);
+    }
+    let fine = from_str(
+        "[server]\nlog = \"floodgate=debug,hyper=warn,info\"\n",
+        "f.toml",
+    );
+    assert!(fine.is_ok(), "{fine:?}");
+}
+
+#[test]
+fn two_listeners_on_one_port() {
+    single_error(
+        "[server]\nhttp = \"127.0.0.1:9000\"\ngrpc = \"127.0.0.1:9000\"\n",
+        3,
+        8,
+        &["grpc (127.0.0.1:9000) and http (127.0.0.1:9000) listen on one port"],
+    );
+    single_error(
+        "[server]\nhttp = \"0.0.0.0:9721\"\n",
+        1,
+        1,
+        &["grpc (127.0.0.1:9721) and http (0.0.0.0:9721)"],
+    );
+    let src = "[server]\nhttp = \"127.0.0.1:9000\"\nhealth = \"127.0.0.1:9000\"\n";
+    single_error(src, 3, 10, &["health (127.0.0.1:9000) and http"]);
+    for fine in [
+        "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n",
+        "[server]\nhttp = \"127.0.0.1:9000\"\ngrpc = \"127.0.0.2:9000\"\n",
+        "[server]\nhttp = \"0.0.0.0:9000\"\ngrpc = \"[::1]:9000\"\n",
+    ] {
+        assert!(from_str(fine, "f.toml").is_ok(), "{fine}");
+    }
+}
+
+#[test]
 fn unknown_key_at_the_top_level() {
     single_error(
         "[server]\n\n[polcy]\nname = \"x\"\n",
