@@ -437,6 +437,20 @@ fn the_cli_against_a_real_server() {
     let (code, _, err) = run_cli(&["admin", "state", "--url", &url, "--token-file", tf, "user"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("name=value"), "{err}");
+    // A malformed --url is a bad argument too.
+    for bad in ["notaurl", "https://127.0.0.1:1", "http://", "http://a b"] {
+        let (code, _, err) = run_cli(&[
+            "admin",
+            "state",
+            "--url",
+            bad,
+            "--token-file",
+            tf,
+            "user=u1",
+        ]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("invalid --url"), "{bad}: {err}");
+    }
     let closed = format!("http://127.0.0.1:{}", floodgate_e2e::free_port());
     let (code, _, err) = run_cli(&["admin", "top", "--url", &closed, "--token-file", tf]);
     assert_eq!(code, 1);

@@ -137,20 +137,28 @@ fn build(call: &Call) -> Result<(Method, String, Option<String>), String> {
     }
 }
 
-/// Makes `call` with `token` and returns the JSON answer, pretty-printed.
+/// The HTTP request making `call` with `token`.
 ///
 /// # Errors
-/// One line saying what went wrong: bad arguments, an unreachable server,
-/// a refused token, or the server's own error.
-pub async fn run(call: &Call, token: &str) -> Result<String, String> {
+/// One line saying which argument is wrong (the `--url`, a missing key).
+pub fn request(call: &Call, token: &str) -> Result<Request<Full<Bytes>>, String> {
     let (method, uri, body) = build(call)?;
-    let request = Request::builder()
+    Request::builder()
         .method(method)
         .uri(&uri)
         .header(header::AUTHORIZATION, format!("Bearer {token}"))
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .map_err(|e| format!("invalid request to {uri}: {e}"))?;
+        .map_err(|e| format!("invalid --url {:?}: {e}", call.url))
+}
+
+/// Sends `request` (made by [`request`] for `call`) and returns the JSON
+/// answer, pretty-printed.
+///
+/// # Errors
+/// One line saying what went wrong: an unreachable server, a refused
+/// token, or the server's own error.
+pub async fn run(call: &Call, request: Request<Full<Bytes>>) -> Result<String, String> {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let response = tokio::time::timeout(TIMEOUT, client.request(request))
         .await

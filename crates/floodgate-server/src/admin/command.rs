@@ -92,6 +92,10 @@ pub fn run(command: AdminCommand) -> ExitCode {
         policy,
         n,
     };
+    let request = match cli::request(&call, &token) {
+        Ok(request) => request,
+        Err(message) => return fail(message, 2),
+    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -99,7 +103,7 @@ pub fn run(command: AdminCommand) -> ExitCode {
         Ok(rt) => rt,
         Err(error) => return fail(format!("cannot start the runtime: {error}"), 1),
     };
-    match runtime.block_on(cli::run(&call, &token)) {
+    match runtime.block_on(cli::run(&call, request)) {
         Ok(answer) => cli_output::print(format!("{answer}\n").as_bytes()),
         Err(message) => fail(message, 1),
     }
