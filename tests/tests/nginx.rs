@@ -282,3 +282,22 @@ fn nginx_example_answers_with_the_policys_deny_status() {
     assert!(plain.header("retry-after").is_some());
     assert_eq!(front.upstream.hits(), 2);
 }
+
+/// A user header floodgate refuses (over 256 bytes, a control character)
+/// is the client's 400 through the example, not nginx's 500 for an auth
+/// subrequest that answered 400; such a request never reaches the app.
+#[test]
+fn a_refused_user_header_is_a_400_through_nginx() {
+    let fg = Floodgate::start(&format!(
+        "{FREE_PORTS}\n[[policy]]\nname = \"p\"\nkey = [\"user\"]\nlimit = 5\nwindow = \"1m\"\n"
+    ));
+    let front = nginx_in_front(&fg);
+    let long = "u".repeat(257);
+    let refused = http_request(front.addr, "GET", "/x", &[("x-user-id", &long)], None);
+    assert_eq!(refused.status, 400, "{}", refused.text());
+    let tab = status_from("127.0.0.1", front.addr, "/x", &[("x-user-id", "a\tb")]);
+    assert_eq!(tab, 400);
+    let fine = http_request(front.addr, "GET", "/x", &[("x-user-id", "u1")], None);
+    assert_eq!(fine.status, 200);
+    assert_eq!(front.upstream.hits(), 1);
+}

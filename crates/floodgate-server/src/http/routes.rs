@@ -174,7 +174,8 @@ async fn check(app: &App, req: Request<Incoming>) -> Result<HttpResponse, ApiErr
 /// accepts only 2xx, 401 and 403 from an auth subrequest), with the
 /// rate-limit headers for nginx to copy and, on a denial,
 /// `X-Floodgate-Deny-Status` (the deciding policy's `deny_status`, which
-/// nginx answers the client with). Attributes come from
+/// nginx answers the client with; 400 for a request whose attributes are
+/// refused). Attributes come from
 /// `X-Original-URI`, `X-Original-Method`, `X-Real-IP` / `X-Forwarded-For`
 /// and the user header; without `X-Original-*`, from the request itself.
 async fn auth(
@@ -208,7 +209,7 @@ async fn auth(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
     let budget = waiting::asked(max_wait_ms, app.limits.request_timeout);
-    let waited = app
+    let checked = app
         .check_http_waiting(
             &settings,
             &info,
@@ -216,7 +217,22 @@ async fn auth(
             budget,
             (1, false),
         )
-        .await?;
+        .await;
+    let waited = match checked {
+        Ok(waited) => waited,
+        // Attributes the client chose (a user header too long, a control
+        // character): nginx turns any status but 2xx, 401 and 403 into a
+        // 500, so the refusal is a 403 naming 400 for nginx to answer.
+        Err(error) if error.is_invalid_input() => {
+            tracing::debug!(reason = %error, "/v1/auth: refused the request's attributes");
+            let mut response = error_response(error.into());
+            *response.status_mut() = StatusCode::FORBIDDEN;
+            (response.headers_mut()).insert(DENY_STATUS_HEADER, HeaderValue::from(400u16));
+            timer.finish();
+            return Ok(response);
+        }
+        Err(error) => return Err(error.into()),
+    };
     let verdict = waited.verdicts.into_iter().next().unwrap_or_default();
     timer.decided(&verdict);
     let mut response = empty(if verdict.allowed {
