@@ -349,3 +349,31 @@ fn the_shipped_proxy_example_works_in_front_of_an_app() {
         assert_eq!(r.status, 200, "request {i}: {}", r.text());
     }
 }
+
+/// `OPTIONS *` names no resource to forward: a 400 saying so, before any
+/// policy counts it, and the app never sees it.
+#[test]
+fn an_asterisk_form_request_is_refused_before_counting() {
+    let upstream = ScriptedUpstream::start();
+    let per_ip = "[[policy]]\nname = \"per-ip\"\nkey = [\"ip\"]\nlimit = 2\nwindow = \"1m\"\n";
+    let fg = Floodgate::start(&config_with(upstream.addr, "", per_ip));
+    let proxy = fg.proxy.expect("the proxy listens");
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(proxy).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream
+            .write_all(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("asterisk-form"), "{answer}");
+    }
+    assert_eq!(upstream.hits(), 0);
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| get(proxy, "/api/items", "u1").status)
+        .collect();
+    assert_eq!(statuses, [200, 200, 429], "the OPTIONS counted nothing");
+}

@@ -98,6 +98,13 @@ impl Forwarder {
         let timer = self
             .app
             .check_timer("proxy", crate::http::routes::traceparent(req.headers()));
+        if req.uri().path() == "*" {
+            // `OPTIONS *` asks about the server itself: there is no
+            // resource to forward it to, so it is refused before counting.
+            return Ok(json_error(ApiError::bad_request(
+                "the proxy does not forward asterisk-form requests (OPTIONS *)",
+            )));
+        }
         let settings = self.app.settings.load();
         // A metered endpoint class reserves its estimate (reading the
         // request body for it if so configured).
