@@ -203,6 +203,7 @@ fn a_named_reset_clears_that_policy_only() {
         "[]",
         "{\"attributes\": 3}",
         "{\"attributes\": {}, \"x\": 1}",
+        "{\"attributes\": {\"user\": \"u1\", \"user\": \"u2\"}}",
     ] {
         let r = admin(&f, "POST", "/v1/admin/reset", Some(TOKEN), Some(bad));
         assert_eq!(r.status, 400, "{bad}: {}", r.text());

@@ -131,6 +131,10 @@ fn bad_input_gets_a_clear_error_and_counts_nothing() {
         ),
         ("[]", "expected a JSON object"),
         ("", "expected a JSON object"),
+        (
+            r#"{"attributes": {"user": "u2", "endpoint": "x", "user": "u1"}}"#,
+            "attribute \"user\" is given more than once",
+        ),
     ];
     for (body, reason) in cases {
         let r = fg.check(body);

@@ -96,6 +96,7 @@ pub(super) async fn state(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ResetRequest {
+    #[serde(deserialize_with = "crate::http::routes::unique_attributes")]
     attributes: Attributes,
     #[serde(default)]
     policy: Option<String>,

@@ -89,6 +89,7 @@ fn not_allowed(allow: &'static str) -> HttpResponse {
 #[serde(deny_unknown_fields)]
 pub struct CheckRequest {
     /// The request's attributes.
+    #[serde(deserialize_with = "unique_attributes")]
     pub attributes: Attributes,
     /// Cost; absent = 1, 0 = peek.
     #[serde(default = "one")]
@@ -104,6 +105,44 @@ pub struct CheckRequest {
 
 fn one() -> u64 {
     1
+}
+
+/// Attributes from a JSON object, refusing a name given twice: serde would
+/// keep the last value, and a parser in front of floodgate that keeps the
+/// first would see another user than the one counted.
+pub(crate) fn unique_attributes<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Attributes, D::Error> {
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = Attributes;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of string values")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Attributes, A::Error> {
+            use std::collections::btree_map::Entry;
+            let mut attributes = Attributes::new();
+            while let Some((name, value)) = map.next_entry::<String, String>()? {
+                match attributes.entry(name) {
+                    Entry::Vacant(vacant) => {
+                        vacant.insert(value);
+                    }
+                    Entry::Occupied(taken) => {
+                        let message =
+                            format!("attribute {:?} is given more than once", taken.key());
+                        return Err(serde::de::Error::custom(message));
+                    }
+                }
+            }
+            Ok(attributes)
+        }
+    }
+    deserializer.deserialize_map(Unique)
 }
 
 /// The body of `POST /v1/release`.
