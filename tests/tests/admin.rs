@@ -150,6 +150,10 @@ fn state_peeks_without_charging() {
     assert_eq!(r.status, 400, "{}", r.text());
     let r = admin(&f, "GET", "/v1/admin/state", Some(TOKEN), None);
     assert_eq!(r.status, 400, "{}", r.text());
+    // Escapes that decode to no UTF-8: refused, not read as U+FFFD.
+    let r = admin(&f, "GET", "/v1/admin/state?user=%FF", Some(TOKEN), None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("not UTF-8"), "{}", r.text());
     let r = admin(
         &f,
         "POST",

@@ -17,15 +17,30 @@ fn pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
         )));
     }
     let mut out: Vec<(String, String)> = Vec::new();
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (decode(name)?, decode(value)?);
         if out.iter().any(|(n, _)| *n == name) {
             return Err(ApiError::bad_request(format!(
                 "query parameter {name:?} is given more than once"
             )));
         }
-        out.push((name.into_owned(), value.into_owned()));
+        out.push((name, value));
     }
     Ok(out)
+}
+
+/// One name or value of a query, form-decoded (`+` is a space, then
+/// percent-escapes); bytes that are not UTF-8 are an error, not a
+/// replacement character that would name another key.
+fn decode(raw: &str) -> Result<String, ApiError> {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(std::borrow::Cow::into_owned)
+        .map_err(|_| {
+            ApiError::bad_request(format!("query parameter {raw:?} is not UTF-8 once decoded"))
+        })
 }
 
 /// Every query parameter as an attribute (validated by the limiter as a
@@ -97,6 +112,16 @@ mod tests {
         assert!(attributes(Some("user=a&user=b")).is_err());
         assert!(attributes(None).is_err());
         assert!(attributes(Some(&"a=b&".repeat(5_000))).is_err());
+        let a = attributes(Some("user=a+b%2Bc&flag&&ip=%C3%A9")).unwrap();
+        assert_eq!(a["user"], "a b+c");
+        assert_eq!(a["flag"], "");
+        assert_eq!(a["ip"], "é");
+        // Not UTF-8 once decoded: refused, not read as U+FFFD.
+        let error = attributes(Some("user=%FF")).unwrap_err();
+        assert!(error.message.contains("not UTF-8"), "{}", error.message);
+        assert!(attributes(Some("%C3=x")).is_err());
+        // A % that starts no escape stays as it is.
+        assert_eq!(attributes(Some("user=100%")).unwrap()["user"], "100%");
     }
 
     #[test]
