@@ -146,10 +146,13 @@ fn anonymous_clients_are_limited_on_redis_under_a_stand_in_key() {
 }
 
 /// Spellings of `/api/chat/completions` a web framework routes alike.
-const SPELLINGS: [&str; 6] = [
+/// Escaped slashes count both ways: `%2F` as a slash, and `..%2F` kept
+/// inside its segment (as Go's ServeMux, Express and Rails route it).
+const SPELLINGS: [&str; 7] = [
     "/API/Chat/Completions",
     "/api/%63hat/completions",
     "/api%2Fchat/completions",
+    "/api/chat/..%2F..%2Fcompletions",
     "/api/x/../chat/completions",
     "//api/chat/completions",
     "/api/chat//completions?stream=1",

@@ -41,8 +41,13 @@ pub struct AdminConfig {
 }
 
 impl AdminConfig {
-    /// Reads `[admin]` when present, reporting every problem into `diag`.
-    pub(crate) fn read(node: Option<&Node<'_>>, diag: &mut Diagnostics<'_>) -> Option<AdminConfig> {
+    /// Reads `[admin]` when present, reporting every problem into `diag`;
+    /// its `listen` must not share a port with the `[server]` `listeners`.
+    pub(crate) fn read(
+        node: Option<&Node<'_>>,
+        listeners: &[(&str, SocketAddr)],
+        diag: &mut Diagnostics<'_>,
+    ) -> Option<AdminConfig> {
         let section = Section::<RawAdmin>::read(node?, "[admin]", diag)?;
         let raw = &section.raw;
         if raw.token.is_some() {
@@ -85,6 +90,16 @@ impl AdminConfig {
                 None
             }
         });
+        let shared = listen.and_then(|addr| {
+            (listeners.iter())
+                .find_map(|&(key, at)| crate::server::clash(at, addr).then_some((addr, key, at)))
+        });
+        if let Some((addr, key, at)) = shared {
+            diag.push(
+                section.at("listen"),
+                format!("listen ({addr}) and [server] {key} ({at}) listen on one port: the admin listener needs a port of its own (or port 0 for any free one)"),
+            );
+        }
         Some(AdminConfig {
             token: token?,
             listen,

@@ -117,7 +117,7 @@ impl Config {
         let fallback = FallbackConfig::read(top.child("fallback"), diag);
         let identity = IdentityConfig::read(top.child("identity"), diag);
         let traces = TracesConfig::read(top.child("traces"), diag);
-        let admin = AdminConfig::read(top.child("admin"), diag);
+        let admin = AdminConfig::read(top.child("admin"), &server.listeners(), diag);
         let (endpoints, costs) = endpoint::read_endpoints(top.child("endpoint"), diag);
         Config {
             server,

@@ -172,23 +172,29 @@ impl Config {
         config
     }
 
-    /// Reports a listener on the port of another (the same address, or
-    /// one of them on every address of its family): `serve` could not
-    /// bind it.
-    fn report_shared_ports<T>(&self, section: &Section<'_, T>, diag: &mut Diagnostics<'_>) {
+    /// Every listener this section configures, by key.
+    pub(crate) fn listeners(&self) -> Vec<(&'static str, SocketAddr)> {
         let listeners = [
             ("http", Some(self.http)),
             ("grpc", Some(self.grpc)),
             ("health", self.health),
             ("proxy", self.proxy.as_ref().map(|p| p.listen)),
         ];
-        let listeners: Vec<(&str, SocketAddr)> = (listeners.into_iter())
+        (listeners.into_iter())
             .filter_map(|(key, addr)| Some((key, addr?)))
-            .collect();
+            .collect()
+    }
+
+    /// Reports a listener on the port of another (see [`clash`]): `serve`
+    /// could not bind it. Reported on the later key, or on the earlier one
+    /// when the later is a default the file does not write.
+    fn report_shared_ports<T>(&self, section: &Section<'_, T>, diag: &mut Diagnostics<'_>) {
+        let listeners = self.listeners();
         for (i, &(key, addr)) in listeners.iter().enumerate() {
-            if let Some((other, at)) = listeners[..i].iter().find(|(_, at)| clash(*at, addr)) {
+            if let Some(&(other, at)) = listeners[..i].iter().find(|(_, at)| clash(*at, addr)) {
+                let written = if section.has(key) { key } else { other };
                 diag.push(
-                    section.at(key),
+                    section.at(written),
                     format!("{key} ({addr}) and {other} ({at}) listen on one port: each listener needs a port of its own (or port 0 for any free one)"),
                 );
             }
@@ -197,13 +203,14 @@ impl Config {
 }
 
 /// Whether listeners on `a` and `b` could not both be bound: one non-zero
-/// port, and one address, or one of them the unspecified address of the
-/// other's family.
-fn clash(a: SocketAddr, b: SocketAddr) -> bool {
-    let family = a.is_ipv4() == b.is_ipv4();
-    a.port() != 0
-        && a.port() == b.port()
-        && (a.ip() == b.ip() || (family && (a.ip().is_unspecified() || b.ip().is_unspecified())))
+/// port, and one address, or one of them holding the other's too —
+/// `0.0.0.0` every IPv4 address, `[::]` every address of either family
+/// (floodgate leaves `IPV6_V6ONLY` off, so it takes IPv4 too).
+pub(crate) fn clash(a: SocketAddr, b: SocketAddr) -> bool {
+    let holds = |wide: SocketAddr, other: SocketAddr| {
+        wide.ip().is_unspecified() && (wide.is_ipv6() || other.is_ipv4())
+    };
+    a.port() != 0 && a.port() == b.port() && (a.ip() == b.ip() || holds(a, b) || holds(b, a))
 }
 
 fn read_proxy(section: &Section<'_, RawProxy>, diag: &mut Diagnostics<'_>) -> Option<ProxyConfig> {

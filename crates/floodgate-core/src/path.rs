@@ -2,10 +2,8 @@
 //! the same handler are classified into the same endpoint class.
 //!
 //! [`normalize`] percent-decodes the unreserved characters
-//! (`A-Z a-z 0-9 - . _ ~`) and `/` (`%2F`: WSGI and ASGI servers, Go's
-//! `net/http` and nginx route it as a slash, so a limiter that kept it
-//! would let `/api%2Fchat` past the class of `/api/chat`), writes every
-//! other escape with upper-case hex
+//! (`A-Z a-z 0-9 - . _ ~`) and `/` (`%2F`, as WSGI and ASGI servers and
+//! nginx route it), writes every other escape with upper-case hex
 //! (a `%` that starts no escape becomes `%25`), merges repeated slashes and
 //! removes `.` and `..` segments (RFC 3986 §5.2.4, after decoding, so
 //! `%2e%2e` is a `..` too). A byte that may not appear in a path as is
@@ -15,6 +13,10 @@
 //! changes nothing. Letter case is kept: endpoint classes compare paths
 //! case-insensitively themselves.
 //!
+//! Other routers (Go's `ServeMux`, Express, Rails) keep `%2F` as a
+//! character inside one segment: [`normalize_keeping_slashes`] is that
+//! reading, and a path that [`encodes_a_slash`] is classified by both.
+//!
 //! [`encode_target`] turns the raw bytes of a request target (a header
 //! value may hold any byte ≥ 0x80) into text the same way, and
 //! [`origin_form`] drops the `scheme://authority` of an absolute-form
@@ -22,13 +24,31 @@
 
 use std::borrow::Cow;
 
-/// The normalised form of `path` (a path without its query). Borrowed when
-/// `path` is already normal.
+/// The normalised form of `path` (a path without its query), `%2F` read
+/// as a slash. Borrowed when `path` is already normal.
 pub fn normalize(path: &str) -> Cow<'_, str> {
+    normalize_with(path, true)
+}
+
+/// [`normalize`], but `%2F` kept as a character of its segment (written
+/// `%2F`), as routers that match escaped segments read it.
+pub fn normalize_keeping_slashes(path: &str) -> Cow<'_, str> {
+    normalize_with(path, false)
+}
+
+/// Whether `path` holds an escaped slash (`%2F`, any case), which routers
+/// read two ways.
+pub fn encodes_a_slash(path: &str) -> bool {
+    (path.as_bytes().windows(3))
+        .any(|w| w[0] == b'%' && w[1] == b'2' && w[2].eq_ignore_ascii_case(&b'f'))
+}
+
+/// [`normalize`], decoding `%2F` or not.
+fn normalize_with(path: &str, decode_slash: bool) -> Cow<'_, str> {
     if is_normal(path) {
         return Cow::Borrowed(path);
     }
-    let decoded = decode_unreserved(path);
+    let decoded = decode_escapes(path, decode_slash);
     let mut segments: Vec<&str> = Vec::new();
     let mut trailing_slash = false;
     for segment in decoded.split('/') {
@@ -130,10 +150,11 @@ fn is_normal(path: &str) -> bool {
     true
 }
 
-/// Decodes escapes of unreserved characters and of `/`, upper-cases the
-/// hex of the others, escapes a `%` that starts no escape as `%25`, and escapes the
-/// bytes that may not appear as is.
-fn decode_unreserved(path: &str) -> String {
+/// Decodes escapes of unreserved characters (and of `/` with
+/// `decode_slash`), upper-cases the hex of the others, escapes a `%` that
+/// starts no escape as `%25`, and escapes the bytes that may not appear as
+/// is.
+fn decode_escapes(path: &str, decode_slash: bool) -> String {
     let path = encode_target(path.as_bytes());
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
@@ -149,8 +170,9 @@ fn decode_unreserved(path: &str) -> String {
         match (hex(bytes.get(i + 1)), hex(bytes.get(i + 2))) {
             (Some(high), Some(low)) => {
                 let byte = high << 4 | low;
-                if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~' | b'/')
-                {
+                let unreserved =
+                    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~');
+                if unreserved || (decode_slash && byte == b'/') {
                     out.push(char::from(byte));
                 } else {
                     out.push('%');
@@ -205,6 +227,29 @@ mod tests {
             "/api%2F%2Fchat/completions",
         ] {
             assert_eq!(normalize(spelling), "/api/chat/completions", "{spelling}");
+        }
+    }
+
+    #[test]
+    fn the_other_reading_keeps_an_escaped_slash_in_its_segment() {
+        assert_eq!(normalize("/files/..%2Fsecret"), "/secret");
+        assert_eq!(
+            normalize_keeping_slashes("/files/..%2Fsecret"),
+            "/files/..%2Fsecret"
+        );
+        assert_eq!(
+            normalize_keeping_slashes("/api%2fchat//x/../y"),
+            "/api%2Fchat/y"
+        );
+        assert_eq!(normalize_keeping_slashes("/api/%63hat"), "/api/chat");
+        for (path, has) in [
+            ("/a%2Fb", true),
+            ("/a%2fb", true),
+            ("/a%2", false),
+            ("/a/b", false),
+            ("%2F", true),
+        ] {
+            assert_eq!(encodes_a_slash(path), has, "{path}");
         }
     }
 

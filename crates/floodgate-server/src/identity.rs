@@ -6,7 +6,8 @@
 //!
 //! The path is normalised ([`floodgate_core::path::normalize`]) before it
 //! is classified and before it becomes the `path` attribute, so every
-//! spelling a web framework routes alike is limited alike; the proxy still
+//! spelling a web framework routes alike is limited alike (one holding an
+//! escaped slash is classified by both readings of it); the proxy still
 //! forwards the path exactly as the client sent it. An absolute-form target
 //! (`http://host/api/x`) is classified by its path.
 //!
@@ -22,7 +23,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use floodgate_config::IdentityConfig;
-use floodgate_core::{path, Attributes, EndpointTable};
+use floodgate_core::{path, Attributes, Endpoint, EndpointTable};
 use http::HeaderMap;
 
 pub use address::{client_ip, forwarded_for, ip_attribute};
@@ -96,14 +97,41 @@ pub fn header_target<'h>(headers: &'h HeaderMap, name: &str) -> Option<Cow<'h, s
 /// The path of a request target as classified: without any
 /// `scheme://authority` (absolute form), query or fragment, normalised.
 pub fn request_path(target: &str) -> Cow<'_, str> {
+    path::normalize(raw_path(target))
+}
+
+/// The path of a request target as sent: without any `scheme://authority`,
+/// query or fragment.
+fn raw_path(target: &str) -> &str {
     let target = path::origin_form(target);
-    path::normalize(target.split(['?', '#']).next().unwrap_or(""))
+    target.split(['?', '#']).next().unwrap_or("")
 }
 
 /// The endpoint class of a request: its method and normalised path
 /// (see [`request_path`]) against the `[[endpoint]]` table.
 pub fn classify<'e>(endpoints: &'e EndpointTable, method: &str, target: &str) -> Option<&'e str> {
-    endpoints.classify(method, &request_path(target))
+    let raw = raw_path(target);
+    class_of(endpoints, method, raw, &path::normalize(raw))
+}
+
+/// The class of `path`, `raw` normalised. Routers read an escaped slash
+/// two ways — a slash (WSGI and ASGI servers, nginx) or a character of its
+/// segment (Go's `ServeMux`, Express, Rails) — so a path holding one falls
+/// in the first class either reading does: `/files/..%2Fsecret` is no
+/// escape from `/files/*`, nor `/api%2Fchat` from `/api/chat`.
+fn class_of<'e>(
+    endpoints: &'e EndpointTable,
+    method: &str,
+    raw: &str,
+    path: &str,
+) -> Option<&'e str> {
+    if !path::encodes_a_slash(raw) {
+        return endpoints.classify(method, path);
+    }
+    let kept = path::normalize_keeping_slashes(raw);
+    (endpoints.iter())
+        .find(|e| e.matches(method, path) || e.matches(method, &kept))
+        .map(Endpoint::name)
 }
 
 /// `path` cut to [`MAX_PATH`] bytes at a character boundary.
@@ -134,14 +162,15 @@ pub fn attributes(
         }),
         None => info.user.filter(|u| !u.is_empty()).map(str::to_string),
     };
-    let path = request_path(info.target);
+    let raw = raw_path(info.target);
+    let path = path::normalize(raw);
     if let Some(ip) = client_ip(info, identity.trusted_proxies) {
         attributes.insert("ip".into(), ip_attribute(ip, identity.ipv6_prefix));
     }
     if let Some(user) = user {
         attributes.insert("user".into(), user);
     }
-    if let Some(endpoint) = endpoints.classify(info.method, &path) {
+    if let Some(endpoint) = class_of(endpoints, info.method, raw, &path) {
         attributes.insert("endpoint".into(), endpoint.to_string());
     }
     attributes.insert("method".into(), info.method.to_ascii_uppercase());
@@ -152,7 +181,6 @@ pub fn attributes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use floodgate_core::Endpoint;
 
     fn info<'a>(peer: &str, xff: Option<&'a str>, real_ip: Option<&'a str>) -> HttpRequestInfo<'a> {
         HttpRequestInfo {
@@ -354,6 +382,38 @@ mod tests {
         assert_eq!(ip("ffff::1", 1), "8000::/1");
         assert_eq!(ip("::ffff:192.0.2.1", 56), "192.0.2.1");
         assert_eq!(ip("192.0.2.1", 56), "192.0.2.1");
+    }
+
+    #[test]
+    fn an_escaped_slash_is_classified_by_both_its_readings() {
+        let endpoints = EndpointTable::new(vec![
+            Endpoint::new("files".into(), "/files/*".into(), vec![]).unwrap(),
+            Endpoint::new("chat".into(), "/api/chat".into(), vec![]).unwrap(),
+        ]);
+        for (target, class) in [
+            // Read as a slash: the path is /secret; kept: /files/..%2Fsecret.
+            ("/files/..%2Fsecret", "files"),
+            ("/files/x%2F..%2F..%2Fsecret", "files"),
+            // Read as a slash: /api/chat; kept: one segment.
+            ("/api%2Fchat", "chat"),
+            ("/api%2fchat?x=1", "chat"),
+        ] {
+            assert_eq!(classify(&endpoints, "GET", target), Some(class), "{target}");
+            let request = HttpRequestInfo {
+                target,
+                ..info("::1", None, None)
+            };
+            let a = attributes(&request, &IdentityConfig::default(), &endpoints);
+            assert_eq!(a["endpoint"], class, "{target}");
+        }
+        // The attribute is the slash reading.
+        let request = HttpRequestInfo {
+            target: "/files/..%2Fsecret",
+            ..info("::1", None, None)
+        };
+        let a = attributes(&request, &IdentityConfig::default(), &endpoints);
+        assert_eq!(a["path"], "/secret");
+        assert_eq!(classify(&endpoints, "GET", "/other%2Fx"), None);
     }
 
     #[test]

@@ -33,14 +33,20 @@ fn two_listeners_on_one_port() {
         8,
         &["grpc (127.0.0.1:9000) and http (127.0.0.1:9000) listen on one port"],
     );
+    // Reported on what the file writes, not on the default it meets.
     single_error(
         "[server]\nhttp = \"0.0.0.0:9721\"\n",
-        1,
-        1,
+        2,
+        8,
         &["grpc (127.0.0.1:9721) and http (0.0.0.0:9721)"],
     );
+    // [::] takes IPv4 too.
+    let src = "[server]\nhttp = \"[::]:9000\"\ngrpc = \"127.0.0.1:9000\"\n";
+    single_error(src, 3, 8, &["grpc (127.0.0.1:9000) and http ([::]:9000)"]);
     let src = "[server]\nhttp = \"127.0.0.1:9000\"\nhealth = \"127.0.0.1:9000\"\n";
     single_error(src, 3, 10, &["health (127.0.0.1:9000) and http"]);
+    let admin = "[server]\nhttp = \"127.0.0.1:9000\"\n[admin]\ntoken_env = \"PATH\"\nlisten = \"0.0.0.0:9000\"\n";
+    single_error(admin, 5, 10, &["listen (0.0.0.0:9000) and [server] http"]);
     for fine in [
         "[server]\nhttp = \"127.0.0.1:0\"\ngrpc = \"127.0.0.1:0\"\n",
         "[server]\nhttp = \"127.0.0.1:9000\"\ngrpc = \"127.0.0.2:9000\"\n",
