@@ -442,6 +442,19 @@ fn the_cli_against_a_real_server() {
     let (code, _, err) = run_cli(&["admin", "state", "--url", &url, "--token-file", tf, "user"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("name=value"), "{err}");
+    let broken = dir.path().join("broken");
+    std::fs::write(&broken, "first-half-0123456789\nsecond-half").unwrap();
+    let (code, _, err) = run_cli(&[
+        "admin",
+        "state",
+        "--url",
+        &url,
+        "--token-file",
+        broken.to_str().unwrap(),
+        "user=u1",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("control character"), "{err}");
     // A malformed --url is a bad argument too.
     for bad in ["notaurl", "https://127.0.0.1:1", "http://", "http://a b"] {
         let (code, _, err) = run_cli(&[

@@ -28,8 +28,9 @@ const GZIPPED: &str = "\u{1f}\u{8b}(compressed bytes)";
 static GATE: AtomicBool = AtomicBool::new(false);
 
 /// The scripted upstream: `/tool` answers with `x-cost: 77`; the chat
-/// endpoint answers SSE when asked to stream, else JSON (without `usage`
-/// when the request says `no_usage`).
+/// endpoint answers an opaque compressed body when asked for gzip (or
+/// told `always_gzip`), else SSE when asked to stream, else JSON (without
+/// `usage` when the request says `no_usage`).
 fn openai(mut stream: TcpStream) {
     loop {
         let head = read_request_head(&mut stream);
@@ -50,10 +51,16 @@ fn openai(mut stream: TcpStream) {
         if head.starts_with("GET /tool") {
             let _ =
                 stream.write_all(b"HTTP/1.1 200 OK\r\nx-cost: 77\r\ncontent-length: 2\r\n\r\nok");
+        } else if body.contains("always_gzip") || head.to_ascii_lowercase().contains("gzip") {
+            // Compressed, when asked for (or always), streamed or not: the
+            // usage is not in the bytes as they pass.
+            let _ = stream.write_all(
+                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n{GZIPPED}", GZIPPED.len()).as_bytes(),
+            );
         } else if body.contains("\"stream\":true") {
             let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n");
             for (i, event) in SSE.iter().enumerate() {
-                if i == 1 {
+                if i == 1 && !body.contains("ungated") {
                     let until = Instant::now() + Duration::from_secs(10);
                     while !GATE.load(Ordering::SeqCst) && Instant::now() < until {
                         std::thread::sleep(Duration::from_millis(5));
@@ -63,12 +70,6 @@ fn openai(mut stream: TcpStream) {
                 let _ = stream.flush();
             }
             let _ = stream.write_all(b"0\r\n\r\n");
-        } else if body.contains("always_gzip") || head.to_ascii_lowercase().contains("gzip") {
-            // Compressed, when asked for (or always): the usage is not in
-            // the bytes as they pass.
-            let _ = stream.write_all(
-                format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: {}\r\n\r\n{GZIPPED}", GZIPPED.len()).as_bytes(),
-            );
         } else {
             let answer = if body.contains("no_usage") {
                 NO_USAGE
@@ -194,6 +195,17 @@ fn a_client_asking_for_compression_is_still_charged_its_usage() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, JSON.as_bytes(), "sent uncompressed");
     settles_to(&fg, "u1", 100_000 - 1_834);
+    // A stream too.
+    let r = http_request(
+        proxy,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-user-id", "u3"), ("accept-encoding", "gzip")],
+        Some(br#"{"stream":true,"ungated":1,"max_tokens":300}"#),
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    settles_to(&fg, "u3", 100_000 - 42);
     let r = chat(proxy, "u2", r#"{"max_tokens":300,"always_gzip":1}"#);
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     settles_to(&fg, "u2", 100_000 - 300);

@@ -91,19 +91,25 @@ pub fn from_str(src: &str, origin: &str) -> Result<Config, ConfigErrors> {
 /// Reads the file at `path` and parses it with [`from_str`].
 ///
 /// # Errors
-/// An unreadable file is one error at line 0, column 0; otherwise as
-/// [`from_str`].
+/// As [`read_source`], then as [`from_str`].
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-    let origin = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| {
+    from_str(&read_source(path)?, &path.display().to_string())
+}
+
+/// The text of the file at `path`.
+///
+/// # Errors
+/// A file that cannot be read (or is not UTF-8), as one error at line 0,
+/// column 0.
+pub fn read_source(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|e| {
         ConfigErrors(vec![ConfigError {
-            origin: origin.clone(),
+            origin: path.display().to_string(),
             line: 0,
             column: 0,
             message: format!("cannot read the configuration file: {e}"),
         }])
-    })?;
-    from_str(&src, &origin)
+    })
 }
 
 impl Config {

@@ -16,8 +16,9 @@
 //! A file seen changing is read only once it has held still for
 //! `SETTLE`, and an empty file (nothing but whitespace and comments) is
 //! rejected (it would parse as "no policies"), so a writer caught between
-//! truncating and writing does not wipe the limits. A missing, unreadable or invalid file counts as a
-//! failed reload: the old policies stay and the next change is tried again.
+//! truncating and writing does not wipe the limits. A missing, unreadable
+//! or invalid file counts as a failed reload: the old policies stay and the
+//! next change is tried again.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -231,7 +232,12 @@ async fn reload(path: &Path, app: &App, current: &Fixed, cli_shadow: bool, trigg
             // A file with no settings parses as "no policies": far more
             // likely a writer caught between truncate and write, or a
             // template that rendered nothing, than a wish.
-            tracing::warn!(trigger, path = %path.display(), "config reload: the file is empty (nothing but whitespace and comments); keeping the old policies");
+            tracing::warn!(
+                trigger,
+                path = %path.display(),
+                "config reload: the file is empty (nothing but whitespace and comments); \
+                 keeping the old policies"
+            );
             count_failure();
         }
         Ok(Some(Ok(config))) => apply(app, config, current, cli_shadow, trigger),
@@ -256,15 +262,11 @@ async fn reload(path: &Path, app: &App, current: &Fixed, cli_shadow: bool, trigg
 /// Reads and parses the file at `path`; `None` when it holds nothing but
 /// whitespace and comments.
 fn read_config(path: &Path) -> Option<Result<Config, floodgate_config::ConfigErrors>> {
-    match std::fs::read_to_string(path) {
-        Ok(src) if is_blank(&src) => None,
-        Ok(src) => Some(floodgate_config::from_str(
-            &src,
-            &path.display().to_string(),
-        )),
-        // The loader words the error (unreadable, not UTF-8, ...).
-        Err(_) => Some(floodgate_config::load(path)),
-    }
+    let src = match floodgate_config::read_source(path) {
+        Ok(src) => src,
+        Err(errors) => return Some(Err(errors)),
+    };
+    (!is_blank(&src)).then(|| floodgate_config::from_str(&src, &path.display().to_string()))
 }
 
 /// Whether `src` holds no TOML at all: only whitespace and comments.

@@ -57,6 +57,9 @@ pub fn token(file: Option<&Path>) -> Result<String, String> {
     if token.is_empty() {
         return Err("the admin token is empty".into());
     }
+    if token.chars().any(char::is_control) {
+        return Err("the admin token holds a control character (a line break?): it cannot be sent as a header".into());
+    }
     Ok(token)
 }
 

@@ -50,7 +50,11 @@ impl<B: Body<Data = Bytes>> Body for TimeLimited<B> {
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = this.inner.poll_frame(cx) {
-            *this.ended = frame.is_none();
+            // Trailers and errors end a body as surely as its end does.
+            *this.ended = match &frame {
+                Some(Ok(frame)) => frame.is_trailers(),
+                Some(Err(_)) | None => true,
+            };
             return Poll::Ready(frame);
         }
         ready!(this.until.poll(cx));
@@ -103,6 +107,29 @@ mod tests {
         let whole = body.frame().await.unwrap().unwrap();
         assert_eq!(whole.into_data().unwrap(), "whole");
         assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_sent_its_trailers_gets_no_second_ones() {
+        use tokio_stream::StreamExt;
+        let mut ok = HeaderMap::new();
+        ok.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let frames = tokio_stream::once(Ok::<_, std::convert::Infallible>(Frame::trailers(ok)))
+            .chain(tokio_stream::pending());
+        let mut body = std::pin::pin!(TimeLimited::new(
+            StreamBody::new(frames),
+            Instant::now() + Duration::from_secs(1)
+        ));
+        let trailers = body
+            .frame()
+            .await
+            .unwrap()
+            .unwrap()
+            .into_trailers()
+            .unwrap();
+        assert_eq!(trailers["grpc-status"], "0");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(body.frame().await.is_none(), "ended with its own trailers");
     }
 
     fn tokio_stream_of_one_then_pending(
