@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import threading
 import time
-from typing import List
+from contextlib import contextmanager
+from typing import Callable, Iterator, List
 
 import pytest
 
@@ -86,3 +89,116 @@ def test_on_error_that_raises_does_not_fail_the_check(down_url: str) -> None:
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
         Client(timeout=0)
+
+
+@contextmanager
+def raw_sidecar(respond: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A fake sidecar answering every connection with ``respond``."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(0.1)
+    stop = threading.Event()
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            try:
+                conn.recv(65536)
+                respond(conn)
+            except OSError:
+                pass
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
+
+
+def trickle(conn: socket.socket) -> None:
+    """A chunked answer, one byte every 50 ms for up to 5 s."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+    for _ in range(100):
+        conn.sendall(b"1\r\n \r\n")
+        time.sleep(0.05)
+
+
+def huge(conn: socket.socket) -> None:
+    """A 5 MB answer, sent as fast as it is read."""
+    body = b" " * (5 << 20)
+    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % len(body) + body)
+
+
+def answering(status: int, body: bytes, headers: bytes = b"") -> Callable[[socket.socket], None]:
+    def respond(conn: socket.socket) -> None:
+        conn.sendall(
+            b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\n%scontent-length: %d\r\n\r\n%s"
+            % (status, headers, len(body), body)
+        )
+
+    return respond
+
+
+@pytest.mark.parametrize("respond, reason", [(trickle, "timed out"), (huge, "over 1048576 bytes")])
+def test_an_endless_or_huge_answer_fails_within_bounds(
+    respond: Callable[[socket.socket], None], reason: str
+) -> None:
+    with raw_sidecar(respond) as url:
+        with Client(url, timeout=0.2, fail_open=False) as client:
+            start = time.monotonic()
+            decision = client.check(ATTRS)
+            assert time.monotonic() - start < 1.0, "at most one more network wait"
+            assert not decision.allowed and decision.failure and reason in decision.failure
+            assert client.release("lease") is False
+            assert client.settle("id", 3) is None
+
+        async def run() -> None:
+            async with AsyncClient(url, timeout=0.2) as client:
+                start = time.monotonic()
+                decision = await client.check(ATTRS)
+                assert time.monotonic() - start < 1.0
+                assert decision.allowed and decision.failure
+
+        asyncio.run(run())
+
+
+def test_answers_floodgate_never_sends_fail_open_not_raise() -> None:
+    deep = b"[" * 1000 + b"]" * 1000
+    allowed = b'{"allowed": false, "policy": "p", "deny_status": %d}'
+    for respond in [
+        answering(200, deep),
+        answering(503, deep),
+        answering(429, allowed % 200),
+        answering(429, allowed % 99999),
+    ]:
+        with raw_sidecar(respond) as url:
+            with Client(url) as client:
+                decision = client.check(ATTRS)
+                assert decision.allowed and decision.failure, decision
+
+            async def run() -> None:
+                async with AsyncClient(url) as client:
+                    decision = await client.check(ATTRS)
+                    assert decision.allowed and decision.failure, decision
+
+            asyncio.run(run())
+
+
+def test_a_header_value_floodgate_never_sends_is_not_passed_on() -> None:
+    body = b'{"allowed": false, "policy": "p"}'
+    odd = "限流".encode() + b"\x01"
+    respond = answering(429, body, b"retry-after: 2\r\nratelimit: " + odd + b"\r\n")
+    with raw_sidecar(respond) as url:
+        with Client(url) as client:
+            decision = client.check(ATTRS)
+    assert not decision.allowed and decision.failure is None
+    assert decision.headers == {"Retry-After": "2"}

@@ -3,7 +3,6 @@ answers, and the failure policy (count, log, fail open or closed)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -21,6 +20,8 @@ DEFAULT_URL = "http://127.0.0.1:9720"
 DEFAULT_TIMEOUT = 0.2
 #: Seconds between two log lines about the sidecar being unavailable.
 LOG_INTERVAL = 10.0
+#: Largest answer read from the sidecar, in bytes (its answers are small).
+MAX_ANSWER = 1 << 20
 
 logger = logging.getLogger("floodgate")
 
@@ -94,7 +95,7 @@ class Core:
             raise self.refused(response, "/v1/check")
         try:
             return parse_decision(response.json(), response.headers)
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise FloodgateUnavailable(f"/v1/check sent a malformed answer: {err}") from err
 
     def refused(self, response: httpx.Response, path: str) -> Exception:
@@ -151,10 +152,25 @@ class Core:
                 logger.exception("floodgate: the on_error callback raised")
 
 
+def append_bounded(data: bytearray, chunk: bytes) -> None:
+    """Adds a chunk of an answer to ``data``, refusing answers over
+    `MAX_ANSWER` bytes."""
+    data += chunk
+    if len(data) > MAX_ANSWER:
+        raise FloodgateUnavailable(f"the sidecar's answer is over {MAX_ANSWER} bytes")
+
+
+def answer(response: httpx.Response, content: bytes) -> httpx.Response:
+    """A streamed ``response`` whose (decoded) body was read into
+    ``content``, as a whole response."""
+    headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-encoding"]
+    return httpx.Response(response.status_code, headers=headers, content=content)
+
+
 def _error_text(response: httpx.Response) -> str:
     try:
         body = response.json()
-    except (ValueError, json.JSONDecodeError):
+    except (ValueError, RecursionError):
         return response.text[:200]
     if isinstance(body, dict) and isinstance(body.get("error"), str):
         return str(body["error"])

@@ -75,6 +75,12 @@ class Decision:
         return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _printable_ascii(value: str) -> bool:
+    """Whether a header value is what floodgate sends (printable ASCII):
+    anything else is not passed on to the app's client."""
+    return all(" " <= c <= "~" for c in value)
+
+
 def _int(body: Mapping[str, Any], name: str) -> int:
     value = body.get(name, 0)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -117,7 +123,14 @@ def parse_decision(body: Any, headers: Mapping[str, str]) -> Decision:
     if not isinstance(statuses, list):
         raise ValueError(f"statuses is not a list: {statuses!r}")
     deny_status = _int(body, "deny_status") if "deny_status" in body else None
-    copied = {name: headers[name] for name in COPIED_HEADERS if name in headers}
+    if deny_status is not None and not 400 <= deny_status <= 599:
+        # floodgate's policies allow 400-599 only (as the Node client holds).
+        raise ValueError(f"deny_status {deny_status} is not a 4xx or 5xx status")
+    copied = {
+        name: headers[name]
+        for name in COPIED_HEADERS
+        if name in headers and _printable_ascii(headers[name])
+    }
     return Decision(
         allowed=body["allowed"],
         policy=str(body.get("policy", "")),

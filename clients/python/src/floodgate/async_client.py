@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Optional, Type
 import anyio  # httpx's own dependency: a whole-call deadline on any event loop
 import httpx
 
-from ._core import DEFAULT_TIMEOUT, DEFAULT_URL, Core, OnError, Stats
+from ._core import DEFAULT_TIMEOUT, DEFAULT_URL, Core, OnError, Stats, answer, append_bounded
 from ._decision import Decision
 from ._errors import FloodgateRequestError, FloodgateUnavailable
 from .client import settle_answer, settle_body
@@ -51,10 +51,14 @@ class AsyncClient:
     async def _post(
         self, path: str, body: Dict[str, Any], max_wait_ms: Optional[int] = None
     ) -> httpx.Response:
+        data = bytearray()
         with anyio.fail_after(self._core.total_timeout(max_wait_ms)):
-            return await self._http.post(
-                path, json=body, timeout=self._core.httpx_timeout(max_wait_ms)
-            )
+            async with self._http.stream(
+                "POST", path, json=body, timeout=self._core.httpx_timeout(max_wait_ms)
+            ) as response:
+                async for chunk in response.aiter_bytes():
+                    append_bounded(data, chunk)
+        return answer(response, bytes(data))
 
     async def check(
         self,
@@ -81,7 +85,7 @@ class AsyncClient:
         """``POST /v1/release``; see `Client.release`."""
         try:
             response = await self._post("/v1/release", {"lease": lease})
-        except (httpx.HTTPError, TimeoutError) as err:
+        except (httpx.HTTPError, TimeoutError, FloodgateUnavailable) as err:
             self._core.report(self._core.unavailable("/v1/release", err))
             return False
         if response.status_code == 204:
@@ -93,7 +97,7 @@ class AsyncClient:
         body = settle_body(settlement, actual)
         try:
             response = await self._post("/v1/settle", body)
-        except (httpx.HTTPError, TimeoutError) as err:
+        except (httpx.HTTPError, TimeoutError, FloodgateUnavailable) as err:
             self._core.report(self._core.unavailable("/v1/settle", err))
             return None
         if response.status_code == 200:

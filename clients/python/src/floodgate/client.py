@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Any, Dict, Mapping, Optional, Type
 
 import httpx
 
-from ._core import DEFAULT_TIMEOUT, DEFAULT_URL, Core, OnError, Stats
+from ._core import DEFAULT_TIMEOUT, DEFAULT_URL, Core, OnError, Stats, answer, append_bounded
 from ._decision import Decision
 from ._errors import FloodgateRequestError, FloodgateUnavailable
 
@@ -16,7 +17,9 @@ class Client:
     """Asks a floodgate sidecar over HTTP keep-alive. Thread-safe.
 
     A call that cannot reach the sidecar, or that takes longer than
-    ``timeout`` seconds for any network wait, or gets a 5xx, never raises:
+    ``timeout`` seconds (checked at each network wait, so a sidecar that
+    trickles its answer holds a call at most one more wait), or gets a 5xx
+    or an answer over 1 MiB, never raises:
     a check or peek answers ``allowed=fail_open`` (with ``failure`` set),
     a release or settle answers ``False`` / ``None``. Each is counted in
     `stats`, logged (at most once per 10 s) and passed to ``on_error``.
@@ -68,9 +71,7 @@ class Client:
         """
         body = self._core.check_body(attributes, hits, reserve, max_wait_ms)
         try:
-            response = self._http.post(
-                "/v1/check", json=body, timeout=self._core.httpx_timeout(max_wait_ms)
-            )
+            response = self._post("/v1/check", body, max_wait_ms)
             return self._core.decision(response)
         except httpx.HTTPError as err:
             return self._core.failed_check(self._core.unavailable("/v1/check", err))
@@ -87,8 +88,8 @@ class Client:
         ``lease_timeout``). Raises `FloodgateRequestError` for a malformed
         lease."""
         try:
-            response = self._http.post("/v1/release", json={"lease": lease})
-        except httpx.HTTPError as err:
+            response = self._post("/v1/release", {"lease": lease})
+        except (httpx.HTTPError, FloodgateUnavailable) as err:
             self._core.report(self._core.unavailable("/v1/release", err))
             return False
         if response.status_code == 204:
@@ -103,14 +104,31 @@ class Client:
         settled or expired (409)."""
         body = settle_body(settlement, actual)
         try:
-            response = self._http.post("/v1/settle", json=body)
-        except httpx.HTTPError as err:
+            response = self._post("/v1/settle", body)
+        except (httpx.HTTPError, FloodgateUnavailable) as err:
             self._core.report(self._core.unavailable("/v1/settle", err))
             return None
         if response.status_code == 200:
             return settle_answer(response)
         self._refused(response, "/v1/settle")
         return None
+
+    def _post(
+        self, path: str, body: Dict[str, Any], max_wait_ms: Optional[int] = None
+    ) -> httpx.Response:
+        """One call, its answer read whole within the call's time (checked
+        at each chunk) and `MAX_ANSWER` bytes."""
+        total = self._core.total_timeout(max_wait_ms)
+        deadline = time.monotonic() + total
+        data = bytearray()
+        with self._http.stream(
+            "POST", path, json=body, timeout=self._core.httpx_timeout(max_wait_ms)
+        ) as response:
+            for chunk in response.iter_bytes():
+                append_bounded(data, chunk)
+                if time.monotonic() > deadline:
+                    raise FloodgateUnavailable(f"{path} at {self._core.url} timed out: the answer took over {total} s")
+        return answer(response, bytes(data))
 
     def _refused(self, response: httpx.Response, path: str) -> bool:
         err = self._core.refused(response, path)
@@ -147,6 +165,6 @@ def settle_answer(response: httpx.Response) -> Dict[str, Any]:
     """The JSON object of a 200 ``/v1/settle`` answer."""
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     return body if isinstance(body, dict) else {"settled": True}
