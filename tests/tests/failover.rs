@@ -173,3 +173,35 @@ fn an_outage_does_not_double_a_budget() {
     let value = redis.cli(&["GET", "e2e:{api:spender}:fw:3600000"]);
     assert!(value.trim().ends_with(":100"), "{value}");
 }
+
+/// Limit 10, 6 spent on Redis before an outage that keeps Redis's data (a
+/// frozen Redis): the fallback cannot know those 6 and admits its own 10;
+/// once Redis is back, with 16 counted, the window admits nothing more.
+/// So a window spanning an outage admits max(limit, before + the
+/// fallback's share) — here 16, the bound docs/configuration.md states.
+#[test]
+fn a_window_spent_before_an_outage_admits_at_most_the_fallbacks_share_more() {
+    let redis = RedisServer::start();
+    let config = config(redis.port)
+        .replace("instances = 2", "instances = 1")
+        .replace("window = \"366d\"", "window = \"1h\"");
+    let floodgate = Floodgate::start(&config);
+    for _ in 0..6 {
+        assert_eq!(check(&floodgate, "spender"), (true, "redis".to_string()));
+    }
+    redis.signal("STOP");
+    until_mode(&floodgate, "fallback", Duration::from_secs(5));
+    let during: Vec<bool> = (0..12).map(|_| check(&floodgate, "spender").0).collect();
+    assert_eq!(during.iter().filter(|ok| **ok).count(), 10, "{during:?}");
+    redis.signal("CONT");
+    until_mode(&floodgate, "redis", Duration::from_secs(5));
+    for _ in 0..5 {
+        assert_eq!(check(&floodgate, "spender"), (false, "redis".to_string()));
+    }
+    let value = redis.cli(&["GET", "e2e:{api:spender}:fw:3600000"]);
+    assert!(value.trim().ends_with(":16"), "{value}");
+    // Redis kept its scripts, the reconcile script included (loaded at
+    // connect like the others): no NOSCRIPT reload is reported.
+    let log = floodgate.log.lock().unwrap().clone();
+    assert!(!log.contains("lost the scripts"), "{log}");
+}

@@ -84,14 +84,17 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
 });
 
 impl Scripts {
-    /// All scripts, to load them at connect time.
-    pub(crate) fn all(&self) -> [&Script; 5] {
+    /// All scripts, `reconcile.rs`'s too, to load them at connect time (a
+    /// script first sent after connect would meet `NOSCRIPT`, and its
+    /// reload be logged as Redis having lost the scripts).
+    pub(crate) fn all(&self) -> [&Script; 6] {
         [
             &self.check,
             &self.refund,
             &self.heartbeat,
             &self.settle,
             &self.reset,
+            &crate::reconcile::RECONCILE,
         ]
     }
 }
@@ -194,6 +197,6 @@ mod tests {
         }
         let shas: std::collections::HashSet<_> =
             SCRIPTS.all().iter().map(|s| s.sha.clone()).collect();
-        assert_eq!(shas.len(), 5);
+        assert_eq!(shas.len(), 6);
     }
 }
