@@ -181,9 +181,15 @@ impl EndpointTable {
 
     /// The class of a request, if any.
     pub fn classify(&self, method: &str, path: &str) -> Option<&str> {
+        self.classify_either(method, path, None)
+    }
+
+    /// The first class `path` or the `other` reading of it (see
+    /// [`crate::path::normalize_keeping_slashes`]) falls in, if any.
+    pub fn classify_either(&self, method: &str, path: &str, other: Option<&str>) -> Option<&str> {
         self.endpoints
             .iter()
-            .find(|e| e.matches(method, path))
+            .find(|e| e.matches(method, path) || other.is_some_and(|o| e.matches(method, o)))
             .map(Endpoint::name)
     }
 

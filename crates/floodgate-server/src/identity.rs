@@ -23,7 +23,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use floodgate_config::IdentityConfig;
-use floodgate_core::{path, Attributes, Endpoint, EndpointTable};
+use floodgate_core::{path, Attributes, EndpointTable};
 use http::HeaderMap;
 
 pub use address::{client_ip, forwarded_for, ip_attribute};
@@ -125,13 +125,8 @@ fn class_of<'e>(
     raw: &str,
     path: &str,
 ) -> Option<&'e str> {
-    if !path::encodes_a_slash(raw) {
-        return endpoints.classify(method, path);
-    }
-    let kept = path::normalize_keeping_slashes(raw);
-    (endpoints.iter())
-        .find(|e| e.matches(method, path) || e.matches(method, &kept))
-        .map(Endpoint::name)
+    let kept = path::encodes_a_slash(raw).then(|| path::normalize_keeping_slashes(raw));
+    endpoints.classify_either(method, path, kept.as_deref())
 }
 
 /// `path` cut to [`MAX_PATH`] bytes at a character boundary.
@@ -181,6 +176,7 @@ pub fn attributes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use floodgate_core::Endpoint;
 
     fn info<'a>(peer: &str, xff: Option<&'a str>, real_ip: Option<&'a str>) -> HttpRequestInfo<'a> {
         HttpRequestInfo {
